@@ -1,0 +1,104 @@
+import type { KeyObject } from 'node:crypto';
+import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+
+/**
+ * Which handshake structure a signature covers. Key holders use it for policy
+ * (they sign only these shapes) and audit.
+ */
+export type SignPurpose =
+  | 'tls13-server-certificate-verify'
+  | 'tls13-client-certificate-verify'
+  | 'tls12-server-key-exchange';
+
+/** What a key holder needs to know about an operation for policy and audit. Never secret. */
+export interface OperationContext {
+  /** SNI of the connection, if any. */
+  serverName?: string;
+  /** Remote address of the TLS peer, `host:port`. */
+  peerAddress?: string;
+  tlsVersion: 'TLSv1.3' | 'TLSv1.2';
+  purpose?: SignPurpose;
+  /** Opaque per-connection id, for correlating audit lines with front logs. */
+  connectionId?: string;
+}
+
+/**
+ * The whole key boundary. Every private-key operation of keyward goes through this
+ * interface; a backend may keep the key in-process (localKey), in a forked key
+ * process, in keyd, or in a PKCS#11 token.
+ *
+ * Rules every backend keeps:
+ * - it never blocks the event loop;
+ * - `signal` aborting rejects the promise promptly (with the signal's reason) and, where
+ *   it can, stops the work in the key holder;
+ * - errors carry no key material.
+ */
+export interface KeyOperations {
+  /** Public half, from the certificate: used to choose schemes and to verify results. */
+  readonly publicKey: KeyObject;
+  /** Signature schemes this key can produce (TLS code points). */
+  readonly schemes: readonly SignatureScheme[];
+  /** Stable key id: hex SHA-256 of the SubjectPublicKeyInfo DER. */
+  readonly keyId: string;
+  /**
+   * Sign `message` (the whole structure, never a digest) with `scheme`.
+   */
+  sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
+  /**
+   * TLS 1.2 RSA key exchange only: returns a 48-byte premaster secret, doing the
+   * RFC 5246 7.4.7.1 implicit rejection inside the key holder so the caller never
+   * learns whether the padding was valid.
+   */
+  decryptPremaster?(ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
+  /** Releases connections, workers or child processes the backend holds. */
+  close?(): Promise<void>;
+}
+
+/** Inputs for a TLS 1.2 master secret derived from a PSK the key holder keeps (RFC 4279, 5489, 7627). */
+export interface PskMasterSecretRequest {
+  identity: Uint8Array;
+  /** ECDHE shared secret for ECDHE_PSK; null for plain PSK (zeros of the PSK's length). */
+  otherSecret: Uint8Array | null;
+  /** PRF hash of the suite. */
+  hash: 'sha256' | 'sha384';
+  /** true: RFC 7627 "extended master secret" with `seed` = session hash. */
+  extended: boolean;
+  /** client_random + server_random, or the session hash when extended. */
+  seed: Uint8Array;
+}
+
+/**
+ * PSK secrets computed by the key holder: the PSK never leaves it. An unknown identity
+ * yields a random master secret unless the holder is configured to say so, in which case
+ * it rejects with `UnknownPskIdentityError`.
+ */
+export interface PskOperations {
+  tls12MasterSecret(req: PskMasterSecretRequest, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
+  close?(): Promise<void>;
+}
+
+/** A key operation failed; `code` is stable and safe to log. */
+export class KeyOperationError extends Error {
+  constructor(readonly code: KeyErrorCode, message: string) {
+    super(message);
+    this.name = 'KeyOperationError';
+  }
+}
+
+export type KeyErrorCode =
+  | 'aborted'
+  | 'timeout'
+  | 'unavailable'
+  | 'refused'
+  | 'unknown-key'
+  | 'unsupported'
+  | 'bad-request'
+  | 'rate-limited'
+  | 'internal';
+
+export class UnknownPskIdentityError extends KeyOperationError {
+  constructor() {
+    super('refused', 'unknown PSK identity');
+    this.name = 'UnknownPskIdentityError';
+  }
+}

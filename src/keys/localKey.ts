@@ -1,0 +1,48 @@
+import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { SignatureScheme, cryptoParams, schemeInfo, schemesForKey } from '../tls/crypto/signatureSchemes.js';
+import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
+import { keyIdOf } from './keyId.js';
+
+/**
+ * In-process key: the baseline backend and the comparison for the isolated ones.
+ * The private key lives in this process's memory; use it for tests and for
+ * deployments that accept that.
+ */
+export class LocalKey implements KeyOperations {
+  readonly publicKey: KeyObject;
+  readonly schemes: readonly SignatureScheme[];
+  readonly keyId: string;
+  readonly #privateKey: KeyObject;
+
+  constructor(privateKey: KeyObject | string | Buffer) {
+    const key = privateKey instanceof Object && 'asymmetricKeyType' in privateKey ? (privateKey as KeyObject) : createPrivateKey(privateKey as string | Buffer);
+    if (key.type !== 'private') throw new Error('localKey needs a private key');
+    this.#privateKey = key;
+    this.publicKey = createPublicKey(key);
+    this.schemes = schemesForKey(this.publicKey);
+    if (this.schemes.length === 0) throw new Error(`unsupported key type ${key.asymmetricKeyType}`);
+    this.keyId = keyIdOf(this.publicKey);
+  }
+
+  sign(scheme: SignatureScheme, message: Uint8Array, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    const info = schemeInfo(scheme);
+    if (!info || !this.schemes.includes(scheme)) {
+      return Promise.reject(new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`));
+    }
+    const p = cryptoParams(info, this.#privateKey);
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(new KeyOperationError('aborted', 'operation aborted'));
+      // The callback form runs on libuv's thread pool, so a slow RSA sign does not stall the loop.
+      cryptoSign(p.algorithm, message, p.key, (err, sig) => {
+        if (err) reject(new KeyOperationError('internal', 'signing failed'));
+        else if (signal.aborted) reject(new KeyOperationError('aborted', 'operation aborted'));
+        else resolve(new Uint8Array(sig.buffer, sig.byteOffset, sig.length));
+      });
+    });
+  }
+}
+
+/** Creates a LocalKey from a PEM/DER private key or KeyObject. */
+export function localKey(privateKey: KeyObject | string | Buffer): LocalKey {
+  return new LocalKey(privateKey);
+}

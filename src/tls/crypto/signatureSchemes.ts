@@ -1,0 +1,120 @@
+import { KeyObject, constants, verify as cryptoVerify } from 'node:crypto';
+
+/** TLS SignatureScheme code points (RFC 8446 4.2.3). */
+export enum SignatureScheme {
+  rsa_pkcs1_sha256 = 0x0401,
+  rsa_pkcs1_sha384 = 0x0501,
+  rsa_pkcs1_sha512 = 0x0601,
+  ecdsa_secp256r1_sha256 = 0x0403,
+  ecdsa_secp384r1_sha384 = 0x0503,
+  ecdsa_secp521r1_sha512 = 0x0603,
+  rsa_pss_rsae_sha256 = 0x0804,
+  rsa_pss_rsae_sha384 = 0x0805,
+  rsa_pss_rsae_sha512 = 0x0806,
+  ed25519 = 0x0807,
+  ed448 = 0x0808,
+  rsa_pss_pss_sha256 = 0x0809,
+  rsa_pss_pss_sha384 = 0x080a,
+  rsa_pss_pss_sha512 = 0x080b,
+}
+
+export type KeyKind = 'rsa' | 'ec-p256' | 'ec-p384' | 'ec-p521' | 'ed25519' | 'ed448';
+
+export interface SchemeInfo {
+  readonly scheme: SignatureScheme;
+  readonly name: string;
+  /** The key kind the scheme needs. */
+  readonly key: KeyKind;
+  /** Digest for node:crypto, or null for EdDSA (which signs the message itself). */
+  readonly hash: 'sha256' | 'sha384' | 'sha512' | null;
+  readonly padding: 'pss' | 'pkcs1' | null;
+  /** Usable in TLS 1.3 CertificateVerify (PKCS#1 v1.5 is 1.2-only). */
+  readonly tls13: boolean;
+}
+
+const table: SchemeInfo[] = [
+  { scheme: SignatureScheme.ecdsa_secp256r1_sha256, name: 'ecdsa_secp256r1_sha256', key: 'ec-p256', hash: 'sha256', padding: null, tls13: true },
+  { scheme: SignatureScheme.ecdsa_secp384r1_sha384, name: 'ecdsa_secp384r1_sha384', key: 'ec-p384', hash: 'sha384', padding: null, tls13: true },
+  { scheme: SignatureScheme.ecdsa_secp521r1_sha512, name: 'ecdsa_secp521r1_sha512', key: 'ec-p521', hash: 'sha512', padding: null, tls13: true },
+  { scheme: SignatureScheme.ed25519, name: 'ed25519', key: 'ed25519', hash: null, padding: null, tls13: true },
+  { scheme: SignatureScheme.ed448, name: 'ed448', key: 'ed448', hash: null, padding: null, tls13: true },
+  { scheme: SignatureScheme.rsa_pss_rsae_sha256, name: 'rsa_pss_rsae_sha256', key: 'rsa', hash: 'sha256', padding: 'pss', tls13: true },
+  { scheme: SignatureScheme.rsa_pss_rsae_sha384, name: 'rsa_pss_rsae_sha384', key: 'rsa', hash: 'sha384', padding: 'pss', tls13: true },
+  { scheme: SignatureScheme.rsa_pss_rsae_sha512, name: 'rsa_pss_rsae_sha512', key: 'rsa', hash: 'sha512', padding: 'pss', tls13: true },
+  { scheme: SignatureScheme.rsa_pkcs1_sha256, name: 'rsa_pkcs1_sha256', key: 'rsa', hash: 'sha256', padding: 'pkcs1', tls13: false },
+  { scheme: SignatureScheme.rsa_pkcs1_sha384, name: 'rsa_pkcs1_sha384', key: 'rsa', hash: 'sha384', padding: 'pkcs1', tls13: false },
+  { scheme: SignatureScheme.rsa_pkcs1_sha512, name: 'rsa_pkcs1_sha512', key: 'rsa', hash: 'sha512', padding: 'pkcs1', tls13: false },
+];
+
+const byCode = new Map<number, SchemeInfo>(table.map((s) => [s.scheme, s]));
+
+export function schemeInfo(scheme: number): SchemeInfo | undefined {
+  return byCode.get(scheme);
+}
+
+export function schemeName(scheme: number): string {
+  return byCode.get(scheme)?.name ?? `0x${scheme.toString(16).padStart(4, '0')}`;
+}
+
+/** What kind of key a public (or private) KeyObject is, or undefined if TLS cannot use it. */
+export function keyKindOf(key: KeyObject): KeyKind | undefined {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return 'rsa';
+    case 'ed25519':
+      return 'ed25519';
+    case 'ed448':
+      return 'ed448';
+    case 'ec': {
+      const curve = key.asymmetricKeyDetails?.namedCurve;
+      if (curve === 'prime256v1') return 'ec-p256';
+      if (curve === 'secp384r1') return 'ec-p384';
+      if (curve === 'secp521r1') return 'ec-p521';
+      return undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Signature schemes a key can produce, strongest-preferred order within each kind. */
+export function schemesForKey(key: KeyObject): SignatureScheme[] {
+  const kind = keyKindOf(key);
+  if (!kind) return [];
+  if (kind === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    // PSS with SHA-512 needs a modulus of at least 2*64+2 bytes plus the salt; 1024-bit keys cannot.
+    return table.filter((s) => s.key === 'rsa' && (s.hash !== 'sha512' || bits >= 1024 + 8 * 2)).map((s) => s.scheme);
+  }
+  return table.filter((s) => s.key === kind).map((s) => s.scheme);
+}
+
+/** node:crypto sign/verify options for a scheme. */
+export function cryptoParams(info: SchemeInfo, key: KeyObject): { algorithm: string | null; key: { key: KeyObject; padding?: number; saltLength?: number; dsaEncoding?: 'der' } } {
+  const k: { key: KeyObject; padding?: number; saltLength?: number; dsaEncoding?: 'der' } = { key };
+  if (info.padding === 'pss') {
+    k.padding = constants.RSA_PKCS1_PSS_PADDING;
+    // RFC 8446 4.2.3: the salt length equals the digest length.
+    k.saltLength = constants.RSA_PSS_SALTLEN_DIGEST;
+  } else if (info.padding === 'pkcs1') {
+    k.padding = constants.RSA_PKCS1_PADDING;
+  } else if (info.key.startsWith('ec-')) {
+    k.dsaEncoding = 'der';
+  }
+  return { algorithm: info.hash, key: k };
+}
+
+/**
+ * Verifies a signature made with `scheme` over `message`. Never throws: a malformed
+ * signature or a scheme that does not fit the key is simply `false`.
+ */
+export function verifySignature(publicKey: KeyObject, scheme: number, message: Uint8Array, signature: Uint8Array): boolean {
+  const info = byCode.get(scheme);
+  if (!info || keyKindOf(publicKey) !== info.key) return false;
+  const p = cryptoParams(info, publicKey);
+  try {
+    return cryptoVerify(p.algorithm, message, p.key, signature);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * Growable byte writer with length-prefixed blocks that are back-patched on close.
+ */
+export class Writer {
+  private buf: Uint8Array;
+  private pos = 0;
+
+  constructor(initial = 256) {
+    this.buf = new Uint8Array(initial);
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  u8(v: number): this {
+    this.ensure(1);
+    this.buf[this.pos++] = v & 0xff;
+    return this;
+  }
+
+  u16(v: number): this {
+    this.ensure(2);
+    this.buf[this.pos++] = (v >>> 8) & 0xff;
+    this.buf[this.pos++] = v & 0xff;
+    return this;
+  }
+
+  u24(v: number): this {
+    this.ensure(3);
+    this.buf[this.pos++] = (v >>> 16) & 0xff;
+    this.buf[this.pos++] = (v >>> 8) & 0xff;
+    this.buf[this.pos++] = v & 0xff;
+    return this;
+  }
+
+  u32(v: number): this {
+    this.ensure(4);
+    this.buf[this.pos++] = (v >>> 24) & 0xff;
+    this.buf[this.pos++] = (v >>> 16) & 0xff;
+    this.buf[this.pos++] = (v >>> 8) & 0xff;
+    this.buf[this.pos++] = v & 0xff;
+    return this;
+  }
+
+  bytes(b: Uint8Array): this {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+    return this;
+  }
+
+  /** Writes a length-prefixed block: `size` is 1, 2 or 3 bytes of length. */
+  block(size: 1 | 2 | 3, body: (w: this) => void): this {
+    this.ensure(size);
+    const start = this.pos;
+    this.pos += size;
+    body(this);
+    const len = this.pos - start - size;
+    if (len >= 1 << (8 * size)) throw new RangeError(`block of ${len} bytes does not fit a ${size}-byte length`);
+    for (let i = size - 1, v = len; i >= 0; i--, v >>>= 8) this.buf[start + i] = v & 0xff;
+    return this;
+  }
+
+  vec8(b: Uint8Array): this {
+    return this.block(1, (w) => w.bytes(b));
+  }
+
+  vec16(b: Uint8Array): this {
+    return this.block(2, (w) => w.bytes(b));
+  }
+
+  vec24(b: Uint8Array): this {
+    return this.block(3, (w) => w.bytes(b));
+  }
+
+  /** A copy of the written bytes. */
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+}
