@@ -1,0 +1,106 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import type { KeyOperations } from '../../keys/keyOperations.js';
+import { schemeInfo, schemesForKey, type SignatureScheme } from '../crypto/signatureSchemes.js';
+
+/** A certificate chain and the key operations for its leaf's private key (rustls' CertifiedKey). */
+export interface CertifiedKey {
+  /** DER certificates, leaf first. */
+  readonly chain: readonly Uint8Array[];
+  readonly leaf: X509Certificate;
+  /** The leaf's public key: every signature the key holder returns is checked against it. */
+  readonly publicKey: KeyObject;
+  readonly key: KeyOperations;
+  /** DNS names the chain serves, lower case (SAN dNSName, else the subject CN). */
+  readonly names: readonly string[];
+  /** Schemes both the certificate's key type and the key holder support, in preference order. */
+  readonly schemes: readonly SignatureScheme[];
+}
+
+/** Splits a PEM bundle into DER certificates, in file order. */
+export function parsePemChain(pem: string | Buffer): X509Certificate[] {
+  const text = typeof pem === 'string' ? pem : pem.toString('latin1');
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b));
+}
+
+function dnsNamesOf(cert: X509Certificate): string[] {
+  const san = cert.subjectAltName;
+  if (san) {
+    const names = san
+      .split(/,\s*/)
+      .filter((e) => e.startsWith('DNS:'))
+      .map((e) => e.slice(4).toLowerCase());
+    if (names.length > 0) return names;
+  }
+  const cn = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject);
+  return cn ? [cn[1].toLowerCase()] : [];
+}
+
+function sameKey(a: KeyObject, b: KeyObject): boolean {
+  return a.export({ type: 'spki', format: 'der' }).equals(b.export({ type: 'spki', format: 'der' }));
+}
+
+/**
+ * Pairs a certificate chain with its key holder, checking that the key holder's public
+ * key is the certificate's (so a wrong key fails at start, not at the first handshake).
+ */
+export function certifiedKey(chain: string | Buffer | readonly X509Certificate[], key: KeyOperations, opts: { names?: readonly string[] } = {}): CertifiedKey {
+  const certs = typeof chain === 'string' || Buffer.isBuffer(chain) ? parsePemChain(chain) : [...chain];
+  if (certs.length === 0) throw new Error('no certificate found in the chain');
+  const leaf = certs[0];
+  const publicKey = leaf.publicKey;
+  if (!sameKey(publicKey, key.publicKey)) throw new Error('the certificate and the key do not match');
+  const certSchemes = schemesForKey(publicKey);
+  const schemes = certSchemes.filter((s) => key.schemes.includes(s));
+  if (schemes.length === 0) throw new Error(`no signature scheme fits the certificate key (${publicKey.asymmetricKeyType})`);
+  return {
+    chain: certs.map((c) => new Uint8Array(c.raw)),
+    leaf,
+    publicKey,
+    key,
+    names: opts.names?.map((n) => n.toLowerCase()) ?? dnsNamesOf(leaf),
+    schemes,
+  };
+}
+
+/** RFC 6125 6.4.3 matching: exact, or a left-most `*` label that stands for exactly one label. */
+export function nameMatches(pattern: string, name: string): 'exact' | 'wildcard' | null {
+  if (pattern === name) return 'exact';
+  if (pattern.startsWith('*.')) {
+    const dot = name.indexOf('.');
+    if (dot > 0 && name.slice(dot + 1) === pattern.slice(2)) return 'wildcard';
+  }
+  return null;
+}
+
+export type CertificateChoice =
+  | { ok: true; cert: CertifiedKey; scheme: SignatureScheme }
+  | { ok: false; reason: 'unrecognized_name' | 'no_common_scheme' };
+
+/**
+ * Chooses the chain for a handshake: by SNI (exact names before wildcards), then by
+ * what the client can verify (its signature_algorithms against the chain's key type),
+ * in configuration order. Without SNI, or with an unknown name when allowed, every
+ * chain is a candidate and the first usable one wins.
+ */
+export function chooseCertificate(
+  certs: readonly CertifiedKey[],
+  serverName: string | undefined,
+  clientSchemes: readonly number[],
+  version: 'TLSv1.3' | 'TLSv1.2',
+  unknownServerName: 'default' | 'reject',
+): CertificateChoice {
+  let candidates: readonly CertifiedKey[] = certs;
+  if (serverName !== undefined) {
+    const exact = certs.filter((c) => c.names.some((n) => nameMatches(n, serverName) === 'exact'));
+    const wild = certs.filter((c) => !exact.includes(c) && c.names.some((n) => nameMatches(n, serverName) === 'wildcard'));
+    const named = [...exact, ...wild];
+    if (named.length > 0) candidates = named;
+    else if (unknownServerName === 'reject') return { ok: false, reason: 'unrecognized_name' };
+  }
+  for (const cert of candidates) {
+    const scheme = cert.schemes.find((s) => clientSchemes.includes(s) && (version === 'TLSv1.2' || schemeInfo(s)!.tls13));
+    if (scheme !== undefined) return { ok: true, cert, scheme };
+  }
+  return { ok: false, reason: 'no_common_scheme' };
+}

@@ -1,0 +1,77 @@
+import type { KeyOperations } from '../../keys/keyOperations.js';
+import { suiteInfo, type CipherSuite } from '../crypto/cipherSuites.js';
+import { isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
+import { DEFAULT_GROUPS, DEFAULT_MAX_EARLY_DATA_SKIP, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS13_SUITES } from './defaults.js';
+import type { CertifiedKey } from './certificates.js';
+
+/** Where the engine gets randomness; tests inject a fixed one to replay RFC 8448. */
+export type RandomSource = (length: number) => Uint8Array;
+
+/** Makes the server's ephemeral key share; tests inject fixed private keys. */
+export type KeyShareFactory = (group: NamedGroup) => KeyExchange;
+
+/** Configuration of a TLS server engine. Build it with `resolveServerConfig`. */
+export interface ServerConfig {
+  /** Certificate chains with their keys, in preference order. */
+  certificates: readonly CertifiedKey[];
+  /** What to do when SNI names no certificate: use the default (first usable) chain, or refuse. */
+  unknownServerName: 'default' | 'reject';
+  /** TLS 1.3 cipher suites in server preference order. */
+  tls13CipherSuites: readonly CipherSuite[];
+  /** Key-exchange groups in server preference order. */
+  groups: readonly NamedGroup[];
+  /** ALPN protocols in server preference order; empty: ALPN not used. */
+  alpnProtocols: readonly string[];
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  maxVersion: 'TLSv1.2' | 'TLSv1.3';
+  maxHandshakeMessage: number;
+  /** Groups to list in EncryptedExtensions (RFC 8446 4.2.7), so clients learn our preference; none by default. */
+  advertisedGroups?: readonly number[];
+  /** Bytes of undecryptable (rejected 0-RTT) records skipped before failing. */
+  maxEarlyDataSkip: number;
+  /** Cookie to put in a HelloRetryRequest; the second ClientHello must echo it. */
+  helloRetryCookie?: (clientHello1Hash: Uint8Array) => Uint8Array;
+}
+
+/** The options a user passes; everything has a default but the certificates. */
+export type ServerConfigInput = Partial<ServerConfig> & { certificates: readonly CertifiedKey[] };
+
+/** Fills in defaults and checks the combination, with messages that name the problem. */
+export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
+  if (input.certificates.length === 0) throw new Error('a TLS server needs at least one certificate');
+  const config: ServerConfig = {
+    unknownServerName: 'default',
+    tls13CipherSuites: DEFAULT_TLS13_SUITES,
+    groups: DEFAULT_GROUPS,
+    alpnProtocols: [],
+    minVersion: 'TLSv1.2',
+    maxVersion: 'TLSv1.3',
+    maxHandshakeMessage: DEFAULT_MAX_HANDSHAKE_MESSAGE,
+    maxEarlyDataSkip: DEFAULT_MAX_EARLY_DATA_SKIP,
+    ...stripUndefined(input),
+    certificates: input.certificates,
+  };
+  for (const s of config.tls13CipherSuites) {
+    if (suiteInfo(s)?.version !== 'TLSv1.3') throw new Error(`not a TLS 1.3 cipher suite: 0x${Number(s).toString(16)}`);
+  }
+  for (const g of config.groups) if (!isKnownGroup(g)) throw new Error(`unsupported group ${g}`);
+  if (config.groups.length === 0 || config.tls13CipherSuites.length === 0) throw new Error('no groups or no cipher suites configured');
+  for (const p of config.alpnProtocols) if (p.length === 0 || p.length > 255) throw new Error(`invalid ALPN protocol name "${p}"`);
+  if (config.minVersion === 'TLSv1.3' && config.maxVersion === 'TLSv1.2') throw new Error('minVersion is above maxVersion');
+  return config;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Per-connection inputs that are not configuration. */
+export interface ConnectionOptions {
+  random?: RandomSource;
+  keyShareFactory?: KeyShareFactory;
+  /** Remote address for key-holder audit and logs. */
+  peerAddress?: string;
+  connectionId?: string;
+}
+
+export type { KeyOperations };

@@ -1,0 +1,34 @@
+import { CipherSuite } from '../crypto/cipherSuites.js';
+import { NamedGroup } from '../crypto/groups.js';
+
+/**
+ * Every protocol default of keyward in one place, with its reason (as in Go's crypto/tls).
+ */
+
+/** TLS 1.3 suites, server preference: AES-GCM first (AES-NI makes it fastest on servers). */
+export const DEFAULT_TLS13_SUITES: readonly CipherSuite[] = [
+  CipherSuite.TLS_AES_128_GCM_SHA256,
+  CipherSuite.TLS_AES_256_GCM_SHA384,
+  CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
+];
+
+/**
+ * Groups in server preference. X25519 is fastest and what every current client sends a
+ * share for, so it avoids a HelloRetryRequest; the NIST curves follow for policy needs.
+ */
+export const DEFAULT_GROUPS: readonly NamedGroup[] = [NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1, NamedGroup.x448];
+
+/** ALPN: none unless configured. */
+export const DEFAULT_MAX_HANDSHAKE_MESSAGE = 64 * 1024;
+/** Bytes we buffer from the peer while a key operation is pending, before calling it abuse. */
+export const MAX_BUFFERED_WHILE_WAITING = 256 * 1024;
+/**
+ * Records sent under one key before keyward rotates it with a KeyUpdate. RFC 8446 5.5
+ * limits AES-GCM to 2^24.5 full-size records per key; we stay well below.
+ */
+export const KEY_UPDATE_AFTER_RECORDS = 1 << 24;
+/** Consecutive empty or KeyUpdate-only records tolerated, against a peer that spins us. */
+export const MAX_EMPTY_RECORDS = 32;
+export const MAX_KEY_UPDATES_WITHOUT_DATA = 32;
+/** 0-RTT bytes we skip when a client sends early data we do not accept. */
+export const DEFAULT_MAX_EARLY_DATA_SKIP = 64 * 1024;

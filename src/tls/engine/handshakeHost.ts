@@ -1,0 +1,51 @@
+import type { OperationContext } from '../../keys/keyOperations.js';
+import type { RecordAead } from '../crypto/aead.js';
+import type { AeadName } from '../crypto/cipherSuites.js';
+import type { HashName } from '../crypto/hash.js';
+import type { KeyShareFactory, RandomSource, ServerConfig } from './config.js';
+import type { KeyOperationRequest, NegotiatedInfo } from './events.js';
+import type { RecordLayer } from './recordLayer.js';
+
+export interface HandshakeMessage {
+  type: number;
+  body: Uint8Array;
+  /** The whole message with its 4-byte header, as hashed into the transcript. */
+  raw: Uint8Array;
+}
+
+/** Secrets a finished TLS 1.3 handshake hands to the connection for KeyUpdate and exporters. */
+export interface TrafficSecrets13 {
+  hash: HashName;
+  aead: AeadName;
+  clientAppSecret: Buffer;
+  serverAppSecret: Buffer;
+  exporterMaster: Buffer;
+}
+
+/** What the connection offers a handshake state machine: output, keys and key operations. */
+export interface HandshakeHost {
+  readonly config: ServerConfig;
+  readonly random: RandomSource;
+  readonly keyShareFactory: KeyShareFactory;
+  readonly record: RecordLayer;
+  readonly info: NegotiatedInfo;
+  operationContext(): Omit<OperationContext, 'tlsVersion'>;
+  /** Queues a handshake message; queued messages share records until `flush`. */
+  sendHandshake(raw: Uint8Array): void;
+  flush(): void;
+  sendChangeCipherSpec(): void;
+  setWriteKey(aead: RecordAead): void;
+  setReadKey(aead: RecordAead): void;
+  handshakeFragmentPending(): boolean;
+  requestKeyOperation(req: Omit<KeyOperationRequest, 'id'>): number;
+  handshakeComplete(secrets: TrafficSecrets13): void;
+}
+
+/** A server handshake state machine for one protocol version. */
+export interface ServerHandshake {
+  handleMessage(msg: HandshakeMessage): void;
+  keyOperationResult(opId: number, result: Uint8Array): void;
+  readonly waitingForKey: boolean;
+  /** Whether a plaintext ChangeCipherSpec from the client is still acceptable (TLS 1.3 D.4). */
+  readonly expectsCompatCcs: boolean;
+}

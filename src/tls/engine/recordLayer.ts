@@ -1,0 +1,267 @@
+import { RecordAead } from '../crypto/aead.js';
+import { AlertDescription } from '../wire/alerts.js';
+import { ContentType, MAX_CIPHERTEXT_12, MAX_CIPHERTEXT_13, MAX_PLAINTEXT, TLS12 } from '../wire/constants.js';
+import { TlsAlertError, decodeError, unexpectedMessage } from '../wire/errors.js';
+
+export interface PlainRecord {
+  type: ContentType;
+  fragment: Uint8Array;
+  /** Whether the record arrived protected. */
+  encrypted: boolean;
+}
+
+const HEADER = 5;
+const SKIPPED = Symbol('skipped');
+/** Records we read before a key is set may be at most this (plus a little slack for SSLv3-era clients). */
+const MAX_RECORD_BODY = MAX_CIPHERTEXT_12;
+
+/**
+ * TLS record layer for one connection: framing, protection with the current epoch's
+ * AEAD, sequence numbers, padding removal, and the per-version rules of RFC 8446 5
+ * and RFC 5246 6. Versions differ only in nonce and AAD construction.
+ */
+export class RecordLayer {
+  private inbuf: Buffer | null = null;
+  private readAead: RecordAead | null = null;
+  private writeAead: RecordAead | null = null;
+  private readSeq = 0;
+  private writeSeq = 0;
+  /** Protection format: TLS 1.3 hides the content type inside; 1.2 does not. */
+  private mode: 'tls13' | 'tls12' = 'tls13';
+  /** Version written in record headers. 0x0303 except for the very first records of a 1.2- handshake. */
+  outerVersion = TLS12;
+  /** Largest plaintext we send per record (peer's record_size_limit). */
+  maxSendFragment = MAX_PLAINTEXT;
+  /** Largest plaintext we accept per record (our own record_size_limit). */
+  maxReceiveFragment = MAX_PLAINTEXT;
+
+  private skipBudget = 0;
+
+  /** Allows skipping up to `bytes` of records that fail to decrypt (early data we did not accept). */
+  skipUndecryptableBytes(bytes: number): void {
+    this.skipBudget = bytes;
+  }
+
+  setMode(mode: 'tls13' | 'tls12'): void {
+    this.mode = mode;
+  }
+
+  get readProtected(): boolean {
+    return this.readAead !== null;
+  }
+
+  get writeProtected(): boolean {
+    return this.writeAead !== null;
+  }
+
+  get writeSequence(): number {
+    return this.writeSeq;
+  }
+
+  setReadKey(aead: RecordAead): void {
+    this.readAead = aead;
+    this.readSeq = 0;
+  }
+
+  setWriteKey(aead: RecordAead): void {
+    this.writeAead = aead;
+    this.writeSeq = 0;
+  }
+
+  /** Appends bytes received from the network. */
+  push(data: Uint8Array): void {
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    this.inbuf = this.inbuf && this.inbuf.length > 0 ? Buffer.concat([this.inbuf, buf]) : buf;
+  }
+
+  get bufferedBytes(): number {
+    return this.inbuf?.length ?? 0;
+  }
+
+  /** True if the next record's first byte cannot be a TLS record (e.g. plaintext HTTP). */
+  looksLikeTls(): boolean {
+    const b = this.inbuf;
+    if (!b || b.length === 0) return true;
+    return b[0] >= ContentType.change_cipher_spec && b[0] <= ContentType.application_data;
+  }
+
+  /**
+   * Takes the next complete record, decrypting it when a read key is set.
+   * Returns null when more bytes are needed.
+   */
+  nextRecord(): PlainRecord | null {
+    for (;;) {
+      const rec = this.nextRecordOrSkip();
+      if (rec !== SKIPPED) return rec;
+    }
+  }
+
+  private nextRecordOrSkip(): PlainRecord | null | typeof SKIPPED {
+    const b = this.inbuf;
+    if (!b || b.length < HEADER) return null;
+    const type = b[0];
+    if (type < ContentType.change_cipher_spec || type > ContentType.application_data) {
+      throw unexpectedMessage(`record of unknown content type ${type}`);
+    }
+    if (b[1] !== 3) throw decodeError('record version is not 3.x');
+    const len = (b[3] << 8) | b[4];
+    const limit = this.readAead ? (this.mode === 'tls13' ? MAX_CIPHERTEXT_13 : MAX_CIPHERTEXT_12) : MAX_RECORD_BODY;
+    if (len > limit) throw new TlsAlertError(AlertDescription.record_overflow, `record of ${len} bytes`);
+    if (b.length < HEADER + len) return null;
+    const header = b.subarray(0, HEADER);
+    const body = b.subarray(HEADER, HEADER + len);
+    this.inbuf = b.length === HEADER + len ? null : b.subarray(HEADER + len);
+
+    if (!this.readAead || (this.mode === 'tls13' && type === ContentType.change_cipher_spec)) {
+      if (len > MAX_PLAINTEXT) throw new TlsAlertError(AlertDescription.record_overflow, 'plaintext record too long');
+      // In TLS 1.3 only application_data records are protected; a stray plaintext
+      // alert is still read so that a peer's failure reason reaches the log.
+      if (this.readAead && type !== ContentType.change_cipher_spec && type !== ContentType.alert) {
+        throw unexpectedMessage('plaintext record after keys were set');
+      }
+      return { type, fragment: body, encrypted: false };
+    }
+    return this.mode === 'tls13' ? this.open13(type, header, body) : this.open12(type, body);
+  }
+
+  private open13(type: number, header: Uint8Array, body: Uint8Array): PlainRecord | typeof SKIPPED {
+    if (type !== ContentType.application_data) {
+      if (type === ContentType.alert) return { type, fragment: body, encrypted: false };
+      throw unexpectedMessage('protected record with an outer type other than application_data');
+    }
+    const plain = this.readAead!.open(this.readSeq, header, body);
+    if (!plain) {
+      // Rejected 0-RTT data is skipped, up to a budget (RFC 8446 4.2.10).
+      if (body.length <= this.skipBudget) {
+        this.skipBudget -= body.length;
+        return SKIPPED;
+      }
+      throw new TlsAlertError(AlertDescription.bad_record_mac, 'record authentication failed');
+    }
+    this.skipBudget = 0;
+    this.readSeq++;
+    // Strip zero padding; the last non-zero byte is the real content type.
+    let end = plain.length - 1;
+    while (end >= 0 && plain[end] === 0) end--;
+    if (end < 0) throw unexpectedMessage('protected record with no content type');
+    if (end > this.maxReceiveFragment) throw new TlsAlertError(AlertDescription.record_overflow, 'inner plaintext too long');
+    const inner = plain[end];
+    if (inner < ContentType.change_cipher_spec || inner > ContentType.application_data) throw unexpectedMessage(`unknown inner content type ${inner}`);
+    if (inner === ContentType.change_cipher_spec) throw unexpectedMessage('protected change_cipher_spec');
+    return { type: inner, fragment: plain.subarray(0, end), encrypted: true };
+  }
+
+  private open12(type: number, body: Uint8Array): PlainRecord {
+    const aead = this.readAead!;
+    const plainLen = body.length - aead.explicitNonceLength - aead.tagLength;
+    if (plainLen < 0) throw new TlsAlertError(AlertDescription.bad_record_mac, 'record too short');
+    const plain = aead.open(this.readSeq, aad12(this.readSeq, type, plainLen), body);
+    if (!plain) throw new TlsAlertError(AlertDescription.bad_record_mac, 'record authentication failed');
+    this.readSeq++;
+    if (plain.length > this.maxReceiveFragment) throw new TlsAlertError(AlertDescription.record_overflow, 'plaintext too long');
+    return { type, fragment: plain, encrypted: true };
+  }
+
+  /**
+   * Frames `data` of `type` into records (fragmenting at the send limit), protected
+   * when a write key is set, and appends them to `out`.
+   */
+  write(type: ContentType, data: Uint8Array, out: Uint8Array[]): void {
+    const max = this.writeAead && this.mode === 'tls13' ? this.maxSendFragment : Math.min(this.maxSendFragment, MAX_PLAINTEXT);
+    if (data.length === 0) {
+      out.push(this.seal(type, data));
+      return;
+    }
+    for (let off = 0; off < data.length; off += max) {
+      out.push(this.seal(type, data.subarray(off, Math.min(off + max, data.length))));
+    }
+  }
+
+  /** Writes a record outside the current protection (the TLS 1.3 compatibility CCS). */
+  writePlain(type: ContentType, data: Uint8Array, out: Uint8Array[]): void {
+    out.push(frame(type, this.outerVersion, [data]));
+  }
+
+  private seal(type: ContentType, fragment: Uint8Array): Uint8Array {
+    const aead = this.writeAead;
+    if (!aead) return frame(type, this.outerVersion, [fragment]);
+    if (this.mode === 'tls13') {
+      const len = fragment.length + 1 + aead.tagLength;
+      const header = Buffer.from([ContentType.application_data, 3, 3, len >> 8, len & 0xff]);
+      const sealed = aead.seal(this.writeSeq++, header, [fragment, TYPE_BYTE[type]]);
+      return Buffer.concat([header, sealed], HEADER + sealed.length);
+    }
+    const sealed = aead.seal(this.writeSeq, aad12(this.writeSeq, type, fragment.length), [fragment]);
+    this.writeSeq++;
+    const header = Buffer.from([type, 3, 3, sealed.length >> 8, sealed.length & 0xff]);
+    return Buffer.concat([header, sealed], HEADER + sealed.length);
+  }
+}
+
+const TYPE_BYTE: Record<number, Uint8Array> = {
+  [ContentType.change_cipher_spec]: Uint8Array.of(ContentType.change_cipher_spec),
+  [ContentType.alert]: Uint8Array.of(ContentType.alert),
+  [ContentType.handshake]: Uint8Array.of(ContentType.handshake),
+  [ContentType.application_data]: Uint8Array.of(ContentType.application_data),
+};
+
+function frame(type: number, version: number, parts: Uint8Array[]): Uint8Array {
+  let len = 0;
+  for (const p of parts) len += p.length;
+  const out = Buffer.allocUnsafe(HEADER + len);
+  out[0] = type;
+  out[1] = version >> 8;
+  out[2] = version & 0xff;
+  out[3] = len >> 8;
+  out[4] = len & 0xff;
+  let off = HEADER;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** TLS 1.2 AEAD additional data: seq_num(8) type(1) version(2) length(2) (RFC 5246 6.2.3.3). */
+function aad12(seq: number, type: number, length: number): Uint8Array {
+  const a = Buffer.allocUnsafe(13);
+  a.writeUInt32BE(Math.floor(seq / 0x100000000), 0);
+  a.writeUInt32BE(seq >>> 0, 4);
+  a[8] = type;
+  a[9] = 3;
+  a[10] = 3;
+  a.writeUInt16BE(length, 11);
+  return a;
+}
+
+/**
+ * Reassembles handshake messages from handshake-record fragments (RFC 8446 5.1:
+ * messages may be split across records and several may share one).
+ */
+export class HandshakeAssembler {
+  private buf: Buffer | null = null;
+  constructor(private readonly maxMessage: number) {}
+
+  push(fragment: Uint8Array): void {
+    if (fragment.length === 0) throw unexpectedMessage('zero-length handshake fragment');
+    const f = Buffer.from(fragment.buffer, fragment.byteOffset, fragment.byteLength);
+    this.buf = this.buf ? Buffer.concat([this.buf, f]) : Buffer.from(f);
+  }
+
+  /** True when a partial message is waiting: keys must not change then. */
+  get hasPartial(): boolean {
+    return this.buf !== null && this.buf.length > 0;
+  }
+
+  /** Next whole message (header included), or null. */
+  next(): { type: number; body: Uint8Array; raw: Uint8Array } | null {
+    const b = this.buf;
+    if (!b || b.length < 4) return null;
+    const len = (b[1] << 16) | (b[2] << 8) | b[3];
+    if (len > this.maxMessage) throw new TlsAlertError(AlertDescription.decode_error, `handshake message of ${len} bytes exceeds the limit`);
+    if (b.length < 4 + len) return null;
+    const raw = b.subarray(0, 4 + len);
+    this.buf = b.length === 4 + len ? null : b.subarray(4 + len);
+    return { type: raw[0], body: raw.subarray(4), raw };
+  }
+}

@@ -1,0 +1,322 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { OperationContext } from '../../keys/keyOperations.js';
+import { RecordAead } from '../crypto/aead.js';
+import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
+import { type KeyExchange, type NamedGroup } from '../crypto/groups.js';
+import {
+  tls13ApplicationSecrets,
+  tls13EarlySecret,
+  tls13FinishedVerifyData,
+  tls13HandshakeSecrets,
+  tls13TrafficKeys,
+} from '../crypto/keySchedule13.js';
+import { schemeName, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { Transcript } from '../crypto/transcript.js';
+import { AlertDescription } from '../wire/alerts.js';
+import { parseClientHello, type ClientHello } from '../wire/clientHello.js';
+import { ExtensionType, HandshakeType, HRR_RANDOM, TLS13 } from '../wire/constants.js';
+import { TlsAlertError, decodeError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
+import {
+  encodeCertificate13,
+  encodeCertificateVerify,
+  encodeEncryptedExtensions,
+  encodeFinished,
+  encodeServerHello,
+  extAlpn,
+  extCookie,
+  extKeyShareHrr,
+  extKeyShareServer,
+  extRecordSizeLimit,
+  extServerNameAck,
+  extSupportedGroups,
+  extSupportedVersionsServer,
+  parseFinished,
+  type ExtensionOut,
+} from '../wire/handshake.js';
+import { chooseCertificate, type CertifiedKey } from './certificates.js';
+import type { HandshakeHost, HandshakeMessage, ServerHandshake } from './handshakeHost.js';
+import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
+
+/** The CertificateVerify content (RFC 8446 4.4.3): 64 spaces, context, 0, transcript hash. */
+function certificateVerifyInput(transcriptHash: Uint8Array): Uint8Array {
+  const ctx = 'TLS 1.3, server CertificateVerify';
+  const out = Buffer.alloc(64 + ctx.length + 1 + transcriptHash.length, 0x20);
+  out.write(ctx, 64, 'latin1');
+  out[64 + ctx.length] = 0;
+  out.set(transcriptHash, 64 + ctx.length + 1);
+  return out;
+}
+
+/** Our own record_size_limit: the largest TLS 1.3 inner plaintext, 2^14 + 1 (RFC 8449 4). */
+const OWN_RECORD_SIZE_LIMIT = (1 << 14) + 1;
+
+/** Extensions that may legitimately change between the two ClientHellos (RFC 8446 4.1.2). */
+const MAY_CHANGE_AFTER_HRR = new Set<number>([ExtensionType.key_share, ExtensionType.cookie, ExtensionType.early_data, ExtensionType.pre_shared_key, ExtensionType.padding]);
+
+type State =
+  | { name: 'awaitClientHello2'; group: NamedGroup; cookie?: Uint8Array }
+  | { name: 'awaitSignature'; opId: number; scheme: SignatureScheme; input: Uint8Array }
+  | { name: 'awaitFinished' }
+  | { name: 'done' };
+
+/**
+ * TLS 1.3 server handshake (RFC 8446), full handshake with certificate authentication.
+ * The steps read in the RFC's order: process the ClientHello (4.1.2), maybe ask for a
+ * retry (4.1.4), send ServerHello (4.1.3), EncryptedExtensions (4.3.1), Certificate
+ * (4.4.2), CertificateVerify (4.4.3, signed by the key holder), Finished (4.4.4), then
+ * read the client's Finished.
+ */
+export class Server13Handshake implements ServerHandshake {
+  private state: State;
+  private readonly suite: CipherSuiteInfo;
+  private readonly transcript: Transcript;
+  private ch: ClientHello;
+  private firstHello: ClientHello;
+  private cert!: CertifiedKey;
+  private compatCcsSent = false;
+  private clientHandshakeSecret!: Buffer;
+  private serverHandshakeSecret!: Buffer;
+  private handshakeSecret!: Buffer;
+  private clientAppSecret!: Buffer;
+  private serverAppSecret!: Buffer;
+  private exporterMaster!: Buffer;
+
+  constructor(private readonly host: HandshakeHost, ch: ClientHello, chRaw: Uint8Array) {
+    this.ch = ch;
+    this.firstHello = ch;
+    checkClientHello13(ch, false);
+    const suite = chooseSuite(ch.cipherSuites, host.config.tls13CipherSuites);
+    if (suite === undefined) throw new TlsAlertError(AlertDescription.handshake_failure, 'no TLS 1.3 cipher suite in common');
+    this.suite = suiteInfo(suite)!;
+    this.transcript = new Transcript(this.suite.hash);
+    this.transcript.update(chRaw);
+    host.info.version = 'TLSv1.3';
+    host.info.cipherSuite = suite;
+    host.info.cipherName = this.suite.name;
+    host.info.opensslCipherName = this.suite.opensslName;
+    host.info.serverName = ch.serverName;
+    // Skip 0-RTT records the client may send under a PSK we will not accept (RFC 8446 4.2.10).
+    if (ch.earlyData) host.record.skipUndecryptableBytes(host.config.maxEarlyDataSkip);
+
+    const choice = chooseGroup(ch, host.config.groups);
+    if (!choice) throw new TlsAlertError(AlertDescription.handshake_failure, 'no key exchange group in common');
+    if ('retryWith' in choice) {
+      this.state = this.sendHelloRetryRequest(choice.retryWith);
+      return;
+    }
+    this.state = this.sendServerFlight(choice.share.group, choice.share.keyExchange);
+  }
+
+  /** 4.1.4: ask for a share of `group`; the transcript restarts from message_hash(ClientHello1). */
+  private sendHelloRetryRequest(group: NamedGroup): State {
+    const host = this.host;
+    const ch1Hash = this.transcript.current();
+    this.transcript.replaceWithMessageHash();
+    const cookie = host.config.helloRetryCookie?.(ch1Hash);
+    const exts: ExtensionOut[] = [extSupportedVersionsServer(TLS13), extKeyShareHrr(group)];
+    if (cookie) exts.push(extCookie(cookie));
+    const hrr = encodeServerHello({ random: HRR_RANDOM, sessionId: this.ch.sessionId, cipherSuite: this.suite.suite, extensions: exts });
+    this.transcript.update(hrr);
+    host.sendHandshake(hrr);
+    host.flush();
+    this.sendCompatCcs();
+    host.info.helloRetry = true;
+    host.record.skipUndecryptableBytes(0);
+    return { name: 'awaitClientHello2', group, cookie };
+  }
+
+  private sendCompatCcs(): void {
+    // Middlebox compatibility mode (RFC 8446 D.4): a client that sent a session id expects a CCS.
+    if (this.compatCcsSent || this.firstHello.sessionId.length === 0) return;
+    this.compatCcsSent = true;
+    this.host.sendChangeCipherSpec();
+  }
+
+  handleMessage(msg: HandshakeMessage): void {
+    switch (this.state.name) {
+      case 'awaitClientHello2':
+        if (msg.type !== HandshakeType.client_hello) throw unexpectedMessage(`expected ClientHello, got handshake type ${msg.type}`);
+        return this.handleClientHello2(msg, this.state);
+      case 'awaitFinished':
+        if (msg.type !== HandshakeType.finished) throw unexpectedMessage(`expected Finished, got handshake type ${msg.type}`);
+        return this.handleClientFinished(msg);
+      default:
+        throw unexpectedMessage(`handshake message ${msg.type} while ${this.state.name}`);
+    }
+  }
+
+  /** 4.1.2: the second ClientHello must be the first with only the allowed changes. */
+  private handleClientHello2(msg: HandshakeMessage, st: Extract<State, { name: 'awaitClientHello2' }>): void {
+    const ch2 = parseClientHello(msg.body);
+    const ch1 = this.firstHello;
+    checkClientHello13(ch2, true);
+    const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
+    if (
+      ch2.legacyVersion !== ch1.legacyVersion ||
+      !same(ch2.random, ch1.random) ||
+      !same(ch2.sessionId, ch1.sessionId) ||
+      ch2.cipherSuites.length !== ch1.cipherSuites.length ||
+      ch2.cipherSuites.some((s, i) => s !== ch1.cipherSuites[i]) ||
+      !same(ch2.compressionMethods, ch1.compressionMethods)
+    ) {
+      throw illegalParameter('second ClientHello changed its fixed fields');
+    }
+    const kept = (c: ClientHello) => c.extensions.filter((e) => !MAY_CHANGE_AFTER_HRR.has(e.type));
+    const k1 = kept(ch1);
+    const k2 = kept(ch2);
+    if (k1.length !== k2.length || k1.some((e, i) => e.type !== k2[i].type || !same(e.data, k2[i].data))) {
+      throw illegalParameter('second ClientHello changed its extensions');
+    }
+    if (ch2.earlyData) throw illegalParameter('early_data in the second ClientHello');
+    if (st.cookie) {
+      if (!ch2.cookie || ch2.cookie.length !== st.cookie.length || !timingSafeEqual(ch2.cookie, st.cookie)) throw illegalParameter('cookie not echoed');
+    } else if (ch2.cookie) {
+      throw illegalParameter('cookie that the server did not send');
+    }
+    const shares = ch2.keyShares ?? [];
+    if (shares.length !== 1 || shares[0].group !== st.group) throw illegalParameter('second ClientHello does not carry exactly the requested key share');
+    this.ch = ch2;
+    this.transcript.update(msg.raw);
+    this.state = this.sendServerFlight(st.group, shares[0].keyExchange);
+  }
+
+  /** 4.1.3 - 4.4.3: ServerHello, handshake keys, EncryptedExtensions, Certificate, then ask for the signature. */
+  private sendServerFlight(group: NamedGroup, peerShare: Uint8Array): State {
+    const host = this.host;
+    const ch = this.ch;
+    const h = this.suite.hash;
+
+    // Choose the certificate and everything else before any output, so a refusal is a clean alert.
+    const sigAlgs = ch.signatureAlgorithms ?? [];
+    const choice = chooseCertificate(host.config.certificates, ch.serverName, sigAlgs, 'TLSv1.3', host.config.unknownServerName);
+    if (!choice.ok) {
+      if (choice.reason === 'unrecognized_name') throw new TlsAlertError(AlertDescription.unrecognized_name, `no certificate for ${ch.serverName}`);
+      throw new TlsAlertError(AlertDescription.handshake_failure, 'no certificate with a signature scheme the client accepts');
+    }
+    this.cert = choice.cert;
+    const alpn = chooseAlpn(ch.alpn, host.config.alpnProtocols);
+
+    const kx: KeyExchange = host.keyShareFactory(group);
+    const shared = kx.computeSharedSecret(peerShare);
+    host.info.group = group;
+
+    const random = host.random(32);
+    const sh = encodeServerHello({
+      random,
+      sessionId: this.firstHello.sessionId,
+      cipherSuite: this.suite.suite,
+      extensions: [extKeyShareServer(group, kx.publicKey), extSupportedVersionsServer(TLS13)],
+    });
+    this.transcript.update(sh);
+    host.sendHandshake(sh);
+    host.flush();
+    this.sendCompatCcs();
+
+    // 7.1: handshake secrets from the (EC)DHE secret and Hash(ClientHello..ServerHello).
+    const early = tls13EarlySecret(h);
+    const hs = tls13HandshakeSecrets(h, early, shared, this.transcript.current());
+    this.clientHandshakeSecret = hs.clientHandshakeTraffic;
+    this.serverHandshakeSecret = hs.serverHandshakeTraffic;
+    this.handshakeSecret = hs.handshakeSecret;
+    host.setWriteKey(this.aead(hs.serverHandshakeTraffic));
+    host.setReadKey(this.aead(hs.clientHandshakeTraffic));
+
+    const ee: ExtensionOut[] = [];
+    if (host.config.advertisedGroups) ee.push(extSupportedGroups(host.config.advertisedGroups));
+    if (ch.recordSizeLimit !== undefined) {
+      // 8449 4: the peer's limit counts the content type byte in TLS 1.3.
+      host.record.maxSendFragment = Math.min(1 << 14, ch.recordSizeLimit - 1);
+      ee.push(extRecordSizeLimit(OWN_RECORD_SIZE_LIMIT));
+    }
+    if (ch.serverName !== undefined && this.cert.names.length > 0) ee.push(extServerNameAck());
+    if (alpn !== undefined) {
+      ee.push(extAlpn(alpn));
+      host.info.alpnProtocol = alpn;
+    }
+    this.sendMessage(encodeEncryptedExtensions(ee));
+    this.sendMessage(encodeCertificate13(new Uint8Array(0), this.cert.chain));
+
+    const input = certificateVerifyInput(this.transcript.current());
+    host.info.signatureScheme = choice.scheme;
+    const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.3', purpose: 'tls13-server-certificate-verify' };
+    const opId = host.requestKeyOperation({ kind: 'sign', key: this.cert.key, scheme: choice.scheme, message: input, context });
+    return { name: 'awaitSignature', opId, scheme: choice.scheme, input };
+  }
+
+  /** 4.4.3 - 4.4.4: the key holder answered: check the signature, send CertificateVerify and Finished. */
+  keyOperationResult(opId: number, signature: Uint8Array): void {
+    const st = this.state;
+    if (st.name !== 'awaitSignature' || st.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
+    // Never send a signature that does not verify: it would leak a faulty (e.g. RSA-CRT) result.
+    if (!verifySignature(this.cert.publicKey, st.scheme, st.input, signature)) {
+      throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(st.scheme)}) that does not verify against the certificate`);
+    }
+    const host = this.host;
+    const h = this.suite.hash;
+    this.sendMessage(encodeCertificateVerify(st.scheme, signature));
+    const verifyData = tls13FinishedVerifyData(h, this.serverHandshakeSecret, this.transcript.current());
+    this.sendMessage(encodeFinished(verifyData));
+    host.flush();
+
+    const app = tls13ApplicationSecrets(h, this.handshakeSecret, this.transcript.current());
+    this.clientAppSecret = app.clientApplicationTraffic;
+    this.serverAppSecret = app.serverApplicationTraffic;
+    this.exporterMaster = app.exporterMaster;
+    host.setWriteKey(this.aead(app.serverApplicationTraffic));
+    this.state = { name: 'awaitFinished' };
+  }
+
+  /** 4.4.4: the client's Finished proves it saw the same transcript. */
+  private handleClientFinished(msg: HandshakeMessage): void {
+    const h = this.suite.hash;
+    const expected = tls13FinishedVerifyData(h, this.clientHandshakeSecret, this.transcript.current());
+    const got = parseFinished(msg.body, expected.length);
+    if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'client Finished does not verify');
+    this.transcript.update(msg.raw);
+    if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished spans a key change');
+    this.host.setReadKey(this.aead(this.clientAppSecret));
+    this.state = { name: 'done' };
+    this.host.handshakeComplete({
+      hash: h,
+      aead: this.suite.aead,
+      clientAppSecret: this.clientAppSecret,
+      serverAppSecret: this.serverAppSecret,
+      exporterMaster: this.exporterMaster,
+    });
+  }
+
+  private sendMessage(raw: Uint8Array): void {
+    this.transcript.update(raw);
+    this.host.sendHandshake(raw);
+  }
+
+  private aead(secret: Uint8Array): RecordAead {
+    const k = tls13TrafficKeys(this.suite.hash, secret, this.suite.aead);
+    return new RecordAead(this.suite.aead, k.key, k.iv, 'tls13');
+  }
+
+  get waitingForKey(): boolean {
+    return this.state.name === 'awaitSignature';
+  }
+
+  get expectsCompatCcs(): boolean {
+    return this.state.name !== 'done';
+  }
+}
+
+/** RFC 8446 9.2 and 4.1.2 checks on a ClientHello that negotiates TLS 1.3. */
+function checkClientHello13(ch: ClientHello, second: boolean): void {
+  if (ch.compressionMethods.length !== 1 || ch.compressionMethods[0] !== 0) {
+    throw illegalParameter('TLS 1.3 ClientHello with compression methods other than null');
+  }
+  if (!ch.signatureAlgorithms) throw new TlsAlertError(AlertDescription.missing_extension, 'no signature_algorithms');
+  if (!ch.supportedGroups || !ch.keyShares) {
+    // Without a PSK both are required; with one of them missing the hello is malformed.
+    throw new TlsAlertError(AlertDescription.missing_extension, 'supported_groups and key_share are both required');
+  }
+  if (ch.hasPreSharedKey && !ch.pskKeyExchangeModes) throw new TlsAlertError(AlertDescription.missing_extension, 'pre_shared_key without psk_key_exchange_modes');
+  for (const s of ch.keyShares) {
+    if (!ch.supportedGroups.includes(s.group)) throw illegalParameter('key share for a group not in supported_groups');
+  }
+  if (second && ch.keyShares.length === 0) throw decodeError('second ClientHello without a key share');
+}

@@ -1,0 +1,322 @@
+import { randomBytes } from 'node:crypto';
+import type { OperationContext } from '../../keys/keyOperations.js';
+import { RecordAead } from '../crypto/aead.js';
+import { generateKeyExchange } from '../crypto/groups.js';
+import { tls13ExportKeyingMaterial, tls13NextTrafficSecret, tls13TrafficKeys } from '../crypto/keySchedule13.js';
+import { AlertDescription, AlertLevel, alertName } from '../wire/alerts.js';
+import { parseClientHello } from '../wire/clientHello.js';
+import { ContentType, HandshakeType } from '../wire/constants.js';
+import { TlsAlertError, decodeError, unexpectedMessage } from '../wire/errors.js';
+import { encodeKeyUpdate, parseKeyUpdate } from '../wire/handshake.js';
+import type { ConnectionOptions, KeyShareFactory, RandomSource, ServerConfig } from './config.js';
+import { KEY_UPDATE_AFTER_RECORDS, MAX_BUFFERED_WHILE_WAITING, MAX_EMPTY_RECORDS } from './defaults.js';
+import type { EngineEvent, KeyOperationRequest, NegotiatedInfo } from './events.js';
+import type { HandshakeHost, HandshakeMessage, ServerHandshake, TrafficSecrets13 } from './handshakeHost.js';
+import { chooseVersion } from './negotiation.js';
+import { HandshakeAssembler, RecordLayer } from './recordLayer.js';
+import { Server13Handshake } from './server13.js';
+
+type Phase = 'clientHello' | 'handshake' | 'connected' | 'closed';
+
+const defaultRandom: RandomSource = (n) => randomBytes(n);
+const defaultKeyShares: KeyShareFactory = (g) => generateKeyExchange(g);
+
+/**
+ * One server-side TLS connection, sans-IO: bytes in with `receive`, bytes out with
+ * `takeOutput`, happenings with `takeEvents`. It owns the record layer, alerts,
+ * application data and post-handshake messages; the version's handshake state
+ * machine (server13, later server12) owns the handshake.
+ */
+export class TlsServerConnection implements HandshakeHost {
+  readonly record = new RecordLayer();
+  readonly info: NegotiatedInfo = {};
+  readonly random: RandomSource;
+  readonly keyShareFactory: KeyShareFactory;
+  private readonly assembler: HandshakeAssembler;
+  private handshake: ServerHandshake | null = null;
+  private phase: Phase = 'clientHello';
+  private output: Uint8Array[] = [];
+  private events: EngineEvent[] = [];
+  private pendingHandshake: Uint8Array[] = [];
+  private nextOpId = 1;
+  private pendingOp: number | null = null;
+  private secrets: TrafficSecrets13 | null = null;
+  private writeClosed = false;
+  private peerClosed = false;
+  private emptyRecords = 0;
+  private keyUpdatesInARow = 0;
+
+  constructor(readonly config: ServerConfig, private readonly opts: ConnectionOptions = {}) {
+    this.random = opts.random ?? defaultRandom;
+    this.keyShareFactory = opts.keyShareFactory ?? defaultKeyShares;
+    this.assembler = new HandshakeAssembler(config.maxHandshakeMessage);
+  }
+
+  // ---- driver API ----
+
+  /** Feeds bytes received from the network. */
+  receive(data: Uint8Array): void {
+    if (this.phase === 'closed' || this.peerClosed) return;
+    this.record.push(data);
+    this.guard(() => this.process());
+  }
+
+  /** Records to send, in order. */
+  takeOutput(): Uint8Array[] {
+    const out = this.output;
+    this.output = [];
+    return out;
+  }
+
+  takeEvents(): EngineEvent[] {
+    const ev = this.events;
+    this.events = [];
+    return ev;
+  }
+
+  get isHandshaking(): boolean {
+    return this.phase === 'clientHello' || this.phase === 'handshake';
+  }
+
+  get isConnected(): boolean {
+    return this.phase === 'connected';
+  }
+
+  get isClosed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  /** The driver's answer to a keyOperation event. */
+  completeKeyOperation(id: number, result: Uint8Array): void {
+    if (this.phase === 'closed' || this.pendingOp !== id || !this.handshake) return;
+    this.pendingOp = null;
+    this.guard(() => {
+      this.handshake!.keyOperationResult(id, result);
+      this.process();
+    });
+  }
+
+  /** The key operation failed: the handshake fails with internal_error. */
+  failKeyOperation(id: number, error: Error): void {
+    if (this.phase === 'closed' || this.pendingOp !== id) return;
+    this.pendingOp = null;
+    this.fail(new TlsAlertError(AlertDescription.internal_error, `key operation failed: ${error.message}`));
+  }
+
+  /** Encrypts application data. Only valid once the handshake is complete. */
+  write(data: Uint8Array): void {
+    if (this.phase !== 'connected' || this.writeClosed) throw new Error('TLS connection is not open for writing');
+    this.record.write(ContentType.application_data, data, this.output);
+    if (this.record.writeSequence >= KEY_UPDATE_AFTER_RECORDS) this.sendKeyUpdate(false);
+  }
+
+  /** Sends a KeyUpdate (RFC 8446 4.6.3), optionally asking the peer to update too. */
+  keyUpdate(requestPeer: boolean): void {
+    if (this.phase !== 'connected' || this.writeClosed) throw new Error('TLS connection is not open for writing');
+    this.sendKeyUpdate(requestPeer);
+  }
+
+  /** Sends close_notify; the connection can still read until the peer closes. */
+  close(): void {
+    if (this.phase === 'closed' || this.writeClosed) return;
+    this.sendAlert(AlertLevel.warning, AlertDescription.close_notify);
+    this.writeClosed = true;
+    if (this.phase !== 'connected' || this.peerClosed) this.phase = 'closed';
+  }
+
+  /** The transport went away: nothing more is sent or received. */
+  destroy(): void {
+    this.phase = 'closed';
+    this.pendingOp = null;
+  }
+
+  /** RFC 8446 7.5 keying material exporter. */
+  exportKeyingMaterial(label: string, context: Uint8Array, length: number): Buffer {
+    if (!this.secrets) throw new Error('handshake not complete');
+    return tls13ExportKeyingMaterial(this.secrets.hash, this.secrets.exporterMaster, label, context, length);
+  }
+
+  // ---- HandshakeHost ----
+
+  operationContext(): Omit<OperationContext, 'tlsVersion'> {
+    return { serverName: this.info.serverName, peerAddress: this.opts.peerAddress, connectionId: this.opts.connectionId };
+  }
+
+  sendHandshake(raw: Uint8Array): void {
+    this.pendingHandshake.push(raw);
+  }
+
+  flush(): void {
+    if (this.pendingHandshake.length === 0) return;
+    const data = this.pendingHandshake.length === 1 ? this.pendingHandshake[0] : Buffer.concat(this.pendingHandshake);
+    this.pendingHandshake = [];
+    this.record.write(ContentType.handshake, data, this.output);
+  }
+
+  sendChangeCipherSpec(): void {
+    this.flush();
+    this.record.writePlain(ContentType.change_cipher_spec, Uint8Array.of(1), this.output);
+  }
+
+  setWriteKey(aead: RecordAead): void {
+    this.flush();
+    this.record.setWriteKey(aead);
+  }
+
+  setReadKey(aead: RecordAead): void {
+    if (this.assembler.hasPartial) throw unexpectedMessage('handshake message spans a key change');
+    this.record.setReadKey(aead);
+  }
+
+  handshakeFragmentPending(): boolean {
+    return this.assembler.hasPartial;
+  }
+
+  requestKeyOperation(req: Omit<KeyOperationRequest, 'id'>): number {
+    const id = this.nextOpId++;
+    this.pendingOp = id;
+    this.events.push({ type: 'keyOperation', request: { ...req, id } as KeyOperationRequest });
+    return id;
+  }
+
+  handshakeComplete(secrets: TrafficSecrets13): void {
+    this.secrets = secrets;
+    this.phase = 'connected';
+    this.events.push({ type: 'handshakeComplete' });
+  }
+
+  // ---- internals ----
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private fail(err: unknown): void {
+    if (this.phase === 'closed') return;
+    const tlsErr = err instanceof TlsAlertError ? err : new TlsAlertError(AlertDescription.internal_error, err instanceof Error ? err.message : String(err));
+    this.pendingHandshake = [];
+    if (!this.writeClosed) {
+      try {
+        this.sendAlert(AlertLevel.fatal, tlsErr.alert);
+      } catch {
+        // The alert could not be framed; the transport is closed regardless.
+      }
+    }
+    this.phase = 'closed';
+    this.pendingOp = null;
+    this.events.push({ type: 'error', error: tlsErr, alertSent: tlsErr.alert });
+  }
+
+  private sendAlert(level: AlertLevel, desc: AlertDescription): void {
+    this.flush();
+    this.record.write(ContentType.alert, Uint8Array.of(level, desc), this.output);
+  }
+
+  private process(): void {
+    while (this.phase !== 'closed' && !this.peerClosed && this.pendingOp === null) {
+      // Handshake messages already reassembled go first (several may share a record).
+      if (this.drainHandshake()) continue;
+      if (this.pendingOp !== null) break;
+      const rec = this.record.nextRecord();
+      if (!rec) break;
+      this.handleRecord(rec.type, rec.fragment, rec.encrypted);
+    }
+    if (this.pendingOp !== null && this.record.bufferedBytes > MAX_BUFFERED_WHILE_WAITING) {
+      throw unexpectedMessage('peer sent too much while the handshake waits for the key');
+    }
+  }
+
+  private handleRecord(type: ContentType, fragment: Uint8Array, encrypted: boolean): void {
+    if (type !== ContentType.application_data || fragment.length !== 0) this.emptyRecords = 0;
+    switch (type) {
+      case ContentType.alert:
+        return this.handleAlert(fragment);
+      case ContentType.change_cipher_spec:
+        // RFC 8446 5: a plaintext CCS of value 1 is dropped during the handshake only.
+        if (this.phase === 'handshake' && !encrypted && this.handshake?.expectsCompatCcs && fragment.length === 1 && fragment[0] === 1) return;
+        throw unexpectedMessage('unexpected change_cipher_spec');
+      case ContentType.handshake:
+        this.assembler.push(fragment);
+        return;
+      case ContentType.application_data:
+        if (this.phase !== 'connected') throw unexpectedMessage('application data before the handshake completed');
+        if (fragment.length === 0 && ++this.emptyRecords > MAX_EMPTY_RECORDS) throw unexpectedMessage('too many empty records');
+        this.keyUpdatesInARow = 0;
+        this.events.push({ type: 'data', data: fragment });
+        return;
+    }
+  }
+
+  /** Handles whole handshake messages; returns true if one was handled. */
+  private drainHandshake(): boolean {
+    const msg = this.assembler.next();
+    if (!msg) return false;
+    switch (this.phase) {
+      case 'clientHello':
+        this.onClientHello(msg);
+        break;
+      case 'handshake':
+        this.handshake!.handleMessage(msg);
+        break;
+      case 'connected':
+        this.onPostHandshake(msg);
+        break;
+    }
+    return true;
+  }
+
+  private onClientHello(msg: HandshakeMessage): void {
+    if (msg.type !== HandshakeType.client_hello) throw unexpectedMessage(`expected ClientHello, got handshake type ${msg.type}`);
+    const ch = parseClientHello(msg.body);
+    // RFC 8446 5.1: the ClientHello must end at a record boundary before keys change.
+    const version = chooseVersion(ch, this.config);
+    if (version !== 'TLSv1.3') throw new TlsAlertError(AlertDescription.protocol_version, 'TLS 1.2 is not enabled on this server');
+    if (this.assembler.hasPartial) throw unexpectedMessage('data after ClientHello in the same flight');
+    this.phase = 'handshake';
+    this.handshake = new Server13Handshake(this, ch, msg.raw);
+  }
+
+  private onPostHandshake(msg: HandshakeMessage): void {
+    if (msg.type !== HandshakeType.key_update) throw unexpectedMessage(`unexpected post-handshake message ${msg.type}`);
+    if (++this.keyUpdatesInARow > MAX_EMPTY_RECORDS) throw unexpectedMessage('too many KeyUpdates without data');
+    const requested = parseKeyUpdate(msg.body);
+    const s = this.secrets!;
+    s.clientAppSecret = tls13NextTrafficSecret(s.hash, s.clientAppSecret);
+    this.setReadKey(this.aead13(s.clientAppSecret));
+    // 4.6.3: answer update_requested with our own update (not requesting one back).
+    if (requested && !this.writeClosed) this.sendKeyUpdate(false);
+  }
+
+  private sendKeyUpdate(requestPeer: boolean): void {
+    const s = this.secrets;
+    if (!s) throw new Error('KeyUpdate before the handshake completed');
+    this.record.write(ContentType.handshake, encodeKeyUpdate(requestPeer), this.output);
+    s.serverAppSecret = tls13NextTrafficSecret(s.hash, s.serverAppSecret);
+    this.record.setWriteKey(this.aead13(s.serverAppSecret));
+  }
+
+  private aead13(secret: Uint8Array): RecordAead {
+    const k = tls13TrafficKeys(this.secrets!.hash, secret, this.secrets!.aead);
+    return new RecordAead(this.secrets!.aead, k.key, k.iv, 'tls13');
+  }
+
+  private handleAlert(fragment: Uint8Array): void {
+    if (fragment.length !== 2) throw decodeError('alert record is not exactly two bytes');
+    const [level, desc] = fragment;
+    if (desc === AlertDescription.close_notify) {
+      this.peerClosed = true;
+      this.events.push({ type: 'peerClosed' });
+      if (this.writeClosed || this.phase !== 'connected') this.phase = 'closed';
+      return;
+    }
+    if (desc === AlertDescription.user_canceled && level === AlertLevel.warning) return;
+    // Every other alert is fatal in TLS 1.3 whatever its level (RFC 8446 6).
+    this.phase = 'closed';
+    this.pendingOp = null;
+    this.events.push({ type: 'error', error: new Error(`peer sent alert ${alertName(desc)}`), alertReceived: desc });
+  }
+}
