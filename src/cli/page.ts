@@ -1,0 +1,41 @@
+import type http from 'node:http';
+import type http2 from 'node:http2';
+import type { KeywardTLSSocket } from '../node/tlsSocket.js';
+import { groupName } from '../tls/crypto/groups.js';
+import { schemeName } from '../tls/crypto/signatureSchemes.js';
+
+/** Escapes text for HTML. */
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * The small page `keyward serve` shows: what this very connection negotiated, and
+ * where the key lives. Plain text for curl, HTML for browsers.
+ */
+export function demoPage(keyDescription: string) {
+  return (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
+    const socket = (req.socket ?? (req as http2.Http2ServerRequest).stream?.session?.socket) as unknown as KeywardTLSSocket;
+    const tls = socket?.negotiated ?? {};
+    const facts: [string, string][] = [
+      ['protocol', tls.version ?? '?'],
+      ['cipher', tls.cipherName ?? '?'],
+      ['group', tls.group !== undefined ? groupName(tls.group) : '?'],
+      ['signature', tls.signatureScheme !== undefined ? schemeName(tls.signatureScheme) : '?'],
+      ['alpn', tls.alpnProtocol ?? 'none'],
+      ['http', `HTTP/${req.httpVersion}`],
+      ['sni', tls.serverName ?? 'none'],
+      ['hello retry', tls.helloRetry ? 'yes' : 'no'],
+      ['private key', keyDescription],
+    ];
+    const wantsHtml = String(req.headers.accept ?? '').includes('text/html');
+    if (wantsHtml) {
+      const rows = facts.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><title>keyward</title><h1>keyward</h1><p>This TLS connection was terminated by keyward; its server never held the private key in memory unless noted.</p><table>${rows}</table>`);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end(`keyward: hello over TLS\n${facts.map(([k, v]) => `${k}: ${v}`).join('\n')}\n`);
+  };
+}
