@@ -1,0 +1,555 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { keyIdOf } from './keyId.js';
+import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
+import {
+  FrameDecoder,
+  FrameType,
+  FrameWriter,
+  decodeErrorCode,
+  decodeReady,
+  encodeDecrypt,
+  encodeFrame,
+  encodeSign,
+  type Frame,
+} from './keyProcessProtocol.js';
+
+/** pino-compatible: `logger.warn({ pid }, 'message')`. Never given secrets. */
+export interface KeyProcessLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface KeyProcessOptions {
+  /** Path of the private key file (PEM, or DER PKCS#8/PKCS#1/SEC1). Only the child opens it. */
+  keyPath: string;
+  /**
+   * Run the key process as this user (name, or numeric `uid` / `uid:gid`), so the front
+   * can read neither its memory nor the key file. Needs the front to run as root.
+   */
+  keyUser?: string;
+  /** The certificate's public key: the child's key must match it, or start fails. */
+  expectedPublicKey?: KeyObject;
+  /** Backoff between restarts of a dead key process (default 100 ms doubling to 5 s). */
+  restart?: { minDelayMs?: number; maxDelayMs?: number };
+  /**
+   * How long an operation issued while the key process is down waits for the restart
+   * before failing with 'unavailable' (default 1000 ms; 0 fails at once).
+   */
+  restartWaitMs?: number;
+  /** Deadline of one operation once sent to the key process ('timeout'; default 10 s). */
+  operationTimeoutMs?: number;
+  /** How long startKeyProcess waits for the child to load the key (default 10 s). */
+  startTimeoutMs?: number;
+  logger?: KeyProcessLogger;
+}
+
+/** Payload of the 'exit' event: a key process ended (crash, kill, or close()). */
+export interface KeyProcessExit {
+  pid: number | undefined;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** true when close() asked for it. */
+  expected: boolean;
+}
+
+/** Payload of the 'restart' event: a replacement key process is ready. */
+export interface KeyProcessRestart {
+  pid: number | undefined;
+  restarts: number;
+}
+
+const CHILD_SCRIPT = fileURLToPath(new URL('./keyProcessChild.js', import.meta.url));
+
+const noopLogger: KeyProcessLogger = { info() {}, warn() {}, error() {} };
+
+/** A running key process and its channel. */
+interface Channel {
+  child: ChildProcess;
+  socket: Socket;
+  writer: FrameWriter;
+  decoder: FrameDecoder;
+  spki: Buffer;
+  schemes: number[];
+  startedAt: number;
+  /** Receives frames after READY. */
+  onFrame: (f: Frame) => void;
+}
+
+interface Pending {
+  resolve: (v: Uint8Array) => void;
+  reject: (e: Error) => void;
+  signal: AbortSignal;
+  onAbort: () => void;
+  /** Encoded request; kept while waiting for a restart, then dropped. */
+  frame: Buffer | undefined;
+  /** performance.now() when sent to the child, or when it began waiting for one. */
+  since: number;
+}
+
+/**
+ * Starts a key process for `opts.keyPath` and resolves once it holds the key and has
+ * sent back its public key. Rejects with a message naming the file and the reason
+ * (never its content) when the file is missing, unreadable, not a private key, of a
+ * type TLS cannot use, or does not match `expectedPublicKey`.
+ */
+export async function startKeyProcess(opts: KeyProcessOptions): Promise<KeyProcessKey> {
+  const resolved = { ...opts, keyPath: resolvePath(opts.keyPath) };
+  const ids = opts.keyUser !== undefined ? lookupUser(opts.keyUser) : undefined;
+  if (ids && process.getuid?.() !== 0 && ids.uid !== process.getuid?.()) {
+    throw new Error(`key process: running the key process as ${opts.keyUser} needs root`);
+  }
+  const ch = await launch(resolved.keyPath, ids, opts.startTimeoutMs ?? 10_000);
+  let publicKey: KeyObject;
+  try {
+    publicKey = createPublicKey({ key: ch.spki, format: 'der', type: 'spki' });
+    if (opts.expectedPublicKey) {
+      const expected = opts.expectedPublicKey.type === 'public' ? opts.expectedPublicKey : createPublicKey(opts.expectedPublicKey);
+      if (!expected.export({ type: 'spki', format: 'der' }).equals(ch.spki)) {
+        throw new Error(`key process: key does not match certificate (key file ${resolved.keyPath})`);
+      }
+      publicKey = expected;
+    }
+  } catch (e) {
+    ch.child.kill('SIGKILL');
+    throw e;
+  }
+  return new KeyProcessKey(resolved, ids, ch, publicKey);
+}
+
+/**
+ * KeyOperations backed by a separate key process (the titus model): the front (this
+ * process) never opens, reads or stats the key file; it only knows the path. The child
+ * alone loads the key and answers sign / decryptPremaster requests over a private
+ * socketpair, many in flight at once.
+ *
+ * Failure model: when the child dies, every pending operation rejects at once with
+ * KeyOperationError('unavailable'); the child is restarted with exponential backoff.
+ * Operations issued while it is down wait up to `restartWaitMs` for the replacement,
+ * then fail with 'unavailable' (bounded, so a key file that has gone away does not hold
+ * handshakes for long). A replacement whose key differs from the first one is not used.
+ *
+ * Events: 'exit' (KeyProcessExit), 'restart' (KeyProcessRestart).
+ */
+export class KeyProcessKey extends EventEmitter implements KeyOperations {
+  readonly publicKey: KeyObject;
+  readonly schemes: readonly SignatureScheme[];
+  readonly keyId: string;
+  /** Present only for RSA keys (TLS 1.2 RSA key exchange). */
+  readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
+
+  readonly #opts: KeyProcessOptions;
+  readonly #ids: { uid: number; gid: number } | undefined;
+  readonly #log: KeyProcessLogger;
+  readonly #spki: Buffer;
+  #channel: Channel | undefined;
+  readonly #pending = new Map<number, Pending>();
+  /** Operations waiting for a restarted child, in arrival order. */
+  readonly #waiting = new Map<number, Pending>();
+  #nextId = 1;
+  #closed = false;
+  #restarts = 0;
+  #exits = 0;
+  #failedStarts = 0;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** @internal use startKeyProcess */
+  constructor(opts: KeyProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, publicKey: KeyObject) {
+    super();
+    this.#opts = opts;
+    this.#ids = ids;
+    this.#log = opts.logger ?? noopLogger;
+    this.publicKey = publicKey;
+    this.#spki = ch.spki;
+    const fits = new Set<number>(schemesForKey(publicKey));
+    this.schemes = ch.schemes.filter((s) => fits.has(s)) as SignatureScheme[];
+    this.keyId = keyIdOf(publicKey);
+    if (publicKey.asymmetricKeyType === 'rsa') {
+      this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) =>
+        this.#submit((id) => encodeDecrypt(id, clientVersion, ciphertext), signal);
+    }
+    this.#attach(ch);
+    this.#log.info({ pid: ch.child.pid, keyId: this.keyId }, 'key process ready');
+  }
+
+  /** Pid of the current key process, or undefined while it is down. */
+  get pid(): number | undefined {
+    return this.#channel?.child.pid;
+  }
+
+  /** How many times a replacement key process has come up. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** How many key processes have exited (crashes and close()). */
+  get exits(): number {
+    return this.#exits;
+  }
+
+  /** Operations sent to the key process and not yet answered, plus those waiting for a restart. */
+  get pendingCount(): number {
+    return this.#pending.size + this.#waiting.size;
+  }
+
+  sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    if (!this.schemes.includes(scheme)) {
+      return Promise.reject(new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`));
+    }
+    return this.#submit((id) => encodeSign(id, scheme, ctx.purpose, message), signal);
+  }
+
+  /**
+   * Stops the key process. Pending operations fail with 'unavailable'. Resolves when the
+   * child has exited (it is killed if it does not leave within 2 s).
+   */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closed = true;
+    clearTimeout(this.#restartTimer);
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+    this.#failAll(new KeyOperationError('unavailable', 'key process closed'));
+    const ch = this.#channel;
+    this.#channel = undefined;
+    this.#closing = ch ? stopChild(ch) : Promise.resolve();
+    return this.#closing;
+  }
+
+  #submit(encode: (id: number) => Buffer, signal: AbortSignal): Promise<Uint8Array> {
+    if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
+    if (this.#closed) return Promise.reject(new KeyOperationError('unavailable', 'key process closed'));
+    const ch = this.#channel;
+    const waitMs = this.#opts.restartWaitMs ?? 1000;
+    if (!ch && waitMs <= 0) return Promise.reject(new KeyOperationError('unavailable', 'key process is down (restarting)'));
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const frame = encode(id);
+      const p: Pending = {
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          const where = this.#pending.get(id) === p ? this.#pending : this.#waiting.get(id) === p ? this.#waiting : undefined;
+          if (!where) return;
+          where.delete(id);
+          this.#idleCheck();
+          // Tell the child to drop the work if it has not started it yet.
+          if (where === this.#pending) this.#channel?.writer.send(encodeFrame(FrameType.cancel, id));
+          reject(new KeyOperationError('aborted', 'operation aborted'));
+        },
+        frame: undefined,
+        since: performance.now(),
+      };
+      signal.addEventListener('abort', p.onAbort, { once: true });
+      if (ch) {
+        this.#pending.set(id, p);
+        ch.writer.send(frame);
+      } else {
+        p.frame = frame;
+        this.#waiting.set(id, p);
+      }
+      this.#busy();
+    });
+  }
+
+  #settle(id: number, f: Frame): void {
+    const p = this.#pending.get(id);
+    if (!p) return; // aborted or timed out meanwhile
+    this.#pending.delete(id);
+    p.signal.removeEventListener('abort', p.onAbort);
+    if (f.type === FrameType.ok) {
+      p.resolve(new Uint8Array(f.payload));
+    } else {
+      const code = f.payload.length > 0 ? decodeErrorCode(f.payload[0]) : 'internal';
+      const msg = f.payload.length > 1 ? f.payload.subarray(1).toString('utf8') : 'key process error';
+      p.reject(new KeyOperationError(code, `key process: ${msg}`));
+    }
+    this.#idleCheck();
+  }
+
+  #attach(ch: Channel): void {
+    this.#channel = ch;
+    ch.onFrame = (f) => {
+      if (this.#channel !== ch) return; // a late answer from a replaced child
+      if (f.type === FrameType.ok || f.type === FrameType.error) this.#settle(f.id, f);
+    };
+    ch.child.once('exit', (code, signal) => this.#onExit(ch, code, signal));
+    // Requests that waited for this child go out now.
+    for (const [id, p] of this.#waiting) {
+      this.#waiting.delete(id);
+      this.#pending.set(id, p);
+      p.since = performance.now();
+      ch.writer.send(p.frame as Buffer);
+      p.frame = undefined;
+    }
+    if (this.#pending.size === 0) unrefChannel(ch);
+  }
+
+  #onExit(ch: Channel, code: number | null, signal: NodeJS.Signals | null): void {
+    this.#exits++;
+    const expected = this.#closed;
+    this.emit('exit', { pid: ch.child.pid, code, signal, expected } satisfies KeyProcessExit);
+    if (this.#channel !== ch) return;
+    this.#channel = undefined;
+    ch.writer.clear();
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    this.#log.warn({ pid: ch.child.pid, code, signal }, 'key process exited');
+    this.#failPending(new KeyOperationError('unavailable', `key process exited (${how})`));
+    // A child that lived a while earns a fresh backoff; one that crashes at once does not.
+    if (performance.now() - ch.startedAt > 10_000) this.#failedStarts = 0;
+    this.#scheduleRestart();
+  }
+
+  #scheduleRestart(): void {
+    if (this.#closed) return;
+    const min = this.#opts.restart?.minDelayMs ?? 100;
+    const max = this.#opts.restart?.maxDelayMs ?? 5000;
+    const delay = Math.min(max, min * 2 ** Math.min(this.#failedStarts, 20));
+    this.#failedStarts++;
+    this.#log.info({ delayMs: delay }, 'restarting key process');
+    this.#restartTimer = setTimeout(() => void this.#restart(), delay);
+    this.#restartTimer.unref();
+  }
+
+  async #restart(): Promise<void> {
+    if (this.#closed) return;
+    let ch: Channel;
+    try {
+      ch = await launch(this.#opts.keyPath, this.#ids, this.#opts.startTimeoutMs ?? 10_000);
+    } catch (e) {
+      this.#log.error({ err: (e as Error).message }, 'key process restart failed');
+      this.#failWaiting(new KeyOperationError('unavailable', 'key process is down: restart failed'));
+      this.#scheduleRestart();
+      return;
+    }
+    if (this.#closed) {
+      void stopChild(ch);
+      return;
+    }
+    if (!ch.spki.equals(this.#spki)) {
+      this.#log.error({ keyPath: this.#opts.keyPath }, 'key file now holds a different key; not using it');
+      ch.child.kill('SIGKILL');
+      this.#failWaiting(new KeyOperationError('unavailable', 'key process is down: key file changed'));
+      this.#scheduleRestart();
+      return;
+    }
+    this.#restarts++;
+    this.#attach(ch);
+    this.#log.info({ pid: ch.child.pid, restarts: this.#restarts }, 'key process restarted');
+    this.emit('restart', { pid: ch.child.pid, restarts: this.#restarts } satisfies KeyProcessRestart);
+  }
+
+  /** Keeps the loop alive and the deadline sweep running while work is outstanding. */
+  #busy(): void {
+    if (this.#channel && this.#pending.size + this.#waiting.size === 1) refChannel(this.#channel);
+    if (!this.#sweepTimer) {
+      this.#sweepTimer = setInterval(() => this.#sweep(), 100);
+      this.#sweepTimer.unref();
+    }
+  }
+
+  #idleCheck(): void {
+    if (this.#pending.size + this.#waiting.size > 0) return;
+    if (this.#channel) unrefChannel(this.#channel);
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+  }
+
+  /** Fails operations past their deadline (oldest first: both maps keep insertion order). */
+  #sweep(): void {
+    const now = performance.now();
+    const opTimeout = this.#opts.operationTimeoutMs ?? 10_000;
+    const waitMs = this.#opts.restartWaitMs ?? 1000;
+    for (const [id, p] of this.#pending) {
+      if (now - p.since < opTimeout) break;
+      this.#pending.delete(id);
+      this.#channel?.writer.send(encodeFrame(FrameType.cancel, id));
+      p.signal.removeEventListener('abort', p.onAbort);
+      p.reject(new KeyOperationError('timeout', `key process did not answer within ${opTimeout} ms`));
+    }
+    for (const [id, p] of this.#waiting) {
+      if (now - p.since < waitMs) break;
+      this.#waiting.delete(id);
+      p.signal.removeEventListener('abort', p.onAbort);
+      p.reject(new KeyOperationError('unavailable', 'key process is down (restarting)'));
+    }
+    this.#idleCheck();
+  }
+
+  #failPending(err: KeyOperationError): void {
+    const all = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of all) {
+      p.signal.removeEventListener('abort', p.onAbort);
+      p.reject(err);
+    }
+    this.#idleCheck();
+  }
+
+  #failWaiting(err: KeyOperationError): void {
+    // Only those that already waited their allowance; newer ones keep waiting for the next try.
+    const waitMs = this.#opts.restartWaitMs ?? 1000;
+    const now = performance.now();
+    for (const [id, p] of this.#waiting) {
+      if (now - p.since < waitMs) continue;
+      this.#waiting.delete(id);
+      p.signal.removeEventListener('abort', p.onAbort);
+      p.reject(err);
+    }
+    this.#idleCheck();
+  }
+
+  #failAll(err: KeyOperationError): void {
+    this.#failPending(err);
+    const all = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const p of all) {
+      p.signal.removeEventListener('abort', p.onAbort);
+      p.reject(err);
+    }
+    this.#idleCheck();
+  }
+}
+
+function refChannel(ch: Channel): void {
+  ch.child.ref();
+  ch.socket.ref();
+}
+
+/** An idle key process does not keep the front's event loop alive on its own. */
+function unrefChannel(ch: Channel): void {
+  ch.child.unref();
+  ch.socket.unref();
+}
+
+/**
+ * Spawns a key process and waits for READY. The child gets a clean environment, `/` as
+ * working directory, no stdin/stdout, and a socketpair on fd 3 that only the two
+ * processes hold.
+ */
+function launch(keyPath: string, ids: { uid: number; gid: number } | undefined, timeoutMs: number): Promise<Channel> {
+  return new Promise<Channel>((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = {};
+    if (process.env.UV_THREADPOOL_SIZE) env.UV_THREADPOOL_SIZE = process.env.UV_THREADPOOL_SIZE;
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [CHILD_SCRIPT, keyPath], {
+        stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+        cwd: '/',
+        env,
+        ...(ids ? { uid: ids.uid, gid: ids.gid } : {}),
+      });
+    } catch (e) {
+      reject(new Error(`key process: cannot start: ${(e as Error).message}`));
+      return;
+    }
+    const socket = child.stdio[3] as Socket;
+    let settled = false;
+    const fail = (msg: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new Error(msg));
+    };
+    const timer = setTimeout(() => fail(`key process: no answer within ${timeoutMs} ms while loading ${keyPath}`), timeoutMs);
+    child.on('error', (e) => fail(`key process: cannot start: ${e.message}`));
+    // 'close', not 'exit': it comes after the channel is drained, so a START_FAILED
+    // message sent just before exiting is read first and gives the real reason.
+    child.once('close', (code, signal) => fail(`key process exited during start (${signal ? `signal ${signal}` : `code ${code}`}) while loading ${keyPath}`));
+    const decoder = new FrameDecoder();
+    const ch: Channel = {
+      child,
+      socket,
+      writer: new FrameWriter((b) => socket.write(b)),
+      decoder,
+      spki: Buffer.alloc(0),
+      schemes: [],
+      startedAt: performance.now(),
+      onFrame: (f) => {
+        if (settled) return;
+        if (f.type === FrameType.startFailed) return fail(`key process: ${f.payload.toString('utf8')}`);
+        const ready = f.type === FrameType.ready ? decodeReady(f.payload) : undefined;
+        if (!ready) return fail('key process: unexpected first message');
+        settled = true;
+        clearTimeout(timer);
+        ch.spki = ready.spki;
+        ch.schemes = ready.schemes;
+        resolve(ch);
+      },
+    };
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        decoder.push(chunk, (f) => ch.onFrame(f));
+      } catch {
+        // A garbled stream from the child: kill it; the exit handler takes over.
+        fail('key process: malformed message');
+        child.kill('SIGKILL');
+      }
+    });
+    // EPIPE and the like surface as the child's exit; nothing else to do here.
+    socket.on('error', () => {});
+  });
+}
+
+/** Closes the channel (the child exits on EOF), escalating to signals if it lingers. */
+function stopChild(ch: Channel): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (ch.child.exitCode !== null || ch.child.signalCode !== null) return resolve();
+    const term = setTimeout(() => ch.child.kill('SIGTERM'), 1000);
+    const kill = setTimeout(() => ch.child.kill('SIGKILL'), 2000);
+    ch.child.once('exit', () => {
+      clearTimeout(term);
+      clearTimeout(kill);
+      resolve();
+    });
+    ch.writer.clear();
+    ch.socket.end();
+    refChannel(ch);
+  });
+}
+
+/**
+ * Resolves a user to uid/gid: numeric `uid` or `uid:gid`, else /etc/passwd, else
+ * `getent passwd` (NSS). Node has no getpwnam.
+ */
+export function lookupUser(user: string): { uid: number; gid: number } {
+  const numeric = /^(\d+)(?::(\d+))?$/.exec(user);
+  if (numeric) {
+    const uid = Number(numeric[1]);
+    return { uid, gid: numeric[2] !== undefined ? Number(numeric[2]) : uid };
+  }
+  const fromLine = (line: string): { uid: number; gid: number } | undefined => {
+    const f = line.split(':');
+    if (f.length < 4 || f[0] !== user) return undefined;
+    const uid = Number(f[2]);
+    const gid = Number(f[3]);
+    return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined;
+  };
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const r = fromLine(line);
+      if (r) return r;
+    }
+  } catch {
+    // fall through to getent
+  }
+  try {
+    const r = fromLine(execFileSync('getent', ['passwd', user], { encoding: 'utf8', timeout: 5000 }).trim());
+    if (r) return r;
+  } catch {
+    // not found
+  }
+  throw new Error(`key process: unknown user ${user}`);
+}

@@ -1,0 +1,214 @@
+/**
+ * The key process: the only process that opens the key file and holds the private key.
+ * Started by keyProcess.ts as `node keyProcessChild.js KEYPATH` with a private
+ * socketpair on fd 3; it answers sign and decryptPremaster requests over it and exits
+ * when the front closes the channel.
+ *
+ * Not a general signing oracle: every sign request must be a TLS handshake signature
+ * input (checkSignInput), or it is refused. This does not stop a compromised front that
+ * relays real handshakes; it stops it from getting arbitrary data signed with the key.
+ */
+import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import type { KeyErrorCode } from './keyOperations.js';
+import {
+  FrameDecoder,
+  FrameType,
+  FrameWriter,
+  MAX_OPERATION_INPUT,
+  decodePurpose,
+  encodeError,
+  encodeFrame,
+  encodeReady,
+  type Frame,
+} from './keyProcessProtocol.js';
+import { decryptPremasterImplicit } from './rsaPremaster.js';
+import { checkSignInput } from './signingPolicy.js';
+
+/**
+ * Operations handed to node:crypto at once. libuv's pool has 4 threads; a few more keep
+ * it busy, and the rest wait here where a CANCEL can still drop them.
+ */
+const MAX_RUNNING = 8;
+
+interface Job {
+  id: number;
+  type: number;
+  payload: Buffer;
+}
+
+class KeyServer {
+  readonly #key: KeyObject;
+  readonly #schemes: ReadonlySet<number>;
+  readonly #out: FrameWriter;
+  readonly #queue: Job[] = [];
+  /** Ids handed to node:crypto and not finished; a cancelled one is removed so its result is dropped. */
+  readonly #running = new Set<number>();
+  #runningCount = 0;
+
+  constructor(key: KeyObject, schemes: readonly SignatureScheme[], out: FrameWriter) {
+    this.#key = key;
+    this.#schemes = new Set(schemes);
+    this.#out = out;
+  }
+
+  onFrame(f: Frame): void {
+    switch (f.type) {
+      case FrameType.sign:
+      case FrameType.decrypt:
+        // The payload is a view into the receive buffer, which is reused: copy it.
+        this.#queue.push({ id: f.id, type: f.type, payload: Buffer.from(f.payload) });
+        this.#pump();
+        return;
+      case FrameType.cancel: {
+        const i = this.#queue.findIndex((j) => j.id === f.id);
+        if (i >= 0) this.#queue.splice(i, 1);
+        else this.#running.delete(f.id);
+        return;
+      }
+      default:
+        this.#out.send(encodeError(f.id, 'bad-request', `unknown request type ${f.type}`));
+    }
+  }
+
+  #pump(): void {
+    while (this.#runningCount < MAX_RUNNING && this.#queue.length > 0) {
+      const job = this.#queue.shift() as Job;
+      if (job.type === FrameType.sign) this.#sign(job);
+      else this.#decrypt(job);
+    }
+  }
+
+  #fail(id: number, code: KeyErrorCode, message: string): void {
+    this.#out.send(encodeError(id, code, message));
+  }
+
+  #sign(job: Job): void {
+    const p = job.payload;
+    if (p.length < 3) return this.#fail(job.id, 'bad-request', 'truncated sign request');
+    const scheme = p.readUInt16BE(0);
+    const purpose = decodePurpose(p[2]);
+    const message = p.subarray(3);
+    if (purpose === null) return this.#fail(job.id, 'bad-request', 'unknown signing purpose');
+    if (message.length > MAX_OPERATION_INPUT) return this.#fail(job.id, 'refused', 'message too long for a handshake signature');
+    const info = schemeInfo(scheme);
+    if (!info || !this.#schemes.has(scheme)) return this.#fail(job.id, 'unsupported', `signature scheme 0x${scheme.toString(16).padStart(4, '0')} does not fit this key`);
+    const shape = checkSignInput(message, scheme, purpose);
+    if (!shape.ok) return this.#fail(job.id, 'refused', `refused: ${shape.reason}`);
+
+    const params = cryptoParams(info, this.#key);
+    this.#runningCount++;
+    this.#running.add(job.id);
+    // The callback form runs on libuv's pool, so RSA does not serialise this loop.
+    cryptoSign(params.algorithm, message, params.key, (err, sig) => {
+      this.#runningCount--;
+      if (this.#running.delete(job.id)) {
+        if (err) this.#fail(job.id, 'internal', 'signing failed');
+        else this.#out.send(encodeFrame(FrameType.ok, job.id, sig));
+      }
+      this.#pump();
+    });
+  }
+
+  #decrypt(job: Job): void {
+    const p = job.payload;
+    if (this.#key.asymmetricKeyType !== 'rsa') return this.#fail(job.id, 'unsupported', 'RSA key exchange needs an RSA key');
+    if (p.length < 2) return this.#fail(job.id, 'bad-request', 'truncated decrypt request');
+    if (p.length - 2 > MAX_OPERATION_INPUT) return this.#fail(job.id, 'bad-request', 'ciphertext too long');
+    const clientVersion = p.readUInt16BE(0);
+    // Synchronous (node:crypto has no async privateDecrypt); about one RSA operation,
+    // and it delays only this process, never the front.
+    const premaster = decryptPremasterImplicit(this.#key, p.subarray(2), clientVersion);
+    this.#out.send(encodeFrame(FrameType.ok, job.id, premaster));
+    premaster.fill(0);
+  }
+}
+
+/** Loads the private key; returns it or a message naming the file and the reason (never content). */
+function loadKey(path: string): { key: KeyObject } | { error: string } {
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    const why: Record<string, string> = {
+      ENOENT: 'no such file',
+      EACCES: 'permission denied',
+      EISDIR: 'is a directory',
+      ENOTDIR: 'a path component is not a directory',
+    };
+    return { error: `cannot read key file ${path}: ${why[code] ?? 'read failed'} (${code})` };
+  }
+  try {
+    const isPem = data.indexOf('-----BEGIN') >= 0;
+    if (isPem && data.indexOf('-----BEGIN CERTIFICATE') >= 0 && data.indexOf('PRIVATE KEY-----') < 0) {
+      return { error: `key file ${path} holds a certificate, not a private key` };
+    }
+    let key: KeyObject | undefined;
+    let encrypted = false;
+    const attempts: (() => KeyObject)[] = isPem
+      ? [() => createPrivateKey({ key: data, format: 'pem' })]
+      : (['pkcs8', 'pkcs1', 'sec1'] as const).map((type) => () => createPrivateKey({ key: data, format: 'der', type }));
+    for (const attempt of attempts) {
+      try {
+        key = attempt();
+        break;
+      } catch (e) {
+        // OpenSSL's messages name no key bytes, but they are not needed either.
+        if ((e as NodeJS.ErrnoException).code === 'ERR_MISSING_PASSPHRASE') encrypted = true;
+      }
+    }
+    if (encrypted) return { error: `key file ${path} is encrypted; the key process needs an unencrypted key` };
+    if (!key) return { error: `key file ${path} does not contain a private key (PEM or DER: PKCS#8, PKCS#1 or SEC1)` };
+    return { key };
+  } finally {
+    // Do not leave a second copy of the key in this process's heap longer than needed.
+    data.fill(0);
+  }
+}
+
+function main(): void {
+  const keyPath = process.argv[2];
+  let channel: Socket;
+  try {
+    channel = new Socket({ fd: 3, readable: true, writable: true });
+  } catch {
+    process.stderr.write('keyward key process: no channel on fd 3; it must be started by keyProcess\n');
+    process.exit(2);
+  }
+  channel.on('error', () => process.exit(3));
+  // The front is gone (or closed us): nothing left to serve.
+  channel.on('end', () => process.exit(0));
+  channel.on('close', () => process.exit(0));
+  const out = new FrameWriter((b) => channel.write(b));
+
+  const loaded = keyPath ? loadKey(keyPath) : { error: 'no key file given' };
+  if ('error' in loaded) {
+    channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(loaded.error, 'utf8')), () => process.exit(1));
+    return;
+  }
+  const key = loaded.key;
+  const publicKey = createPublicKey(key);
+  const schemes = schemesForKey(publicKey);
+  if (schemes.length === 0) {
+    const msg = `key in ${keyPath} is of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'})`;
+    channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(msg, 'utf8')), () => process.exit(1));
+    return;
+  }
+
+  const server = new KeyServer(key, schemes, out);
+  const decoder = new FrameDecoder();
+  channel.on('data', (chunk: Buffer) => {
+    try {
+      decoder.push(chunk, (f) => server.onFrame(f));
+    } catch {
+      // A malformed stream means a broken front; stop rather than guess.
+      process.exit(4);
+    }
+  });
+  channel.write(encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })));
+}
+
+main();
