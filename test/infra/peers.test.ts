@@ -132,6 +132,7 @@ describe('openssl s_client', () => {
           cafile: pki.ca.certPath,
           args: [v === 'TLSv1.3' ? '-tls1_3' : '-tls1_2'],
           input: 'hello\n',
+          waitFor: 'echo:hello',
         });
         assert.equal(run.timedOut, false);
         const info = parseOpensslOutput(run);
@@ -180,7 +181,7 @@ describe('openssl s_client', () => {
 
   it('sends commands one read at a time: k triggers a KeyUpdate, data still flows', async () => {
     const s = server('ecdsa-p256');
-    const run = await opensslClient(s.port, { cafile: pki.ca.certPath, args: ['-tls1_3'], input: ['k\n', 'after-update\n'] });
+    const run = await opensslClient(s.port, { cafile: pki.ca.certPath, args: ['-tls1_3'], input: ['k\n', 'after-update\n'], waitFor: 'echo:after-update' });
     const info = parseOpensslOutput(run);
     assert.equal(info.keyUpdates, 1, run.stdout);
     assert.match(run.stdout, /echo:after-update/);
@@ -214,6 +215,7 @@ describe('openssl s_client', () => {
         cafile: pki.ca.certPath,
         args: ['-cert', pki.client.chainPath, '-key', pki.client.keyPath],
         input: 'hi\n',
+        waitFor: 'echo:hi',
       });
       assert.match(run.stdout, /echo:hi/);
       assert.equal(s.last().clientAuthorized, true);
@@ -233,6 +235,7 @@ describe('gnutls-cli', () => {
           cafile: pki.ca.certPath,
           priority: `NORMAL:-VERS-ALL:+VERS-${v === 'TLSv1.3' ? 'TLS1.3' : 'TLS1.2'}`,
           input: 'hello\n',
+          waitFor: 'echo:hello',
         });
         assert.equal(run.timedOut, false);
         const info = parseGnutlsOutput(run);
@@ -302,6 +305,7 @@ describe('gnutls-cli', () => {
         cafile: pki.ca.certPath,
         args: ['--x509certfile', pki.clients['rsa-2048'].chainPath, '--x509keyfile', pki.clients['rsa-2048'].keyPath],
         input: 'hi\n',
+        waitFor: 'echo:hi',
       });
       assert.match(run.stdout, /echo:hi/);
       assert.equal(s.last().clientAuthorized, true);

@@ -16,6 +16,21 @@ export { type RunResult } from './processes.js';
 export const LOOPBACK = '127.0.0.1';
 
 const DEFAULT_TIMEOUT_MS = 15_000;
+/** Printed by s_client after a handshake (also a failed one: "New, (NONE), Cipher is (NONE)"). */
+const OPENSSL_HANDSHAKE_DONE = /^(?:New|Reused), /m;
+/** Printed by gnutls-cli once the handshake is done and it starts relaying stdin. */
+const GNUTLS_HANDSHAKE_DONE = /^- Simple Client Mode:/m;
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** runProcess options for when to close stdin after the input. */
+function stdinClosing(waitFor: string | RegExp | undefined, keepOpenMs: number | undefined): { closeWhen?: RegExp; keepOpenMs?: number } {
+  if (waitFor === undefined) return { keepOpenMs: keepOpenMs ?? 300 };
+  const closeWhen = typeof waitFor === 'string' ? new RegExp(escapeRegExp(waitFor)) : waitFor;
+  return { closeWhen, keepOpenMs };
+}
 
 // ---------------------------------------------------------------------------------------
 // openssl s_client
@@ -31,7 +46,12 @@ export interface OpensslClientOptions {
    * and ignores the rest of that read.
    */
   input?: string | string[];
-  /** How long stdin stays open after the input (default 300 ms); EOF makes s_client close. */
+  /**
+   * Keep stdin open after the input until the output matches this (e.g. the server's reply),
+   * then close at once. Bounded by `keepOpenMs` if given, else by the hard timeout.
+   */
+  waitFor?: string | RegExp;
+  /** How long stdin stays open after the input (default 300 ms without `waitFor`); EOF makes s_client close. */
   keepOpenMs?: number;
   /** SNI to send; without it `-noservername` is passed, so no SNI is sent. */
   servername?: string;
@@ -64,7 +84,10 @@ export function opensslClient(port: number, opts: OpensslClientOptions = {}): Pr
   args.push(...(opts.args ?? []));
   return runProcess('openssl', args, {
     input: opts.input,
-    keepOpenMs: opts.keepOpenMs ?? 300,
+    // s_client reads stdin only once the handshake is done, but several lines already
+    // waiting would arrive in one read and a command letter among them would be lost.
+    inputAfter: OPENSSL_HANDSHAKE_DONE,
+    ...stdinClosing(opts.waitFor, opts.keepOpenMs),
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 }
@@ -244,7 +267,9 @@ export interface GnutlsCliOptions {
   servername?: string;
   /** Sent on stdin after the handshake. With `--inline-commands` in args, `^rekey^` sends a KeyUpdate, `^rekey1^` asks for the peer's, `^resume^` reconnects resuming. */
   input?: string | string[];
-  /** stdin stays open this long after the input (default 300 ms); EOF makes gnutls-cli send close_notify. */
+  /** Like {@link OpensslClientOptions.waitFor}: close stdin as soon as the output matches. */
+  waitFor?: string | RegExp;
+  /** stdin stays open this long after the input (default 300 ms without `waitFor`); EOF makes gnutls-cli send close_notify. */
   keepOpenMs?: number;
   /** Extra arguments: `--alpn h2`, `--x509certfile f --x509keyfile f`, `--resume`, `--recordsize 512`. */
   args?: string[];
@@ -266,7 +291,8 @@ export function gnutlsCli(port: number, opts: GnutlsCliOptions = {}): Promise<Ru
   args.push(...(opts.args ?? []), LOOPBACK);
   return runProcess('gnutls-cli', args, {
     input: opts.input,
-    keepOpenMs: opts.keepOpenMs ?? 300,
+    inputAfter: GNUTLS_HANDSHAKE_DONE,
+    ...stdinClosing(opts.waitFor, opts.keepOpenMs),
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 }

@@ -28,6 +28,16 @@ export interface RunOptions {
   inputGapMs?: number;
   /** Delay before the first chunk of input, default 0. */
   inputDelayMs?: number;
+  /**
+   * Hold the input back until the output (stdout and stderr) matches this, e.g. a line the
+   * program prints once its handshake is done. Never matching means no input is sent.
+   */
+  inputAfter?: RegExp;
+  /**
+   * After the input, close stdin as soon as the output matches this (bounded by `keepOpenMs`
+   * when that is given, otherwise only by the hard timeout and the program's exit).
+   */
+  closeWhen?: RegExp;
   /** How long stdin stays open after the last input (default 0): EOF makes most clients quit. */
   keepOpenMs?: number;
   /** Hard limit for the whole run, default 15000 ms. */
@@ -83,14 +93,38 @@ export function runProcess(command: string, args: readonly string[], opts: RunOp
     let timedOut = false;
     let settled = false;
     let exited = false;
+    // Output seen so far, for inputAfter/closeWhen (both streams: some programs mix them).
+    let seen = '';
+    const waiters: Array<() => void> = [];
+    const notify = (d: Buffer): void => {
+      if (seen.length < MAX_OUTPUT) seen += d.toString('utf8');
+      for (const w of waiters.splice(0)) w();
+    };
+    /** Resolves when the output matches `re`, the child exits, or `limitMs` passes. */
+    const outputMatches = (re: RegExp, limitMs?: number): Promise<void> =>
+      new Promise((res) => {
+        let timer: NodeJS.Timeout | undefined;
+        const check = (): void => {
+          if (exited || re.test(seen)) {
+            if (timer) clearTimeout(timer);
+            res();
+          } else {
+            waiters.push(check);
+          }
+        };
+        if (limitMs !== undefined) timer = setTimeout(res, limitMs);
+        check();
+      });
 
     child.stdout.on('data', (d: Buffer) => {
       if (outLen < MAX_OUTPUT) out.push(d);
       outLen += d.length;
+      notify(d);
     });
     child.stderr.on('data', (d: Buffer) => {
       if (errLen < MAX_OUTPUT) err.push(d);
       errLen += d.length;
+      notify(d);
     });
     // The child may exit before reading everything: EPIPE on its stdin is expected then.
     child.stdin.on('error', () => {});
@@ -107,6 +141,8 @@ export function runProcess(command: string, args: readonly string[], opts: RunOp
     const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
       if (settled) return;
       settled = true;
+      exited = true;
+      for (const w of waiters.splice(0)) w();
       clearTimeout(timer);
       live.delete(child);
       resolve({
@@ -122,6 +158,8 @@ export function runProcess(command: string, args: readonly string[], opts: RunOp
     child.on('error', (e) => {
       if (settled) return;
       settled = true;
+      exited = true;
+      for (const w of waiters.splice(0)) w();
       clearTimeout(timer);
       live.delete(child);
       reject(new Error(`cannot run ${command}: ${e.message}`));
@@ -129,6 +167,7 @@ export function runProcess(command: string, args: readonly string[], opts: RunOp
     child.on('close', (code, signal) => finish(code, signal));
     child.on('exit', (code, signal) => {
       exited = true;
+      for (const w of waiters.splice(0)) w();
       // A grandchild holding our pipes open must not keep us waiting for 'close'.
       setTimeout(() => {
         child.stdout.destroy();
@@ -139,12 +178,14 @@ export function runProcess(command: string, args: readonly string[], opts: RunOp
 
     void (async () => {
       const chunks = opts.input === undefined ? [] : Array.isArray(opts.input) ? opts.input : [opts.input];
+      if (chunks.length > 0 && opts.inputAfter) await outputMatches(opts.inputAfter);
       if (chunks.length > 0 && opts.inputDelayMs) await sleep(opts.inputDelayMs);
       for (let i = 0; i < chunks.length && !exited; i++) {
         if (i > 0) await sleep(opts.inputGapMs ?? 200);
         if (!exited && child.stdin.writable) child.stdin.write(chunks[i]);
       }
-      if (opts.keepOpenMs) await sleep(opts.keepOpenMs);
+      if (opts.closeWhen) await outputMatches(opts.closeWhen, opts.keepOpenMs);
+      else if (opts.keepOpenMs) await sleep(opts.keepOpenMs);
       if (child.stdin.writable) child.stdin.end();
     })();
   });
