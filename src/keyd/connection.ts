@@ -1,0 +1,165 @@
+/**
+ * One front connection on keyd's side: frames in, replies out. Many requests run at once;
+ * replies go out in completion order, batched into few writes. CANCEL aborts a request
+ * (queued work is dropped, running work's result discarded); closing the connection
+ * cancels everything it had in flight.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { KeyOperationError } from '../keys/keyOperations.js';
+import {
+  CONNECTION_REQUEST_ID,
+  FrameDecoder,
+  FrameType,
+  MAX_PING_PAYLOAD,
+  PROTOCOL_VERSION,
+  encodeError,
+  encodeFrame,
+  frameTypeName,
+  isKnownFrameType,
+  type Frame,
+  type WireErrorCode,
+} from './protocol.js';
+import { isOperation, type KeydService, type Session } from './service.js';
+
+/** Per-connection limits. */
+export interface ConnectionLimits {
+  maxFrameBytes: number;
+  maxInFlightPerConnection: number;
+}
+
+/** Serves one socket until it closes. */
+export class KeydConnection {
+  readonly #decoder: FrameDecoder;
+  readonly #inFlight = new Map<number, AbortController>();
+  #out: Buffer[] = [];
+  #flushScheduled = false;
+  #closed = false;
+
+  constructor(
+    private readonly socket: Socket,
+    readonly session: Session,
+    private readonly service: KeydService,
+    private readonly limits: ConnectionLimits,
+    private readonly logger: Logger,
+  ) {
+    this.#decoder = new FrameDecoder(limits.maxFrameBytes);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (e: NodeJS.ErrnoException) => logger.debug({ client: session.peer.display, err: e.code ?? e.message }, 'connection error'));
+    socket.on('close', () => this.#onClose());
+    socket.on('drain', () => socket.resume());
+  }
+
+  /** Requests of this connection still being handled. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closed) return;
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (e) {
+      // A bad length cannot be skipped: say why, then close.
+      const msg = e instanceof KeyOperationError ? e.message : 'malformed frame';
+      this.logger.warn({ client: this.session.peer.display, front: this.session.remote, reason: msg }, 'closing connection: protocol error');
+      void this.service.auditRejected(this.session, 'protocol', 'bad-request', msg);
+      this.#send(FrameType.ERROR, CONNECTION_REQUEST_ID, encodeError({ code: 'bad-request', message: msg }));
+      this.#flush();
+      this.#closed = true;
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1_000).unref();
+      return;
+    }
+    for (const f of frames) this.#onFrame(f);
+  }
+
+  #reject(id: number, code: WireErrorCode, message: string, extra: { supportedVersions?: number[] } = {}): void {
+    this.#send(FrameType.ERROR, id, encodeError({ code, message, ...extra }));
+  }
+
+  #onFrame(f: Frame): void {
+    if (f.version !== PROTOCOL_VERSION) {
+      const msg = `protocol version ${f.version} is not supported (this keyd speaks ${PROTOCOL_VERSION})`;
+      void this.service.auditRejected(this.session, 'protocol', 'unsupported', msg);
+      this.#reject(f.id, 'unsupported', msg, { supportedVersions: [PROTOCOL_VERSION] });
+      return;
+    }
+    switch (f.type) {
+      case FrameType.PING:
+        if (f.body.length > MAX_PING_PAYLOAD) this.#reject(f.id, 'bad-request', `PING payload longer than ${MAX_PING_PAYLOAD} bytes`);
+        else this.#send(FrameType.PONG, f.id, f.body);
+        return;
+      case FrameType.CANCEL:
+        this.#inFlight.get(f.id)?.abort();
+        return;
+      default:
+        break;
+    }
+    if (!isOperation(f.type)) {
+      const msg = isKnownFrameType(f.type) ? `${frameTypeName(f.type)} is not a request` : `unknown frame type ${frameTypeName(f.type)}`;
+      void this.service.auditRejected(this.session, 'protocol', isKnownFrameType(f.type) ? 'bad-request' : 'unsupported', msg);
+      this.#reject(f.id, isKnownFrameType(f.type) ? 'bad-request' : 'unsupported', msg);
+      return;
+    }
+    if (f.id === CONNECTION_REQUEST_ID) {
+      this.#reject(f.id, 'bad-request', 'request id 0 is reserved');
+      return;
+    }
+    if (this.#inFlight.has(f.id)) {
+      this.#reject(f.id, 'bad-request', `request id ${f.id} is already in flight`);
+      return;
+    }
+    if (this.#inFlight.size >= this.limits.maxInFlightPerConnection) {
+      this.#reject(f.id, 'unavailable', `more than ${this.limits.maxInFlightPerConnection} requests in flight on this connection`);
+      return;
+    }
+    const ac = new AbortController();
+    this.#inFlight.set(f.id, ac);
+    void this.service.handle(this.session, f, ac.signal).then((reply) => {
+      if (this.#inFlight.get(f.id) === ac) this.#inFlight.delete(f.id);
+      if (reply && !this.#closed) this.#send(reply.type, f.id, reply.body);
+    });
+  }
+
+  #send(type: FrameType, id: number, body: Uint8Array): void {
+    if (this.#closed || this.socket.destroyed) return;
+    this.#out.push(encodeFrame(type, id, body));
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      // Replies completed in the same turn of the loop leave in one write.
+      setImmediate(() => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#out.length === 0 || this.socket.destroyed) return;
+    const data = this.#out.length === 1 ? this.#out[0] : Buffer.concat(this.#out);
+    this.#out = [];
+    // A front that does not read its replies must not make keyd buffer without bound.
+    if (!this.socket.write(data)) this.socket.pause();
+  }
+
+  #onClose(): void {
+    this.#closed = true;
+    for (const ac of this.#inFlight.values()) ac.abort();
+    this.#inFlight.clear();
+  }
+
+  /** Ends the connection after writing what is pending. */
+  end(): void {
+    this.#flush();
+    this.#closed = true;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 2_000).unref();
+  }
+
+  /** Drops the connection at once (in-flight requests are cancelled). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+}

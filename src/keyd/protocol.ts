@@ -1,0 +1,771 @@
+/**
+ * keyd wire protocol, version 1: binary, length-prefixed frames with request ids, so one
+ * connection carries many concurrent operations. See docs/keyd.md for the full layout.
+ *
+ * Frame:
+ *   u32 length      bytes that follow this field (6 + body), at most the configured maximum
+ *   u8  version     PROTOCOL_VERSION
+ *   u8  type        FrameType
+ *   u32 requestId   chosen by the client; answers carry the id of their request
+ *   body            a sequence of TLV fields: u8 tag, u24 length, value
+ *
+ * The `length` + `version` prefix is the invariant every future version keeps, so a peer
+ * can always skip a frame it does not understand and answer it with a typed error.
+ * Every decoder here is bounds-checked and throws only KeyOperationError('bad-request').
+ */
+import { KeyOperationError, type KeyErrorCode, type OperationContext, type PskMasterSecretRequest, type SignPurpose } from '../keys/keyOperations.js';
+import { Reader } from '../tls/wire/reader.js';
+import { Writer } from '../tls/wire/writer.js';
+
+/** The protocol version this implementation speaks. */
+export const PROTOCOL_VERSION = 1;
+/** Bytes of the `length` field. */
+export const LENGTH_BYTES = 4;
+/** Bytes after `length` that every frame has: version, type, request id. */
+export const FRAME_HEADER_BYTES = 6;
+/** Default bound on the `length` field (1 MiB): large enough for any key or key list. */
+export const DEFAULT_MAX_FRAME_BYTES = 1 << 20;
+/** Request id reserved for connection-level errors that answer no particular request. */
+export const CONNECTION_REQUEST_ID = 0;
+
+/** Frame types. Requests go client → keyd, RESULT / ERROR / PONG come back. */
+export enum FrameType {
+  PING = 0x01,
+  PONG = 0x02,
+  /** Cancels the request whose id the CANCEL frame carries; never answered. */
+  CANCEL = 0x03,
+  RESULT = 0x04,
+  ERROR = 0x05,
+  GET_KEY = 0x10,
+  SIGN = 0x11,
+  /** Reserved: TLS 1.2 RSA key exchange. keyd answers `unsupported` for now. */
+  DECRYPT_PREMASTER = 0x12,
+  PSK_MASTER_SECRET = 0x13,
+  PUT_KEY = 0x20,
+  LIST_KEYS = 0x21,
+  DELETE_KEY = 0x22,
+  GENERATE_KEY = 0x23,
+  PUT_PSK = 0x24,
+  DELETE_PSK = 0x25,
+}
+
+const KNOWN_TYPES = new Set<number>(Object.values(FrameType).filter((v): v is number => typeof v === 'number'));
+
+/** True for a frame type this version defines. */
+export function isKnownFrameType(type: number): type is FrameType {
+  return KNOWN_TYPES.has(type);
+}
+
+/** Name of a frame type for logs. */
+export function frameTypeName(type: number): string {
+  return isKnownFrameType(type) ? FrameType[type] : `0x${type.toString(16).padStart(2, '0')}`;
+}
+
+/** TLV tags. One namespace for all bodies; a body uses the tags its type documents. */
+export enum Tag {
+  KEY_ID = 0x01,
+  SERVER_NAME = 0x02,
+  SCHEME = 0x03,
+  MESSAGE = 0x04,
+  OUTPUT = 0x05,
+  SPKI = 0x06,
+  SCHEMES = 0x07,
+  KEY_TYPE = 0x08,
+  PRIVATE_KEY = 0x09,
+  PSK_IDENTITY = 0x0a,
+  PSK_SECRET = 0x0b,
+  OTHER_SECRET = 0x0c,
+  PRF_HASH = 0x0d,
+  EXTENDED = 0x0e,
+  SEED = 0x0f,
+  CTX_SERVER_NAME = 0x10,
+  CTX_PEER_ADDRESS = 0x11,
+  CTX_TLS_VERSION = 0x12,
+  CTX_PURPOSE = 0x13,
+  CTX_CONNECTION_ID = 0x14,
+  CIPHERTEXT = 0x15,
+  CLIENT_VERSION = 0x16,
+  ERROR_CODE = 0x20,
+  ERROR_MESSAGE = 0x21,
+  SUPPORTED_VERSION = 0x22,
+  KEY_ENTRY = 0x30,
+  PSK_ENTRY = 0x31,
+  SOURCE = 0x32,
+  ORIGIN = 0x33,
+  CREATED_AT = 0x34,
+}
+
+/** Error codes on the wire: every KeyErrorCode plus the PSK-specific one. */
+export type WireErrorCode = KeyErrorCode | 'unknown-psk-identity';
+
+const ERROR_CODES: readonly WireErrorCode[] = [
+  'internal', // 0 is never sent; unknown numbers decode as 'internal'
+  'aborted',
+  'timeout',
+  'unavailable',
+  'refused',
+  'unknown-key',
+  'unsupported',
+  'bad-request',
+  'rate-limited',
+  'internal',
+  'unknown-psk-identity',
+];
+
+/** Wire number of an error code. */
+export function errorCodeToWire(code: WireErrorCode): number {
+  const i = ERROR_CODES.indexOf(code, 1);
+  return i < 0 ? 9 : i;
+}
+
+/** Error code of a wire number; unknown numbers are 'internal'. */
+export function errorCodeFromWire(n: number): WireErrorCode {
+  return n > 0 && n < ERROR_CODES.length ? ERROR_CODES[n] : 'internal';
+}
+
+const PURPOSES: readonly SignPurpose[] = ['tls13-server-certificate-verify', 'tls13-client-certificate-verify', 'tls12-server-key-exchange'];
+const TLS_VERSIONS = new Map<OperationContext['tlsVersion'], number>([
+  ['TLSv1.3', 0x0304],
+  ['TLSv1.2', 0x0303],
+]);
+
+/** Key types keyd can generate. */
+export type GeneratedKeyType = 'ec-p256' | 'ec-p384' | 'ec-p521' | 'ed25519' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
+/** Every GeneratedKeyType. */
+export const GENERATED_KEY_TYPES: readonly GeneratedKeyType[] = ['ec-p256', 'ec-p384', 'ec-p521', 'ed25519', 'rsa-2048', 'rsa-3072', 'rsa-4096'];
+
+/** A decoded frame. `body` may share memory with the input buffer. */
+export interface Frame {
+  version: number;
+  type: number;
+  id: number;
+  body: Uint8Array;
+}
+
+/** Which key a request is for: its id (hex SHA-256 of the SPKI) or a server name it serves. */
+export type KeySelector = { keyId: string } | { serverName: string };
+
+export interface SignRequest {
+  key: KeySelector;
+  scheme: number;
+  message: Uint8Array;
+  ctx: OperationContext;
+}
+
+export interface GetKeyRequest {
+  key: KeySelector;
+}
+
+export interface DecryptPremasterRequest {
+  key: KeySelector;
+  ciphertext: Uint8Array;
+  clientVersion: number;
+  ctx: OperationContext;
+}
+
+export interface PskMasterSecretMessage {
+  req: PskMasterSecretRequest;
+  ctx: OperationContext;
+}
+
+export interface PutKeyRequest {
+  /** PKCS#8 DER of the private key. */
+  pkcs8: Uint8Array;
+  serverNames: string[];
+}
+
+export interface DeleteKeyRequest {
+  keyId: string;
+}
+
+export interface GenerateKeyRequest {
+  keyType: GeneratedKeyType;
+  serverNames: string[];
+}
+
+export interface PutPskRequest {
+  identity: Uint8Array;
+  secret: Uint8Array;
+}
+
+export interface DeletePskRequest {
+  identity: Uint8Array;
+}
+
+/** Public facts about a key keyd holds. Never any private material. */
+export interface KeyInfo {
+  keyId: string;
+  /** SubjectPublicKeyInfo DER. */
+  spki: Uint8Array;
+  schemes: number[];
+  serverNames: string[];
+  /** 'ec-p256', 'rsa', 'ed25519', ... */
+  keyType: string;
+  /** Where the key lives: 'store' (sealed store), 'pkcs11', or 'embedded' (given by the embedding program). */
+  source: string;
+  /** 'imported' or 'generated' for store keys. */
+  origin?: string;
+  /** ISO 8601 time the key entered the store. */
+  createdAt?: string;
+}
+
+/** Public facts about a PSK: its identity only. */
+export interface PskInfo {
+  identity: Uint8Array;
+  createdAt?: string;
+}
+
+export interface ListKeysResult {
+  keys: KeyInfo[];
+  psks: PskInfo[];
+}
+
+export interface ErrorBody {
+  code: WireErrorCode;
+  message: string;
+  /** Versions keyd speaks; sent when the request's version was not one of them. */
+  supportedVersions?: number[];
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames
+
+/** Encodes one frame. */
+export function encodeFrame(type: number, id: number, body: Uint8Array = EMPTY, version = PROTOCOL_VERSION): Buffer {
+  const out = Buffer.allocUnsafe(LENGTH_BYTES + FRAME_HEADER_BYTES + body.length);
+  out.writeUInt32BE(FRAME_HEADER_BYTES + body.length, 0);
+  out[4] = version;
+  out[5] = type;
+  out.writeUInt32BE(id >>> 0, 6);
+  out.set(body, 10);
+  return out;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Splits a byte stream into frames. Holds partial frames across chunks and copies only
+ * when a frame straddles chunks. A length field below the header size or above the
+ * maximum is a fatal protocol error (the stream cannot be resynchronised): `push` throws
+ * KeyOperationError('bad-request') and the caller must close the connection.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private total = 0;
+
+  constructor(private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
+
+  /** Bytes buffered and not yet part of a complete frame. */
+  get buffered(): number {
+    return this.total;
+  }
+
+  /** Feeds bytes; returns the frames completed by them, in order. */
+  push(chunk: Uint8Array): Frame[] {
+    if (chunk.length === 0) return [];
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    this.chunks.push(buf);
+    this.total += buf.length;
+    const frames: Frame[] = [];
+    while (this.total >= LENGTH_BYTES) {
+      const len = this.peekLength();
+      if (len < FRAME_HEADER_BYTES) throw new KeyOperationError('bad-request', `frame length ${len} is shorter than the ${FRAME_HEADER_BYTES}-byte header`);
+      if (len > this.maxFrameBytes) throw new KeyOperationError('bad-request', `frame of ${len} bytes exceeds the ${this.maxFrameBytes}-byte maximum`);
+      if (this.total < LENGTH_BYTES + len) break;
+      const f = this.take(LENGTH_BYTES + len);
+      frames.push({ version: f[4], type: f[5], id: f.readUInt32BE(6), body: f.subarray(10) });
+    }
+    return frames;
+  }
+
+  private peekLength(): number {
+    const first = this.chunks[0];
+    if (first.length >= LENGTH_BYTES) return first.readUInt32BE(0);
+    const head = Buffer.concat(this.chunks, Math.min(this.total, 16));
+    return head.readUInt32BE(0);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let off = 0;
+      while (off < n) {
+        const c = this.chunks[0];
+        const k = Math.min(c.length, n - off);
+        c.copy(out, off, 0, k);
+        off += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.total -= n;
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// TLV bodies
+
+/** Builds a TLV body. */
+export class TlvWriter {
+  private readonly w = new Writer(64);
+
+  bytes(tag: Tag, value: Uint8Array): this {
+    this.w.u8(tag).vec24(value);
+    return this;
+  }
+
+  u8(tag: Tag, v: number): this {
+    return this.bytes(tag, Uint8Array.of(v & 0xff));
+  }
+
+  u16(tag: Tag, v: number): this {
+    return this.bytes(tag, Uint8Array.of((v >>> 8) & 0xff, v & 0xff));
+  }
+
+  str(tag: Tag, s: string): this {
+    return this.bytes(tag, Buffer.from(s, 'utf8'));
+  }
+
+  u16List(tag: Tag, values: readonly number[]): this {
+    const b = new Uint8Array(values.length * 2);
+    values.forEach((v, i) => {
+      b[2 * i] = (v >>> 8) & 0xff;
+      b[2 * i + 1] = v & 0xff;
+    });
+    return this.bytes(tag, b);
+  }
+
+  finish(): Uint8Array {
+    return this.w.finish();
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A parsed TLV body. Unknown tags are kept and ignored by the typed decoders, so a newer
+ * peer can add optional fields; a single-valued field sent twice is an error.
+ */
+export class TlvFields {
+  private constructor(
+    private readonly fields: Map<number, Uint8Array[]>,
+    private readonly what: string,
+  ) {}
+
+  /** Parses `body`; throws KeyOperationError('bad-request') when it is not a well-formed TLV sequence. */
+  static parse(body: Uint8Array, what: string): TlvFields {
+    const fields = new Map<number, Uint8Array[]>();
+    const r = new Reader(body, what);
+    try {
+      while (!r.atEnd()) {
+        const tag = r.u8();
+        const value = r.vec24();
+        const list = fields.get(tag);
+        if (list) list.push(value);
+        else fields.set(tag, [value]);
+      }
+    } catch {
+      throw badRequest(`${what}: truncated field`);
+    }
+    return new TlvFields(fields, what);
+  }
+
+  has(tag: Tag): boolean {
+    return this.fields.has(tag);
+  }
+
+  /** Every value of a repeatable field, in order. */
+  all(tag: Tag): Uint8Array[] {
+    return this.fields.get(tag) ?? [];
+  }
+
+  /** The value of a single-valued field, or undefined when absent. */
+  opt(tag: Tag): Uint8Array | undefined {
+    const list = this.fields.get(tag);
+    if (!list) return undefined;
+    if (list.length > 1) throw badRequest(`${this.what}: ${Tag[tag] ?? tag} appears ${list.length} times`);
+    return list[0];
+  }
+
+  req(tag: Tag): Uint8Array {
+    const v = this.opt(tag);
+    if (v === undefined) throw badRequest(`${this.what}: missing ${Tag[tag] ?? tag}`);
+    return v;
+  }
+
+  optU8(tag: Tag): number | undefined {
+    const v = this.opt(tag);
+    if (v === undefined) return undefined;
+    if (v.length !== 1) throw badRequest(`${this.what}: ${Tag[tag]} must be 1 byte`);
+    return v[0];
+  }
+
+  optU16(tag: Tag): number | undefined {
+    const v = this.opt(tag);
+    if (v === undefined) return undefined;
+    if (v.length !== 2) throw badRequest(`${this.what}: ${Tag[tag]} must be 2 bytes`);
+    return (v[0] << 8) | v[1];
+  }
+
+  reqU16(tag: Tag): number {
+    const v = this.optU16(tag);
+    if (v === undefined) throw badRequest(`${this.what}: missing ${Tag[tag]}`);
+    return v;
+  }
+
+  optStr(tag: Tag, maxBytes: number): string | undefined {
+    const v = this.opt(tag);
+    return v === undefined ? undefined : decodeString(v, maxBytes, `${this.what}: ${Tag[tag]}`);
+  }
+
+  reqStr(tag: Tag, maxBytes: number): string {
+    return decodeString(this.req(tag), maxBytes, `${this.what}: ${Tag[tag]}`);
+  }
+
+  allStr(tag: Tag, maxBytes: number): string[] {
+    return this.all(tag).map((v) => decodeString(v, maxBytes, `${this.what}: ${Tag[tag]}`));
+  }
+
+  u16ListOf(tag: Tag): number[] {
+    const v = this.opt(tag);
+    if (v === undefined) return [];
+    if (v.length % 2 !== 0) throw badRequest(`${this.what}: ${Tag[tag]} has odd length`);
+    const out: number[] = [];
+    for (let i = 0; i < v.length; i += 2) out.push((v[i] << 8) | v[i + 1]);
+    return out;
+  }
+}
+
+function badRequest(message: string): KeyOperationError {
+  return new KeyOperationError('bad-request', message);
+}
+
+/** Decodes UTF-8 without control characters (values end up in logs and audit lines). */
+function decodeString(v: Uint8Array, maxBytes: number, what: string): string {
+  if (v.length > maxBytes) throw badRequest(`${what} is longer than ${maxBytes} bytes`);
+  let s: string;
+  try {
+    s = utf8.decode(v);
+  } catch {
+    throw badRequest(`${what} is not valid UTF-8`);
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(s)) throw badRequest(`${what} contains control characters`);
+  return s;
+}
+
+/** Limits on string fields. */
+const MAX_NAME = 255;
+const MAX_SHORT = 128;
+const MAX_MESSAGE = 64 * 1024;
+
+/**
+ * Normalises and checks a server name used to address keys: lower case, no trailing dot,
+ * DNS characters, optionally a leading "*." wildcard label.
+ */
+export function normalizeServerName(name: string): string {
+  const n = name.toLowerCase().replace(/\.$/, '');
+  if (n.length === 0 || n.length > 253 || !/^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/.test(n)) {
+    throw badRequest(`not a valid server name: ${JSON.stringify(name.slice(0, 64))}`);
+  }
+  return n;
+}
+
+/** Checks a key id: 64 lower-case hex characters. */
+export function normalizeKeyId(keyId: string): string {
+  const k = keyId.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(k)) throw badRequest('key id must be 64 hex characters (SHA-256 of the SubjectPublicKeyInfo)');
+  return k;
+}
+
+function writeSelector(w: TlvWriter, key: KeySelector): void {
+  if ('keyId' in key) w.bytes(Tag.KEY_ID, Buffer.from(normalizeKeyId(key.keyId), 'hex'));
+  else w.str(Tag.SERVER_NAME, normalizeServerName(key.serverName));
+}
+
+function readSelector(f: TlvFields, what: string): KeySelector {
+  const id = f.opt(Tag.KEY_ID);
+  const name = f.optStr(Tag.SERVER_NAME, MAX_NAME);
+  if (id !== undefined && name !== undefined) throw badRequest(`${what}: give KEY_ID or SERVER_NAME, not both`);
+  if (id !== undefined) {
+    if (id.length !== 32) throw badRequest(`${what}: KEY_ID must be 32 bytes`);
+    return { keyId: Buffer.from(id).toString('hex') };
+  }
+  if (name !== undefined) return { serverName: normalizeServerName(name) };
+  throw badRequest(`${what}: missing KEY_ID or SERVER_NAME`);
+}
+
+function writeContext(w: TlvWriter, ctx: OperationContext): void {
+  const v = TLS_VERSIONS.get(ctx.tlsVersion);
+  if (v === undefined) throw new RangeError(`unknown TLS version ${String(ctx.tlsVersion)}`);
+  w.u16(Tag.CTX_TLS_VERSION, v);
+  if (ctx.serverName !== undefined) w.str(Tag.CTX_SERVER_NAME, ctx.serverName.slice(0, MAX_NAME));
+  if (ctx.peerAddress !== undefined) w.str(Tag.CTX_PEER_ADDRESS, ctx.peerAddress.slice(0, MAX_SHORT));
+  if (ctx.purpose !== undefined) w.u8(Tag.CTX_PURPOSE, PURPOSES.indexOf(ctx.purpose) + 1);
+  if (ctx.connectionId !== undefined) w.str(Tag.CTX_CONNECTION_ID, ctx.connectionId.slice(0, MAX_SHORT));
+}
+
+function readContext(f: TlvFields, what: string): OperationContext {
+  const v = f.optU16(Tag.CTX_TLS_VERSION);
+  let tlsVersion: OperationContext['tlsVersion'] | undefined;
+  for (const [name, code] of TLS_VERSIONS) if (code === v) tlsVersion = name;
+  if (!tlsVersion) throw badRequest(`${what}: missing or unknown CTX_TLS_VERSION`);
+  const ctx: OperationContext = { tlsVersion };
+  const sn = f.optStr(Tag.CTX_SERVER_NAME, MAX_NAME);
+  if (sn !== undefined) ctx.serverName = sn;
+  const peer = f.optStr(Tag.CTX_PEER_ADDRESS, MAX_SHORT);
+  if (peer !== undefined) ctx.peerAddress = peer;
+  const p = f.optU8(Tag.CTX_PURPOSE);
+  if (p !== undefined) {
+    if (p < 1 || p > PURPOSES.length) throw badRequest(`${what}: unknown CTX_PURPOSE ${p}`);
+    ctx.purpose = PURPOSES[p - 1];
+  }
+  const cid = f.optStr(Tag.CTX_CONNECTION_ID, MAX_SHORT);
+  if (cid !== undefined) ctx.connectionId = cid;
+  return ctx;
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+export function encodeSignRequest(m: SignRequest): Uint8Array {
+  const w = new TlvWriter();
+  writeSelector(w, m.key);
+  w.u16(Tag.SCHEME, m.scheme).bytes(Tag.MESSAGE, m.message);
+  writeContext(w, m.ctx);
+  return w.finish();
+}
+
+export function decodeSignRequest(body: Uint8Array): SignRequest {
+  const f = TlvFields.parse(body, 'SIGN');
+  const message = f.req(Tag.MESSAGE);
+  if (message.length > MAX_MESSAGE) throw badRequest(`SIGN: MESSAGE longer than ${MAX_MESSAGE} bytes`);
+  return { key: readSelector(f, 'SIGN'), scheme: f.reqU16(Tag.SCHEME), message, ctx: readContext(f, 'SIGN') };
+}
+
+export function encodeGetKeyRequest(m: GetKeyRequest): Uint8Array {
+  const w = new TlvWriter();
+  writeSelector(w, m.key);
+  return w.finish();
+}
+
+export function decodeGetKeyRequest(body: Uint8Array): GetKeyRequest {
+  return { key: readSelector(TlvFields.parse(body, 'GET_KEY'), 'GET_KEY') };
+}
+
+export function encodeDecryptPremasterRequest(m: DecryptPremasterRequest): Uint8Array {
+  const w = new TlvWriter();
+  writeSelector(w, m.key);
+  w.bytes(Tag.CIPHERTEXT, m.ciphertext).u16(Tag.CLIENT_VERSION, m.clientVersion);
+  writeContext(w, m.ctx);
+  return w.finish();
+}
+
+export function decodeDecryptPremasterRequest(body: Uint8Array): DecryptPremasterRequest {
+  const f = TlvFields.parse(body, 'DECRYPT_PREMASTER');
+  const ciphertext = f.req(Tag.CIPHERTEXT);
+  if (ciphertext.length > 1024) throw badRequest('DECRYPT_PREMASTER: CIPHERTEXT longer than 1024 bytes');
+  return { key: readSelector(f, 'DECRYPT_PREMASTER'), ciphertext, clientVersion: f.reqU16(Tag.CLIENT_VERSION), ctx: readContext(f, 'DECRYPT_PREMASTER') };
+}
+
+const PRF_HASHES: readonly PskMasterSecretRequest['hash'][] = ['sha256', 'sha384'];
+
+export function encodePskMasterSecretRequest(m: PskMasterSecretMessage): Uint8Array {
+  const w = new TlvWriter();
+  w.bytes(Tag.PSK_IDENTITY, m.req.identity);
+  if (m.req.otherSecret) w.bytes(Tag.OTHER_SECRET, m.req.otherSecret);
+  w.u8(Tag.PRF_HASH, PRF_HASHES.indexOf(m.req.hash) + 1)
+    .u8(Tag.EXTENDED, m.req.extended ? 1 : 0)
+    .bytes(Tag.SEED, m.req.seed);
+  writeContext(w, m.ctx);
+  return w.finish();
+}
+
+export function decodePskMasterSecretRequest(body: Uint8Array): PskMasterSecretMessage {
+  const what = 'PSK_MASTER_SECRET';
+  const f = TlvFields.parse(body, what);
+  const identity = f.req(Tag.PSK_IDENTITY);
+  if (identity.length === 0 || identity.length > 0xffff) throw badRequest(`${what}: PSK_IDENTITY must be 1..65535 bytes`);
+  const otherSecret = f.opt(Tag.OTHER_SECRET) ?? null;
+  if (otherSecret && otherSecret.length > 0xffff) throw badRequest(`${what}: OTHER_SECRET too long`);
+  const h = f.optU8(Tag.PRF_HASH);
+  if (h === undefined || h < 1 || h > PRF_HASHES.length) throw badRequest(`${what}: missing or unknown PRF_HASH`);
+  const e = f.optU8(Tag.EXTENDED) ?? 0;
+  if (e > 1) throw badRequest(`${what}: EXTENDED must be 0 or 1`);
+  const seed = f.req(Tag.SEED);
+  // client_random + server_random (64) or a session hash (32 or 48).
+  if (seed.length < 32 || seed.length > 64) throw badRequest(`${what}: SEED must be 32..64 bytes`);
+  return { req: { identity, otherSecret, hash: PRF_HASHES[h - 1], extended: e === 1, seed }, ctx: readContext(f, what) };
+}
+
+export function encodePutKeyRequest(m: PutKeyRequest): Uint8Array {
+  const w = new TlvWriter().bytes(Tag.PRIVATE_KEY, m.pkcs8);
+  for (const n of m.serverNames) w.str(Tag.SERVER_NAME, normalizeServerName(n));
+  return w.finish();
+}
+
+export function decodePutKeyRequest(body: Uint8Array): PutKeyRequest {
+  const f = TlvFields.parse(body, 'PUT_KEY');
+  return { pkcs8: f.req(Tag.PRIVATE_KEY), serverNames: f.allStr(Tag.SERVER_NAME, MAX_NAME).map(normalizeServerName) };
+}
+
+export function encodeDeleteKeyRequest(m: DeleteKeyRequest): Uint8Array {
+  return new TlvWriter().bytes(Tag.KEY_ID, Buffer.from(normalizeKeyId(m.keyId), 'hex')).finish();
+}
+
+export function decodeDeleteKeyRequest(body: Uint8Array): DeleteKeyRequest {
+  const f = TlvFields.parse(body, 'DELETE_KEY');
+  const id = f.req(Tag.KEY_ID);
+  if (id.length !== 32) throw badRequest('DELETE_KEY: KEY_ID must be 32 bytes');
+  return { keyId: Buffer.from(id).toString('hex') };
+}
+
+export function encodeGenerateKeyRequest(m: GenerateKeyRequest): Uint8Array {
+  const w = new TlvWriter().str(Tag.KEY_TYPE, m.keyType);
+  for (const n of m.serverNames) w.str(Tag.SERVER_NAME, normalizeServerName(n));
+  return w.finish();
+}
+
+export function decodeGenerateKeyRequest(body: Uint8Array): GenerateKeyRequest {
+  const f = TlvFields.parse(body, 'GENERATE_KEY');
+  const t = f.reqStr(Tag.KEY_TYPE, 32);
+  if (!(GENERATED_KEY_TYPES as readonly string[]).includes(t)) throw badRequest(`GENERATE_KEY: unknown KEY_TYPE ${JSON.stringify(t)} (one of ${GENERATED_KEY_TYPES.join(', ')})`);
+  return { keyType: t as GeneratedKeyType, serverNames: f.allStr(Tag.SERVER_NAME, MAX_NAME).map(normalizeServerName) };
+}
+
+export function encodePutPskRequest(m: PutPskRequest): Uint8Array {
+  return new TlvWriter().bytes(Tag.PSK_IDENTITY, m.identity).bytes(Tag.PSK_SECRET, m.secret).finish();
+}
+
+export function decodePutPskRequest(body: Uint8Array): PutPskRequest {
+  const f = TlvFields.parse(body, 'PUT_PSK');
+  const identity = f.req(Tag.PSK_IDENTITY);
+  const secret = f.req(Tag.PSK_SECRET);
+  if (identity.length === 0 || identity.length > 0xffff) throw badRequest('PUT_PSK: PSK_IDENTITY must be 1..65535 bytes');
+  // RFC 4279 asks for PSKs of up to 64 bytes at least; 16 bytes is a floor worth enforcing.
+  if (secret.length < 16 || secret.length > 1024) throw badRequest('PUT_PSK: PSK_SECRET must be 16..1024 bytes');
+  return { identity, secret };
+}
+
+export function encodeDeletePskRequest(m: DeletePskRequest): Uint8Array {
+  return new TlvWriter().bytes(Tag.PSK_IDENTITY, m.identity).finish();
+}
+
+export function decodeDeletePskRequest(body: Uint8Array): DeletePskRequest {
+  const f = TlvFields.parse(body, 'DELETE_PSK');
+  const identity = f.req(Tag.PSK_IDENTITY);
+  if (identity.length === 0 || identity.length > 0xffff) throw badRequest('DELETE_PSK: PSK_IDENTITY must be 1..65535 bytes');
+  return { identity };
+}
+
+// ---------------------------------------------------------------------------------------
+// Results
+
+/** RESULT of SIGN, PSK_MASTER_SECRET and DECRYPT_PREMASTER: one OUTPUT field. */
+export function encodeOutput(output: Uint8Array): Uint8Array {
+  return new TlvWriter().bytes(Tag.OUTPUT, output).finish();
+}
+
+export function decodeOutput(body: Uint8Array): Uint8Array {
+  return TlvFields.parse(body, 'RESULT').req(Tag.OUTPUT);
+}
+
+function writeKeyInfo(w: TlvWriter, k: KeyInfo): TlvWriter {
+  w.bytes(Tag.KEY_ID, Buffer.from(normalizeKeyId(k.keyId), 'hex'))
+    .bytes(Tag.SPKI, k.spki)
+    .u16List(Tag.SCHEMES, k.schemes)
+    .str(Tag.KEY_TYPE, k.keyType)
+    .str(Tag.SOURCE, k.source);
+  for (const n of k.serverNames) w.str(Tag.SERVER_NAME, n);
+  if (k.origin !== undefined) w.str(Tag.ORIGIN, k.origin);
+  if (k.createdAt !== undefined) w.str(Tag.CREATED_AT, k.createdAt);
+  return w;
+}
+
+function readKeyInfo(body: Uint8Array): KeyInfo {
+  const f = TlvFields.parse(body, 'KEY_ENTRY');
+  const id = f.req(Tag.KEY_ID);
+  if (id.length !== 32) throw badRequest('KEY_ENTRY: KEY_ID must be 32 bytes');
+  const info: KeyInfo = {
+    keyId: Buffer.from(id).toString('hex'),
+    spki: f.req(Tag.SPKI),
+    schemes: f.u16ListOf(Tag.SCHEMES),
+    serverNames: f.allStr(Tag.SERVER_NAME, MAX_NAME),
+    keyType: f.reqStr(Tag.KEY_TYPE, 32),
+    source: f.reqStr(Tag.SOURCE, 32),
+  };
+  const origin = f.optStr(Tag.ORIGIN, 32);
+  if (origin !== undefined) info.origin = origin;
+  const created = f.optStr(Tag.CREATED_AT, 64);
+  if (created !== undefined) info.createdAt = created;
+  return info;
+}
+
+/** RESULT of GET_KEY: one KEY_ENTRY per matching key (by id: one; by name: newest first). */
+export function encodeKeyInfos(keys: readonly KeyInfo[]): Uint8Array {
+  const w = new TlvWriter();
+  for (const k of keys) w.bytes(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k).finish());
+  return w.finish();
+}
+
+export function decodeKeyInfos(body: Uint8Array): KeyInfo[] {
+  return TlvFields.parse(body, 'RESULT').all(Tag.KEY_ENTRY).map(readKeyInfo);
+}
+
+/** RESULT of LIST_KEYS: KEY_ENTRY and PSK_ENTRY fields. */
+export function encodeListKeysResult(r: ListKeysResult): Uint8Array {
+  const w = new TlvWriter();
+  for (const k of r.keys) w.bytes(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k).finish());
+  for (const p of r.psks) {
+    const e = new TlvWriter().bytes(Tag.PSK_IDENTITY, p.identity);
+    if (p.createdAt !== undefined) e.str(Tag.CREATED_AT, p.createdAt);
+    w.bytes(Tag.PSK_ENTRY, e.finish());
+  }
+  return w.finish();
+}
+
+export function decodeListKeysResult(body: Uint8Array): ListKeysResult {
+  const f = TlvFields.parse(body, 'RESULT');
+  const psks = f.all(Tag.PSK_ENTRY).map((b) => {
+    const e = TlvFields.parse(b, 'PSK_ENTRY');
+    const p: PskInfo = { identity: e.req(Tag.PSK_IDENTITY) };
+    const created = e.optStr(Tag.CREATED_AT, 64);
+    if (created !== undefined) p.createdAt = created;
+    return p;
+  });
+  return { keys: f.all(Tag.KEY_ENTRY).map(readKeyInfo), psks };
+}
+
+export function encodeError(e: ErrorBody): Uint8Array {
+  const w = new TlvWriter().u8(Tag.ERROR_CODE, errorCodeToWire(e.code)).str(Tag.ERROR_MESSAGE, sanitizeMessage(e.message));
+  if (e.supportedVersions) w.bytes(Tag.SUPPORTED_VERSION, Uint8Array.from(e.supportedVersions));
+  return w.finish();
+}
+
+export function decodeError(body: Uint8Array): ErrorBody {
+  const f = TlvFields.parse(body, 'ERROR');
+  const out: ErrorBody = {
+    code: errorCodeFromWire(f.optU8(Tag.ERROR_CODE) ?? 0),
+    message: f.optStr(Tag.ERROR_MESSAGE, 1024) ?? 'no message',
+  };
+  const v = f.opt(Tag.SUPPORTED_VERSION);
+  if (v !== undefined) out.supportedVersions = [...v];
+  return out;
+}
+
+/** Keeps an error message printable and short (it is shown to the peer and logged there). */
+function sanitizeMessage(m: string): string {
+  // eslint-disable-next-line no-control-regex
+  const s = m.replace(/[\u0000-\u001f\u007f]/g, ' ');
+  return Buffer.byteLength(s) > 1000 ? s.slice(0, 500) + '…' : s;
+}
+
+/** PING and PONG carry an optional opaque payload that PONG echoes (at most 64 bytes). */
+export const MAX_PING_PAYLOAD = 64;

@@ -1,0 +1,272 @@
+/**
+ * keyd, the key server: opens the sealed store and any PKCS#11 keys, then serves key
+ * operations to authenticated fronts over mutual TLS (TLS 1.3 only) and/or a Unix socket.
+ * There is no unauthenticated transport. Metrics are served on a separate listener.
+ */
+import { lstat, readFile, unlink } from 'node:fs/promises';
+import { createConnection, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { pino, type Logger } from 'pino';
+import type { KeyOperations } from '../keys/keyOperations.js';
+import { AuditLog } from './audit.js';
+import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
+import { resolveKekSource, type KeydConfig } from './config.js';
+import { KeydConnection } from './connection.js';
+import { KeydMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
+import { WorkQueue } from './queue.js';
+import { KeyRegistry } from './registry.js';
+import { KeydService, type Session } from './service.js';
+import { SealedStore, type KekSource } from './store.js';
+import { StoreKey } from './storeKey.js';
+
+/** Options for {@link startKeyd} beyond the config file. */
+export interface StartKeydOptions {
+  /** Logger; default pino JSON on stdout at the configured level. */
+  logger?: Logger;
+  /** Where the store's key-encryption key comes from; default: the config's passphrase source. */
+  kek?: KekSource;
+  /** Environment for `store.passphraseEnv` (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** More keys to serve, given by the embedding program: anything that can sign. */
+  keys?: Array<{ ops: KeyOperations; serverNames: string[] }>;
+}
+
+/** A running keyd. */
+export interface Keyd {
+  /** The mutual-TLS listener's address, when configured. */
+  readonly tlsAddress?: { host: string; port: number };
+  /** The Unix socket path, when configured. */
+  readonly unixPath?: string;
+  /** The metrics listener's address, when configured. */
+  readonly metricsAddress?: { host: string; port: number };
+  readonly registry: KeyRegistry;
+  readonly metrics: KeydMetrics;
+  readonly audit: AuditLog;
+  readonly logger: Logger;
+  /** Open front connections. */
+  readonly connections: number;
+  /**
+   * Graceful shutdown: stop accepting, refuse new requests, finish in-flight ones (up to
+   * limits.shutdownGraceMs), close connections, flush the audit log, release keys.
+   */
+  close(): Promise<void>;
+}
+
+async function openStore(config: KeydConfig, kek: KekSource, logger: Logger): Promise<SealedStore> {
+  const exists = await SealedStore.exists(config.store.dir);
+  if (!exists && !config.store.create) throw new Error(`no sealed store in ${config.store.dir}, and store.create is false`);
+  const store = exists ? await SealedStore.open(config.store.dir, kek) : await SealedStore.create(config.store.dir, kek, config.store.scrypt ? { scrypt: config.store.scrypt } : {});
+  if (!exists) logger.info({ dir: config.store.dir }, 'created a new sealed store');
+  for (const w of store.warnings) logger.warn({ dir: config.store.dir }, w);
+  return store;
+}
+
+/** Removes a stale socket file left by a keyd that died; refuses to touch a live one or a non-socket. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const c = createConnection(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`${path} is in use by a running process`);
+  await unlink(path);
+}
+
+function listen(server: NetServer, arg: { port: number; host: string } | { path: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(arg, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Starts keyd with a validated configuration. Resolves once every listener is up; rejects
+ * (having released what it opened) when the store, the audit log, a key or a listener
+ * cannot be opened.
+ */
+export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {}): Promise<Keyd> {
+  const logger = opts.logger ?? pino({ level: config.log.level, base: { service: 'keyd' } });
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const cleanup = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+  };
+  try {
+    const kek = opts.kek ?? (await resolveKekSource(config.store, opts.env));
+    const store = await openStore(config, kek, logger);
+    cleanups.push(() => store.close());
+    const audit = await AuditLog.open(config.audit.file, { durable: config.audit.durable });
+    cleanups.push(() => audit.close());
+    const metrics = new KeydMetrics();
+    const registry = new KeyRegistry();
+
+    // Oldest first, so that among keys serving one name the newest wins.
+    for (const k of store.keys().sort((a, b) => a.createdAt.localeCompare(b.createdAt))) {
+      registry.add({ ops: new StoreKey(k.privateKey), serverNames: k.serverNames, source: 'store', origin: k.origin, createdAt: k.createdAt });
+    }
+    if (config.pkcs11.length > 0) {
+      const { openPkcs11Key } = await import('../keys/pkcs11Key.js');
+      for (const p of config.pkcs11) {
+        const key = await openPkcs11Key({ uri: p.uri, module: p.module, ...(p.pinFile ? { pinFile: p.pinFile } : {}) });
+        cleanups.push(() => key.close());
+        registry.add({ ops: key, serverNames: p.serverNames, source: 'pkcs11', verifyResults: true });
+        logger.info({ keyId: key.keyId, token: key.info.tokenLabel, object: key.info.objectLabel, serverNames: p.serverNames }, 'PKCS#11 key opened');
+      }
+    }
+    for (const k of opts.keys ?? []) registry.add({ ops: k.ops, serverNames: k.serverNames, source: 'embedded' });
+
+    const queue = new WorkQueue(config.limits.maxConcurrentOps, config.limits.maxQueuedOps, (_running, queued) => metrics.queued.set(queued));
+    const authz = new Authorizer(config.clients);
+    const service = new KeydService({ registry, store, audit, authz, metrics, logger, queue, unknownPskIdentity: config.psk.unknownIdentity });
+    const connections = new Set<KeydConnection>();
+
+    const accept = (socket: Socket, peer: PeerIdentity, transport: 'tls' | 'unix', remote: string): void => {
+      const session: Session = { peer, grant: authz.resolve(peer), transport, remote };
+      const conn = new KeydConnection(socket, session, service, config.limits, logger);
+      connections.add(conn);
+      metrics.connections.inc({ transport });
+      logger.info({ client: peer.display, front: remote, transport, authorized: session.grant !== undefined }, 'front connected');
+      socket.once('close', () => {
+        connections.delete(conn);
+        metrics.connections.dec({ transport });
+        logger.info({ client: peer.display, front: remote, transport }, 'front disconnected');
+      });
+    };
+
+    let tlsServer: TlsServer | undefined;
+    let tlsAddress: { host: string; port: number } | undefined;
+    if (config.listen.tls) {
+      if (!config.tls) throw new Error('listen.tls needs the tls section');
+      const [cert, key, ca] = await Promise.all([readFile(config.tls.certFile), readFile(config.tls.keyFile), readFile(config.tls.clientCaFile)]);
+      const srv = createTlsServer(
+        {
+          cert,
+          key,
+          ca,
+          requestCert: true,
+          rejectUnauthorized: true,
+          minVersion: 'TLSv1.3',
+          maxVersion: 'TLSv1.3',
+          handshakeTimeout: 10_000,
+        },
+        (socket: TLSSocket) => {
+          const peer = identityOfCertificate(socket.getPeerCertificate());
+          accept(socket, peer, 'tls', `${socket.remoteAddress}:${socket.remotePort}`);
+        },
+      );
+      key.fill(0);
+      srv.maxConnections = config.limits.maxConnections;
+      srv.on('tlsClientError', (e: NodeJS.ErrnoException, s: TLSSocket) => logger.warn({ front: `${s.remoteAddress}:${s.remotePort}`, err: e.code ?? e.message }, 'TLS handshake with a front failed'));
+      await listen(srv, { host: config.listen.tls.host, port: config.listen.tls.port });
+      tlsServer = srv;
+      cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+      const a = srv.address() as AddressInfo;
+      tlsAddress = { host: a.address, port: a.port };
+    }
+
+    let unixServer: NetServer | undefined;
+    const unix = config.listen.unix;
+    if (unix) {
+      await clearStaleSocket(unix.path);
+      const peer: PeerIdentity = { ids: [unix.identity], display: unix.identity };
+      const srv = createNetServer((socket) => accept(socket, peer, 'unix', unix.path));
+      srv.maxConnections = config.limits.maxConnections;
+      // The socket is created by listen(); a tight umask closes the window before chmod.
+      const oldMask = process.umask(0o177);
+      try {
+        await listen(srv, { path: unix.path });
+      } finally {
+        process.umask(oldMask);
+      }
+      const { chmod } = await import('node:fs/promises');
+      await chmod(unix.path, unix.mode);
+      unixServer = srv;
+      cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    }
+    if (!tlsServer && !unixServer) throw new Error('keyd needs listen.tls and/or listen.unix');
+
+    let metricsServer: MetricsServer | undefined;
+    let draining = false;
+    if (config.metrics) {
+      metricsServer = await startMetricsServer(metrics, config.metrics.host, config.metrics.port, () => {
+        if (draining) return 'shutting down';
+        if (audit.failed) return 'audit log unavailable';
+        return undefined;
+      });
+      cleanups.push(() => metricsServer?.close());
+    }
+
+    await audit.append({ client: '-', op: 'keyd-start', outcome: 'ok', reason: `${registry.size} key(s)` });
+    // The head is the one thing a hash chain cannot protect; keep copies of it elsewhere.
+    const headTimer = setInterval(() => logger.info({ auditHead: audit.head }, 'audit head'), 60_000);
+    headTimer.unref();
+    cleanups.push(() => clearInterval(headTimer));
+
+    logger.info(
+      {
+        tls: tlsAddress ? `${tlsAddress.host}:${tlsAddress.port}` : undefined,
+        unix: unix?.path,
+        metrics: metricsServer ? `${metricsServer.address.host}:${metricsServer.address.port}` : undefined,
+        keys: registry.all().map((k) => ({ keyId: k.keyId, source: k.source, serverNames: k.serverNames })),
+        auditHead: audit.head,
+      },
+      'keyd ready',
+    );
+
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => {
+      closing ??= (async () => {
+        draining = true;
+        service.draining = true;
+        logger.info({ inFlight: service.active }, 'keyd shutting down');
+        tlsServer?.close();
+        unixServer?.close();
+        let timer: NodeJS.Timeout | undefined;
+        const graceOver = new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(false), config.limits.shutdownGraceMs);
+        });
+        const finished = await Promise.race([service.idle().then(() => true), graceOver]);
+        clearTimeout(timer);
+        if (!finished) {
+          logger.warn({ inFlight: service.active }, 'shutdown grace period over; dropping remaining operations');
+          for (const c of connections) c.destroy();
+          await Promise.race([service.idle(), new Promise((r) => setTimeout(r, 2_000))]);
+        }
+        for (const c of connections) c.end();
+        await audit.append({ client: '-', op: 'keyd-stop', outcome: 'ok' }).catch(() => undefined);
+        logger.info({ auditHead: audit.head }, 'keyd stopped');
+        await cleanup();
+      })();
+      return closing;
+    };
+
+    return {
+      tlsAddress,
+      unixPath: unix?.path,
+      metricsAddress: metricsServer?.address,
+      registry,
+      metrics,
+      audit,
+      logger,
+      get connections() {
+        return connections.size;
+      },
+      close,
+    };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}

@@ -1,0 +1,424 @@
+/**
+ * keyd's operations, independent of the transport: each request frame of an authenticated
+ * session becomes one reply (or none, when the request was cancelled). Every request is
+ * authorized, counted and audited; the audit line is durable before the reply is returned.
+ */
+import { createPrivateKey, createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import { keyIdOf } from '../keys/keyId.js';
+import { KeyOperationError, UnknownPskIdentityError, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
+import { checkSignInput } from '../keys/signingPolicy.js';
+import { schemeName, schemesForKey, verifySignature } from '../tls/crypto/signatureSchemes.js';
+import type { AuditLog, AuditRecord } from './audit.js';
+import type { Authorizer, Grant, PeerIdentity } from './authz.js';
+import { keyLabel, type KeydMetrics } from './metrics.js';
+import {
+  FrameType,
+  decodeDecryptPremasterRequest,
+  decodeDeleteKeyRequest,
+  decodeDeletePskRequest,
+  decodeGenerateKeyRequest,
+  decodeGetKeyRequest,
+  decodePskMasterSecretRequest,
+  decodePutKeyRequest,
+  decodePutPskRequest,
+  decodeSignRequest,
+  encodeError,
+  encodeKeyInfos,
+  encodeListKeysResult,
+  encodeOutput,
+  type Frame,
+  type GeneratedKeyType,
+  type KeySelector,
+  type WireErrorCode,
+} from './protocol.js';
+import { pskMasterSecret } from './psk.js';
+import type { WorkQueue } from './queue.js';
+import { keyInfoOf, type KeyRegistry, type RegisteredKey } from './registry.js';
+import { StoreError, type SealedStore } from './store.js';
+import { StoreKey } from './storeKey.js';
+
+/** Who is on the other end of a connection. */
+export interface Session {
+  peer: PeerIdentity;
+  /** The grant of the rule matching the peer, if any. */
+  grant: Grant | undefined;
+  transport: 'tls' | 'unix';
+  /** The front's address on the keyd link (host:port, or the socket path). */
+  remote: string;
+}
+
+/** One reply frame: RESULT or ERROR. */
+export interface Reply {
+  type: FrameType.RESULT | FrameType.ERROR;
+  body: Uint8Array;
+}
+
+/** What the service needs. */
+export interface ServiceDeps {
+  registry: KeyRegistry;
+  store: SealedStore;
+  audit: AuditLog;
+  authz: Authorizer;
+  metrics: KeydMetrics;
+  logger: Logger;
+  queue: WorkQueue;
+  unknownPskIdentity: 'random' | 'reject';
+}
+
+const OP_NAMES: Partial<Record<FrameType, string>> = {
+  [FrameType.GET_KEY]: 'get-key',
+  [FrameType.SIGN]: 'sign',
+  [FrameType.DECRYPT_PREMASTER]: 'decrypt-premaster',
+  [FrameType.PSK_MASTER_SECRET]: 'psk-master-secret',
+  [FrameType.PUT_KEY]: 'put-key',
+  [FrameType.LIST_KEYS]: 'list-keys',
+  [FrameType.DELETE_KEY]: 'delete-key',
+  [FrameType.GENERATE_KEY]: 'generate-key',
+  [FrameType.PUT_PSK]: 'put-psk',
+  [FrameType.DELETE_PSK]: 'delete-psk',
+};
+
+/** True for frame types the service answers (requests that are operations). */
+export function isOperation(type: number): boolean {
+  return OP_NAMES[type as FrameType] !== undefined;
+}
+
+function errorReply(code: WireErrorCode, message: string): Reply {
+  return { type: FrameType.ERROR, body: encodeError({ code, message }) };
+}
+
+function refused(message: string): KeyOperationError {
+  return new KeyOperationError('refused', message);
+}
+
+function round3(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function generate(type: GeneratedKeyType): Promise<KeyObject> {
+  const done = (resolve: (k: KeyObject) => void, reject: (e: Error) => void) => (err: Error | null, _pub: KeyObject, priv: KeyObject) => (err ? reject(err) : resolve(priv));
+  return new Promise((resolve, reject) => {
+    switch (type) {
+      case 'ec-p256':
+      case 'ec-p384':
+      case 'ec-p521':
+        generateKeyPair('ec', { namedCurve: { 'ec-p256': 'P-256', 'ec-p384': 'P-384', 'ec-p521': 'P-521' }[type] }, done(resolve, reject));
+        break;
+      case 'ed25519':
+        generateKeyPair('ed25519', {}, done(resolve, reject));
+        break;
+      default:
+        generateKeyPair('rsa', { modulusLength: Number(type.slice(4)), publicExponent: 0x10001 }, done(resolve, reject));
+    }
+  });
+}
+
+/** The operations. One instance per keyd. */
+export class KeydService {
+  #active = 0;
+  #idleWaiters: Array<() => void> = [];
+  /** Set during shutdown: new requests are refused with 'unavailable'. */
+  draining = false;
+
+  constructor(private readonly d: ServiceDeps) {}
+
+  /** Requests being handled now (queued, running, or writing their audit line). */
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Resolves when no request is being handled. */
+  idle(): Promise<void> {
+    if (this.#active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /**
+   * Handles one operation frame. Resolves with the reply, or null when `signal` fired
+   * (the request was cancelled or its connection closed): its result is discarded.
+   * Never rejects.
+   */
+  async handle(session: Session, frame: Frame, signal: AbortSignal): Promise<Reply | null> {
+    const op = OP_NAMES[frame.type as FrameType] ?? 'unknown';
+    const t0 = performance.now();
+    const rec: AuditRecord = { client: session.peer.display, op, outcome: 'ok', front: session.remote };
+    this.#active += 1;
+    let reply: Reply;
+    try {
+      if (this.draining) throw new KeyOperationError('unavailable', 'keyd is shutting down');
+      reply = await this.#dispatch(frame, session, rec, signal);
+    } catch (e) {
+      const { code, message } = this.#describe(e, rec);
+      rec.outcome = signal.aborted ? 'cancelled' : code;
+      rec.reason = message;
+      reply = errorReply(code, message);
+      if (code === 'refused' || code === 'rate-limited') {
+        this.d.metrics.refusals.inc({ reason: code });
+        this.d.logger.warn({ client: rec.client, front: rec.front, op, keyId: rec.keyId, serverName: rec.serverName, reason: message }, 'request refused');
+      } else if (code === 'internal') {
+        this.d.logger.error({ client: rec.client, op, keyId: rec.keyId, err: message }, 'operation failed');
+      }
+    }
+    const latency = performance.now() - t0;
+    rec.latencyMs = round3(latency);
+    this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op, outcome: rec.outcome });
+    this.d.metrics.latency.observe({ op }, latency / 1000);
+    try {
+      const ta = performance.now();
+      await this.d.audit.append(rec);
+      this.d.metrics.auditLines.inc();
+      this.d.metrics.auditBatchSeconds.observe((performance.now() - ta) / 1000);
+    } catch (e) {
+      // No result leaves keyd without its audit line.
+      this.d.logger.error({ err: (e as Error).message }, 'audit write failed; refusing results');
+      reply = errorReply('unavailable', 'keyd audit log unavailable');
+    } finally {
+      this.#active -= 1;
+      if (this.#active === 0) {
+        const w = this.#idleWaiters;
+        this.#idleWaiters = [];
+        for (const f of w) f();
+      }
+    }
+    return signal.aborted ? null : reply;
+  }
+
+  /** Audits a request that never reached an operation (e.g. unknown version or type). */
+  async auditRejected(session: Session, op: string, code: WireErrorCode, reason: string): Promise<void> {
+    this.d.metrics.operations.inc({ key: 'none', op, outcome: code });
+    await this.d.audit.append({ client: session.peer.display, op, outcome: code, front: session.remote, reason }).catch(() => undefined);
+  }
+
+  #describe(e: unknown, rec: AuditRecord): { code: WireErrorCode; message: string } {
+    if (e instanceof KeyOperationError) return { code: e.name === 'UnknownPskIdentityError' ? 'unknown-psk-identity' : e.code, message: e.message };
+    if (e instanceof StoreError) {
+      if (e.code === 'bad-key') return { code: 'bad-request', message: e.message };
+      this.d.logger.error({ op: rec.op, err: e.message }, 'store operation failed');
+      return { code: 'internal', message: 'key store write failed' };
+    }
+    // Unknown failures may carry library text; say nothing specific to the peer.
+    this.d.logger.error({ op: rec.op, err: e instanceof Error ? e.message : String(e) }, 'unexpected failure');
+    return { code: 'internal', message: 'internal error' };
+  }
+
+  #grant(session: Session): Grant {
+    if (!session.grant) throw refused(`identity ${session.peer.display} is not authorized by keyd`);
+    return session.grant;
+  }
+
+  #admin(session: Session): void {
+    if (!this.#grant(session).admin) throw refused(`identity ${session.peer.display} is not an admin`);
+  }
+
+  #takeToken(grant: Grant): void {
+    if (!grant.takeToken()) throw new KeyOperationError('rate-limited', 'rate limit exceeded for this front');
+  }
+
+  /** Finds the key for a request and checks the peer may use it. */
+  #pickKey(sel: KeySelector, grant: Grant, rec: AuditRecord, scheme?: number): RegisteredKey {
+    const found = this.d.registry.select(sel, scheme);
+    if (found.length === 0) {
+      if ('keyId' in sel) rec.keyId = sel.keyId;
+      throw new KeyOperationError('unknown-key', 'keyId' in sel ? `no key ${sel.keyId}` : `no key serves ${sel.serverName}${scheme === undefined ? '' : ` with ${schemeName(scheme)}`}`);
+    }
+    const allowed = found.filter((k) => grant.mayUseKey(k));
+    if (allowed.length === 0) {
+      rec.keyId = found[0].keyId;
+      throw refused(`not permitted to use key ${found[0].keyId}`);
+    }
+    rec.keyId = allowed[0].keyId;
+    return allowed[0];
+  }
+
+  #fillContext(rec: AuditRecord, ctx: OperationContext): void {
+    if (ctx.serverName !== undefined) rec.serverName = ctx.serverName;
+    if (ctx.peerAddress !== undefined) rec.peer = ctx.peerAddress;
+    if (ctx.purpose !== undefined) rec.purpose = ctx.purpose;
+    if (ctx.connectionId !== undefined) rec.connectionId = ctx.connectionId;
+  }
+
+  async #dispatch(frame: Frame, session: Session, rec: AuditRecord, signal: AbortSignal): Promise<Reply> {
+    switch (frame.type as FrameType) {
+      case FrameType.SIGN:
+        return this.#sign(frame, session, rec, signal);
+      case FrameType.GET_KEY:
+        return this.#getKey(frame, session, rec);
+      case FrameType.PSK_MASTER_SECRET:
+        return this.#pskMasterSecret(frame, session, rec, signal);
+      case FrameType.DECRYPT_PREMASTER:
+        return this.#decryptPremaster(frame, session, rec, signal);
+      case FrameType.PUT_KEY:
+        return this.#putKey(frame, session, rec);
+      case FrameType.GENERATE_KEY:
+        return this.#generateKey(frame, session, rec);
+      case FrameType.LIST_KEYS:
+        this.#admin(session);
+        return {
+          type: FrameType.RESULT,
+          body: encodeListKeysResult({ keys: this.d.registry.all().map(keyInfoOf), psks: this.d.store.psks().map((p) => ({ identity: p.identity, createdAt: p.createdAt })) }),
+        };
+      case FrameType.DELETE_KEY:
+        return this.#deleteKey(frame, session, rec);
+      case FrameType.PUT_PSK: {
+        this.#admin(session);
+        const req = decodePutPskRequest(frame.body);
+        rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
+        try {
+          await this.d.store.putPsk(req.identity, req.secret);
+        } finally {
+          req.secret.fill(0);
+        }
+        return { type: FrameType.RESULT, body: new Uint8Array(0) };
+      }
+      case FrameType.DELETE_PSK: {
+        this.#admin(session);
+        const req = decodeDeletePskRequest(frame.body);
+        rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
+        if (!(await this.d.store.deletePsk(req.identity))) throw new KeyOperationError('unknown-key', 'no PSK with that identity');
+        return { type: FrameType.RESULT, body: new Uint8Array(0) };
+      }
+      default:
+        throw new KeyOperationError('unsupported', `frame type ${frame.type} is not an operation`);
+    }
+  }
+
+  async #sign(frame: Frame, session: Session, rec: AuditRecord, signal: AbortSignal): Promise<Reply> {
+    const req = decodeSignRequest(frame.body);
+    rec.scheme = schemeName(req.scheme);
+    this.#fillContext(rec, req.ctx);
+    const grant = this.#grant(session);
+    const key = this.#pickKey(req.key, grant, rec, req.scheme);
+    this.#takeToken(grant);
+    const shape = checkSignInput(req.message, req.scheme, req.ctx.purpose);
+    if (!shape.ok) {
+      this.d.metrics.refusedSignInputs.inc();
+      throw refused(`sign input refused: ${shape.reason}`);
+    }
+    rec.purpose = shape.purpose;
+    if (!key.schemes.includes(req.scheme)) throw new KeyOperationError('unsupported', `${schemeName(req.scheme)} does not fit key ${key.keyId}`);
+    const ctx: OperationContext = { ...req.ctx, purpose: shape.purpose };
+    this.d.metrics.inFlight.inc();
+    let sig: Uint8Array;
+    try {
+      sig = await this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal);
+    } finally {
+      this.d.metrics.inFlight.dec();
+    }
+    if (key.verifyResults && !verifySignature(key.publicKey, req.scheme, req.message, sig)) {
+      throw new KeyOperationError('internal', `key holder for ${key.keyId} returned a signature that does not verify`);
+    }
+    return { type: FrameType.RESULT, body: encodeOutput(sig) };
+  }
+
+  async #decryptPremaster(frame: Frame, session: Session, rec: AuditRecord, signal: AbortSignal): Promise<Reply> {
+    const req = decodeDecryptPremasterRequest(frame.body);
+    this.#fillContext(rec, req.ctx);
+    const grant = this.#grant(session);
+    const key = this.#pickKey(req.key, grant, rec);
+    this.#takeToken(grant);
+    const decrypt = key.ops.decryptPremaster?.bind(key.ops);
+    if (!decrypt) throw new KeyOperationError('unsupported', `key ${key.keyId} cannot decrypt premaster secrets (RSA keys only)`);
+    // RSA key exchange exists only in TLS 1.2; anything else is not a handshake input.
+    if (req.ctx.tlsVersion !== 'TLSv1.2') throw refused('premaster decryption is for TLS 1.2 only');
+    this.d.metrics.inFlight.inc();
+    let premaster: Uint8Array;
+    try {
+      premaster = await this.d.queue.submit((s) => decrypt(req.ciphertext, req.clientVersion, req.ctx, s), signal);
+    } finally {
+      this.d.metrics.inFlight.dec();
+    }
+    return { type: FrameType.RESULT, body: encodeOutput(premaster) };
+  }
+
+  #getKey(frame: Frame, session: Session, rec: AuditRecord): Reply {
+    const req = decodeGetKeyRequest(frame.body);
+    if ('serverName' in req.key) rec.serverName = req.key.serverName;
+    const grant = this.#grant(session);
+    const found = this.d.registry.select(req.key);
+    const allowed = found.filter((k) => grant.mayUseKey(k));
+    if (found.length === 0) throw new KeyOperationError('unknown-key', 'keyId' in req.key ? `no key ${req.key.keyId}` : `no key serves ${req.key.serverName}`);
+    if (allowed.length === 0) {
+      rec.keyId = found[0].keyId;
+      throw refused(`not permitted to use key ${found[0].keyId}`);
+    }
+    rec.keyId = allowed[0].keyId;
+    return { type: FrameType.RESULT, body: encodeKeyInfos(allowed.map(keyInfoOf)) };
+  }
+
+  async #pskMasterSecret(frame: Frame, session: Session, rec: AuditRecord, signal: AbortSignal): Promise<Reply> {
+    const { req, ctx } = decodePskMasterSecretRequest(frame.body);
+    this.#fillContext(rec, ctx);
+    rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
+    const grant = this.#grant(session);
+    this.#takeToken(grant);
+    const psk = this.d.store.getPsk(req.identity);
+    if (!psk) {
+      if (this.d.unknownPskIdentity === 'reject') throw new UnknownPskIdentityError();
+      // A random master secret makes the handshake fail at Finished, as for a wrong PSK,
+      // so a front cannot probe which identities exist.
+      rec.outcome = 'unknown-psk-identity';
+      return { type: FrameType.RESULT, body: encodeOutput(randomBytes(48)) };
+    }
+    if (!grant.mayUsePsk(req.identity)) throw refused('not permitted to use this PSK');
+    if (signal.aborted) throw new KeyOperationError('aborted', 'cancelled');
+    const ms = pskMasterSecret(psk.secret, req);
+    try {
+      return { type: FrameType.RESULT, body: encodeOutput(ms) };
+    } finally {
+      ms.fill(0);
+    }
+  }
+
+  #register(stored: { keyId: string; privateKey: KeyObject; serverNames: readonly string[]; origin: 'imported' | 'generated'; createdAt: string }): RegisteredKey {
+    const ops: KeyOperations = new StoreKey(stored.privateKey);
+    return this.d.registry.add({ ops, serverNames: stored.serverNames, source: 'store', origin: stored.origin, createdAt: stored.createdAt });
+  }
+
+  async #putKey(frame: Frame, session: Session, rec: AuditRecord): Promise<Reply> {
+    this.#admin(session);
+    const req = decodePutKeyRequest(frame.body);
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey({ key: Buffer.from(req.pkcs8.buffer, req.pkcs8.byteOffset, req.pkcs8.length), format: 'der', type: 'pkcs8' });
+    } catch {
+      throw new KeyOperationError('bad-request', 'PRIVATE_KEY is not a PKCS#8 private key');
+    } finally {
+      // The frame buffer held the key; do not leave it for the garbage collector.
+      req.pkcs8.fill(0);
+    }
+    if (schemesForKey(privateKey).length === 0) throw new KeyOperationError('bad-request', `unsupported key type ${String(privateKey.asymmetricKeyType)}`);
+    rec.keyId = keyIdOf(createPublicKey(privateKey));
+    const existing = this.d.registry.get(rec.keyId);
+    if (existing && existing.source !== 'store') throw refused(`key ${rec.keyId} is served from ${existing.source}; it cannot also be stored`);
+    const stored = await this.d.store.putKey(privateKey, { serverNames: req.serverNames, origin: 'imported' });
+    const key = this.#register(stored);
+    this.d.logger.info({ client: rec.client, keyId: key.keyId, serverNames: key.serverNames }, 'key stored');
+    return { type: FrameType.RESULT, body: encodeKeyInfos([keyInfoOf(key)]) };
+  }
+
+  async #generateKey(frame: Frame, session: Session, rec: AuditRecord): Promise<Reply> {
+    this.#admin(session);
+    const req = decodeGenerateKeyRequest(frame.body);
+    rec.reason = `type ${req.keyType}`;
+    const privateKey = await generate(req.keyType);
+    const stored = await this.d.store.putKey(privateKey, { serverNames: req.serverNames, origin: 'generated' });
+    rec.keyId = stored.keyId;
+    const key = this.#register(stored);
+    this.d.logger.info({ client: rec.client, keyId: key.keyId, keyType: req.keyType, serverNames: key.serverNames }, 'key generated');
+    return { type: FrameType.RESULT, body: encodeKeyInfos([keyInfoOf(key)]) };
+  }
+
+  async #deleteKey(frame: Frame, session: Session, rec: AuditRecord): Promise<Reply> {
+    this.#admin(session);
+    const req = decodeDeleteKeyRequest(frame.body);
+    rec.keyId = req.keyId;
+    const key = this.d.registry.get(req.keyId);
+    if (!key) throw new KeyOperationError('unknown-key', `no key ${req.keyId}`);
+    if (key.source !== 'store') throw refused(`key ${req.keyId} is served from ${key.source}; remove it from keyd's configuration instead`);
+    await this.d.store.deleteKey(req.keyId);
+    this.d.registry.remove(req.keyId);
+    this.d.logger.info({ client: rec.client, keyId: req.keyId }, 'key deleted');
+    return { type: FrameType.RESULT, body: new Uint8Array(0) };
+  }
+}

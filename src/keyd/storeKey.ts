@@ -1,0 +1,37 @@
+/**
+ * A sealed-store key as keyd uses it: LocalKey's signing (on libuv's thread pool), plus,
+ * for RSA keys, TLS 1.2 premaster decryption with implicit rejection inside keyd.
+ */
+import type { KeyObject } from 'node:crypto';
+import { KeyOperationError, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
+import { LocalKey } from '../keys/localKey.js';
+import { decryptPremasterImplicit } from '../keys/rsaPremaster.js';
+import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+
+/** KeyOperations over a private KeyObject held by keyd. */
+export class StoreKey implements KeyOperations {
+  readonly publicKey: KeyObject;
+  readonly schemes: readonly SignatureScheme[];
+  readonly keyId: string;
+  readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
+  readonly #local: LocalKey;
+
+  constructor(privateKey: KeyObject) {
+    this.#local = new LocalKey(privateKey);
+    this.publicKey = this.#local.publicKey;
+    this.schemes = this.#local.schemes;
+    this.keyId = this.#local.keyId;
+    if (privateKey.asymmetricKeyType === 'rsa') {
+      this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
+        if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
+        // One raw RSA private operation (about 1 ms for 2048 bits); node:crypto has no
+        // asynchronous form of it, so it runs on the loop.
+        return Promise.resolve(decryptPremasterImplicit(privateKey, ciphertext, clientVersion));
+      };
+    }
+  }
+
+  sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    return this.#local.sign(scheme, message, ctx, signal);
+  }
+}
