@@ -64,6 +64,10 @@ export interface OpensslClientOptions {
 /**
  * Runs `openssl s_client -connect 127.0.0.1:PORT`.
  *
+ * The input is written once the handshake is done, and stdin stays open until `waitFor`
+ * matches (or `keepOpenMs` passes); then EOF makes s_client send close_notify and exit.
+ * `-ign_eof` is not used: in OpenSSL 3.0 it also turns off the command letters.
+ *
  * Useful OpenSSL 3.0 arguments:
  * - versions: `-tls1_3`, `-tls1_2`, `-no_tls1_3`.
  * - TLS 1.3 suites: `-ciphersuites TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256`.
