@@ -412,6 +412,11 @@ export class Pkcs11Key implements KeyOperations {
  */
 export async function openPkcs11Key(opts: OpenPkcs11KeyOptions): Promise<Pkcs11Key> {
   const uri = parsePkcs11Uri(opts.uri);
+  const vendor = Object.keys(uri.vendor);
+  if (vendor.length > 0) {
+    // Ignoring an attribute we do not understand could select a key it was meant to exclude.
+    throw new KeyOperationError('bad-request', `the URI has attributes pkcs11Key does not understand: ${vendor.join(', ')}`);
+  }
   if (uri.type !== undefined && uri.type !== 'private') {
     throw new KeyOperationError('bad-request', `the URI names type=${uri.type}; pkcs11Key needs the private key (type=private or no type)`);
   }

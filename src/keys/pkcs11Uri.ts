@@ -50,7 +50,11 @@ export interface Pkcs11Uri {
   moduleName?: string;
   /** `module-path`: the module file, or a directory to look for `module-name` in. */
   modulePath?: string;
-  /** Vendor-specific attributes (`x-...`), path and query together, decoded as UTF-8. */
+  /**
+   * Vendor-specific attributes (any other name made of letters, digits, "-" and "_"),
+   * path and query together, decoded as UTF-8. A consumer that does not understand one
+   * should refuse the URI rather than ignore a constraint (openPkcs11Key does).
+   */
   vendor: Record<string, string>;
 }
 
@@ -91,8 +95,8 @@ const UNRESERVED = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 const RES_AVAIL = ":[]@!$'()*+,=";
 const PATH_CHARS = new Set(UNRESERVED + RES_AVAIL + '&');
 const QUERY_CHARS = new Set(UNRESERVED + RES_AVAIL + '/?|');
-const NAME_RE = /^[a-z][a-z-]*$/;
-const VENDOR_NAME_RE = /^x-[A-Za-z0-9_-]+$/;
+/** pk11-v-attr-nm-char: standard names fit it too. */
+const NAME_RE = /^[A-Za-z0-9_-]+$/;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -150,6 +154,11 @@ function libraryVersion(bytes: Uint8Array): { major: number; minor: number } {
   return { major, minor };
 }
 
+/** Own property even for names like `__proto__`, which plain assignment would not create. */
+function setVendor(vendor: Record<string, string>, name: string, value: string): void {
+  Object.defineProperty(vendor, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /**
  * Parses an RFC 7512 `pkcs11:` URI.
  *
@@ -175,7 +184,7 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
       const eq = item.indexOf('=');
       if (eq <= 0) throw new Pkcs11UriError(`expected NAME=VALUE at offset ${at}`);
       const name = item.slice(0, eq);
-      if (!NAME_RE.test(name) && !VENDOR_NAME_RE.test(name)) throw new Pkcs11UriError(`bad attribute name at offset ${at}`);
+      if (!NAME_RE.test(name)) throw new Pkcs11UriError(`bad attribute name at offset ${at}`);
       if (seen.has(name)) throw new Pkcs11UriError(`attribute "${name}" appears more than once`);
       seen.add(name);
       fn(name, item.slice(eq + 1), at + eq + 1);
@@ -197,6 +206,8 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
         return;
       case 'type': {
         const t = String.fromCharCode(...bytes);
+        // The grammar allows an empty type, which constrains nothing.
+        if (t === '') return;
         if (!(objectTypes as readonly string[]).includes(t)) throw new Pkcs11UriError(`attribute "type" must be one of ${objectTypes.join(', ')}`);
         result.type = t as Pkcs11ObjectType;
         return;
@@ -208,14 +219,10 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
         result.libraryVersion = libraryVersion(bytes);
         return;
       default:
-        if (name.startsWith('x-')) {
-          result.vendor[name] = decodeText(bytes, name, MAX_PATH_BYTES);
-          return;
-        }
         if (['pin-value', 'pin-source', 'module-name', 'module-path'].includes(name)) {
           throw new Pkcs11UriError(`attribute "${name}" belongs in the query part (after "?")`);
         }
-        throw new Pkcs11UriError(`unknown path attribute "${name}"`);
+        setVendor(result.vendor, name, decodeText(bytes, name, MAX_PATH_BYTES));
     }
   });
 
@@ -243,14 +250,10 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
           return;
         }
         default:
-          if (name.startsWith('x-')) {
-            result.vendor[name] = decodeText(bytes, name, MAX_PATH_BYTES);
-            return;
-          }
           if (textPathAttrs[name] || ['id', 'type', 'slot-id', 'library-version'].includes(name)) {
             throw new Pkcs11UriError(`attribute "${name}" belongs in the path part (before "?")`);
           }
-          throw new Pkcs11UriError(`unknown query attribute "${name}"`);
+          setVendor(result.vendor, name, decodeText(bytes, name, MAX_PATH_BYTES));
       }
     });
   }
@@ -304,7 +307,7 @@ export function formatPkcs11Uri(u: Omit<Partial<Pkcs11Uri>, 'vendor'> & { vendor
   qtext('module-name', u.moduleName);
   qtext('module-path', u.modulePath);
   for (const [k, v] of Object.entries(u.vendor ?? {})) {
-    if (!VENDOR_NAME_RE.test(k)) throw new Pkcs11UriError(`bad vendor attribute name`);
+    if (!NAME_RE.test(k)) throw new Pkcs11UriError(`bad vendor attribute name`);
     path.push(`${k}=${encode(enc.encode(v), PATH_CHARS)}`);
   }
   return `pkcs11:${path.join(';')}${query.length ? `?${query.join('&')}` : ''}`;
