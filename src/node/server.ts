@@ -32,7 +32,7 @@ export function serverConfigFrom(options: KeywardServerOptions): ServerConfig {
   return resolveServerConfig({
     ...rest,
     certificates: certificates.map(toCertifiedKey),
-    alpnProtocols: ALPNProtocols ?? rest.alpnProtocols,
+    alpnProtocols: ALPNProtocols,
   } as ServerConfigInput);
 }
 
@@ -76,7 +76,7 @@ export class KeywardServer extends NetServer {
   }
 
   /** Open TLS connections (handshaking or established). */
-  get connections(): ReadonlySet<KeywardTLSSocket> {
+  get tlsConnections(): ReadonlySet<KeywardTLSSocket> {
     return this.sockets;
   }
 

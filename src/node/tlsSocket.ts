@@ -245,7 +245,7 @@ export class KeywardTLSSocket extends Duplex {
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
     const data = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
-    this._write(data, 'buffer', cb);
+    this._write(data, 'binary', cb);
   }
 
   private writeNow(chunk: Buffer, cb: (err?: Error | null) => void): void {

@@ -1,0 +1,137 @@
+/**
+ * keyward vs node:tls, side by side in one run: full TLS 1.3 handshakes (throughput,
+ * server CPU per handshake, p50/p99 latency) and bulk throughput of one connection.
+ * Each server runs in its own process; the load comes from another process.
+ *
+ *   npm run bench            (or: node dist/bench/handshake.js [seconds] [concurrency])
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createCa, issueCertificate, type KeyType } from '../src/cli/pki.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const seconds = Number(process.argv[2] ?? 5);
+const concurrency = Number(process.argv[3] ?? 16);
+const bulkMB = Number(process.env.BENCH_BULK_MB ?? 256);
+
+interface ServerProc {
+  child: ChildProcess;
+  port: number;
+  cpu(): Promise<number>;
+  stop(): void;
+}
+
+async function startServer(impl: 'keyward' | 'node', cert: string, key: string): Promise<ServerProc> {
+  const child = spawn(process.execPath, [join(here, 'benchServer.js'), impl, cert, key, 'x25519'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  const waiting: ((l: string) => void)[] = [];
+  lines.on('line', (l) => waiting.shift()?.(l));
+  const next = () => new Promise<string>((r) => waiting.push(r));
+  const { port } = JSON.parse(await next());
+  return {
+    child,
+    port,
+    async cpu() {
+      child.stdin!.write('cpu\n');
+      const { cpu } = JSON.parse(await next());
+      return cpu.user + cpu.system;
+    },
+    stop() {
+      child.stdin!.end();
+    },
+  };
+}
+
+function runLoad(args: string[]): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(here, 'benchLoad.js'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`load exited ${code}`))));
+  });
+}
+
+interface HsResult {
+  rate: number;
+  cpuPerHs: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+async function handshakeRun(impl: 'keyward' | 'node', cert: string, key: string): Promise<HsResult> {
+  const s = await startServer(impl, cert, key);
+  try {
+    await runLoad(['handshakes', String(s.port), String(concurrency), '1']); // warm-up
+    const c0 = await s.cpu();
+    const r = await runLoad(['handshakes', String(s.port), String(concurrency), String(seconds)]);
+    const c1 = await s.cpu();
+    return { rate: r.handshakes / r.seconds, cpuPerHs: (c1 - c0) / r.handshakes, p50: r.p50, p99: r.p99, errors: r.errors };
+  } finally {
+    s.stop();
+  }
+}
+
+async function bulkRun(impl: 'keyward' | 'node', cert: string, key: string) {
+  const s = await startServer(impl, cert, key);
+  try {
+    await runLoad(['bulk', String(s.port), '16']); // warm-up
+    const c0 = await s.cpu();
+    const r = await runLoad(['bulk', String(s.port), String(bulkMB)]);
+    const c1 = await s.cpu();
+    return { up: r.uploadMBps, down: r.downloadMBps, cpuPerMB: (c1 - c0) / (2 * bulkMB) };
+  } finally {
+    s.stop();
+  }
+}
+
+const f = (n: number, d = 0) => n.toFixed(d);
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'keyward-bench-'));
+  try {
+    const ca = await createCa({ keyType: 'ecdsa-p256' });
+    const keys: [string, KeyType][] = [
+      ['ECDSA P-256 + x25519', 'ecdsa-p256'],
+      ['RSA-2048 (PSS) + x25519', 'rsa-2048'],
+    ];
+    console.log(`TLS 1.3 full handshakes: ${seconds}s per run, ${concurrency} concurrent clients in a separate process, one server process each`);
+    console.log('server CPU/handshake is the per-core cost (1e6/cpu = handshakes/s on one server core)\n');
+    console.log('key                        impl      hs/s   cpu µs/hs  core hs/s   p50 ms  p99 ms  errors');
+    const files: Record<string, { cert: string; key: string }> = {};
+    for (const [label, type] of keys) {
+      const leaf = await issueCertificate(ca, { keyType: type, commonName: 'localhost', dnsNames: ['localhost'], usage: 'server' });
+      const cert = join(dir, `${type}.pem`);
+      const key = join(dir, `${type}-key.pem`);
+      writeFileSync(cert, leaf.chainPem);
+      writeFileSync(key, leaf.keyPem);
+      files[type] = { cert, key };
+      const results: Record<string, HsResult> = {};
+      for (const impl of ['node', 'keyward'] as const) {
+        const r = await handshakeRun(impl, cert, key);
+        results[impl] = r;
+        console.log(`${label.padEnd(26)} ${impl.padEnd(8)} ${f(r.rate).padStart(6)} ${f(r.cpuPerHs).padStart(10)} ${f(1e6 / r.cpuPerHs).padStart(10)} ${f(r.p50, 2).padStart(8)} ${f(r.p99, 2).padStart(7)} ${String(r.errors).padStart(7)}`);
+      }
+      const k = results.keyward;
+      const n = results.node;
+      console.log(`${''.padEnd(26)} ratio keyward/node: hs/s ${f(k.rate / n.rate, 2)}x, per-core ${f(n.cpuPerHs / k.cpuPerHs, 2)}x, p50 ${f(k.p50 / n.p50, 2)}x, p99 ${f(k.p99 / n.p99, 2)}x\n`);
+    }
+    console.log(`bulk, one connection, ${bulkMB} MiB each way (ECDSA P-256 cert, AES-128-GCM)`);
+    console.log('impl      upload MB/s  download MB/s  server cpu µs/MB');
+    const bulk: Record<string, { up: number; down: number; cpuPerMB: number }> = {};
+    for (const impl of ['node', 'keyward'] as const) {
+      const r = await bulkRun(impl, files['ecdsa-p256'].cert, files['ecdsa-p256'].key);
+      bulk[impl] = r;
+      console.log(`${impl.padEnd(9)} ${f(r.up).padStart(11)} ${f(r.down).padStart(14)} ${f(r.cpuPerMB).padStart(17)}`);
+    }
+    console.log(`ratio keyward/node: upload ${f(bulk.keyward.up / bulk.node.up, 2)}x, download ${f(bulk.keyward.down / bulk.node.down, 2)}x, cpu/MB ${f(bulk.node.cpuPerMB / bulk.keyward.cpuPerMB, 2)}x (higher is better)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
