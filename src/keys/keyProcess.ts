@@ -137,6 +137,8 @@ export async function startKeyProcess(opts: KeyProcessOptions): Promise<KeyProce
  * handshakes for long). A replacement whose key differs from the first one is not used.
  *
  * Events: 'exit' (KeyProcessExit), 'restart' (KeyProcessRestart).
+ *
+ * Like a listening server, it keeps the event loop alive until close().
  */
 export class KeyProcessKey extends EventEmitter implements KeyOperations {
   readonly publicKey: KeyObject;
@@ -293,7 +295,6 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
       ch.writer.send(p.frame as Buffer);
       p.frame = undefined;
     }
-    if (this.#pending.size === 0) unrefChannel(ch);
   }
 
   #onExit(ch: Channel, code: number | null, signal: NodeJS.Signals | null): void {
@@ -319,7 +320,6 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     this.#failedStarts++;
     this.#log.info({ delayMs: delay }, 'restarting key process');
     this.#restartTimer = setTimeout(() => void this.#restart(), delay);
-    this.#restartTimer.unref();
   }
 
   async #restart(): Promise<void> {
@@ -350,9 +350,8 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     this.emit('restart', { pid: ch.child.pid, restarts: this.#restarts } satisfies KeyProcessRestart);
   }
 
-  /** Keeps the loop alive and the deadline sweep running while work is outstanding. */
+  /** Runs the deadline sweep while work is outstanding. */
   #busy(): void {
-    if (this.#channel && this.#pending.size + this.#waiting.size === 1) refChannel(this.#channel);
     if (!this.#sweepTimer) {
       this.#sweepTimer = setInterval(() => this.#sweep(), 100);
       this.#sweepTimer.unref();
@@ -361,7 +360,6 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
 
   #idleCheck(): void {
     if (this.#pending.size + this.#waiting.size > 0) return;
-    if (this.#channel) unrefChannel(this.#channel);
     clearInterval(this.#sweepTimer);
     this.#sweepTimer = undefined;
   }
@@ -420,17 +418,6 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     }
     this.#idleCheck();
   }
-}
-
-function refChannel(ch: Channel): void {
-  ch.child.ref();
-  ch.socket.ref();
-}
-
-/** An idle key process does not keep the front's event loop alive on its own. */
-function unrefChannel(ch: Channel): void {
-  ch.child.unref();
-  ch.socket.unref();
 }
 
 /**
@@ -516,7 +503,6 @@ function stopChild(ch: Channel): Promise<void> {
     });
     ch.writer.clear();
     ch.socket.end();
-    refChannel(ch);
   });
 }
 

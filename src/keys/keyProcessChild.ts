@@ -147,7 +147,8 @@ function loadKey(path: string): { key: KeyObject } | { error: string } {
       return { error: `key file ${path} holds a certificate, not a private key` };
     }
     let key: KeyObject | undefined;
-    let encrypted = false;
+    // OpenSSL reports a missing passphrase as "interrupted or cancelled"; the PEM markers say it plainly.
+    let encrypted = isPem && (data.indexOf('-----BEGIN ENCRYPTED PRIVATE KEY') >= 0 || data.indexOf('Proc-Type: 4,ENCRYPTED') >= 0);
     const attempts: (() => KeyObject)[] = isPem
       ? [() => createPrivateKey({ key: data, format: 'pem' })]
       : (['pkcs8', 'pkcs1', 'sec1'] as const).map((type) => () => createPrivateKey({ key: data, format: 'der', type }));
@@ -157,10 +158,11 @@ function loadKey(path: string): { key: KeyObject } | { error: string } {
         break;
       } catch (e) {
         // OpenSSL's messages name no key bytes, but they are not needed either.
-        if ((e as NodeJS.ErrnoException).code === 'ERR_MISSING_PASSPHRASE') encrypted = true;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ERR_MISSING_PASSPHRASE' || code === 'ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED') encrypted = true;
       }
     }
-    if (encrypted) return { error: `key file ${path} is encrypted; the key process needs an unencrypted key` };
+    if (!key && encrypted) return { error: `key file ${path} is encrypted; the key process needs an unencrypted key` };
     if (!key) return { error: `key file ${path} does not contain a private key (PEM or DER: PKCS#8, PKCS#1 or SEC1)` };
     return { key };
   } finally {
