@@ -12,6 +12,7 @@ import {
   FrameDecoder,
   FrameType,
   FrameWriter,
+  MAX_OPERATION_INPUT,
   decodeErrorCode,
   decodeReady,
   encodeDecrypt,
@@ -177,7 +178,9 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     this.keyId = keyIdOf(publicKey);
     if (publicKey.asymmetricKeyType === 'rsa') {
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) =>
-        this.#submit((id) => encodeDecrypt(id, clientVersion, ciphertext), signal);
+        ciphertext.length > MAX_OPERATION_INPUT
+          ? Promise.reject(new KeyOperationError('bad-request', 'ciphertext too long'))
+          : this.#submit((id) => encodeDecrypt(id, clientVersion, ciphertext), signal);
     }
     this.#attach(ch);
     this.#log.info({ pid: ch.child.pid, keyId: this.keyId }, 'key process ready');
@@ -207,6 +210,8 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     if (!this.schemes.includes(scheme)) {
       return Promise.reject(new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`));
     }
+    // Never a handshake input; refusing here keeps an oversized frame off the channel.
+    if (message.length > MAX_OPERATION_INPUT) return Promise.reject(new KeyOperationError('refused', 'message too long for a handshake signature'));
     return this.#submit((id) => encodeSign(id, scheme, ctx.purpose, message), signal);
   }
 

@@ -172,6 +172,7 @@ function loadKey(path: string): { key: KeyObject } | { error: string } {
 }
 
 function main(): void {
+  process.title = 'keyward-key';
   const keyPath = process.argv[2];
   let channel: Socket;
   try {

@@ -162,10 +162,14 @@ describe('keyProcess: signing', { timeout: 60_000 }, () => {
       await assert.rejects(kp.sign(s, createHashLike(), { tlsVersion: 'TLSv1.3' }, never()), isKeyError('refused'));
       await assert.rejects(kp.sign(s, Buffer.alloc(0), { tlsVersion: 'TLSv1.3' }, never()), isKeyError('refused'));
       await assert.rejects(kp.sign(s, Buffer.alloc(20_000, 0x20), { tlsVersion: 'TLSv1.3' }, never()), isKeyError('refused'));
+      await assert.rejects(kp.sign(s, Buffer.alloc(200_000, 0x20), { tlsVersion: 'TLSv1.3' }, never()), isKeyError('refused'));
+      const [l, r] = [Buffer.alloc(8_000, 0x20), Buffer.alloc(8_000, 0x20)];
+      await assert.rejects(kp.sign(s, Buffer.concat([l, r]), { tlsVersion: 'TLSv1.3' }, never()), isKeyError('refused'));
       // A CertificateVerify claimed to be a ServerKeyExchange.
       await assert.rejects(kp.sign(s, cvInput(), { tlsVersion: 'TLSv1.2', purpose: 'tls12-server-key-exchange' }, never()), isKeyError('refused'));
       await assert.rejects(kp.sign(SignatureScheme.rsa_pss_rsae_sha256, cvInput(), CTX, never()), isKeyError('unsupported'));
-      // The key process is still fine.
+      // The key process is still fine, and still the same one.
+      assert.equal(kp.exits, 0);
       const m = cvInput();
       assert.ok(verifySignature(k.pub, s, m, await kp.sign(s, m, CTX, never())));
     } finally {
