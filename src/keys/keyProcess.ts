@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { schemeName, schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { keyIdOf } from './keyId.js';
 import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
 import {
@@ -208,7 +208,7 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
 
   sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
     if (!this.schemes.includes(scheme)) {
-      return Promise.reject(new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`));
+      return Promise.reject(new KeyOperationError('unsupported', `signature scheme ${schemeName(scheme)} does not fit this key`));
     }
     // Never a handshake input; refusing here keeps an oversized frame off the channel.
     if (message.length > MAX_OPERATION_INPUT) return Promise.reject(new KeyOperationError('refused', 'message too long for a handshake signature'));
