@@ -38,15 +38,26 @@ function openSession(): Buffer {
   return session;
 }
 
-/** Errors after which the session itself is gone and a new one may succeed. */
-const SESSION_LOST = new Set(['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED']);
+/**
+ * Errors after which this session is unusable but a new one may succeed: the token
+ * dropped it, or an earlier failed call left an operation active (PKCS#11 2.40 has no
+ * way to cancel one; SoftHSM2 leaves one behind after, e.g., CKR_ARGUMENTS_BAD).
+ */
+const SESSION_UNUSABLE = new Set(['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_OPERATION_ACTIVE']);
 
-/** Runs `fn` on the session, reopening it once if the token dropped it. */
+/** Runs `fn` on the session, replacing the session once if it is unusable. */
 function withSession<T>(fn: (s: Buffer) => T): T {
   try {
     return fn(session ?? openSession());
   } catch (err) {
-    if (!SESSION_LOST.has(ckr(err))) throw err;
+    if (!SESSION_UNUSABLE.has(ckr(err))) throw err;
+    if (session) {
+      try {
+        lib.C_CloseSession(session);
+      } catch {
+        // Already gone.
+      }
+    }
     session = null;
     return fn(openSession());
   }
@@ -68,14 +79,19 @@ function sign(mechanism: MechanismSpec, data: Uint8Array, outLength: number): Ui
  */
 function premaster(mechanism: MechanismSpec, ciphertext: Uint8Array, clientVersion: number, outLength: number): Uint8Array {
   const random = randomBytes(PREMASTER_LENGTH);
-  let plain: Uint8Array | null;
-  try {
-    plain = withSession((s) => {
-      lib.C_DecryptInit(s, mechanism as pkcs11js.Mechanism, keyHandle);
-      return lib.C_Decrypt(s, asBuffer(ciphertext), Buffer.alloc(outLength));
-    });
-  } catch {
-    plain = null;
+  let plain: Uint8Array | null = null;
+  // A ciphertext that is not exactly the modulus size is wrong on its face (public
+  // information, so skipping the token leaks nothing) and tokens handle it badly:
+  // SoftHSM2 answers an empty one with CKR_ARGUMENTS_BAD and leaves the operation active.
+  if (ciphertext.length === outLength) {
+    try {
+      plain = withSession((s) => {
+        lib.C_DecryptInit(s, mechanism as pkcs11js.Mechanism, keyHandle);
+        return lib.C_Decrypt(s, asBuffer(ciphertext), Buffer.alloc(outLength));
+      });
+    } catch {
+      plain = null;
+    }
   }
   const out = selectPremaster(plain, clientVersion, random);
   if (plain) plain.fill(0);
