@@ -148,6 +148,11 @@ export class KeydService {
     try {
       if (this.draining) throw new KeyOperationError('unavailable', 'keyd is shutting down');
       reply = await this.#dispatch(frame, session, rec, signal);
+      if (signal.aborted) {
+        // It ran to the end (a key holder cannot always stop), but nobody gets the result.
+        rec.outcome = 'cancelled';
+        rec.reason = 'cancelled while running; result discarded';
+      }
     } catch (e) {
       const { code, message } = this.#describe(e, rec);
       rec.outcome = signal.aborted ? 'cancelled' : code;

@@ -286,6 +286,7 @@ class ClientConnection {
 
 /** Opens one connection to `address`, bounded by `timeoutMs`. */
 function openConnection(address: Address, opts: KeydClientOptions, timeoutMs: number): Promise<ClientConnection> {
+  const startedAt = performance.now();
   return new Promise((resolve, reject) => {
     let socket: Socket;
     const readyEvent = address.kind === 'tls' ? 'secureConnect' : 'connect';
@@ -314,9 +315,21 @@ function openConnection(address: Address, opts: KeydClientOptions, timeoutMs: nu
     };
     socket.once('error', onError);
     socket.once(readyEvent, () => {
-      clearTimeout(timer);
       socket.off('error', onError);
-      resolve(new ClientConnection(socket, address, opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES));
+      const conn = new ClientConnection(socket, address, opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+      // In TLS 1.3 the client finishes its handshake before keyd has checked the client
+      // certificate: only an answered PING shows that keyd accepted this connection.
+      conn.ping(Math.max(1, startedAt + timeoutMs - performance.now())).then(
+        () => {
+          clearTimeout(timer);
+          resolve(conn);
+        },
+        (e: Error) => {
+          clearTimeout(timer);
+          conn.destroy();
+          reject(unavailable(`keyd ${address.text} refused the connection: ${e.message}`));
+        },
+      );
     });
   });
 }
