@@ -185,6 +185,8 @@ describe('RFC 8448 section 3: Simple 1-RTT Handshake', () => {
       plain.content,
       Buffer.concat([simple1Rtt.encryptedExtensions, simple1Rtt.certificate, simple1Rtt.certificateVerify, simple1Rtt.serverFinished]),
     );
+    const fin = openRecord(simple1Rtt.clientHandshakeKey, simple1Rtt.clientHandshakeIv, 0, simple1Rtt.clientFinishedRecord);
+    assert.deepEqual([fin.type, ...fin.content], [22, ...simple1Rtt.clientFinished]);
   });
 
   it('answers the ClientHello with the RFC ServerHello record, byte for byte', () => {

@@ -157,10 +157,10 @@ export const simple1Rtt = {
   serverApplicationKey: hex('9f02283b6c9c07efc26bb9f2ac92e356'),
   /** {server} derive write traffic keys for application data: iv (12 octets). */
   serverApplicationIv: hex('cf782b88dd83549aadf1e984'),
-  /** {client} construct a Finished handshake message (37 octets). */
+  /** {client} construct a Finished handshake message (36 octets). */
   clientFinished: hex(
     '14000020a8ec436d677634ae525ac1fcebe11a039ec17694fac6e98527b642f2',
-    'edd5ce6116',
+    'edd5ce61',
   ),
   /** {client} send handshake record: complete record (the client Finished) (58 octets). */
   clientFinishedRecord: hex(
