@@ -1,48 +1,77 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
-import { createServer, type KeywardServer, type KeywardServerOptions } from './server.js';
-import type { KeywardTLSSocket } from './tlsSocket.js';
+import type { TlsAcceptor } from './acceptor.js';
+import { tlsAcceptorFrom, type KeywardServerOptions } from './server.js';
+import type { KeywardTLSSocket, TlsHandshakeError } from './tlsSocket.js';
 
-/** Moves the server's own `connection` handling behind a keyward TLS server. */
-function tlsUnder<T extends http.Server | http2.Http2Server>(server: T, options: KeywardServerOptions, route: (socket: KeywardTLSSocket, serve: (s: Socket) => void) => void): T & { tlsServer: KeywardServer } {
-  const listeners = server.listeners('connection') as ((s: Socket) => void)[];
+/** Options of `createHttpsServer`: the TLS options plus http.Server's own. */
+export interface KeywardHttpsServerOptions extends KeywardServerOptions {
+  /** Passed to `http.createServer` (timeouts, keepAlive, maxHeaderSize, ...). */
+  http?: http.ServerOptions;
+}
+
+/** Options of `createHttp2SecureServer`: the TLS options plus http2's server options. */
+export interface KeywardHttp2ServerOptions extends KeywardServerOptions {
+  /** Passed to `http2.createServer` (settings, maxSessionMemory, ...). `allowHTTP1` is always on. */
+  http2?: http2.ServerOptions;
+}
+
+/** What the keyward http servers add to node's: the acceptor with the TLS configuration and connections. */
+export interface WithTlsAcceptor {
+  readonly tlsAcceptor: TlsAcceptor;
+}
+
+/**
+ * Puts TLS under a server that accepts TCP itself: its `connection` listeners (the
+ * HTTP machinery) get the TLS socket once the handshake is done, as with https.Server.
+ * Like https.Server it then emits `secureConnection` and, for failed handshakes,
+ * `tlsClientError`; `connection` listeners added later see the raw TCP sockets.
+ */
+function tlsUnder<T extends http.Server | http2.Http2Server>(server: T, options: KeywardServerOptions): T & WithTlsAcceptor {
+  const serve = server.listeners('connection') as ((s: Socket) => void)[];
   server.removeAllListeners('connection');
-  const serve = (s: Socket) => {
-    for (const l of listeners) l.call(server, s);
-  };
-  const tlsServer = createServer(options, (socket) => route(socket, serve));
-  tlsServer.on('tlsClientError', (err, socket) => server.emit('tlsClientError', err, socket));
-  // Raw TCP connections accepted by `server.listen` go through TLS first.
-  server.on('connection', (raw: Socket) => tlsServer.emit('connection', raw));
-  return Object.assign(server, { tlsServer });
+  const acceptor = tlsAcceptorFrom(options);
+  acceptor.on('secureConnection', (socket: KeywardTLSSocket) => {
+    for (const l of serve) l.call(server, socket as unknown as Socket);
+    server.emit('secureConnection', socket);
+  });
+  acceptor.on('tlsClientError', (err: TlsHandshakeError, socket: KeywardTLSSocket) => server.emit('tlsClientError', err, socket));
+  server.on('connection', (raw: Socket) => {
+    acceptor.accept(raw, server);
+  });
+  return Object.assign(server, { tlsAcceptor: acceptor });
 }
 
 /**
  * `https.createServer` for keyward: a real `http.Server` (so Express apps, `ws` and
  * anything that takes an http.Server work unchanged) whose connections are TLS
- * terminated by the engine, with the key behind KeyOperations.
+ * terminated by the engine, with the key behind KeyOperations. ALPN defaults to
+ * `http/1.1`.
  */
-export function createHttpsServer(options: KeywardServerOptions, requestListener?: http.RequestListener): http.Server & { tlsServer: KeywardServer } {
-  const server = http.createServer(requestListener);
-  const opts = { ...options, ALPNProtocols: options.ALPNProtocols ?? ['http/1.1'] };
-  return tlsUnder(server, opts, (socket, serve) => serve(socket as unknown as Socket));
+export function createHttpsServer(options: KeywardHttpsServerOptions, requestListener?: http.RequestListener): http.Server & WithTlsAcceptor {
+  const { http: httpOptions, ...tlsOptions } = options;
+  const server = requestListener ? http.createServer(httpOptions ?? {}, requestListener) : http.createServer(httpOptions ?? {});
+  return tlsUnder(server, { ...tlsOptions, ALPNProtocols: tlsOptions.ALPNProtocols ?? ['http/1.1'] });
 }
 
+/** A request handler that serves both HTTP/2 and the HTTP/1.1 fallback. */
+export type DualRequestListener = (
+  req: http2.Http2ServerRequest | http.IncomingMessage,
+  res: http2.Http2ServerResponse | http.ServerResponse,
+) => void;
+
 /**
- * `http2.createSecureServer` for keyward: h2 when ALPN selects it, HTTP/1.1 otherwise
- * (as with `allowHTTP1`). Requests of both kinds reach `onRequest`.
+ * `http2.createSecureServer({ allowHTTP1: true })` for keyward: h2 when ALPN selects
+ * it, HTTP/1.1 otherwise (a client offering only http/1.1, or no ALPN). Requests of
+ * both kinds reach `onRequest`; `stream` and `session` events are http2's. ALPN
+ * defaults to `h2, http/1.1`.
  */
-export function createHttp2SecureServer(
-  options: KeywardServerOptions,
-  onRequest?: (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => void,
-): http2.Http2Server & { tlsServer: KeywardServer; http1: http.Server } {
-  const h2 = http2.createServer(onRequest as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  const h1 = http.createServer(onRequest as http.RequestListener);
-  const opts = { ...options, ALPNProtocols: options.ALPNProtocols ?? ['h2', 'http/1.1'] };
-  const server = tlsUnder(h2, opts, (socket, serve) => {
-    if (socket.alpnProtocol === 'h2') serve(socket as unknown as Socket);
-    else h1.emit('connection', socket);
-  });
-  return Object.assign(server, { http1: h1 });
+export function createHttp2SecureServer(options: KeywardHttp2ServerOptions, onRequest?: DualRequestListener): http2.Http2Server & WithTlsAcceptor {
+  const { http2: h2Options, ...tlsOptions } = options;
+  // http2's connection listener picks HTTP/1.1 itself for a socket whose alpnProtocol
+  // is false or 'http/1.1', as it does for node:tls sockets under createSecureServer.
+  const server = http2.createServer({ ...h2Options, allowHTTP1: true } as http2.ServerOptions);
+  if (onRequest) server.on('request', onRequest as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  return tlsUnder(server, { ...tlsOptions, ALPNProtocols: tlsOptions.ALPNProtocols ?? ['h2', 'http/1.1'] });
 }

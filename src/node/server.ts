@@ -2,7 +2,8 @@ import { Server as NetServer, type Socket } from 'node:net';
 import type { KeyOperations } from '../keys/keyOperations.js';
 import { certifiedKey, type CertifiedKey } from '../tls/engine/certificates.js';
 import { resolveServerConfig, type ServerConfig, type ServerConfigInput } from '../tls/engine/config.js';
-import { KeywardTLSSocket, TlsHandshakeError } from './tlsSocket.js';
+import { TlsAcceptor } from './acceptor.js';
+import type { KeywardTLSSocket, TlsHandshakeError } from './tlsSocket.js';
 
 /** A certificate chain (PEM, leaf first) and the key operations of its private key. */
 export interface CertificateWithKey {
@@ -18,8 +19,10 @@ export interface KeywardServerOptions extends Omit<Partial<ServerConfigInput>, '
   certificates: readonly (CertificateWithKey | CertifiedKey)[];
   /** ALPN protocols in server preference order (node:tls's name for it). */
   ALPNProtocols?: readonly string[];
-  /** Milliseconds a client has to finish the handshake (default 120 s, as node:tls). */
+  /** Milliseconds a client has to finish the handshake; 0 disables (default 120 s, as node:tls). */
   handshakeTimeout?: number;
+  /** Keep a socket writable after the client ends its side (default false, as node:tls). */
+  allowHalfOpen?: boolean;
 }
 
 function toCertifiedKey(c: CertificateWithKey | CertifiedKey): CertifiedKey {
@@ -28,7 +31,7 @@ function toCertifiedKey(c: CertificateWithKey | CertifiedKey): CertifiedKey {
 
 /** Builds the engine configuration from server options. */
 export function serverConfigFrom(options: KeywardServerOptions): ServerConfig {
-  const { certificates, ALPNProtocols, handshakeTimeout: _t, ...rest } = options;
+  const { certificates, ALPNProtocols, handshakeTimeout: _t, allowHalfOpen: _h, ...rest } = options;
   return resolveServerConfig({
     ...rest,
     certificates: certificates.map(toCertifiedKey),
@@ -36,53 +39,42 @@ export function serverConfigFrom(options: KeywardServerOptions): ServerConfig {
   } as ServerConfigInput);
 }
 
+/** The acceptor for a set of options: engine configuration plus per-socket options. */
+export function tlsAcceptorFrom(options: KeywardServerOptions): TlsAcceptor {
+  return new TlsAcceptor(serverConfigFrom(options), { handshakeTimeout: options.handshakeTimeout, allowHalfOpen: options.allowHalfOpen });
+}
+
 /**
  * A TLS server whose private keys stay behind `KeyOperations`. Like `tls.Server` it is a
  * `net.Server` that emits `secureConnection` with a TLS socket and `tlsClientError`
- * when a handshake fails.
+ * (error, socket) when a handshake fails. `close()` is graceful, as net.Server's: it
+ * stops accepting and calls back once every connection has closed.
  */
 export class KeywardServer extends NetServer {
-  readonly config: ServerConfig;
-  private readonly handshakeTimeout: number;
-  private readonly sockets = new Set<KeywardTLSSocket>();
+  readonly acceptor: TlsAcceptor;
 
   constructor(options: KeywardServerOptions, secureConnectionListener?: (socket: KeywardTLSSocket) => void) {
-    super();
-    this.config = serverConfigFrom(options);
-    this.handshakeTimeout = options.handshakeTimeout ?? 120_000;
+    // TCP half-close is left to the TLS socket, which decides by its own allowHalfOpen.
+    super({ allowHalfOpen: true });
+    this.acceptor = tlsAcceptorFrom(options);
     if (secureConnectionListener) this.on('secureConnection', secureConnectionListener);
-    this.on('connection', (raw: Socket) => this.accept(raw));
+    this.acceptor.on('secureConnection', (socket: KeywardTLSSocket) => this.emit('secureConnection', socket));
+    this.acceptor.on('tlsClientError', (err: TlsHandshakeError, socket: KeywardTLSSocket) => this.emit('tlsClientError', err, socket));
+    this.on('connection', (raw: Socket) => this.acceptor.accept(raw, this));
   }
 
-  private accept(raw: Socket): void {
-    raw.setNoDelay(true);
-    const socket = new KeywardTLSSocket(raw, this.config);
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    const timer = setTimeout(() => {
-      socket.emit('_tlsClientError', new TlsHandshakeError('TLS handshake timeout'));
-      socket.destroy();
-    }, this.handshakeTimeout);
-    timer.unref();
-    socket.once('close', () => clearTimeout(timer));
-    socket.once('_tlsClientError', (err: Error) => {
-      clearTimeout(timer);
-      if (this.listenerCount('tlsClientError') > 0) this.emit('tlsClientError', err, socket);
-    });
-    socket.once('secure', () => {
-      clearTimeout(timer);
-      this.emit('secureConnection', socket);
-    });
+  get config(): ServerConfig {
+    return this.acceptor.config;
   }
 
   /** Open TLS connections (handshaking or established). */
   get tlsConnections(): ReadonlySet<KeywardTLSSocket> {
-    return this.sockets;
+    return this.acceptor.connections;
   }
 
   /** Destroys every open connection (after `close()`, for a hard stop). */
   closeAllConnections(): void {
-    for (const s of this.sockets) s.destroy();
+    this.acceptor.destroyAll();
   }
 }
 

@@ -1,74 +1,153 @@
-import { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { KeyOperationError } from '../keys/keyOperations.js';
-import { TlsServerConnection } from '../tls/engine/serverConnection.js';
 import type { ServerConfig } from '../tls/engine/config.js';
 import type { EngineEvent, KeyOperationRequest } from '../tls/engine/events.js';
+import { TlsServerConnection } from '../tls/engine/serverConnection.js';
 import { alertName } from '../tls/wire/alerts.js';
+import { ephemeralKeyInfo } from './groupInfo.js';
 
-/** Why a handshake failed, for `tlsClientError` listeners and logs. Never carries secrets. */
+/** Why a handshake or connection failed, for `tlsClientError` listeners and logs. Never carries secrets. */
 export class TlsHandshakeError extends Error {
-  constructor(message: string, readonly alertSent?: number, readonly alertReceived?: number) {
+  /**
+   * @param alertSent alert we sent the peer, if any
+   * @param alertReceived alert the peer sent us, if any
+   * @param fixedCode overrides the derived `code` (e.g. ERR_TLS_HANDSHAKE_TIMEOUT)
+   */
+  constructor(
+    message: string,
+    readonly alertSent?: number,
+    readonly alertReceived?: number,
+    private readonly fixedCode?: string,
+  ) {
     super(message);
     this.name = 'TlsHandshakeError';
   }
 
+  /** Stable, loggable: ERR_TLS_ALERT_SENT_<NAME>, ERR_TLS_ALERT_RECEIVED_<NAME>, or a fixed code. */
   get code(): string {
+    if (this.fixedCode) return this.fixedCode;
     if (this.alertSent !== undefined) return `ERR_TLS_ALERT_SENT_${alertName(this.alertSent).toUpperCase()}`;
     if (this.alertReceived !== undefined) return `ERR_TLS_ALERT_RECEIVED_${alertName(this.alertReceived).toUpperCase()}`;
     return 'ERR_TLS_HANDSHAKE';
   }
 }
 
+/** What `getCipher()` returns, as node:tls does. */
 export interface CipherInfo {
+  /** OpenSSL's name (the IANA name for TLS 1.3 suites). */
   name: string;
+  /** IANA name. */
   standardName: string;
   version: string;
+}
+
+/** Per-socket options; `createServer` passes its own. */
+export interface KeywardTLSSocketOptions {
+  /**
+   * Keep our writable side open after the peer ends its side (close_notify or TCP FIN).
+   * Default false, as node:tls: our side then ends (close_notify, FIN) once 'end' is emitted.
+   */
+  allowHalfOpen?: boolean;
+  /** Milliseconds the client has to finish the handshake; 0 disables. Default 120 s, as node:tls. */
+  handshakeTimeout?: number;
+}
+
+/** How long a failed or finished connection waits for the peer's FIN before the TCP socket is destroyed. */
+const LINGER_MS = 2_000;
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 120_000;
+
+type WriteCallback = (err?: Error | null) => void;
+
+function concat(chunks: Uint8Array[]): Buffer {
+  if (chunks.length === 1) {
+    const c = chunks[0];
+    return Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+  }
+  return Buffer.concat(chunks);
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new KeyOperationError('internal', String(err));
 }
 
 /**
  * A server-side TLS socket over a TCP socket, shaped like `tls.TLSSocket` so that
  * `http`, `http2`, `ws` and Express run on it unchanged. The TLS work is done by the
- * sans-IO engine; this class only moves bytes and runs key operations.
+ * sans-IO engine; this class moves bytes, keeps both directions' backpressure, runs
+ * key operations (aborting them when the connection goes away) and closes cleanly.
+ *
+ * Events beyond a Duplex's: `secure` (handshake done), `tlsClientError` (handshake
+ * failed, with a {@link TlsHandshakeError}; the socket is then destroyed without an
+ * 'error' event), `timeout`, `keyOperationError` (a key operation rejected).
  */
 export class KeywardTLSSocket extends Duplex {
   readonly encrypted = true;
+  readonly connecting = false;
   /** Client certificate authentication is not requested, so never authorized. */
   authorized = false;
   authorizationError: Error | null = null;
+  /** Negotiated ALPN protocol, false when none. */
   alpnProtocol: string | false = false;
+  /** SNI the client sent, false when none. */
   servername: string | false = false;
+  /** The server that accepted the connection (http sets it to the http.Server). */
+  server: unknown = undefined;
   /** Id correlating front logs with key-holder audit lines. */
   readonly connectionId = randomUUID();
+  /** Kept from accept time, so logs can still name the peer after the socket closed. */
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly remoteFamily: string | undefined;
+
   private readonly engine: TlsServerConnection;
   private readonly keyAbort = new AbortController();
-  private pendingWrites: { chunk: Buffer; cb: (err?: Error | null) => void }[] = [];
-  private secureEstablished = false;
-  private readPaused = false;
+  private pendingWrite: { chunk: Buffer; cb: WriteCallback } | null = null;
+  private established = false;
+  private handshakeFailed = false;
+  private readEnded = false;
+  /** Our readable buffer is full: stop reading the TCP socket. */
+  private readBackpressure = false;
+  /** Handshake/alert/KeyUpdate output is not draining: the peer is not reading; stop reading it. */
+  private outputBackpressure = false;
+  /** Destroy the TCP socket only after it has sent our last bytes and FIN (or a linger time passed). */
+  private lingerOnDestroy = false;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private pendingKeyOperations = 0;
 
-  constructor(readonly rawSocket: Socket, config: ServerConfig) {
-    super({ allowHalfOpen: false });
+  constructor(
+    readonly rawSocket: Socket,
+    config: ServerConfig,
+    opts: KeywardTLSSocketOptions = {},
+  ) {
+    super({ allowHalfOpen: opts.allowHalfOpen ?? false });
+    this.remoteAddress = rawSocket.remoteAddress;
+    this.remotePort = rawSocket.remotePort;
+    this.remoteFamily = rawSocket.remoteFamily;
     this.engine = new TlsServerConnection(config, {
       peerAddress: rawSocket.remoteAddress ? `${rawSocket.remoteAddress}:${rawSocket.remotePort}` : undefined,
       connectionId: this.connectionId,
     });
-    rawSocket.on('data', (chunk: Buffer) => {
-      this.engine.receive(chunk);
-      this.pump();
+    rawSocket.on('data', (chunk: Buffer) => this.onRawData(chunk));
+    rawSocket.on('end', () => this.onRawEnd());
+    rawSocket.on('error', (err) => this.onRawError(err));
+    rawSocket.on('close', () => this.onRawClose());
+    rawSocket.on('timeout', () => {
+      if (!this.destroyed) this.emit('timeout');
     });
-    rawSocket.on('end', () => {
-      // TCP FIN: with or without close_notify, no more data will come.
-      this.push(null);
-      if (!this.secureEstablished) this.fail(new TlsHandshakeError('peer closed the connection during the handshake'));
-    });
-    rawSocket.on('error', (err) => this.destroy(err));
-    rawSocket.on('close', () => this.destroy());
-    rawSocket.on('timeout', () => this.emit('timeout'));
+    const timeout = opts.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    if (timeout > 0) {
+      this.handshakeTimer = setTimeout(() => {
+        this.failHandshake(new TlsHandshakeError(`TLS handshake timed out after ${timeout} ms`, undefined, undefined, 'ERR_TLS_HANDSHAKE_TIMEOUT'));
+      }, timeout);
+      this.handshakeTimer.unref();
+    }
   }
 
   // ---- tls.TLSSocket-like surface ----
 
+  /** 'TLSv1.3' (or 'TLSv1.2') once negotiated, else null. */
   getProtocol(): string | null {
     return this.engine.info.version ?? null;
   }
@@ -84,9 +163,28 @@ export class KeywardTLSSocket extends Duplex {
     return {};
   }
 
-  getEphemeralKeyInfo(): { type: string; name?: string } | null {
+  /** No client certificate is requested. */
+  getPeerX509Certificate(): undefined {
+    return undefined;
+  }
+
+  /** The key-exchange group, e.g. `{ type: 'ECDH', name: 'X25519', size: 253 }`; null before it is chosen. */
+  getEphemeralKeyInfo(): { type: string; name: string; size: number } | null {
     const g = this.engine.info.group;
-    return g === undefined ? null : { type: 'ECDH', name: String(g) };
+    return g === undefined ? null : ephemeralKeyInfo(g);
+  }
+
+  /** Resumption is not offered yet. */
+  isSessionReused(): boolean {
+    return false;
+  }
+
+  getSession(): undefined {
+    return undefined;
+  }
+
+  getTLSTicket(): undefined {
+    return undefined;
   }
 
   /** Negotiation details: group, signature scheme, HelloRetryRequest. */
@@ -94,37 +192,47 @@ export class KeywardTLSSocket extends Duplex {
     return this.engine.info;
   }
 
+  /** RFC 8446 7.5 exporter, with node:tls's argument order. */
   exportKeyingMaterial(length: number, label: string, context?: Buffer): Buffer {
+    if (!Number.isInteger(length) || length <= 0 || length > 255 * 48) throw new RangeError(`invalid exporter length ${length}`);
+    if (!this.established) throw new Error('exportKeyingMaterial: the TLS handshake is not complete');
     return this.engine.exportKeyingMaterial(label, context ?? Buffer.alloc(0), length);
   }
 
   /** Sends a TLS 1.3 KeyUpdate; `requestPeer` asks the client to update its keys too. */
   keyUpdate(requestPeer = false): void {
+    if (!this.established || this.destroyed) throw new Error('keyUpdate: the TLS connection is not established');
     this.engine.keyUpdate(requestPeer);
     this.flushOutput();
   }
 
-  get remoteAddress() {
-    return this.rawSocket.remoteAddress;
+  /** Number of key operations started for this connection and not yet settled. */
+  get pendingKeyOperationCount(): number {
+    return this.pendingKeyOperations;
   }
-  get remotePort() {
-    return this.rawSocket.remotePort;
-  }
-  get remoteFamily() {
-    return this.rawSocket.remoteFamily;
-  }
+
   get localAddress() {
     return this.rawSocket.localAddress;
   }
   get localPort() {
     return this.rawSocket.localPort;
   }
-  address() {
+  get bytesRead(): number {
+    return this.rawSocket.bytesRead;
+  }
+  get bytesWritten(): number {
+    return this.rawSocket.bytesWritten;
+  }
+  address(): AddressInfo | Record<string, never> {
     return this.rawSocket.address();
   }
+  /** Idle timeout of the TCP socket, as net.Socket#setTimeout (0 disables). */
   setTimeout(ms: number, cb?: () => void): this {
     this.rawSocket.setTimeout(ms);
-    if (cb) this.once('timeout', cb);
+    if (cb) {
+      if (ms === 0) this.removeListener('timeout', cb);
+      else this.once('timeout', cb);
+    }
     return this;
   }
   setNoDelay(noDelay?: boolean): this {
@@ -143,29 +251,93 @@ export class KeywardTLSSocket extends Duplex {
     this.rawSocket.unref();
     return this;
   }
-  get bufferSize(): number {
-    return this.rawSocket.writableLength;
+  /** Like net.Socket#destroySoon: end, then destroy once everything is sent (http uses it). */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
+  }
+
+  // ---- TCP side ----
+
+  private onRawData(chunk: Buffer): void {
+    if (this.destroyed) return;
+    if (!this.engineCall(() => this.engine.receive(chunk))) return;
+    this.pump();
+  }
+
+  private onRawEnd(): void {
+    if (this.destroyed) return;
+    if (!this.established) {
+      this.failHandshake(new TlsHandshakeError('client closed the connection during the TLS handshake', undefined, undefined, 'ECONNRESET'));
+      return;
+    }
+    // FIN without close_notify (truncation) ends the stream as node:tls does; nothing more can come.
+    this.endReadable();
+  }
+
+  private onRawError(err: Error): void {
+    if (this.destroyed) return;
+    if (!this.established) {
+      const code = (err as NodeJS.ErrnoException).code;
+      this.failHandshake(new TlsHandshakeError(`TCP error during the TLS handshake: ${err.message}`, undefined, undefined, code ?? 'ERR_TLS_HANDSHAKE'));
+      return;
+    }
+    this.destroy(err);
+  }
+
+  private onRawClose(): void {
+    if (this.destroyed) return;
+    if (!this.established) {
+      this.failHandshake(new TlsHandshakeError('connection closed during the TLS handshake', undefined, undefined, 'ECONNRESET'));
+      return;
+    }
+    this.destroy();
+  }
+
+  /** Pauses the TCP socket while either direction is backed up. */
+  private updateRawFlow(): void {
+    const paused = this.readBackpressure || this.outputBackpressure;
+    if (paused && !this.rawSocket.isPaused()) this.rawSocket.pause();
+    else if (!paused && this.rawSocket.isPaused() && !this.rawSocket.destroyed) this.rawSocket.resume();
   }
 
   // ---- engine pump ----
 
-  private pump(): void {
-    this.flushOutput();
-    for (const ev of this.engine.takeEvents()) this.onEvent(ev);
-    this.flushOutput();
+  /** Runs an engine call; a throw (an engine bug) closes the connection instead of crashing the process. */
+  private engineCall(fn: () => void): boolean {
+    try {
+      fn();
+      return true;
+    } catch (err) {
+      this.failWith(new TlsHandshakeError(`internal error in the TLS engine: ${toError(err).message}`, undefined, undefined, 'ERR_TLS_INTERNAL'));
+      return false;
+    }
   }
 
+  private pump(): void {
+    for (;;) {
+      this.flushOutput();
+      if (this.destroyed) return;
+      const events = this.engine.takeEvents();
+      if (events.length === 0) return;
+      for (const ev of events) {
+        if (this.destroyed) return;
+        this.onEvent(ev);
+      }
+    }
+  }
+
+  /** Sends what the engine produced outside `write` (handshake flights, alerts, KeyUpdates). */
   private flushOutput(): void {
     const out = this.engine.takeOutput();
-    if (out.length === 0 || this.rawSocket.destroyed) return;
-    const ok = this.rawSocket.write(out.length === 1 ? out[0] : Buffer.concat(out));
-    if (!ok && !this.readPaused) {
-      // The peer is not reading what we send; stop reading from it until it does.
-      this.readPaused = true;
-      this.rawSocket.pause();
+    if (out.length === 0 || !this.rawSocket.writable) return;
+    if (!this.rawSocket.write(concat(out)) && !this.outputBackpressure) {
+      this.outputBackpressure = true;
+      this.updateRawFlow();
       this.rawSocket.once('drain', () => {
-        this.readPaused = false;
-        if (!this.isPaused()) this.rawSocket.resume();
+        this.outputBackpressure = false;
+        if (!this.destroyed) this.updateRawFlow();
       });
     }
   }
@@ -175,105 +347,179 @@ export class KeywardTLSSocket extends Duplex {
       case 'keyOperation':
         this.runKeyOperation(ev.request);
         break;
-      case 'handshakeComplete': {
-        this.secureEstablished = true;
-        const info = this.engine.info;
-        this.alpnProtocol = info.alpnProtocol ?? false;
-        this.servername = info.serverName ?? false;
-        const queued = this.pendingWrites;
-        this.pendingWrites = [];
-        for (const w of queued) this.writeNow(w.chunk, w.cb);
-        this.emit('secure');
+      case 'handshakeComplete':
+        this.onHandshakeComplete();
         break;
-      }
       case 'data':
-        if (!this.push(Buffer.from(ev.data.buffer, ev.data.byteOffset, ev.data.byteLength))) this.rawSocket.pause();
+        if (this.readEnded) break;
+        if (!this.push(Buffer.from(ev.data.buffer, ev.data.byteOffset, ev.data.byteLength))) {
+          this.readBackpressure = true;
+          this.updateRawFlow();
+        }
         break;
       case 'peerClosed':
-        this.push(null);
+        this.endReadable();
         break;
       case 'error':
-        this.fail(new TlsHandshakeError(ev.error.message, ev.alertSent, ev.alertReceived));
+        this.failWith(new TlsHandshakeError(ev.error.message, ev.alertSent, ev.alertReceived));
         break;
     }
   }
 
+  private onHandshakeComplete(): void {
+    this.established = true;
+    clearTimeout(this.handshakeTimer);
+    const info = this.engine.info;
+    this.alpnProtocol = info.alpnProtocol ?? false;
+    this.servername = info.serverName ?? false;
+    const queued = this.pendingWrite;
+    this.pendingWrite = null;
+    if (queued) this.writeNow(queued.chunk, queued.cb);
+    this.emit('secure');
+  }
+
+  private endReadable(): void {
+    if (this.readEnded) return;
+    this.readEnded = true;
+    this.push(null);
+  }
+
   private runKeyOperation(req: KeyOperationRequest): void {
-    const signal = this.keyAbort.signal;
-    req.key.sign(req.scheme, req.message, req.context, signal).then(
-      (sig) => {
+    let op: Promise<Uint8Array>;
+    try {
+      op = Promise.resolve(req.key.sign(req.scheme, req.message, req.context, this.keyAbort.signal));
+    } catch (err) {
+      // A backend that throws instead of rejecting still fails only this handshake.
+      op = Promise.reject(err);
+    }
+    this.pendingKeyOperations++;
+    op.then(
+      (result) => {
+        this.pendingKeyOperations--;
         if (this.destroyed) return;
-        this.engine.completeKeyOperation(req.id, sig);
-        this.pump();
+        if (!(result instanceof Uint8Array)) {
+          this.keyOperationFailed(req, new KeyOperationError('internal', 'key holder returned something other than bytes'));
+          return;
+        }
+        if (this.engineCall(() => this.engine.completeKeyOperation(req.id, result))) this.pump();
       },
       (err: unknown) => {
+        this.pendingKeyOperations--;
         if (this.destroyed) return;
-        const e = err instanceof Error ? err : new KeyOperationError('internal', String(err));
-        this.emit('keyOperationError', e);
-        this.engine.failKeyOperation(req.id, e);
-        this.pump();
+        this.keyOperationFailed(req, toError(err));
       },
     );
   }
 
-  private fail(err: TlsHandshakeError): void {
+  private keyOperationFailed(req: KeyOperationRequest, err: Error): void {
+    this.emit('keyOperationError', err);
+    if (this.engineCall(() => this.engine.failKeyOperation(req.id, err))) this.pump();
+  }
+
+  private failWith(err: TlsHandshakeError): void {
+    if (this.established) this.failEstablished(err);
+    else this.failHandshake(err);
+  }
+
+  /** The handshake failed: report it (no 'error' event, as node:tls), send the alert, close. */
+  private failHandshake(err: TlsHandshakeError): void {
+    if (this.handshakeFailed || this.destroyed) return;
+    this.handshakeFailed = true;
+    this.flushOutput();
+    this.emit('tlsClientError', err);
+    this.lingerOnDestroy = true;
+    this.destroy();
+  }
+
+  private failEstablished(err: TlsHandshakeError): void {
     if (this.destroyed) return;
     this.flushOutput();
-    if (!this.secureEstablished) {
-      this.emit('_tlsClientError', err);
-      this.rawSocket.end();
-      this.destroy();
-      return;
-    }
-    this.rawSocket.end();
+    this.lingerOnDestroy = true;
     this.destroy(err);
   }
 
   // ---- Duplex ----
 
   override _read(): void {
-    if (!this.readPaused && this.rawSocket.isPaused()) this.rawSocket.resume();
+    if (this.readBackpressure) {
+      this.readBackpressure = false;
+      this.updateRawFlow();
+    }
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (!this.secureEstablished) {
-      this.pendingWrites.push({ chunk, cb });
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: WriteCallback): void {
+    if (!this.established) {
+      // Writes before the handshake completes wait for it (Writable calls _write one at a time).
+      this.pendingWrite = { chunk, cb };
       return;
     }
     this.writeNow(chunk, cb);
   }
 
-  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
-    const data = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
-    this._write(data, 'binary', cb);
+  override _writev(chunks: { chunk: Buffer }[], cb: WriteCallback): void {
+    // Coalesced writes become full records instead of one small record per chunk.
+    this._write(concat(chunks.map((c) => c.chunk)), 'binary', cb);
   }
 
-  private writeNow(chunk: Buffer, cb: (err?: Error | null) => void): void {
-    if (this.engine.isClosed) return cb(new Error('TLS connection closed'));
-    try {
-      this.engine.write(chunk);
-    } catch (err) {
-      return cb(err as Error);
-    }
-    const out = this.engine.takeOutput();
-    const data = out.length === 1 ? out[0] : Buffer.concat(out);
-    if (this.rawSocket.write(data)) cb();
-    else this.rawSocket.once('drain', () => cb());
+  /** Encrypts and sends; the callback waits for the TCP socket to drain, which is what bounds memory. */
+  private writeNow(chunk: Buffer, cb: WriteCallback): void {
+    if (chunk.length === 0) return cb();
+    if (!this.engine.isConnected) return cb(new Error('TLS connection is closed for writing'));
+    if (!this.engineCall(() => this.engine.write(chunk))) return cb(new Error('TLS connection failed'));
+    const raw = this.rawSocket;
+    if (!raw.writable) return cb(new Error('TCP connection is closed'));
+    if (raw.write(concat(this.engine.takeOutput()))) return cb();
+    const done = (err?: Error) => {
+      raw.off('drain', onDrain);
+      raw.off('close', onClose);
+      cb(err);
+    };
+    const onDrain = () => done();
+    const onClose = () => done(new Error('TCP connection closed before the data was sent'));
+    raw.on('drain', onDrain);
+    raw.on('close', onClose);
   }
 
-  override _final(cb: (err?: Error | null) => void): void {
-    this.engine.close();
+  override _final(cb: WriteCallback): void {
+    // close_notify, then TCP FIN; 'finish' waits for the FIN to be sent.
+    this.engineCall(() => this.engine.close());
     this.flushOutput();
-    this.rawSocket.end();
-    cb();
+    const raw = this.rawSocket;
+    if (!raw.writable) return cb();
+    let called = false;
+    const once = () => {
+      if (called) return;
+      called = true;
+      raw.off('close', once);
+      cb();
+    };
+    raw.on('close', once);
+    raw.end(once);
   }
 
   override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
-    this.keyAbort.abort(new KeyOperationError('aborted', 'connection closed'));
+    clearTimeout(this.handshakeTimer);
+    this.keyAbort.abort(new KeyOperationError('aborted', 'the TLS connection closed'));
     this.engine.destroy();
-    for (const w of this.pendingWrites) w.cb(new Error('TLS connection closed before the handshake completed'));
-    this.pendingWrites = [];
-    if (!this.rawSocket.destroyed) this.rawSocket.destroy();
+    const pending = this.pendingWrite;
+    this.pendingWrite = null;
+    if (pending) pending.cb(new Error('TLS connection closed before the handshake completed'));
+    if ((this.lingerOnDestroy || (err === null && this.writableFinished)) && !this.rawSocket.destroyed) lingerClose(this.rawSocket);
+    else this.rawSocket.destroy();
     cb(err);
   }
+}
+
+/**
+ * Closes a TCP socket after what was written (an alert, a close_notify) has gone out:
+ * FIN now, keep reading (and discarding) so the peer's FIN is seen, destroy when the
+ * peer closes or after LINGER_MS. Destroying at once could turn unread input into a
+ * reset that makes the peer drop our last bytes.
+ */
+function lingerClose(raw: Socket): void {
+  if (raw.writable) raw.end();
+  raw.resume();
+  const timer = setTimeout(() => raw.destroy(), LINGER_MS);
+  timer.unref();
+  raw.once('close', () => clearTimeout(timer));
 }
