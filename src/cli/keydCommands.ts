@@ -34,7 +34,8 @@ Configuration (keyd.json; relative paths are relative to the file):
                   "uri": "pkcs11:token=keys;object=web", "pinFile": "pin.txt",
                   "serverNames": ["www.example.com"] } ]
   }
-  store: exactly one of "passphraseEnv", "passphraseFile" or "keyFile" (32+ random bytes).
+  store: exactly one of "passphraseEnv", "passphraseFile", "keyFile" (32+ random bytes)
+         or "pkcs11Kek": { "module", "uri" (an AES key in a token), "pinFile" }.
   listen: "tls" (mutual TLS 1.3; clients need a certificate from tls.clientCa) and/or "unix".
   See docs/keyd.md for every setting, the protocol, and the audit log.
 

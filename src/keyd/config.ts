@@ -51,6 +51,8 @@ export interface KeydConfig {
     passphraseEnv?: string;
     passphraseFile?: string;
     keyFile?: string;
+    /** An AES key in a PKCS#11 token that wraps the store key. */
+    pkcs11Kek?: { module: string; uri: string; pinFile?: string };
     /** Create the store when its folder is missing or empty (default true). */
     create: boolean;
     scrypt?: ScryptParams;
@@ -254,11 +256,22 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
   }
 
   let store: KeydConfig['store'] | undefined;
-  const s = c.obj(top.store, 'store', ['dir', 'passphraseEnv', 'passphraseFile', 'keyFile', 'create', 'scrypt']);
+  const s = c.obj(top.store, 'store', ['dir', 'passphraseEnv', 'passphraseFile', 'keyFile', 'pkcs11Kek', 'create', 'scrypt']);
   if (s) {
     const dir = c.file(s.dir, 'store.dir');
-    const sources = ['passphraseEnv', 'passphraseFile', 'keyFile'].filter((k) => s[k] !== undefined);
-    if (sources.length !== 1) c.fail('store', 'give exactly one of "passphraseEnv" (environment variable name), "passphraseFile" or "keyFile"');
+    const sources = ['passphraseEnv', 'passphraseFile', 'keyFile', 'pkcs11Kek'].filter((k) => s[k] !== undefined);
+    if (sources.length !== 1) c.fail('store', 'give exactly one of "passphraseEnv" (environment variable name), "passphraseFile", "keyFile" or "pkcs11Kek"');
+    let pkcs11Kek: { module: string; uri: string; pinFile?: string } | undefined;
+    if (s.pkcs11Kek !== undefined) {
+      const o = c.obj(s.pkcs11Kek, 'store.pkcs11Kek', ['module', 'uri', 'pinFile']);
+      if (o) {
+        const module = c.file(o.module, 'store.pkcs11Kek.module');
+        const uri = c.str(o.uri, 'store.pkcs11Kek.uri');
+        if (uri !== undefined && !uri.startsWith('pkcs11:')) c.fail('store.pkcs11Kek.uri', 'expected an RFC 7512 URI starting with "pkcs11:"');
+        const pinFile = o.pinFile === undefined ? undefined : c.file(o.pinFile, 'store.pkcs11Kek.pinFile');
+        if (module && uri) pkcs11Kek = { module, uri, ...(pinFile ? { pinFile } : {}) };
+      }
+    }
     const passphraseEnv = s.passphraseEnv === undefined ? undefined : c.str(s.passphraseEnv, 'store.passphraseEnv');
     const passphraseFile = s.passphraseFile === undefined ? undefined : c.file(s.passphraseFile, 'store.passphraseFile');
     const keyFile = s.keyFile === undefined ? undefined : c.file(s.keyFile, 'store.keyFile');
@@ -274,7 +287,17 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
       }
     }
     const create = c.bool(s.create, 'store.create', true);
-    if (dir) store = { dir, create, ...(passphraseEnv ? { passphraseEnv } : {}), ...(passphraseFile ? { passphraseFile } : {}), ...(keyFile ? { keyFile } : {}), ...(scrypt ? { scrypt } : {}) };
+    if (dir) {
+      store = {
+        dir,
+        create,
+        ...(passphraseEnv ? { passphraseEnv } : {}),
+        ...(passphraseFile ? { passphraseFile } : {}),
+        ...(keyFile ? { keyFile } : {}),
+        ...(pkcs11Kek ? { pkcs11Kek } : {}),
+        ...(scrypt ? { scrypt } : {}),
+      };
+    }
   }
 
   let audit: KeydConfig['audit'] | undefined;
@@ -349,10 +372,12 @@ export async function loadKeydConfig(path: string): Promise<KeydConfig> {
 
 /**
  * Where the store's key-encryption key comes from, read now: the passphrase from its
- * environment variable or file (one trailing newline dropped), or the key file's path.
+ * environment variable or file (one trailing newline dropped), the key file's path, or
+ * the token key's location.
  */
 export async function resolveKekSource(store: KeydConfig['store'], env: NodeJS.ProcessEnv = process.env): Promise<KekSource> {
   if (store.keyFile) return { type: 'keyfile', path: store.keyFile };
+  if (store.pkcs11Kek) return { type: 'pkcs11', ...store.pkcs11Kek };
   if (store.passphraseEnv) {
     const v = env[store.passphraseEnv];
     if (v === undefined || v.length === 0) throw new Error(`store.passphraseEnv: the environment variable ${store.passphraseEnv} is not set`);

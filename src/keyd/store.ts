@@ -29,11 +29,15 @@ import { mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/pr
 import { basename, join } from 'node:path';
 import { keyIdOf } from '../keys/keyId.js';
 import { keyKindOf, type KeyKind } from '../tls/crypto/signatureSchemes.js';
+import { redactPkcs11Uri } from '../keys/pkcs11Uri.js';
+import type { Pkcs11KekOptions } from './pkcs11Kek.js';
 
 /** Where the key-encryption key comes from. */
 export type KekSource =
   | { type: 'passphrase'; passphrase: string | Uint8Array }
-  | { type: 'keyfile'; path: string };
+  | { type: 'keyfile'; path: string }
+  /** An AES key in a PKCS#11 token wraps the store key (CKM_AES_GCM): the store opens only with that token. */
+  | ({ type: 'pkcs11' } & Pkcs11KekOptions);
 
 /** scrypt cost parameters, stored in the header so the store opens with them later. */
 export interface ScryptParams {
@@ -92,7 +96,11 @@ const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 const KEK_INFO = 'keyward sealed store kek v1';
 
-type KekParams = { type: 'scrypt'; salt: string; N: number; r: number; p: number } | { type: 'keyfile'; salt: string };
+type KekParams =
+  | { type: 'scrypt'; salt: string; N: number; r: number; p: number }
+  | { type: 'keyfile'; salt: string }
+  /** `uri` (without PIN) records which token key sealed the store, for messages. */
+  | { type: 'pkcs11'; uri: string };
 
 interface Envelope {
   nonce: string;
@@ -224,22 +232,70 @@ async function readKeyFile(path: string): Promise<Buffer> {
   return bytes;
 }
 
-async function deriveKek(source: KekSource, params: KekParams): Promise<Buffer> {
+/** Wraps and unwraps the store key: in software under a derived KEK, or in a token. */
+interface KekHandle {
+  /** 'passphrase', 'key file' or 'token key': for messages. */
+  readonly what: string;
+  seal(plaintext: Uint8Array, aad: Uint8Array): Envelope;
+  unseal(env: Envelope, aad: Uint8Array): Buffer | null;
+  close(): void;
+}
+
+function softwareKek(key: Buffer, what: string): KekHandle {
+  return {
+    what,
+    seal: (pt, aad) => seal(key, pt, aad),
+    unseal: (env, aad) => unseal(key, env, aad),
+    close: () => key.fill(0),
+  };
+}
+
+const KEK_NAMES: Record<KekParams['type'], string> = { scrypt: 'a passphrase', keyfile: 'a key file', pkcs11: 'a PKCS#11 token key' };
+const SOURCE_PARAMS: Record<KekSource['type'], KekParams['type']> = { passphrase: 'scrypt', keyfile: 'keyfile', pkcs11: 'pkcs11' };
+
+async function openKek(source: KekSource, params: KekParams): Promise<KekHandle> {
+  if (SOURCE_PARAMS[source.type] !== params.type) {
+    throw new StoreError('wrong-secret', `this store is sealed with ${KEK_NAMES[params.type]}, but ${KEK_NAMES[SOURCE_PARAMS[source.type]]} was given`);
+  }
+  if (params.type === 'pkcs11') {
+    const s = source as Extract<KekSource, { type: 'pkcs11' }>;
+    // Loaded only for token stores, so others never load the native PKCS#11 binding.
+    const { openTokenKek } = await import('./pkcs11Kek.js');
+    let t;
+    try {
+      t = openTokenKek({ module: s.module, uri: s.uri, ...(s.pinFile ? { pinFile: s.pinFile } : {}) });
+    } catch (e) {
+      throw new StoreError('io', (e as Error).message);
+    }
+    return {
+      what: 'token key',
+      seal: (pt, aad) => {
+        const e = t.wrap(pt, aad);
+        return { nonce: e.nonce.toString('base64'), ciphertext: e.ciphertext.toString('base64'), tag: e.tag.toString('base64') };
+      },
+      unseal: (env, aad) => {
+        const nonce = Buffer.from(env.nonce, 'base64');
+        const tag = Buffer.from(env.tag, 'base64');
+        if (nonce.length !== NONCE_BYTES || tag.length !== TAG_BYTES) return null;
+        return t.unwrap({ nonce, ciphertext: Buffer.from(env.ciphertext, 'base64'), tag }, aad);
+      },
+      close: () => t.close(),
+    };
+  }
   const salt = Buffer.from(params.salt, 'base64');
   if (params.type === 'scrypt') {
-    if (source.type !== 'passphrase') throw new StoreError('wrong-secret', 'this store is sealed with a passphrase, but a key file was given');
-    const pass = typeof source.passphrase === 'string' ? Buffer.from(source.passphrase, 'utf8') : Buffer.from(source.passphrase);
+    const src = source as Extract<KekSource, { type: 'passphrase' }>;
+    const pass = typeof src.passphrase === 'string' ? Buffer.from(src.passphrase, 'utf8') : Buffer.from(src.passphrase);
     if (pass.length === 0) throw new StoreError('wrong-secret', 'the store passphrase is empty');
     try {
-      return await scryptAsync(pass, salt, params);
+      return softwareKek(await scryptAsync(pass, salt, params), 'passphrase');
     } finally {
       pass.fill(0);
     }
   }
-  if (source.type !== 'keyfile') throw new StoreError('wrong-secret', 'this store is sealed with a key file, but a passphrase was given');
-  const ikm = await readKeyFile(source.path);
+  const ikm = await readKeyFile((source as Extract<KekSource, { type: 'keyfile' }>).path);
   try {
-    return await hkdfAsync(ikm, salt);
+    return softwareKek(await hkdfAsync(ikm, salt), 'key file');
   } finally {
     ikm.fill(0);
   }
@@ -339,13 +395,15 @@ export class SealedStore {
       const bad = checkScrypt(s);
       if (bad) throw new StoreError('bad-key', bad);
       params = { type: 'scrypt', salt, N: s.N, r: s.r, p: s.p };
-    } else {
+    } else if (kek.type === 'keyfile') {
       params = { type: 'keyfile', salt };
+    } else {
+      params = { type: 'pkcs11', uri: redactPkcs11Uri(kek.uri) };
     }
-    const kekBytes = await deriveKek(kek, params);
+    const handle = await openKek(kek, params);
     const storeKey = randomBytes(32);
     try {
-      const wrapped = seal(kekBytes, storeKey, headerAad(params));
+      const wrapped = handle.seal(storeKey, headerAad(params));
       const body = { format: HEADER_FORMAT, version: VERSION, kek: params, wrappedStoreKey: wrapped };
       const header: HeaderFile = { ...body, checksum: headerChecksum(body) };
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -354,7 +412,7 @@ export class SealedStore {
       await writeFileAtomic(join(dir, HEADER_FILE), JSON.stringify(header, null, 2) + '\n');
       await fsyncDir(join(dir, '..'));
     } finally {
-      kekBytes.fill(0);
+      handle.close();
     }
     return new SealedStore(dir, storeKey, []);
   }
@@ -374,23 +432,29 @@ export class SealedStore {
     if (h.version !== VERSION) throw corrupt(`unsupported version ${String(h.version)} (this keyd reads version ${VERSION})`);
     if (typeof h.checksum !== 'string' || headerChecksum(h) !== h.checksum) throw corrupt('checksum mismatch (the file was edited or damaged)');
     const params = h.kek;
-    if (!params || !isB64(params.salt) || (params.type !== 'scrypt' && params.type !== 'keyfile')) throw corrupt('bad key-encryption parameters');
+    if (!params || typeof params !== 'object') throw corrupt('bad key-encryption parameters');
+    if (params.type === 'pkcs11') {
+      if (typeof params.uri !== 'string') throw corrupt('bad key-encryption parameters');
+    } else if ((params.type !== 'scrypt' && params.type !== 'keyfile') || !isB64(params.salt)) {
+      throw corrupt('bad key-encryption parameters');
+    }
     if (params.type === 'scrypt') {
       const bad = checkScrypt(params);
       if (bad) throw corrupt(bad);
     }
     if (!isEnvelope(h.wrappedStoreKey)) throw corrupt('bad wrapped store key');
-    const kekBytes = await deriveKek(kek, params);
+    const handle = await openKek(kek, params);
     let storeKey: Buffer | null;
     try {
-      storeKey = unseal(kekBytes, h.wrappedStoreKey, headerAad(params));
+      storeKey = handle.unseal(h.wrappedStoreKey, headerAad(params));
     } finally {
-      kekBytes.fill(0);
+      handle.close();
     }
     if (!storeKey || storeKey.length !== 32) {
       // The checksum held, so the header is as written: the secret is what is wrong.
-      const what = params.type === 'scrypt' ? 'passphrase' : 'key file';
-      throw new StoreError('wrong-secret', `wrong ${what} or corrupt store ${dir}: the header is intact but does not open with this ${what}`, headerPath);
+      const what = handle.what;
+      const sealedWith = params.type === 'pkcs11' ? ` (sealed with ${params.uri})` : '';
+      throw new StoreError('wrong-secret', `wrong ${what} or corrupt store ${dir}: the header is intact but does not open with this ${what}${sealedWith}`, headerPath);
     }
     const store = new SealedStore(dir, storeKey, []);
     try {

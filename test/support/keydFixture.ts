@@ -83,7 +83,7 @@ export function keydConfigJson(dir: string, pki: KeydPki | undefined, extra: Rec
     store: { dir: join(dir, 'store'), passphraseEnv: 'KEYD_TEST_PASSPHRASE', scrypt: TEST_SCRYPT },
     audit: { file: join(dir, 'audit.log') },
     metrics: { listen: '127.0.0.1:0' },
-    log: { level: 'warn' },
+    log: { level: 'info' },
     clients: [
       { id: 'cn:front', keys: ['*'], psks: ['*'] },
       { id: 'cn:admin', admin: true },
