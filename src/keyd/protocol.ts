@@ -145,6 +145,7 @@ export interface Frame {
 /** Which key a request is for: its id (hex SHA-256 of the SPKI) or a server name it serves. */
 export type KeySelector = { keyId: string } | { serverName: string };
 
+/** SIGN: sign `message` (the whole structure) with `scheme`. */
 export interface SignRequest {
   key: KeySelector;
   scheme: number;
@@ -152,10 +153,12 @@ export interface SignRequest {
   ctx: OperationContext;
 }
 
+/** GET_KEY: public facts about a key. */
 export interface GetKeyRequest {
   key: KeySelector;
 }
 
+/** DECRYPT_PREMASTER: TLS 1.2 RSA key exchange. */
 export interface DecryptPremasterRequest {
   key: KeySelector;
   ciphertext: Uint8Array;
@@ -163,31 +166,37 @@ export interface DecryptPremasterRequest {
   ctx: OperationContext;
 }
 
+/** PSK_MASTER_SECRET: a TLS 1.2 master secret from a PSK keyd holds. */
 export interface PskMasterSecretMessage {
   req: PskMasterSecretRequest;
   ctx: OperationContext;
 }
 
+/** PUT_KEY: import a private key. */
 export interface PutKeyRequest {
   /** PKCS#8 DER of the private key. */
   pkcs8: Uint8Array;
   serverNames: string[];
 }
 
+/** DELETE_KEY: remove a stored key. */
 export interface DeleteKeyRequest {
   keyId: string;
 }
 
+/** GENERATE_KEY: make a key inside keyd. */
 export interface GenerateKeyRequest {
   keyType: GeneratedKeyType;
   serverNames: string[];
 }
 
+/** PUT_PSK: store a PSK under its identity. */
 export interface PutPskRequest {
   identity: Uint8Array;
   secret: Uint8Array;
 }
 
+/** DELETE_PSK: remove a stored PSK. */
 export interface DeletePskRequest {
   identity: Uint8Array;
 }
@@ -215,11 +224,13 @@ export interface PskInfo {
   createdAt?: string;
 }
 
+/** RESULT of LIST_KEYS. */
 export interface ListKeysResult {
   keys: KeyInfo[];
   psks: PskInfo[];
 }
 
+/** Content of an ERROR frame. */
 export interface ErrorBody {
   code: WireErrorCode;
   message: string;
@@ -535,6 +546,7 @@ function readContext(f: TlvFields, what: string): OperationContext {
 // ---------------------------------------------------------------------------------------
 // Requests
 
+/** Body of a SIGN request. */
 export function encodeSignRequest(m: SignRequest): Uint8Array {
   const w = new TlvWriter();
   writeSelector(w, m.key);
@@ -543,6 +555,7 @@ export function encodeSignRequest(m: SignRequest): Uint8Array {
   return w.finish();
 }
 
+/** Parses a SIGN body; throws KeyOperationError('bad-request'). */
 export function decodeSignRequest(body: Uint8Array): SignRequest {
   const f = TlvFields.parse(body, 'SIGN');
   const message = f.req(Tag.MESSAGE);
@@ -550,16 +563,19 @@ export function decodeSignRequest(body: Uint8Array): SignRequest {
   return { key: readSelector(f, 'SIGN'), scheme: f.reqU16(Tag.SCHEME), message, ctx: readContext(f, 'SIGN') };
 }
 
+/** Body of a GET_KEY request. */
 export function encodeGetKeyRequest(m: GetKeyRequest): Uint8Array {
   const w = new TlvWriter();
   writeSelector(w, m.key);
   return w.finish();
 }
 
+/** Parses a GET_KEY body; throws KeyOperationError('bad-request'). */
 export function decodeGetKeyRequest(body: Uint8Array): GetKeyRequest {
   return { key: readSelector(TlvFields.parse(body, 'GET_KEY'), 'GET_KEY') };
 }
 
+/** Body of a DECRYPT_PREMASTER request. */
 export function encodeDecryptPremasterRequest(m: DecryptPremasterRequest): Uint8Array {
   const w = new TlvWriter();
   writeSelector(w, m.key);
@@ -568,6 +584,7 @@ export function encodeDecryptPremasterRequest(m: DecryptPremasterRequest): Uint8
   return w.finish();
 }
 
+/** Parses a DECRYPT_PREMASTER body; throws KeyOperationError('bad-request'). */
 export function decodeDecryptPremasterRequest(body: Uint8Array): DecryptPremasterRequest {
   const f = TlvFields.parse(body, 'DECRYPT_PREMASTER');
   const ciphertext = f.req(Tag.CIPHERTEXT);
@@ -577,6 +594,7 @@ export function decodeDecryptPremasterRequest(body: Uint8Array): DecryptPremaste
 
 const PRF_HASHES: readonly PskMasterSecretRequest['hash'][] = ['sha256', 'sha384'];
 
+/** Body of a PSK_MASTER_SECRET request. */
 export function encodePskMasterSecretRequest(m: PskMasterSecretMessage): Uint8Array {
   const w = new TlvWriter();
   w.bytes(Tag.PSK_IDENTITY, m.req.identity);
@@ -588,6 +606,7 @@ export function encodePskMasterSecretRequest(m: PskMasterSecretMessage): Uint8Ar
   return w.finish();
 }
 
+/** Parses a PSK_MASTER_SECRET body; throws KeyOperationError('bad-request'). */
 export function decodePskMasterSecretRequest(body: Uint8Array): PskMasterSecretMessage {
   const what = 'PSK_MASTER_SECRET';
   const f = TlvFields.parse(body, what);
@@ -605,21 +624,25 @@ export function decodePskMasterSecretRequest(body: Uint8Array): PskMasterSecretM
   return { req: { identity, otherSecret, hash: PRF_HASHES[h - 1], extended: e === 1, seed }, ctx: readContext(f, what) };
 }
 
+/** Body of a PUT_KEY request (carries a private key: admin link only). */
 export function encodePutKeyRequest(m: PutKeyRequest): Uint8Array {
   const w = new TlvWriter().bytes(Tag.PRIVATE_KEY, m.pkcs8);
   for (const n of m.serverNames) w.str(Tag.SERVER_NAME, normalizeServerName(n));
   return w.finish();
 }
 
+/** Parses a PUT_KEY body; throws KeyOperationError('bad-request'). */
 export function decodePutKeyRequest(body: Uint8Array): PutKeyRequest {
   const f = TlvFields.parse(body, 'PUT_KEY');
   return { pkcs8: f.req(Tag.PRIVATE_KEY), serverNames: f.allStr(Tag.SERVER_NAME, MAX_NAME).map(normalizeServerName) };
 }
 
+/** Body of a DELETE_KEY request. */
 export function encodeDeleteKeyRequest(m: DeleteKeyRequest): Uint8Array {
   return new TlvWriter().bytes(Tag.KEY_ID, Buffer.from(normalizeKeyId(m.keyId), 'hex')).finish();
 }
 
+/** Parses a DELETE_KEY body; throws KeyOperationError('bad-request'). */
 export function decodeDeleteKeyRequest(body: Uint8Array): DeleteKeyRequest {
   const f = TlvFields.parse(body, 'DELETE_KEY');
   const id = f.req(Tag.KEY_ID);
@@ -627,12 +650,14 @@ export function decodeDeleteKeyRequest(body: Uint8Array): DeleteKeyRequest {
   return { keyId: Buffer.from(id).toString('hex') };
 }
 
+/** Body of a GENERATE_KEY request. */
 export function encodeGenerateKeyRequest(m: GenerateKeyRequest): Uint8Array {
   const w = new TlvWriter().str(Tag.KEY_TYPE, m.keyType);
   for (const n of m.serverNames) w.str(Tag.SERVER_NAME, normalizeServerName(n));
   return w.finish();
 }
 
+/** Parses a GENERATE_KEY body; throws KeyOperationError('bad-request'). */
 export function decodeGenerateKeyRequest(body: Uint8Array): GenerateKeyRequest {
   const f = TlvFields.parse(body, 'GENERATE_KEY');
   const t = f.reqStr(Tag.KEY_TYPE, 32);
@@ -640,10 +665,12 @@ export function decodeGenerateKeyRequest(body: Uint8Array): GenerateKeyRequest {
   return { keyType: t as GeneratedKeyType, serverNames: f.allStr(Tag.SERVER_NAME, MAX_NAME).map(normalizeServerName) };
 }
 
+/** Body of a PUT_PSK request (carries the PSK: admin link only). */
 export function encodePutPskRequest(m: PutPskRequest): Uint8Array {
   return new TlvWriter().bytes(Tag.PSK_IDENTITY, m.identity).bytes(Tag.PSK_SECRET, m.secret).finish();
 }
 
+/** Parses a PUT_PSK body; throws KeyOperationError('bad-request'). */
 export function decodePutPskRequest(body: Uint8Array): PutPskRequest {
   const f = TlvFields.parse(body, 'PUT_PSK');
   const identity = f.req(Tag.PSK_IDENTITY);
@@ -654,10 +681,12 @@ export function decodePutPskRequest(body: Uint8Array): PutPskRequest {
   return { identity, secret };
 }
 
+/** Body of a DELETE_PSK request. */
 export function encodeDeletePskRequest(m: DeletePskRequest): Uint8Array {
   return new TlvWriter().bytes(Tag.PSK_IDENTITY, m.identity).finish();
 }
 
+/** Parses a DELETE_PSK body; throws KeyOperationError('bad-request'). */
 export function decodeDeletePskRequest(body: Uint8Array): DeletePskRequest {
   const f = TlvFields.parse(body, 'DELETE_PSK');
   const identity = f.req(Tag.PSK_IDENTITY);
@@ -673,6 +702,7 @@ export function encodeOutput(output: Uint8Array): Uint8Array {
   return new TlvWriter().bytes(Tag.OUTPUT, output).finish();
 }
 
+/** Parses a RESULT body holding OUTPUT. */
 export function decodeOutput(body: Uint8Array): Uint8Array {
   return TlvFields.parse(body, 'RESULT').req(Tag.OUTPUT);
 }
@@ -715,6 +745,7 @@ export function encodeKeyInfos(keys: readonly KeyInfo[]): Uint8Array {
   return w.finish();
 }
 
+/** Parses a RESULT body of KEY_ENTRY fields. */
 export function decodeKeyInfos(body: Uint8Array): KeyInfo[] {
   return TlvFields.parse(body, 'RESULT').all(Tag.KEY_ENTRY).map(readKeyInfo);
 }
@@ -731,6 +762,7 @@ export function encodeListKeysResult(r: ListKeysResult): Uint8Array {
   return w.finish();
 }
 
+/** Parses a LIST_KEYS RESULT body. */
 export function decodeListKeysResult(body: Uint8Array): ListKeysResult {
   const f = TlvFields.parse(body, 'RESULT');
   const psks = f.all(Tag.PSK_ENTRY).map((b) => {
@@ -743,12 +775,14 @@ export function decodeListKeysResult(body: Uint8Array): ListKeysResult {
   return { keys: f.all(Tag.KEY_ENTRY).map(readKeyInfo), psks };
 }
 
+/** Body of an ERROR frame. */
 export function encodeError(e: ErrorBody): Uint8Array {
   const w = new TlvWriter().u8(Tag.ERROR_CODE, errorCodeToWire(e.code)).str(Tag.ERROR_MESSAGE, sanitizeMessage(e.message));
   if (e.supportedVersions) w.bytes(Tag.SUPPORTED_VERSION, Uint8Array.from(e.supportedVersions));
   return w.finish();
 }
 
+/** Parses an ERROR body; unknown codes become 'internal'. */
 export function decodeError(body: Uint8Array): ErrorBody {
   const f = TlvFields.parse(body, 'ERROR');
   const out: ErrorBody = {

@@ -18,6 +18,7 @@ interface Entry {
 /** Observes queue depth changes (for metrics). */
 export type QueueObserver = (running: number, queued: number) => void;
 
+/** A FIFO of key operations with at most `limit` running at once and `maxQueued` waiting. */
 export class WorkQueue {
   #running = 0;
   #queued = 0;

@@ -127,7 +127,10 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     }
     for (const k of opts.keys ?? []) registry.add({ ops: k.ops, serverNames: k.serverNames, source: 'embedded' });
 
-    const queue = new WorkQueue(config.limits.maxConcurrentOps, config.limits.maxQueuedOps, (_running, queued) => metrics.queued.set(queued));
+    const queue = new WorkQueue(config.limits.maxConcurrentOps, config.limits.maxQueuedOps, (running, queued) => {
+      metrics.inFlight.set(running);
+      metrics.queued.set(queued);
+    });
     const authz = new Authorizer(config.clients);
     const service = new KeydService({ registry, store, audit, authz, metrics, logger, queue, unknownPskIdentity: config.psk.unknownIdentity });
     const connections = new Set<KeydConnection>();

@@ -303,13 +303,7 @@ export class KeydService {
     rec.purpose = shape.purpose;
     if (!key.schemes.includes(req.scheme)) throw new KeyOperationError('unsupported', `${schemeName(req.scheme)} does not fit key ${key.keyId}`);
     const ctx: OperationContext = { ...req.ctx, purpose: shape.purpose };
-    this.d.metrics.inFlight.inc();
-    let sig: Uint8Array;
-    try {
-      sig = await this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal);
-    } finally {
-      this.d.metrics.inFlight.dec();
-    }
+    const sig = await this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal);
     if (key.verifyResults && !verifySignature(key.publicKey, req.scheme, req.message, sig)) {
       throw new KeyOperationError('internal', `key holder for ${key.keyId} returned a signature that does not verify`);
     }
@@ -326,13 +320,7 @@ export class KeydService {
     if (!decrypt) throw new KeyOperationError('unsupported', `key ${key.keyId} cannot decrypt premaster secrets (RSA keys only)`);
     // RSA key exchange exists only in TLS 1.2; anything else is not a handshake input.
     if (req.ctx.tlsVersion !== 'TLSv1.2') throw refused('premaster decryption is for TLS 1.2 only');
-    this.d.metrics.inFlight.inc();
-    let premaster: Uint8Array;
-    try {
-      premaster = await this.d.queue.submit((s) => decrypt(req.ciphertext, req.clientVersion, req.ctx, s), signal);
-    } finally {
-      this.d.metrics.inFlight.dec();
-    }
+    const premaster = await this.d.queue.submit((s) => decrypt(req.ciphertext, req.clientVersion, req.ctx, s), signal);
     return { type: FrameType.RESULT, body: encodeOutput(premaster) };
   }
 
