@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { join } from 'node:path';
 import { CliError, serve } from './serve.js';
 import { ensureDemoPki } from './pki.js';
+import { registerKeydCommands } from './keydCommands.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
       );
     });
 
+  registerKeydCommands(program);
   return program;
 }
 
