@@ -3,7 +3,10 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TlsAcceptor } from './acceptor.js';
 import { tlsAcceptorFrom, type KeywardServerOptions } from './server.js';
-import type { KeywardTLSSocket, TlsHandshakeError } from './tlsSocket.js';
+import { KeywardTLSSocket, type TlsHandshakeError } from './tlsSocket.js';
+
+/** The TLS socket under each HTTP/2 session (http2 wraps it in a stream of its own). */
+const sessionSockets = new WeakMap<http2.Http2Session, KeywardTLSSocket>();
 
 /** Options of `createHttpsServer`: the TLS options plus http.Server's own. */
 export interface KeywardHttpsServerOptions extends KeywardServerOptions {
@@ -32,8 +35,18 @@ function tlsUnder<T extends http.Server | http2.Http2Server>(server: T, options:
   const serve = server.listeners('connection') as ((s: Socket) => void)[];
   server.removeAllListeners('connection');
   const acceptor = tlsAcceptorFrom(options);
+  // http2 makes its session synchronously in its connection listener; remember whose it is.
+  let serving: KeywardTLSSocket | undefined;
+  server.on('session', (session: http2.Http2Session) => {
+    if (serving) sessionSockets.set(session, serving);
+  });
   acceptor.on('secureConnection', (socket: KeywardTLSSocket) => {
-    for (const l of serve) l.call(server, socket as unknown as Socket);
+    serving = socket;
+    try {
+      for (const l of serve) l.call(server, socket as unknown as Socket);
+    } finally {
+      serving = undefined;
+    }
     server.emit('secureConnection', socket);
   });
   acceptor.on('tlsClientError', (err: TlsHandshakeError, socket: KeywardTLSSocket) => server.emit('tlsClientError', err, socket));
@@ -74,4 +87,18 @@ export function createHttp2SecureServer(options: KeywardHttp2ServerOptions, onRe
   const server = http2.createServer({ ...h2Options, allowHTTP1: true } as http2.ServerOptions);
   if (onRequest) server.on('request', onRequest as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   return tlsUnder(server, { ...tlsOptions, ALPNProtocols: tlsOptions.ALPNProtocols ?? ['h2', 'http/1.1'] });
+}
+
+/**
+ * The keyward TLS socket a request, stream or session arrived on. For HTTP/1.1 that is
+ * `req.socket`; for HTTP/2 `req.socket` is http2's own wrapper, so this is the way to
+ * reach `getProtocol()`, `getCipher()`, `negotiated`, `exportKeyingMaterial()`...
+ */
+export function tlsSocketOf(
+  from: http.IncomingMessage | http2.Http2ServerRequest | http2.Http2Stream | http2.Http2Session,
+): KeywardTLSSocket | undefined {
+  if (from instanceof http2.Http2ServerRequest) return sessionSockets.get(from.stream.session as http2.Http2Session);
+  if ('session' in from && from.session) return sessionSockets.get(from.session);
+  if ('socket' in from && from.socket instanceof KeywardTLSSocket) return from.socket;
+  return sessionSockets.get(from as http2.Http2Session);
 }
