@@ -11,6 +11,10 @@
  *
  * A C_Sign in flight cannot be stopped. Aborting rejects the caller's promise at once;
  * the worker finishes, its answer is dropped, and it takes the next job.
+ *
+ * Each worker is handed up to PIPELINE_DEPTH jobs at a time, so it starts the next one
+ * without waiting for a round trip through the main thread's event loop. A job handed
+ * over is committed to that worker (abort still rejects it at once).
  */
 import { Worker } from 'node:worker_threads';
 import { KeyOperationError } from './keyOperations.js';
@@ -45,14 +49,19 @@ export type Pkcs11WorkerMessage =
 
 /** Pool occupancy, for metrics (queue depth) and tests. */
 export interface Pkcs11PoolStats {
+  /** Worker threads (sessions) running. */
   workers: number;
+  /** Jobs handed to workers (in the token, or next in line there). */
   busy: number;
+  /** Jobs waiting for a worker. */
   queued: number;
 }
 
 interface Job {
   id: number;
   body: Pkcs11Job;
+  /** The job's input bytes, in a buffer of their own that is transferred to the worker. */
+  bytes: Uint8Array;
   resolve: (v: Uint8Array) => void;
   reject: (e: Error) => void;
   signal: AbortSignal;
@@ -63,9 +72,13 @@ interface Job {
 
 interface Slot {
   worker: Worker;
-  job: Job | null;
+  /** Jobs handed to this worker, in the order it runs them. */
+  jobs: Job[];
   closing: boolean;
 }
+
+/** Jobs a worker holds at once: one running, one ready behind it. */
+const PIPELINE_DEPTH = 2;
 
 const WORKER_URL = new URL('./pkcs11Worker.js', import.meta.url);
 /** Small heaps: a worker holds a session and a few buffers. */
@@ -162,7 +175,7 @@ export class Pkcs11WorkerPool {
 
   /** Current occupancy. */
   stats(): Pkcs11PoolStats {
-    return { workers: this.#slots.length, busy: this.#slots.filter((s) => s.job).length, queued: this.#queue.length };
+    return { workers: this.#slots.length, busy: this.#slots.reduce((n, s) => n + s.jobs.length, 0), queued: this.#queue.length };
   }
 
   /**
@@ -173,10 +186,15 @@ export class Pkcs11WorkerPool {
     if (this.#closed) return Promise.reject(new KeyOperationError('unavailable', 'PKCS#11 key is closed'));
     if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
     if (this.#queue.length >= this.#maxQueue) return Promise.reject(new KeyOperationError('unavailable', 'PKCS#11 queue is full'));
+    // A private copy: the caller may reuse its buffer at once, and a view into a large
+    // buffer would otherwise be cloned whole to the worker.
+    const bytes = new Uint8Array(body.op === 'sign' ? body.data : body.ciphertext);
+    const owned: Pkcs11Job = body.op === 'sign' ? { ...body, data: bytes } : { ...body, ciphertext: bytes };
     return new Promise<Uint8Array>((resolve, reject) => {
       const job: Job = {
         id: this.#nextId++,
-        body,
+        body: owned,
+        bytes,
         resolve,
         reject,
         signal,
@@ -207,11 +225,12 @@ export class Pkcs11WorkerPool {
   }
 
   #adopt(worker: Worker): void {
-    const slot: Slot = { worker, job: null, closing: false };
-    worker.unref();
+    const slot: Slot = { worker, jobs: [], closing: false };
     worker.on('message', (m: Pkcs11WorkerMessage) => this.#onMessage(slot, m));
     worker.on('error', () => this.#lost(slot));
     worker.on('exit', () => this.#lost(slot));
+    // Idle workers do not keep the process alive (after the listeners: adding one refs the port again).
+    worker.unref();
     this.#slots.push(slot);
   }
 
@@ -224,36 +243,41 @@ export class Pkcs11WorkerPool {
   }
 
   #dispatch(): void {
-    for (const slot of this.#slots) {
-      if (this.#queue.length === 0) return;
-      if (slot.job || slot.closing) continue;
-      const job = this.#queue.shift()!;
-      slot.job = job;
-      // Referenced while working, so a pending operation keeps the process alive.
-      slot.worker.ref();
-      slot.worker.postMessage({ id: job.id, ...job.body });
+    // Fill the emptiest worker first, so idle workers get work before busy ones get a second job.
+    for (let depth = 0; depth < PIPELINE_DEPTH; depth++) {
+      for (const slot of this.#slots) {
+        if (this.#queue.length === 0) return;
+        if (slot.closing || slot.jobs.length !== depth) continue;
+        const job = this.#queue.shift()!;
+        slot.jobs.push(job);
+        // Referenced while working, so a pending operation keeps the process alive.
+        if (depth === 0) slot.worker.ref();
+        slot.worker.postMessage({ id: job.id, ...job.body }, [job.bytes.buffer as ArrayBuffer]);
+      }
     }
   }
 
   #onMessage(slot: Slot, m: Pkcs11WorkerMessage): void {
     if (m.kind !== 'result') return;
-    const job = slot.job;
+    const job = slot.jobs[0];
     if (!job || job.id !== m.id) return;
-    slot.job = null;
-    if (!slot.closing) slot.worker.unref();
+    slot.jobs.shift();
+    if (slot.jobs.length === 0 && !slot.closing) slot.worker.unref();
     // An aborted job's answer arrives here too; #settle ignores it.
     this.#settle(job, m.ok ? m.data : errorFor(job.body.op === 'sign' ? 'sign' : 'decrypt', m.ckr));
-    if (slot.closing) slot.worker.postMessage({ id: 0, op: 'close' });
-    else this.#dispatch();
+    if (slot.closing) {
+      if (slot.jobs.length === 0) slot.worker.postMessage({ id: 0, op: 'close' });
+    } else {
+      this.#dispatch();
+    }
   }
 
-  /** A worker died (a crash in the module, or terminate): fail its job, replace it. */
+  /** A worker died (a crash in the module, or terminate): fail its jobs, replace it. */
   #lost(slot: Slot): void {
     const i = this.#slots.indexOf(slot);
     if (i < 0) return;
     this.#slots.splice(i, 1);
-    if (slot.job) this.#settle(slot.job, new KeyOperationError('unavailable', 'PKCS#11 worker stopped during the operation'));
-    slot.job = null;
+    for (const job of slot.jobs.splice(0)) this.#settle(job, new KeyOperationError('unavailable', 'PKCS#11 worker stopped during the operation'));
     if (this.#closed) return;
     const delay = Math.min(5_000, 100 * 2 ** Math.min(this.#restarts++, 6));
     setTimeout(() => {
@@ -278,7 +302,7 @@ export class Pkcs11WorkerPool {
     }, delay).unref();
   }
 
-  /** Closes one worker after its current job: session closed by the worker, then the thread ends. */
+  /** Closes one worker after the jobs it holds: session closed by the worker, then the thread ends. */
   #retire(slot: Slot): Promise<void> {
     slot.closing = true;
     // Referenced until it is gone, so the process does not exit with close() pending.
@@ -291,7 +315,7 @@ export class Pkcs11WorkerPool {
         if (m.kind === 'closed') done();
       });
       slot.worker.once('exit', () => resolve());
-      if (!slot.job) slot.worker.postMessage({ id: 0, op: 'close' });
+      if (slot.jobs.length === 0) slot.worker.postMessage({ id: 0, op: 'close' });
     });
   }
 }
