@@ -21,7 +21,6 @@ async function expectAlert(input: Uint8Array | Uint8Array[], alert: A, overrides
   // Nothing happens after a fatal alert.
   conn.receive(clientHelloRecord());
   assert.equal(conn.takeOutput().length, 0);
-  return step;
 }
 
 const noExt = (type: number) => defaultExtensions().filter((e) => e.type !== type);

@@ -43,7 +43,7 @@ export function feed(conn: TlsServerConnection, input: Uint8Array | Uint8Array[]
       if (e.type !== 'keyOperation') continue;
       const info = schemeInfo(e.request.scheme)!;
       const p = cryptoParams(info, privateKey);
-      let sig = cryptoSign(p.algorithm, e.request.message, p.key);
+      let sig: Buffer = cryptoSign(p.algorithm, e.request.message, p.key);
       if (tamper) sig = tamper(sig);
       conn.completeKeyOperation(e.request.id, sig);
     }

@@ -74,7 +74,7 @@ export function nameMatches(pattern: string, name: string): 'exact' | 'wildcard'
 }
 
 export type CertificateChoice =
-  | { ok: true; cert: CertifiedKey; scheme: SignatureScheme }
+  | { ok: true; cert: CertifiedKey; scheme: SignatureScheme; byName: boolean }
   | { ok: false; reason: 'unrecognized_name' | 'no_common_scheme' };
 
 /**
@@ -91,16 +91,19 @@ export function chooseCertificate(
   unknownServerName: 'default' | 'reject',
 ): CertificateChoice {
   let candidates: readonly CertifiedKey[] = certs;
+  let byName = false;
   if (serverName !== undefined) {
     const exact = certs.filter((c) => c.names.some((n) => nameMatches(n, serverName) === 'exact'));
     const wild = certs.filter((c) => !exact.includes(c) && c.names.some((n) => nameMatches(n, serverName) === 'wildcard'));
     const named = [...exact, ...wild];
-    if (named.length > 0) candidates = named;
-    else if (unknownServerName === 'reject') return { ok: false, reason: 'unrecognized_name' };
+    if (named.length > 0) {
+      candidates = named;
+      byName = true;
+    } else if (unknownServerName === 'reject') return { ok: false, reason: 'unrecognized_name' };
   }
   for (const cert of candidates) {
     const scheme = cert.schemes.find((s) => clientSchemes.includes(s) && (version === 'TLSv1.2' || schemeInfo(s)!.tls13));
-    if (scheme !== undefined) return { ok: true, cert, scheme };
+    if (scheme !== undefined) return { ok: true, cert, scheme, byName };
   }
   return { ok: false, reason: 'no_common_scheme' };
 }

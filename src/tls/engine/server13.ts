@@ -113,8 +113,9 @@ export class Server13Handshake implements ServerHandshake {
     const ch1Hash = this.transcript.current();
     this.transcript.replaceWithMessageHash();
     const cookie = host.config.helloRetryCookie?.(ch1Hash);
-    const exts: ExtensionOut[] = [extSupportedVersionsServer(TLS13), extKeyShareHrr(group)];
+    const exts: ExtensionOut[] = [extKeyShareHrr(group)];
     if (cookie) exts.push(extCookie(cookie));
+    exts.push(extSupportedVersionsServer(TLS13));
     const hrr = encodeServerHello({ random: HRR_RANDOM, sessionId: this.ch.sessionId, cipherSuite: this.suite.suite, extensions: exts });
     this.transcript.update(hrr);
     host.sendHandshake(hrr);
@@ -228,7 +229,8 @@ export class Server13Handshake implements ServerHandshake {
       host.record.maxSendFragment = Math.min(1 << 14, ch.recordSizeLimit - 1);
       ee.push(extRecordSizeLimit(OWN_RECORD_SIZE_LIMIT));
     }
-    if (ch.serverName !== undefined && this.cert.names.length > 0) ee.push(extServerNameAck());
+    // RFC 6066 3: acknowledge SNI only when the name chose the certificate.
+    if (choice.byName) ee.push(extServerNameAck());
     if (alpn !== undefined) {
       ee.push(extAlpn(alpn));
       host.info.alpnProtocol = alpn;
