@@ -10,13 +10,22 @@ function esc(s: string): string {
 }
 
 /**
+ * The keyward socket under a request. http2 over a JavaScript Duplex wraps it in an
+ * internal JSStreamSocket whose `stream` is ours, so look through a wrapper or two.
+ */
+function tlsSocketOf(req: http.IncomingMessage | http2.Http2ServerRequest): KeywardTLSSocket | undefined {
+  let s = req.socket as unknown as { negotiated?: unknown; stream?: unknown } | undefined;
+  for (let i = 0; i < 3 && s && s.negotiated === undefined; i++) s = s.stream as typeof s;
+  return s?.negotiated ? (s as unknown as KeywardTLSSocket) : undefined;
+}
+
+/**
  * The small page `keyward serve` shows: what this very connection negotiated, and
  * where the key lives. Plain text for curl, HTML for browsers.
  */
 export function demoPage(keyDescription: string) {
   return (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
-    const socket = (req.socket ?? (req as http2.Http2ServerRequest).stream?.session?.socket) as unknown as KeywardTLSSocket;
-    const tls = socket?.negotiated ?? {};
+    const tls = tlsSocketOf(req)?.negotiated ?? {};
     const facts: [string, string][] = [
       ['protocol', tls.version ?? '?'],
       ['cipher', tls.cipherName ?? '?'],
