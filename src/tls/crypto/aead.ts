@@ -1,0 +1,105 @@
+import { createCipheriv, createDecipheriv, createSecretKey, type CipherGCMTypes, type KeyObject } from 'node:crypto';
+import { type AeadName, aeadKeyLength, AEAD_NONCE_LENGTH, AEAD_TAG_LENGTH, tls12FixedIvLength } from './cipherSuites.js';
+
+const TWO_32 = 0x1_0000_0000;
+// One options object for every cipher: no per-record allocation for it.
+const TAG_OPTIONS = Object.freeze({ authTagLength: AEAD_TAG_LENGTH });
+
+/**
+ * Record protection with one AEAD key and IV (one direction of one epoch).
+ *
+ * Nonces (no BigInt, no per-record nonce allocation: node:crypto copies the IV when a
+ * cipher is created, so one scratch buffer serves every record):
+ * - 'tls13' (RFC 8446 5.3), and ChaCha20-Poly1305 in TLS 1.2 (RFC 7905 2): the 12-byte
+ *   IV XORed with the 64-bit sequence number, left-padded with zeros; nothing is sent.
+ * - 'tls12' with AES-GCM (RFC 5288 3): 4-byte implicit salt || 8-byte explicit nonce. The
+ *   explicit nonce is the sequence number and travels in front of the ciphertext.
+ */
+export class RecordAead {
+  readonly aead: AeadName;
+  /** Bytes of explicit nonce in front of each sealed record: 8 for TLS 1.2 GCM, else 0. */
+  readonly explicitNonceLength: number;
+  /** Authentication tag length: 16 for every AEAD here. */
+  readonly tagLength: number = AEAD_TAG_LENGTH;
+  private readonly key: KeyObject;
+  private readonly nonce: Buffer;
+  private readonly ivMid: number;
+  private readonly ivLow: number;
+
+  constructor(aead: AeadName, key: Uint8Array, iv: Uint8Array, nonceStyle: 'tls13' | 'tls12') {
+    const kl = aeadKeyLength(aead);
+    if (key.length !== kl) throw new RangeError(`${aead} key must be ${kl} bytes, got ${key.length}`);
+    const explicit = nonceStyle === 'tls12' && aead !== 'chacha20-poly1305';
+    if (nonceStyle !== 'tls13' && nonceStyle !== 'tls12') throw new TypeError(`unknown nonce style ${String(nonceStyle)}`);
+    const ivLen = nonceStyle === 'tls12' ? tls12FixedIvLength(aead) : AEAD_NONCE_LENGTH;
+    if (iv.length !== ivLen) throw new RangeError(`${aead} ${nonceStyle} IV must be ${ivLen} bytes, got ${iv.length}`);
+    this.aead = aead;
+    this.explicitNonceLength = explicit ? 8 : 0;
+    // A KeyObject keeps the key in native memory; the caller may wipe its copy.
+    this.key = createSecretKey(key);
+    this.nonce = Buffer.alloc(AEAD_NONCE_LENGTH);
+    this.nonce.set(iv, 0);
+    this.ivMid = explicit ? 0 : this.nonce.readUInt32BE(4);
+    this.ivLow = explicit ? 0 : this.nonce.readUInt32BE(8);
+  }
+
+  /** Writes the nonce for `seq` into the scratch buffer (XOR style, or the explicit part for TLS 1.2 GCM). */
+  private setNonce(seq: number): void {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`record sequence number ${seq} out of range`);
+    const hi = Math.floor(seq / TWO_32);
+    const lo = seq >>> 0;
+    this.nonce.writeUInt32BE((this.ivMid ^ hi) >>> 0, 4);
+    this.nonce.writeUInt32BE((this.ivLow ^ lo) >>> 0, 8);
+  }
+
+  /**
+   * Encrypts the concatenation of `parts` (e.g. [content, innerContentType] in TLS 1.3)
+   * under record number `seq` and additional data `aad`.
+   * Returns explicit_nonce (TLS 1.2 GCM only) || ciphertext || tag.
+   */
+  seal(seq: number, aad: Uint8Array, parts: readonly Uint8Array[]): Buffer {
+    this.setNonce(seq);
+    const en = this.explicitNonceLength;
+    let total = 0;
+    for (const p of parts) total += p.length;
+    const out = Buffer.allocUnsafe(en + total + AEAD_TAG_LENGTH);
+    if (en !== 0) this.nonce.copy(out, 0, 4, 12);
+    const c = createCipheriv(this.aead as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
+    c.setAAD(aad);
+    let o = en;
+    for (const p of parts) {
+      if (p.length === 0) continue;
+      o += c.update(p).copy(out, o);
+    }
+    o += c.final().copy(out, o);
+    c.getAuthTag().copy(out, o);
+    return out;
+  }
+
+  /**
+   * Decrypts and authenticates `sealed` (as produced by seal, explicit nonce included).
+   * Returns the plaintext, or null when the record is too short or fails authentication;
+   * never throws on bad input.
+   */
+  open(seq: number, aad: Uint8Array, sealed: Uint8Array): Buffer | null {
+    const en = this.explicitNonceLength;
+    if (sealed.length < en + AEAD_TAG_LENGTH) return null;
+    if (en !== 0) {
+      // RFC 5288 3: the receiver uses the explicit nonce from the record.
+      if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`record sequence number ${seq} out of range`);
+      this.nonce.set(sealed.subarray(0, en), 4);
+    } else {
+      this.setNonce(seq);
+    }
+    try {
+      const d = createDecipheriv(this.aead as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
+      d.setAAD(aad);
+      d.setAuthTag(sealed.subarray(sealed.length - AEAD_TAG_LENGTH));
+      const pt = d.update(sealed.subarray(en, sealed.length - AEAD_TAG_LENGTH));
+      d.final(); // throws when the tag does not verify
+      return pt;
+    } catch {
+      return null;
+    }
+  }
+}

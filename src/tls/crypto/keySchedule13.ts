@@ -1,0 +1,140 @@
+import { createHmac } from 'node:crypto';
+import { type HashName, hashLength, emptyHash, digest } from './hash.js';
+import { hkdfExtract, hkdfExpandLabel, deriveSecret } from './hkdf.js';
+import { type AeadName, aeadKeyLength, AEAD_NONCE_LENGTH } from './cipherSuites.js';
+
+const EMPTY = new Uint8Array(0);
+
+// The TLS 1.3 key schedule (RFC 8446 7.1):
+//
+//   0 -> HKDF-Extract(0, PSK or 0) = Early Secret
+//        -> Derive-Secret(., "derived", "") -> HKDF-Extract(., (EC)DHE) = Handshake Secret
+//        -> Derive-Secret(., "derived", "") -> HKDF-Extract(., 0)       = Master Secret
+
+// Without a PSK the early secret and its "derived" child are constants per hash:
+// cached, they save two HMACs per full handshake.
+interface NoPskCache {
+  early: Buffer;
+  derived: Buffer;
+}
+const noPsk = new Map<HashName, NoPskCache>();
+
+function noPskSecrets(h: HashName): NoPskCache {
+  let c = noPsk.get(h);
+  if (c === undefined) {
+    const zero = Buffer.alloc(hashLength(h));
+    const early = hkdfExtract(h, zero, zero);
+    c = { early, derived: deriveSecret(h, early, 'derived', emptyHash(h)) };
+    noPsk.set(h, c);
+  }
+  return c;
+}
+
+/** Early Secret = HKDF-Extract(0, PSK), with Hash.length zeros for the PSK when there is none. */
+export function tls13EarlySecret(h: HashName, psk?: Uint8Array): Buffer {
+  if (psk === undefined) return Buffer.from(noPskSecrets(h).early); // a copy: callers may wipe it
+  return hkdfExtract(h, Buffer.alloc(hashLength(h)), psk);
+}
+
+/** Derive-Secret(secret, "derived", ""): the salt of the next HKDF-Extract stage. */
+export function tls13DerivedSecret(h: HashName, secret: Uint8Array): Buffer {
+  const c = noPskSecrets(h);
+  if (secret.length === c.early.length && c.early.equals(secret)) return Buffer.from(c.derived);
+  return deriveSecret(h, secret, 'derived', emptyHash(h));
+}
+
+/**
+ * Handshake Secret and the two handshake traffic secrets.
+ * `helloHash` is Transcript-Hash(ClientHello..ServerHello).
+ */
+export function tls13HandshakeSecrets(
+  h: HashName,
+  earlySecret: Uint8Array,
+  sharedSecret: Uint8Array,
+  helloHash: Uint8Array,
+): { handshakeSecret: Buffer; clientHandshakeTraffic: Buffer; serverHandshakeTraffic: Buffer } {
+  const handshakeSecret = hkdfExtract(h, tls13DerivedSecret(h, earlySecret), sharedSecret);
+  return {
+    handshakeSecret,
+    clientHandshakeTraffic: deriveSecret(h, handshakeSecret, 'c hs traffic', helloHash),
+    serverHandshakeTraffic: deriveSecret(h, handshakeSecret, 's hs traffic', helloHash),
+  };
+}
+
+/**
+ * Master Secret, the first application traffic secrets and the exporter master secret.
+ * `handshakeHash` is Transcript-Hash(ClientHello..server Finished).
+ */
+export function tls13ApplicationSecrets(
+  h: HashName,
+  handshakeSecret: Uint8Array,
+  handshakeHash: Uint8Array,
+): { masterSecret: Buffer; clientApplicationTraffic: Buffer; serverApplicationTraffic: Buffer; exporterMaster: Buffer } {
+  const derived = deriveSecret(h, handshakeSecret, 'derived', emptyHash(h));
+  const masterSecret = hkdfExtract(h, derived, Buffer.alloc(hashLength(h)));
+  return {
+    masterSecret,
+    clientApplicationTraffic: deriveSecret(h, masterSecret, 'c ap traffic', handshakeHash),
+    serverApplicationTraffic: deriveSecret(h, masterSecret, 's ap traffic', handshakeHash),
+    exporterMaster: deriveSecret(h, masterSecret, 'exp master', handshakeHash),
+  };
+}
+
+/** resumption_master_secret; `transcriptHash` runs through the client Finished. */
+export function tls13ResumptionMasterSecret(h: HashName, masterSecret: Uint8Array, transcriptHash: Uint8Array): Buffer {
+  return deriveSecret(h, masterSecret, 'res master', transcriptHash);
+}
+
+/** The PSK a NewSessionTicket stands for (RFC 8446 4.6.1). */
+export function tls13ResumptionPsk(h: HashName, resumptionMaster: Uint8Array, ticketNonce: Uint8Array): Buffer {
+  return hkdfExpandLabel(h, resumptionMaster, 'resumption', ticketNonce, hashLength(h));
+}
+
+/** binder_key (RFC 8446 7.1): "ext binder" for external PSKs, "res binder" for tickets. */
+export function tls13BinderKey(h: HashName, earlySecret: Uint8Array, external: boolean): Buffer {
+  return deriveSecret(h, earlySecret, external ? 'ext binder' : 'res binder', emptyHash(h));
+}
+
+/** client_early_traffic_secret; `clientHelloHash` is Transcript-Hash(ClientHello). */
+export function tls13ClientEarlyTrafficSecret(h: HashName, earlySecret: Uint8Array, clientHelloHash: Uint8Array): Buffer {
+  return deriveSecret(h, earlySecret, 'c e traffic', clientHelloHash);
+}
+
+/**
+ * Finished verify_data (RFC 8446 4.4.4): HMAC(finished_key, transcriptHash) with
+ * finished_key = HKDF-Expand-Label(baseKey, "finished", "", Hash.length).
+ * Also the PSK binder, with the binder key as base key.
+ */
+export function tls13FinishedVerifyData(h: HashName, baseTrafficSecret: Uint8Array, transcriptHash: Uint8Array): Buffer {
+  const finishedKey = hkdfExpandLabel(h, baseTrafficSecret, 'finished', EMPTY, hashLength(h));
+  return createHmac(h, finishedKey).update(transcriptHash).digest();
+}
+
+/** application_traffic_secret_N+1 (RFC 8446 7.2, KeyUpdate). */
+export function tls13NextTrafficSecret(h: HashName, secret: Uint8Array): Buffer {
+  return hkdfExpandLabel(h, secret, 'traffic upd', EMPTY, hashLength(h));
+}
+
+/** write_key and write_iv for a traffic secret (RFC 8446 7.3). */
+export function tls13TrafficKeys(h: HashName, secret: Uint8Array, aead: AeadName): { key: Buffer; iv: Buffer } {
+  return {
+    key: hkdfExpandLabel(h, secret, 'key', EMPTY, aeadKeyLength(aead)),
+    iv: hkdfExpandLabel(h, secret, 'iv', EMPTY, AEAD_NONCE_LENGTH),
+  };
+}
+
+/**
+ * TLS-Exporter (RFC 8446 7.5):
+ * HKDF-Expand-Label(Derive-Secret(Secret, label, ""), "exporter", Hash(context_value), key_length).
+ * As with every Derive-Secret, the label gets the "tls13 " prefix (e.g. "tls13 EXPORTER-my-app").
+ */
+export function tls13ExportKeyingMaterial(
+  h: HashName,
+  exporterMaster: Uint8Array,
+  label: string,
+  context: Uint8Array,
+  length: number,
+): Buffer {
+  const secret = deriveSecret(h, exporterMaster, label, emptyHash(h));
+  return hkdfExpandLabel(h, secret, 'exporter', digest(h, context), length);
+}
