@@ -11,6 +11,8 @@ import { caPem, listen, serverCertificate, stopServer } from './helpers.js';
 
 function app(): express.Express {
   const a = express();
+  // 'test' keeps Express's final handler from printing the stack of the malformed-JSON 400 below.
+  a.set('env', 'test');
   a.use(express.json({ limit: '2mb' }));
   a.get('/hello/:name', (req, res) => {
     res.json({ hello: req.params.name, secure: req.secure, protocol: req.protocol, ip: req.ip });

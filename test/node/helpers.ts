@@ -5,6 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { AddressInfo, Server } from 'node:net';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { LocalKey } from '../../src/keys/localKey.js';
 import type { KeyOperations, OperationContext } from '../../src/keys/keyOperations.js';
 import { KeyOperationError } from '../../src/keys/keyOperations.js';
@@ -86,6 +88,31 @@ export function patternBytes(length: number, seed = 1): Buffer {
   return b;
 }
 
+let gcFn: (() => void) | undefined;
+
+/**
+ * A full garbage collection, so that memory figures count only what is still referenced
+ * (the flag is set at run time; the test runner's command line needs no --expose-gc).
+ */
+export function collectGarbage(): void {
+  if (!gcFn) {
+    v8.setFlagsFromString('--expose-gc');
+    gcFn = vm.runInNewContext('gc') as () => void;
+  }
+  gcFn();
+}
+
+/**
+ * Bytes of ArrayBuffers still referenced: a full GC, a pause for V8's concurrent
+ * ArrayBuffer sweeper to free what it found, and another GC.
+ */
+export async function liveArrayBufferBytes(): Promise<number> {
+  collectGarbage();
+  await sleep(5);
+  collectGarbage();
+  return process.memoryUsage().arrayBuffers;
+}
+
 /** Resolves with the first emission of `event`, or rejects after `ms`. */
 export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string, ms = 10_000): Promise<T> {
   return withTimeout(
@@ -118,6 +145,8 @@ export class ControlledKey implements KeyOperations {
   delayMs: number;
   /** Called per sign; returning true fails that sign (after the delay) with a KeyOperationError. */
   fail: ((ctx: OperationContext, call: number) => boolean) | undefined;
+  /** When set, every sign first waits for this promise, then for `delayMs`. */
+  hold: Promise<void> | undefined;
   private pending = 0;
 
   constructor(
@@ -153,13 +182,16 @@ export class ControlledKey implements KeyOperations {
       this.log.settled++;
     };
     return new Promise<Uint8Array>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let aborted = false;
       const onAbort = (): void => {
+        aborted = true;
         clearTimeout(timer);
         this.log.aborted++;
         settle();
         reject(new KeyOperationError('aborted', 'operation aborted'));
       };
-      const timer = setTimeout(() => {
+      const perform = (): void => {
         signal.removeEventListener('abort', onAbort);
         if (this.fail?.(ctx, call)) {
           settle();
@@ -177,7 +209,10 @@ export class ControlledKey implements KeyOperations {
             reject(err);
           },
         );
-      }, this.delayMs);
+      };
+      void (this.hold ?? Promise.resolve()).then(() => {
+        if (!aborted) timer = setTimeout(perform, this.delayMs);
+      });
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     });

@@ -6,8 +6,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
-import { createHttp2SecureServer, type DualRequestListener } from '../../src/node/http.js';
-import type { KeywardTLSSocket } from '../../src/node/tlsSocket.js';
+import { createHttp2SecureServer, tlsSocketOf, type DualRequestListener } from '../../src/node/http.js';
 import { curl } from '../support/peers.js';
 import { httpsRequest } from './httpClient.js';
 import { caPath, caPem, listen, patternBytes, serverCertificate, sha256, stopServer, withTimeout } from './helpers.js';
@@ -15,8 +14,9 @@ import { caPath, caPem, listen, patternBytes, serverCertificate, sha256, stopSer
 /** GET /bytes/N?seed=S: pattern bytes; POST /hash: the body's length and hash; both say which HTTP and ALPN served them. */
 const handler: DualRequestListener = (req, res) => {
   const url = new URL(req.url ?? '/', 'https://x');
-  const socket = (req.socket ?? null) as unknown as KeywardTLSSocket | null;
-  const about = { httpVersion: req.httpVersion, alpn: socket?.alpnProtocol };
+  // For h2, req.socket is http2's wrapper; tlsSocketOf reaches the TLS socket for both versions.
+  const socket = tlsSocketOf(req);
+  const about = { httpVersion: req.httpVersion, alpn: socket?.alpnProtocol, protocol: socket?.getProtocol() };
   const bytes = /^\/bytes\/(\d+)$/.exec(url.pathname);
   if (req.method === 'GET' && bytes) {
     const body = patternBytes(Number(bytes[1]), Number(url.searchParams.get('seed') ?? 1));
@@ -90,7 +90,7 @@ describe('createHttp2SecureServer: http2 over keyward', () => {
     assert.equal(r.alpn, 'h2');
     assert.equal(r.httpVersion, '2');
     assert.equal(r.status, 200);
-    assert.match(r.stderr, /x-about: \{"httpVersion":"2.0","alpn":"h2"\}/);
+    assert.match(r.stderr, /x-about: \{"httpVersion":"2.0","alpn":"h2","protocol":"TLSv1.3"\}/);
   });
 
   it('node http2.connect: 100 concurrent streams with bodies, all verified', async () => {
@@ -112,8 +112,8 @@ describe('createHttp2SecureServer: http2 over keyward', () => {
           jobs.push(
             h2Request(session, { ':method': 'POST', ':path': '/hash' }, body).then((r) => {
               assert.equal(r.status, 200);
-              const j = JSON.parse(r.body.toString()) as { length: number; sha256: string; httpVersion: string };
-              assert.deepEqual(j, { httpVersion: '2.0', alpn: 'h2', length: body.length, sha256: sha256(body) });
+              const j = JSON.parse(r.body.toString()) as { length: number; sha256: string; httpVersion: string; alpn: string; protocol: string };
+              assert.deepEqual(j, { httpVersion: '2.0', alpn: 'h2', protocol: 'TLSv1.3', length: body.length, sha256: sha256(body) });
             }),
           );
         }
@@ -136,7 +136,7 @@ describe('createHttp2SecureServer: http2 over keyward', () => {
       );
       assert.equal(down.body.length, size);
       assert.equal(sha256(down.body), sha256(patternBytes(size, 42)));
-      assert.deepEqual(JSON.parse(posted.body.toString()), { httpVersion: '2.0', alpn: 'h2', length: size, sha256: sha256(up) });
+      assert.deepEqual(JSON.parse(posted.body.toString()), { httpVersion: '2.0', alpn: 'h2', protocol: 'TLSv1.3', length: size, sha256: sha256(up) });
     } finally {
       await closeSession(session);
     }
@@ -146,12 +146,12 @@ describe('createHttp2SecureServer: http2 over keyward', () => {
     const onlyH1 = await httpsRequest({ port, ca, path: '/bytes/20000', ALPNProtocols: ['http/1.1'] });
     assert.equal(onlyH1.status, 200);
     assert.equal(onlyH1.httpVersion, '1.1');
-    assert.deepEqual(JSON.parse(String(onlyH1.headers['x-about'])), { httpVersion: '1.1', alpn: 'http/1.1' });
+    assert.deepEqual(JSON.parse(String(onlyH1.headers['x-about'])), { httpVersion: '1.1', alpn: 'http/1.1', protocol: 'TLSv1.3' });
     assert.equal(sha256(onlyH1.body), sha256(patternBytes(20000)));
 
     const body = patternBytes(300_000, 5);
     const noAlpn = await httpsRequest({ port, ca, method: 'POST', path: '/hash', body });
-    assert.deepEqual(JSON.parse(noAlpn.body.toString()), { httpVersion: '1.1', alpn: false, length: body.length, sha256: sha256(body) });
+    assert.deepEqual(JSON.parse(noAlpn.body.toString()), { httpVersion: '1.1', alpn: false, protocol: 'TLSv1.3', length: body.length, sha256: sha256(body) });
 
     const c = await curl(`https://127.0.0.1:${port}/bytes/10`, { cacert: caFile, http: '1.1' });
     assert.equal(c.code, 0, c.stderr);
