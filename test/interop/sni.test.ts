@@ -111,7 +111,7 @@ describe('SNI: exact and wildcard names', () => {
     const o = await served(strict, 'a.wild.test');
     assert.equal(o.subject, 'CN = example.test', o.why);
     assert.equal(o.summary.verifyCode, 0, o.why);
-    assert.equal(o.summary.peerSignatureType, 'Ed25519', o.why);
+    assert.equal(o.summary.peerSignatureType, 'ed25519', o.why);
     assert.equal(o.session.servername, 'a.wild.test');
     assert.equal(o.session.negotiated.signatureScheme, SignatureScheme.ed25519);
   });

@@ -62,7 +62,7 @@ export interface KeyTypeNames {
   keyType: KeyType;
   /** The scheme the server uses when the client accepts every scheme. */
   scheme: SignatureScheme;
-  /** s_client "Peer signature type". */
+  /** s_client "Peer signature type" (OpenSSL 3.0 prints Ed25519 in lower case). */
   opensslType: string;
   /** s_client "Peer signing digest" (absent for Ed25519). */
   opensslDigest?: string;
@@ -100,7 +100,7 @@ export const KEY_TYPE_NAMES: Readonly<Record<KeyType, KeyTypeNames>> = {
   ed25519: {
     keyType: 'ed25519',
     scheme: SignatureScheme.ed25519,
-    opensslType: 'Ed25519',
+    opensslType: 'ed25519',
     gnutls: 'EdDSA-Ed25519',
     gnutlsSign: 'SIGN-EDDSA-ED25519',
   },
