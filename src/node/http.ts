@@ -86,7 +86,27 @@ export function createHttp2SecureServer(options: KeywardHttp2ServerOptions, onRe
   // is false or 'http/1.1', as it does for node:tls sockets under createSecureServer.
   const server = http2.createServer({ ...h2Options, allowHTTP1: true } as http2.ServerOptions);
   if (onRequest) server.on('request', onRequest as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  closeSessionsOnClose(server);
   return tlsUnder(server, { ...tlsOptions, ALPNProtocols: tlsOptions.ALPNProtocols ?? ['h2', 'http/1.1'] });
+}
+
+/**
+ * Makes `close()` graceful for HTTP/2 too: node 20's Http2Server.close only stops
+ * listening, so an idle client session would hold the close callback back forever.
+ * Each session gets `session.close()`: GOAWAY, streams in flight finish, then it closes.
+ */
+function closeSessionsOnClose(server: http2.Http2Server): void {
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+  const close = server.close.bind(server);
+  server.close = (callback?: (err?: Error) => void) => {
+    close(callback);
+    for (const session of sessions) if (!session.closed) session.close();
+    return server;
+  };
 }
 
 /**

@@ -194,7 +194,7 @@ export class KeywardTLSSocket extends Duplex {
 
   /** RFC 8446 7.5 exporter, with node:tls's argument order. */
   exportKeyingMaterial(length: number, label: string, context?: Buffer): Buffer {
-    if (!Number.isInteger(length) || length <= 0 || length > 255 * 48) throw new RangeError(`invalid exporter length ${length}`);
+    if (!Number.isInteger(length) || length <= 0) throw new RangeError(`invalid exporter length ${length}`);
     if (!this.established) throw new Error('exportKeyingMaterial: the TLS handshake is not complete');
     return this.engine.exportKeyingMaterial(label, context ?? Buffer.alloc(0), length);
   }

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import { createHttp2SecureServer, tlsSocketOf, type DualRequestListener } from '../../src/node/http.js';
-import { curl } from '../support/peers.js';
+import net from 'node:net';
+import { curl, LOOPBACK } from '../support/peers.js';
 import { httpsRequest } from './httpClient.js';
 import { caPath, caPem, listen, patternBytes, serverCertificate, sha256, stopServer, withTimeout } from './helpers.js';
 
@@ -157,5 +158,39 @@ describe('createHttp2SecureServer: http2 over keyward', () => {
     assert.equal(c.code, 0, c.stderr);
     assert.equal(c.httpVersion, '1.1');
     assert.equal(c.alpn, 'http/1.1');
+  });
+
+  it('graceful close(): an in-flight h2 stream completes, the idle session gets GOAWAY, then the callback fires', async () => {
+    let entered!: () => void;
+    const handlerEntered = new Promise<void>((r) => (entered = r));
+    const slow = createHttp2SecureServer({ certificates: [await serverCertificate('ecdsa-p256')] }, (req, res) => {
+      entered();
+      setTimeout(() => res.end('finished after close'), 300);
+    });
+    const slowPort = await listen(slow);
+    const session = await h2Connect(slowPort, ca);
+    try {
+      const goaway = new Promise<void>((r) => session.once('goaway', () => r()));
+      const response = h2Request(session, { ':path': '/slow' }).then((r) => ({ ...r, at: performance.now() }));
+      await withTimeout(handlerEntered, 10_000, 'handler');
+      const closed = new Promise<number>((resolve) => slow.close(() => resolve(performance.now())));
+      const refused = await new Promise<string>((resolve) => {
+        const s = net.connect(slowPort, LOOPBACK, () => {
+          s.destroy();
+          resolve('connected');
+        });
+        s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      });
+      assert.equal(refused, 'ECONNREFUSED');
+      const r = await withTimeout(response, 10_000, 'in-flight stream');
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), 'finished after close');
+      await withTimeout(goaway, 5_000, 'GOAWAY');
+      const closedAt = await withTimeout(closed, 5_000, 'close callback');
+      assert.ok(closedAt >= r.at - 5);
+    } finally {
+      session.destroy();
+      if (slow.listening) await stopServer(slow);
+    }
   });
 });

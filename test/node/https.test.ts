@@ -159,4 +159,23 @@ describe('createHttpsServer: http.Server over keyward', () => {
     assert.equal((r.stderr.match(/SSL connection using TLSv1\.3/g) ?? []).length, 1, 'one handshake for three requests');
     assert.match(r.stderr, /transfer-encoding: chunked/i);
   });
+
+  it('a client that vanishes mid-response: the server cleans up and keeps serving', async () => {
+    await new Promise<void>((resolve, reject) => {
+      const req = https.get({ host: '127.0.0.1', port, path: `/bytes/${5 * 1024 * 1024}`, ca, agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ECONNRESET') reject(e);
+      });
+    });
+    const deadline = Date.now() + 5_000;
+    while (server.tlsAcceptor.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(server.tlsAcceptor.connections.size, 0, 'the abandoned connection was closed');
+    const r = await httpsRequest({ port, ca, path: '/bytes/10' });
+    assert.equal(r.status, 200);
+  });
 });

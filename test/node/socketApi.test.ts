@@ -194,6 +194,77 @@ describe('KeywardTLSSocket API on secureConnection', () => {
   });
 });
 
+describe('failures after the handshake', () => {
+  let ca: string;
+  before(async () => {
+    ca = await caPem();
+  });
+
+  it('a corrupted record: bad_record_mac alert to the client, an error event on the server socket', async () => {
+    const serverErrors: TlsHandshakeError[] = [];
+    let serverClosed!: () => void;
+    const serverSocketClosed = new Promise<void>((r) => (serverClosed = r));
+    const server = createServer({ certificates: [await serverCertificate('ecdsa-p256')] }, (socket) => {
+      socket.on('close', () => serverClosed());
+      socket.on('error', (e: TlsHandshakeError) => serverErrors.push(e));
+      socket.on('data', (d: Buffer) => socket.write(d));
+    });
+    const port = await listen(server);
+    try {
+      const raw = net.connect(port, LOOPBACK);
+      const client = tls.connect({ socket: raw, ca, servername: 'localhost' });
+      await once(client, 'secureConnect');
+      assert.equal(await roundTrip(client, 'fine'), 'fine');
+      const clientError = once<NodeJS.ErrnoException>(client, 'error');
+      // An application_data record the client's keys never sealed, written under the TLS layer.
+      raw.write(Buffer.concat([Buffer.from([0x17, 0x03, 0x03, 0x00, 0x20]), patternBytes(32, 5)]));
+      const err = await clientError;
+      assert.match(String(err.code), /BAD_RECORD_MAC/);
+      await withTimeout(serverSocketClosed, 5_000, 'server socket close');
+      assert.equal(serverErrors.length, 1);
+      assert.equal(serverErrors[0].code, 'ERR_TLS_ALERT_SENT_BAD_RECORD_MAC');
+      client.destroy();
+      const again = await nodeTlsClient(port, { ca, send: 'again', until: 'again', timeoutMs: 10_000 });
+      assert.equal(again.received, 'again');
+    } finally {
+      await stopServer(server);
+    }
+  });
+
+  it('a TCP reset while the server writes, with no error listener on the socket, does not crash the server', async () => {
+    const closes: boolean[] = [];
+    const server = createServer({ certificates: [await serverCertificate('ecdsa-p256')] }, (socket) => {
+      // Deliberately no 'error' listener: node:tls servers survive this too.
+      socket.on('close', (hadError: boolean) => closes.push(hadError));
+      socket.on('data', () => {
+        for (let i = 0; i < 64; i++) socket.write(patternBytes(64 * 1024, i));
+      });
+    });
+    const port = await listen(server);
+    try {
+      const raw = net.connect(port, LOOPBACK);
+      const client = tls.connect({ socket: raw, ca, servername: 'localhost' });
+      client.on('error', () => undefined);
+      await once(client, 'secureConnect');
+      client.write('send me a lot');
+      await once(client, 'data');
+      raw.resetAndDestroy();
+      await withTimeout(
+        (async () => {
+          while (closes.length === 0) await sleep(10);
+        })(),
+        5_000,
+        'server socket close',
+      );
+      assert.equal(server.tlsConnections.size, 0);
+      const again = await nodeTlsClient(port, { ca, send: 'x', until: 'x', closeAfterMs: 2_000, timeoutMs: 10_000 });
+      assert.equal(again.connected, true, again.error);
+    } finally {
+      await stopServer(server);
+    }
+  });
+});
+
 describe('tlsClientError, and the server keeps serving', () => {
   let ca: string;
   let srv: Awaited<ReturnType<typeof echoServer>>;
