@@ -115,3 +115,19 @@ test('the key is copied: wiping the caller buffer does not change the cipher', (
   assert.deepEqual(b.open(1, aad, a.seal(1, aad, [Buffer.from('more')])), Buffer.from('more'));
   assert.deepEqual(b.open(0, aad, sealed), Buffer.from('data'));
 });
+
+test('seal with a prefix returns prefix || sealed in one buffer; sealedLength predicts the size', () => {
+  for (const aead of AEADS) {
+    for (const style of STYLES) {
+      const { a } = make(aead, style);
+      const data = randomBytes(1000);
+      const len = a.sealedLength(data.length + 1);
+      const header = Buffer.from([23, 3, 3, len >> 8, len & 0xff]);
+      const whole = a.seal(9, header, [data, Buffer.of(23)], header);
+      assert.equal(whole.length, 5 + len);
+      assert.deepEqual(whole.subarray(0, 5), header);
+      assert.deepEqual(whole.subarray(5), a.seal(9, header, [data, Buffer.of(23)]));
+      assert.deepEqual(a.open(9, header, whole.subarray(5)), Buffer.concat([data, Buffer.of(23)]));
+    }
+  }
+});

@@ -52,21 +52,30 @@ export class RecordAead {
     this.nonce.writeUInt32BE((this.ivLow ^ lo) >>> 0, 8);
   }
 
+  /** Length of seal()'s output (without prefix) for `plaintextLength` bytes of plaintext. */
+  sealedLength(plaintextLength: number): number {
+    return this.explicitNonceLength + plaintextLength + AEAD_TAG_LENGTH;
+  }
+
   /**
    * Encrypts the concatenation of `parts` (e.g. [content, innerContentType] in TLS 1.3)
    * under record number `seq` and additional data `aad`.
-   * Returns explicit_nonce (TLS 1.2 GCM only) || ciphertext || tag.
+   * Returns explicit_nonce (TLS 1.2 GCM only) || ciphertext || tag, preceded by `prefix`
+   * when one is given: pass the 5-byte record header there (its length field is
+   * sealedLength(plaintext)) to get the whole record in one buffer, saving a copy of the payload.
    */
-  seal(seq: number, aad: Uint8Array, parts: readonly Uint8Array[]): Buffer {
+  seal(seq: number, aad: Uint8Array, parts: readonly Uint8Array[], prefix?: Uint8Array): Buffer {
     this.setNonce(seq);
     const en = this.explicitNonceLength;
+    const pl = prefix === undefined ? 0 : prefix.length;
     let total = 0;
     for (const p of parts) total += p.length;
-    const out = Buffer.allocUnsafe(en + total + AEAD_TAG_LENGTH);
-    if (en !== 0) this.nonce.copy(out, 0, 4, 12);
+    const out = Buffer.allocUnsafe(pl + en + total + AEAD_TAG_LENGTH);
+    if (prefix !== undefined) out.set(prefix, 0);
+    if (en !== 0) this.nonce.copy(out, pl, 4, 12);
     const c = createCipheriv(this.aead as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
     c.setAAD(aad);
-    let o = en;
+    let o = pl + en;
     for (const p of parts) {
       if (p.length === 0) continue;
       o += c.update(p).copy(out, o);
