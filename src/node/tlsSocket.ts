@@ -81,6 +81,15 @@ function toError(err: unknown): Error {
  * Events beyond a Duplex's: `secure` (handshake done), `tlsClientError` (handshake
  * failed, with a {@link TlsHandshakeError}; the socket is then destroyed without an
  * 'error' event), `timeout`, `keyOperationError` (a key operation rejected).
+ *
+ * Backpressure: a write's callback waits for the TCP socket to drain, so `write()`
+ * returns false and 'drain' follows as with net.Socket; TCP reads pause while our
+ * readable buffer is full or while the peer does not read what we send.
+ *
+ * Half-close: the peer's close_notify (or a bare FIN) ends the readable side only
+ * (RFC 8446 6.1). With allowHalfOpen false (default) our side then ends too, after the
+ * 'end' listeners ran, so a reply written in an 'end' listener is still sent; with
+ * allowHalfOpen true it stays writable until `end()`. `end()` sends close_notify, then FIN.
  */
 export class KeywardTLSSocket extends Duplex {
   readonly encrypted = true;
