@@ -202,7 +202,7 @@ test('KeyUpdate next traffic secret is HKDF-Expand-Label(secret, "traffic upd", 
   assert.equal(n384.length, 48);
 });
 
-test('exporter follows RFC 8446 7.5 and agrees with node:tls', async () => {
+test('exporter follows RFC 8446 7.5 (node:tls agreement: nodeTlsCrossCheck.test.ts)', () => {
   const ekm = tls13ExportKeyingMaterial('sha256', exporterMaster, 'EXPORTER-test', Buffer.from('ctx'), 40);
   const inner = deriveSecret('sha256', exporterMaster, 'EXPORTER-test', emptyHash('sha256'));
   assert.deepEqual(ekm, hkdfExpandLabel('sha256', inner, 'exporter', digest('sha256', Buffer.from('ctx')), 40));
