@@ -2,8 +2,19 @@
  * keyward: TLS for Node.js whose private keys stay in a key holder.
  */
 export { createServer, KeywardServer, serverConfigFrom, type KeywardServerOptions, type CertificateWithKey } from './node/server.js';
-export { createHttpsServer, createHttp2SecureServer } from './node/http.js';
-export { KeywardTLSSocket, TlsHandshakeError } from './node/tlsSocket.js';
+export {
+  createHttpsServer,
+  createHttp2SecureServer,
+  tlsSocketOf,
+  type KeywardHttpsServerOptions,
+  type KeywardHttp2ServerOptions,
+  type WithTlsAcceptor,
+} from './node/http.js';
+export { TlsAcceptor } from './node/acceptor.js';
+export { startKeyProcess, KeyProcessKey, type KeyProcessOptions } from './keys/keyProcess.js';
+export { connectRemoteKey, RemoteKey, KeydClient, type RemoteKeyOptions } from './keys/remoteKey.js';
+export { openPkcs11Key, Pkcs11Key, type OpenPkcs11KeyOptions } from './keys/pkcs11Key.js';
+export { KeywardTLSSocket, TlsHandshakeError, type KeywardTLSSocketOptions } from './node/tlsSocket.js';
 export { TlsServerConnection } from './tls/engine/serverConnection.js';
 export { certifiedKey, type CertifiedKey } from './tls/engine/certificates.js';
 export { resolveServerConfig, type ServerConfig, type ServerConfigInput } from './tls/engine/config.js';

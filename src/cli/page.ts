@@ -1,22 +1,12 @@
 import type http from 'node:http';
 import type http2 from 'node:http2';
-import type { KeywardTLSSocket } from '../node/tlsSocket.js';
+import { tlsSocketOf } from '../node/http.js';
 import { groupName } from '../tls/crypto/groups.js';
 import { schemeName } from '../tls/crypto/signatureSchemes.js';
 
 /** Escapes text for HTML. */
 function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/**
- * The keyward socket under a request. http2 over a JavaScript Duplex wraps it in an
- * internal JSStreamSocket whose `stream` is ours, so look through a wrapper or two.
- */
-function tlsSocketOf(req: http.IncomingMessage | http2.Http2ServerRequest): KeywardTLSSocket | undefined {
-  let s = req.socket as unknown as { negotiated?: unknown; stream?: unknown } | undefined;
-  for (let i = 0; i < 3 && s && s.negotiated === undefined; i++) s = s.stream as typeof s;
-  return s?.negotiated ? (s as unknown as KeywardTLSSocket) : undefined;
 }
 
 /**

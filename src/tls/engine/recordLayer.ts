@@ -185,16 +185,15 @@ export class RecordLayer {
   private seal(type: ContentType, fragment: Uint8Array): Uint8Array {
     const aead = this.writeAead;
     if (!aead) return frame(type, this.outerVersion, [fragment]);
+    // The header is written in front of the ciphertext by seal(), saving a copy of the payload.
     if (this.mode === 'tls13') {
-      const len = fragment.length + 1 + aead.tagLength;
+      const len = aead.sealedLength(fragment.length + 1);
       const header = Buffer.from([ContentType.application_data, 3, 3, len >> 8, len & 0xff]);
-      const sealed = aead.seal(this.writeSeq++, header, [fragment, TYPE_BYTE[type]]);
-      return Buffer.concat([header, sealed], HEADER + sealed.length);
+      return aead.seal(this.writeSeq++, header, [fragment, TYPE_BYTE[type]], header);
     }
-    const sealed = aead.seal(this.writeSeq, aad12(this.writeSeq, type, fragment.length), [fragment]);
-    this.writeSeq++;
-    const header = Buffer.from([type, 3, 3, sealed.length >> 8, sealed.length & 0xff]);
-    return Buffer.concat([header, sealed], HEADER + sealed.length);
+    const len = aead.sealedLength(fragment.length);
+    const header = Buffer.from([type, 3, 3, len >> 8, len & 0xff]);
+    return aead.seal(this.writeSeq, aad12(this.writeSeq++, type, fragment.length), [fragment], header);
   }
 }
 
