@@ -17,6 +17,19 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const seconds = Number(process.argv[2] ?? 5);
 const concurrency = Number(process.argv[3] ?? 16);
 const bulkMB = Number(process.env.BENCH_BULK_MB ?? 256);
+/** Runs per implementation, alternating, so drift on a shared machine hits both alike; medians are reported. */
+const repeats = Number(process.env.BENCH_REPEATS ?? 3);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function medianOf<T extends object>(runs: T[]): T {
+  const out = {} as Record<string, number>;
+  for (const k of Object.keys(runs[0])) out[k] = median(runs.map((r) => (r as Record<string, number>)[k]));
+  return out as T;
+}
 
 interface ServerProc {
   child: ChildProcess;
@@ -99,7 +112,7 @@ async function main(): Promise<void> {
       ['ECDSA P-256 + x25519', 'ecdsa-p256'],
       ['RSA-2048 (PSS) + x25519', 'rsa-2048'],
     ];
-    console.log(`TLS 1.3 full handshakes: ${seconds}s per run, ${concurrency} concurrent clients in a separate process, one server process each`);
+    console.log(`TLS 1.3 full handshakes: ${seconds}s per run, median of ${repeats} alternating runs, ${concurrency} concurrent clients in a separate process, one server process each`);
     console.log('server CPU/handshake is the per-core cost (1e6/cpu = handshakes/s on one server core)\n');
     console.log('key                        impl      hs/s   cpu µs/hs  core hs/s   p50 ms  p99 ms  errors');
     const files: Record<string, { cert: string; key: string }> = {};
@@ -110,9 +123,13 @@ async function main(): Promise<void> {
       writeFileSync(cert, leaf.chainPem);
       writeFileSync(key, leaf.keyPem);
       files[type] = { cert, key };
+      const runs: Record<string, HsResult[]> = { node: [], keyward: [] };
+      for (let i = 0; i < repeats; i++) {
+        for (const impl of ['node', 'keyward'] as const) runs[impl].push(await handshakeRun(impl, cert, key));
+      }
       const results: Record<string, HsResult> = {};
       for (const impl of ['node', 'keyward'] as const) {
-        const r = await handshakeRun(impl, cert, key);
+        const r = medianOf(runs[impl]);
         results[impl] = r;
         console.log(`${label.padEnd(26)} ${impl.padEnd(8)} ${f(r.rate).padStart(6)} ${f(r.cpuPerHs).padStart(10)} ${f(1e6 / r.cpuPerHs).padStart(10)} ${f(r.p50, 2).padStart(8)} ${f(r.p99, 2).padStart(7)} ${String(r.errors).padStart(7)}`);
       }
@@ -122,9 +139,13 @@ async function main(): Promise<void> {
     }
     console.log(`bulk, one connection, ${bulkMB} MiB each way (ECDSA P-256 cert, AES-128-GCM)`);
     console.log('impl      upload MB/s  download MB/s  server cpu µs/MB');
+    const bulkRuns: Record<string, { up: number; down: number; cpuPerMB: number }[]> = { node: [], keyward: [] };
+    for (let i = 0; i < repeats; i++) {
+      for (const impl of ['node', 'keyward'] as const) bulkRuns[impl].push(await bulkRun(impl, files['ecdsa-p256'].cert, files['ecdsa-p256'].key));
+    }
     const bulk: Record<string, { up: number; down: number; cpuPerMB: number }> = {};
     for (const impl of ['node', 'keyward'] as const) {
-      const r = await bulkRun(impl, files['ecdsa-p256'].cert, files['ecdsa-p256'].key);
+      const r = medianOf(bulkRuns[impl]);
       bulk[impl] = r;
       console.log(`${impl.padEnd(9)} ${f(r.up).padStart(11)} ${f(r.down).padStart(14)} ${f(r.cpuPerMB).padStart(17)}`);
     }

@@ -111,7 +111,8 @@ export class KeywardTLSSocket extends Duplex {
   readonly remoteFamily: string | undefined;
 
   private readonly engine: TlsServerConnection;
-  private readonly keyAbort = new AbortController();
+  /** Made at the first key operation; aborted when the connection goes away. */
+  private keyAbort: AbortController | null = null;
   private pendingWrite: { chunk: Buffer; cb: WriteCallback } | null = null;
   private established = false;
   private handshakeFailed = false;
@@ -396,7 +397,7 @@ export class KeywardTLSSocket extends Duplex {
   private runKeyOperation(req: KeyOperationRequest): void {
     let op: Promise<Uint8Array>;
     try {
-      op = Promise.resolve(req.key.sign(req.scheme, req.message, req.context, this.keyAbort.signal));
+      op = Promise.resolve(req.key.sign(req.scheme, req.message, req.context, (this.keyAbort ??= new AbortController()).signal));
     } catch (err) {
       // A backend that throws instead of rejecting still fails only this handshake.
       op = Promise.reject(err);
@@ -508,7 +509,7 @@ export class KeywardTLSSocket extends Duplex {
 
   override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
     clearTimeout(this.handshakeTimer);
-    this.keyAbort.abort(new KeyOperationError('aborted', 'the TLS connection closed'));
+    if (this.pendingKeyOperations > 0) this.keyAbort?.abort(new KeyOperationError('aborted', 'the TLS connection closed'));
     this.engine.destroy();
     const pending = this.pendingWrite;
     this.pendingWrite = null;

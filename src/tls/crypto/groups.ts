@@ -3,11 +3,11 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  randomBytes,
   type ECDH,
   type KeyObject,
 } from 'node:crypto';
 import { illegalParameter } from '../wire/errors.js';
+import { secureRandom } from './random.js';
 
 /** Key-exchange groups (RFC 8446 4.2.7, RFC 8422 5.1.1). */
 export enum NamedGroup {
@@ -103,7 +103,7 @@ class OkpExchange implements KeyExchange {
     if (fixedPrivate !== undefined && fixedPrivate.length !== info.size) {
       throw new RangeError(`${info.name} private key must be ${info.size} bytes`);
     }
-    const d = fixedPrivate ?? randomBytes(info.size);
+    const d = fixedPrivate ?? secureRandom(info.size);
     try {
       // Node (lib/internal/crypto/keys.js) builds a private OKP key from d alone and
       // derives the public half; x must be a string but is not read. The RFC 8448 test

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import type { OperationContext } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { generateKeyExchange } from '../crypto/groups.js';
+import { secureRandom } from '../crypto/random.js';
 import { tls13ExportKeyingMaterial, tls13NextTrafficSecret, tls13TrafficKeys } from '../crypto/keySchedule13.js';
 import { AlertDescription, AlertLevel, alertName } from '../wire/alerts.js';
 import { parseClientHello } from '../wire/clientHello.js';
@@ -18,7 +18,7 @@ import { Server13Handshake } from './server13.js';
 
 type Phase = 'clientHello' | 'handshake' | 'connected' | 'closed';
 
-const defaultRandom: RandomSource = (n) => randomBytes(n);
+const defaultRandom: RandomSource = secureRandom;
 const defaultKeyShares: KeyShareFactory = (g) => generateKeyExchange(g);
 
 /**
