@@ -21,7 +21,6 @@ export class TlsAcceptor extends EventEmitter {
 
   /** Starts the TLS handshake on `raw`; `owner` becomes the socket's `server` property. */
   accept(raw: Socket, owner?: unknown): KeywardTLSSocket {
-    raw.setNoDelay(true);
     const socket = new KeywardTLSSocket(raw, this.config, this.socketOptions);
     socket.server = owner;
     this.sockets.add(socket);

@@ -125,6 +125,7 @@ export class KeywardTLSSocket extends Duplex {
   private lingerOnDestroy = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private pendingKeyOperations = 0;
+  private flushScheduled = false;
 
   constructor(
     readonly rawSocket: Socket,
@@ -338,8 +339,27 @@ export class KeywardTLSSocket extends Duplex {
     }
   }
 
-  /** Sends what the engine produced outside `write` (handshake flights, alerts, KeyUpdates). */
+  /**
+   * Sends what the engine produced outside `write` (handshake flights, alerts, KeyUpdates).
+   * While a key operation is pending the ServerHello waits one turn of the event loop: a
+   * key holder that answers at once (a local key) then shares one write with the rest of
+   * the flight, and a slow one still gets the ServerHello out without delay.
+   */
   private flushOutput(): void {
+    if (this.pendingKeyOperations > 0) {
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => {
+          this.flushScheduled = false;
+          if (!this.destroyed) this.writeEngineOutput();
+        });
+      }
+      return;
+    }
+    this.writeEngineOutput();
+  }
+
+  private writeEngineOutput(): void {
     const out = this.engine.takeOutput();
     if (out.length === 0 || !this.rawSocket.writable) return;
     if (!this.rawSocket.write(concat(out)) && !this.outputBackpressure) {

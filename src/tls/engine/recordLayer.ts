@@ -21,7 +21,10 @@ const MAX_RECORD_BODY = MAX_CIPHERTEXT_12;
  * and RFC 5246 6. Versions differ only in nonce and AAD construction.
  */
 export class RecordLayer {
-  private inbuf: Buffer | null = null;
+  /** Received bytes not yet framed: a queue of chunks, so a partial record costs no copy of the rest. */
+  private chunks: Buffer[] = [];
+  private head = 0;
+  private buffered = 0;
   private readAead: RecordAead | null = null;
   private writeAead: RecordAead | null = null;
   private readSeq = 0;
@@ -70,19 +73,43 @@ export class RecordLayer {
 
   /** Appends bytes received from the network. */
   push(data: Uint8Array): void {
-    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    this.inbuf = this.inbuf && this.inbuf.length > 0 ? Buffer.concat([this.inbuf, buf]) : buf;
+    if (data.length === 0) return;
+    this.chunks.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    this.buffered += data.length;
   }
 
   get bufferedBytes(): number {
-    return this.inbuf?.length ?? 0;
+    return this.buffered;
   }
 
-  /** True if the next record's first byte cannot be a TLS record (e.g. plaintext HTTP). */
-  looksLikeTls(): boolean {
-    const b = this.inbuf;
-    if (!b || b.length === 0) return true;
-    return b[0] >= ContentType.change_cipher_spec && b[0] <= ContentType.application_data;
+  /** The next `n` buffered bytes, as a view when they lie in one chunk, else gathered; null if fewer. */
+  private peek(n: number): Buffer | null {
+    if (this.buffered < n) return null;
+    const first = this.chunks[0];
+    if (first.length - this.head >= n) return first.subarray(this.head, this.head + n);
+    const out = Buffer.allocUnsafe(n);
+    let o = 0;
+    for (let i = 0, off = this.head; o < n; i++, off = 0) {
+      const c = this.chunks[i];
+      const take = Math.min(c.length - off, n - o);
+      c.copy(out, o, off, off + take);
+      o += take;
+    }
+    return out;
+  }
+
+  private consume(n: number): void {
+    this.buffered -= n;
+    while (n > 0) {
+      const avail = this.chunks[0].length - this.head;
+      if (avail > n) {
+        this.head += n;
+        return;
+      }
+      n -= avail;
+      this.chunks.shift();
+      this.head = 0;
+    }
   }
 
   /**
@@ -97,20 +124,21 @@ export class RecordLayer {
   }
 
   private nextRecordOrSkip(): PlainRecord | null | typeof SKIPPED {
-    const b = this.inbuf;
-    if (!b || b.length < HEADER) return null;
-    const type = b[0];
+    const h = this.peek(HEADER);
+    if (!h) return null;
+    const type = h[0];
     if (type < ContentType.change_cipher_spec || type > ContentType.application_data) {
       throw unexpectedMessage(`record of unknown content type ${type}`);
     }
-    if (b[1] !== 3) throw decodeError('record version is not 3.x');
-    const len = (b[3] << 8) | b[4];
+    if (h[1] !== 3) throw decodeError('record version is not 3.x');
+    const len = (h[3] << 8) | h[4];
     const limit = this.readAead ? (this.mode === 'tls13' ? MAX_CIPHERTEXT_13 : MAX_CIPHERTEXT_12) : MAX_RECORD_BODY;
     if (len > limit) throw new TlsAlertError(AlertDescription.record_overflow, `record of ${len} bytes`);
-    if (b.length < HEADER + len) return null;
+    const b = this.peek(HEADER + len);
+    if (!b) return null;
+    this.consume(HEADER + len);
     const header = b.subarray(0, HEADER);
-    const body = b.subarray(HEADER, HEADER + len);
-    this.inbuf = b.length === HEADER + len ? null : b.subarray(HEADER + len);
+    const body = b.subarray(HEADER);
 
     if (!this.readAead || (this.mode === 'tls13' && type === ContentType.change_cipher_spec)) {
       if (len > MAX_PLAINTEXT) throw new TlsAlertError(AlertDescription.record_overflow, 'plaintext record too long');
