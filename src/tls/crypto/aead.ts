@@ -86,6 +86,24 @@ export class RecordAead {
   }
 
   /**
+   * Like seal, but returns the pieces (prefix, explicit nonce, ciphertext chunks, tag)
+   * without joining them, for a caller that joins many records into one socket write
+   * anyway: every payload byte is then copied once instead of twice.
+   */
+  sealParts(seq: number, aad: Uint8Array, parts: readonly Uint8Array[], prefix: Uint8Array, out: Uint8Array[]): void {
+    this.setNonce(seq);
+    const en = this.explicitNonceLength;
+    if (en === 0) out.push(prefix);
+    else out.push(Buffer.concat([prefix, this.nonce.subarray(4, 12)]));
+    const c = createCipheriv(this.aead as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
+    c.setAAD(aad);
+    for (const p of parts) if (p.length !== 0) out.push(c.update(p));
+    const fin = c.final();
+    if (fin.length !== 0) out.push(fin);
+    out.push(c.getAuthTag());
+  }
+
+  /**
    * Decrypts and authenticates `sealed` (as produced by seal, explicit nonce included).
    * Returns the plaintext, or null when the record is too short or fails authentication;
    * never throws on bad input.

@@ -192,16 +192,17 @@ export class RecordLayer {
 
   /**
    * Frames `data` of `type` into records (fragmenting at the send limit), protected
-   * when a write key is set, and appends them to `out`.
+   * when a write key is set, and appends them to `out` (possibly as several pieces per
+   * record: the caller writes them in order).
    */
   write(type: ContentType, data: Uint8Array, out: Uint8Array[]): void {
     const max = this.writeAead && this.mode === 'tls13' ? this.maxSendFragment : Math.min(this.maxSendFragment, MAX_PLAINTEXT);
     if (data.length === 0) {
-      out.push(this.seal(type, data));
+      this.seal(type, data, out);
       return;
     }
     for (let off = 0; off < data.length; off += max) {
-      out.push(this.seal(type, data.subarray(off, Math.min(off + max, data.length))));
+      this.seal(type, data.subarray(off, Math.min(off + max, data.length)), out);
     }
   }
 
@@ -210,18 +211,21 @@ export class RecordLayer {
     out.push(frame(type, this.outerVersion, [data]));
   }
 
-  private seal(type: ContentType, fragment: Uint8Array): Uint8Array {
+  private seal(type: ContentType, fragment: Uint8Array, out: Uint8Array[]): void {
     const aead = this.writeAead;
-    if (!aead) return frame(type, this.outerVersion, [fragment]);
-    // The header is written in front of the ciphertext by seal(), saving a copy of the payload.
+    if (!aead) {
+      out.push(frame(type, this.outerVersion, [fragment]));
+      return;
+    }
     if (this.mode === 'tls13') {
       const len = aead.sealedLength(fragment.length + 1);
       const header = Buffer.from([ContentType.application_data, 3, 3, len >> 8, len & 0xff]);
-      return aead.seal(this.writeSeq++, header, [fragment, TYPE_BYTE[type]], header);
+      aead.sealParts(this.writeSeq++, header, [fragment, TYPE_BYTE[type]], header, out);
+      return;
     }
     const len = aead.sealedLength(fragment.length);
     const header = Buffer.from([type, 3, 3, len >> 8, len & 0xff]);
-    return aead.seal(this.writeSeq, aad12(this.writeSeq++, type, fragment.length), [fragment], header);
+    aead.sealParts(this.writeSeq, aad12(this.writeSeq++, type, fragment.length), [fragment], header, out);
   }
 }
 
