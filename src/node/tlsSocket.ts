@@ -328,14 +328,15 @@ export class KeywardTLSSocket extends Duplex {
 
   private pump(): void {
     for (;;) {
-      this.flushOutput();
-      if (this.destroyed) return;
+      // Events before output: a key operation started here lets the ServerHello wait a tick.
       const events = this.engine.takeEvents();
-      if (events.length === 0) return;
       for (const ev of events) {
         if (this.destroyed) return;
         this.onEvent(ev);
       }
+      if (this.destroyed) return;
+      this.flushOutput();
+      if (events.length === 0) return;
     }
   }
 
@@ -455,7 +456,7 @@ export class KeywardTLSSocket extends Duplex {
   private failHandshake(err: TlsHandshakeError): void {
     if (this.handshakeFailed || this.destroyed) return;
     this.handshakeFailed = true;
-    this.flushOutput();
+    this.writeEngineOutput();
     this.emit('tlsClientError', err);
     this.lingerOnDestroy = true;
     this.destroy();
@@ -463,7 +464,7 @@ export class KeywardTLSSocket extends Duplex {
 
   private failEstablished(err: TlsHandshakeError): void {
     if (this.destroyed) return;
-    this.flushOutput();
+    this.writeEngineOutput();
     this.lingerOnDestroy = true;
     this.destroy(err);
   }
