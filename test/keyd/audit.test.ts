@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { AUDIT_GENESIS, AuditLog, verifyAuditLog } from '../../src/keyd/audit.js';
-import { KEYD_CLI, tempDir } from '../support/keydFixture.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AUDIT_GENESIS, AuditLog, verifyAuditLog, type AuditRecord } from '../../src/keyd/audit.js';
+import { KeyOperationError } from '../../src/keys/keyOperations.js';
+import { LocalKey } from '../../src/keys/localKey.js';
+import { connectRemoteKey } from '../../src/keys/remoteKey.js';
+import { SignatureScheme, verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
+import { KEYD_CLI, certificateVerifyInput, startTestKeyd, tempDir } from '../support/keydFixture.js';
 
 let root: { dir: string; cleanup: () => Promise<void> };
 before(async () => {
@@ -137,4 +144,182 @@ test('`keyward audit verify` exits 0 on a good log and 1 naming the first bad li
   const missing = spawnSync(process.execPath, [KEYD_CLI, 'audit', 'verify', join(root.dir, 'nope.log')], { encoding: 'utf8', timeout: 15_000 });
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /cannot read/);
+});
+
+const REC: AuditRecord = { client: 'cn:front', op: 'sign', outcome: 'ok', keyId: 'cd'.repeat(32), scheme: 'ecdsa_secp256r1_sha256' };
+
+/** Polls `cond` every few ms for at most `ms`. */
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await sleep(2);
+  }
+  return true;
+}
+
+/** A FIFO with a non-blocking reader, so the log's writes and fsyncs go to a pipe. */
+function makeFifo(name: string): { path: string; readerFd: number; read: () => string } {
+  const path = join(root.dir, name);
+  const r = spawnSync('mkfifo', ['-m', '600', path], { timeout: 5_000 });
+  assert.equal(r.status, 0, 'mkfifo');
+  const readerFd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  const read = (): string => {
+    const buf = Buffer.alloc(1 << 16);
+    try {
+      return buf.subarray(0, readSync(readerFd, buf)).toString('utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return '';
+      throw e;
+    }
+  };
+  return { path, readerFd, read };
+}
+
+test('batch mode: the line is in the file when append resolves; its fsync follows within the interval', async () => {
+  const path = join(root.dir, 'batch.log');
+  const log = await AuditLog.open(path, { syncIntervalMs: 30, syncLines: 1000 });
+  try {
+    await log.append({ ...REC, serverName: 'one.example' });
+    const ls = await lines(path);
+    assert.equal(ls.length, 1);
+    assert.equal((JSON.parse(ls[0]) as { serverName: string }).serverName, 'one.example');
+    assert.deepEqual(log.stats, { written: 1, synced: 0, syncs: 0 });
+    assert.ok(await until(() => log.stats.synced === 1, 2_000), 'fsynced within the interval');
+    assert.equal(log.stats.syncs, 1);
+    // Many lines in one turn share one write and one fsync.
+    await Promise.all(Array.from({ length: 20 }, () => log.append(REC)));
+    assert.equal(log.stats.written, 21);
+    assert.ok(await until(() => log.stats.synced === 21, 2_000));
+    assert.equal(log.stats.syncs, 2);
+  } finally {
+    await log.close();
+  }
+  assert.equal((await verifyAuditLog(path)).lines, 21);
+});
+
+test('batch mode: syncLines waiting lines start an fsync without waiting for the timer', async () => {
+  const path = join(root.dir, 'batch-lines.log');
+  const log = await AuditLog.open(path, { syncIntervalMs: 60_000, syncLines: 8 });
+  try {
+    for (let i = 0; i < 5; i++) await log.append(REC);
+    await sleep(30);
+    assert.equal(log.stats.synced, 0, 'below syncLines and before the interval: not yet');
+    await Promise.all(Array.from({ length: 3 }, () => log.append(REC)));
+    assert.ok(await until(() => log.stats.synced === 8, 2_000), 'the 8th line triggers the fsync');
+  } finally {
+    await log.close();
+  }
+  assert.equal(log.stats.synced, 8);
+});
+
+test('always mode: append resolves only after an fsync that covers the line', async () => {
+  const path = join(root.dir, 'always.log');
+  const log = await AuditLog.open(path, { sync: 'always' });
+  try {
+    await log.append(REC);
+    assert.deepEqual(log.stats, { written: 1, synced: 1, syncs: 1 });
+    // Lines arriving while one fsync runs share the next one.
+    let checked = 0;
+    await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        log.append({ ...REC, latencyMs: i }).then(() => {
+          assert.ok(log.stats.synced >= i + 2, `line ${i + 2} synced when its append resolved`);
+          checked += 1;
+        }),
+      ),
+    );
+    assert.equal(checked, 30);
+    assert.ok(log.stats.syncs < 31, `group commit: ${log.stats.syncs} fsyncs for 31 lines`);
+  } finally {
+    await log.close();
+  }
+});
+
+test('close writes and fsyncs what is pending; later appends are refused', async () => {
+  const path = join(root.dir, 'close.log');
+  const log = await AuditLog.open(path, { syncIntervalMs: 60_000 });
+  const p = log.append(REC);
+  await log.close();
+  await p;
+  assert.deepEqual(log.stats, { written: 1, synced: 1, syncs: 1 });
+  await assert.rejects(log.append(REC), /closed/);
+  await assert.rejects(AuditLog.open(path, { sync: 'sometimes' as 'always' }), /"batch" or "always"/);
+  await assert.rejects(AuditLog.open(path, { syncLines: 0 }), /syncLines/);
+});
+
+test('a failed write rejects the append and every later one', async () => {
+  // /dev/full accepts the open and fails every write with ENOSPC.
+  const log = await AuditLog.open('/dev/full');
+  try {
+    await assert.rejects(log.append(REC), /audit log \/dev\/full write failed: ENOSPC/);
+    assert.match(log.failed?.message ?? '', /ENOSPC/);
+    await assert.rejects(log.append(REC), /ENOSPC/);
+    assert.equal(log.stats.written, 0);
+  } finally {
+    await log.close();
+  }
+});
+
+test('a failed fsync marks the log failed: later appends are refused', async () => {
+  // A pipe takes writes but refuses fsync (EINVAL).
+  const fifo = makeFifo('sync-fails.fifo');
+  try {
+    const log = await AuditLog.open(fifo.path, { syncIntervalMs: 1 });
+    try {
+      await log.append(REC);
+      assert.match(fifo.read(), /"op":"sign"/);
+      assert.ok(await until(() => log.failed !== undefined, 2_000), 'the fsync failure is noticed');
+      assert.match(log.failed!.message, /fsync failed: EINVAL/);
+      await assert.rejects(log.append(REC), /fsync failed/);
+    } finally {
+      await log.close();
+    }
+  } finally {
+    closeSync(fifo.readerFd);
+  }
+});
+
+test('keyd returns a result only after its audit line is written, and refuses results when it cannot write', async () => {
+  const fifo = makeFifo('keyd-audit.fifo');
+  const dir = join(root.dir, 'keyd');
+  let readerOpen = true;
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { keyd } = await startTestKeyd(
+    root.dir,
+    undefined,
+    { listen: { unix: join(root.dir, 'audit-keyd.sock') }, store: { dir, passphraseEnv: 'KEYD_TEST_PASSPHRASE', scrypt: { N: 1024, r: 8, p: 1 } }, audit: { file: fifo.path, durable: false } },
+    { keys: [{ ops: new LocalKey(privateKey), serverNames: ['a.example'] }] },
+  );
+  try {
+    const rk = await connectRemoteKey({ addresses: [`unix:${keyd.unixPath}`], serverName: 'a.example', deadlineMs: 5_000 });
+    try {
+      fifo.read();
+      const scheme = SignatureScheme.ecdsa_secp256r1_sha256;
+      const msg = certificateVerifyInput();
+      const sig = await rk.sign(scheme, msg, { tlsVersion: 'TLSv1.3', serverName: 'a.example', connectionId: 'fifo-1' }, new AbortController().signal);
+      assert.ok(verifySignature(rk.publicKey, scheme, msg, sig));
+      // keyd wrote the line before it sent the result, so it is already in the pipe.
+      const line = fifo.read().split('\n').find((l) => l.includes('"connectionId":"fifo-1"'));
+      assert.ok(line, 'the audit line arrived before the result');
+      assert.equal((JSON.parse(line) as { outcome: string }).outcome, 'ok');
+      // No reader: the next write fails (EPIPE), and the operation gets no result.
+      closeSync(fifo.readerFd);
+      readerOpen = false;
+      await assert.rejects(
+        rk.sign(scheme, certificateVerifyInput(), { tlsVersion: 'TLSv1.3', connectionId: 'fifo-2' }, new AbortController().signal),
+        (e: unknown) => e instanceof KeyOperationError && e.code === 'unavailable' && /audit log unavailable/.test(e.message),
+      );
+      assert.match(keyd.audit.failed?.message ?? '', /write failed: EPIPE/);
+      await assert.rejects(
+        rk.sign(scheme, certificateVerifyInput(), { tlsVersion: 'TLSv1.3' }, new AbortController().signal),
+        (e: unknown) => e instanceof KeyOperationError && e.code === 'unavailable',
+      );
+    } finally {
+      await rk.close();
+    }
+  } finally {
+    await keyd.close();
+    if (readerOpen) closeSync(fifo.readerFd);
+  }
 });
