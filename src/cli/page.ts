@@ -11,11 +11,16 @@ function esc(s: string): string {
 
 /**
  * The small page `keyward serve` shows: what this very connection negotiated, and
- * where the key lives. Plain text for curl, HTML for browsers.
+ * where the key that authenticated it lives. Plain text for curl, HTML for browsers.
+ *
+ * @param keyDescription where the key lives: a fixed text, or one chosen per connection
+ *   (by the TLS socket's connection id, when the server serves several certificates).
  */
-export function demoPage(keyDescription: string) {
+export function demoPage(keyDescription: string | ((connectionId: string | undefined) => string)) {
+  const describe = typeof keyDescription === 'string' ? () => keyDescription : keyDescription;
   return (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
-    const tls = tlsSocketOf(req)?.negotiated ?? {};
+    const socket = tlsSocketOf(req);
+    const tls = socket?.negotiated ?? {};
     const facts: [string, string][] = [
       ['protocol', tls.version ?? '?'],
       ['cipher', tls.cipherName ?? '?'],
@@ -25,13 +30,13 @@ export function demoPage(keyDescription: string) {
       ['http', `HTTP/${req.httpVersion}`],
       ['sni', tls.serverName ?? 'none'],
       ['hello retry', tls.helloRetry ? 'yes' : 'no'],
-      ['private key', keyDescription],
+      ['private key', describe(socket?.connectionId)],
     ];
     const wantsHtml = String(req.headers.accept ?? '').includes('text/html');
     if (wantsHtml) {
       const rows = facts.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(`<!doctype html><title>keyward</title><h1>keyward</h1><p>This TLS connection was terminated by keyward; its server never held the private key in memory unless noted.</p><table>${rows}</table>`);
+      res.end(`<!doctype html><title>keyward</title><h1>keyward</h1><p>This TLS connection was terminated by keyward. Where its private key lives is shown below: unless it says &ldquo;in this process&rdquo;, the server you are talking to never held it.</p><table>${rows}</table>`);
       return;
     }
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });

@@ -1,26 +1,62 @@
+/**
+ * `keyward serve`: a small HTTPS (and HTTP/2) page over the keyward TLS engine, with each
+ * certificate's private key wherever the command line puts it (see keySources.ts).
+ */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { keyIdOf } from '../keys/keyId.js';
 import type { KeyOperations } from '../keys/keyOperations.js';
-import { LocalKey } from '../keys/localKey.js';
-import { createHttp2SecureServer, createHttpsServer } from '../node/http.js';
+import { createHttp2SecureServer, createHttpsServer, type WithTlsAcceptor } from '../node/http.js';
 import type { CertificateWithKey } from '../node/server.js';
+import type { KeywardTLSSocket } from '../node/tlsSocket.js';
 import { certifiedKey } from '../tls/engine/certificates.js';
+import { CliError, KeySources, observedKey, type KeySourceOptions, type KeySpec, type OpenedKey } from './keySources.js';
 import { demoPage } from './page.js';
 
-/** A clear, user-facing error: printed without a stack trace. */
-export class CliError extends Error {}
+export { CliError, type KeySpec, type KeySourceOptions } from './keySources.js';
 
+/** What `serve` needs: where to listen, the certificates, and where their keys are. */
 export interface ServeOptions {
+  /** HOST:PORT, [V6]:PORT or PORT (port 0 picks a free one). */
   listen: string;
+  /** Certificate chain files, PEM, leaf first. */
   certs: string[];
-  keys: string[];
+  /** Key options in command-line order: the k-th goes with the k-th certificate; the rest use keyd. */
+  keys?: KeySpec[];
+  /** Backend settings shared by every key (key process, keyd, PKCS#11). */
+  sources?: KeySourceOptions;
   alpn?: string[];
-  /** Describes where keys live, for the page and the log. */
-  keyDescription?: string;
-  /** Builds the key operations for the i-th certificate when keys are not local files. */
+  /**
+   * Builds the key operations for the i-th certificate instead of `keys` and `sources`
+   * (for programs that embed serve with a key of their own).
+   */
   keyFor?: (index: number, certPem: string) => Promise<KeyOperations>;
+  /** With keyFor: where those keys live, for the page. */
+  keyDescription?: string;
 }
 
+/** One certificate being served, and where its key is. */
+export interface ServedCertificate {
+  certPath: string;
+  keyId: string;
+  backend: OpenedKey['backend'] | 'custom';
+  describe(): string;
+  /** For a key process: its current pid. */
+  pid?(): number | undefined;
+}
+
+/** A running `serve`. */
+export interface RunningServer {
+  server: http2.Http2Server & WithTlsAcceptor;
+  address: AddressInfo;
+  certificates: ServedCertificate[];
+  /** Stops accepting, ends connections (forcibly after `graceMs`), then closes the keys. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Parses --listen: HOST:PORT, [V6]:PORT, or a bare PORT (on 127.0.0.1). */
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(listen) ?? /^(\d+)$/.exec(listen);
   if (!m) throw new CliError(`--listen must be HOST:PORT or PORT, got "${listen}"`);
@@ -29,61 +65,132 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[3] ? (m[1] ?? m[2]) : '127.0.0.1', port };
 }
 
-function readFile(path: string, what: string): string {
+/**
+ * Reads a certificate chain. In the isolated modes a file that also holds a private key
+ * is refused: reading it has put the key in this process, which is what they avoid.
+ */
+function readCertificate(path: string, isolated: boolean): { pem: string; leaf: X509Certificate } {
+  let data: Buffer;
   try {
-    return readFileSync(path, 'utf8');
+    data = readFileSync(path);
   } catch (err) {
-    throw new CliError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new CliError(`cannot read certificate file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (isolated && data.includes('PRIVATE KEY-----')) {
+    data.fill(0);
+    throw new CliError(`${path} holds a private key as well as the certificate: this front must not read the key; give the certificate chain alone`);
+  }
+  const pem = data.toString('latin1');
+  const block = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
+  if (!block) throw new CliError(`${path} holds no PEM certificate`);
+  try {
+    return { pem, leaf: new X509Certificate(block[0]) };
+  } catch {
+    throw new CliError(`${path}: the first certificate does not parse`);
   }
 }
 
-/** Loads each --cert with its key and checks that they belong together. */
-export async function loadCertificates(opts: ServeOptions): Promise<CertificateWithKey[]> {
+/** Loads each certificate with its key, checking they belong together. Closes what it opened when one fails. */
+export async function loadCertificates(opts: ServeOptions, sources: KeySources): Promise<{ certificates: CertificateWithKey[]; served: ServedCertificate[]; keys: KeyOperations[] }> {
   if (opts.certs.length === 0) throw new CliError('at least one --cert is required');
-  if (!opts.keyFor && opts.keys.length !== opts.certs.length) {
-    throw new CliError(`each --cert needs its --key: got ${opts.certs.length} certificate(s) and ${opts.keys.length} key(s)`);
+  const specs = opts.keys ?? [];
+  if (!opts.keyFor && specs.length > opts.certs.length) {
+    throw new CliError(`more key options (--key, --pkcs11, --keyd-key-id: ${specs.length}) than certificates (--cert: ${opts.certs.length}); the k-th key option goes with the k-th --cert`);
   }
-  const out: CertificateWithKey[] = [];
+  const isolated = !opts.keyFor && (opts.sources?.keyProcess === true || sources.hasKeyd || specs.some((s) => s.kind !== 'file'));
+  const certificates: CertificateWithKey[] = [];
+  const served: ServedCertificate[] = [];
+  const keys: KeyOperations[] = [];
   for (let i = 0; i < opts.certs.length; i++) {
-    const certPem = readFile(opts.certs[i], 'certificate file');
-    if (!certPem.includes('-----BEGIN CERTIFICATE-----')) throw new CliError(`${opts.certs[i]} holds no PEM certificate`);
+    const certPath = opts.certs[i];
+    const { pem, leaf } = readCertificate(certPath, isolated);
     let key: KeyOperations;
+    let entry: ServedCertificate;
     if (opts.keyFor) {
-      key = await opts.keyFor(i, certPem);
+      key = await opts.keyFor(i, pem);
+      const description = opts.keyDescription ?? 'held by the program that embeds keyward';
+      entry = { certPath, keyId: key.keyId, backend: 'custom', describe: () => description };
     } else {
-      const keyPem = readFile(opts.keys[i], 'key file');
-      try {
-        key = new LocalKey(keyPem);
-      } catch {
-        throw new CliError(`${opts.keys[i]} is not a usable private key (PEM PKCS#8, PKCS#1 or SEC1)`);
-      }
+      const opened = await sources.open(certPath, leaf, specs[i]);
+      key = opened.key;
+      entry = { certPath, keyId: keyIdOf(leaf.publicKey), backend: opened.backend, describe: opened.describe, ...(opened.pid ? { pid: opened.pid } : {}) };
     }
     try {
-      certifiedKey(certPem, key);
+      certifiedKey(pem, key);
     } catch (err) {
-      throw new CliError(`${opts.certs[i]}: ${(err as Error).message}${opts.keys[i] ? ` (key ${opts.keys[i]})` : ''}`);
+      const msg = (err as Error).message;
+      if (/do not match/.test(msg)) throw new CliError(`the certificate ${certPath} and the key do not match (key: ${entry.describe()})`);
+      throw new CliError(`${certPath}: ${msg}`);
     }
-    out.push({ cert: certPem, key });
+    certificates.push({ cert: pem, key });
+    served.push(entry);
+    keys.push(key);
   }
-  return out;
+  return { certificates, served, keys };
 }
 
-/** Runs the HTTPS (and h2) demo server; resolves with the server once listening. */
-export async function serve(opts: ServeOptions) {
+/** Runs the HTTPS (and h2) page server; resolves once it is listening. */
+export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen);
-  const certificates = await loadCertificates(opts);
   const alpn = opts.alpn ?? ['h2', 'http/1.1'];
-  const page = demoPage(opts.keyDescription ?? 'in this process (--key)');
-  const server = alpn.includes('h2')
+  const sources = new KeySources(opts.sources ?? {});
+  let loaded;
+  try {
+    loaded = await loadCertificates(opts, sources);
+  } catch (err) {
+    await sources.close();
+    throw err;
+  }
+  const { served } = loaded;
+
+  // Which certificate's key served each connection, so the page can say where that key is.
+  const usedBy = new Map<string, number>();
+  const certificates = loaded.certificates.map((c, i) => ({
+    ...c,
+    key: observedKey(c.key, (id) => {
+      if (id === undefined) return;
+      if (usedBy.size > 100_000) usedBy.clear();
+      usedBy.set(id, i);
+    }),
+  }));
+  const describeFor = (connectionId: string | undefined): string => {
+    const i = connectionId === undefined ? undefined : usedBy.get(connectionId);
+    if (i !== undefined) return served[i].describe();
+    if (served.length === 1) return served[0].describe();
+    return served.map((s) => `${s.certPath}: ${s.describe()}`).join('; ');
+  };
+
+  const page = demoPage(describeFor);
+  const server = (alpn.includes('h2')
     ? createHttp2SecureServer({ certificates, ALPNProtocols: alpn }, page)
-    : createHttpsServer({ certificates, ALPNProtocols: alpn }, page);
-  server.on('tlsClientError', (err: Error) => {
+    : createHttpsServer({ certificates, ALPNProtocols: alpn }, page)) as unknown as http2.Http2Server & WithTlsAcceptor;
+  server.on('secureConnection', (socket: KeywardTLSSocket) => socket.once('close', () => usedBy.delete(socket.connectionId)));
+  server.on('tlsClientError', (err: Error, socket: KeywardTLSSocket) => {
+    usedBy.delete(socket.connectionId);
     process.stderr.write(`tls: ${err.message}\n`);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new CliError(`cannot listen on ${host}:${port}: ${err.code ?? err.message}`)));
-    server.listen(port, host, () => resolve());
-  });
-  const addr = server.address() as AddressInfo;
-  return { server, address: addr };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => reject(new CliError(`cannot listen on ${host}:${port}: ${err.code ?? err.message}`)));
+      server.listen(port, host, () => resolve());
+    });
+  } catch (err) {
+    await sources.close();
+    throw err;
+  }
+  const address = server.address() as AddressInfo;
+
+  let closing: Promise<void> | undefined;
+  const close = (graceMs = 2_000): Promise<void> => {
+    closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const timer = setTimeout(() => server.tlsAcceptor.destroyAll(), graceMs);
+      await closed;
+      clearTimeout(timer);
+      await sources.close();
+      if (opts.keyFor) await Promise.allSettled(loaded.keys.map((k) => k.close?.()));
+    })();
+    return closing;
+  };
+  return { server, address, certificates: served, close };
 }

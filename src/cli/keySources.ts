@@ -1,0 +1,276 @@
+/**
+ * Where `keyward serve` finds the private key of each certificate: a key file in this
+ * process (--key), a key process that alone reads the key file (--key-process --key),
+ * keyd (--keyd, found by the certificate's public key or --keyd-key-id), or a PKCS#11
+ * token (--pkcs11). Every failure becomes a CliError whose message names the file,
+ * address or URI and the reason, never key bytes or a PIN.
+ */
+import type { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { keyIdOf } from '../keys/keyId.js';
+import { KeyOperationError, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
+import { LocalKey } from '../keys/localKey.js';
+import type { KeyProcessLogger } from '../keys/keyProcess.js';
+import { KeydClient, parseKeydAddress, type RemoteKey } from '../keys/remoteKey.js';
+import { redactPkcs11Uri } from '../keys/pkcs11Uri.js';
+import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+
+/** A clear, user-facing error: printed without a stack trace. */
+export class CliError extends Error {}
+
+/**
+ * One key option from the command line, in command-line order: the k-th goes with the
+ * k-th --cert. A certificate left without one is looked up in keyd.
+ */
+export type KeySpec =
+  /** --key FILE: in this process, or in a key process with --key-process. */
+  | { kind: 'file'; path: string }
+  /** --pkcs11 URI. */
+  | { kind: 'pkcs11'; uri: string }
+  /** --keyd-key-id HEX. */
+  | { kind: 'keyd-id'; keyId: string };
+
+/** How to reach keyd. */
+export interface KeydSourceOptions {
+  /** tls://HOST:PORT or unix:/path, in order of preference (failover). */
+  addresses: string[];
+  /** --keyd-ca, --keyd-cert, --keyd-key: PEM files for mutual TLS. */
+  caPath?: string;
+  certPath?: string;
+  keyPath?: string;
+  /** Deadline per key operation (default 2000 ms). */
+  deadlineMs?: number;
+}
+
+/** Options shared by every key of a `serve` run. */
+export interface KeySourceOptions {
+  /** --key files are loaded by key processes (the front never opens them). */
+  keyProcess?: boolean;
+  /** --key-user: the key processes run as this user (needs root). */
+  keyUser?: string;
+  keyd?: KeydSourceOptions;
+  /** --pkcs11-module and --pkcs11-pin-file, for every --pkcs11 URI. */
+  pkcs11?: { module?: string; pinFile?: string };
+  /** Where key processes report exits and restarts (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** A key ready for the TLS server, with what the demo page and the log say about it. */
+export interface OpenedKey {
+  key: KeyOperations;
+  /** Where the key lives, in a sentence (may change, e.g. a key process's pid after a restart). */
+  describe(): string;
+  /** Short form of the backend: 'local', 'key-process', 'keyd', 'pkcs11'. */
+  backend: 'local' | 'key-process' | 'keyd' | 'pkcs11';
+  /** The key process's pid, for --key-process. */
+  pid?(): number | undefined;
+}
+
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+}
+
+/** Reads a small file the front may read (certificates, the mTLS link's credentials). */
+export function readTextFile(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read ${what} ${path}: ${errorCode(err)}`);
+  }
+}
+
+function mismatch(certPath: string, keyWhere: string): CliError {
+  return new CliError(`the certificate ${certPath} and the key do not match (key: ${keyWhere})`);
+}
+
+/** Opens the keys of one `serve` run and closes them together. */
+export class KeySources {
+  readonly #opts: KeySourceOptions;
+  readonly #opened: KeyOperations[] = [];
+  #keyd: Promise<KeydClient> | undefined;
+  #client: KeydClient | undefined;
+
+  constructor(opts: KeySourceOptions) {
+    this.#opts = opts;
+    if (opts.keyd) {
+      if (opts.keyd.addresses.length === 0) throw new CliError('--keyd needs an address: tls://HOST:PORT or unix:/path');
+      for (const a of opts.keyd.addresses) {
+        let parsed;
+        try {
+          parsed = parseKeydAddress(a);
+        } catch (err) {
+          throw new CliError(`--keyd ${(err as Error).message}`);
+        }
+        if (parsed.kind === 'tls' && (!opts.keyd.certPath || !opts.keyd.keyPath)) {
+          throw new CliError(`--keyd ${a} uses mutual TLS: give --keyd-cert and --keyd-key (this front's client certificate and its key), and --keyd-ca`);
+        }
+      }
+    }
+    if (opts.keyUser !== undefined && !opts.keyProcess) throw new CliError('--key-user needs --key-process');
+  }
+
+  /** Whether a certificate without a key option can be served (from keyd). */
+  get hasKeyd(): boolean {
+    return this.#opts.keyd !== undefined;
+  }
+
+  /**
+   * The key for certificate `certPath` (its leaf `leaf`), from `spec` or, without one,
+   * from keyd by the certificate's key id.
+   */
+  async open(certPath: string, leaf: X509Certificate, spec: KeySpec | undefined): Promise<OpenedKey> {
+    if (!spec) {
+      if (!this.#opts.keyd) throw new CliError(`the certificate ${certPath} has no key: give --key (with --key-process to keep it out of this process), --pkcs11, or --keyd`);
+      return this.#fromKeyd(certPath, leaf, keyIdOf(leaf.publicKey));
+    }
+    switch (spec.kind) {
+      case 'file':
+        return this.#opts.keyProcess ? this.#fromKeyProcess(certPath, leaf, spec.path) : this.#fromLocalFile(certPath, leaf, spec.path);
+      case 'keyd-id':
+        if (!this.#opts.keyd) throw new CliError('--keyd-key-id needs --keyd');
+        if (!/^[0-9a-fA-F]{64}$/.test(spec.keyId)) throw new CliError(`--keyd-key-id ${spec.keyId}: expected the 64 hex digits of the key's SHA-256 SPKI hash`);
+        return this.#fromKeyd(certPath, leaf, spec.keyId.toLowerCase());
+      case 'pkcs11':
+        return this.#fromPkcs11(certPath, leaf, spec.uri);
+    }
+  }
+
+  #track(key: KeyOperations): void {
+    this.#opened.push(key);
+  }
+
+  #fromLocalFile(certPath: string, leaf: X509Certificate, path: string): OpenedKey {
+    let data: Buffer;
+    try {
+      data = readFileSync(path);
+    } catch (err) {
+      throw new CliError(`cannot read key file ${path}: ${errorCode(err)}`);
+    }
+    let key: LocalKey;
+    try {
+      key = new LocalKey(data);
+    } catch {
+      throw new CliError(`${path} is not a usable private key (PEM: PKCS#8, PKCS#1 or SEC1)`);
+    } finally {
+      data.fill(0);
+    }
+    if (key.keyId !== keyIdOf(leaf.publicKey)) throw mismatch(certPath, path);
+    return { key, backend: 'local', describe: () => `in this process, read from ${path} (--key without --key-process)` };
+  }
+
+  async #fromKeyProcess(certPath: string, leaf: X509Certificate, path: string): Promise<OpenedKey> {
+    const { startKeyProcess } = await import('../keys/keyProcess.js');
+    const log = this.#opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const fmt = (level: string) => (obj: object, msg?: string) => log(`keyward: ${level}: ${msg ?? ''} ${JSON.stringify({ ...obj, key: path })}`);
+    const info = fmt('info');
+    // "ready" is said once by serve itself; restarts and failures are worth a line each.
+    const logger: KeyProcessLogger = { info: (obj, msg) => msg !== 'key process ready' && info(obj, msg), warn: fmt('warn'), error: fmt('error') };
+    let key;
+    try {
+      key = await startKeyProcess({ keyPath: path, keyUser: this.#opts.keyUser, expectedPublicKey: leaf.publicKey, logger });
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (/does not match/.test(msg)) throw mismatch(certPath, `${path}, in a key process`);
+      throw new CliError(msg);
+    }
+    this.#track(key);
+    const user = this.#opts.keyUser ? `, user ${this.#opts.keyUser}` : '';
+    return {
+      key,
+      backend: 'key-process',
+      pid: () => key.pid,
+      describe: () => `in a separate key process (pid ${key.pid ?? 'restarting'}${user}); this process never read ${path}`,
+    };
+  }
+
+  #client_(): Promise<KeydClient> {
+    const k = this.#opts.keyd!;
+    this.#keyd ??= (async () => {
+      const creds = {
+        ...(k.caPath ? { ca: readTextFile(k.caPath, '--keyd-ca file') } : {}),
+        ...(k.certPath ? { cert: readTextFile(k.certPath, '--keyd-cert file') } : {}),
+        ...(k.keyPath ? { key: readTextFile(k.keyPath, '--keyd-key file') } : {}),
+      };
+      try {
+        this.#client = await KeydClient.connect({ addresses: k.addresses, ...creds, deadlineMs: k.deadlineMs ?? 2_000 });
+        return this.#client;
+      } catch (err) {
+        throw new CliError(`keyd is unreachable (${k.addresses.join(', ')}): ${(err as Error).message}`);
+      }
+    })();
+    return this.#keyd;
+  }
+
+  async #fromKeyd(certPath: string, leaf: X509Certificate, keyId: string): Promise<OpenedKey> {
+    const client = await this.#client_();
+    let key: RemoteKey;
+    try {
+      key = await client.key({ keyId });
+    } catch (err) {
+      const e = err as KeyOperationError;
+      if (e.code === 'unknown-key') {
+        throw new CliError(`keyd has no key ${keyId} (for the certificate ${certPath}): import it with "keyward keys put", or name another with --keyd-key-id`);
+      }
+      if (e.code === 'refused') throw new CliError(`keyd refused this front the key ${keyId} for the certificate ${certPath}: ${e.message}`);
+      throw new CliError(`keyd could not give the key ${keyId} for the certificate ${certPath}: ${e.message}`);
+    }
+    if (key.keyId !== keyIdOf(leaf.publicKey)) throw mismatch(certPath, `keyd key ${keyId}`);
+    const where = this.#opts.keyd!.addresses.join(', ');
+    return { key, backend: 'keyd', describe: () => `in keyd (${where}), key id ${keyId.slice(0, 16)}…; this process holds only the public key` };
+  }
+
+  async #fromPkcs11(certPath: string, leaf: X509Certificate, uri: string): Promise<OpenedKey> {
+    const { openPkcs11Key } = await import('../keys/pkcs11Key.js');
+    const shown = redactPkcs11Uri(uri);
+    const p = this.#opts.pkcs11 ?? {};
+    let key;
+    try {
+      key = await openPkcs11Key({ uri, publicKey: leaf.publicKey, ...(p.module ? { module: p.module } : {}), ...(p.pinFile ? { pinFile: p.pinFile } : {}) });
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (err instanceof KeyOperationError && err.code === 'refused' && /does not match/.test(msg)) throw mismatch(certPath, `PKCS#11 ${shown}`);
+      throw new CliError(`PKCS#11 key ${shown}: ${msg}`);
+    }
+    this.#track(key);
+    const i = key.info;
+    // A software token (SoftHSM) keeps its keys in the memory of the process that loads it.
+    const soft = /softhsm/i.test(i.modulePath) ? ' (a software token: its keys live in this process; a hardware token keeps them in the device)' : '';
+    return {
+      key,
+      backend: 'pkcs11',
+      describe: () => `in PKCS#11 token "${i.tokenLabel}", object "${i.objectLabel}"${i.sensitive && !i.extractable ? ', sensitive and not extractable' : ''}${soft}`,
+    };
+  }
+
+  /** Closes every key opened (key processes, PKCS#11 sessions, the keyd connections). */
+  async close(): Promise<void> {
+    const keys = this.#opened.splice(0);
+    await Promise.allSettled(keys.map((k) => k.close?.()));
+    this.#client?.close();
+  }
+}
+
+/**
+ * Wraps a key so that the server can tell which key served a connection: `onUse` is
+ * called with the connection id of every operation.
+ */
+export function observedKey(key: KeyOperations, onUse: (connectionId: string | undefined) => void): KeyOperations {
+  const wrapped: KeyOperations = {
+    publicKey: key.publicKey,
+    schemes: key.schemes,
+    keyId: key.keyId,
+    sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal) {
+      onUse(ctx.connectionId);
+      return key.sign(scheme, message, ctx, signal);
+    },
+    ...(key.close ? { close: () => key.close!() } : {}),
+  };
+  const decrypt = key.decryptPremaster?.bind(key);
+  if (decrypt) {
+    wrapped.decryptPremaster = (ciphertext, clientVersion, ctx, signal) => {
+      onUse(ctx.connectionId);
+      return decrypt(ciphertext, clientVersion, ctx, signal);
+    };
+  }
+  return wrapped;
+}
