@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject }
 import { SignatureScheme, cryptoParams, schemeInfo, schemesForKey } from '../tls/crypto/signatureSchemes.js';
 import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
 import { keyIdOf } from './keyId.js';
+import { decryptPremasterImplicit } from './rsaPremaster.js';
 
 /**
  * In-process key: the baseline backend and the comparison for the isolated ones.
@@ -12,6 +13,14 @@ export class LocalKey implements KeyOperations {
   readonly publicKey: KeyObject;
   readonly schemes: readonly SignatureScheme[];
   readonly keyId: string;
+  /**
+   * TLS 1.2 RSA key exchange, RSA keys only: the raw RSA decryption and the RFC 5246
+   * 7.4.7.1 check with implicit rejection (rsaPremaster.ts), always 48 bytes. It runs
+   * synchronously on the event loop (about 1 ms for RSA-2048, 3 ms for RSA-3072): the
+   * thread pool has no raw-RSA call, and the in-process key is the baseline, not the
+   * deployment for heavy RSA key-exchange traffic (use the key process or keyd).
+   */
+  readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
   readonly #privateKey: KeyObject;
 
   constructor(privateKey: KeyObject | string | Buffer) {
@@ -22,6 +31,15 @@ export class LocalKey implements KeyOperations {
     this.schemes = schemesForKey(this.publicKey);
     if (this.schemes.length === 0) throw new Error(`unsupported key type ${key.asymmetricKeyType}`);
     this.keyId = keyIdOf(this.publicKey);
+    if (key.asymmetricKeyType === 'rsa') {
+      this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
+        if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
+        if (!(ciphertext instanceof Uint8Array) || !Number.isInteger(clientVersion) || clientVersion < 0 || clientVersion > 0xffff) {
+          return Promise.reject(new KeyOperationError('bad-request', 'decryptPremaster needs a byte array and a 16-bit client version'));
+        }
+        return Promise.resolve(decryptPremasterImplicit(this.#privateKey, ciphertext, clientVersion));
+      };
+    }
   }
 
   sign(scheme: SignatureScheme, message: Uint8Array, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {

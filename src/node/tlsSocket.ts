@@ -203,14 +203,14 @@ export class KeywardTLSSocket extends Duplex {
     return this.engine.info;
   }
 
-  /** RFC 8446 7.5 exporter, with node:tls's argument order. */
+  /** RFC 8446 7.5 (TLS 1.3) or RFC 5705 (TLS 1.2) exporter, with node:tls's argument order. */
   exportKeyingMaterial(length: number, label: string, context?: Buffer): Buffer {
     if (!Number.isInteger(length) || length <= 0) throw new RangeError(`invalid exporter length ${length}`);
     if (!this.established) throw new Error('exportKeyingMaterial: the TLS handshake is not complete');
-    return this.engine.exportKeyingMaterial(label, context ?? Buffer.alloc(0), length);
+    return this.engine.exportKeyingMaterial(label, context, length);
   }
 
-  /** Sends a TLS 1.3 KeyUpdate; `requestPeer` asks the client to update its keys too. */
+  /** Sends a TLS 1.3 KeyUpdate; `requestPeer` asks the client to update its keys too. Throws on TLS 1.2. */
   keyUpdate(requestPeer = false): void {
     if (!this.established || this.destroyed) throw new Error('keyUpdate: the TLS connection is not established');
     this.engine.keyUpdate(requestPeer);
@@ -376,6 +376,8 @@ export class KeywardTLSSocket extends Duplex {
   private onEvent(ev: EngineEvent): void {
     switch (ev.type) {
       case 'keyOperation':
+      case 'decryptPremaster':
+      case 'pskMasterSecret':
         this.runKeyOperation(ev.request);
         break;
       case 'handshakeComplete':
@@ -415,10 +417,24 @@ export class KeywardTLSSocket extends Duplex {
     this.push(null);
   }
 
+  /** Starts the key holder's work for one request, whatever its kind. */
+  private startKeyOperation(req: KeyOperationRequest, signal: AbortSignal): Promise<Uint8Array> {
+    switch (req.kind) {
+      case 'sign':
+        return req.key.sign(req.scheme, req.message, req.context, signal);
+      case 'decryptPremaster':
+        if (typeof req.key.decryptPremaster !== 'function') return Promise.reject(new KeyOperationError('unsupported', 'this key holder cannot decrypt a premaster secret'));
+        // LocalKey's decryption is synchronous (about 1 ms for RSA-2048); the isolated backends are asynchronous.
+        return req.key.decryptPremaster(req.ciphertext, req.clientVersion, req.context, signal);
+      case 'pskMasterSecret':
+        return req.holder.tls12MasterSecret(req.request, req.context, signal);
+    }
+  }
+
   private runKeyOperation(req: KeyOperationRequest): void {
     let op: Promise<Uint8Array>;
     try {
-      op = Promise.resolve(req.key.sign(req.scheme, req.message, req.context, (this.keyAbort ??= new AbortController()).signal));
+      op = Promise.resolve(this.startKeyOperation(req, (this.keyAbort ??= new AbortController()).signal));
     } catch (err) {
       // A backend that throws instead of rejecting still fails only this handshake.
       op = Promise.reject(err);

@@ -76,7 +76,10 @@ test('ClientHello: P-256 point not on the curve is illegal_parameter', () => {
   return expectAlert(clientHelloRecord({ extensions: [...noExt(51).filter((e) => e.type !== 10), ext.supportedGroups([23]), ext.keyShare([{ group: 23, key: bad }])] }), A.illegal_parameter);
 });
 test('ClientHello: compression other than null in TLS 1.3 is illegal_parameter', () => expectAlert(clientHelloRecord({ compression: [1, 0] }), A.illegal_parameter));
-test('ClientHello: TLS 1.2 only is protocol_version', () => expectAlert(clientHelloRecord({ extensions: [...noExt(43), ext.supportedVersions([0x0303])] }), A.protocol_version));
+test('ClientHello: TLS 1.2 only on a TLS 1.3-only server is protocol_version', () =>
+  expectAlert(clientHelloRecord({ extensions: [...noExt(43), ext.supportedVersions([0x0303])] }), A.protocol_version, { minVersion: 'TLSv1.3' }));
+test('ClientHello: TLS 1.2 only with TLS 1.3 suites only is handshake_failure', () =>
+  expectAlert(clientHelloRecord({ extensions: [...noExt(43), ext.supportedVersions([0x0303])] }), A.handshake_failure));
 test('ClientHello: SSL 3.0 without supported_versions is protocol_version', () => expectAlert(clientHelloRecord({ legacyVersion: 0x0300, extensions: noExt(43) }), A.protocol_version));
 test('ClientHello: TLS 1.0 without extensions is protocol_version', () => expectAlert(clientHelloRecord({ legacyVersion: 0x0301, extensions: undefined }), A.protocol_version));
 test('ClientHello: no common cipher suite is handshake_failure', () => expectAlert(clientHelloRecord({ cipherSuites: [0xc02b, 0x009c] }), A.handshake_failure));

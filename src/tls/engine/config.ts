@@ -1,7 +1,7 @@
-import type { KeyOperations } from '../../keys/keyOperations.js';
+import type { KeyOperations, PskOperations } from '../../keys/keyOperations.js';
 import { suiteInfo, type CipherSuite } from '../crypto/cipherSuites.js';
 import { isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
-import { DEFAULT_GROUPS, DEFAULT_MAX_EARLY_DATA_SKIP, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS13_SUITES } from './defaults.js';
+import { DEFAULT_GROUPS, DEFAULT_MAX_EARLY_DATA_SKIP, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS12_SUITES, DEFAULT_TLS13_SUITES } from './defaults.js';
 import type { CertifiedKey } from './certificates.js';
 
 /** Where the engine gets randomness; tests inject a fixed one to replay RFC 8448. */
@@ -9,6 +9,13 @@ export type RandomSource = (length: number) => Uint8Array;
 
 /** Makes the server's ephemeral key share; tests inject fixed private keys. */
 export type KeyShareFactory = (group: NamedGroup) => KeyExchange;
+
+/** TLS 1.2 PSK suites (RFC 4279, RFC 5489): the PSKs live in `holder`, never in the engine. */
+export interface PskConfig {
+  holder: PskOperations;
+  /** psk_identity_hint sent in ServerKeyExchange; none by default. */
+  identityHint?: string;
+}
 
 /** Configuration of a TLS server engine. Build it with `resolveServerConfig`. */
 export interface ServerConfig {
@@ -18,6 +25,17 @@ export interface ServerConfig {
   unknownServerName: 'default' | 'reject';
   /** TLS 1.3 cipher suites in server preference order. */
   tls13CipherSuites: readonly CipherSuite[];
+  /**
+   * TLS 1.2 cipher suites in server preference order. RSA key exchange suites are used
+   * only with `rsaKeyExchange`, PSK suites only with `psk`.
+   */
+  tls12CipherSuites: readonly CipherSuite[];
+  /** Enables TLS 1.2 RSA key exchange (no forward secrecy); needs a key with `decryptPremaster`. Default false. */
+  rsaKeyExchange: boolean;
+  /** Refuse TLS 1.2 clients that do not offer the RFC 7627 extended master secret (handshake_failure). Default false. */
+  requireExtendedMasterSecret: boolean;
+  /** TLS 1.2 PSK suites; off when absent. */
+  psk?: PskConfig;
   /** Key-exchange groups in server preference order. */
   groups: readonly NamedGroup[];
   /** ALPN protocols in server preference order; empty: ALPN not used. */
@@ -38,10 +56,14 @@ export type ServerConfigInput = Partial<ServerConfig> & { certificates: readonly
 
 /** Fills in defaults and checks the combination, with messages that name the problem. */
 export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
-  if (input.certificates.length === 0) throw new Error('a TLS server needs at least one certificate');
+  // A PSK-only server (TLS 1.2 PSK suites) needs no certificate.
+  if (input.certificates.length === 0 && !input.psk) throw new Error('a TLS server needs at least one certificate (or a PSK holder)');
   const config: ServerConfig = {
     unknownServerName: 'default',
     tls13CipherSuites: DEFAULT_TLS13_SUITES,
+    tls12CipherSuites: DEFAULT_TLS12_SUITES,
+    rsaKeyExchange: false,
+    requireExtendedMasterSecret: false,
     groups: DEFAULT_GROUPS,
     alpnProtocols: [],
     minVersion: 'TLSv1.2',
@@ -54,6 +76,11 @@ export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
   for (const s of config.tls13CipherSuites) {
     if (suiteInfo(s)?.version !== 'TLSv1.3') throw new Error(`not a TLS 1.3 cipher suite: 0x${Number(s).toString(16)}`);
   }
+  for (const s of config.tls12CipherSuites) {
+    if (suiteInfo(s)?.version !== 'TLSv1.2') throw new Error(`not a TLS 1.2 cipher suite: 0x${Number(s).toString(16)}`);
+  }
+  if (config.psk && typeof config.psk.holder?.tls12MasterSecret !== 'function') throw new Error('psk.holder must implement tls12MasterSecret');
+  if (config.psk?.identityHint !== undefined && Buffer.byteLength(config.psk.identityHint, 'utf8') > 0xffff) throw new Error('psk.identityHint is too long');
   for (const g of config.groups) if (!isKnownGroup(g)) throw new Error(`unsupported group ${g}`);
   if (config.groups.length === 0 || config.tls13CipherSuites.length === 0) throw new Error('no groups or no cipher suites configured');
   for (const p of config.alpnProtocols) if (p.length === 0 || p.length > 255) throw new Error(`invalid ALPN protocol name "${p}"`);

@@ -13,6 +13,35 @@ export const DEFAULT_TLS13_SUITES: readonly CipherSuite[] = [
 ];
 
 /**
+ * TLS 1.2 suites, server preference: forward-secret AEAD suites only; ECDSA before RSA
+ * (cheaper signatures), AES-GCM before ChaCha20. The RSA key exchange suites (no forward
+ * secrecy) are used only with `rsaKeyExchange: true`, the PSK suites only when a PSK
+ * holder is configured; ECDHE_PSK precedes plain PSK for forward secrecy.
+ */
+export const DEFAULT_TLS12_SUITES: readonly CipherSuite[] = [
+  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+  CipherSuite.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+  CipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+  CipherSuite.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+  CipherSuite.TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
+  CipherSuite.TLS_PSK_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_RSA_WITH_AES_256_GCM_SHA384,
+];
+
+/**
+ * TLS 1.2 ECDHE groups used when the client sends no supported_groups (RFC 8422 4 lets
+ * the server pick): P-256, which every ECC client implements.
+ */
+export const TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS = NamedGroup.secp256r1;
+
+/** Renegotiation attempts (ClientHellos after a TLS 1.2 handshake) answered with no_renegotiation before we give up. */
+export const MAX_RENEGOTIATION_ATTEMPTS = 8;
+
+/**
  * Groups in server preference. X25519 is fastest and what every current client sends a
  * share for, so it avoids a HelloRetryRequest; the NIST curves follow for policy needs.
  */

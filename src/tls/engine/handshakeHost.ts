@@ -3,7 +3,7 @@ import type { RecordAead } from '../crypto/aead.js';
 import type { AeadName } from '../crypto/cipherSuites.js';
 import type { HashName } from '../crypto/hash.js';
 import type { KeyShareFactory, RandomSource, ServerConfig } from './config.js';
-import type { KeyOperationRequest, NegotiatedInfo } from './events.js';
+import type { NegotiatedInfo, NewKeyOperation } from './events.js';
 import type { RecordLayer } from './recordLayer.js';
 
 export interface HandshakeMessage {
@@ -22,6 +22,15 @@ export interface TrafficSecrets13 {
   exporterMaster: Buffer;
 }
 
+/** What a finished TLS 1.2 handshake hands to the connection, for the RFC 5705 exporter. */
+export interface Tls12Secrets {
+  readonly version: 'TLSv1.2';
+  readonly hash: 'sha256' | 'sha384';
+  readonly masterSecret: Buffer;
+  readonly clientRandom: Uint8Array;
+  readonly serverRandom: Uint8Array;
+}
+
 /** What the connection offers a handshake state machine: output, keys and key operations. */
 export interface HandshakeHost {
   readonly config: ServerConfig;
@@ -37,8 +46,8 @@ export interface HandshakeHost {
   setWriteKey(aead: RecordAead): void;
   setReadKey(aead: RecordAead): void;
   handshakeFragmentPending(): boolean;
-  requestKeyOperation(req: Omit<KeyOperationRequest, 'id'>): number;
-  handshakeComplete(secrets: TrafficSecrets13): void;
+  requestKeyOperation(req: NewKeyOperation): number;
+  handshakeComplete(secrets: TrafficSecrets13 | Tls12Secrets): void;
 }
 
 /** A server handshake state machine for one protocol version. */
@@ -48,4 +57,12 @@ export interface ServerHandshake {
   readonly waitingForKey: boolean;
   /** Whether a plaintext ChangeCipherSpec from the client is still acceptable (TLS 1.3 D.4). */
   readonly expectsCompatCcs: boolean;
+  /** TLS 1.2 only: the peer's ChangeCipherSpec (already checked to be the single byte 1). */
+  handleChangeCipherSpec?(): void;
+  /**
+   * A key operation was rejected. A version may turn that into its own outcome (TLS 1.2
+   * RSA key exchange continues with a random premaster, so a rejection is not an oracle);
+   * absent, or when it throws, the handshake fails.
+   */
+  keyOperationFailed?(opId: number, error: Error): void;
 }

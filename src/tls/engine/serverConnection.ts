@@ -1,6 +1,7 @@
 import type { OperationContext } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { generateKeyExchange } from '../crypto/groups.js';
+import { prf12 } from '../crypto/prf12.js';
 import { secureRandom } from '../crypto/random.js';
 import { tls13ExportKeyingMaterial, tls13NextTrafficSecret, tls13TrafficKeys } from '../crypto/keySchedule13.js';
 import { AlertDescription, AlertLevel, alertName } from '../wire/alerts.js';
@@ -9,11 +10,12 @@ import { ContentType, HandshakeType } from '../wire/constants.js';
 import { TlsAlertError, decodeError, unexpectedMessage } from '../wire/errors.js';
 import { encodeKeyUpdate, parseKeyUpdate } from '../wire/handshake.js';
 import type { ConnectionOptions, KeyShareFactory, RandomSource, ServerConfig } from './config.js';
-import { KEY_UPDATE_AFTER_RECORDS, MAX_BUFFERED_WHILE_WAITING, MAX_EMPTY_RECORDS } from './defaults.js';
-import type { EngineEvent, KeyOperationRequest, NegotiatedInfo } from './events.js';
-import type { HandshakeHost, HandshakeMessage, ServerHandshake, TrafficSecrets13 } from './handshakeHost.js';
+import { KEY_UPDATE_AFTER_RECORDS, MAX_BUFFERED_WHILE_WAITING, MAX_EMPTY_RECORDS, MAX_RENEGOTIATION_ATTEMPTS } from './defaults.js';
+import type { EngineEvent, NegotiatedInfo, NewKeyOperation } from './events.js';
+import type { HandshakeHost, HandshakeMessage, ServerHandshake, Tls12Secrets, TrafficSecrets13 } from './handshakeHost.js';
 import { chooseVersion } from './negotiation.js';
 import { HandshakeAssembler, RecordLayer } from './recordLayer.js';
+import { Server12Handshake } from './server12.js';
 import { Server13Handshake } from './server13.js';
 
 type Phase = 'clientHello' | 'handshake' | 'connected' | 'closed';
@@ -25,7 +27,7 @@ const defaultKeyShares: KeyShareFactory = (g) => generateKeyExchange(g);
  * One server-side TLS connection, sans-IO: bytes in with `receive`, bytes out with
  * `takeOutput`, happenings with `takeEvents`. It owns the record layer, alerts,
  * application data and post-handshake messages; the version's handshake state
- * machine (server13, later server12) owns the handshake.
+ * machine (server13 or server12) owns the handshake.
  */
 export class TlsServerConnection implements HandshakeHost {
   readonly record = new RecordLayer();
@@ -41,6 +43,11 @@ export class TlsServerConnection implements HandshakeHost {
   private nextOpId = 1;
   private pendingOp: number | null = null;
   private secrets: TrafficSecrets13 | null = null;
+  private secrets12: Tls12Secrets | null = null;
+  /** TLS 1.2 was negotiated: 1.2 records, CCS, no KeyUpdate, renegotiation refused. */
+  private tls12 = false;
+  private renegotiationAttempts = 0;
+  private warningAlerts = 0;
   private writeClosed = false;
   private peerClosed = false;
   private emptyRecords = 0;
@@ -96,10 +103,21 @@ export class TlsServerConnection implements HandshakeHost {
     });
   }
 
-  /** The key operation failed: the handshake fails with internal_error. */
+  /**
+   * The key operation failed. The handshake decides what that means (TLS 1.2 RSA key
+   * exchange goes on with a random premaster); by default it fails with internal_error.
+   */
   failKeyOperation(id: number, error: Error): void {
     if (this.phase === 'closed' || this.pendingOp !== id) return;
     this.pendingOp = null;
+    const hs = this.handshake;
+    if (hs?.keyOperationFailed) {
+      this.guard(() => {
+        hs.keyOperationFailed!(id, error);
+        this.process();
+      });
+      return;
+    }
     this.fail(new TlsAlertError(AlertDescription.internal_error, `key operation failed: ${error.message}`));
   }
 
@@ -107,12 +125,14 @@ export class TlsServerConnection implements HandshakeHost {
   write(data: Uint8Array): void {
     if (this.phase !== 'connected' || this.writeClosed) throw new Error('TLS connection is not open for writing');
     this.record.write(ContentType.application_data, data, this.output);
-    if (this.record.writeSequence >= KEY_UPDATE_AFTER_RECORDS) this.sendKeyUpdate(false);
+    // TLS 1.2 cannot rekey; its explicit GCM nonce (the sequence number) never repeats.
+    if (!this.tls12 && this.record.writeSequence >= KEY_UPDATE_AFTER_RECORDS) this.sendKeyUpdate(false);
   }
 
   /** Sends a KeyUpdate (RFC 8446 4.6.3), optionally asking the peer to update too. */
   keyUpdate(requestPeer: boolean): void {
     if (this.phase !== 'connected' || this.writeClosed) throw new Error('TLS connection is not open for writing');
+    if (this.tls12) throw new Error('KeyUpdate exists only in TLS 1.3');
     this.sendKeyUpdate(requestPeer);
   }
 
@@ -130,10 +150,22 @@ export class TlsServerConnection implements HandshakeHost {
     this.pendingOp = null;
   }
 
-  /** RFC 8446 7.5 keying material exporter. */
-  exportKeyingMaterial(label: string, context: Uint8Array, length: number): Buffer {
+  /**
+   * Keying material exporter: RFC 8446 7.5 (where no context equals an empty one), or
+   * RFC 5705 for TLS 1.2 (where they differ: `undefined` means no context).
+   */
+  exportKeyingMaterial(label: string, context: Uint8Array | undefined, length: number): Buffer {
+    const s12 = this.secrets12;
+    if (s12) {
+      const parts = [s12.clientRandom, s12.serverRandom];
+      if (context !== undefined) {
+        if (context.length > 0xffff) throw new RangeError('exporter context longer than 65535 bytes');
+        parts.push(Uint8Array.of(context.length >> 8, context.length & 0xff), context);
+      }
+      return prf12(s12.hash, s12.masterSecret, label, Buffer.concat(parts), length);
+    }
     if (!this.secrets) throw new Error('handshake not complete');
-    return tls13ExportKeyingMaterial(this.secrets.hash, this.secrets.exporterMaster, label, context, length);
+    return tls13ExportKeyingMaterial(this.secrets.hash, this.secrets.exporterMaster, label, context ?? new Uint8Array(0), length);
   }
 
   // ---- HandshakeHost ----
@@ -172,15 +204,26 @@ export class TlsServerConnection implements HandshakeHost {
     return this.assembler.hasPartial;
   }
 
-  requestKeyOperation(req: Omit<KeyOperationRequest, 'id'>): number {
+  requestKeyOperation(req: NewKeyOperation): number {
     const id = this.nextOpId++;
     this.pendingOp = id;
-    this.events.push({ type: 'keyOperation', request: { ...req, id } as KeyOperationRequest });
+    switch (req.kind) {
+      case 'sign':
+        this.events.push({ type: 'keyOperation', request: { ...req, id } });
+        break;
+      case 'decryptPremaster':
+        this.events.push({ type: 'decryptPremaster', request: { ...req, id } });
+        break;
+      case 'pskMasterSecret':
+        this.events.push({ type: 'pskMasterSecret', request: { ...req, id } });
+        break;
+    }
     return id;
   }
 
-  handshakeComplete(secrets: TrafficSecrets13): void {
-    this.secrets = secrets;
+  handshakeComplete(secrets: TrafficSecrets13 | Tls12Secrets): void {
+    if ('masterSecret' in secrets) this.secrets12 = secrets;
+    else this.secrets = secrets;
     this.phase = 'connected';
     this.events.push({ type: 'handshakeComplete' });
   }
@@ -236,6 +279,13 @@ export class TlsServerConnection implements HandshakeHost {
       case ContentType.alert:
         return this.handleAlert(fragment);
       case ContentType.change_cipher_spec:
+        if (this.phase === 'handshake' && this.handshake?.handleChangeCipherSpec) {
+          // RFC 5246 7.1: exactly one byte of value 1, never inside a handshake message.
+          if (fragment.length !== 1 || fragment[0] !== 1) throw decodeError('ChangeCipherSpec is not the single byte 1');
+          if (this.assembler.hasPartial) throw unexpectedMessage('ChangeCipherSpec inside a handshake message');
+          this.handshake.handleChangeCipherSpec();
+          return;
+        }
         // RFC 8446 5: a plaintext CCS of value 1 is dropped during the handshake only.
         if (this.phase === 'handshake' && !encrypted && this.handshake?.expectsCompatCcs && fragment.length === 1 && fragment[0] === 1) return;
         throw unexpectedMessage('unexpected change_cipher_spec');
@@ -274,13 +324,19 @@ export class TlsServerConnection implements HandshakeHost {
     const ch = parseClientHello(msg.body);
     // RFC 8446 5.1: the ClientHello must end at a record boundary before keys change.
     const version = chooseVersion(ch, this.config);
-    if (version !== 'TLSv1.3') throw new TlsAlertError(AlertDescription.protocol_version, 'TLS 1.2 is not enabled on this server');
     if (this.assembler.hasPartial) throw unexpectedMessage('data after ClientHello in the same flight');
     this.phase = 'handshake';
+    if (version === 'TLSv1.2') {
+      this.tls12 = true;
+      this.record.setMode('tls12');
+      this.handshake = new Server12Handshake(this, ch, msg.raw);
+      return;
+    }
     this.handshake = new Server13Handshake(this, ch, msg.raw);
   }
 
   private onPostHandshake(msg: HandshakeMessage): void {
+    if (this.tls12) return this.onPostHandshake12(msg);
     if (msg.type !== HandshakeType.key_update) throw unexpectedMessage(`unexpected post-handshake message ${msg.type}`);
     if (++this.keyUpdatesInARow > MAX_EMPTY_RECORDS) throw unexpectedMessage('too many KeyUpdates without data');
     const requested = parseKeyUpdate(msg.body);
@@ -289,6 +345,16 @@ export class TlsServerConnection implements HandshakeHost {
     this.setReadKey(this.aead13(s.clientAppSecret));
     // 4.6.3: answer update_requested with our own update (not requesting one back).
     if (requested && !this.writeClosed) this.sendKeyUpdate(false);
+  }
+
+  /**
+   * TLS 1.2 after the handshake: a ClientHello asks to renegotiate, which keyward refuses
+   * with a warning no_renegotiation and keeps the connection (RFC 5246 7.2.2, RFC 5746 4.4).
+   */
+  private onPostHandshake12(msg: HandshakeMessage): void {
+    if (msg.type !== HandshakeType.client_hello) throw unexpectedMessage(`unexpected post-handshake message ${msg.type}`);
+    if (++this.renegotiationAttempts > MAX_RENEGOTIATION_ATTEMPTS) throw unexpectedMessage('too many renegotiation attempts');
+    if (!this.writeClosed) this.sendAlert(AlertLevel.warning, AlertDescription.no_renegotiation);
   }
 
   private sendKeyUpdate(requestPeer: boolean): void {
@@ -314,6 +380,11 @@ export class TlsServerConnection implements HandshakeHost {
       return;
     }
     if (desc === AlertDescription.user_canceled && level === AlertLevel.warning) return;
+    // TLS 1.2 warnings (e.g. no_renegotiation) do not end the connection; a flood of them does.
+    if (this.tls12 && level === AlertLevel.warning) {
+      if (++this.warningAlerts > MAX_EMPTY_RECORDS) throw unexpectedMessage('too many warning alerts');
+      return;
+    }
     // Every other alert is fatal in TLS 1.3 whatever its level (RFC 8446 6).
     this.phase = 'closed';
     this.pendingOp = null;

@@ -1,0 +1,399 @@
+import { timingSafeEqual } from 'node:crypto';
+import { KeyOperationError, UnknownPskIdentityError, type OperationContext } from '../../keys/keyOperations.js';
+import { RecordAead } from '../crypto/aead.js';
+import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
+import { type KeyExchange, type NamedGroup } from '../crypto/groups.js';
+import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
+import { SignatureScheme, keyKindOf, schemeName, verifySignature } from '../crypto/signatureSchemes.js';
+import { Transcript } from '../crypto/transcript.js';
+import { AlertDescription } from '../wire/alerts.js';
+import type { ClientHello } from '../wire/clientHello.js';
+import { DOWNGRADE_TLS12, HandshakeType } from '../wire/constants.js';
+import { TlsAlertError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
+import { encodeFinished, encodeServerHello, extAlpn, extServerNameAck, type ExtensionOut } from '../wire/handshake.js';
+import {
+  encodeCertificate12,
+  encodeEcdhParams,
+  encodeServerHelloDone,
+  encodeServerKeyExchangePsk,
+  encodeServerKeyExchangeSigned,
+  extEcPointFormatsUncompressed,
+  extExtendedMasterSecret,
+  extRenegotiationInfoEmpty,
+  parseClientKeyExchange,
+  parseFinished12,
+} from '../wire/handshake12.js';
+import { chooseCertificate, nameMatches, type CertifiedKey } from './certificates.js';
+import { TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS } from './defaults.js';
+import type { HandshakeHost, HandshakeMessage, ServerHandshake } from './handshakeHost.js';
+import { chooseAlpn } from './negotiation.js';
+
+/** TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 3.3). */
+const EMPTY_RENEGOTIATION_INFO_SCSV = 0x00ff;
+/** TLS_FALLBACK_SCSV (RFC 7507). */
+const FALLBACK_SCSV = 0x5600;
+const PREMASTER_LENGTH = 48;
+const MASTER_SECRET_LENGTH = 48;
+/** Every scheme code point: RSA key exchange signs nothing, so any scheme of the key will do for certificate choice. */
+const ANY_SCHEME: readonly number[] = Object.values(SignatureScheme).filter((v): v is number => typeof v === 'number');
+
+type Kx12 = 'ECDHE_ECDSA' | 'ECDHE_RSA' | 'RSA' | 'PSK' | 'ECDHE_PSK';
+
+interface Selection {
+  suite: CipherSuiteInfo;
+  kx: Kx12;
+  cert?: CertifiedKey;
+  scheme?: SignatureScheme;
+  byName: boolean;
+  group?: NamedGroup;
+}
+
+type State =
+  | { name: 'awaitSignature'; opId: number; scheme: SignatureScheme; input: Uint8Array; params: Uint8Array }
+  | { name: 'awaitClientKeyExchange' }
+  | { name: 'awaitPremaster'; opId: number }
+  | { name: 'awaitPskMasterSecret'; opId: number }
+  | { name: 'awaitChangeCipherSpec'; clientAead: RecordAead; serverAead: RecordAead }
+  | { name: 'awaitFinished'; serverAead: RecordAead }
+  | { name: 'done' };
+
+/**
+ * TLS 1.2 server handshake (RFC 5246) with the ECDHE (RFC 8422), RSA and PSK (RFC 4279,
+ * RFC 5489) key exchanges, AEAD suites only. In RFC order: process the ClientHello
+ * (7.4.1.2), send ServerHello (7.4.1.3), Certificate (7.4.2), ServerKeyExchange (7.4.3,
+ * signed by the key holder), ServerHelloDone (7.4.5); read ClientKeyExchange (7.4.7; the
+ * RSA premaster is decrypted by the key holder, PSK master secrets come from the PSK
+ * holder), ChangeCipherSpec and Finished (7.4.9); answer with our ChangeCipherSpec and
+ * Finished. Every private-key and PSK operation is a key-operation event.
+ *
+ * Policy: extended master secret (RFC 7627) is used whenever the client offers it and can
+ * be required; renegotiation is refused (RFC 5746 renegotiation_info is still echoed so
+ * clients know it is safe); sessions are never resumed (empty session id, no tickets).
+ * A client without signature_algorithms implies SHA-1 signatures (RFC 5246 7.4.1.4.1):
+ * keyward does not sign with SHA-1, so such a client gets no signed suite.
+ */
+export class Server12Handshake implements ServerHandshake {
+  private state: State;
+  private readonly suite: CipherSuiteInfo;
+  private readonly kx: Kx12;
+  private readonly hash: 'sha256' | 'sha384';
+  private readonly transcript: Transcript;
+  private readonly clientRandom: Uint8Array;
+  private readonly serverRandom: Buffer;
+  private readonly extended: boolean;
+  private readonly cert?: CertifiedKey;
+  private ecdhe?: KeyExchange;
+  private masterSecret?: Buffer;
+
+  constructor(private readonly host: HandshakeHost, private readonly ch: ClientHello, chRaw: Uint8Array) {
+    const config = host.config;
+    checkClientHello12(ch);
+    // RFC 7507: a client retrying with a lower version while we could do 1.3 is being downgraded.
+    if (ch.cipherSuites.includes(FALLBACK_SCSV) && config.maxVersion === 'TLSv1.3') {
+      throw new TlsAlertError(AlertDescription.inappropriate_fallback, 'TLS_FALLBACK_SCSV from a client that could have used TLS 1.3');
+    }
+    this.extended = ch.extendedMasterSecret;
+    if (config.requireExtendedMasterSecret && !this.extended) {
+      throw new TlsAlertError(AlertDescription.handshake_failure, 'the client does not offer the extended master secret, which this server requires');
+    }
+    const sel = selectSuite(host, ch);
+    if (sel.group !== undefined && ch.ecPointFormats && !ch.ecPointFormats.includes(0)) {
+      // RFC 8422 5.1.2: the uncompressed format is mandatory.
+      throw illegalParameter('ec_point_formats does not include uncompressed');
+    }
+    const alpn = chooseAlpn(ch.alpn, config.alpnProtocols);
+    this.suite = sel.suite;
+    this.kx = sel.kx;
+    this.hash = sel.suite.hash;
+    this.cert = sel.cert;
+    this.transcript = new Transcript(this.hash);
+    this.transcript.update(chRaw);
+    this.clientRandom = ch.random;
+
+    const info = host.info;
+    info.version = 'TLSv1.2';
+    info.cipherSuite = sel.suite.suite;
+    info.cipherName = sel.suite.name;
+    info.opensslCipherName = sel.suite.opensslName;
+    info.serverName = ch.serverName;
+    info.extendedMasterSecret = this.extended;
+    if (sel.group !== undefined) info.group = sel.group;
+    if (alpn !== undefined) info.alpnProtocol = alpn;
+
+    // 7.4.1.3 ServerHello. The random carries the RFC 8446 4.1.3 downgrade sentinel when we
+    // also speak TLS 1.3, so a 1.3-capable client notices an attacker that removed 1.3.
+    this.serverRandom = Buffer.from(host.random(32));
+    if (config.maxVersion === 'TLSv1.3') DOWNGRADE_TLS12.copy(this.serverRandom, 24);
+    const exts: ExtensionOut[] = [];
+    if (ch.renegotiationInfo !== undefined || ch.cipherSuites.includes(EMPTY_RENEGOTIATION_INFO_SCSV)) exts.push(extRenegotiationInfoEmpty());
+    if (this.extended) exts.push(extExtendedMasterSecret());
+    if (sel.group !== undefined && ch.ecPointFormats) exts.push(extEcPointFormatsUncompressed());
+    if (alpn !== undefined) exts.push(extAlpn(alpn));
+    if (sel.byName) exts.push(extServerNameAck());
+    // An empty session id: this session will not be resumed (RFC 5246 7.4.1.3).
+    this.sendMessage(encodeServerHello({ random: this.serverRandom, sessionId: new Uint8Array(0), cipherSuite: sel.suite.suite, extensions: exts }));
+
+    // 7.4.2 Certificate.
+    if (this.cert) this.sendMessage(encodeCertificate12(this.cert.chain));
+
+    // 7.4.3 ServerKeyExchange, 7.4.5 ServerHelloDone.
+    if (sel.group !== undefined) {
+      this.ecdhe = host.keyShareFactory(sel.group);
+      const params = encodeEcdhParams(sel.group, this.ecdhe.publicKey);
+      if (this.kx === 'ECDHE_PSK') {
+        this.sendMessage(encodeServerKeyExchangePsk(this.identityHint(), params));
+        this.state = this.sendServerHelloDone();
+        return;
+      }
+      // RFC 8422 5.4: the signature covers client_random || server_random || ServerECDHParams.
+      const input = Buffer.concat([this.clientRandom, this.serverRandom, params]);
+      const scheme = sel.scheme!;
+      info.signatureScheme = scheme;
+      const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.2', purpose: 'tls12-server-key-exchange' };
+      const opId = host.requestKeyOperation({ kind: 'sign', key: this.cert!.key, scheme, message: input, context });
+      this.state = { name: 'awaitSignature', opId, scheme, input, params };
+      return;
+    }
+    if (this.kx === 'PSK' && config.psk?.identityHint !== undefined) this.sendMessage(encodeServerKeyExchangePsk(this.identityHint()));
+    this.state = this.sendServerHelloDone();
+  }
+
+  private identityHint(): Uint8Array {
+    return Buffer.from(this.host.config.psk?.identityHint ?? '', 'utf8');
+  }
+
+  private sendServerHelloDone(): State {
+    this.sendMessage(encodeServerHelloDone());
+    this.host.flush();
+    return { name: 'awaitClientKeyExchange' };
+  }
+
+  handleMessage(msg: HandshakeMessage): void {
+    switch (this.state.name) {
+      case 'awaitClientKeyExchange':
+        if (msg.type !== HandshakeType.client_key_exchange) throw unexpectedMessage(`expected ClientKeyExchange, got handshake type ${msg.type}`);
+        return this.handleClientKeyExchange(msg);
+      case 'awaitFinished':
+        if (msg.type !== HandshakeType.finished) throw unexpectedMessage(`expected Finished, got handshake type ${msg.type}`);
+        return this.handleClientFinished(msg, this.state);
+      case 'awaitChangeCipherSpec':
+        throw unexpectedMessage(`handshake message ${msg.type} before ChangeCipherSpec`);
+      default:
+        throw unexpectedMessage(`handshake message ${msg.type} while ${this.state.name}`);
+    }
+  }
+
+  /** 7.4.7: the client's key exchange; the secret comes from ECDHE here or from a key holder. */
+  private handleClientKeyExchange(msg: HandshakeMessage): void {
+    const kind = this.kx === 'ECDHE_ECDSA' || this.kx === 'ECDHE_RSA' ? 'ECDHE' : this.kx;
+    const cke = parseClientKeyExchange(msg.body, kind);
+    let shared: Buffer | null = null;
+    if (cke.kind === 'ECDHE' || cke.kind === 'ECDHE_PSK') shared = this.ecdhe!.computeSharedSecret(cke.publicKey);
+    // RFC 7627 4: the session hash runs through the ClientKeyExchange.
+    this.transcript.update(msg.raw);
+    const host = this.host;
+    switch (cke.kind) {
+      case 'ECDHE':
+        return this.useMasterSecret(this.masterFromPremaster(shared!));
+      case 'RSA': {
+        const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.2' };
+        const opId = host.requestKeyOperation({
+          kind: 'decryptPremaster',
+          key: this.cert!.key,
+          ciphertext: Uint8Array.from(cke.encryptedPremaster),
+          clientVersion: this.ch.legacyVersion,
+          context,
+        });
+        this.state = { name: 'awaitPremaster', opId };
+        return;
+      }
+      case 'PSK':
+      case 'ECDHE_PSK': {
+        host.info.pskIdentity = Buffer.from(cke.identity).toString('utf8');
+        const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.2' };
+        const opId = host.requestKeyOperation({
+          kind: 'pskMasterSecret',
+          holder: host.config.psk!.holder,
+          request: {
+            identity: Uint8Array.from(cke.identity),
+            otherSecret: shared,
+            hash: this.hash,
+            extended: this.extended,
+            seed: this.extended ? this.transcript.current() : Buffer.concat([this.clientRandom, this.serverRandom]),
+          },
+          context,
+        });
+        this.state = { name: 'awaitPskMasterSecret', opId };
+        return;
+      }
+    }
+  }
+
+  private masterFromPremaster(premaster: Uint8Array): Buffer {
+    const ms = this.extended
+      ? tls12ExtendedMasterSecret(this.hash, premaster, this.transcript.current())
+      : tls12MasterSecret(this.hash, premaster, this.clientRandom, this.serverRandom);
+    premaster.fill(0);
+    return ms;
+  }
+
+  /** 6.3: the key block, then wait for the client's ChangeCipherSpec. */
+  private useMasterSecret(ms: Buffer): void {
+    this.masterSecret = ms;
+    const kb = tls12KeyBlock(this.hash, ms, this.clientRandom, this.serverRandom, this.suite.aead);
+    const clientAead = new RecordAead(this.suite.aead, kb.clientKey, kb.clientIv, 'tls12');
+    const serverAead = new RecordAead(this.suite.aead, kb.serverKey, kb.serverIv, 'tls12');
+    this.state = { name: 'awaitChangeCipherSpec', clientAead, serverAead };
+  }
+
+  keyOperationResult(opId: number, result: Uint8Array): void {
+    const st = this.state;
+    switch (st.name) {
+      case 'awaitSignature': {
+        if (st.opId !== opId) break;
+        // Never send a signature that does not verify (faulty HSM, RSA-CRT fault, wrong key).
+        if (!verifySignature(this.cert!.publicKey, st.scheme, st.input, result)) {
+          throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(st.scheme)}) that does not verify against the certificate`);
+        }
+        this.sendMessage(encodeServerKeyExchangeSigned(st.params, st.scheme, result));
+        this.state = this.sendServerHelloDone();
+        return;
+      }
+      case 'awaitPremaster':
+        if (st.opId !== opId) break;
+        // Whatever 48 bytes come back are the premaster: a bad ciphertext fails at Finished.
+        if (result.length !== PREMASTER_LENGTH) throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a premaster of ${result.length} bytes`);
+        return this.useMasterSecret(this.masterFromPremaster(Uint8Array.from(result)));
+      case 'awaitPskMasterSecret':
+        if (st.opId !== opId) break;
+        if (result.length !== MASTER_SECRET_LENGTH) throw new TlsAlertError(AlertDescription.internal_error, `PSK holder returned a master secret of ${result.length} bytes`);
+        return this.useMasterSecret(Buffer.from(result));
+      default:
+        break;
+    }
+    throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
+  }
+
+  /**
+   * A key operation was rejected. RSA key exchange: any rejection but "key holder
+   * unavailable" continues with a random premaster, so the handshake fails at Finished
+   * with decrypt_error exactly as for a bad ciphertext (a holder that errors on bad
+   * padding must not become a Bleichenbacher oracle). An unavailable holder is an
+   * internal_error: that is about the holder, not about the ciphertext. PSK: an unknown
+   * identity the holder reports is unknown_psk_identity (RFC 4279 2).
+   */
+  keyOperationFailed(opId: number, error: Error): void {
+    const st = this.state;
+    if (st.name === 'awaitPremaster' && st.opId === opId) {
+      if (error instanceof KeyOperationError && error.code === 'unavailable') {
+        throw new TlsAlertError(AlertDescription.internal_error, `key holder unavailable: ${error.message}`);
+      }
+      return this.keyOperationResult(opId, this.host.random(PREMASTER_LENGTH));
+    }
+    if (st.name === 'awaitPskMasterSecret' && st.opId === opId && (error instanceof UnknownPskIdentityError || error.name === 'UnknownPskIdentityError')) {
+      throw new TlsAlertError(AlertDescription.unknown_psk_identity, 'unknown PSK identity');
+    }
+    throw new TlsAlertError(AlertDescription.internal_error, `key operation failed: ${error.message}`);
+  }
+
+  /** 7.1: the client's ChangeCipherSpec switches its direction to the new keys. */
+  handleChangeCipherSpec(): void {
+    const st = this.state;
+    if (st.name !== 'awaitChangeCipherSpec') throw unexpectedMessage(`ChangeCipherSpec while ${st.name}`);
+    if (this.host.handshakeFragmentPending()) throw unexpectedMessage('ChangeCipherSpec inside a handshake message');
+    this.host.setReadKey(st.clientAead);
+    this.state = { name: 'awaitFinished', serverAead: st.serverAead };
+  }
+
+  /** 7.4.9: check the client's Finished, then send our ChangeCipherSpec and Finished. */
+  private handleClientFinished(msg: HandshakeMessage, st: Extract<State, { name: 'awaitFinished' }>): void {
+    const ms = this.masterSecret!;
+    const expected = tls12VerifyData(this.hash, ms, 'client finished', this.transcript.current());
+    const got = parseFinished12(msg.body);
+    if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'client Finished does not verify');
+    this.transcript.update(msg.raw);
+    if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished');
+    const host = this.host;
+    host.sendChangeCipherSpec();
+    host.setWriteKey(st.serverAead);
+    this.sendMessage(encodeFinished(tls12VerifyData(this.hash, ms, 'server finished', this.transcript.current())));
+    host.flush();
+    this.state = { name: 'done' };
+    host.handshakeComplete({ version: 'TLSv1.2', hash: this.hash, masterSecret: ms, clientRandom: this.clientRandom, serverRandom: this.serverRandom });
+  }
+
+  private sendMessage(raw: Uint8Array): void {
+    this.transcript.update(raw);
+    this.host.sendHandshake(raw);
+  }
+
+  get waitingForKey(): boolean {
+    const n = this.state.name;
+    return n === 'awaitSignature' || n === 'awaitPremaster' || n === 'awaitPskMasterSecret';
+  }
+
+  /** TLS 1.2 has no compatibility CCS: its CCS goes to handleChangeCipherSpec. */
+  get expectsCompatCcs(): boolean {
+    return false;
+  }
+}
+
+/** RFC 5246 7.4.1.2 and RFC 5746 3.6 checks on a ClientHello that negotiates TLS 1.2. */
+function checkClientHello12(ch: ClientHello): void {
+  if (!ch.compressionMethods.includes(0)) throw illegalParameter('ClientHello does not offer the null compression method');
+  // RFC 5746 3.6: on an initial handshake the renegotiated_connection must be empty.
+  if (ch.renegotiationInfo !== undefined && ch.renegotiationInfo.length !== 0) {
+    throw new TlsAlertError(AlertDescription.handshake_failure, 'non-empty renegotiation_info on an initial handshake');
+  }
+}
+
+/** The ECDHE group: the server's first the client supports; P-256 when the client names none (RFC 8422 4). */
+function chooseGroup12(ch: ClientHello, serverGroups: readonly NamedGroup[]): NamedGroup | undefined {
+  if (!ch.supportedGroups) return serverGroups.includes(TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS) ? TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS : undefined;
+  return serverGroups.find((g) => ch.supportedGroups!.includes(g));
+}
+
+function isRsaKey(c: CertifiedKey): boolean {
+  return keyKindOf(c.publicKey) === 'rsa';
+}
+
+/**
+ * Chooses the suite in server preference order: the first one the client offers that
+ * this configuration can complete (a group in common for ECDHE, a certificate of the
+ * right key type for the client's SNI with a signature scheme it accepts, RSA decryption
+ * or a PSK holder when enabled).
+ */
+function selectSuite(host: HandshakeHost, ch: ClientHello): Selection {
+  const config = host.config;
+  const sni = ch.serverName;
+  const sigAlgs = ch.signatureAlgorithms ?? [];
+  const group = chooseGroup12(ch, config.groups);
+  // When SNI names one of our certificates, only certificates for that name may serve it.
+  const anyNamed = sni !== undefined && config.certificates.some((c) => c.names.some((n) => nameMatches(n, sni) !== null));
+  const unknownName = anyNamed ? 'reject' : config.unknownServerName;
+  let refusedName = false;
+  for (const code of config.tls12CipherSuites) {
+    if (!ch.cipherSuites.includes(code)) continue;
+    const suite = suiteInfo(code);
+    if (!suite || suite.version !== 'TLSv1.2') continue;
+    const kx = suite.keyExchange as Kx12;
+    if (kx === 'ECDHE_ECDSA' || kx === 'ECDHE_RSA' || kx === 'RSA') {
+      if (kx === 'RSA' && !config.rsaKeyExchange) continue;
+      if (kx !== 'RSA' && group === undefined) continue;
+      const certs = config.certificates.filter((c) =>
+        kx === 'ECDHE_ECDSA' ? !isRsaKey(c) : isRsaKey(c) && (kx !== 'RSA' || typeof c.key.decryptPremaster === 'function'),
+      );
+      const choice = chooseCertificate(certs, sni, kx === 'RSA' ? ANY_SCHEME : sigAlgs, 'TLSv1.2', unknownName);
+      if (!choice.ok) {
+        if (choice.reason === 'unrecognized_name' && !anyNamed) refusedName = true;
+        continue;
+      }
+      return { suite, kx, cert: choice.cert, scheme: kx === 'RSA' ? undefined : choice.scheme, byName: choice.byName, group: kx === 'RSA' ? undefined : group };
+    }
+    if (!config.psk) continue;
+    if (kx === 'PSK') return { suite, kx, byName: false };
+    if (kx === 'ECDHE_PSK' && group !== undefined) return { suite, kx, byName: false, group };
+  }
+  if (refusedName) throw new TlsAlertError(AlertDescription.unrecognized_name, `no certificate for ${sni}`);
+  throw new TlsAlertError(AlertDescription.handshake_failure, 'no TLS 1.2 cipher suite in common (key exchange, group, certificate and signature scheme)');
+}
