@@ -1,7 +1,7 @@
-// Version negotiation with real clients: a client limited to TLS 1.2 gets a protocol_version
-// alert from every peer's point of view (openssl, node:tls, gnutls-cli, Python, curl), and
-// the server goes on serving TLS 1.3 clients afterwards. The server runs the default
-// configuration, as a user would.
+// Version negotiation with real clients. With the default configuration a client limited to
+// TLS 1.2 gets TLS 1.2 and TLS 1.0/1.1 clients get protocol_version; a server with
+// minVersion TLSv1.3 refuses TLS 1.2 with a protocol_version alert from every peer's point of
+// view (openssl, node:tls, gnutls-cli, Python, curl), and goes on serving TLS 1.3 clients.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -11,13 +11,45 @@ import { certificate, describeRun, onlySession, startEchoServer, type EchoServer
 
 let pki: PkiFixtures;
 let server: EchoServer;
+let defaults: EchoServer;
 
 before(async () => {
   pki = await getPki();
-  server = await startEchoServer({ certificates: [certificate(pki.server['rsa-2048'])] });
+  server = await startEchoServer({ certificates: [certificate(pki.server['rsa-2048'])], minVersion: 'TLSv1.3' });
+  defaults = await startEchoServer({ certificates: [certificate(pki.server['rsa-2048'])] });
 });
 
-after(() => server.close());
+after(async () => {
+  await server.close();
+  await defaults.close();
+});
+
+describe('the default configuration', () => {
+  it('serves a TLS 1.2-only client with TLS 1.2', async () => {
+    const sent = `v12-${randomBytes(6).toString('hex')}`;
+    const mark = defaults.mark();
+    const run = await opensslClient(defaults.port, { cafile: pki.ca.certPath, args: ['-tls1_2', '-verify_ip', '127.0.0.1'], input: `${sent}\n`, waitFor: sent, timeoutMs: 10_000 });
+    const summary = parseOpensslOutput(run);
+    assert.equal(summary.protocol, 'TLSv1.2', describeRun(run));
+    assert.equal(summary.verifyCode, 0, describeRun(run));
+    assert.ok(run.stdout.includes(sent), describeRun(run));
+    assert.equal(onlySession(defaults, mark).protocol, 'TLSv1.2');
+  });
+
+  for (const flag of ['-tls1_1', '-tls1']) {
+    it(`refuses openssl s_client ${flag} with protocol_version`, async () => {
+      const mark = defaults.mark();
+      // SECLEVEL=0: OpenSSL 3.0 would not even offer TLS 1.0/1.1 otherwise.
+      const run = await opensslClient(defaults.port, { args: [flag, '-cipher', 'DEFAULT@SECLEVEL=0'], input: 'never\n', timeoutMs: 10_000 });
+      assert.equal(parseOpensslOutput(run).handshakeOk, false, describeRun(run));
+      assert.match(run.stderr, /alert protocol version|alert number 70/, describeRun(run));
+      const { sessions, errors } = defaults.since(mark);
+      assert.equal(sessions.length, 0);
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0].alertSent, 70, errors[0].error.message);
+    });
+  }
+});
 
 /** The refused handshake left exactly one server-side error, with protocol_version sent. */
 function assertRefusedOnServer(mark: ReturnType<EchoServer['mark']>): void {
@@ -27,7 +59,7 @@ function assertRefusedOnServer(mark: ReturnType<EchoServer['mark']>): void {
   assert.equal(errors[0].alertSent, 70, errors[0].error.message);
 }
 
-describe('a TLS 1.2-only client gets protocol_version', () => {
+describe('minVersion TLSv1.3: a TLS 1.2-only client gets protocol_version', () => {
   it('openssl s_client -tls1_2', async () => {
     const mark = server.mark();
     const run = await opensslClient(server.port, { args: ['-tls1_2'], input: 'never\n', timeoutMs: 10_000 });
