@@ -122,7 +122,9 @@ describe('TLS 1.2 ECDHE handshakes', () => {
   for (const [keyType, suite, group] of cases) {
     it(`${keyType} 0x${suite.toString(16)} group ${group}`, async () => {
       const s = await setup(keyType);
-      const { client, alert } = await handshake(s, { suites: [suite], groups: [group], ecPointFormats: [0] });
+      // RFC 8422 5.1: the ECDSA certificate's curve must be among the client's groups too.
+      const certCurve = keyType === 'ecdsa-p256' ? 23 : keyType === 'ecdsa-p384' ? 24 : group;
+      const { client, alert } = await handshake(s, { suites: [suite], groups: [...new Set([group, certCurve])], ecPointFormats: [0] });
       assert.equal(alert, undefined);
       const f = client.flight!;
       assert.equal(f.suite.suite, suite);
@@ -257,6 +259,11 @@ describe('TLS 1.2 alerts', () => {
   it('no suite in common (ECDHE_RSA only, ECDSA certificate): handshake_failure', async () => {
     const s = await setup('ecdsa-p256');
     assert.equal((await handshake(s, { suites: [0xc02f] })).alert, A.handshake_failure);
+  });
+
+  it('an ECDSA certificate on a curve the client does not list: handshake_failure', async () => {
+    const s = await setup('ecdsa-p256');
+    assert.equal((await handshake(s, { groups: [29, 24] })).alert, A.handshake_failure);
   });
 
   it('no group in common: handshake_failure', async () => {

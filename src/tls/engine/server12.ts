@@ -353,6 +353,18 @@ function chooseGroup12(ch: ClientHello, serverGroups: readonly NamedGroup[]): Na
   return serverGroups.find((g) => ch.supportedGroups!.includes(g));
 }
 
+/** NamedGroup of the curve of an ECDSA key. */
+const ECDSA_CURVE_GROUP: Partial<Record<string, number>> = { 'ec-p256': 23, 'ec-p384': 24, 'ec-p521': 25 };
+
+/**
+ * RFC 8422 5.1: in TLS 1.2 supported_groups also names the curves the client can verify
+ * an ECDSA certificate on (EdDSA keys are governed by signature_algorithms alone).
+ */
+function curveAllowed(c: CertifiedKey, ch: ClientHello): boolean {
+  const group = ECDSA_CURVE_GROUP[keyKindOf(c.publicKey) ?? ''];
+  return group === undefined || !ch.supportedGroups || ch.supportedGroups.includes(group);
+}
+
 function isRsaKey(c: CertifiedKey): boolean {
   return keyKindOf(c.publicKey) === 'rsa';
 }
@@ -381,7 +393,7 @@ function selectSuite(host: HandshakeHost, ch: ClientHello): Selection {
       if (kx === 'RSA' && !config.rsaKeyExchange) continue;
       if (kx !== 'RSA' && group === undefined) continue;
       const certs = config.certificates.filter((c) =>
-        kx === 'ECDHE_ECDSA' ? !isRsaKey(c) : isRsaKey(c) && (kx !== 'RSA' || typeof c.key.decryptPremaster === 'function'),
+        kx === 'ECDHE_ECDSA' ? !isRsaKey(c) && curveAllowed(c, ch) : isRsaKey(c) && (kx !== 'RSA' || typeof c.key.decryptPremaster === 'function'),
       );
       const choice = chooseCertificate(certs, sni, kx === 'RSA' ? ANY_SCHEME : sigAlgs, 'TLSv1.2', unknownName);
       if (!choice.ok) {
