@@ -2,7 +2,7 @@
 // decrypted and the PSK master secret computed by keyd (over mutual TLS) and by the forked
 // key process, with openssl s_client -tls1_2 as the client.
 import assert from 'node:assert/strict';
-import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
+import { constants, createPrivateKey, publicEncrypt, randomBytes, X509Certificate } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Keyd } from '../../src/keyd/server.js';
 import { keyIdOf } from '../../src/keys/keyId.js';
@@ -23,6 +23,7 @@ let keyd: Keyd;
 let cleanupDir: () => Promise<void>;
 const holders: { close?(): Promise<void> }[] = [];
 const servers: Record<'keyd' | 'keyProcess', EchoServer> = {} as Record<'keyd' | 'keyProcess', EchoServer>;
+const rsaKeys: Partial<Record<'keyd' | 'keyProcess', KeyOperations>> = {};
 
 before(async () => {
   pki = await getPki();
@@ -42,6 +43,7 @@ before(async () => {
   const keydKeys: Record<string, KeyOperations> = { 'ecdsa-p256': await remote('ecdsa-p256'), 'rsa-2048': await remote('rsa-2048') };
   const keydPsk: PskOperations = await connectRemotePsk(tlsClientOptions(kpki, 'front', keyd.tlsAddress!));
   holders.push(...Object.values(keydKeys), keydPsk);
+  rsaKeys.keyd = keydKeys['rsa-2048'];
   servers.keyd = await startEchoServer({
     certificates: (['ecdsa-p256', 'rsa-2048'] as const).map((k) => ({ cert: pki.server[k].chainPem, key: keydKeys[k] })),
     rsaKeyExchange: true,
@@ -52,6 +54,7 @@ before(async () => {
     processKeys[k] = await startKeyProcess({ keyPath: pki.server[k].keyPath, expectedPublicKey: new X509Certificate(pki.server[k].certPem).publicKey });
     holders.push(processKeys[k]);
   }
+  rsaKeys.keyProcess = processKeys['rsa-2048'];
   servers.keyProcess = await startEchoServer({
     certificates: (['ecdsa-p256', 'rsa-2048'] as const).map((k) => ({ cert: pki.server[k].chainPem, key: processKeys[k] })),
     rsaKeyExchange: true,
@@ -80,6 +83,24 @@ for (const backend of ['keyd', 'keyProcess'] as const) {
     it('ECDHE_ECDSA (ServerKeyExchange signed by the holder)', () => echo(servers[backend], [], 'ECDHE-ECDSA-AES128-GCM-SHA256'));
     it('ECDHE_RSA (ServerKeyExchange signed by the holder)', () => echo(servers[backend], [], 'ECDHE-RSA-AES256-GCM-SHA384'));
     it('RSA key exchange (premaster decrypted by the holder)', () => echo(servers[backend], [], 'AES128-GCM-SHA256'));
+    it('decryptPremaster answers 48 bytes, never an error, for bad padding, length and version', async () => {
+      const key = rsaKeys[backend]!;
+      const pub = key.publicKey;
+      const ctx = { tlsVersion: 'TLSv1.2' as const };
+      const signal = new AbortController().signal;
+      const good = Buffer.concat([Buffer.of(3, 3), randomBytes(46)]);
+      const wrongVersion = Buffer.concat([Buffer.of(3, 1), randomBytes(46)]);
+      const enc = (m: Buffer) => publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_PADDING }, m);
+      const raw = Buffer.alloc(256, 0x5a);
+      raw[0] = 0;
+      const bad = { 'bad padding': publicEncrypt({ key: pub, padding: constants.RSA_NO_PADDING }, raw), 'short premaster': enc(good.subarray(0, 47)), 'wrong version': enc(wrongVersion) };
+      for (const [name, ct] of Object.entries(bad)) {
+        const pm = await key.decryptPremaster!(ct, 0x0303, ctx, signal);
+        assert.equal(pm.length, 48, name);
+        assert.notDeepEqual(Buffer.from(pm).subarray(2), (name === 'wrong version' ? wrongVersion : good).subarray(2), name);
+      }
+      assert.deepEqual(Buffer.from(await key.decryptPremaster!(enc(good), 0x0303, ctx, signal)), good);
+    });
   });
 }
 
