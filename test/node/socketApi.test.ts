@@ -271,7 +271,8 @@ describe('tlsClientError, and the server keeps serving', () => {
 
   before(async () => {
     ca = await caPem();
-    srv = await echoServer({ handshakeTimeout: 500 });
+    // TLS 1.3 only, so that a TLS 1.2 client is a refused handshake (TLS 1.2 is on by default).
+    srv = await echoServer({ handshakeTimeout: 500, minVersion: 'TLSv1.3' });
   });
   after(() => stopServer(srv.server));
 
@@ -315,7 +316,7 @@ describe('tlsClientError, and the server keeps serving', () => {
     await stillServes();
   });
 
-  it('a client offering only TLS 1.2 gets protocol_version', async () => {
+  it('a client offering only TLS 1.2 to a TLS 1.3-only server gets protocol_version', async () => {
     const n = srv.clientErrors.length;
     const r = await nodeTlsClient(srv.port, { ca, maxVersion: 'TLSv1.2', timeoutMs: 10_000 });
     assert.equal(r.connected, false);
