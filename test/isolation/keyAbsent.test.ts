@@ -7,7 +7,10 @@
  * holds the key, so the scan sees keys where they are.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { connectKeydAdmin } from '../../src/keys/remoteKey.js';
 import type { Keyd } from '../../src/keyd/server.js';
@@ -24,9 +27,10 @@ let keyd: Keyd;
 let cert: CertFiles;
 let needles: Needle[];
 const servers: KeywardChild[] = [];
+const FRONT = join(dirname(fileURLToPath(import.meta.url)), '..', 'support', 'keyHolderFront.js');
 
 /** Several real handshakes (and page loads) against the front, so every code path that touches the key has run. */
-async function handshakes(s: KeywardChild): Promise<void> {
+async function handshakes(s: { port: number }): Promise<void> {
   for (let i = 0; i < 2; i++) {
     const o = await opensslClient(s.port, { servername: 'localhost', cafile: pki.ca.certPath, args: ['-verify_return_error'] });
     assert.ok(parseOpensslOutput(o).handshakeOk, `openssl: ${o.stdout}\n${o.stderr}`);
@@ -95,5 +99,35 @@ describe('the key is absent from the serving process', { timeout: 120_000 }, () 
     servers.push(s);
     await handshakes(s);
     assert.deepEqual(await scan(s.pid), [], 'key material found in the front');
+  });
+
+  test('serve() embedded in another program (keyHolderFront serve): none of the key in it', async () => {
+    const proc = spawn(process.execPath, [FRONT, 'serve', '--cert', cert.chainPath, '--key', cert.keyPath, '--backend', 'keyprocess'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    try {
+      let out = '';
+      proc.stdout.setEncoding('utf8');
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`front not ready: ${out}`)), 20_000);
+        proc.once('exit', (code) => reject(new Error(`front exited (${code}): ${out}`)));
+        proc.stdout.on('data', (d: string) => {
+          out += d;
+          if (/^READY \d+$/m.test(out)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      const port = Number(/^LISTENING (\d+)$/m.exec(out)?.[1]);
+      const keyPid = Number(/^KEYPROCESS (\d+)$/m.exec(out)?.[1]);
+      await handshakes({ port });
+      assert.deepEqual(await scan(proc.pid!), [], 'key material found in the embedding program');
+      assert.ok((await scan(keyPid)).some((n) => n.startsWith('scalar')));
+    } finally {
+      proc.stdin.end();
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(t);
+    }
   });
 });

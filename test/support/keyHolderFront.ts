@@ -4,6 +4,7 @@
  *
  *   node dist/test/support/keyHolderFront.js local      --key PATH [--count N]
  *   node dist/test/support/keyHolderFront.js keyprocess --key PATH [--count N] [--key-user USER]
+ *   node dist/test/support/keyHolderFront.js serve      --key PATH --cert CHAIN [--backend local|keyprocess] [--key-user USER]
  *
  * It creates the key backend, signs N handshake-shaped inputs through KeyOperations as
  * the TLS server would (and verifies each result, as the engine does), then prints
@@ -11,12 +12,17 @@
  * until stdin closes or SIGTERM. In `local` mode it reads the key file itself, like a
  * server with an in-process key; in `keyprocess` mode it only passes the path on.
  *
- * New modes (e.g. `serve`, a real TLS server) go in MODES.
+ * `serve` runs the real TLS server of `keyward serve` (src/cli/serve.ts) on
+ * 127.0.0.1:0 instead of a signing loop: real clients make the signatures. It prints
+ * `LISTENING <port>`, `KEYPROCESS <pid>` (keyprocess backend, the default) and `READY <pid>`.
+ *
+ * New modes go in MODES.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { KeyOperations } from '../../src/keys/keyOperations.js';
+import { serve } from '../../src/cli/serve.js';
 import { startKeyProcess } from '../../src/keys/keyProcess.js';
 import { localKey } from '../../src/keys/localKey.js';
 import { schemeInfo, verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
@@ -29,9 +35,9 @@ export interface FrontArgs {
   rest: Record<string, string | boolean | undefined>;
 }
 
-/** What a mode sets up: the key backend in use, and how to stop. */
+/** What a mode sets up: the key backend in use (for the signing loop), and how to stop. */
 export interface FrontMode {
-  start(args: FrontArgs): Promise<{ key: KeyOperations; extraLines: string[]; stop(): Promise<void> }>;
+  start(args: FrontArgs): Promise<{ key?: KeyOperations; extraLines: string[]; stop(): Promise<void> }>;
   /** Whether to run the signing loop after start (a serving mode signs for real clients instead). */
   signLoop: boolean;
 }
@@ -50,6 +56,26 @@ const MODES: Record<string, FrontMode> = {
     async start(args) {
       const key = await startKeyProcess({ keyPath: args.key, keyUser: args.keyUser });
       return { key, extraLines: [`KEYPROCESS ${key.pid}`], stop: () => key.close() };
+    },
+  },
+  serve: {
+    signLoop: false,
+    async start(args) {
+      const cert = args.rest.cert;
+      if (typeof cert !== 'string') throw new Error('serve mode needs --cert CHAIN');
+      const backend = args.rest.backend ?? 'keyprocess';
+      if (backend !== 'local' && backend !== 'keyprocess') throw new Error(`unknown --backend ${String(backend)} (local or keyprocess)`);
+      const running = await serve({
+        listen: '127.0.0.1:0',
+        certs: [cert],
+        keys: [{ kind: 'file', path: args.key }],
+        sources: { keyProcess: backend === 'keyprocess', ...(args.keyUser !== undefined ? { keyUser: args.keyUser } : {}) },
+      });
+      const pid = running.certificates[0].pid?.();
+      return {
+        extraLines: [`LISTENING ${running.address.port}`, ...(pid !== undefined ? [`KEYPROCESS ${pid}`] : [])],
+        stop: () => running.close(500),
+      };
     },
   },
 };
@@ -79,12 +105,12 @@ async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
     strict: false,
-    options: { key: { type: 'string' }, count: { type: 'string' }, 'key-user': { type: 'string' } },
+    options: { key: { type: 'string' }, count: { type: 'string' }, 'key-user': { type: 'string' }, cert: { type: 'string' }, backend: { type: 'string' } },
   });
   const modeName = positionals[0] ?? '';
   const mode = MODES[modeName];
   if (!mode || typeof values.key !== 'string') {
-    process.stderr.write(`usage: keyHolderFront (${Object.keys(MODES).join('|')}) --key PATH [--count N] [--key-user USER]\n`);
+    process.stderr.write(`usage: keyHolderFront (${Object.keys(MODES).join('|')}) --key PATH [--count N] [--key-user USER] [--cert CHAIN] [--backend local|keyprocess]\n`);
     process.exit(2);
   }
   const args: FrontArgs = {
@@ -94,7 +120,7 @@ async function main(): Promise<void> {
     rest: values,
   };
   const running = await mode.start(args);
-  if (mode.signLoop) await signLoop(running.key, args.count);
+  if (mode.signLoop && running.key) await signLoop(running.key, args.count);
 
   let stopping = false;
   const stop = (): void => {
