@@ -8,12 +8,11 @@
 import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { keyIdOf } from '../keys/keyId.js';
-import { KeyOperationError, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
+import { KeyOperationError, type KeyOperations } from '../keys/keyOperations.js';
 import { LocalKey } from '../keys/localKey.js';
 import type { KeyProcessLogger } from '../keys/keyProcess.js';
 import { KeydClient, parseKeydAddress, type RemoteKey } from '../keys/remoteKey.js';
 import { redactPkcs11Uri } from '../keys/pkcs11Uri.js';
-import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 
 /** A clear, user-facing error: printed without a stack trace. */
 export class CliError extends Error {}
@@ -71,7 +70,7 @@ function errorCode(err: unknown): string {
 }
 
 /** Reads a small file the front may read (certificates, the mTLS link's credentials). */
-export function readTextFile(path: string, what: string): string {
+function readTextFile(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
@@ -102,7 +101,7 @@ export class KeySources {
           throw new CliError(`--keyd ${(err as Error).message}`);
         }
         if (parsed.kind === 'tls' && (!opts.keyd.certPath || !opts.keyd.keyPath)) {
-          throw new CliError(`--keyd ${a} uses mutual TLS: give --keyd-cert and --keyd-key (this front's client certificate and its key), and --keyd-ca`);
+          throw new CliError(`--keyd ${a} uses mutual TLS: give --keyd-cert and --keyd-key (this front's client certificate and its key; --keyd-ca names the CA of keyd's certificate)`);
         }
       }
     }
@@ -183,7 +182,7 @@ export class KeySources {
     };
   }
 
-  #client_(): Promise<KeydClient> {
+  #connectKeyd(): Promise<KeydClient> {
     const k = this.#opts.keyd!;
     this.#keyd ??= (async () => {
       const creds = {
@@ -202,7 +201,7 @@ export class KeySources {
   }
 
   async #fromKeyd(certPath: string, leaf: X509Certificate, keyId: string): Promise<OpenedKey> {
-    const client = await this.#client_();
+    const client = await this.#connectKeyd();
     let key: RemoteKey;
     try {
       key = await client.key({ keyId });
@@ -248,29 +247,4 @@ export class KeySources {
     await Promise.allSettled(keys.map((k) => k.close?.()));
     this.#client?.close();
   }
-}
-
-/**
- * Wraps a key so that the server can tell which key served a connection: `onUse` is
- * called with the connection id of every operation.
- */
-export function observedKey(key: KeyOperations, onUse: (connectionId: string | undefined) => void): KeyOperations {
-  const wrapped: KeyOperations = {
-    publicKey: key.publicKey,
-    schemes: key.schemes,
-    keyId: key.keyId,
-    sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal) {
-      onUse(ctx.connectionId);
-      return key.sign(scheme, message, ctx, signal);
-    },
-    ...(key.close ? { close: () => key.close!() } : {}),
-  };
-  const decrypt = key.decryptPremaster?.bind(key);
-  if (decrypt) {
-    wrapped.decryptPremaster = (ciphertext, clientVersion, ctx, signal) => {
-      onUse(ctx.connectionId);
-      return decrypt(ciphertext, clientVersion, ctx, signal);
-    };
-  }
-  return wrapped;
 }

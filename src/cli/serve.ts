@@ -7,12 +7,13 @@ import { readFileSync } from 'node:fs';
 import type http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { keyIdOf } from '../keys/keyId.js';
-import type { KeyOperations } from '../keys/keyOperations.js';
+import type { KeyOperations, OperationContext } from '../keys/keyOperations.js';
 import { createHttp2SecureServer, createHttpsServer, type WithTlsAcceptor } from '../node/http.js';
 import type { CertificateWithKey } from '../node/server.js';
 import type { KeywardTLSSocket } from '../node/tlsSocket.js';
+import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { certifiedKey } from '../tls/engine/certificates.js';
-import { CliError, KeySources, observedKey, type KeySourceOptions, type KeySpec, type OpenedKey } from './keySources.js';
+import { CliError, KeySources, type KeySourceOptions, type KeySpec, type OpenedKey } from './keySources.js';
 import { demoPage } from './page.js';
 
 export { CliError, type KeySpec, type KeySourceOptions } from './keySources.js';
@@ -127,6 +128,31 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
     keys.push(key);
   }
   return { certificates, served, keys };
+}
+
+/**
+ * Wraps a key so that the server can tell which key served a connection: `onUse` is
+ * called with the connection id of every operation.
+ */
+function observedKey(key: KeyOperations, onUse: (connectionId: string | undefined) => void): KeyOperations {
+  const wrapped: KeyOperations = {
+    publicKey: key.publicKey,
+    schemes: key.schemes,
+    keyId: key.keyId,
+    sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal) {
+      onUse(ctx.connectionId);
+      return key.sign(scheme, message, ctx, signal);
+    },
+    ...(key.close ? { close: () => key.close!() } : {}),
+  };
+  const decrypt = key.decryptPremaster?.bind(key);
+  if (decrypt) {
+    wrapped.decryptPremaster = (ciphertext, clientVersion, ctx, signal) => {
+      onUse(ctx.connectionId);
+      return decrypt(ciphertext, clientVersion, ctx, signal);
+    };
+  }
+  return wrapped;
 }
 
 /** Runs the HTTPS (and h2) page server; resolves once it is listening. */
