@@ -102,18 +102,29 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
   const certificates: CertificateWithKey[] = [];
   const served: ServedCertificate[] = [];
   const keys: KeyOperations[] = [];
-  for (let i = 0; i < opts.certs.length; i++) {
+  try {
+    for (let i = 0; i < opts.certs.length; i++) await loadOne(i);
+  } catch (err) {
+    // Keys from keyFor are this function's to close; those from `sources` are closed with it.
+    if (opts.keyFor) await Promise.allSettled(keys.map((k) => k.close?.()));
+    throw err;
+  }
+  return { certificates, served, keys };
+
+  async function loadOne(i: number): Promise<void> {
     const certPath = opts.certs[i];
     const { pem, leaf } = readCertificate(certPath, isolated);
     let key: KeyOperations;
     let entry: ServedCertificate;
     if (opts.keyFor) {
       key = await opts.keyFor(i, pem);
+      keys.push(key);
       const description = opts.keyDescription ?? 'held by the program that embeds keyward';
       entry = { certPath, keyId: key.keyId, backend: 'custom', describe: () => description };
     } else {
       const opened = await sources.open(certPath, leaf, specs[i]);
       key = opened.key;
+      keys.push(key);
       entry = { certPath, keyId: keyIdOf(leaf.publicKey), backend: opened.backend, describe: opened.describe, ...(opened.pid ? { pid: opened.pid } : {}) };
     }
     try {
@@ -125,9 +136,7 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
     }
     certificates.push({ cert: pem, key });
     served.push(entry);
-    keys.push(key);
   }
-  return { certificates, served, keys };
 }
 
 /**
