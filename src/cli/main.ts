@@ -57,6 +57,8 @@ interface ServeCliOptions {
   pkcs11Module?: string;
   pkcs11PinFile?: string;
   alpn: string;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  rsaKeyExchange?: boolean;
 }
 
 function hostUrl(host: string): string {
@@ -106,6 +108,8 @@ export function buildProgram(): Command {
     .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (else module-path in the URI)')
     .option('--pkcs11-pin-file <file>', 'file holding the token\'s user PIN (else pin-value or pin-source in the URI)')
     .option('--alpn <list>', 'ALPN protocols in preference order', 'h2,http/1.1')
+    .addOption(new Option('--min-version <version>', 'lowest TLS version accepted').choices(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'))
+    .option('--rsa-key-exchange', 'also offer TLS 1.2 RSA key exchange for old clients (no forward secrecy; the key holder decrypts the premaster)')
     .addHelpText('after', SERVE_HELP)
     .action(async (o: ServeCliOptions) => {
       const running = await serve({
@@ -113,6 +117,8 @@ export function buildProgram(): Command {
         certs: o.cert,
         keys: keySpecs,
         alpn: o.alpn.split(',').filter(Boolean),
+        minVersion: o.minVersion,
+        rsaKeyExchange: o.rsaKeyExchange === true,
         sources: {
           keyProcess: o.keyProcess === true,
           ...(o.keyUser !== undefined ? { keyUser: o.keyUser } : {}),

@@ -29,6 +29,10 @@ export interface ServeOptions {
   /** Backend settings shared by every key (key process, keyd, PKCS#11). */
   sources?: KeySourceOptions;
   alpn?: string[];
+  /** Also offer TLS 1.2 RSA key exchange (no forward secrecy; the key holder decrypts the premaster). */
+  rsaKeyExchange?: boolean;
+  /** Lowest TLS version accepted (default TLSv1.2). */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
   /**
    * Builds the key operations for the i-th certificate instead of `keys` and `sources`
    * (for programs that embed serve with a key of their own).
@@ -196,9 +200,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   };
 
   const page = demoPage(describeFor);
-  const server = (alpn.includes('h2')
-    ? createHttp2SecureServer({ certificates, ALPNProtocols: alpn }, page)
-    : createHttpsServer({ certificates, ALPNProtocols: alpn }, page)) as unknown as http2.Http2Server & WithTlsAcceptor;
+  const tlsOptions = {
+    certificates,
+    ALPNProtocols: alpn,
+    ...(opts.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
+    ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
+  };
+  const server = (alpn.includes('h2') ? createHttp2SecureServer(tlsOptions, page) : createHttpsServer(tlsOptions, page)) as unknown as http2.Http2Server & WithTlsAcceptor;
   server.on('secureConnection', (socket: KeywardTLSSocket) => socket.once('close', () => usedBy.delete(socket.connectionId)));
   server.on('tlsClientError', (err: Error, socket: KeywardTLSSocket) => {
     usedBy.delete(socket.connectionId);

@@ -93,6 +93,30 @@ describe('keyward serve: real peers with each key backend', { timeout: 120_000 }
     await assertPeersSucceed(s, /^private key: in a separate key process \(pid \d+\); this process never read /m);
   });
 
+  test('key process, TLS 1.2: ECDHE-RSA signatures and RSA key exchange (premaster decrypted in the key process)', async () => {
+    const f = pki.server['rsa-2048'];
+    const s = await serve(['--cert', f.chainPath, '--key-process', '--key', f.keyPath, '--rsa-key-exchange']);
+    for (const cipher of ['ECDHE-RSA-AES128-GCM-SHA256', 'AES128-GCM-SHA256']) {
+      const o = await opensslClient(s.port, { servername: 'localhost', cafile: pki.ca.certPath, args: ['-verify_return_error', '-tls1_2', '-cipher', cipher] });
+      const sum = parseOpensslOutput(o);
+      assert.equal(sum.protocol, 'TLSv1.2', `${cipher}: ${o.stdout}\n${o.stderr}\nserver: ${s.stderr()}`);
+      assert.equal(sum.cipher, cipher);
+      assert.equal(sum.verifyCode, 0);
+    }
+    const c = await curl(`https://localhost:${s.port}/`, { cacert: pki.ca.certPath, resolve: [curlResolve('localhost', s.port)], args: ['--tls-max', '1.2', '--ciphers', 'AES128-GCM-SHA256'] });
+    assert.equal(c.status, 200, c.stderr);
+    assert.equal(c.tlsVersion, 'TLSv1.2');
+    assert.match(c.body, /^private key: in a separate key process/m);
+  });
+
+  test('--min-version TLSv1.3 refuses a TLS 1.2 client', async () => {
+    const f = pki.server['ecdsa-p256'];
+    const s = await serve(['--cert', f.chainPath, '--key-process', '--key', f.keyPath, '--min-version', 'TLSv1.3']);
+    const o = await opensslClient(s.port, { servername: 'localhost', cafile: pki.ca.certPath, args: ['-tls1_2'] });
+    assert.match(`${o.stdout}\n${o.stderr}`, /alert protocol version/);
+    await assertPeersSucceed(s, /^protocol: TLSv1\.3$/m);
+  });
+
   test('keyd over mutual TLS, the key found by the certificate\'s key id', async () => {
     const f = pki.server['ecdsa-p256'];
     const front = kpki.clients.front;
