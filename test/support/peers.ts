@@ -118,7 +118,10 @@ export interface OpensslSummary {
   keyUpdates: number;
   /** True if s_client reports a reused session. */
   reused: boolean;
-  /** True if a cipher was negotiated. */
+  /**
+   * True if the handshake completed: a cipher was negotiated (in TLS 1.3 s_client prints
+   * one as soon as it reads the ServerHello) and the server's certificate arrived.
+   */
   handshakeOk: boolean;
 }
 
@@ -147,7 +150,7 @@ export function parseOpensslOutput(output: string | RunResult): OpensslSummary {
     if (session[2] !== '(NONE)') s.protocol = session[2];
     if (session[3] !== '(NONE)') s.cipher = session[3];
   }
-  s.handshakeOk = s.cipher !== undefined;
+  s.handshakeOk = s.cipher !== undefined && !/^no peer certificate available/m.test(stdout);
   const negotiated = /^Negotiated TLS1\.3 group: (\S+)/m.exec(stdout);
   const temp = /^Server Temp Key: (.+)$/m.exec(stdout);
   if (temp) {
