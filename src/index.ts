@@ -18,8 +18,9 @@ export { KeywardTLSSocket, TlsHandshakeError, type KeywardTLSSocketOptions } fro
 export { TlsServerConnection } from './tls/engine/serverConnection.js';
 export { certifiedKey, type CertifiedKey } from './tls/engine/certificates.js';
 export { resolveServerConfig, type ServerConfig, type ServerConfigInput } from './tls/engine/config.js';
-export type { EngineEvent, KeyOperationRequest, NegotiatedInfo } from './tls/engine/events.js';
+export type { EngineEvent, KeyOperationRequest, SignRequest, DecryptPremasterRequest, PskMasterSecretOperation, NegotiatedInfo } from './tls/engine/events.js';
 export { LocalKey, localKey } from './keys/localKey.js';
+export { LocalPsk, localPsk, type LocalPskOptions } from './keys/localPsk.js';
 export { KeyOperationError, type KeyOperations, type OperationContext, type PskOperations } from './keys/keyOperations.js';
 export { SignatureScheme } from './tls/crypto/signatureSchemes.js';
 export { CipherSuite } from './tls/crypto/cipherSuites.js';

@@ -68,7 +68,10 @@ export class TlsServerConnection implements HandshakeHost {
     this.guard(() => this.process());
   }
 
-  /** Records to send, in order. */
+  /**
+   * Bytes to send, in order. A protected record may come as several pieces (header,
+   * ciphertext, tag) so that the one write that joins them is the only copy.
+   */
   takeOutput(): Uint8Array[] {
     const out = this.output;
     this.output = [];
