@@ -1,19 +1,30 @@
 /**
  * Load generator process (node:tls client), so the server under test has its own core.
  *
- *   node dist/bench/benchLoad.js handshakes PORT CONCURRENCY SECONDS [GROUP]
+ *   node dist/bench/benchLoad.js handshakes PORT CONCURRENCY SECONDS [GROUP] [TLS12_JSON]
+ *
+ * TLS12_JSON: {"cipher":"ECDHE-RSA-AES128-GCM-SHA256"} and optionally "psk":{"identity","hex"}: a TLS 1.2 handshake with that suite.
  *   node dist/bench/benchLoad.js bulk PORT MEGABYTES
  *
  * Prints one JSON line of results.
  */
 import tls from 'node:tls';
 
-const [kind, portArg, a, b, groupArg = 'X25519'] = process.argv.slice(2);
+const [kind, portArg, a, b, groupArg = 'X25519', tls12Arg] = process.argv.slice(2);
 const port = Number(portArg);
+const tls12: { cipher: string; psk?: { identity: string; hex: string } } | undefined = tls12Arg ? JSON.parse(tls12Arg) : undefined;
+const versionOptions: tls.ConnectionOptions = tls12
+  ? {
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.2',
+      ciphers: tls12.cipher,
+      ...(tls12.psk ? { pskCallback: () => ({ identity: tls12.psk!.identity, psk: Buffer.from(tls12.psk!.hex, 'hex') }) } : {}),
+    }
+  : { minVersion: 'TLSv1.3' };
 
 function connect(): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1.3', ecdhCurve: groupArg, servername: 'localhost' }, () => resolve(s));
+    const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ...versionOptions, ecdhCurve: groupArg, servername: 'localhost' }, () => resolve(s));
     s.once('error', reject);
   });
 }

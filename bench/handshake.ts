@@ -38,8 +38,15 @@ interface ServerProc {
   stop(): void;
 }
 
-async function startServer(impl: 'keyward' | 'node', cert: string, key: string): Promise<ServerProc> {
-  const child = spawn(process.execPath, [join(here, 'benchServer.js'), impl, cert, key, 'x25519'], { stdio: ['pipe', 'pipe', 'inherit'] });
+/** A TLS 1.2 row: what the server enables and which suite the client asks for. */
+interface Tls12Case {
+  server: { rsaKeyExchange?: boolean; psk?: { identity: string; hex: string } };
+  client: { cipher: string; psk?: { identity: string; hex: string } };
+}
+
+async function startServer(impl: 'keyward' | 'node', cert: string, key: string, tls12?: Tls12Case): Promise<ServerProc> {
+  const args = [join(here, 'benchServer.js'), impl, cert, key, 'x25519', ...(tls12 ? [JSON.stringify(tls12.server)] : [])];
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const waiting: ((l: string) => void)[] = [];
   lines.on('line', (l) => waiting.shift()?.(l));
@@ -76,12 +83,14 @@ interface HsResult {
   errors: number;
 }
 
-async function handshakeRun(impl: 'keyward' | 'node', cert: string, key: string): Promise<HsResult> {
-  const s = await startServer(impl, cert, key);
+async function handshakeRun(impl: 'keyward' | 'node', cert: string, key: string, tls12?: Tls12Case): Promise<HsResult> {
+  const s = await startServer(impl, cert, key, tls12);
+  // RFC 8422 5.1: in TLS 1.2 an ECDSA certificate's curve must be in the client's groups.
+  const extra = tls12 ? ['X25519:P-256', JSON.stringify(tls12.client)] : [];
   try {
-    await runLoad(['handshakes', String(s.port), String(concurrency), '1']); // warm-up
+    await runLoad(['handshakes', String(s.port), String(concurrency), '1', ...extra]); // warm-up
     const c0 = await s.cpu();
-    const r = await runLoad(['handshakes', String(s.port), String(concurrency), String(seconds)]);
+    const r = await runLoad(['handshakes', String(s.port), String(concurrency), String(seconds), ...extra]);
     const c1 = await s.cpu();
     return { rate: r.handshakes / r.seconds, cpuPerHs: (c1 - c0) / r.handshakes, p50: r.p50, p99: r.p99, errors: r.errors };
   } finally {
@@ -108,24 +117,32 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'keyward-bench-'));
   try {
     const ca = await createCa({ keyType: 'ecdsa-p256' });
-    const keys: [string, KeyType][] = [
-      ['ECDSA P-256 + x25519', 'ecdsa-p256'],
-      ['RSA-2048 (PSS) + x25519', 'rsa-2048'],
+    const psk = { identity: 'bench-client', hex: '0123456789abcdef0123456789abcdef' };
+    const rows: [string, KeyType, Tls12Case?][] = [
+      ['1.3 ECDSA P-256 + x25519', 'ecdsa-p256'],
+      ['1.3 RSA-2048 PSS + x25519', 'rsa-2048'],
+      ['1.2 ECDHE-ECDSA x25519', 'ecdsa-p256', { server: {}, client: { cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256' } }],
+      ['1.2 ECDHE-RSA x25519', 'rsa-2048', { server: {}, client: { cipher: 'ECDHE-RSA-AES128-GCM-SHA256' } }],
+      ['1.2 RSA key exchange', 'rsa-2048', { server: { rsaKeyExchange: true }, client: { cipher: 'AES128-GCM-SHA256' } }],
+      ['1.2 PSK', 'ecdsa-p256', { server: { psk }, client: { cipher: 'PSK-AES128-GCM-SHA256', psk } }],
     ];
-    console.log(`TLS 1.3 full handshakes: ${seconds}s per run, median of ${repeats} alternating runs, ${concurrency} concurrent clients in a separate process, one server process each`);
-    console.log('server CPU/handshake is the per-core cost (1e6/cpu = handshakes/s on one server core)\n');
-    console.log('key                        impl      hs/s   cpu µs/hs  core hs/s   p50 ms  p99 ms  errors');
+    const only = process.env.BENCH_ONLY;
+    console.log(`full handshakes (TLS 1.3 unless marked 1.2): ${seconds}s per run, median of ${repeats} alternating runs, ${concurrency} concurrent clients in a separate process, one server process each`);
+    console.log('server CPU/handshake is the per-core cost (1e6/cpu = handshakes/s on one server core); AES-128-GCM\n');
+    console.log('row                        impl      hs/s   cpu µs/hs  core hs/s   p50 ms  p99 ms  errors');
     const files: Record<string, { cert: string; key: string }> = {};
-    for (const [label, type] of keys) {
-      const leaf = await issueCertificate(ca, { keyType: type, commonName: 'localhost', dnsNames: ['localhost'], usage: 'server' });
-      const cert = join(dir, `${type}.pem`);
-      const key = join(dir, `${type}-key.pem`);
-      writeFileSync(cert, leaf.chainPem);
-      writeFileSync(key, leaf.keyPem);
-      files[type] = { cert, key };
+    for (const [label, type, tls12] of rows) {
+      if (!files[type]) {
+        const leaf = await issueCertificate(ca, { keyType: type, commonName: 'localhost', dnsNames: ['localhost'], usage: 'server' });
+        files[type] = { cert: join(dir, `${type}.pem`), key: join(dir, `${type}-key.pem`) };
+        writeFileSync(files[type].cert, leaf.chainPem);
+        writeFileSync(files[type].key, leaf.keyPem);
+      }
+      if (only && !label.includes(only)) continue;
+      const { cert, key } = files[type];
       const runs: Record<string, HsResult[]> = { node: [], keyward: [] };
       for (let i = 0; i < repeats; i++) {
-        for (const impl of ['node', 'keyward'] as const) runs[impl].push(await handshakeRun(impl, cert, key));
+        for (const impl of ['node', 'keyward'] as const) runs[impl].push(await handshakeRun(impl, cert, key, tls12));
       }
       const results: Record<string, HsResult> = {};
       for (const impl of ['node', 'keyward'] as const) {
@@ -137,6 +154,7 @@ async function main(): Promise<void> {
       const n = results.node;
       console.log(`${''.padEnd(26)} ratio keyward/node: hs/s ${f(k.rate / n.rate, 2)}x, per-core ${f(n.cpuPerHs / k.cpuPerHs, 2)}x, p50 ${f(k.p50 / n.p50, 2)}x, p99 ${f(k.p99 / n.p99, 2)}x\n`);
     }
+    if (only) return;
     console.log(`bulk, one connection, ${bulkMB} MiB each way (ECDSA P-256 cert, AES-128-GCM)`);
     console.log('impl      upload MB/s  download MB/s  server cpu µs/MB');
     const bulkRuns: Record<string, { up: number; down: number; cpuPerMB: number }[]> = { node: [], keyward: [] };
