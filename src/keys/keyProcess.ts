@@ -7,16 +7,27 @@ import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { schemeName, schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { keyIdOf } from './keyId.js';
-import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
+import {
+  KeyOperationError,
+  UnknownPskIdentityError,
+  type KeyOperations,
+  type OperationContext,
+  type PskMasterSecretRequest,
+  type PskOperations,
+} from './keyOperations.js';
 import {
   FrameDecoder,
   FrameType,
   FrameWriter,
   MAX_OPERATION_INPUT,
+  MAX_PSK_IDENTITY,
+  MAX_PSK_OTHER_SECRET,
+  UNKNOWN_PSK_IDENTITY,
   decodeErrorCode,
   decodeReady,
   encodeDecrypt,
   encodeFrame,
+  encodePskMasterSecret,
   encodeSign,
   type Frame,
 } from './keyProcessProtocol.js';
@@ -50,6 +61,24 @@ export interface KeyProcessOptions {
   /** How long startKeyProcess waits for the child to load the key (default 10 s). */
   startTimeoutMs?: number;
   logger?: KeyProcessLogger;
+}
+
+/**
+ * Options of {@link startPskProcess}: like KeyProcessOptions, with a PSK file instead of a
+ * key file.
+ */
+export interface PskProcessOptions extends Omit<KeyProcessOptions, 'keyPath' | 'expectedPublicKey'> {
+  /**
+   * Path of the PSK file: one `identity:hexkey` per line (blank lines and lines starting
+   * with # are skipped; the identity is UTF-8 text up to the last colon). Only the child opens it.
+   */
+  pskPath: string;
+  /**
+   * An identity not in the file: 'random' (default) answers a random master secret, so the
+   * peer cannot tell which identities exist; 'reject' makes the handshake fail with
+   * unknown_psk_identity.
+   */
+  unknownIdentity?: 'random' | 'reject';
 }
 
 /** Payload of the 'exit' event: a key process ended (crash, kill, or close()). */
@@ -107,7 +136,7 @@ export async function startKeyProcess(opts: KeyProcessOptions): Promise<KeyProce
   if (ids && process.getuid?.() !== 0 && ids.uid !== process.getuid?.()) {
     throw new Error(`key process: running the key process as ${opts.keyUser} needs root`);
   }
-  const ch = await launch(resolved.keyPath, ids, opts.startTimeoutMs ?? 10_000);
+  const ch = await launch({ args: [resolved.keyPath], what: resolved.keyPath }, ids, opts.startTimeoutMs ?? 10_000);
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: ch.spki, format: 'der', type: 'spki' });
@@ -125,30 +154,27 @@ export async function startKeyProcess(opts: KeyProcessOptions): Promise<KeyProce
   return new KeyProcessKey(resolved, ids, ch, publicKey);
 }
 
+/** What a key process is started with: child arguments, and a name for messages (never content). */
+interface LaunchSpec {
+  args: string[];
+  what: string;
+}
+
+/** Settings every key process has (KeyProcessOptions without the key file). */
+type HostOptions = Omit<KeyProcessOptions, 'keyPath' | 'expectedPublicKey'>;
+
 /**
- * KeyOperations backed by a separate key process (the titus model): the front (this
- * process) never opens, reads or stats the key file; it only knows the path. The child
- * alone loads the key and answers sign / decryptPremaster requests over a private
- * socketpair, many in flight at once.
+ * A forked key process and its channel: requests, deadlines, cancellation, restarts.
+ * KeyProcessKey (a private key) and KeyProcessPsk (PSKs) add their operations on top.
  *
  * Failure model: when the child dies, every pending operation rejects at once with
  * KeyOperationError('unavailable'); the child is restarted with exponential backoff.
  * Operations issued while it is down wait up to `restartWaitMs` for the replacement,
- * then fail with 'unavailable' (bounded, so a key file that has gone away does not hold
- * handshakes for long). A replacement whose key differs from the first one is not used.
- *
- * Events: 'exit' (KeyProcessExit), 'restart' (KeyProcessRestart).
- *
- * Like a listening server, it keeps the event loop alive until close().
+ * then fail with 'unavailable'. Events: 'exit' (KeyProcessExit), 'restart' (KeyProcessRestart).
  */
-export class KeyProcessKey extends EventEmitter implements KeyOperations {
-  readonly publicKey: KeyObject;
-  readonly schemes: readonly SignatureScheme[];
-  readonly keyId: string;
-  /** Present only for RSA keys (TLS 1.2 RSA key exchange). */
-  readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
-
-  readonly #opts: KeyProcessOptions;
+export class KeyProcessHost extends EventEmitter {
+  readonly #opts: HostOptions;
+  readonly #spec: LaunchSpec;
   readonly #ids: { uid: number; gid: number } | undefined;
   readonly #log: KeyProcessLogger;
   readonly #spki: Buffer;
@@ -165,25 +191,20 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
   #sweepTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
 
-  /** @internal use startKeyProcess */
-  constructor(opts: KeyProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, publicKey: KeyObject) {
+  /** @internal use startKeyProcess or startPskProcess */
+  constructor(opts: HostOptions, spec: LaunchSpec, ids: { uid: number; gid: number } | undefined, ch: Channel) {
     super();
     this.#opts = opts;
+    this.#spec = spec;
     this.#ids = ids;
     this.#log = opts.logger ?? noopLogger;
-    this.publicKey = publicKey;
     this.#spki = ch.spki;
-    const fits = new Set<number>(schemesForKey(publicKey));
-    this.schemes = ch.schemes.filter((s) => fits.has(s)) as SignatureScheme[];
-    this.keyId = keyIdOf(publicKey);
-    if (publicKey.asymmetricKeyType === 'rsa') {
-      this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) =>
-        ciphertext.length > MAX_OPERATION_INPUT
-          ? Promise.reject(new KeyOperationError('bad-request', 'ciphertext too long'))
-          : this.#submit((id) => encodeDecrypt(id, clientVersion, ciphertext), signal);
-    }
     this.#attach(ch);
-    this.#log.info({ pid: ch.child.pid, keyId: this.keyId }, 'key process ready');
+  }
+
+  /** Where to log; never given secrets. */
+  protected get log(): KeyProcessLogger {
+    return this.#log;
   }
 
   /** Pid of the current key process, or undefined while it is down. */
@@ -206,15 +227,6 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     return this.#pending.size + this.#waiting.size;
   }
 
-  sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
-    if (!this.schemes.includes(scheme)) {
-      return Promise.reject(new KeyOperationError('unsupported', `signature scheme ${schemeName(scheme)} does not fit this key`));
-    }
-    // Never a handshake input; refusing here keeps an oversized frame off the channel.
-    if (message.length > MAX_OPERATION_INPUT) return Promise.reject(new KeyOperationError('refused', 'message too long for a handshake signature'));
-    return this.#submit((id) => encodeSign(id, scheme, ctx.purpose, message), signal);
-  }
-
   /**
    * Stops the key process. Pending operations fail with 'unavailable'. Resolves when the
    * child has exited (it is killed if it does not leave within 2 s).
@@ -232,7 +244,8 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     return this.#closing;
   }
 
-  #submit(encode: (id: number) => Buffer, signal: AbortSignal): Promise<Uint8Array> {
+  /** Sends one request; resolves with the OK payload, rejects with a KeyOperationError. */
+  protected submit(encode: (id: number) => Buffer, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
     if (this.#closed) return Promise.reject(new KeyOperationError('unavailable', 'key process closed'));
     const ch = this.#channel;
@@ -277,6 +290,8 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     p.signal.removeEventListener('abort', p.onAbort);
     if (f.type === FrameType.ok) {
       p.resolve(new Uint8Array(f.payload));
+    } else if (f.payload.length > 0 && f.payload[0] === UNKNOWN_PSK_IDENTITY) {
+      p.reject(new UnknownPskIdentityError());
     } else {
       const code = f.payload.length > 0 ? decodeErrorCode(f.payload[0]) : 'internal';
       const msg = f.payload.length > 1 ? f.payload.subarray(1).toString('utf8') : 'key process error';
@@ -331,7 +346,7 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
     if (this.#closed) return;
     let ch: Channel;
     try {
-      ch = await launch(this.#opts.keyPath, this.#ids, this.#opts.startTimeoutMs ?? 10_000);
+      ch = await launch(this.#spec, this.#ids, this.#opts.startTimeoutMs ?? 10_000);
     } catch (e) {
       this.#log.error({ err: (e as Error).message }, 'key process restart failed');
       this.#failWaiting(new KeyOperationError('unavailable', 'key process is down: restart failed'));
@@ -343,7 +358,7 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
       return;
     }
     if (!ch.spki.equals(this.#spki)) {
-      this.#log.error({ keyPath: this.#opts.keyPath }, 'key file now holds a different key; not using it');
+      this.#log.error({ file: this.#spec.what }, 'the file now holds a different key; not using it');
       ch.child.kill('SIGKILL');
       this.#failWaiting(new KeyOperationError('unavailable', 'key process is down: key file changed'));
       this.#scheduleRestart();
@@ -426,17 +441,109 @@ export class KeyProcessKey extends EventEmitter implements KeyOperations {
 }
 
 /**
+ * KeyOperations backed by a separate key process (the titus model): the front (this
+ * process) never opens, reads or stats the key file; it only knows the path. The child
+ * alone loads the key and answers sign / decryptPremaster requests over a private
+ * socketpair, many in flight at once.
+ *
+ * Failure model: when the child dies, every pending operation rejects at once with
+ * KeyOperationError('unavailable'); the child is restarted with exponential backoff.
+ * Operations issued while it is down wait up to `restartWaitMs` for the replacement,
+ * then fail with 'unavailable' (bounded, so a key file that has gone away does not hold
+ * handshakes for long). A replacement whose key differs from the first one is not used.
+ *
+ * Events: 'exit' (KeyProcessExit), 'restart' (KeyProcessRestart).
+ *
+ * Like a listening server, it keeps the event loop alive until close().
+ */
+export class KeyProcessKey extends KeyProcessHost implements KeyOperations {
+  readonly publicKey: KeyObject;
+  readonly schemes: readonly SignatureScheme[];
+  readonly keyId: string;
+  /** Present only for RSA keys (TLS 1.2 RSA key exchange). */
+  readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
+
+  /** @internal use startKeyProcess */
+  constructor(opts: KeyProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, publicKey: KeyObject) {
+    super(opts, { args: [opts.keyPath], what: opts.keyPath }, ids, ch);
+    this.publicKey = publicKey;
+    const fits = new Set<number>(schemesForKey(publicKey));
+    this.schemes = ch.schemes.filter((s) => fits.has(s)) as SignatureScheme[];
+    this.keyId = keyIdOf(publicKey);
+    if (publicKey.asymmetricKeyType === 'rsa') {
+      this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) =>
+        ciphertext.length > MAX_OPERATION_INPUT
+          ? Promise.reject(new KeyOperationError('bad-request', 'ciphertext too long'))
+          : this.submit((id) => encodeDecrypt(id, clientVersion, ciphertext), signal);
+    }
+    this.log.info({ pid: ch.child.pid, keyId: this.keyId }, 'key process ready');
+  }
+
+  sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    if (!this.schemes.includes(scheme)) {
+      return Promise.reject(new KeyOperationError('unsupported', `signature scheme ${schemeName(scheme)} does not fit this key`));
+    }
+    // Never a handshake input; refusing here keeps an oversized frame off the channel.
+    if (message.length > MAX_OPERATION_INPUT) return Promise.reject(new KeyOperationError('refused', 'message too long for a handshake signature'));
+    return this.submit((id) => encodeSign(id, scheme, ctx.purpose, message), signal);
+  }
+}
+
+/**
+ * Starts a PSK process for `opts.pskPath` and resolves once it has loaded the file. Rejects
+ * with a message naming the file, the line and the reason (never a key) when the file is
+ * missing, unreadable or malformed.
+ */
+export async function startPskProcess(opts: PskProcessOptions): Promise<KeyProcessPsk> {
+  const pskPath = resolvePath(opts.pskPath);
+  const ids = opts.keyUser !== undefined ? lookupUser(opts.keyUser) : undefined;
+  if (ids && process.getuid?.() !== 0 && ids.uid !== process.getuid?.()) {
+    throw new Error(`key process: running the key process as ${opts.keyUser} needs root`);
+  }
+  const spec: LaunchSpec = { args: ['--psk', pskPath, opts.unknownIdentity === 'reject' ? 'reject' : 'random'], what: pskPath };
+  const ch = await launch(spec, ids, opts.startTimeoutMs ?? 10_000);
+  if (ch.spki.length !== 0 || ch.schemes.length !== 0) {
+    ch.child.kill('SIGKILL');
+    throw new Error('key process: a PSK process answered like a key process');
+  }
+  return new KeyProcessPsk({ ...opts, pskPath }, ids, ch);
+}
+
+/**
+ * PskOperations backed by a key process that alone reads the PSK file (RFC 4279 PSKs for
+ * TLS 1.2): the front sends the identity, the ECDHE shared secret (ECDHE_PSK) and the seed,
+ * and gets back only the 48-byte master secret. Same failure model and events as
+ * KeyProcessKey; a restarted child rereads the file.
+ */
+export class KeyProcessPsk extends KeyProcessHost implements PskOperations {
+  /** @internal use startPskProcess */
+  constructor(opts: PskProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel) {
+    super(opts, { args: ['--psk', opts.pskPath, opts.unknownIdentity === 'reject' ? 'reject' : 'random'], what: opts.pskPath }, ids, ch);
+    this.log.info({ pid: ch.child.pid }, 'PSK process ready');
+  }
+
+  tls12MasterSecret(req: PskMasterSecretRequest, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    // Checked here too so that an oversized request never reaches the channel.
+    if (req.identity.length > MAX_PSK_IDENTITY || (req.otherSecret?.length ?? 0) > MAX_PSK_OTHER_SECRET || req.seed.length > 64) {
+      return Promise.reject(new KeyOperationError('bad-request', 'PSK master secret request too long'));
+    }
+    if (req.hash !== 'sha256' && req.hash !== 'sha384') return Promise.reject(new KeyOperationError('bad-request', 'PSK master secret hash must be sha256 or sha384'));
+    return this.submit((id) => encodePskMasterSecret(id, req), signal);
+  }
+}
+
+/**
  * Spawns a key process and waits for READY. The child gets a clean environment, `/` as
  * working directory, no stdin/stdout, and a socketpair on fd 3 that only the two
  * processes hold.
  */
-function launch(keyPath: string, ids: { uid: number; gid: number } | undefined, timeoutMs: number): Promise<Channel> {
+function launch(spec: LaunchSpec, ids: { uid: number; gid: number } | undefined, timeoutMs: number): Promise<Channel> {
   return new Promise<Channel>((resolve, reject) => {
     const env: NodeJS.ProcessEnv = {};
     if (process.env.UV_THREADPOOL_SIZE) env.UV_THREADPOOL_SIZE = process.env.UV_THREADPOOL_SIZE;
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [CHILD_SCRIPT, keyPath], {
+      child = spawn(process.execPath, [CHILD_SCRIPT, ...spec.args], {
         stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
         cwd: '/',
         env,
@@ -455,11 +562,11 @@ function launch(keyPath: string, ids: { uid: number; gid: number } | undefined, 
       child.kill('SIGKILL');
       reject(new Error(msg));
     };
-    const timer = setTimeout(() => fail(`key process: no answer within ${timeoutMs} ms while loading ${keyPath}`), timeoutMs);
+    const timer = setTimeout(() => fail(`key process: no answer within ${timeoutMs} ms while loading ${spec.what}`), timeoutMs);
     child.on('error', (e) => fail(`key process: cannot start: ${e.message}`));
     // 'close', not 'exit': it comes after the channel is drained, so a START_FAILED
     // message sent just before exiting is read first and gives the real reason.
-    child.once('close', (code, signal) => fail(`key process exited during start (${signal ? `signal ${signal}` : `code ${code}`}) while loading ${keyPath}`));
+    child.once('close', (code, signal) => fail(`key process exited during start (${signal ? `signal ${signal}` : `code ${code}`}) while loading ${spec.what}`));
     const decoder = new FrameDecoder();
     const ch: Channel = {
       child,

@@ -2,7 +2,8 @@
  * The key process: the only process that opens the key file and holds the private key.
  * Started by keyProcess.ts as `node keyProcessChild.js KEYPATH` with a private
  * socketpair on fd 3; it answers sign and decryptPremaster requests over it and exits
- * when the front closes the channel.
+ * when the front closes the channel. Started as `node keyProcessChild.js --psk FILE
+ * random|reject` it holds PSKs instead and answers only PSK master secret requests.
  *
  * Not a general signing oracle: every sign request must be a TLS handshake signature
  * input (checkSignInput), or it is refused. This does not stop a compromised front that
@@ -12,12 +13,15 @@ import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject }
 import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
-import type { KeyErrorCode } from './keyOperations.js';
+import { UnknownPskIdentityError, type KeyErrorCode } from './keyOperations.js';
+import { LocalPsk } from './localPsk.js';
 import {
   FrameDecoder,
   FrameType,
   FrameWriter,
   MAX_OPERATION_INPUT,
+  UNKNOWN_PSK_IDENTITY,
+  decodePskMasterSecret,
   decodePurpose,
   encodeError,
   encodeFrame,
@@ -26,6 +30,7 @@ import {
 } from './keyProcessProtocol.js';
 import { decryptPremasterImplicit } from './rsaPremaster.js';
 import { checkSignInput } from './signingPolicy.js';
+import { parsePskFile } from './pskFile.js';
 
 /**
  * Operations handed to node:crypto at once. libuv's pool has 4 threads; a few more keep
@@ -56,6 +61,9 @@ class KeyServer {
 
   onFrame(f: Frame): void {
     switch (f.type) {
+      case FrameType.pskMasterSecret:
+        this.#out.send(encodeError(f.id, 'unsupported', 'this key process holds a private key, not PSKs'));
+        return;
       case FrameType.sign:
       case FrameType.decrypt:
         // The payload is a view into the receive buffer, which is reused: copy it.
@@ -126,6 +134,49 @@ class KeyServer {
   }
 }
 
+/**
+ * Answers PSK_MASTER_SECRET requests from the PSKs of one file. Anything else, and any PSK
+ * request not of the exact shape (decodePskMasterSecret), is refused. The work is a few
+ * HMACs, so it is done at once.
+ */
+class PskServer {
+  readonly #holder: LocalPsk;
+  readonly #out: FrameWriter;
+  readonly #never = new AbortController().signal;
+
+  constructor(holder: LocalPsk, out: FrameWriter) {
+    this.#holder = holder;
+    this.#out = out;
+  }
+
+  onFrame(f: Frame): void {
+    if (f.type === FrameType.cancel) return; // answered synchronously: nothing is ever pending
+    if (f.type === FrameType.sign || f.type === FrameType.decrypt) {
+      this.#out.send(encodeError(f.id, 'unsupported', 'this key process holds PSKs, not a private key'));
+      return;
+    }
+    if (f.type !== FrameType.pskMasterSecret) {
+      this.#out.send(encodeError(f.id, 'bad-request', `unknown request type ${f.type}`));
+      return;
+    }
+    const req = decodePskMasterSecret(f.payload);
+    if ('error' in req) {
+      this.#out.send(encodeError(f.id, 'bad-request', req.error));
+      return;
+    }
+    this.#holder.tls12MasterSecret(req, { tlsVersion: 'TLSv1.2' }, this.#never).then(
+      (ms) => {
+        this.#out.send(encodeFrame(FrameType.ok, f.id, ms));
+        ms.fill(0);
+      },
+      (err: Error) => {
+        if (err instanceof UnknownPskIdentityError) this.#out.send(encodeFrame(FrameType.error, f.id, Buffer.of(UNKNOWN_PSK_IDENTITY), Buffer.from('unknown PSK identity')));
+        else this.#out.send(encodeError(f.id, 'bad-request', 'invalid PSK master secret request'));
+      },
+    );
+  }
+}
+
 /** Loads the private key; returns it or a message naming the file and the reason (never content). */
 function loadKey(path: string): { key: KeyObject } | { error: string } {
   let data: Buffer;
@@ -187,6 +238,10 @@ function main(): void {
   channel.on('close', () => process.exit(0));
   const out = new FrameWriter((b) => channel.write(b));
 
+  if (keyPath === '--psk') {
+    servePsks(channel, out, process.argv[3], process.argv[4]);
+    return;
+  }
   const loaded = keyPath ? loadKey(keyPath) : { error: 'no key file given' };
   if ('error' in loaded) {
     channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(loaded.error, 'utf8')), () => process.exit(1));
@@ -212,6 +267,41 @@ function main(): void {
     }
   });
   channel.write(encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })));
+}
+
+/** PSK mode: load the PSK file, then answer PSK requests until the channel closes. */
+function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, unknown: string | undefined): void {
+  const failStart = (msg: string): void => {
+    channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(msg, 'utf8')), () => process.exit(1));
+  };
+  if (!path) return failStart('no PSK file given');
+  if (unknown !== 'random' && unknown !== 'reject') return failStart('unknown-identity mode must be random or reject');
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch (e) {
+    return failStart(`cannot read PSK file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'read failed'}`);
+  }
+  let holder: LocalPsk;
+  try {
+    const psks = parsePskFile(data, path);
+    holder = new LocalPsk(psks, { unknownIdentity: unknown });
+    for (const v of psks.values()) v.fill(0);
+  } catch (e) {
+    return failStart((e as Error).message);
+  } finally {
+    data.fill(0);
+  }
+  const server = new PskServer(holder, out);
+  const decoder = new FrameDecoder();
+  channel.on('data', (chunk: Buffer) => {
+    try {
+      decoder.push(chunk, (f) => server.onFrame(f));
+    } catch {
+      process.exit(4);
+    }
+  });
+  channel.write(encodeReady([], Buffer.alloc(0)));
 }
 
 main();

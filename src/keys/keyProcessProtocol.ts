@@ -1,4 +1,4 @@
-import type { KeyErrorCode, SignPurpose } from './keyOperations.js';
+import type { KeyErrorCode, PskMasterSecretRequest, SignPurpose } from './keyOperations.js';
 
 /**
  * Wire format between the front and its key process, over a private socketpair that
@@ -6,8 +6,8 @@ import type { KeyErrorCode, SignPurpose } from './keyOperations.js';
  * JSON over Node's IPC channel costs several times more per operation.
  *
  * Frame: u32 length (of everything after it) | u8 type | u32 id | payload.
- * Parent → child: SIGN, DECRYPT, CANCEL. Child → parent: READY (once), START_FAILED
- * (instead of READY), OK, ERROR. The id pairs a result with its request; many requests
+ * Parent → child: SIGN, DECRYPT, PSK_MASTER_SECRET, CANCEL. Child → parent: READY (once),
+ * START_FAILED (instead of READY), OK, ERROR. The id pairs a result with its request; many requests
  * may be in flight at once.
  */
 
@@ -15,6 +15,7 @@ export const FrameType = {
   sign: 1,
   decrypt: 2,
   cancel: 3,
+  pskMasterSecret: 4,
   ready: 0x10,
   startFailed: 0x11,
   ok: 0x12,
@@ -60,6 +61,12 @@ const ERROR_CODES: readonly KeyErrorCode[] = [
   'rate-limited',
 ];
 
+/**
+ * ERROR code byte for "unknown PSK identity" (a 'refused' the front must turn into the
+ * unknown_psk_identity alert); outside the KeyErrorCode table on purpose.
+ */
+export const UNKNOWN_PSK_IDENTITY = 0x40;
+
 export function encodeErrorCode(code: KeyErrorCode): number {
   const i = ERROR_CODES.indexOf(code);
   return i < 0 ? 0 : i;
@@ -100,7 +107,56 @@ export function encodeDecrypt(id: number, clientVersion: number, ciphertext: Uin
   return encodeFrame(FrameType.decrypt, id, head, ciphertext);
 }
 
-/** READY payload: u16 scheme count | schemes (u16 each) | SPKI DER. */
+/** Largest PSK identity (RFC 4279: opaque psk_identity<0..2^16-1>). */
+export const MAX_PSK_IDENTITY = 0xffff;
+/** Largest "other secret" (an ECDHE shared secret: 66 bytes for P-521); more is not TLS. */
+export const MAX_PSK_OTHER_SECRET = 512;
+
+const PSK_HASHES = ['sha256', 'sha384'] as const;
+
+/**
+ * PSK_MASTER_SECRET payload: u8 flags (bit 0 extended, bit 1 other secret present) | u8 hash
+ * (1 sha256, 2 sha384) | u16 identity length | identity | u16 other length | other | seed.
+ */
+export function encodePskMasterSecret(id: number, req: PskMasterSecretRequest): Buffer {
+  const head = Buffer.allocUnsafe(4);
+  head[0] = (req.extended ? 1 : 0) | (req.otherSecret ? 2 : 0);
+  head[1] = PSK_HASHES.indexOf(req.hash) + 1;
+  head.writeUInt16BE(req.identity.length, 2);
+  const other = req.otherSecret ?? new Uint8Array(0);
+  const otherLen = Buffer.allocUnsafe(2);
+  otherLen.writeUInt16BE(other.length, 0);
+  return encodeFrame(FrameType.pskMasterSecret, id, head, req.identity, otherLen, other, req.seed);
+}
+
+/**
+ * Parses a PSK_MASTER_SECRET payload and checks its shape: a known hash, lengths that fit
+ * the payload exactly, a seed of the two randoms (64 bytes) or, when extended, a session
+ * hash of the suite's hash length. Returns a reason instead when it is not that shape.
+ */
+export function decodePskMasterSecret(p: Buffer): PskMasterSecretRequest | { error: string } {
+  if (p.length < 6) return { error: 'truncated PSK request' };
+  const flags = p[0];
+  if (flags & ~3) return { error: 'unknown PSK request flags' };
+  const hash = PSK_HASHES[p[1] - 1];
+  if (!hash) return { error: 'PSK master secret hash must be sha256 or sha384' };
+  const idLen = p.readUInt16BE(2);
+  if (4 + idLen + 2 > p.length) return { error: 'truncated PSK identity' };
+  const identity = p.subarray(4, 4 + idLen);
+  const otherLen = p.readUInt16BE(4 + idLen);
+  const otherAt = 6 + idLen;
+  if (otherAt + otherLen > p.length) return { error: 'truncated PSK other secret' };
+  const hasOther = (flags & 2) !== 0;
+  if (!hasOther && otherLen !== 0) return { error: 'other secret given without its flag' };
+  if (hasOther && (otherLen === 0 || otherLen > MAX_PSK_OTHER_SECRET)) return { error: 'bad ECDHE shared secret length' };
+  const seed = p.subarray(otherAt + otherLen);
+  const extended = (flags & 1) !== 0;
+  const seedLen = extended ? (hash === 'sha256' ? 32 : 48) : 64;
+  if (seed.length !== seedLen) return { error: extended ? 'the session hash has the wrong length' : 'the seed must be the two 32-byte randoms' };
+  return { identity, otherSecret: hasOther ? p.subarray(otherAt, otherAt + otherLen) : null, hash, extended, seed };
+}
+
+/** READY payload: u16 scheme count | schemes (u16 each) | SPKI DER (empty for a PSK-only process). */
 export function encodeReady(schemes: readonly number[], spki: Uint8Array): Buffer {
   const head = Buffer.allocUnsafe(2 + 2 * schemes.length);
   head.writeUInt16BE(schemes.length, 0);
@@ -111,7 +167,7 @@ export function encodeReady(schemes: readonly number[], spki: Uint8Array): Buffe
 export function decodeReady(payload: Buffer): { schemes: number[]; spki: Buffer } | undefined {
   if (payload.length < 2) return undefined;
   const n = payload.readUInt16BE(0);
-  if (payload.length < 2 + 2 * n + 1) return undefined;
+  if (payload.length < 2 + 2 * n) return undefined;
   const schemes: number[] = [];
   for (let i = 0; i < n; i++) schemes.push(payload.readUInt16BE(2 + 2 * i));
   return { schemes, spki: Buffer.from(payload.subarray(2 + 2 * n)) };
