@@ -4,8 +4,9 @@
  * inside it; then, alternating, signs/s through pkcs11Key's worker pool (the event loop
  * stays free) and through a synchronous C_SignInit + C_Sign on the main thread, one sign
  * per turn of the event loop (the loop is blocked during each C_Sign). For each mode: the
- * longest event-loop stall (monitorEventLoopDelay, 1 ms resolution) and the main thread's
- * busy time per sign (event-loop utilization). Prints one JSON line.
+ * longest and 99th-percentile event-loop delay (monitorEventLoopDelay, 1 ms resolution),
+ * the share of time the loop was busy and the main thread's busy time per sign
+ * (event-loop utilization). Prints one JSON line.
  *
  *   node dist/bench/keysHsm.js SECONDS INFLIGHT REPEATS
  */
@@ -27,6 +28,10 @@ interface ModeResult {
   rate: number;
   /** Longest event-loop stall seen, ms. */
   maxStallMs: number;
+  /** 99th percentile of the event-loop delay, ms. */
+  p99StallMs: number;
+  /** Share of the time the event loop was busy (event-loop utilization, 0..1). */
+  loopBusy: number;
   /** Main-thread busy time per sign, µs. */
   mainUsPerSign: number;
 }
@@ -43,7 +48,7 @@ async function measure(body: (until: number) => Promise<number>): Promise<ModeRe
   const ms = performance.now() - t0;
   const elu = performance.eventLoopUtilization(elu0);
   h.disable();
-  return { rate: n / (ms / 1000), maxStallMs: h.max / 1e6, mainUsPerSign: (elu.active * 1000) / n };
+  return { rate: n / (ms / 1000), maxStallMs: h.max / 1e6, p99StallMs: h.percentile(99) / 1e6, loopBusy: elu.utilization, mainUsPerSign: (elu.active * 1000) / n };
 }
 
 async function poolRun(token: SoftHsmToken, key: SoftHsmKey, scheme: SignatureScheme): Promise<ModeResult> {

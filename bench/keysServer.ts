@@ -2,7 +2,8 @@
  * One front for bench/keys: a keyward TLS server whose key is a LocalKey, a forked key
  * process, or keyd (Unix socket or mutual TLS). Same certificate, key and group (x25519)
  * for all. Prints {"port":N} on stdout; answers "cpu" on stdin with its own CPU time and,
- * for the key process, the key process's CPU time (µs); exits when stdin closes.
+ * for the key process, the key process's CPU time (µs; `sys`: the kernel's part of its own);
+ * exits when stdin closes.
  *
  *   node dist/bench/keysServer.js '{"mode":"local","cert":"c.pem","key":"k.pem"}'
  *   node dist/bench/keysServer.js '{"mode":"keyproc","cert":"c.pem","key":"k.pem"}'
@@ -65,7 +66,7 @@ rl.on('line', (line) => {
   const u = process.cpuUsage();
   const holderPid = keyProcess?.pid;
   const holder = holderPid ? procCpuMicros(holderPid) : 0;
-  process.stdout.write(JSON.stringify({ cpu: u.user + u.system, holder }) + '\n');
+  process.stdout.write(JSON.stringify({ cpu: u.user + u.system, sys: u.system, holder }) + '\n');
 });
 rl.on('close', () => {
   // Closing the key process on the way out ends the child, which exit() alone would orphan.
