@@ -2,14 +2,17 @@
  * Where `keyward serve` finds the private key of each certificate: a key file in this
  * process (--key), a key process that alone reads the key file (--key-process --key),
  * keyd (--keyd, found by the certificate's public key or --keyd-key-id), or a PKCS#11
- * token (--pkcs11). Every failure becomes a CliError whose message names the file,
+ * token (--pkcs11); and where the TLS 1.2 PSKs are (--psk-keyd, --psk-process --psk-file,
+ * or --psk-file in this process). Every failure becomes a CliError whose message names the file,
  * address or URI and the reason, never key bytes or a PIN.
  */
 import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { keyIdOf } from '../keys/keyId.js';
-import { KeyOperationError, type KeyOperations } from '../keys/keyOperations.js';
+import { KeyOperationError, type KeyOperations, type PskOperations } from '../keys/keyOperations.js';
 import { LocalKey } from '../keys/localKey.js';
+import { LocalPsk } from '../keys/localPsk.js';
+import { parsePskFile } from '../keys/pskFile.js';
 import type { KeyProcessLogger } from '../keys/keyProcess.js';
 import { KeydClient, parseKeydAddress, type RemoteKey } from '../keys/remoteKey.js';
 import { redactPkcs11Uri } from '../keys/pkcs11Uri.js';
@@ -45,6 +48,8 @@ export interface KeydSourceOptions {
 export interface KeySourceOptions {
   /** --key files are loaded by key processes (the front never opens them). */
   keyProcess?: boolean;
+  /** --psk-process: the PSK file is read by a key process (only used to check --key-user). */
+  pskProcess?: boolean;
   /** --key-user: the key processes run as this user (needs root). */
   keyUser?: string;
   keyd?: KeydSourceOptions;
@@ -52,6 +57,24 @@ export interface KeySourceOptions {
   pkcs11?: { module?: string; pinFile?: string };
   /** Where key processes report exits and restarts (default: stderr). */
   log?: (line: string) => void;
+}
+
+/** Where the TLS 1.2 PSKs are held. */
+export type PskSpec =
+  /** --psk-keyd: keyd holds them (provisioned with `keyward keys put-psk`); needs --keyd. */
+  | { kind: 'keyd' }
+  /** --psk-process --psk-file FILE: a key process alone reads FILE. */
+  | { kind: 'process'; path: string }
+  /** --psk-file FILE alone: read into this process (a baseline, not isolation). */
+  | { kind: 'file'; path: string };
+
+/** The PSK holder of a `serve` run, with what the page and the log say about it. */
+export interface OpenedPsk {
+  holder: PskOperations;
+  backend: 'local' | 'key-process' | 'keyd';
+  describe(): string;
+  /** The PSK process's pid, for --psk-process. */
+  pid?(): number | undefined;
 }
 
 /** A key ready for the TLS server, with what the demo page and the log say about it. */
@@ -86,6 +109,7 @@ function mismatch(certPath: string, keyWhere: string): CliError {
 export class KeySources {
   readonly #opts: KeySourceOptions;
   readonly #opened: KeyOperations[] = [];
+  readonly #psks: PskOperations[] = [];
   #keyd: Promise<KeydClient> | undefined;
   #client: KeydClient | undefined;
 
@@ -105,7 +129,7 @@ export class KeySources {
         }
       }
     }
-    if (opts.keyUser !== undefined && !opts.keyProcess) throw new CliError('--key-user needs --key-process');
+    if (opts.keyUser !== undefined && !opts.keyProcess && !opts.pskProcess) throw new CliError('--key-user needs --key-process or --psk-process');
   }
 
   /** Whether a certificate without a key option can be served (from keyd). */
@@ -241,10 +265,64 @@ export class KeySources {
     };
   }
 
-  /** Closes every key opened (key processes, PKCS#11 sessions, the keyd connections). */
+  /**
+   * The PSK holder for `spec`. `unknownIdentity` applies to the PSK file modes; keyd's
+   * behaviour for unknown identities is set in keyd's own configuration.
+   */
+  async openPsk(spec: PskSpec, unknownIdentity?: 'random' | 'reject'): Promise<OpenedPsk> {
+    if (spec.kind === 'keyd') {
+      if (!this.#opts.keyd) throw new CliError('--psk-keyd needs --keyd (the keyd that holds the PSKs)');
+      if (unknownIdentity !== undefined) throw new CliError('--psk-unknown applies to --psk-file; with --psk-keyd, keyd\'s configuration (psk.unknownIdentity) decides');
+      const client = await this.#connectKeyd();
+      const holder = client.psk(this.#opts.keyd.deadlineMs ?? 2_000);
+      const where = this.#opts.keyd.addresses.join(', ');
+      return { holder, backend: 'keyd', describe: () => `PSKs in keyd (${where}); this process never holds them` };
+    }
+    if (spec.kind === 'file') {
+      let data: Buffer;
+      try {
+        data = readFileSync(spec.path);
+      } catch (err) {
+        throw new CliError(`cannot read PSK file ${spec.path}: ${errorCode(err)}`);
+      }
+      let holder: LocalPsk;
+      try {
+        const psks = parsePskFile(data, spec.path);
+        holder = new LocalPsk(psks, unknownIdentity ? { unknownIdentity } : {});
+        for (const v of psks.values()) v.fill(0);
+      } catch (err) {
+        throw new CliError((err as Error).message);
+      } finally {
+        data.fill(0);
+      }
+      return { holder, backend: 'local', describe: () => `PSKs in this process, read from ${spec.path} (--psk-file without --psk-process)` };
+    }
+    const { startPskProcess } = await import('../keys/keyProcess.js');
+    const log = this.#opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const fmt = (level: string) => (obj: object, msg?: string) => log(`keyward: ${level}: ${msg ?? ''} ${JSON.stringify({ ...obj, pskFile: spec.path })}`);
+    const info = fmt('info');
+    const logger: KeyProcessLogger = { info: (obj, msg) => msg !== 'PSK process ready' && info(obj, msg), warn: fmt('warn'), error: fmt('error') };
+    let holder;
+    try {
+      holder = await startPskProcess({ pskPath: spec.path, keyUser: this.#opts.keyUser, logger, ...(unknownIdentity ? { unknownIdentity } : {}) });
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+    this.#psks.push(holder);
+    const user = this.#opts.keyUser ? `, user ${this.#opts.keyUser}` : '';
+    return {
+      holder,
+      backend: 'key-process',
+      pid: () => holder.pid,
+      describe: () => `PSKs in a separate key process (pid ${holder.pid ?? 'restarting'}${user}); this process never read ${spec.path}`,
+    };
+  }
+
+  /** Closes every key and PSK holder opened (key processes, PKCS#11 sessions, the keyd connections). */
   async close(): Promise<void> {
     const keys = this.#opened.splice(0);
-    await Promise.allSettled(keys.map((k) => k.close?.()));
+    const psks = this.#psks.splice(0);
+    await Promise.allSettled([...keys.map((k) => k.close?.()), ...psks.map((p) => p.close?.())]);
     this.#client?.close();
   }
 }

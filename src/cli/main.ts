@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ensureDemoPki } from './pki.js';
 import { runDemo } from './demo.js';
 import { registerKeydCommands } from './keydCommands.js';
-import { CliError, serve, type KeySpec, type RunningServer } from './serve.js';
+import { CliError, serve, type KeySpec, type PskSpec, type RunningServer, type ServeOptions } from './serve.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -28,6 +28,15 @@ without one is looked up in keyd by its public key):
                 The PIN comes from the file, or from the URI (pin-value=, pin-source=).
   in-process    --cert chain.pem --key key.pem
                 The key is loaded into this process (a baseline, not isolation).
+
+TLS 1.2 PSK suites (PSK-AES128-GCM-SHA256, ECDHE-PSK-AES128-GCM-SHA256,
+ECDHE-PSK-CHACHA20-POLY1305; --cert is optional then):
+  keyd          --psk-keyd --keyd ADDR ...   PSKs put with "keyward keys put-psk"
+  key process   --psk-process --psk-file psks.txt
+                psks.txt holds "identity:hexkey" lines; only a forked child reads it.
+  in-process    --psk-file psks.txt          (a baseline, not isolation)
+  An unknown identity gets a random master secret (the handshake fails at Finished);
+  --psk-unknown reject sends unknown_psk_identity instead. --psk-hint sets the hint.
 
 Examples:
   keyward serve --listen 0.0.0.0:443 --cert site.pem --key-process --key site-key.pem --key-user keyward
@@ -59,6 +68,23 @@ interface ServeCliOptions {
   alpn: string;
   minVersion: 'TLSv1.2' | 'TLSv1.3';
   rsaKeyExchange?: boolean;
+  pskKeyd?: boolean;
+  pskProcess?: boolean;
+  pskFile?: string;
+  pskHint?: string;
+  pskUnknown?: 'random' | 'reject';
+}
+
+/** The PSK part of serve's options, checking the combination of --psk-* flags. */
+function pskOptions(o: ServeCliOptions): Pick<ServeOptions, 'psk'> {
+  if (o.pskKeyd && (o.pskProcess || o.pskFile !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source');
+  if (o.pskProcess && o.pskFile === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads)');
+  const source: PskSpec | undefined = o.pskKeyd ? { kind: 'keyd' } : o.pskFile !== undefined ? { kind: o.pskProcess ? 'process' : 'file', path: o.pskFile } : undefined;
+  if (!source) {
+    if (o.pskHint !== undefined || o.pskUnknown !== undefined) throw new CliError('--psk-hint and --psk-unknown need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
+    return {};
+  }
+  return { psk: { source, ...(o.pskHint !== undefined ? { identityHint: o.pskHint } : {}), ...(o.pskUnknown ? { unknownIdentity: o.pskUnknown } : {}) } };
 }
 
 function hostUrl(host: string): string {
@@ -110,6 +136,11 @@ export function buildProgram(): Command {
     .option('--alpn <list>', 'ALPN protocols in preference order', 'h2,http/1.1')
     .addOption(new Option('--min-version <version>', 'lowest TLS version accepted').choices(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'))
     .option('--rsa-key-exchange', 'also offer TLS 1.2 RSA key exchange for old clients (no forward secrecy; the key holder decrypts the premaster)')
+    .option('--psk-keyd', 'offer TLS 1.2 PSK suites with the PSKs held by the --keyd key server')
+    .option('--psk-process', 'offer TLS 1.2 PSK suites with --psk-file read by a forked key process; this process never opens it')
+    .option('--psk-file <file>', 'PSK file, "identity:hexkey" per line (read by this process unless --psk-process)')
+    .option('--psk-hint <hint>', 'PSK identity hint sent to clients')
+    .addOption(new Option('--psk-unknown <mode>', 'answer to an unknown PSK identity (with --psk-file)').choices(['random', 'reject']))
     .addHelpText('after', SERVE_HELP)
     .action(async (o: ServeCliOptions) => {
       const running = await serve({
@@ -119,8 +150,10 @@ export function buildProgram(): Command {
         alpn: o.alpn.split(',').filter(Boolean),
         minVersion: o.minVersion,
         rsaKeyExchange: o.rsaKeyExchange === true,
+        ...pskOptions(o),
         sources: {
           keyProcess: o.keyProcess === true,
+          pskProcess: o.pskProcess === true,
           ...(o.keyUser !== undefined ? { keyUser: o.keyUser } : {}),
           ...(o.keyd.length > 0
             ? { keyd: { addresses: o.keyd, caPath: o.keydCa, certPath: o.keydCert, keyPath: o.keydKey, deadlineMs: o.keydDeadline } }
@@ -130,6 +163,7 @@ export function buildProgram(): Command {
       });
       stopOnSignals(running);
       for (const c of running.certificates) process.stdout.write(`keyward: ${c.certPath}: private key ${c.describe()}\n`);
+      if (running.psk) process.stdout.write(`keyward: ${running.psk.describe()}\n`);
       const { address, port } = running.address;
       process.stdout.write(`keyward listening on https://${hostUrl(address)}:${port}/\n`);
     });

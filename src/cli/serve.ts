@@ -13,17 +13,29 @@ import type { CertificateWithKey } from '../node/server.js';
 import type { KeywardTLSSocket } from '../node/tlsSocket.js';
 import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { certifiedKey } from '../tls/engine/certificates.js';
-import { CliError, KeySources, type KeySourceOptions, type KeySpec, type OpenedKey } from './keySources.js';
+import { CliError, KeySources, type KeySourceOptions, type KeySpec, type OpenedKey, type OpenedPsk, type PskSpec } from './keySources.js';
 import { demoPage } from './page.js';
 
-export { CliError, type KeySpec, type KeySourceOptions } from './keySources.js';
+export { CliError, type KeySpec, type KeySourceOptions, type PskSpec } from './keySources.js';
+
+/** TLS 1.2 PSK suites of a `serve` run (RFC 4279 PSK and RFC 5489 ECDHE_PSK). */
+export interface ServePskOptions {
+  /** Where the PSKs are held. */
+  source: PskSpec;
+  /** psk_identity_hint sent to clients (--psk-hint). */
+  identityHint?: string;
+  /** Unknown identity with a PSK file: random master secret (default) or unknown_psk_identity. */
+  unknownIdentity?: 'random' | 'reject';
+}
 
 /** What `serve` needs: where to listen, the certificates, and where their keys are. */
 export interface ServeOptions {
   /** HOST:PORT, [V6]:PORT or PORT (port 0 picks a free one). */
   listen: string;
-  /** Certificate chain files, PEM, leaf first. */
+  /** Certificate chain files, PEM, leaf first. May be empty when `psk` is given (a PSK-only server). */
   certs: string[];
+  /** Also offer TLS 1.2 PSK suites, the PSKs held where `psk.source` says. */
+  psk?: ServePskOptions;
   /** Key options in command-line order: the k-th goes with the k-th certificate; the rest use keyd. */
   keys?: KeySpec[];
   /** Backend settings shared by every key (key process, keyd, PKCS#11). */
@@ -57,6 +69,8 @@ export interface RunningServer {
   server: http2.Http2Server & WithTlsAcceptor;
   address: AddressInfo;
   certificates: ServedCertificate[];
+  /** The PSK holder, when PSK suites are on. */
+  psk?: { backend: OpenedPsk['backend']; describe(): string; pid?(): number | undefined };
   /** Stops accepting, ends connections (forcibly after `graceMs`), then closes the keys. */
   close(graceMs?: number): Promise<void>;
 }
@@ -97,12 +111,12 @@ function readCertificate(path: string, isolated: boolean): { pem: string; leaf: 
 
 /** Loads each certificate with its key, checking they belong together. Closes what it opened when one fails. */
 export async function loadCertificates(opts: ServeOptions, sources: KeySources): Promise<{ certificates: CertificateWithKey[]; served: ServedCertificate[]; keys: KeyOperations[] }> {
-  if (opts.certs.length === 0) throw new CliError('at least one --cert is required');
+  if (opts.certs.length === 0 && !opts.psk) throw new CliError('at least one --cert is required (or a PSK source: --psk-keyd, --psk-process --psk-file, --psk-file)');
   const specs = opts.keys ?? [];
   if (!opts.keyFor && specs.length > opts.certs.length) {
     throw new CliError(`more key options (--key, --pkcs11, --keyd-key-id: ${specs.length}) than certificates (--cert: ${opts.certs.length}); the k-th key option goes with the k-th --cert`);
   }
-  const isolated = !opts.keyFor && (opts.sources?.keyProcess === true || sources.hasKeyd || specs.some((s) => s.kind !== 'file'));
+  const isolated = !opts.keyFor && (opts.sources?.keyProcess === true || sources.hasKeyd || specs.some((s) => s.kind !== 'file') || (opts.psk !== undefined && opts.psk.source.kind !== 'file'));
   const certificates: CertificateWithKey[] = [];
   const served: ServedCertificate[] = [];
   const keys: KeyOperations[] = [];
@@ -174,8 +188,11 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const alpn = opts.alpn ?? ['h2', 'http/1.1'];
   const sources = new KeySources(opts.sources ?? {});
   let loaded;
+  let psk: OpenedPsk | undefined;
   try {
+    if (opts.psk?.identityHint !== undefined && Buffer.byteLength(opts.psk.identityHint, 'utf8') > 0xffff) throw new CliError('--psk-hint is longer than 65535 bytes');
     loaded = await loadCertificates(opts, sources);
+    if (opts.psk) psk = await sources.openPsk(opts.psk.source, opts.psk.unknownIdentity);
   } catch (err) {
     await sources.close();
     throw err;
@@ -195,6 +212,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const describeFor = (connectionId: string | undefined): string => {
     const i = connectionId === undefined ? undefined : usedBy.get(connectionId);
     if (i !== undefined) return served[i].describe();
+    // No certificate key was used: a PSK handshake, or a PSK-only server.
+    if (psk && (served.length === 0 || connectionId !== undefined)) return psk.describe();
     if (served.length === 1) return served[0].describe();
     return served.map((s) => `${s.certPath}: ${s.describe()}`).join('; ');
   };
@@ -205,6 +224,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     ALPNProtocols: alpn,
     ...(opts.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
     ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
+    ...(psk ? { psk: { holder: psk.holder, ...(opts.psk?.identityHint !== undefined ? { identityHint: opts.psk.identityHint } : {}) } } : {}),
   };
   const server = (alpn.includes('h2') ? createHttp2SecureServer(tlsOptions, page) : createHttpsServer(tlsOptions, page)) as unknown as http2.Http2Server & WithTlsAcceptor;
   server.on('secureConnection', (socket: KeywardTLSSocket) => socket.once('close', () => usedBy.delete(socket.connectionId)));
@@ -235,5 +255,6 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     })();
     return closing;
   };
-  return { server, address, certificates: served, close };
+  const pskInfo = psk ? { backend: psk.backend, describe: () => psk.describe(), ...(psk.pid ? { pid: psk.pid } : {}) } : undefined;
+  return { server, address, certificates: served, ...(pskInfo ? { psk: pskInfo } : {}), close };
 }
