@@ -108,16 +108,24 @@ export function registerKeydCommands(program: Command): void {
     }),
   );
 
-  adminCommand(keys, 'put-psk <identity>', 'store a TLS PSK under an identity ("hex:..." for a binary identity)')
-    .requiredOption('--secret-file <file>', 'file holding the PSK (raw bytes, or hex text with --hex)')
-    .option('--hex', 'the secret file holds hex text')
+  // `put-psk --identity ID --psk-file F` as documented; the older positional identity and
+  // --secret-file still work.
+  adminCommand(keys, 'put-psk [identity]', 'store a TLS PSK under an identity ("hex:..." for a binary identity); audited like any key')
+    .option('--identity <id>', 'PSK identity ("hex:..." for a binary identity)')
+    .option('--psk-file <file>', 'file holding the PSK (raw bytes, or hex text with --hex)')
+    .addOption(new Option('--secret-file <file>', 'same as --psk-file').hideHelp())
+    .option('--hex', 'the PSK file holds hex text')
     .action(
-      withAdmin(async (admin, o: { secretFile: string; hex?: boolean }, identity: string) => {
-        const raw = await readFile(o.secretFile);
+      withAdmin(async (admin, o: { identity?: string; pskFile?: string; secretFile?: string; hex?: boolean }, positional?: string) => {
+        const identity = pskIdentityOption(o.identity, positional);
+        const file = o.pskFile ?? o.secretFile;
+        if (file === undefined) throw new CliUsageError('--psk-file is required (the file holding the PSK)');
+        if (o.pskFile !== undefined && o.secretFile !== undefined) throw new CliUsageError('give --psk-file once (--secret-file is its old name)');
+        const raw = await readFile(file);
         let secret: Buffer;
         if (o.hex) {
           const text = raw.toString('latin1').trim();
-          if (!/^([0-9a-fA-F]{2})+$/.test(text)) throw new CliUsageError(`${o.secretFile} does not hold hex text`);
+          if (!/^([0-9a-fA-F]{2})+$/.test(text)) throw new CliUsageError(`${file} does not hold hex text`);
           secret = Buffer.from(text, 'hex');
         } else {
           secret = Buffer.from(raw);
@@ -132,12 +140,15 @@ export function registerKeydCommands(program: Command): void {
       }),
     );
 
-  adminCommand(keys, 'delete-psk <identity>', 'delete a stored PSK').action(
-    withAdmin(async (admin, _o: object, identity: string) => {
-      await admin.deletePsk(parseIdentity(identity));
-      process.stdout.write(`deleted PSK ${identity}\n`);
-    }),
-  );
+  adminCommand(keys, 'delete-psk [identity]', 'delete a stored PSK')
+    .option('--identity <id>', 'PSK identity ("hex:..." for a binary identity)')
+    .action(
+      withAdmin(async (admin, o: { identity?: string }, positional?: string) => {
+        const identity = pskIdentityOption(o.identity, positional);
+        await admin.deletePsk(parseIdentity(identity));
+        process.stdout.write(`deleted PSK ${identity}\n`);
+      }),
+    );
 
   const audit = program.command('audit').description('audit log tools');
   audit
@@ -244,6 +255,14 @@ async function readPrivateKey(path: string): Promise<KeyObject> {
   } finally {
     raw.fill(0);
   }
+}
+
+/** The identity from --identity or the positional argument (exactly one of them). */
+function pskIdentityOption(option: string | undefined, positional: string | undefined): string {
+  if (option !== undefined && positional !== undefined) throw new CliUsageError('give the PSK identity once: --identity ID');
+  const id = option ?? positional;
+  if (id === undefined) throw new CliUsageError('--identity is required (the PSK identity)');
+  return id;
 }
 
 function parseIdentity(s: string): Buffer {
