@@ -57,7 +57,8 @@ export interface KeydConfig {
     create: boolean;
     scrypt?: ScryptParams;
   };
-  audit: { file: string; durable: boolean };
+  /** `sync`: 'batch' (line written before the result, fsync every syncIntervalMs / syncLines) or 'always' (fsync before each result). */
+  audit: { file: string; durable: boolean; sync: 'batch' | 'always'; syncIntervalMs: number; syncLines: number };
   metrics?: { host: string; port: number };
   log: { level: string };
   clients: ClientRule[];
@@ -301,11 +302,15 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
   }
 
   let audit: KeydConfig['audit'] | undefined;
-  const a = c.obj(top.audit, 'audit', ['file', 'durable']);
+  const a = c.obj(top.audit, 'audit', ['file', 'durable', 'sync', 'syncIntervalMs', 'syncLines']);
   if (a) {
     const file = c.file(a.file, 'audit.file');
     const durable = c.bool(a.durable, 'audit.durable', true);
-    if (file) audit = { file, durable };
+    const sync = a.sync === undefined ? 'batch' : a.sync;
+    if (sync !== 'batch' && sync !== 'always') c.fail('audit.sync', "expected 'batch' or 'always'");
+    const syncIntervalMs = c.int(a.syncIntervalMs, 'audit.syncIntervalMs', 1, 60_000, 10) ?? 10;
+    const syncLines = c.int(a.syncLines, 'audit.syncLines', 1, 1_000_000, 64) ?? 64;
+    if (file) audit = { file, durable, sync: sync === 'always' ? 'always' : 'batch', syncIntervalMs, syncLines };
   }
 
   let metrics: KeydConfig['metrics'];

@@ -50,7 +50,7 @@ export class KeydMetrics {
     this.auditLines = new Counter({ name: 'keyd_audit_lines_total', help: 'Audit lines written', registers });
     this.auditBatchSeconds = new Histogram({
       name: 'keyd_audit_append_seconds',
-      help: 'Time from audit append to durable write',
+      help: 'Time from audit append to the line being written to the log file',
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
       registers,
     });

@@ -1,7 +1,7 @@
 /**
  * keyd's operations, independent of the transport: each request frame of an authenticated
  * session becomes one reply (or none, when the request was cancelled). Every request is
- * authorized, counted and audited; the audit line is durable before the reply is returned.
+ * authorized, counted and audited; the audit line is written to the log file before the reply is returned (fsync in small batches).
  */
 import { createPrivateKey, createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
