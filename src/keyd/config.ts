@@ -370,7 +370,10 @@ export async function loadKeydConfig(path: string): Promise<KeydConfig> {
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new KeydConfigError(path, [`not valid JSON: ${(e as Error).message}`]);
+    // V8's message quotes a stretch of the text, and a pkcs11 URI here may carry pin-value:
+    // name only the place.
+    const at = /position (\d+)/.exec((e as Error).message);
+    throw new KeydConfigError(path, [`not valid JSON${at ? ` (at character ${at[1]})` : ''}`]);
   }
   return parseKeydConfig(raw, dirname(resolve(path)), path);
 }
