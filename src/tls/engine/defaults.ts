@@ -58,6 +58,5 @@ export const MAX_BUFFERED_WHILE_WAITING = 256 * 1024;
 export const KEY_UPDATE_AFTER_RECORDS = 1 << 24;
 /** Consecutive empty or KeyUpdate-only records tolerated, against a peer that spins us. */
 export const MAX_EMPTY_RECORDS = 32;
-export const MAX_KEY_UPDATES_WITHOUT_DATA = 32;
 /** 0-RTT bytes we skip when a client sends early data we do not accept. */
 export const DEFAULT_MAX_EARLY_DATA_SKIP = 64 * 1024;

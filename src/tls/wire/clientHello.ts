@@ -225,8 +225,3 @@ export function parseClientHello(body: Uint8Array): ClientHello {
   return ch;
 }
 
-/** True when the ClientHello offers TLS 1.3 in supported_versions. */
-export function offersVersion(ch: ClientHello, version: number): boolean {
-  return ch.supportedVersions?.includes(version) ?? false;
-}
-

@@ -61,21 +61,6 @@ export const TLS13 = 0x0304;
 export const TLS11 = 0x0302;
 export const TLS10 = 0x0301;
 
-export function versionName(v: number): string {
-  switch (v) {
-    case TLS13:
-      return 'TLSv1.3';
-    case TLS12:
-      return 'TLSv1.2';
-    case TLS11:
-      return 'TLSv1.1';
-    case TLS10:
-      return 'TLSv1';
-    default:
-      return `0x${v.toString(16)}`;
-  }
-}
-
 /** Largest TLSPlaintext fragment (RFC 8446 5.1). */
 export const MAX_PLAINTEXT = 1 << 14;
 /** Largest TLSCiphertext fragment in TLS 1.3: 2^14 + 256 (RFC 8446 5.2). */
