@@ -7,24 +7,21 @@ import { after, before, describe, it } from 'node:test';
 import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { nodeTlsClient, type NodeTlsClientOptions, type NodeTlsClientResult } from '../support/peers.js';
 import { getPki, KEY_TYPES, type KeyType, type PkiFixtures } from '../support/pki.js';
-import { certificate, GROUPS, KEY_TYPE_NAMES, onlySession, receivedText, startEchoServer, SUITES, type EchoServer, type ServerSession } from '../support/keywardServer.js';
+import { certificate, GROUPS, KEY_TYPE_NAMES, onlySession, receivedText, startEchoServer, startEchoServersByKeyType, SUITES, type EchoServer, type EchoServersByKeyType, type ServerSession } from '../support/keywardServer.js';
 
 let pki: PkiFixtures;
-const servers = new Map<KeyType, EchoServer>();
+let servers: EchoServersByKeyType | undefined;
 
 before(async () => {
   pki = await getPki();
-  for (const kt of KEY_TYPES) servers.set(kt, await startEchoServer({ certificates: [certificate(pki.server[kt])], ALPNProtocols: ['echo', 'h2'] }));
+  servers = await startEchoServersByKeyType(pki, { ALPNProtocols: ['echo', 'h2'] });
 });
 
-after(async () => {
-  for (const s of servers.values()) await s.close();
-});
+after(() => servers?.close());
 
 function serverFor(kt: KeyType): EchoServer {
-  const s = servers.get(kt);
-  assert.ok(s, `no server for ${kt}`);
-  return s;
+  assert.ok(servers, 'the echo servers did not start');
+  return servers.get(kt);
 }
 
 function explain(r: NodeTlsClientResult): string {

@@ -27,30 +27,29 @@ import {
   receivedText,
   serverKeyShareGroup,
   startEchoServer,
+  startEchoServersByKeyType,
   startRecordProxy,
   SUITES,
   waitUntil,
   type EchoServer,
+  type EchoServersByKeyType,
   type GroupNames,
   type SuiteNames,
 } from '../support/keywardServer.js';
 
 let pki: PkiFixtures;
-const servers = new Map<KeyType, EchoServer>();
+let servers: EchoServersByKeyType | undefined;
 
 before(async () => {
   pki = await getPki();
-  for (const kt of KEY_TYPES) servers.set(kt, await startEchoServer({ certificates: [certificate(pki.server[kt])] }));
+  servers = await startEchoServersByKeyType(pki);
 });
 
-after(async () => {
-  for (const s of servers.values()) await s.close();
-});
+after(() => servers?.close());
 
 function serverFor(kt: KeyType): EchoServer {
-  const s = servers.get(kt);
-  assert.ok(s, `no server for ${kt}`);
-  return s;
+  assert.ok(servers, 'the echo servers did not start');
+  return servers.get(kt);
 }
 
 const token = (label: string) => `${label}-${randomBytes(6).toString('hex')}`;

@@ -15,7 +15,7 @@ import type { NegotiatedInfo } from '../../src/tls/engine/events.js';
 import { createServer, type CertificateWithKey, type KeywardServer, type KeywardServerOptions } from '../../src/node/server.js';
 import { TlsHandshakeError, type CipherInfo, type KeywardTLSSocket } from '../../src/node/tlsSocket.js';
 import { Reader } from '../../src/tls/wire/reader.js';
-import type { CertFiles, KeyType } from './pki.js';
+import { KEY_TYPES, type CertFiles, type KeyType, type PkiFixtures } from './pki.js';
 
 // ---------------------------------------------------------------------------------------
 // Names of every negotiable value, per peer
@@ -213,6 +213,39 @@ export function startEchoServer(options: KeywardServerOptions, hooks: EchoServer
     since: (m: Mark) => ({ sessions: sessions.slice(m.sessions), errors: errors.slice(m.errors) }),
     close: () => closeServer(server, () => server.closeAllConnections()),
   }));
+}
+
+/** One echo server per certificate key type, shared by the tests of a file. */
+export interface EchoServersByKeyType {
+  /** The server presenting the fixture certificate of key type `kt`. */
+  get(kt: KeyType): EchoServer;
+  /** Stops every server. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts one echo server per key type of {@link KEY_TYPES}, each with that type's fixture
+ * certificate and `options`; if one fails to start, those already started are stopped.
+ */
+export async function startEchoServersByKeyType(pki: PkiFixtures, options: Omit<KeywardServerOptions, 'certificates'> = {}): Promise<EchoServersByKeyType> {
+  const servers = new Map<KeyType, EchoServer>();
+  const close = async (): Promise<void> => {
+    for (const s of servers.values()) await s.close();
+  };
+  try {
+    for (const kt of KEY_TYPES) servers.set(kt, await startEchoServer({ ...options, certificates: [certificate(pki.server[kt])] }));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    get(kt) {
+      const s = servers.get(kt);
+      if (!s) throw new Error(`no server for ${kt}`);
+      return s;
+    },
+    close,
+  };
 }
 
 /** Listens on 127.0.0.1:0 and resolves with the port. */
