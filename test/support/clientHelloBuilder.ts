@@ -76,6 +76,17 @@ export function handshakeMsg(type: number, body: Uint8Array): Uint8Array {
   return new Writer().u8(type).vec24(body).finish();
 }
 
+/**
+ * The first whole handshake message in `buf` (header included, copied) and the bytes after
+ * it; null while the message is still incomplete.
+ */
+export function nextHandshakeMessage<T extends ArrayBufferLike>(buf: Buffer<T>): { message: Buffer; rest: Buffer<T> } | null {
+  if (buf.length < 4) return null;
+  const len = buf.readUIntBE(1, 3);
+  if (buf.length < 4 + len) return null;
+  return { message: Buffer.from(buf.subarray(0, 4 + len)), rest: buf.subarray(4 + len) };
+}
+
 export function record(type: number, fragment: Uint8Array, version = 0x0303): Uint8Array {
   return new Writer().u8(type).u16(version).vec16(fragment).finish();
 }

@@ -16,7 +16,7 @@ import {
 } from '../../src/tls/crypto/keySchedule13.js';
 import { Transcript } from '../../src/tls/crypto/transcript.js';
 import { Reader } from '../../src/tls/wire/reader.js';
-import { clientHelloBody, ext, handshakeMsg, record, type HelloParts } from './clientHelloBuilder.js';
+import { clientHelloBody, ext, handshakeMsg, nextHandshakeMessage, record, type HelloParts } from './clientHelloBuilder.js';
 
 export interface PlainRecordOut {
   type: number;
@@ -95,12 +95,9 @@ export class MiniClient {
     }
     if (type !== 22) return;
     this.hsBuf = Buffer.concat([this.hsBuf, data]);
-    while (this.hsBuf.length >= 4) {
-      const len = this.hsBuf.readUIntBE(1, 3);
-      if (this.hsBuf.length < 4 + len) break;
-      const raw = Buffer.from(this.hsBuf.subarray(0, 4 + len));
-      this.hsBuf = this.hsBuf.subarray(4 + len);
-      this.onMessage(raw);
+    for (let next = nextHandshakeMessage(this.hsBuf); next; next = nextHandshakeMessage(this.hsBuf)) {
+      this.hsBuf = next.rest;
+      this.onMessage(next.message);
     }
   }
 

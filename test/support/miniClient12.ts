@@ -13,7 +13,7 @@ import { verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
 import { Transcript } from '../../src/tls/crypto/transcript.js';
 import { Reader } from '../../src/tls/wire/reader.js';
 import { Writer } from '../../src/tls/wire/writer.js';
-import { clientHelloBody, ext, handshakeMsg, record } from './clientHelloBuilder.js';
+import { clientHelloBody, ext, handshakeMsg, nextHandshakeMessage, record } from './clientHelloBuilder.js';
 
 export interface MiniClient12Options {
   suites?: number[];
@@ -137,12 +137,9 @@ export class MiniClient12 {
 
   private onHandshakeData(data: Buffer): void {
     this.hsBuf = Buffer.concat([this.hsBuf, data]);
-    while (this.hsBuf.length >= 4) {
-      const len = this.hsBuf.readUIntBE(1, 3);
-      if (this.hsBuf.length < 4 + len) break;
-      const raw = Buffer.from(this.hsBuf.subarray(0, 4 + len));
-      this.hsBuf = this.hsBuf.subarray(4 + len);
-      this.onMessage(raw);
+    for (let next = nextHandshakeMessage(this.hsBuf); next; next = nextHandshakeMessage(this.hsBuf)) {
+      this.hsBuf = next.rest;
+      this.onMessage(next.message);
     }
   }
 
