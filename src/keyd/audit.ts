@@ -209,49 +209,19 @@ export class AuditLog {
   append(rec: AuditRecord): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
     if (this.#closed) return Promise.reject(new Error('audit log is closed'));
-    const text = this.#chain(rec);
+    const line: Record<string, unknown> = { seq: this.#seq + 1, time: new Date().toISOString(), prev: this.#head };
+    for (const k of FIELD_ORDER) if (rec[k] !== undefined) line[k] = rec[k];
+    const text = JSON.stringify(line);
+    this.#seq += 1;
+    this.#head = sha256Hex(text);
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ text, resolve, reject });
+      this.#queue.push({ text: text + '\n', resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         // Let every request finished in this turn of the loop share one write.
         setImmediate(() => this.#writeQueued());
       }
     });
-  }
-
-  /** True when {@link appendNow} may be used: the log does not wait for an fsync before a line counts. */
-  get writesWithoutSync(): boolean {
-    return this.#mode !== 'always';
-  }
-
-  /**
-   * Appends one line and writes it at once, with any lines still queued before it, instead
-   * of at the end of the turn: for a lone request, which nothing would join in a batch
-   * and whose result should not wait a turn of the loop. Returns once the write(2) is
-   * done; throws when the line could not be written. Not for mode 'always' (see
-   * {@link writesWithoutSync}), where a line counts only once fsynced.
-   */
-  appendNow(rec: AuditRecord): void {
-    if (this.#mode === 'always') throw new Error('audit log in mode "always" must wait for fsync; use append');
-    if (this.#failed) throw this.#failed;
-    if (this.#closed) throw new Error('audit log is closed');
-    const text = this.#chain(rec);
-    let error: Error | undefined;
-    // Earlier queued lines keep their own promises; they leave in this same write.
-    this.#queue.push({ text, resolve: () => {}, reject: (e) => (error = e) });
-    this.#writeQueued();
-    if (error) throw error;
-  }
-
-  /** Numbers and chains one line (in call order), returning its text with the newline. */
-  #chain(rec: AuditRecord): string {
-    const line: Record<string, unknown> = { seq: this.#seq + 1, time: new Date().toISOString(), prev: this.#head };
-    for (const k of FIELD_ORDER) if (rec[k] !== undefined) line[k] = rec[k];
-    const text = JSON.stringify(line);
-    this.#seq += 1;
-    this.#head = sha256Hex(text);
-    return text + '\n';
   }
 
   /** Writes every queued line with one write(2) (looping on short writes). */

@@ -1,8 +1,8 @@
 /**
  * One front connection on keyd's side: frames in, replies out. Many requests run at once;
- * replies go out in completion order: the last one owed at once, others batched per turn.
- * CANCEL aborts a request (queued work is dropped, running work's result discarded);
- * closing the connection cancels everything it had in flight.
+ * replies go out in completion order, batched into few writes. CANCEL aborts a request
+ * (queued work is dropped, running work's result discarded); closing the connection
+ * cancels everything it had in flight.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -34,8 +34,6 @@ export class KeydConnection {
   readonly #inFlight = new Map<number, AbortController>();
   #out: Buffer[] = [];
   #flushScheduled = false;
-  /** Set while a chunk's frames are handled: their replies are written together after it. */
-  #inData = false;
   #closed = false;
 
   constructor(
@@ -61,17 +59,6 @@ export class KeydConnection {
 
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
-    this.#inData = true;
-    try {
-      this.#onChunk(chunk);
-    } finally {
-      this.#inData = false;
-    }
-    // Replies made while reading this chunk (PONG, rejections) leave in one write now.
-    if (this.#out.length > 0) this.#flush();
-  }
-
-  #onChunk(chunk: Buffer): void {
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);
@@ -141,12 +128,6 @@ export class KeydConnection {
   #send(type: FrameType, id: number, body: Uint8Array): void {
     if (this.#closed || this.socket.destroyed) return;
     this.#out.push(encodeFrame(type, id, body));
-    // The last reply this connection owes leaves at once: nothing else would share its
-    // write. While others are in flight, replies of one turn are batched.
-    if (this.#inFlight.size === 0 && !this.#inData) {
-      this.#flush();
-      return;
-    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       // Replies completed in the same turn of the loop leave in one write.

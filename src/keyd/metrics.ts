@@ -11,9 +11,6 @@ export function keyLabel(keyId: string | undefined): string {
   return keyId ? keyId.slice(0, 16) : 'none';
 }
 
-/** Most label sets kept bound per metric. */
-const MAX_CACHED_CHILDREN = 1024;
-
 /** Every metric keyd exports. */
 export class KeydMetrics {
   readonly registry = new Registry();
@@ -58,41 +55,6 @@ export class KeydMetrics {
       registers,
     });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'keyd_' });
-  }
-
-  // Label-bound children, so the hot path skips prom-client's per-call label hashing.
-  // Bounded: key labels come from requests (an unknown key id too), so past the cap the
-  // plain, uncached call is used.
-  readonly #opChildren = new Map<string, { inc(): void }>();
-  readonly #latencyChildren = new Map<string, { observe(v: number): void }>();
-
-  /** Counts one operation (same as `operations.inc` with these labels). */
-  countOperation(key: string, op: string, outcome: string): void {
-    const id = `${key}\0${op}\0${outcome}`;
-    let child = this.#opChildren.get(id);
-    if (!child) {
-      if (this.#opChildren.size >= MAX_CACHED_CHILDREN) {
-        this.operations.inc({ key, op, outcome });
-        return;
-      }
-      child = this.operations.labels({ key, op, outcome });
-      this.#opChildren.set(id, child);
-    }
-    child.inc();
-  }
-
-  /** Records one operation's latency in seconds (same as `latency.observe({ op }, seconds)`). */
-  observeLatency(op: string, seconds: number): void {
-    let child = this.#latencyChildren.get(op);
-    if (!child) {
-      if (this.#latencyChildren.size >= MAX_CACHED_CHILDREN) {
-        this.latency.observe({ op }, seconds);
-        return;
-      }
-      child = this.latency.labels({ op });
-      this.#latencyChildren.set(op, child);
-    }
-    child.observe(seconds);
   }
 }
 

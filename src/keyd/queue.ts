@@ -80,23 +80,11 @@ export class WorkQueue {
     } catch (e) {
       p = Promise.reject(e);
     }
-    // then() with both handlers, not finally(): finally adds two promise ticks per operation.
-    return p.then(
-      (v) => {
-        this.#done();
-        return v;
-      },
-      (e: unknown) => {
-        this.#done();
-        throw e;
-      },
-    );
-  }
-
-  #done(): void {
-    this.#running -= 1;
-    this.#next();
-    this.#notify();
+    return p.finally(() => {
+      this.#running -= 1;
+      this.#next();
+      this.#notify();
+    });
   }
 
   #next(): void {

@@ -1,9 +1,7 @@
 /**
  * keyd's operations, independent of the transport: each request frame of an authenticated
  * session becomes one reply (or none, when the request was cancelled). Every request is
- * authorized, counted and audited; the audit line is written to the log file before the
- * reply is returned (fsync in small batches). A lone request writes its line at once;
- * concurrent ones share one write at the end of the turn.
+ * authorized, counted and audited; the audit line is written to the log file before the reply is returned (fsync in small batches).
  */
 import { createPrivateKey, createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -169,14 +167,11 @@ export class KeydService {
     }
     const latency = performance.now() - t0;
     rec.latencyMs = round3(latency);
-    this.d.metrics.countOperation(keyLabel(rec.keyId), op, rec.outcome);
-    this.d.metrics.observeLatency(op, latency / 1000);
+    this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op, outcome: rec.outcome });
+    this.d.metrics.latency.observe({ op }, latency / 1000);
     try {
       const ta = performance.now();
-      // Alone, nothing would share the batched write at the end of the turn: write now, and
-      // the reply can leave in this same turn. With others in flight, batch.
-      if (this.#active === 1 && this.d.audit.writesWithoutSync) this.d.audit.appendNow(rec);
-      else await this.d.audit.append(rec);
+      await this.d.audit.append(rec);
       this.d.metrics.auditLines.inc();
       this.d.metrics.auditBatchSeconds.observe((performance.now() - ta) / 1000);
     } catch (e) {
@@ -196,7 +191,7 @@ export class KeydService {
 
   /** Audits a request that never reached an operation (e.g. unknown version or type). */
   async auditRejected(session: Session, op: string, code: WireErrorCode, reason: string): Promise<void> {
-    this.d.metrics.countOperation('none', op, code);
+    this.d.metrics.operations.inc({ key: 'none', op, outcome: code });
     await this.d.audit.append({ client: session.peer.display, op, outcome: code, front: session.remote, reason }).catch(() => undefined);
   }
 
