@@ -521,7 +521,7 @@ describe('timeouts', () => {
   });
 
   it('python gives up on its own before the hard limit and still reports', async () => {
-    const run = await pythonSsl(silentPort, { timeoutMs: 2000 });
+    const run = await pythonSsl(silentPort, { timeoutMs: 5000 });
     assert.equal(run.timedOut, false);
     assert.equal(run.report?.ok, false);
     assert.match(run.report?.error ?? '', /timed out|Timeout/i);

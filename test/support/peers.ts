@@ -503,7 +503,8 @@ export async function pythonSsl(port: number, opts: PythonSslOptions = {}): Prom
     until: opts.until,
     readMs: opts.readMs ?? 1500,
     // Socket operations give up before the hard kill, so a slow server yields a report.
-    ioTimeout: Math.max(1, (timeoutMs - 500) / 1000),
+    // Leave python time to start (slow on a loaded machine) before the hard limit.
+    ioTimeout: Math.max(1, (timeoutMs - Math.min(2000, timeoutMs / 2)) / 1000),
   };
   const run = await runProcess('python3', ['-c', PYTHON_CLIENT, JSON.stringify(params)], { timeoutMs });
   const result: PythonSslResult = { ...run };
