@@ -5,11 +5,11 @@
 // through a proxy.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
 import { gnutlsCli, parseGnutlsOutput, type GnutlsSummary, type RunResult } from '../support/peers.js';
-import { getPki, KEY_TYPES, type KeyType, type PkiFixtures } from '../support/pki.js';
+import { KEY_TYPES, type KeyType, type PkiFixtures } from '../support/pki.js';
 import {
   certificate,
   ContentType,
@@ -24,30 +24,16 @@ import {
   receivedText,
   recordSizeLimit,
   startEchoServer,
-  startEchoServersByKeyType,
+  echoServersPerKeyType,
   startRecordProxy,
   SUITES,
   waitUntil,
-  type EchoServer,
-  type EchoServersByKeyType,
   type GroupNames,
   type SuiteNames,
 } from '../support/keywardServer.js';
 
 let pki: PkiFixtures;
-let servers: EchoServersByKeyType | undefined;
-
-before(async () => {
-  pki = await getPki();
-  servers = await startEchoServersByKeyType(pki);
-});
-
-after(() => servers?.close());
-
-function serverFor(kt: KeyType): EchoServer {
-  assert.ok(servers, 'the echo servers did not start');
-  return servers.get(kt);
-}
+const serverFor = echoServersPerKeyType((p) => (pki = p));
 
 const token = (label: string) => `${label}-${randomBytes(6).toString('hex')}`;
 const TLS13_ONLY = 'NORMAL:-VERS-ALL:+VERS-TLS1.3';

@@ -3,26 +3,14 @@
 // verification, ALPN, SNI, HelloRetryRequest, and a 1 MB echo in both directions.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { nodeTlsClient, type NodeTlsClientOptions, type NodeTlsClientResult } from '../support/peers.js';
-import { getPki, KEY_TYPES, type KeyType, type PkiFixtures } from '../support/pki.js';
-import { certificate, GROUPS, KEY_TYPE_NAMES, onlySession, receivedText, startEchoServer, startEchoServersByKeyType, SUITES, type EchoServer, type EchoServersByKeyType, type ServerSession } from '../support/keywardServer.js';
+import { KEY_TYPES, type PkiFixtures } from '../support/pki.js';
+import { certificate, GROUPS, KEY_TYPE_NAMES, onlySession, receivedText, startEchoServer, echoServersPerKeyType, SUITES, type EchoServer, type ServerSession } from '../support/keywardServer.js';
 
 let pki: PkiFixtures;
-let servers: EchoServersByKeyType | undefined;
-
-before(async () => {
-  pki = await getPki();
-  servers = await startEchoServersByKeyType(pki, { ALPNProtocols: ['echo', 'h2'] });
-});
-
-after(() => servers?.close());
-
-function serverFor(kt: KeyType): EchoServer {
-  assert.ok(servers, 'the echo servers did not start');
-  return servers.get(kt);
-}
+const serverFor = echoServersPerKeyType((p) => (pki = p), { ALPNProtocols: ['echo', 'h2'] });
 
 function explain(r: NodeTlsClientResult): string {
   return JSON.stringify({ ...r, received: r.received.length > 200 ? `${r.received.slice(0, 200)}...` : r.received });

@@ -7,6 +7,7 @@
  * Everything listens on 127.0.0.1 port 0 and is stopped by `close()`; every wait is bounded.
  */
 import net from 'node:net';
+import { after, before } from 'node:test';
 import { LocalKey } from '../../src/keys/localKey.js';
 import { CipherSuite } from '../../src/tls/crypto/cipherSuites.js';
 import { NamedGroup } from '../../src/tls/crypto/groups.js';
@@ -15,7 +16,7 @@ import type { NegotiatedInfo } from '../../src/tls/engine/events.js';
 import { createServer, type CertificateWithKey, type KeywardServer, type KeywardServerOptions } from '../../src/node/server.js';
 import { TlsHandshakeError, type CipherInfo, type KeywardTLSSocket } from '../../src/node/tlsSocket.js';
 import { Reader } from '../../src/tls/wire/reader.js';
-import { KEY_TYPES, type CertFiles, type KeyType, type PkiFixtures } from './pki.js';
+import { getPki, KEY_TYPES, type CertFiles, type KeyType, type PkiFixtures } from './pki.js';
 
 // ---------------------------------------------------------------------------------------
 // Names of every negotiable value, per peer
@@ -245,6 +246,24 @@ export async function startEchoServersByKeyType(pki: PkiFixtures, options: Omit<
       return s;
     },
     close,
+  };
+}
+
+/**
+ * For a test file: registers before/after hooks that load the fixture PKI (handed to
+ * `onPki`) and start one echo server per key type; returns the lookup by key type.
+ */
+export function echoServersPerKeyType(onPki: (pki: PkiFixtures) => void, options: Omit<KeywardServerOptions, 'certificates'> = {}): (kt: KeyType) => EchoServer {
+  let servers: EchoServersByKeyType | undefined;
+  before(async () => {
+    const pki = await getPki();
+    onPki(pki);
+    servers = await startEchoServersByKeyType(pki, options);
+  });
+  after(() => servers?.close());
+  return (kt) => {
+    if (!servers) throw new Error('the echo servers did not start');
+    return servers.get(kt);
   };
 }
 

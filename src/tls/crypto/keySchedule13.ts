@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { type HashName, hashLength, emptyHash, digest } from './hash.js';
 import { hkdfExtract, hkdfExpandLabel, deriveSecret } from './hkdf.js';
 import { type AeadName, aeadKeyLength, AEAD_NONCE_LENGTH } from './cipherSuites.js';
+import { RecordAead } from './aead.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -121,6 +122,12 @@ export function tls13TrafficKeys(h: HashName, secret: Uint8Array, aead: AeadName
     key: hkdfExpandLabel(h, secret, 'key', EMPTY, aeadKeyLength(aead)),
     iv: hkdfExpandLabel(h, secret, 'iv', EMPTY, AEAD_NONCE_LENGTH),
   };
+}
+
+/** Record protection for one TLS 1.3 epoch: the traffic key and IV of `secret` (RFC 8446 7.3). */
+export function tls13RecordAead(h: HashName, aead: AeadName, secret: Uint8Array): RecordAead {
+  const k = tls13TrafficKeys(h, secret, aead);
+  return new RecordAead(aead, k.key, k.iv, 'tls13');
 }
 
 /**

@@ -110,8 +110,8 @@ export class Server12Handshake implements ServerHandshake {
     this.transcript.update(chRaw);
     this.clientRandom = ch.random;
 
+    // info.version is set by the connection when it picks TLS 1.2.
     const info = host.info;
-    info.version = 'TLSv1.2';
     info.cipherSuite = sel.suite.suite;
     info.cipherName = sel.suite.name;
     info.opensslCipherName = sel.suite.opensslName;

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { OperationContext } from '../../keys/keyOperations.js';
-import { RecordAead } from '../crypto/aead.js';
+import type { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import {
@@ -8,7 +8,7 @@ import {
   tls13EarlySecret,
   tls13FinishedVerifyData,
   tls13HandshakeSecrets,
-  tls13TrafficKeys,
+  tls13RecordAead,
 } from '../crypto/keySchedule13.js';
 import { schemeName, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
@@ -293,8 +293,7 @@ export class Server13Handshake implements ServerHandshake {
   }
 
   private aead(secret: Uint8Array): RecordAead {
-    const k = tls13TrafficKeys(this.suite.hash, secret, this.suite.aead);
-    return new RecordAead(this.suite.aead, k.key, k.iv, 'tls13');
+    return tls13RecordAead(this.suite.hash, this.suite.aead, secret);
   }
 
   get waitingForKey(): boolean {

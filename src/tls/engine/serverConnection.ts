@@ -1,9 +1,9 @@
 import type { OperationContext } from '../../keys/keyOperations.js';
-import { RecordAead } from '../crypto/aead.js';
+import type { RecordAead } from '../crypto/aead.js';
 import { generateKeyExchange } from '../crypto/groups.js';
 import { prf12 } from '../crypto/prf12.js';
 import { secureRandom } from '../crypto/random.js';
-import { tls13ExportKeyingMaterial, tls13NextTrafficSecret, tls13TrafficKeys } from '../crypto/keySchedule13.js';
+import { tls13ExportKeyingMaterial, tls13NextTrafficSecret, tls13RecordAead } from '../crypto/keySchedule13.js';
 import { AlertDescription, AlertLevel, alertName } from '../wire/alerts.js';
 import { parseClientHello } from '../wire/clientHello.js';
 import { ContentType, HandshakeType } from '../wire/constants.js';
@@ -45,13 +45,17 @@ export class TlsServerConnection implements HandshakeHost {
   private secrets: TrafficSecrets13 | null = null;
   private secrets12: Tls12Secrets | null = null;
   /** TLS 1.2 was negotiated: 1.2 records, CCS, no KeyUpdate, renegotiation refused. */
-  private tls12 = false;
   private renegotiationAttempts = 0;
   private warningAlerts = 0;
   private writeClosed = false;
   private peerClosed = false;
   private emptyRecords = 0;
   private keyUpdatesInARow = 0;
+
+  /** TLS 1.2 was negotiated (info.version is set as soon as the version is chosen). */
+  private get tls12(): boolean {
+    return this.info.version === 'TLSv1.2';
+  }
 
   constructor(readonly config: ServerConfig, private readonly opts: ConnectionOptions = {}) {
     this.random = opts.random ?? defaultRandom;
@@ -325,12 +329,12 @@ export class TlsServerConnection implements HandshakeHost {
   private onClientHello(msg: HandshakeMessage): void {
     if (msg.type !== HandshakeType.client_hello) throw unexpectedMessage(`expected ClientHello, got handshake type ${msg.type}`);
     const ch = parseClientHello(msg.body);
-    // RFC 8446 5.1: the ClientHello must end at a record boundary before keys change.
     const version = chooseVersion(ch, this.config);
+    // RFC 8446 5.1: the ClientHello must end at a record boundary before keys change.
     if (this.assembler.hasPartial) throw unexpectedMessage('data after ClientHello in the same flight');
     this.phase = 'handshake';
     if (version === 'TLSv1.2') {
-      this.tls12 = true;
+      this.info.version = version;
       this.record.setMode('tls12');
       this.handshake = new Server12Handshake(this, ch, msg.raw);
       return;
@@ -369,8 +373,7 @@ export class TlsServerConnection implements HandshakeHost {
   }
 
   private aead13(secret: Uint8Array): RecordAead {
-    const k = tls13TrafficKeys(this.secrets!.hash, secret, this.secrets!.aead);
-    return new RecordAead(this.secrets!.aead, k.key, k.iv, 'tls13');
+    return tls13RecordAead(this.secrets!.hash, this.secrets!.aead, secret);
   }
 
   private handleAlert(fragment: Uint8Array): void {
