@@ -87,6 +87,14 @@ export function nextHandshakeMessage<T extends ArrayBufferLike>(buf: Buffer<T>):
   return { message: Buffer.from(buf.subarray(0, 4 + len)), rest: buf.subarray(4 + len) };
 }
 
+/** The first whole TLS record of `buf` (header and body views) and what follows it, or null. */
+export function nextRecord<T extends ArrayBufferLike>(buf: Buffer<T>): { type: number; header: Buffer<T>; body: Buffer<T>; rest: Buffer<T> } | null {
+  if (buf.length < 5) return null;
+  const end = 5 + buf.readUInt16BE(3);
+  if (buf.length < end) return null;
+  return { type: buf[0], header: buf.subarray(0, 5), body: buf.subarray(5, end), rest: buf.subarray(end) };
+}
+
 export function record(type: number, fragment: Uint8Array, version = 0x0303): Uint8Array {
   return new Writer().u8(type).u16(version).vec16(fragment).finish();
 }

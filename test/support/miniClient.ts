@@ -16,7 +16,7 @@ import {
 } from '../../src/tls/crypto/keySchedule13.js';
 import { Transcript } from '../../src/tls/crypto/transcript.js';
 import { Reader } from '../../src/tls/wire/reader.js';
-import { clientHelloBody, ext, handshakeMsg, nextHandshakeMessage, record, type HelloParts } from './clientHelloBuilder.js';
+import { clientHelloBody, ext, handshakeMsg, nextHandshakeMessage, nextRecord, record, type HelloParts } from './clientHelloBuilder.js';
 
 export interface PlainRecordOut {
   type: number;
@@ -64,13 +64,9 @@ export class MiniClient {
   /** Feeds server records; decrypts what it can. */
   receive(records: Uint8Array[]): void {
     this.inbuf = Buffer.concat([this.inbuf, ...records]);
-    while (this.inbuf.length >= 5) {
-      const len = this.inbuf.readUInt16BE(3);
-      if (this.inbuf.length < 5 + len) break;
-      const type = this.inbuf[0];
-      const header = this.inbuf.subarray(0, 5);
-      const body = this.inbuf.subarray(5, 5 + len);
-      this.inbuf = this.inbuf.subarray(5 + len);
+    for (let rec = nextRecord(this.inbuf); rec; rec = nextRecord(this.inbuf)) {
+      const { type, header, body } = rec;
+      this.inbuf = rec.rest;
       if (type === 20) continue;
       if (type === 23 && this.readAead) {
         const plain = this.readAead.open(this.readSeq++, header, body);

@@ -13,7 +13,7 @@ import { verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
 import { Transcript } from '../../src/tls/crypto/transcript.js';
 import { Reader } from '../../src/tls/wire/reader.js';
 import { Writer } from '../../src/tls/wire/writer.js';
-import { clientHelloBody, ext, handshakeMsg, nextHandshakeMessage, record } from './clientHelloBuilder.js';
+import { clientHelloBody, ext, handshakeMsg, nextHandshakeMessage, nextRecord, record } from './clientHelloBuilder.js';
 
 export interface MiniClient12Options {
   suites?: number[];
@@ -110,12 +110,10 @@ export class MiniClient12 {
   /** Feeds server records. */
   receive(records: Uint8Array[]): void {
     this.inbuf = Buffer.concat([this.inbuf, ...records]);
-    while (this.inbuf.length >= 5) {
-      const len = this.inbuf.readUInt16BE(3);
-      if (this.inbuf.length < 5 + len) break;
-      const type = this.inbuf[0];
-      let body: Buffer = Buffer.from(this.inbuf.subarray(5, 5 + len));
-      this.inbuf = this.inbuf.subarray(5 + len);
+    for (let rec = nextRecord(this.inbuf); rec; rec = nextRecord(this.inbuf)) {
+      const type = rec.type;
+      let body: Buffer = Buffer.from(rec.body);
+      this.inbuf = rec.rest;
       if (type === 20) {
         this.serverCcs = true;
         this.readAead = this.keys!.server;
