@@ -68,6 +68,8 @@ const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
   'latencyMs',
 ];
 
+const noop = (): void => {};
+
 function sha256Hex(b: Uint8Array | string): string {
   return createHash('sha256').update(b).digest('hex');
 }
@@ -209,24 +211,59 @@ export class AuditLog {
   append(rec: AuditRecord): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
     if (this.#closed) return Promise.reject(new Error('audit log is closed'));
+    const text = this.#chain(rec);
+    return new Promise<void>((resolve, reject) => this.#enqueue({ text, resolve, reject }));
+  }
+
+  /**
+   * True when a written line is all a result waits for (every mode but 'always'): then a
+   * caller may {@link add} lines and {@link writeNow} them in the same turn, without a promise.
+   */
+  get writeIsEnough(): boolean {
+    return this.#mode !== 'always';
+  }
+
+  /**
+   * Numbers, chains and queues one line for the next {@link writeNow} (or the end of this
+   * turn, as {@link append}). Only when {@link writeIsEnough}. Throws when the log has
+   * failed or is closed.
+   */
+  add(rec: AuditRecord): void {
+    if (this.#failed) throw this.#failed;
+    if (this.#closed) throw new Error('audit log is closed');
+    if (this.#mode === 'always') throw new Error('audit log in mode "always": use append');
+    this.#enqueue({ text: this.#chain(rec), resolve: noop, reject: noop });
+  }
+
+  /** Writes every queued line now, with one write(2). Throws when they could not be written. */
+  writeNow(): void {
+    this.#writeQueued();
+    if (this.#failed) throw this.#failed;
+  }
+
+  #chain(rec: AuditRecord): string {
     const line: Record<string, unknown> = { seq: this.#seq + 1, time: new Date().toISOString(), prev: this.#head };
     for (const k of FIELD_ORDER) if (rec[k] !== undefined) line[k] = rec[k];
     const text = JSON.stringify(line);
     this.#seq += 1;
     this.#head = sha256Hex(text);
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ text: text + '\n', resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        // Let every request finished in this turn of the loop share one write.
-        setImmediate(() => this.#writeQueued());
-      }
-    });
+    return text + '\n';
+  }
+
+  #enqueue(l: PendingLine): void {
+    this.#queue.push(l);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      // Let every request finished in this turn of the loop share one write.
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.#writeQueued();
+      });
+    }
   }
 
   /** Writes every queued line with one write(2) (looping on short writes). */
   #writeQueued(): void {
-    this.#scheduled = false;
     const batch = this.#queue;
     if (batch.length === 0) return;
     this.#queue = [];

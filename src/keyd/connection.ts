@@ -1,8 +1,10 @@
 /**
- * One front connection on keyd's side: frames in, replies out. Many requests run at once;
- * replies go out in completion order, batched into few writes. CANCEL aborts a request
- * (queued work is dropped, running work's result discarded); closing the connection
- * cancels everything it had in flight.
+ * One front connection on keyd's side: frames in, replies out. Requests that finish at
+ * once (see KeydService.handle) are answered in the turn that read them: their audit
+ * lines are written, then their replies, one write each per chunk read. Others run
+ * concurrently; their replies go out in completion order, batched into few writes.
+ * CANCEL aborts a request still running (queued work is dropped, running work's result
+ * discarded); closing the connection cancels everything it had in flight.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -20,7 +22,7 @@ import {
   type Frame,
   type WireErrorCode,
 } from './protocol.js';
-import { isOperation, type KeydService, type Session } from './service.js';
+import { isOperation, type KeydService, type Reply, type Session } from './service.js';
 
 /** Per-connection limits. */
 export interface ConnectionLimits {
@@ -34,6 +36,8 @@ export class KeydConnection {
   readonly #inFlight = new Map<number, AbortController>();
   #out: Buffer[] = [];
   #flushScheduled = false;
+  /** Replies finished during the current chunk, waiting for their audit lines to be written. */
+  #answered: Array<{ id: number; reply: Reply }> = [];
   #closed = false;
 
   constructor(
@@ -75,6 +79,16 @@ export class KeydConnection {
       return;
     }
     for (const f of frames) this.#onFrame(f);
+    if (this.#answered.length > 0) {
+      const answered = this.#answered;
+      this.#answered = [];
+      const written = this.service.writeAudit();
+      for (const a of answered) {
+        const r = written ? a.reply : this.service.auditUnavailable;
+        this.#send(r.type, a.id, r.body);
+      }
+    }
+    if (this.#out.length > 0) this.#flush();
   }
 
   #reject(id: number, code: WireErrorCode, message: string, extra: { supportedVersions?: number[] } = {}): void {
@@ -117,12 +131,27 @@ export class KeydConnection {
       this.#reject(f.id, 'unavailable', `more than ${this.limits.maxInFlightPerConnection} requests in flight on this connection`);
       return;
     }
-    const ac = new AbortController();
-    this.#inFlight.set(f.id, ac);
-    void this.service.handle(this.session, f, ac.signal).then((reply) => {
-      if (this.#inFlight.get(f.id) === ac) this.#inFlight.delete(f.id);
+    const r = this.service.handle(this.session, f, () => this.#controller(f.id).signal);
+    if (!(r instanceof Promise)) {
+      this.#answered.push({ id: f.id, reply: r });
+      return;
+    }
+    // From here on a CANCEL (or the connection closing) can reach it.
+    const own = this.#controller(f.id);
+    void r.then((reply) => {
+      if (this.#inFlight.get(f.id) === own) this.#inFlight.delete(f.id);
       if (reply && !this.#closed) this.#send(reply.type, f.id, reply.body);
     });
+  }
+
+  /** The AbortController of a request still running, made on first use. */
+  #controller(id: number): AbortController {
+    let ac = this.#inFlight.get(id);
+    if (!ac) {
+      ac = new AbortController();
+      this.#inFlight.set(id, ac);
+    }
+    return ac;
   }
 
   #send(type: FrameType, id: number, body: Uint8Array): void {

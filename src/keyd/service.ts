@@ -135,58 +135,128 @@ export class KeydService {
   }
 
   /**
-   * Handles one operation frame. Resolves with the reply, or null when `signal` fired
-   * (the request was cancelled or its connection closed): its result is discarded.
-   * Never rejects.
+   * Handles one operation frame; never throws or rejects. Work that can finish at once
+   * (refusals, lookups, PSK secrets, EC and EdDSA signatures by in-memory keys) does, and
+   * its reply comes back directly with its audit line queued: the caller sends it only
+   * after {@link writeAudit}. Other work comes back as a promise of the reply, whose audit
+   * line is written by then, or of null when the request's signal fired (cancelled, or
+   * its connection closed): its result is discarded.
+   *
+   * `signal` is asked for only by work that may wait, so that a request answered at once
+   * costs no AbortController; the caller creates it on first call and aborts it on CANCEL.
    */
-  async handle(session: Session, frame: Frame, signal: AbortSignal): Promise<Reply | null> {
+  handle(session: Session, frame: Frame, signal: () => AbortSignal): Reply | Promise<Reply | null> {
     const op = OP_NAMES[frame.type as FrameType] ?? 'unknown';
     const t0 = performance.now();
     const rec: AuditRecord = { client: session.peer.display, op, outcome: 'ok', front: session.remote };
     this.#active += 1;
-    let reply: Reply;
+    let out: Reply | Promise<Reply>;
     try {
       if (this.draining) throw new KeyOperationError('unavailable', 'keyd is shutting down');
-      reply = await this.#dispatch(frame, session, rec, signal);
-      if (signal.aborted) {
+      out = this.#dispatch(frame, session, rec, signal);
+    } catch (e) {
+      out = this.#failed(e, rec, false);
+    }
+    if (out instanceof Promise) return this.#finishLater(out, rec, t0, signal);
+    this.#measure(rec, t0);
+    if (!this.d.audit.writeIsEnough) return this.#audited(out, rec, null);
+    try {
+      this.d.audit.add(rec);
+      this.d.metrics.auditLines.inc();
+    } catch (e) {
+      out = this.#auditFailed(e);
+    } finally {
+      this.#done();
+    }
+    return out;
+  }
+
+  /**
+   * Writes the audit lines of replies {@link handle} returned directly. Returns false when
+   * they could not be written: those replies must not leave keyd (send {@link auditUnavailable}).
+   */
+  writeAudit(): boolean {
+    const t = performance.now();
+    try {
+      this.d.audit.writeNow();
+    } catch (e) {
+      this.#auditFailed(e);
+      return false;
+    }
+    this.d.metrics.auditBatchSeconds.observe((performance.now() - t) / 1000);
+    return true;
+  }
+
+  /** The reply for a result whose audit line could not be written. */
+  get auditUnavailable(): Reply {
+    return errorReply('unavailable', 'keyd audit log unavailable');
+  }
+
+  async #finishLater(work: Promise<Reply>, rec: AuditRecord, t0: number, signal: () => AbortSignal): Promise<Reply | null> {
+    let reply: Reply;
+    try {
+      reply = await work;
+      if (signal().aborted) {
         // It ran to the end (a key holder cannot always stop), but nobody gets the result.
         rec.outcome = 'cancelled';
         rec.reason = 'cancelled while running; result discarded';
       }
     } catch (e) {
-      const { code, message } = this.#describe(e, rec);
-      rec.outcome = signal.aborted ? 'cancelled' : code;
-      rec.reason = message;
-      reply = errorReply(code, message);
-      if (code === 'refused' || code === 'rate-limited') {
-        this.d.metrics.refusals.inc({ reason: code });
-        this.d.logger.warn({ client: rec.client, front: rec.front, op, keyId: rec.keyId, serverName: rec.serverName, reason: message }, 'request refused');
-      } else if (code === 'internal') {
-        this.d.logger.error({ client: rec.client, op, keyId: rec.keyId, err: message }, 'operation failed');
-      }
+      reply = this.#failed(e, rec, signal().aborted);
     }
-    const latency = performance.now() - t0;
-    rec.latencyMs = round3(latency);
-    this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op, outcome: rec.outcome });
-    this.d.metrics.latency.observe({ op }, latency / 1000);
+    this.#measure(rec, t0);
+    return this.#audited(reply, rec, signal);
+  }
+
+  /** Appends the audit line and waits until it is written (and fsynced in mode 'always'). */
+  async #audited(reply: Reply, rec: AuditRecord, signal: (() => AbortSignal) | null): Promise<Reply | null> {
     try {
       const ta = performance.now();
       await this.d.audit.append(rec);
       this.d.metrics.auditLines.inc();
       this.d.metrics.auditBatchSeconds.observe((performance.now() - ta) / 1000);
     } catch (e) {
-      // No result leaves keyd without its audit line.
-      this.d.logger.error({ err: (e as Error).message }, 'audit write failed; refusing results');
-      reply = errorReply('unavailable', 'keyd audit log unavailable');
+      reply = this.#auditFailed(e);
     } finally {
-      this.#active -= 1;
-      if (this.#active === 0) {
-        const w = this.#idleWaiters;
-        this.#idleWaiters = [];
-        for (const f of w) f();
-      }
+      this.#done();
     }
-    return signal.aborted ? null : reply;
+    return signal?.().aborted ? null : reply;
+  }
+
+  /** The error reply for a failed request, with its outcome recorded, refusals counted and logged. */
+  #failed(e: unknown, rec: AuditRecord, aborted: boolean): Reply {
+    const { code, message } = this.#describe(e, rec);
+    rec.outcome = aborted ? 'cancelled' : code;
+    rec.reason = message;
+    if (code === 'refused' || code === 'rate-limited') {
+      this.d.metrics.refusals.inc({ reason: code });
+      this.d.logger.warn({ client: rec.client, front: rec.front, op: rec.op, keyId: rec.keyId, serverName: rec.serverName, reason: message }, 'request refused');
+    } else if (code === 'internal') {
+      this.d.logger.error({ client: rec.client, op: rec.op, keyId: rec.keyId, err: message }, 'operation failed');
+    }
+    return errorReply(code, message);
+  }
+
+  #measure(rec: AuditRecord, t0: number): void {
+    const latency = performance.now() - t0;
+    rec.latencyMs = round3(latency);
+    this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op: rec.op, outcome: rec.outcome });
+    this.d.metrics.latency.observe({ op: rec.op }, latency / 1000);
+  }
+
+  #auditFailed(e: unknown): Reply {
+    // No result leaves keyd without its audit line.
+    this.d.logger.error({ err: (e as Error).message }, 'audit write failed; refusing results');
+    return this.auditUnavailable;
+  }
+
+  #done(): void {
+    this.#active -= 1;
+    if (this.#active === 0) {
+      const w = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const f of w) f();
+    }
   }
 
   /** Audits a request that never reached an operation (e.g. unknown version or type). */
@@ -243,14 +313,14 @@ export class KeydService {
     if (ctx.connectionId !== undefined) rec.connectionId = ctx.connectionId;
   }
 
-  async #dispatch(frame: Frame, session: Session, rec: AuditRecord, signal: AbortSignal): Promise<Reply> {
+  #dispatch(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Reply | Promise<Reply> {
     switch (frame.type as FrameType) {
       case FrameType.SIGN:
         return this.#sign(frame, session, rec, signal);
       case FrameType.GET_KEY:
         return this.#getKey(frame, session, rec);
       case FrameType.PSK_MASTER_SECRET:
-        return this.#pskMasterSecret(frame, session, rec, signal);
+        return this.#pskMasterSecret(frame, session, rec);
       case FrameType.DECRYPT_PREMASTER:
         return this.#decryptPremaster(frame, session, rec, signal);
       case FrameType.PUT_KEY:
@@ -265,30 +335,37 @@ export class KeydService {
         };
       case FrameType.DELETE_KEY:
         return this.#deleteKey(frame, session, rec);
-      case FrameType.PUT_PSK: {
-        this.#admin(session);
-        const req = decodePutPskRequest(frame.body);
-        rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
-        try {
-          await this.d.store.putPsk(req.identity, req.secret);
-        } finally {
-          req.secret.fill(0);
-        }
-        return { type: FrameType.RESULT, body: new Uint8Array(0) };
-      }
-      case FrameType.DELETE_PSK: {
-        this.#admin(session);
-        const req = decodeDeletePskRequest(frame.body);
-        rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
-        if (!(await this.d.store.deletePsk(req.identity))) throw new KeyOperationError('unknown-key', 'no PSK with that identity');
-        return { type: FrameType.RESULT, body: new Uint8Array(0) };
-      }
+      case FrameType.PUT_PSK:
+        return this.#putPsk(frame, session, rec);
+      case FrameType.DELETE_PSK:
+        return this.#deletePsk(frame, session, rec);
       default:
         throw new KeyOperationError('unsupported', `frame type ${frame.type} is not an operation`);
     }
   }
 
-  async #sign(frame: Frame, session: Session, rec: AuditRecord, signal: AbortSignal): Promise<Reply> {
+  async #putPsk(frame: Frame, session: Session, rec: AuditRecord): Promise<Reply> {
+    this.#admin(session);
+    const req = decodePutPskRequest(frame.body);
+    rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
+    try {
+      await this.d.store.putPsk(req.identity, req.secret);
+    } finally {
+      req.secret.fill(0);
+    }
+    return { type: FrameType.RESULT, body: new Uint8Array(0) };
+  }
+
+  async #deletePsk(frame: Frame, session: Session, rec: AuditRecord): Promise<Reply> {
+    this.#admin(session);
+    const req = decodeDeletePskRequest(frame.body);
+    rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
+    if (!(await this.d.store.deletePsk(req.identity))) throw new KeyOperationError('unknown-key', 'no PSK with that identity');
+    return { type: FrameType.RESULT, body: new Uint8Array(0) };
+  }
+
+  /** In-memory EC and EdDSA keys sign at once; others (RSA, PKCS#11) through the work queue. */
+  #sign(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Reply | Promise<Reply> {
     const req = decodeSignRequest(frame.body);
     rec.scheme = schemeName(req.scheme);
     this.#fillContext(rec, req.ctx);
@@ -303,14 +380,17 @@ export class KeydService {
     rec.purpose = shape.purpose;
     if (!key.schemes.includes(req.scheme)) throw new KeyOperationError('unsupported', `${schemeName(req.scheme)} does not fit key ${key.keyId}`);
     const ctx: OperationContext = { ...req.ctx, purpose: shape.purpose };
-    const sig = await this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal);
-    if (key.verifyResults && !verifySignature(key.publicKey, req.scheme, req.message, sig)) {
-      throw new KeyOperationError('internal', `key holder for ${key.keyId} returned a signature that does not verify`);
-    }
-    return { type: FrameType.RESULT, body: encodeOutput(sig) };
+    const result = (sig: Uint8Array): Reply => {
+      if (key.verifyResults && !verifySignature(key.publicKey, req.scheme, req.message, sig)) {
+        throw new KeyOperationError('internal', `key holder for ${key.keyId} returned a signature that does not verify`);
+      }
+      return { type: FrameType.RESULT, body: encodeOutput(sig) };
+    };
+    if (key.ops.signNow) return result(key.ops.signNow(req.scheme, req.message, ctx));
+    return this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal()).then(result);
   }
 
-  async #decryptPremaster(frame: Frame, session: Session, rec: AuditRecord, signal: AbortSignal): Promise<Reply> {
+  async #decryptPremaster(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Promise<Reply> {
     const req = decodeDecryptPremasterRequest(frame.body);
     this.#fillContext(rec, req.ctx);
     const grant = this.#grant(session);
@@ -320,7 +400,7 @@ export class KeydService {
     if (!decrypt) throw new KeyOperationError('unsupported', `key ${key.keyId} cannot decrypt premaster secrets (RSA keys only)`);
     // RSA key exchange exists only in TLS 1.2; anything else is not a handshake input.
     if (req.ctx.tlsVersion !== 'TLSv1.2') throw refused('premaster decryption is for TLS 1.2 only');
-    const premaster = await this.d.queue.submit((s) => decrypt(req.ciphertext, req.clientVersion, req.ctx, s), signal);
+    const premaster = await this.d.queue.submit((s) => decrypt(req.ciphertext, req.clientVersion, req.ctx, s), signal());
     return { type: FrameType.RESULT, body: encodeOutput(premaster) };
   }
 
@@ -339,7 +419,7 @@ export class KeydService {
     return { type: FrameType.RESULT, body: encodeKeyInfos(allowed.map(keyInfoOf)) };
   }
 
-  async #pskMasterSecret(frame: Frame, session: Session, rec: AuditRecord, signal: AbortSignal): Promise<Reply> {
+  #pskMasterSecret(frame: Frame, session: Session, rec: AuditRecord): Reply {
     const { req, ctx } = decodePskMasterSecretRequest(frame.body);
     this.#fillContext(rec, ctx);
     rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
@@ -354,7 +434,6 @@ export class KeydService {
       return { type: FrameType.RESULT, body: encodeOutput(randomBytes(48)) };
     }
     if (!grant.mayUsePsk(req.identity)) throw refused('not permitted to use this PSK');
-    if (signal.aborted) throw new KeyOperationError('aborted', 'cancelled');
     const ms = pskMasterSecret(psk.secret, req);
     try {
       return { type: FrameType.RESULT, body: encodeOutput(ms) };

@@ -1,6 +1,6 @@
 /**
- * A sealed-store key as keyd uses it: LocalKey's signing (on libuv's thread pool), plus,
- * for RSA keys, TLS 1.2 premaster decryption with implicit rejection inside keyd.
+ * A sealed-store key as keyd uses it: LocalKey's signing (EC and EdDSA inline, RSA on
+ * libuv's thread pool), plus, for RSA keys, TLS 1.2 premaster decryption with implicit rejection inside keyd.
  */
 import type { KeyObject } from 'node:crypto';
 import { KeyOperationError, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
@@ -14,6 +14,7 @@ export class StoreKey implements KeyOperations {
   readonly schemes: readonly SignatureScheme[];
   readonly keyId: string;
   readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
+  readonly signNow?: (scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext) => Uint8Array;
   readonly #local: LocalKey;
 
   constructor(privateKey: KeyObject) {
@@ -21,6 +22,7 @@ export class StoreKey implements KeyOperations {
     this.publicKey = this.#local.publicKey;
     this.schemes = this.#local.schemes;
     this.keyId = this.#local.keyId;
+    this.signNow = this.#local.signNow;
     if (privateKey.asymmetricKeyType === 'rsa') {
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
         if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));

@@ -45,6 +45,12 @@ export interface KeyOperations {
    */
   sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
   /**
+   * Optional synchronous form of {@link sign}, offered only by in-memory keys whose
+   * signature costs less than a hop to a thread pool (EC and EdDSA: tens of microseconds).
+   * keyd uses it to answer a request in the turn that read it. Throws KeyOperationError.
+   */
+  signNow?(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext): Uint8Array;
+  /**
    * TLS 1.2 RSA key exchange only: returns a 48-byte premaster secret, doing the
    * RFC 5246 7.4.7.1 implicit rejection inside the key holder so the caller never
    * learns whether the padding was valid.

@@ -107,6 +107,18 @@ class KeyServer {
     if (!shape.ok) return this.#fail(job.id, 'refused', `refused: ${shape.reason}`);
 
     const params = cryptoParams(info, this.#key);
+    if (this.#key.asymmetricKeyType !== 'rsa') {
+      // EC and EdDSA signatures take tens of microseconds, less than a hop to the pool
+      // and back: sign inline; the reply leaves with the others of this read.
+      let sig: Buffer;
+      try {
+        sig = cryptoSign(params.algorithm, message, params.key);
+      } catch {
+        return this.#fail(job.id, 'internal', 'signing failed');
+      }
+      this.#out.send(encodeFrame(FrameType.ok, job.id, sig));
+      return;
+    }
     this.#runningCount++;
     this.#running.add(job.id);
     // The callback form runs on libuv's pool, so RSA does not serialise this loop.
@@ -265,6 +277,7 @@ function main(): void {
       // A malformed stream means a broken front; stop rather than guess.
       process.exit(4);
     }
+    out.flush();
   });
   channel.write(encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })));
 }
@@ -300,6 +313,7 @@ function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, 
     } catch {
       process.exit(4);
     }
+    out.flush();
   });
   channel.write(encodeReady([], Buffer.alloc(0)));
 }

@@ -228,6 +228,11 @@ export class FrameWriter {
     }
   }
 
+  /** Writes what is queued now, instead of at the end of this turn of the loop. */
+  flush(): void {
+    this.#flush();
+  }
+
   #flush = (): void => {
     this.#scheduled = false;
     const q = this.#queue;

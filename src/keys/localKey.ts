@@ -31,7 +31,9 @@ export class LocalKey implements KeyOperations {
     this.schemes = schemesForKey(this.publicKey);
     if (this.schemes.length === 0) throw new Error(`unsupported key type ${key.asymmetricKeyType}`);
     this.keyId = keyIdOf(this.publicKey);
-    if (key.asymmetricKeyType === 'rsa') {
+    if (key.asymmetricKeyType !== 'rsa') {
+      this.signNow = (scheme, message) => this.#signInline(scheme, message);
+    } else {
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
         if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
         if (!(ciphertext instanceof Uint8Array) || !Number.isInteger(clientVersion) || clientVersion < 0 || clientVersion > 0xffff) {
@@ -42,22 +44,25 @@ export class LocalKey implements KeyOperations {
     }
   }
 
-  sign(scheme: SignatureScheme, message: Uint8Array, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
-    const info = schemeInfo(scheme);
-    if (!info || !this.schemes.includes(scheme)) {
-      return Promise.reject(new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`));
-    }
-    const p = cryptoParams(info, this.#privateKey);
+  /** EC and EdDSA keys only (see {@link KeyOperations.signNow}). */
+  readonly signNow?: (scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext) => Uint8Array;
+
+  sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
-    if (info.key !== 'rsa') {
+    if (this.signNow) {
       // EC and EdDSA signatures take tens of microseconds: handing them to the thread
       // pool costs more than it saves, so they run inline.
       try {
-        const sig = cryptoSign(p.algorithm, message, p.key);
-        return Promise.resolve(new Uint8Array(sig.buffer, sig.byteOffset, sig.length));
-      } catch {
-        return Promise.reject(new KeyOperationError('internal', 'signing failed'));
+        return Promise.resolve(this.signNow(scheme, message, ctx));
+      } catch (e) {
+        return Promise.reject(e);
       }
+    }
+    let p: ReturnType<typeof cryptoParams>;
+    try {
+      p = this.#params(scheme);
+    } catch (e) {
+      return Promise.reject(e);
     }
     return new Promise((resolve, reject) => {
       // RSA takes a millisecond or more: the callback form runs on libuv's thread pool,
@@ -68,6 +73,23 @@ export class LocalKey implements KeyOperations {
         else resolve(new Uint8Array(sig.buffer, sig.byteOffset, sig.length));
       });
     });
+  }
+
+  #params(scheme: SignatureScheme): ReturnType<typeof cryptoParams> {
+    const info = schemeInfo(scheme);
+    if (!info || !this.schemes.includes(scheme)) throw new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`);
+    return cryptoParams(info, this.#privateKey);
+  }
+
+  #signInline(scheme: SignatureScheme, message: Uint8Array): Uint8Array {
+    const p = this.#params(scheme);
+    let sig: Buffer;
+    try {
+      sig = cryptoSign(p.algorithm, message, p.key);
+    } catch {
+      throw new KeyOperationError('internal', 'signing failed');
+    }
+    return new Uint8Array(sig.buffer, sig.byteOffset, sig.length);
   }
 }
 

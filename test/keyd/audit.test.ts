@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AUDIT_GENESIS, AuditLog, verifyAuditLog, type AuditRecord } from '../../src/keyd/audit.js';
 import { KeyOperationError } from '../../src/keys/keyOperations.js';
 import { LocalKey } from '../../src/keys/localKey.js';
-import { connectRemoteKey } from '../../src/keys/remoteKey.js';
+import { connectRemoteKey, type RemoteKey } from '../../src/keys/remoteKey.js';
 import { SignatureScheme, verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
 import { KEYD_CLI, certificateVerifyInput, startTestKeyd, tempDir } from '../support/keydFixture.js';
 
@@ -287,24 +287,38 @@ test('keyd returns a result only after its audit line is written, and refuses re
   const dir = join(root.dir, 'keyd');
   let readerOpen = true;
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const { keyd } = await startTestKeyd(
     root.dir,
     undefined,
     { listen: { unix: join(root.dir, 'audit-keyd.sock') }, store: { dir, passphraseEnv: 'KEYD_TEST_PASSPHRASE', scrypt: { N: 1024, r: 8, p: 1 } }, audit: { file: fifo.path, durable: false } },
-    { keys: [{ ops: new LocalKey(privateKey), serverNames: ['a.example'] }] },
+    {
+      keys: [
+        { ops: new LocalKey(privateKey), serverNames: ['a.example'] },
+        { ops: new LocalKey(rsa.privateKey), serverNames: ['b.example'] },
+      ],
+    },
   );
   try {
     const rk = await connectRemoteKey({ addresses: [`unix:${keyd.unixPath}`], serverName: 'a.example', deadlineMs: 5_000 });
+    const rsaKey = await rk.client.key({ serverName: 'b.example' });
     try {
       fifo.read();
+      // P-256 is signed in the turn that read the request, RSA on the thread pool: both
+      // results leave keyd after their audit lines, so the lines are in the pipe already.
+      const cases: Array<[RemoteKey, SignatureScheme, string]> = [
+        [rk, SignatureScheme.ecdsa_secp256r1_sha256, 'fifo-1'],
+        [rsaKey, SignatureScheme.rsa_pss_rsae_sha256, 'fifo-rsa'],
+      ];
+      for (const [key, sch, id] of cases) {
+        const m = certificateVerifyInput();
+        const sig = await key.sign(sch, m, { tlsVersion: 'TLSv1.3', serverName: 'a.example', connectionId: id }, new AbortController().signal);
+        assert.ok(verifySignature(key.publicKey, sch, m, sig));
+        const line = fifo.read().split('\n').find((l) => l.includes(`"connectionId":"${id}"`));
+        assert.ok(line, `${id}: the audit line arrived before the result`);
+        assert.equal((JSON.parse(line) as { outcome: string }).outcome, 'ok');
+      }
       const scheme = SignatureScheme.ecdsa_secp256r1_sha256;
-      const msg = certificateVerifyInput();
-      const sig = await rk.sign(scheme, msg, { tlsVersion: 'TLSv1.3', serverName: 'a.example', connectionId: 'fifo-1' }, new AbortController().signal);
-      assert.ok(verifySignature(rk.publicKey, scheme, msg, sig));
-      // keyd wrote the line before it sent the result, so it is already in the pipe.
-      const line = fifo.read().split('\n').find((l) => l.includes('"connectionId":"fifo-1"'));
-      assert.ok(line, 'the audit line arrived before the result');
-      assert.equal((JSON.parse(line) as { outcome: string }).outcome, 'ok');
       // No reader: the next write fails (EPIPE), and the operation gets no result.
       closeSync(fifo.readerFd);
       readerOpen = false;
@@ -313,10 +327,12 @@ test('keyd returns a result only after its audit line is written, and refuses re
         (e: unknown) => e instanceof KeyOperationError && e.code === 'unavailable' && /audit log unavailable/.test(e.message),
       );
       assert.match(keyd.audit.failed?.message ?? '', /write failed: EPIPE/);
-      await assert.rejects(
-        rk.sign(scheme, certificateVerifyInput(), { tlsVersion: 'TLSv1.3' }, new AbortController().signal),
-        (e: unknown) => e instanceof KeyOperationError && e.code === 'unavailable',
-      );
+      for (const [key, sch] of cases) {
+        await assert.rejects(
+          key.sign(sch, certificateVerifyInput(), { tlsVersion: 'TLSv1.3' }, new AbortController().signal),
+          (e: unknown) => e instanceof KeyOperationError && e.code === 'unavailable',
+        );
+      }
     } finally {
       await rk.close();
     }

@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants, publicEncrypt, randomBytes, generateKeyPairSync } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import pkcs11js from 'pkcs11js';
@@ -273,13 +273,17 @@ test('failures to open say what is wrong and never show the PIN', async () => {
     ['pin-source command', { uri: `${k.uri}?pin-source=|/bin/echo%20x`, module: token.module }, (e) => e instanceof Error && /commands .* are not supported/.test(e.message)],
     ['bad sessions count', { uri: k.uri, module: token.module, pin: token.pin, sessions: 0 }, (e) => e instanceof RangeError],
   ];
-  for (const [name, opts, check] of cases) {
-    await assert.rejects(openPkcs11Key(opts), (e: unknown) => {
-      assert.ok(check(e), `${name}: got ${String(e)}`);
-      const text = `${String(e)}\n${(e as Error).stack ?? ''}\n${JSON.stringify(e)}`;
-      for (const secret of [token.pin, token.soPin, wrongPin]) assert.ok(!text.includes(secret), `${name}: the error shows a PIN`);
-      return true;
-    });
+  try {
+    for (const [name, opts, check] of cases) {
+      await assert.rejects(openPkcs11Key(opts), (e: unknown) => {
+        assert.ok(check(e), `${name}: got ${String(e)}`);
+        const text = `${String(e)}\n${(e as Error).stack ?? ''}\n${JSON.stringify(e)}`;
+        for (const secret of [token.pin, token.soPin, wrongPin]) assert.ok(!text.includes(secret), `${name}: the error shows a PIN`);
+        return true;
+      });
+    }
+  } finally {
+    rmSync(emptyPinFile, { force: true });
   }
   // After all those failures a good open still works (no session or module reference leaked).
   const key = await open('rsa-2048');
