@@ -2,7 +2,7 @@
  * One front connection on keyd's side: frames in, replies out. Requests that finish at
  * once (see KeydService.handle) are answered in the turn that read them: their audit
  * lines are written, then their replies, one write each per chunk read. Others run
- * concurrently; their replies go out in completion order, batched into few writes.
+ * concurrently; each reply goes out as soon as it and its audit line are ready.
  * CANCEL aborts a request still running (queued work is dropped, running work's result
  * discarded); closing the connection cancels everything it had in flight.
  */
@@ -34,8 +34,8 @@ export interface ConnectionLimits {
 export class KeydConnection {
   readonly #decoder: FrameDecoder;
   readonly #inFlight = new Map<number, AbortController>();
+  /** Frames to write at the end of the current chunk (or at once, for a finished async request). */
   #out: Buffer[] = [];
-  #flushScheduled = false;
   /** Replies finished during the current chunk, waiting for their audit lines to be written. */
   #answered: Array<{ id: number; reply: Reply }> = [];
   #closed = false;
@@ -140,7 +140,10 @@ export class KeydConnection {
     const own = this.#controller(f.id);
     void r.then((reply) => {
       if (this.#inFlight.get(f.id) === own) this.#inFlight.delete(f.id);
-      if (reply && !this.#closed) this.#send(reply.type, f.id, reply.body);
+      if (reply && !this.#closed) {
+        this.#send(reply.type, f.id, reply.body);
+        this.#flush();
+      }
     });
   }
 
@@ -157,15 +160,9 @@ export class KeydConnection {
   #send(type: FrameType, id: number, body: Uint8Array): void {
     if (this.#closed || this.socket.destroyed) return;
     this.#out.push(encodeFrame(type, id, body));
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      // Replies completed in the same turn of the loop leave in one write.
-      setImmediate(() => this.#flush());
-    }
   }
 
   #flush(): void {
-    this.#flushScheduled = false;
     if (this.#out.length === 0 || this.socket.destroyed) return;
     const data = this.#out.length === 1 ? this.#out[0] : Buffer.concat(this.#out);
     this.#out = [];

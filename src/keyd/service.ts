@@ -160,15 +160,20 @@ export class KeydService {
     if (out instanceof Promise) return this.#finishLater(out, rec, t0, signal);
     this.#measure(rec, t0);
     if (!this.d.audit.writeIsEnough) return this.#audited(out, rec, null);
+    return this.#auditNow(out, rec);
+  }
+
+  /** Queues the audit line of a finished request (written by the next writeAudit). */
+  #auditNow(reply: Reply, rec: AuditRecord): Reply {
     try {
       this.d.audit.add(rec);
       this.d.metrics.auditLines.inc();
     } catch (e) {
-      out = this.#auditFailed(e);
+      reply = this.#auditFailed(e);
     } finally {
       this.#done();
     }
-    return out;
+    return reply;
   }
 
   /**
@@ -205,7 +210,11 @@ export class KeydService {
       reply = this.#failed(e, rec, signal().aborted);
     }
     this.#measure(rec, t0);
-    return this.#audited(reply, rec, signal);
+    if (!this.d.audit.writeIsEnough) return this.#audited(reply, rec, signal);
+    // The result leaves as soon as its line is written, not at the end of this turn.
+    reply = this.#auditNow(reply, rec);
+    if (!this.writeAudit()) reply = this.auditUnavailable;
+    return signal().aborted ? null : reply;
   }
 
   /** Appends the audit line and waits until it is written (and fsynced in mode 'always'). */

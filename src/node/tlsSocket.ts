@@ -342,9 +342,10 @@ export class KeywardTLSSocket extends Duplex {
 
   /**
    * Sends what the engine produced outside `write` (handshake flights, alerts, KeyUpdates).
-   * While a key operation is pending the ServerHello waits one turn of the event loop: a
-   * key holder that answers at once (a local key) then shares one write with the rest of
-   * the flight, and a slow one still gets the ServerHello out without delay.
+   * While a key operation is pending the rest of the flight waits one turn of the event
+   * loop: by then the request has left for the key holder, so the engine's deferred work
+   * (the TLS 1.3 key exchange and handshake keys) overlaps the holder's; and a holder that
+   * answers at once (a local key) shares one write with the whole flight.
    */
   private flushOutput(): void {
     if (this.pendingKeyOperations > 0) {
@@ -352,6 +353,12 @@ export class KeywardTLSSocket extends Duplex {
         this.flushScheduled = true;
         setImmediate(() => {
           this.flushScheduled = false;
+          if (this.destroyed || !this.engineCall(() => this.engine.runDeferredWork())) return;
+          // Deferred work can only fail the connection (a bad key share): an error event.
+          for (const ev of this.engine.takeEvents()) {
+            if (this.destroyed) return;
+            this.onEvent(ev);
+          }
           if (!this.destroyed) this.writeEngineOutput();
         });
       }

@@ -8,7 +8,12 @@ import { alertSent, feed, harness, records } from '../support/engineHarness.js';
 import { MiniClient } from '../support/miniClient.js';
 import type { ServerConfigInput } from '../../src/tls/engine/config.js';
 
-async function expectAlert(input: Uint8Array | Uint8Array[], alert: A, overrides: Partial<ServerConfigInput> = {}) {
+async function expectAlert(input: Uint8Array | Uint8Array[], alert: A, overrides: Partial<ServerConfigInput> = {}): Promise<void> {
+  await recordTypesBeforeAlert(input, alert, overrides);
+}
+
+/** Feeds `input`, checks the connection ends with `alert`, and returns the types of the records written. */
+async function recordTypesBeforeAlert(input: Uint8Array | Uint8Array[], alert: A, overrides: Partial<ServerConfigInput> = {}): Promise<number[]> {
   const h = await harness(overrides);
   const conn = new TlsServerConnection(h.config);
   const step = feed(conn, input, h.privateKey);
@@ -21,6 +26,12 @@ async function expectAlert(input: Uint8Array | Uint8Array[], alert: A, overrides
   // Nothing happens after a fatal alert.
   conn.receive(clientHelloRecord());
   assert.equal(conn.takeOutput().length, 0);
+  return records(step.out).map((r) => r.type);
+}
+
+/** A bad key share is found before anything is sent: the alert is the only record (no ServerHello first). */
+async function expectAlertAlone(input: Uint8Array, alert: A): Promise<void> {
+  assert.deepEqual(await recordTypesBeforeAlert(input, alert), [21]);
 }
 
 const noExt = (type: number) => defaultExtensions().filter((e) => e.type !== type);
@@ -67,13 +78,13 @@ test('ClientHello: key share for a group not in supported_groups is illegal_para
     A.illegal_parameter,
   ));
 test('ClientHello: malformed x25519 share is illegal_parameter', () =>
-  expectAlert(clientHelloRecord({ extensions: [...noExt(51), ext.keyShare([{ group: 29, key: new Uint8Array(31).fill(1) }])] }), A.illegal_parameter));
+  expectAlertAlone(clientHelloRecord({ extensions: [...noExt(51), ext.keyShare([{ group: 29, key: new Uint8Array(31).fill(1) }])] }), A.illegal_parameter));
 test('ClientHello: all-zero x25519 share is illegal_parameter', () =>
-  expectAlert(clientHelloRecord({ extensions: [...noExt(51), ext.keyShare([{ group: 29, key: new Uint8Array(32) }])] }), A.illegal_parameter));
+  expectAlertAlone(clientHelloRecord({ extensions: [...noExt(51), ext.keyShare([{ group: 29, key: new Uint8Array(32) }])] }), A.illegal_parameter));
 test('ClientHello: P-256 point not on the curve is illegal_parameter', () => {
   const bad = new Uint8Array(65).fill(3);
   bad[0] = 4;
-  return expectAlert(clientHelloRecord({ extensions: [...noExt(51).filter((e) => e.type !== 10), ext.supportedGroups([23]), ext.keyShare([{ group: 23, key: bad }])] }), A.illegal_parameter);
+  return expectAlertAlone(clientHelloRecord({ extensions: [...noExt(51).filter((e) => e.type !== 10), ext.supportedGroups([23]), ext.keyShare([{ group: 23, key: bad }])] }), A.illegal_parameter);
 });
 test('ClientHello: compression other than null in TLS 1.3 is illegal_parameter', () => expectAlert(clientHelloRecord({ compression: [1, 0] }), A.illegal_parameter));
 test('ClientHello: TLS 1.2 only on a TLS 1.3-only server is protocol_version', () =>

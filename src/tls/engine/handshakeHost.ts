@@ -47,6 +47,12 @@ export interface HandshakeHost {
   setReadKey(aead: RecordAead): void;
   handshakeFragmentPending(): boolean;
   requestKeyOperation(req: NewKeyOperation): number;
+  /**
+   * Puts off work that must come before any further output but is not needed for the
+   * key operation just requested; it runs once the driver has passed the request on
+   * (or, at the latest, before the next output or input is handled).
+   */
+  defer(work: () => void): void;
   handshakeComplete(secrets: TrafficSecrets13 | Tls12Secrets): void;
 }
 

@@ -198,7 +198,6 @@ export class Server13Handshake implements ServerHandshake {
     const alpn = chooseAlpn(ch.alpn, host.config.alpnProtocols);
 
     const kx: KeyExchange = host.keyShareFactory(group);
-    const shared = kx.computeSharedSecret(peerShare);
     host.info.group = group;
 
     const random = host.random(32);
@@ -209,39 +208,48 @@ export class Server13Handshake implements ServerHandshake {
       extensions: [extKeyShareServer(group, kx.publicKey), extSupportedVersionsServer(TLS13)],
     });
     this.transcript.update(sh);
-    host.sendHandshake(sh);
-    host.flush();
-    this.sendCompatCcs();
-
-    // 7.1: handshake secrets from the (EC)DHE secret and Hash(ClientHello..ServerHello).
-    const early = tls13EarlySecret(h);
-    const hs = tls13HandshakeSecrets(h, early, shared, this.transcript.current());
-    this.clientHandshakeSecret = hs.clientHandshakeTraffic;
-    this.serverHandshakeSecret = hs.serverHandshakeTraffic;
-    this.handshakeSecret = hs.handshakeSecret;
-    host.setWriteKey(this.aead(hs.serverHandshakeTraffic));
-    host.setReadKey(this.aead(hs.clientHandshakeTraffic));
+    const helloHash = this.transcript.current();
 
     const ee: ExtensionOut[] = [];
     if (host.config.advertisedGroups) ee.push(extSupportedGroups(host.config.advertisedGroups));
-    if (ch.recordSizeLimit !== undefined) {
-      // 8449 4: the peer's limit counts the content type byte in TLS 1.3.
-      host.record.maxSendFragment = Math.min(1 << 14, ch.recordSizeLimit - 1);
-      ee.push(extRecordSizeLimit(OWN_RECORD_SIZE_LIMIT));
-    }
+    if (ch.recordSizeLimit !== undefined) ee.push(extRecordSizeLimit(OWN_RECORD_SIZE_LIMIT));
     // RFC 6066 3: acknowledge SNI only when the name chose the certificate.
     if (choice.byName) ee.push(extServerNameAck());
     if (alpn !== undefined) {
       ee.push(extAlpn(alpn));
       host.info.alpnProtocol = alpn;
     }
-    this.sendMessage(encodeEncryptedExtensions(ee));
-    this.sendMessage(encodeCertificate13(new Uint8Array(0), this.cert.chain));
+    const encryptedExtensions = encodeEncryptedExtensions(ee);
+    const certificate = encodeCertificate13(new Uint8Array(0), this.cert.chain);
+    this.transcript.update(encryptedExtensions);
+    this.transcript.update(certificate);
 
+    // 4.4.3: the signature covers the transcript through Certificate, which needs neither
+    // the (EC)DHE secret nor any encryption: ask for it first, so the key holder works
+    // while the rest of the flight is computed (see ServerConnection.runDeferredWork).
     const input = certificateVerifyInput(this.transcript.current());
     host.info.signatureScheme = choice.scheme;
     const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.3', purpose: 'tls13-server-certificate-verify' };
     const opId = host.requestKeyOperation({ kind: 'sign', key: this.cert.key, scheme: choice.scheme, message: input, context });
+
+    host.defer(() => {
+      // A bad key share fails here, before anything was sent: the peer sees only the alert.
+      const shared = kx.computeSharedSecret(peerShare);
+      host.sendHandshake(sh);
+      host.flush();
+      this.sendCompatCcs();
+      // 7.1: handshake secrets from the (EC)DHE secret and Hash(ClientHello..ServerHello).
+      const hs = tls13HandshakeSecrets(h, tls13EarlySecret(h), shared, helloHash);
+      this.clientHandshakeSecret = hs.clientHandshakeTraffic;
+      this.serverHandshakeSecret = hs.serverHandshakeTraffic;
+      this.handshakeSecret = hs.handshakeSecret;
+      host.setWriteKey(this.aead(hs.serverHandshakeTraffic));
+      host.setReadKey(this.aead(hs.clientHandshakeTraffic));
+      // 8449 4: the peer's limit counts the content type byte in TLS 1.3.
+      if (ch.recordSizeLimit !== undefined) host.record.maxSendFragment = Math.min(1 << 14, ch.recordSizeLimit - 1);
+      host.sendHandshake(encryptedExtensions);
+      host.sendHandshake(certificate);
+    });
     return { name: 'awaitSignature', opId, scheme: choice.scheme, input };
   }
 

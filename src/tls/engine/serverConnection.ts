@@ -42,6 +42,8 @@ export class TlsServerConnection implements HandshakeHost {
   private pendingHandshake: Uint8Array[] = [];
   private nextOpId = 1;
   private pendingOp: number | null = null;
+  /** See runDeferredWork. */
+  private deferred: (() => void) | null = null;
   private secrets: TrafficSecrets13 | null = null;
   private secrets12: Tls12Secrets | null = null;
   /** TLS 1.2 was negotiated: 1.2 records, CCS, no KeyUpdate, renegotiation refused. */
@@ -67,6 +69,7 @@ export class TlsServerConnection implements HandshakeHost {
 
   /** Feeds bytes received from the network. */
   receive(data: Uint8Array): void {
+    this.runDeferredWork();
     if (this.phase === 'closed' || this.peerClosed) return;
     this.record.push(data);
     this.guard(() => this.process());
@@ -77,9 +80,25 @@ export class TlsServerConnection implements HandshakeHost {
    * ciphertext, tag) so that the one write that joins them is the only copy.
    */
   takeOutput(): Uint8Array[] {
+    this.runDeferredWork();
     const out = this.output;
     this.output = [];
     return out;
+  }
+
+  /**
+   * Runs the work a handshake put off until its key operation was on its way (TLS 1.3:
+   * the (EC)DHE secret, the handshake keys, and the ServerHello, EncryptedExtensions and
+   * Certificate records), so that it overlaps the key holder's work. A driver calls it
+   * once it has handed the keyOperation event to the key holder; every other entry point
+   * runs it first anyway, so the output is the same whenever it runs. A failure here
+   * (a bad key share) ends the connection like one in `receive`.
+   */
+  runDeferredWork(): void {
+    const work = this.deferred;
+    if (!work) return;
+    this.deferred = null;
+    this.guard(work);
   }
 
   takeEvents(): EngineEvent[] {
@@ -102,6 +121,7 @@ export class TlsServerConnection implements HandshakeHost {
 
   /** The driver's answer to a keyOperation event. */
   completeKeyOperation(id: number, result: Uint8Array): void {
+    this.runDeferredWork();
     if (this.phase === 'closed' || this.pendingOp !== id || !this.handshake) return;
     this.pendingOp = null;
     this.guard(() => {
@@ -115,6 +135,7 @@ export class TlsServerConnection implements HandshakeHost {
    * exchange goes on with a random premaster); by default it fails with internal_error.
    */
   failKeyOperation(id: number, error: Error): void {
+    this.runDeferredWork();
     if (this.phase === 'closed' || this.pendingOp !== id) return;
     this.pendingOp = null;
     const hs = this.handshake;
@@ -145,6 +166,7 @@ export class TlsServerConnection implements HandshakeHost {
 
   /** Sends close_notify; the connection can still read until the peer closes. */
   close(): void {
+    this.runDeferredWork();
     if (this.phase === 'closed' || this.writeClosed) return;
     this.sendAlert(AlertLevel.warning, AlertDescription.close_notify);
     this.writeClosed = true;
@@ -155,6 +177,7 @@ export class TlsServerConnection implements HandshakeHost {
   destroy(): void {
     this.phase = 'closed';
     this.pendingOp = null;
+    this.deferred = null;
   }
 
   /**
@@ -228,6 +251,10 @@ export class TlsServerConnection implements HandshakeHost {
     return id;
   }
 
+  defer(work: () => void): void {
+    this.deferred = work;
+  }
+
   handshakeComplete(secrets: TrafficSecrets13 | Tls12Secrets): void {
     if ('masterSecret' in secrets) this.secrets12 = secrets;
     else this.secrets = secrets;
@@ -249,6 +276,7 @@ export class TlsServerConnection implements HandshakeHost {
     if (this.phase === 'closed') return;
     const tlsErr = err instanceof TlsAlertError ? err : new TlsAlertError(AlertDescription.internal_error, err instanceof Error ? err.message : String(err));
     this.pendingHandshake = [];
+    this.deferred = null;
     if (!this.writeClosed) {
       try {
         this.sendAlert(AlertLevel.fatal, tlsErr.alert);
