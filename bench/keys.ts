@@ -14,7 +14,8 @@
  *   npm run bench:keys   (or: node dist/bench/keys.js [seconds] [concurrency])
  *   env: BENCH_REPEATS (5), BENCH_SEQ_SECONDS (3 per front), BENCH_SIGN_SECONDS (2),
  *        BENCH_SECTIONS ("signs,handshakes,hsm"), BENCH_KEYS ("p256,rsa"),
- *        BENCH_CPU_PROF=DIR (fronts and keyd write .cpuprofile files there)
+ *        BENCH_CPU_PROF=DIR (fronts and keyd write .cpuprofile files there),
+ *        BENCH_KEYD_AUDIT ("batch": fsync in batches, the default; "always"; "none": no fsync)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, constants as cryptoConstants, createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
@@ -455,7 +456,8 @@ async function main(): Promise<void> {
       admin.close();
     }
     console.log('keyward key holders, measured side by side in one run (2 shared cores: load, front and key holder compete for them)');
-    console.log(`keyd: sealed store, audit log fsynced in batches (default), Unix socket and mutual TLS 1.3 (node:tls) on 127.0.0.1`);
+    const auditMode = { batch: 'fsynced in batches (the default)', always: 'fsynced before each result', none: 'never fsynced while running' }[process.env.BENCH_KEYD_AUDIT ?? 'batch'];
+    console.log(`keyd: sealed store, audit log ${auditMode ?? '?'}, Unix socket and mutual TLS 1.3 (node:tls) on 127.0.0.1`);
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine skews every figure)`);
 
     if (sections.has('signs')) {

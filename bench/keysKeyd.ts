@@ -12,6 +12,13 @@ import { pino } from 'pino';
 import { parseKeydConfig } from '../src/keyd/config.js';
 import { startKeyd } from '../src/keyd/server.js';
 
+function auditMode(): { durable?: boolean; sync?: string } {
+  const mode = process.env.BENCH_KEYD_AUDIT ?? 'batch';
+  if (mode === 'none') return { durable: false };
+  if (mode === 'batch' || mode === 'always') return { sync: mode };
+  throw new Error(`BENCH_KEYD_AUDIT must be batch, always or none, not ${mode}`);
+}
+
 const args = JSON.parse(process.argv[2] ?? '{}') as { dir: string; ca: string; cert: string; key: string };
 const config = parseKeydConfig(
   {
@@ -19,7 +26,9 @@ const config = parseKeydConfig(
     tls: { cert: args.cert, key: args.key, clientCa: args.ca },
     // Cheap scrypt: it only runs at start; the store format is the same.
     store: { dir: join(args.dir, 'store'), passphraseEnv: 'BENCH_KEYD_PASSPHRASE', scrypt: { N: 1024, r: 8, p: 1 } },
-    audit: { file: join(args.dir, 'audit.log') },
+    // BENCH_KEYD_AUDIT: "batch" (default, as in production), "always" (fsync per result) or
+    // "none" (no fsync while running) shows what durability costs.
+    audit: { file: join(args.dir, 'audit.log'), ...auditMode() },
     log: { level: 'warn' },
     clients: [
       { id: 'cn:front', keys: ['*'] },

@@ -1,6 +1,7 @@
 /**
- * A sealed-store key as keyd uses it: LocalKey's signing (EC and EdDSA inline, RSA on
- * libuv's thread pool), plus, for RSA keys, TLS 1.2 premaster decryption with implicit rejection inside keyd.
+ * A sealed-store key as keyd uses it: LocalKey's signing (EC and EdDSA inline; RSA on
+ * libuv's thread pool, or inline when keyd is idle), plus, for RSA keys, TLS 1.2
+ * premaster decryption with implicit rejection inside keyd.
  */
 import type { KeyObject } from 'node:crypto';
 import { KeyOperationError, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
@@ -15,6 +16,7 @@ export class StoreKey implements KeyOperations {
   readonly keyId: string;
   readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
   readonly signNow?: (scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext) => Uint8Array;
+  readonly signBlocking: (scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext) => Uint8Array;
   readonly #local: LocalKey;
 
   constructor(privateKey: KeyObject) {
@@ -23,6 +25,7 @@ export class StoreKey implements KeyOperations {
     this.schemes = this.#local.schemes;
     this.keyId = this.#local.keyId;
     this.signNow = this.#local.signNow;
+    this.signBlocking = (scheme, message) => this.#local.signBlocking(scheme, message);
     if (privateKey.asymmetricKeyType === 'rsa') {
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
         if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));

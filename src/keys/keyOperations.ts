@@ -51,6 +51,12 @@ export interface KeyOperations {
    */
   signNow?(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext): Uint8Array;
   /**
+   * Optional synchronous signing by an in-memory key of any type, however long it takes
+   * (an RSA-2048 signature blocks for about 0.4 ms). keyd uses it only while otherwise
+   * idle, where the thread pool's round trip would cost more than the blocking does.
+   */
+  signBlocking?(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext): Uint8Array;
+  /**
    * TLS 1.2 RSA key exchange only: returns a 48-byte premaster secret, doing the
    * RFC 5246 7.4.7.1 implicit rejection inside the key holder so the caller never
    * learns whether the padding was valid.

@@ -32,7 +32,7 @@ export class LocalKey implements KeyOperations {
     if (this.schemes.length === 0) throw new Error(`unsupported key type ${key.asymmetricKeyType}`);
     this.keyId = keyIdOf(this.publicKey);
     if (key.asymmetricKeyType !== 'rsa') {
-      this.signNow = (scheme, message) => this.#signInline(scheme, message);
+      this.signNow = (scheme, message) => this.signBlocking(scheme, message);
     } else {
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
         if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
@@ -81,7 +81,8 @@ export class LocalKey implements KeyOperations {
     return cryptoParams(info, this.#privateKey);
   }
 
-  #signInline(scheme: SignatureScheme, message: Uint8Array): Uint8Array {
+  /** Signs on the calling thread (see {@link KeyOperations.signBlocking}). */
+  signBlocking(scheme: SignatureScheme, message: Uint8Array): Uint8Array {
     const p = this.#params(scheme);
     let sig: Buffer;
     try {

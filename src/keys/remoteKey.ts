@@ -248,7 +248,8 @@ class ClientConnection {
             this.#cancel(id);
             reject(new KeyOperationError('timeout', `keyd did not answer within the deadline`));
           },
-          Math.max(0, deadlineAt - performance.now()),
+          // Whole milliseconds: node keeps one timer list per distinct duration.
+          Math.max(0, Math.ceil(deadlineAt - performance.now())),
         ),
       };
       if (signal) {
@@ -452,14 +453,18 @@ export class KeydClient {
     }
   }
 
-  /** A connected connection with the fewest requests in flight, waiting (within the deadline) for one being set up. */
-  async #pick(deadlineAt: number): Promise<ClientConnection> {
+  /** The open connection with the fewest requests in flight, if any. */
+  #pickOpen(): ClientConnection | undefined {
     let best: ClientConnection | undefined;
     for (const s of this.#slots) {
       const c = s.conn;
       if (c?.isOpen && (!best || c.inFlight < best.inFlight)) best = c;
     }
-    if (best) return best;
+    return best;
+  }
+
+  /** Waits (within the deadline) for a connection being set up. */
+  async #waitForConnection(deadlineAt: number): Promise<ClientConnection> {
     if (this.#closed) throw unavailable('keyd client is closed');
     const connecting = this.#slots.map((s) => s.connecting).filter((p): p is Promise<ClientConnection> => p !== undefined);
     if (connecting.length === 0) {
@@ -488,7 +493,8 @@ export class KeydClient {
   async request(type: FrameType, body: Uint8Array, opts: RequestOptions = {}): Promise<Uint8Array> {
     const deadlineAt = performance.now() + (opts.deadlineMs ?? this.#deadlineMs);
     if (opts.signal?.aborted) throw new KeyOperationError('aborted', 'operation aborted');
-    const conn = await this.#pick(deadlineAt);
+    // No await when a connection is open: a lone operation's round trip is the latency a front adds.
+    const conn = this.#pickOpen() ?? (await this.#waitForConnection(deadlineAt));
     const f = await conn.request(type, body, deadlineAt, opts.signal);
     if (f.type === FrameType.RESULT) return f.body;
     if (f.type === FrameType.ERROR) {
