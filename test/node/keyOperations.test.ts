@@ -4,6 +4,7 @@
  * aborts its pending sign, and 2000 handshakes can wait on the key at once.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import tls from 'node:tls';
 import { before, describe, it } from 'node:test';
 import type { KeyOperations, OperationContext } from '../../src/keys/keyOperations.js';
@@ -11,6 +12,7 @@ import { KeyOperationError } from '../../src/keys/keyOperations.js';
 import { createServer, type KeywardServerOptions } from '../../src/node/server.js';
 import type { KeywardTLSSocket, TlsHandshakeError } from '../../src/node/tlsSocket.js';
 import type { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
+import { clientHelloRecord, defaultExtensions, ext, nextRecord } from '../support/clientHelloBuilder.js';
 import { LOOPBACK, nodeTlsClient } from '../support/peers.js';
 import { caPem, ControlledKey, listen, serverCertificate, sleep, stopServer, withTimeout } from './helpers.js';
 
@@ -186,6 +188,37 @@ describe('key operations through the adapter', () => {
       await until(() => f.clientErrors.length === 1, 2_000, 'tlsClientError');
       assert.equal(f.clientErrors[0].err.code, 'ECONNRESET');
       assert.equal(f.clientErrors[0].socket.pendingKeyOperationCount, 0);
+    } finally {
+      await f.stop();
+    }
+  });
+
+  it('a bad key share found while the sign is pending gets illegal_parameter alone and aborts the sign', async () => {
+    // The signature is asked for before the key exchange is computed (so the two overlap);
+    // the all-zero x25519 share fails that computation while the sign is still pending.
+    const f = await fixture({ delayMs: 10_000 });
+    try {
+      const raw = net.connect({ host: LOOPBACK, port: f.port });
+      const chunks: Buffer[] = [];
+      raw.on('data', (d: Buffer) => chunks.push(d));
+      raw.on('error', () => undefined);
+      const closed = new Promise<void>((resolve) => raw.on('close', () => resolve()));
+      raw.write(clientHelloRecord({ extensions: [...defaultExtensions().filter((e) => e.type !== 51), ext.keyShare([{ group: 29, key: new Uint8Array(32) }])] }));
+      await withTimeout(closed, 5_000, 'server closes the connection');
+      let rest = Buffer.concat(chunks);
+      const types: number[] = [];
+      let last: Buffer | undefined;
+      for (let r = nextRecord(rest); r; r = nextRecord(rest)) {
+        types.push(r.type);
+        last = r.body;
+        rest = r.rest;
+      }
+      assert.deepEqual(types, [21], 'only an alert, no ServerHello before it');
+      assert.deepEqual([...last!], [2, 47]);
+      assert.equal(f.key.log.started, 1);
+      await until(() => f.key.log.signals[0].aborted, 2_000, 'the pending sign is aborted');
+      await until(() => f.clientErrors.length === 1, 2_000, 'tlsClientError');
+      assert.equal(f.clientErrors[0].err.code, 'ERR_TLS_ALERT_SENT_ILLEGAL_PARAMETER');
     } finally {
       await f.stop();
     }
