@@ -42,6 +42,8 @@ export interface KeydSourceOptions {
   keyPath?: string;
   /** Deadline per key operation (default 2000 ms). */
   deadlineMs?: number;
+  /** --keyd-bound: sign requests carry their handshake messages. */
+  bound?: boolean;
 }
 
 /** Options shared by every key of a `serve` run. */
@@ -215,7 +217,7 @@ export class KeySources {
         ...(k.keyPath ? { key: readTextFile(k.keyPath, '--keyd-key file') } : {}),
       };
       try {
-        this.#client = await KeydClient.connect({ addresses: k.addresses, ...creds, deadlineMs: k.deadlineMs ?? 2_000 });
+        this.#client = await KeydClient.connect({ addresses: k.addresses, ...creds, deadlineMs: k.deadlineMs ?? 2_000, bound: k.bound === true });
         return this.#client;
       } catch (err) {
         throw new CliError(`keyd is unreachable (${k.addresses.join(', ')}): ${(err as Error).message}`);

@@ -26,7 +26,8 @@ Configuration (keyd.json; relative paths are relative to the file):
     "metrics": { "listen": "127.0.0.1:9464" },
     "log":     { "level": "info" },
     "clients": [
-      { "id": "cn:front-1", "keys": ["example.com"], "rateLimit": { "perSecond": 2000, "burst": 4000 } },
+      { "id": "cn:front-1", "keys": ["example.com"], "bound": true,
+        "rateLimit": { "perSecond": 2000, "burst": 4000 } },
       { "id": "local-front", "keys": ["*"], "psks": ["*"] },
       { "id": "cn:admin", "admin": true }
     ],
@@ -37,6 +38,8 @@ Configuration (keyd.json; relative paths are relative to the file):
   store: exactly one of "passphraseEnv", "passphraseFile", "keyFile" (32+ random bytes)
          or "pkcs11Kek": { "module", "uri" (an AES key in a token), "pinFile" }.
   listen: "tls" (mutual TLS 1.3; clients need a certificate from tls.clientCa) and/or "unix".
+  clients[].bound: that front must send the handshake messages with each sign request
+         (keyward serve --keyd-bound); keyd recomputes what it signs from them.
   See docs/keyd.md for every setting, the protocol, and the audit log.
 
 Signals: SIGTERM or SIGINT shut keyd down gracefully (in-flight operations finish).`;

@@ -62,6 +62,7 @@ interface ServeCliOptions {
   keydCa?: string;
   keydCert?: string;
   keydKey?: string;
+  keydBound?: boolean;
   keydDeadline: number;
   pkcs11Module?: string;
   pkcs11PinFile?: string;
@@ -129,6 +130,7 @@ export function buildProgram(): Command {
     .option('--keyd-cert <front.pem>', 'this front\'s client certificate for keyd (tls://)')
     .option('--keyd-key <front-key.pem>', 'the private key of --keyd-cert (the keyd link\'s key, not the TLS server key)')
     .addOption(new Option('--keyd-key-id <hex>', 'key id in keyd for a --cert (default: the certificate\'s own key id)').argParser(keyOption((keyId) => ({ kind: 'keyd-id', keyId }))))
+    .option('--keyd-bound', 'send the handshake messages with each sign request, so keyd recomputes what it signs (bound mode; keyd may require it)')
     .addOption(new Option('--keyd-deadline <ms>', 'deadline of one key operation in keyd').argParser(positiveInt).default(2000))
     .addOption(new Option('--pkcs11 <uri>', 'RFC 7512 URI of a --cert\'s private key in a PKCS#11 token (repeat)').argParser(keyOption((uri) => ({ kind: 'pkcs11', uri }))))
     .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (else module-path in the URI)')
@@ -156,7 +158,7 @@ export function buildProgram(): Command {
           pskProcess: o.pskProcess === true,
           ...(o.keyUser !== undefined ? { keyUser: o.keyUser } : {}),
           ...(o.keyd.length > 0
-            ? { keyd: { addresses: o.keyd, caPath: o.keydCa, certPath: o.keydCert, keyPath: o.keydKey, deadlineMs: o.keydDeadline } }
+            ? { keyd: { addresses: o.keyd, caPath: o.keydCa, certPath: o.keydCert, keyPath: o.keydKey, deadlineMs: o.keydDeadline, bound: o.keydBound === true } }
             : {}),
           pkcs11: { module: o.pkcs11Module, pinFile: o.pkcs11PinFile },
         },

@@ -44,6 +44,8 @@ export interface AuditRecord {
   /** The front's own address on the keyd link. */
   front?: string;
   purpose?: string;
+  /** The input was recomputed from the handshake messages (bound mode). */
+  bound?: boolean;
   connectionId?: string;
   /** PSK identity, hex (identities travel in clear in TLS). */
   pskIdentity?: string;
@@ -62,6 +64,7 @@ const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
   'peer',
   'front',
   'purpose',
+  'bound',
   'connectionId',
   'pskIdentity',
   'reason',

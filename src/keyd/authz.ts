@@ -23,6 +23,11 @@ export interface ClientRule {
   psks: readonly string[];
   /** May provision keys (put, list, delete, generate, PSKs). */
   admin: boolean;
+  /**
+   * Bound mode: this front's sign requests must carry the handshake messages, from which
+   * keyd recomputes what it signs (boundSignInput.ts). Default false (structural checks).
+   */
+  bound?: boolean;
   rateLimit?: RateLimit;
 }
 
@@ -105,6 +110,11 @@ export class Grant {
 
   get admin(): boolean {
     return this.rule.admin;
+  }
+
+  /** Sign requests must be bound (see ClientRule.bound). */
+  get bound(): boolean {
+    return this.rule.bound === true;
   }
 
   /** May this peer use `key`? By id, or by any name the key serves. */

@@ -178,7 +178,7 @@ function checkClients(c: Checker, v: unknown): ClientRule[] {
   const out: ClientRule[] = [];
   v.forEach((raw, i) => {
     const p = `clients[${i}]`;
-    const o = c.obj(raw, p, ['id', 'keys', 'psks', 'admin', 'rateLimit']);
+    const o = c.obj(raw, p, ['id', 'keys', 'psks', 'admin', 'bound', 'rateLimit']);
     if (!o) return;
     const id = c.str(o.id, `${p}.id`);
     if (id !== undefined && /^sha256:/i.test(id) && !/^sha256:([0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2}$/.test(id)) {
@@ -187,8 +187,9 @@ function checkClients(c: Checker, v: unknown): ClientRule[] {
     const keys = c.strings(o.keys, `${p}.keys`);
     const psks = c.strings(o.psks, `${p}.psks`);
     const admin = c.bool(o.admin, `${p}.admin`, false);
+    const bound = c.bool(o.bound, `${p}.bound`, false);
     const rateLimit = checkRateLimit(c, o.rateLimit, `${p}.rateLimit`);
-    if (id !== undefined && keys && psks) out.push({ id, keys, psks, admin, ...(rateLimit ? { rateLimit } : {}) });
+    if (id !== undefined && keys && psks) out.push({ id, keys, psks, admin, ...(bound ? { bound } : {}), ...(rateLimit ? { rateLimit } : {}) });
   });
   return out;
 }

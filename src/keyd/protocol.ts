@@ -13,6 +13,7 @@
  * can always skip a frame it does not understand and answer it with a typed error.
  * Every decoder here is bounds-checked and throws only KeyOperationError('bad-request').
  */
+import { MAX_BOUND_MESSAGES } from '../keys/boundSignInput.js';
 import { KeyOperationError, type KeyErrorCode, type OperationContext, type PskMasterSecretRequest, type SignPurpose } from '../keys/keyOperations.js';
 import { Reader } from '../tls/wire/reader.js';
 import { Writer } from '../tls/wire/writer.js';
@@ -85,6 +86,8 @@ export enum Tag {
   CTX_CONNECTION_ID = 0x14,
   CIPHERTEXT = 0x15,
   CLIENT_VERSION = 0x16,
+  /** SIGN in bound mode, repeated: the handshake messages the input derives from, in order. */
+  HANDSHAKE_MESSAGE = 0x17,
   ERROR_CODE = 0x20,
   ERROR_MESSAGE = 0x21,
   SUPPORTED_VERSION = 0x22,
@@ -145,12 +148,16 @@ export interface Frame {
 /** Which key a request is for: its id (hex SHA-256 of the SPKI) or a server name it serves. */
 export type KeySelector = { keyId: string } | { serverName: string };
 
-/** SIGN: sign `message` (the whole structure) with `scheme`. */
+/**
+ * SIGN: sign `message` (the whole structure) with `scheme`. In bound mode the request
+ * also carries the handshake messages `message` derives from (see boundSignInput.ts).
+ */
 export interface SignRequest {
   key: KeySelector;
   scheme: number;
   message: Uint8Array;
   ctx: OperationContext;
+  handshakeMessages?: readonly Uint8Array[];
 }
 
 /** GET_KEY: public facts about a key. */
@@ -551,6 +558,7 @@ export function encodeSignRequest(m: SignRequest): Uint8Array {
   const w = new TlvWriter();
   writeSelector(w, m.key);
   w.u16(Tag.SCHEME, m.scheme).bytes(Tag.MESSAGE, m.message);
+  for (const hm of m.handshakeMessages ?? []) w.bytes(Tag.HANDSHAKE_MESSAGE, hm);
   writeContext(w, m.ctx);
   return w.finish();
 }
@@ -560,7 +568,11 @@ export function decodeSignRequest(body: Uint8Array): SignRequest {
   const f = TlvFields.parse(body, 'SIGN');
   const message = f.req(Tag.MESSAGE);
   if (message.length > MAX_MESSAGE) throw badRequest(`SIGN: MESSAGE longer than ${MAX_MESSAGE} bytes`);
-  return { key: readSelector(f, 'SIGN'), scheme: f.reqU16(Tag.SCHEME), message, ctx: readContext(f, 'SIGN') };
+  const req: SignRequest = { key: readSelector(f, 'SIGN'), scheme: f.reqU16(Tag.SCHEME), message, ctx: readContext(f, 'SIGN') };
+  const hms = f.all(Tag.HANDSHAKE_MESSAGE);
+  if (hms.length > MAX_BOUND_MESSAGES) throw badRequest(`SIGN: more than ${MAX_BOUND_MESSAGES} HANDSHAKE_MESSAGE fields`);
+  if (hms.length > 0) req.handshakeMessages = hms;
+  return req;
 }
 
 /** Body of a GET_KEY request. */

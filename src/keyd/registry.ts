@@ -131,3 +131,9 @@ export function keyInfoOf(k: RegisteredKey): KeyInfo {
   if (k.createdAt) info.createdAt = k.createdAt;
   return info;
 }
+
+/** Whether `key` serves `name`, exactly or through a one-label wildcard. */
+export function servesName(key: RegisteredKey, name: string): boolean {
+  const n = name.toLowerCase().replace(/\.$/, '');
+  return key.serverNames.includes(n) || key.serverNames.some((p) => wildcardMatches(p, n));
+}

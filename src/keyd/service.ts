@@ -6,7 +6,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { keyIdOf } from '../keys/keyId.js';
-import { KeyOperationError, UnknownPskIdentityError, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
+import { KeyOperationError, UnknownPskIdentityError, type KeyOperations, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
+import { checkBoundSignInput } from '../keys/boundSignInput.js';
 import { checkSignInput } from '../keys/signingPolicy.js';
 import { schemeName, schemesForKey, verifySignature } from '../tls/crypto/signatureSchemes.js';
 import type { AuditLog, AuditRecord } from './audit.js';
@@ -30,11 +31,12 @@ import {
   type Frame,
   type GeneratedKeyType,
   type KeySelector,
+  type SignRequest,
   type WireErrorCode,
 } from './protocol.js';
 import { pskMasterSecret } from './psk.js';
 import type { WorkQueue } from './queue.js';
-import { keyInfoOf, type KeyRegistry, type RegisteredKey } from './registry.js';
+import { keyInfoOf, servesName, type KeyRegistry, type RegisteredKey } from './registry.js';
 import { StoreError, type SealedStore } from './store.js';
 import { StoreKey } from './storeKey.js';
 
@@ -388,6 +390,26 @@ export class KeydService {
   }
 
   /**
+   * Bound mode (level 2): the input must be the one the request's handshake messages give,
+   * for this key's certificate and a name it serves. Required for fronts whose rule says
+   * `bound`; checked whenever a front sends the messages.
+   */
+  #checkBound(req: SignRequest, purpose: SignPurpose, key: RegisteredKey, rec: AuditRecord): void {
+    if (!req.handshakeMessages) {
+      this.d.metrics.refusedSignInputs.inc();
+      throw refused('sign input refused: this front must send the handshake messages (bound mode)');
+    }
+    const check = checkBoundSignInput(req.message, purpose, req.handshakeMessages, { spki: key.spki, servesName: (n) => servesName(key, n) });
+    if (!check.ok) {
+      this.d.metrics.refusedSignInputs.inc();
+      throw refused(`sign input refused (bound mode): ${check.reason}`);
+    }
+    rec.bound = true;
+    // The name the verified ClientHello asked for, rather than the one the front reported.
+    if (check.serverName !== undefined) rec.serverName = check.serverName;
+  }
+
+  /**
    * In-memory EC and EdDSA keys sign at once. In-memory RSA keys sign at once too when
    * keyd is otherwise idle (see #idleEnoughToBlock), else on the thread pool through the
    * work queue, as PKCS#11 keys always do.
@@ -406,6 +428,7 @@ export class KeydService {
     }
     rec.purpose = shape.purpose;
     if (!key.schemes.includes(req.scheme)) throw new KeyOperationError('unsupported', `${schemeName(req.scheme)} does not fit key ${key.keyId}`);
+    if (req.handshakeMessages || grant.bound) this.#checkBound(req, shape.purpose, key, rec);
     const ctx: OperationContext = { ...req.ctx, purpose: shape.purpose };
     const result = (sig: Uint8Array): Reply => {
       if (key.verifyResults && !verifySignature(key.publicKey, req.scheme, req.message, sig)) {

@@ -75,6 +75,12 @@ export interface KeydClientOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   /** Largest reply frame accepted (default 1 MiB). */
   maxFrameBytes?: number;
+  /**
+   * Bound mode: send the handshake messages with each sign request, so keyd recomputes
+   * what it signs (required by keyd for fronts whose rule says `bound`). Default false:
+   * about 1-4 KB more per request (the certificate chain travels with it).
+   */
+  bound?: boolean;
 }
 
 /** State of one pooled connection, for health reports. */
@@ -548,6 +554,11 @@ export class KeydClient {
     return new RemotePsk(this, deadlineMs ?? this.#deadlineMs);
   }
 
+  /** Whether sign requests carry their handshake messages (see KeydClientOptions.bound). */
+  get bound(): boolean {
+    return this.#opts.bound === true;
+  }
+
   /** Stops reconnecting and pinging and closes every connection; pending operations fail with 'unavailable'. */
   close(): void {
     if (this.#closed) return;
@@ -637,7 +648,8 @@ export class RemoteKey implements KeyOperations, PskOperations {
 
   async sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
     if (!this.schemes.includes(scheme)) throw new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`);
-    const body = encodeSignRequest({ key: { keyId: this.keyId }, scheme, message, ctx });
+    const handshakeMessages = this.client.bound ? ctx.handshakeMessages : undefined;
+    const body = encodeSignRequest({ key: { keyId: this.keyId }, scheme, message, ctx, ...(handshakeMessages ? { handshakeMessages } : {}) });
     return decodeOutput(await this.client.request(FrameType.SIGN, body, { signal, deadlineMs: this.deadlineMs }));
   }
 

@@ -101,10 +101,10 @@ test('errors: a front is not an admin, a bad key file, a missing client certific
 });
 
 test('keyd --config: every configuration problem is listed; --check; --help documents the config', async () => {
-  const bad = await writeKeydConfig(root.dir, { listen: { tls: 'nowhere' }, store: { dir: 's' }, audit: {}, clients: [{ id: 'x', keys: 'all' }], extra: 1 }, 'bad.json');
+  const bad = await writeKeydConfig(root.dir, { listen: { tls: 'nowhere' }, store: { dir: 's' }, audit: {}, clients: [{ id: 'x', keys: 'all', bound: 'yes' }], extra: 1 }, 'bad.json');
   const r = await cli(['keyd', '--config', bad]);
   assert.equal(r.code, 2);
-  for (const expected of ['(top).extra: unknown setting', 'listen.tls: expected "HOST:PORT"', 'tls: listen.tls needs tls.cert', 'store: give exactly one of', 'audit.file: expected a non-empty string', 'clients[0].keys: expected a list']) {
+  for (const expected of ['(top).extra: unknown setting', 'listen.tls: expected "HOST:PORT"', 'tls: listen.tls needs tls.cert', 'store: give exactly one of', 'audit.file: expected a non-empty string', 'clients[0].keys: expected a list', 'clients[0].bound: expected true or false']) {
     assert.ok(r.stderr.includes(expected), `missing ${JSON.stringify(expected)} in:\n${r.stderr}`);
   }
   const good = await writeKeydConfig(root.dir, { listen: { unix: 'k.sock' }, store: { dir: 's', passphraseEnv: 'P' }, audit: { file: 'a.log' }, clients: [{ id: 'unix', keys: ['*'] }] }, 'good.json');
@@ -115,6 +115,7 @@ test('keyd --config: every configuration problem is listed; --check; --help docu
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--config <file>/);
   assert.match(help.stdout, /passphraseEnv/);
+  assert.match(help.stdout, /"bound": true/);
   const missingPass = await cli(['keyd', '--config', good]);
   assert.equal(missingPass.code, 1);
   assert.match(missingPass.stderr, /environment variable P is not set/);

@@ -131,7 +131,8 @@ export class Server12Handshake implements ServerHandshake {
     if (alpn !== undefined) exts.push(extAlpn(alpn));
     if (sel.byName) exts.push(extServerNameAck());
     // An empty session id: this session will not be resumed (RFC 5246 7.4.1.3).
-    this.sendMessage(encodeServerHello({ random: this.serverRandom, sessionId: new Uint8Array(0), cipherSuite: sel.suite.suite, extensions: exts }));
+    const serverHello = encodeServerHello({ random: this.serverRandom, sessionId: new Uint8Array(0), cipherSuite: sel.suite.suite, extensions: exts });
+    this.sendMessage(serverHello);
 
     // 7.4.2 Certificate.
     if (this.cert) this.sendMessage(encodeCertificate12(this.cert.chain));
@@ -149,7 +150,13 @@ export class Server12Handshake implements ServerHandshake {
       const input = Buffer.concat([this.clientRandom, this.serverRandom, params]);
       const scheme = sel.scheme!;
       info.signatureScheme = scheme;
-      const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.2', purpose: 'tls12-server-key-exchange' };
+      const context: OperationContext = {
+        ...host.operationContext(),
+        tlsVersion: 'TLSv1.2',
+        purpose: 'tls12-server-key-exchange',
+        // For a key holder in bound mode; a copy, as chRaw may be a view of a network buffer.
+        handshakeMessages: [Uint8Array.from(chRaw), serverHello],
+      };
       const opId = host.requestKeyOperation({ kind: 'sign', key: this.cert!.key, scheme, message: input, context });
       this.state = { name: 'awaitSignature', opId, scheme, input, params };
       return;

@@ -70,6 +70,8 @@ export class Server13Handshake implements ServerHandshake {
   private state: State;
   private readonly suite: CipherSuiteInfo;
   private readonly transcript: Transcript;
+  /** The messages hashed so far, for a key holder that checks what it signs (bound mode). */
+  private readonly hashedMessages: Uint8Array[] = [];
   private ch: ClientHello;
   private firstHello: ClientHello;
   private cert!: CertifiedKey;
@@ -90,6 +92,8 @@ export class Server13Handshake implements ServerHandshake {
     this.suite = suiteInfo(suite)!;
     this.transcript = new Transcript(this.suite.hash);
     this.transcript.update(chRaw);
+    // A copy: the raw message may be a view of a network buffer, and a key holder in bound mode reads it later.
+    this.hashedMessages.push(Uint8Array.from(chRaw));
     host.info.version = 'TLSv1.3';
     host.info.cipherSuite = suite;
     host.info.cipherName = this.suite.name;
@@ -118,6 +122,7 @@ export class Server13Handshake implements ServerHandshake {
     exts.push(extSupportedVersionsServer(TLS13));
     const hrr = encodeServerHello({ random: HRR_RANDOM, sessionId: this.ch.sessionId, cipherSuite: this.suite.suite, extensions: exts });
     this.transcript.update(hrr);
+    this.hashedMessages.push(hrr);
     host.sendHandshake(hrr);
     host.flush();
     this.sendCompatCcs();
@@ -178,6 +183,7 @@ export class Server13Handshake implements ServerHandshake {
     if (shares.length !== 1 || shares[0].group !== st.group) throw illegalParameter('second ClientHello does not carry exactly the requested key share');
     this.ch = ch2;
     this.transcript.update(msg.raw);
+    this.hashedMessages.push(Uint8Array.from(msg.raw));
     this.state = this.sendServerFlight(st.group, shares[0].keyExchange);
   }
 
@@ -223,13 +229,19 @@ export class Server13Handshake implements ServerHandshake {
     const certificate = encodeCertificate13(new Uint8Array(0), this.cert.chain);
     this.transcript.update(encryptedExtensions);
     this.transcript.update(certificate);
+    this.hashedMessages.push(sh, encryptedExtensions, certificate);
 
     // 4.4.3: the signature covers the transcript through Certificate, which needs neither
     // the (EC)DHE secret nor any encryption: ask for it first, so the key holder works
     // while the rest of the flight is computed (see ServerConnection.runDeferredWork).
     const input = certificateVerifyInput(this.transcript.current());
     host.info.signatureScheme = choice.scheme;
-    const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.3', purpose: 'tls13-server-certificate-verify' };
+    const context: OperationContext = {
+      ...host.operationContext(),
+      tlsVersion: 'TLSv1.3',
+      purpose: 'tls13-server-certificate-verify',
+      handshakeMessages: this.hashedMessages,
+    };
     const opId = host.requestKeyOperation({ kind: 'sign', key: this.cert.key, scheme: choice.scheme, message: input, context });
 
     host.defer(() => {

@@ -1,0 +1,182 @@
+import { X509Certificate } from 'node:crypto';
+import { suiteInfo } from '../tls/crypto/cipherSuites.js';
+import { Transcript } from '../tls/crypto/transcript.js';
+import { parseClientHello } from '../tls/wire/clientHello.js';
+import { ExtensionType, HRR_RANDOM, HandshakeType } from '../tls/wire/constants.js';
+import { Reader } from '../tls/wire/reader.js';
+import type { SignPurpose } from './keyOperations.js';
+
+/**
+ * Level 2 of "not a signing oracle" (DESIGN.md, The key boundary), "bound": the key
+ * holder receives the handshake messages a signature input comes from and recomputes the
+ * input itself, so it signs only for a handshake that presents this key's certificate to
+ * a server name the key serves:
+ *
+ * - TLS 1.3 CertificateVerify: ClientHello, [HelloRetryRequest, ClientHello,] ServerHello,
+ *   EncryptedExtensions, Certificate. The transcript hash (with the suite's hash, and the
+ *   message_hash step after a HelloRetryRequest) must give exactly the input; the
+ *   Certificate's leaf must carry this key's public key.
+ * - TLS 1.2 ServerKeyExchange: ClientHello, ServerHello. The input's client and server
+ *   randoms must be theirs. (The certificate is not part of a TLS 1.2 signature.)
+ * - Either way, the ClientHello's server_name, when present, must be one the key serves.
+ *
+ * What it does not stop: the messages are not authenticated, so a compromised front can
+ * still relay a real ClientHello (or write one) for a name the key serves; it cannot get a
+ * signature over anything but a handshake for this key and certificate. Level 3 (rate
+ * limits, the audit log) bounds and records that.
+ */
+
+/** What the holder knows about the key it signs with. */
+export interface BoundKey {
+  /** DER SubjectPublicKeyInfo of the key. */
+  spki: Uint8Array;
+  /** Whether the key may answer for `serverName` (a ClientHello's SNI). */
+  servesName(serverName: string): boolean;
+}
+
+export type BoundCheck = { ok: true; serverName: string | undefined } | { ok: false; reason: string };
+
+/** Most handshake messages a bound request may carry (TLS 1.3 with a HelloRetryRequest). */
+export const MAX_BOUND_MESSAGES = 6;
+
+interface Message {
+  type: number;
+  body: Uint8Array;
+  raw: Uint8Array;
+}
+
+class Refusal extends Error {}
+
+function refuse(reason: string): never {
+  throw new Refusal(reason);
+}
+
+function frame(raw: Uint8Array, i: number): Message {
+  if (raw.length < 4) refuse(`handshake message ${i} is shorter than its header`);
+  const len = (raw[1] << 16) | (raw[2] << 8) | raw[3];
+  if (len !== raw.length - 4) refuse(`handshake message ${i} has length ${len} in its header but ${raw.length - 4} body bytes`);
+  return { type: raw[0], body: raw.subarray(4), raw };
+}
+
+/** ServerHello fields the check needs; tolerant of extensions it does not read. */
+function serverHelloOf(body: Uint8Array): { random: Uint8Array; cipherSuite: number; version: number } {
+  const r = new Reader(body, 'ServerHello');
+  r.u16();
+  const random = r.bytes(32);
+  r.vec8();
+  const cipherSuite = r.u16();
+  r.u8();
+  let version = 0x0303;
+  if (!r.atEnd()) {
+    const exts = r.sub16('ServerHello extensions');
+    while (!exts.atEnd()) {
+      const type = exts.u16();
+      const data = exts.vec16();
+      if (type === ExtensionType.supported_versions && data.length === 2) version = (data[0] << 8) | data[1];
+    }
+  }
+  r.end();
+  return { random, cipherSuite, version };
+}
+
+/** The leaf certificate's DER from a TLS 1.3 Certificate message body. */
+function leafOf13(body: Uint8Array): Uint8Array {
+  const r = new Reader(body, 'Certificate');
+  if (r.vec8().length !== 0) refuse('a server Certificate has an empty certificate_request_context');
+  const list = r.sub24('certificate_list');
+  r.end();
+  if (list.atEnd()) refuse('the Certificate message is empty');
+  return list.vec24(1);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+function checkServerName(ch: Message, key: BoundKey): string | undefined {
+  let sni: string | undefined;
+  try {
+    sni = parseClientHello(ch.body).serverName;
+  } catch (e) {
+    refuse(`ClientHello does not parse: ${(e as Error).message}`);
+  }
+  if (sni !== undefined && !key.servesName(sni)) refuse(`the ClientHello asks for ${sni}, a name this key does not serve`);
+  return sni;
+}
+
+function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string | undefined {
+  const types = msgs.map((m) => m.type);
+  const plain = [HandshakeType.client_hello, HandshakeType.server_hello, HandshakeType.encrypted_extensions, HandshakeType.certificate];
+  const retried = [HandshakeType.client_hello, HandshakeType.server_hello, ...plain];
+  const hrr = types.length === retried.length;
+  if (!sameList(types, hrr ? retried : plain)) refuse(`expected ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, Certificate; got types ${types.join(',')}`);
+  const sh = serverHelloOf(msgs[hrr ? 3 : 1].body);
+  if (sh.version !== 0x0304) refuse('the ServerHello does not select TLS 1.3');
+  if (sameBytes(sh.random, HRR_RANDOM)) refuse('the ServerHello is a HelloRetryRequest');
+  if (hrr) {
+    const retry = serverHelloOf(msgs[1].body);
+    if (!sameBytes(retry.random, HRR_RANDOM)) refuse('the second message is not a HelloRetryRequest');
+    if (retry.cipherSuite !== sh.cipherSuite) refuse('the HelloRetryRequest and the ServerHello name different suites');
+  }
+  const suite = suiteInfo(sh.cipherSuite);
+  if (!suite || suite.version !== 'TLSv1.3') refuse(`the ServerHello names suite 0x${sh.cipherSuite.toString(16)}, not a TLS 1.3 suite`);
+  const t = new Transcript(suite.hash);
+  t.update(msgs[0].raw);
+  if (hrr) t.replaceWithMessageHash();
+  for (const m of msgs.slice(1)) t.update(m.raw);
+  const expected = Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'), t.current()]);
+  if (!sameBytes(expected, message)) refuse('the input is not the CertificateVerify content of these handshake messages');
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(leafOf13(msgs[msgs.length - 1].body));
+  } catch (e) {
+    if (e instanceof Refusal) throw e;
+    refuse('the Certificate message does not start with an X.509 certificate');
+  }
+  if (!sameBytes(leaf.publicKey.export({ type: 'spki', format: 'der' }), key.spki)) refuse("the Certificate's leaf is not this key's certificate");
+  // The name is checked against the last ClientHello (after a retry, the one answered).
+  return checkServerName(msgs[hrr ? 2 : 0], key);
+}
+
+function checkTls12(message: Uint8Array, msgs: Message[], key: BoundKey): string | undefined {
+  if (!sameList(
+    msgs.map((m) => m.type),
+    [HandshakeType.client_hello, HandshakeType.server_hello],
+  )) {
+    refuse('expected ClientHello, ServerHello');
+  }
+  const sh = serverHelloOf(msgs[1].body);
+  if (sh.version !== 0x0303) refuse('the ServerHello does not select TLS 1.2');
+  const clientRandom = new Reader(msgs[0].body, 'ClientHello');
+  clientRandom.u16();
+  if (message.length < 64 || !sameBytes(message.subarray(0, 32), clientRandom.bytes(32)) || !sameBytes(message.subarray(32, 64), sh.random)) {
+    refuse("the input's randoms are not those of these hellos");
+  }
+  return checkServerName(msgs[0], key);
+}
+
+function sameList(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Checks that `message` (already known to have the shape of `purpose`, see
+ * checkSignInput) is the signature input of the handshake `handshakeMessages` describe,
+ * for this key. Never throws: malformed messages are a refusal with a reason.
+ */
+export function checkBoundSignInput(message: Uint8Array, purpose: SignPurpose, handshakeMessages: readonly Uint8Array[], key: BoundKey): BoundCheck {
+  try {
+    if (handshakeMessages.length === 0) refuse('no handshake messages (bound mode needs them)');
+    if (handshakeMessages.length > MAX_BOUND_MESSAGES) refuse(`more than ${MAX_BOUND_MESSAGES} handshake messages`);
+    const msgs = handshakeMessages.map(frame);
+    let serverName: string | undefined;
+    if (purpose === 'tls13-server-certificate-verify') serverName = checkTls13(message, msgs, key);
+    else if (purpose === 'tls12-server-key-exchange') serverName = checkTls12(message, msgs, key);
+    else refuse(`${purpose} cannot be bound`);
+    return { ok: true, serverName };
+  } catch (e) {
+    if (e instanceof Refusal) return { ok: false, reason: e.message };
+    // A Reader's decode error: the messages are malformed.
+    return { ok: false, reason: `malformed handshake messages: ${(e as Error).message}` };
+  }
+}
