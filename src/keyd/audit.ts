@@ -17,6 +17,7 @@
  * the very last line). keyd logs the head (seq and hash) in its own log at intervals and at
  * shutdown; compare it with the head `verifyAuditLog` reports, or ship lines elsewhere.
  */
+import * as nodeCrypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { constants as fsConstants, createReadStream, writeSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
@@ -73,8 +74,12 @@ const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
 
 const noop = (): void => {};
 
+/** node:crypto's one-shot hash (Node 20.12+), else undefined. */
+const oneShotHash = (nodeCrypto as { hash?: (alg: string, data: Uint8Array | string, enc: 'hex') => string }).hash;
+
 function sha256Hex(b: Uint8Array | string): string {
-  return createHash('sha256').update(b).digest('hex');
+  // The one-shot form costs about half of a Hash object's three calls.
+  return oneShotHash ? oneShotHash('sha256', b, 'hex') : createHash('sha256').update(b).digest('hex');
 }
 
 /** When an appended line is fsynced; see {@link AuditLogOptions.sync}. */
@@ -245,9 +250,14 @@ export class AuditLog {
   }
 
   #chain(rec: AuditRecord): string {
-    const line: Record<string, unknown> = { seq: this.#seq + 1, time: new Date().toISOString(), prev: this.#head };
-    for (const k of FIELD_ORDER) if (rec[k] !== undefined) line[k] = rec[k];
-    const text = JSON.stringify(line);
+    // The same text JSON.stringify would give for {seq, time, prev, ...fields in FIELD_ORDER},
+    // built directly: this runs once per operation, before its result leaves.
+    let text = `{"seq":${this.#seq + 1},"time":"${new Date().toISOString()}","prev":"${this.#head}"`;
+    for (const k of FIELD_ORDER) {
+      const v = rec[k];
+      if (v !== undefined) text += `,"${k}":${JSON.stringify(v)}`;
+    }
+    text += '}';
     this.#seq += 1;
     this.#head = sha256Hex(text);
     return text + '\n';

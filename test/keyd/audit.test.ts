@@ -53,6 +53,21 @@ test('lines are chained, numbered, in call order, and carry no more than the rec
   assert.deepEqual({ ok: r.ok, lines: r.lines, lastSeq: r.lastSeq }, { ok: true, lines: 50, lastSeq: 50 });
 });
 
+test('each line is exactly the JSON of its record, whatever the text in it', async () => {
+  const path = join(root.dir, 'escapes.log');
+  const log = await AuditLog.open(path);
+  const reason = 'quote " backslash \\ newline \n tab \t nul \u0000 line-sep \u2028 é 鍵 😀';
+  await log.append({ client: 'cn:a"b', op: 'sign', outcome: 'refused', reason, latencyMs: 0.125, bound: true });
+  await log.close();
+  const [line] = await lines(path);
+  const parsed = JSON.parse(line) as Record<string, unknown>;
+  assert.equal(parsed.reason, reason);
+  assert.equal(parsed.client, 'cn:a"b');
+  assert.equal(parsed.bound, true);
+  assert.equal(line, JSON.stringify(parsed), 'the line is what JSON.stringify makes of it');
+  assert.equal((await verifyAuditLog(path)).ok, true);
+});
+
 test('reopening continues the chain', async () => {
   const path = await writeLog('resume.log', 3);
   const log = await AuditLog.open(path);
