@@ -232,15 +232,15 @@ export class AuditLog {
   }
 
   /**
-   * Numbers, chains and queues one line for the next {@link writeNow} (or the end of this
-   * turn, as {@link append}). Only when {@link writeIsEnough}. Throws when the log has
+   * Numbers, chains and queues one line for the caller's next {@link writeNow} (in the same
+   * turn: nothing else writes it). Only when {@link writeIsEnough}. Throws when the log has
    * failed or is closed.
    */
   add(rec: AuditRecord): void {
     if (this.#failed) throw this.#failed;
     if (this.#closed) throw new Error('audit log is closed');
     if (this.#mode === 'always') throw new Error('audit log in mode "always": use append');
-    this.#enqueue({ text: this.#chain(rec), resolve: noop, reject: noop });
+    this.#queue.push({ text: this.#chain(rec), resolve: noop, reject: noop });
   }
 
   /** Writes every queued line now, with one write(2). Throws when they could not be written. */
