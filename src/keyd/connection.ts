@@ -131,13 +131,17 @@ export class KeydConnection {
       this.#reject(f.id, 'unavailable', `more than ${this.limits.maxInFlightPerConnection} requests in flight on this connection`);
       return;
     }
-    const r = this.service.handle(this.session, f, () => this.#controller(f.id).signal);
+    // One controller per request, made on first use and kept: after the connection closes,
+    // asking again must still see the aborted one.
+    let ac: AbortController | undefined;
+    const controller = (): AbortController => (ac ??= this.#controller(f.id));
+    const r = this.service.handle(this.session, f, () => controller().signal);
     if (!(r instanceof Promise)) {
       this.#answered.push({ id: f.id, reply: r });
       return;
     }
     // From here on a CANCEL (or the connection closing) can reach it.
-    const own = this.#controller(f.id);
+    const own = controller();
     void r.then((reply) => {
       if (this.#inFlight.get(f.id) === own) this.#inFlight.delete(f.id);
       if (reply && !this.#closed) {
@@ -152,7 +156,9 @@ export class KeydConnection {
     let ac = this.#inFlight.get(id);
     if (!ac) {
       ac = new AbortController();
-      this.#inFlight.set(id, ac);
+      // A closed connection has nobody to answer: its requests start out cancelled.
+      if (this.#closed) ac.abort();
+      else this.#inFlight.set(id, ac);
     }
     return ac;
   }

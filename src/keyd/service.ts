@@ -123,6 +123,7 @@ function generate(type: GeneratedKeyType): Promise<KeyObject> {
 export class KeydService {
   #active = 0;
   #lastBlockingEnd = -Infinity;
+  #lastBlockingMs = 0;
   #idleWaiters: Array<() => void> = [];
   /** Set during shutdown: new requests are refused with 'unavailable'. */
   draining = false;
@@ -165,7 +166,8 @@ export class KeydService {
     }
     if (out instanceof Promise) return this.#finishLater(out, rec, t0, signal);
     this.#measure(rec, t0);
-    if (!this.d.audit.writeIsEnough) return this.#audited(out, rec, null);
+    // Mode 'always': the fsync comes first; a CANCEL meanwhile still discards the result.
+    if (!this.d.audit.writeIsEnough) return this.#audited(out, rec, signal);
     return this.#auditNow(out, rec);
   }
 
@@ -224,7 +226,7 @@ export class KeydService {
   }
 
   /** Appends the audit line and waits until it is written (and fsynced in mode 'always'). */
-  async #audited(reply: Reply, rec: AuditRecord, signal: (() => AbortSignal) | null): Promise<Reply | null> {
+  async #audited(reply: Reply, rec: AuditRecord, signal: () => AbortSignal): Promise<Reply | null> {
     try {
       const ta = performance.now();
       await this.d.audit.append(rec);
@@ -235,7 +237,7 @@ export class KeydService {
     } finally {
       this.#done();
     }
-    return signal?.().aborted ? null : reply;
+    return signal().aborted ? null : reply;
   }
 
   /** The error reply for a failed request, with its outcome recorded, refusals counted and logged. */
@@ -294,12 +296,14 @@ export class KeydService {
 
   /**
    * A lone costly signature (RSA) runs on the loop: the thread pool's round trip costs
-   * about 0.1 ms of latency and CPU. Only when nothing is queued or running and no
-   * blocking signature ended in the last BLOCKING_GAP_MS: under load the pool's threads
-   * sign in parallel, and blocking takes at most a fraction of the loop.
+   * about 0.1 ms of latency and CPU. Only when nothing is queued or running and the last
+   * blocking signature ended at least BLOCKING_GAP_MS, and four times its own duration,
+   * ago: under load the pool's threads sign in parallel, and blocking takes at most a
+   * fifth of the loop.
    */
   #idleEnoughToBlock(): boolean {
-    return this.d.queue.running === 0 && this.d.queue.queued === 0 && performance.now() - this.#lastBlockingEnd >= BLOCKING_GAP_MS;
+    const gap = Math.max(BLOCKING_GAP_MS, 4 * this.#lastBlockingMs);
+    return this.d.queue.running === 0 && this.d.queue.queued === 0 && performance.now() - this.#lastBlockingEnd >= gap;
   }
 
   #grant(session: Session): Grant {
@@ -405,8 +409,10 @@ export class KeydService {
       throw refused(`sign input refused (bound mode): ${check.reason}`);
     }
     rec.bound = true;
-    // The name the verified ClientHello asked for, rather than the one the front reported.
+    // The name the verified ClientHello asked for (none, if it sent none), never the one
+    // the front reported: a bound line shows only what keyd checked.
     if (check.serverName !== undefined) rec.serverName = check.serverName;
+    else delete rec.serverName;
   }
 
   /**
@@ -438,10 +444,12 @@ export class KeydService {
     };
     if (key.ops.signNow) return result(key.ops.signNow(req.scheme, req.message, ctx));
     if (key.ops.signBlocking && this.#idleEnoughToBlock()) {
+      const t = performance.now();
       try {
         return result(key.ops.signBlocking(req.scheme, req.message, ctx));
       } finally {
         this.#lastBlockingEnd = performance.now();
+        this.#lastBlockingMs = this.#lastBlockingEnd - t;
       }
     }
     return this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal()).then(result);

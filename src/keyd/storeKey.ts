@@ -16,7 +16,7 @@ export class StoreKey implements KeyOperations {
   readonly keyId: string;
   readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
   readonly signNow?: (scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext) => Uint8Array;
-  readonly signBlocking: (scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext) => Uint8Array;
+  readonly signBlocking?: (scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext) => Uint8Array;
   readonly #local: LocalKey;
 
   constructor(privateKey: KeyObject) {
@@ -25,7 +25,9 @@ export class StoreKey implements KeyOperations {
     this.schemes = this.#local.schemes;
     this.keyId = this.#local.keyId;
     this.signNow = this.#local.signNow;
-    this.signBlocking = (scheme, message) => this.#local.signBlocking(scheme, message);
+    // Not for RSA keys over 3072 bits: one signature would stall keyd's loop for 5 ms or more.
+    const bits = privateKey.asymmetricKeyDetails?.modulusLength;
+    if (bits === undefined || bits <= 3072) this.signBlocking = (scheme, message) => this.#local.signBlocking(scheme, message);
     if (privateKey.asymmetricKeyType === 'rsa') {
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
         if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));

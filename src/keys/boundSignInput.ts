@@ -9,8 +9,9 @@ import type { SignPurpose } from './keyOperations.js';
 /**
  * Level 2 of "not a signing oracle" (DESIGN.md, The key boundary), "bound": the key
  * holder receives the handshake messages a signature input comes from and recomputes the
- * input itself, so it signs only for a handshake that presents this key's certificate to
- * a server name the key serves:
+ * input itself, so it signs only for a handshake that presents a certificate for this key
+ * (one carrying its public key: keyd knows no certificate, so not its dates or names) to a
+ * server name the key serves:
  *
  * - TLS 1.3 CertificateVerify: ClientHello, [HelloRetryRequest, ClientHello,] ServerHello,
  *   EncryptedExtensions, Certificate. The transcript hash (with the suite's hash, and the
@@ -58,21 +59,27 @@ function frame(raw: Uint8Array, i: number): Message {
   return { type: raw[0], body: raw.subarray(4), raw };
 }
 
-/** ServerHello fields the check needs; tolerant of extensions it does not read. */
+/** ServerHello fields the check needs (RFC 8446 4.1.3); the others are only parsed. */
 function serverHelloOf(body: Uint8Array): { random: Uint8Array; cipherSuite: number; version: number } {
   const r = new Reader(body, 'ServerHello');
-  r.u16();
+  if (r.u16() !== 0x0303) refuse('the ServerHello legacy_version is not 0x0303');
   const random = r.bytes(32);
   r.vec8();
   const cipherSuite = r.u16();
-  r.u8();
+  if (r.u8() !== 0) refuse('the ServerHello names a compression method');
   let version = 0x0303;
   if (!r.atEnd()) {
     const exts = r.sub16('ServerHello extensions');
+    const seen = new Set<number>();
     while (!exts.atEnd()) {
       const type = exts.u16();
       const data = exts.vec16();
-      if (type === ExtensionType.supported_versions && data.length === 2) version = (data[0] << 8) | data[1];
+      if (seen.has(type)) refuse(`the ServerHello repeats extension ${type}`);
+      seen.add(type);
+      if (type === ExtensionType.supported_versions) {
+        if (data.length !== 2) refuse('the ServerHello supported_versions is not one version');
+        version = (data[0] << 8) | data[1];
+      }
     }
   }
   r.end();
@@ -93,13 +100,15 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
-function checkServerName(ch: Message, key: BoundKey): string | undefined {
-  let sni: string | undefined;
+function serverNameOf(ch: Message): string | undefined {
   try {
-    sni = parseClientHello(ch.body).serverName;
+    return parseClientHello(ch.body).serverName;
   } catch (e) {
     refuse(`ClientHello does not parse: ${(e as Error).message}`);
   }
+}
+
+function checkServerName(sni: string | undefined, key: BoundKey): string | undefined {
   if (sni !== undefined && !key.servesName(sni)) refuse(`the ClientHello asks for ${sni}, a name this key does not serve`);
   return sni;
 }
@@ -113,10 +122,13 @@ function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string
   const sh = serverHelloOf(msgs[hrr ? 3 : 1].body);
   if (sh.version !== 0x0304) refuse('the ServerHello does not select TLS 1.3');
   if (sameBytes(sh.random, HRR_RANDOM)) refuse('the ServerHello is a HelloRetryRequest');
+  let firstName: string | undefined;
   if (hrr) {
     const retry = serverHelloOf(msgs[1].body);
     if (!sameBytes(retry.random, HRR_RANDOM)) refuse('the second message is not a HelloRetryRequest');
+    if (retry.version !== 0x0304) refuse('the HelloRetryRequest does not select TLS 1.3');
     if (retry.cipherSuite !== sh.cipherSuite) refuse('the HelloRetryRequest and the ServerHello name different suites');
+    firstName = serverNameOf(msgs[0]);
   }
   const suite = suiteInfo(sh.cipherSuite);
   if (!suite || suite.version !== 'TLSv1.3') refuse(`the ServerHello names suite 0x${sh.cipherSuite.toString(16)}, not a TLS 1.3 suite`);
@@ -134,8 +146,10 @@ function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string
     refuse('the Certificate message does not start with an X.509 certificate');
   }
   if (!sameBytes(leaf.publicKey.export({ type: 'spki', format: 'der' }), key.spki)) refuse("the Certificate's leaf is not this key's certificate");
-  // The name is checked against the last ClientHello (after a retry, the one answered).
-  return checkServerName(msgs[hrr ? 2 : 0], key);
+  // The name is checked in the ClientHello answered; after a retry both must ask for it (4.1.2).
+  const sni = serverNameOf(msgs[hrr ? 2 : 0]);
+  if (hrr && firstName !== sni) refuse('the two ClientHellos ask for different server names');
+  return checkServerName(sni, key);
 }
 
 function checkTls12(message: Uint8Array, msgs: Message[], key: BoundKey): string | undefined {
@@ -147,12 +161,17 @@ function checkTls12(message: Uint8Array, msgs: Message[], key: BoundKey): string
   }
   const sh = serverHelloOf(msgs[1].body);
   if (sh.version !== 0x0303) refuse('the ServerHello does not select TLS 1.2');
+  if (sameBytes(sh.random, HRR_RANDOM)) refuse('the ServerHello is a HelloRetryRequest');
+  const suite = suiteInfo(sh.cipherSuite);
+  if (!suite || suite.version !== 'TLSv1.2' || (suite.keyExchange !== 'ECDHE_ECDSA' && suite.keyExchange !== 'ECDHE_RSA')) {
+    refuse(`the ServerHello names suite 0x${sh.cipherSuite.toString(16)}, not a signed TLS 1.2 ECDHE suite`);
+  }
   const clientRandom = new Reader(msgs[0].body, 'ClientHello');
   clientRandom.u16();
   if (message.length < 64 || !sameBytes(message.subarray(0, 32), clientRandom.bytes(32)) || !sameBytes(message.subarray(32, 64), sh.random)) {
     refuse("the input's randoms are not those of these hellos");
   }
-  return checkServerName(msgs[0], key);
+  return checkServerName(serverNameOf(msgs[0]), key);
 }
 
 function sameList(a: number[], b: number[]): boolean {

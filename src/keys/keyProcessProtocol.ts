@@ -230,16 +230,21 @@ export class FrameWriter {
 
   /** Writes what is queued now, instead of at the end of this turn of the loop. */
   flush(): void {
-    this.#flush();
+    // The end-of-turn write stays scheduled; it finds nothing, or what came after.
+    this.#writeOut();
   }
 
   #flush = (): void => {
     this.#scheduled = false;
+    this.#writeOut();
+  };
+
+  #writeOut(): void {
     const q = this.#queue;
     if (q.length === 0) return;
     this.#queue = [];
     this.write(q.length === 1 ? q[0] : Buffer.concat(q));
-  };
+  }
 
   /** Drops anything not yet written (the channel is gone). */
   clear(): void {

@@ -176,6 +176,22 @@ test('cancel: queued work is dropped before it starts, running work is discarded
   }
 });
 
+test('a connection that closes with work in flight: the work is audited as cancelled, no result is sent', async () => {
+  const rk = await connectRemoteKey({ ...tlsClientOptions(pki, 'front', keyd.tlsAddress!), keyId: slow.keyId, poolSize: 1, deadlineMs: 10_000 });
+  const op = rk.sign(SignatureScheme.ecdsa_secp256r1_sha256, certificateVerifyInput(), { ...CTX, connectionId: 'closed-1' }, new AbortController().signal);
+  const settled = op.then(
+    () => 'ok',
+    (e: KeyOperationError) => e.code,
+  );
+  await sleep(100);
+  await rk.close();
+  assert.equal(await settled, 'unavailable');
+  // The slow sign (300 ms) runs to its end in keyd; its line says nobody got the result.
+  await sleep(400);
+  const line = (await readAudit(auditPath)).find((l) => l.connectionId === 'closed-1');
+  assert.equal(line?.outcome, 'cancelled');
+});
+
 test('deadline: a slow key holder times out at the deadline, and keyd is told to cancel', async () => {
   const rk = await connectRemoteKey({ ...tlsClientOptions(pki, 'front', keyd.tlsAddress!), keyId: slow.keyId, deadlineMs: 100 });
   try {

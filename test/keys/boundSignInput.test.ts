@@ -9,7 +9,8 @@ import { before, test } from 'node:test';
 import { checkBoundSignInput, type BoundKey } from '../../src/keys/boundSignInput.js';
 import type { SignPurpose } from '../../src/keys/keyOperations.js';
 import { TlsServerConnection } from '../../src/tls/engine/serverConnection.js';
-import { clientHelloRecord, defaultExtensions, ext, x25519Share } from '../support/clientHelloBuilder.js';
+import { Transcript } from '../../src/tls/crypto/transcript.js';
+import { clientHelloBody, clientHelloRecord, defaultExtensions, ext, handshakeMsg, x25519Share } from '../support/clientHelloBuilder.js';
 import { harness, type Harness } from '../support/engineHarness.js';
 import { getPki } from '../support/pki.js';
 
@@ -99,6 +100,23 @@ test('TLS 1.3 after a retry: the HelloRetryRequest must be one, and the transcri
   // Swapping the HelloRetryRequest and the ServerHello.
   const swapped = [c.messages[0], c.messages[3], c.messages[2], c.messages[1], c.messages[4], c.messages[5]];
   refused({ ...c, messages: swapped }, /HelloRetryRequest/);
+});
+
+test('TLS 1.3 after a retry: the first ClientHello must parse and ask for the same name', () => {
+  const c = tls13AfterRetry();
+  // A consistent input for a forged first ClientHello: only parsing it can catch it.
+  const withFirst = (ch1: Uint8Array): Captured => {
+    const t = new Transcript('sha256');
+    t.update(ch1);
+    t.replaceWithMessageHash();
+    for (const m of c.messages.slice(1)) t.update(m);
+    const message = Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'), t.current()]);
+    return { ...c, message, messages: [ch1, ...c.messages.slice(1)] };
+  };
+  assert.equal(check(withFirst(c.messages[0])).ok, true, 'the real first ClientHello passes the same way');
+  refused(withFirst(Uint8Array.of(1, 0, 0, 3, 0xde, 0xad, 0xbe)), /ClientHello does not parse/);
+  const otherName = handshakeMsg(1, clientHelloBody({ extensions: [ext.serverName('other.example'), ...defaultExtensions().slice(1)] }));
+  refused(withFirst(otherName), /two ClientHellos ask for different server names/);
 });
 
 test('TLS 1.2: the randoms must be those of the hellos', () => {

@@ -275,6 +275,8 @@ export class Server13Handshake implements ServerHandshake {
     }
     const host = this.host;
     const h = this.suite.hash;
+    // Kept only for the key holder's request (bound mode); the connection may live long.
+    this.hashedMessages.length = 0;
     this.sendMessage(encodeCertificateVerify(st.scheme, signature));
     const verifyData = tls13FinishedVerifyData(h, this.serverHandshakeSecret, this.transcript.current());
     this.sendMessage(encodeFinished(verifyData));
