@@ -32,6 +32,7 @@ function connect(): Promise<tls.TLSSocket> {
 async function handshakes(concurrency: number, seconds: number): Promise<void> {
   const latencies: number[] = [];
   let errors = 0;
+  const cpu0 = process.cpuUsage();
   const end = performance.now() + seconds * 1000;
   const start = performance.now();
   async function worker(): Promise<void> {
@@ -52,7 +53,8 @@ async function handshakes(concurrency: number, seconds: number): Promise<void> {
   const elapsed = (performance.now() - start) / 1000;
   latencies.sort((x, y) => x - y);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
-  process.stdout.write(JSON.stringify({ handshakes: latencies.length, errors, seconds: elapsed, p50: pct(0.5), p99: pct(0.99) }) + '\n');
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(JSON.stringify({ handshakes: latencies.length, errors, seconds: elapsed, p50: pct(0.5), p99: pct(0.99), cpuUs: cpu.user + cpu.system }) + '\n');
 }
 
 async function bulk(megabytes: number): Promise<void> {

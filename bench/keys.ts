@@ -316,6 +316,8 @@ interface HsResult {
   frontSysUs: number;
   /** Key holder CPU per handshake (key process or keyd), µs. */
   holderUs: number;
+  /** CPU of the load generator (the node:tls clients) per handshake, µs. */
+  loadUs: number;
   p50: number;
   p99: number;
   errors: number;
@@ -348,6 +350,7 @@ async function throughputRun(backend: Backend, front: Child, keyd: Child): Promi
     frontUs: ((a1.cpu as number) - (a0.cpu as number)) / r.handshakes,
     frontSysUs: ((a1.sys as number) - (a0.sys as number)) / r.handshakes,
     holderUs: holder / r.handshakes,
+    loadUs: r.cpuUs / r.handshakes,
     p50: r.p50,
     p99: r.p99,
     errors: r.errors,
@@ -358,9 +361,10 @@ async function handshakesSection(keys: SiteKey[], keyd: Child, link: Link): Prom
   console.log(`\n2. TLS 1.3 full handshakes (x25519): ${seconds}s per run, ${concurrency} concurrent node:tls clients in a separate process, median of ${repeats} alternating runs`);
   console.log('   one front process per backend (all started before the runs, idle when not measured); keyd in its own process, shared');
   console.log('   front µs = CPU of the network process per handshake (its capacity: 1e6/front µs handshakes/s per core), (kernel part);');
-  console.log('   holder µs = CPU of the key process (10 ms clock) or of keyd per handshake');
+  console.log('   holder µs = CPU of the key process (10 ms clock) or of keyd per handshake; total µs = front + holder + load generator');
+  console.log('   (all three share the 2 cores: when they are busy, hs/s follows 1/total µs, and the holder\'s µs come out of the others\')');
   console.log(`   lone = ${seqSeconds * BACKENDS.length}s of sequential handshakes taking the four fronts in turn (concurrency 1); added = median of paired differences to localKey\n`);
-  console.log('key            backend              hs/s   vs local   front µs/hs  vs local  holder µs/hs   p50 ms   p99 ms  lone p50 ms  lone p99 ms  added ms  errors');
+  console.log('key            backend              hs/s   vs local   front µs/hs  vs local  holder µs/hs  total µs/hs   p50 ms   p99 ms  lone p50 ms  lone p99 ms  added ms  errors');
   const summary: HsSummary[] = [];
   for (const k of keys) {
     const fronts = new Map<Backend, Child>();
@@ -381,7 +385,7 @@ async function handshakesSection(keys: SiteKey[], keyd: Child, link: Link): Prom
         const frontRatio = local.frontUs / r.frontUs;
         if (b !== 'local') summary.push({ key: k.label, backend: b, ratio, frontRatio, addedP50: l.pairedAdded });
         console.log(
-          `${k.label.padEnd(14)} ${BACKEND_LABEL[b].padEnd(18)} ${f(r.rate).padStart(6)} ${(f(ratio, 2) + 'x').padStart(9)} ${`${f(r.frontUs)} (${f(r.frontSysUs)})`.padStart(13)} ${(f(frontRatio, 2) + 'x').padStart(9)} ${(b === 'local' ? '-' : f(r.holderUs)).padStart(13)} ${f(r.p50, 2).padStart(8)} ${f(r.p99, 2).padStart(8)} ${f(l.p50, 3).padStart(12)} ${f(l.p99, 3).padStart(12)} ${(b === 'local' ? '-' : f(l.pairedAdded, 3)).padStart(9)} ${String(r.errors + (b === 'local' ? lat.errors : 0)).padStart(7)}`,
+          `${k.label.padEnd(14)} ${BACKEND_LABEL[b].padEnd(18)} ${f(r.rate).padStart(6)} ${(f(ratio, 2) + 'x').padStart(9)} ${`${f(r.frontUs)} (${f(r.frontSysUs)})`.padStart(13)} ${(f(frontRatio, 2) + 'x').padStart(9)} ${(b === 'local' ? '-' : f(r.holderUs)).padStart(13)} ${f(r.frontUs + (b === 'local' ? 0 : r.holderUs) + r.loadUs).padStart(12)} ${f(r.p50, 2).padStart(8)} ${f(r.p99, 2).padStart(8)} ${f(l.p50, 3).padStart(12)} ${f(l.p99, 3).padStart(12)} ${(b === 'local' ? '-' : f(l.pairedAdded, 3)).padStart(9)} ${String(r.errors + (b === 'local' ? lat.errors : 0)).padStart(7)}`,
         );
       });
       console.log('');
