@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { certificateVerifyContent } from '../src/tls/wire/handshake.js';
 
 /** Clock ticks per second of /proc/PID/stat times (USER_HZ, 100 on Linux). */
 const USER_HZ = 100;
@@ -42,5 +43,5 @@ export function pct(sorted: number[], p: number): number {
 
 /** 64 spaces, the server context string, 0x00, a fresh 32-byte "transcript hash". */
 export function certificateVerifyInput(): Buffer {
-  return Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from('TLS 1.3, server CertificateVerify', 'latin1'), Buffer.of(0), randomBytes(32)]);
+  return certificateVerifyContent(randomBytes(32));
 }

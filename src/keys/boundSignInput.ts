@@ -3,6 +3,7 @@ import { suiteInfo } from '../tls/crypto/cipherSuites.js';
 import { Transcript } from '../tls/crypto/transcript.js';
 import { parseClientHello } from '../tls/wire/clientHello.js';
 import { ExtensionType, HRR_RANDOM, HandshakeType } from '../tls/wire/constants.js';
+import { certificateVerifyContent } from '../tls/wire/handshake.js';
 import { Reader } from '../tls/wire/reader.js';
 import type { SignPurpose } from './keyOperations.js';
 
@@ -136,8 +137,7 @@ function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string
   t.update(msgs[0].raw);
   if (hrr) t.replaceWithMessageHash();
   for (const m of msgs.slice(1)) t.update(m.raw);
-  const expected = Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'), t.current()]);
-  if (!sameBytes(expected, message)) refuse('the input is not the CertificateVerify content of these handshake messages');
+  if (!sameBytes(certificateVerifyContent(t.current()), message)) refuse('the input is not the CertificateVerify content of these handshake messages');
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(leafOf13(msgs[msgs.length - 1].body));

@@ -255,45 +255,45 @@ function main(): void {
     return;
   }
   const loaded = keyPath ? loadKey(keyPath) : { error: 'no key file given' };
-  if ('error' in loaded) {
-    channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(loaded.error, 'utf8')), () => process.exit(1));
-    return;
-  }
+  if ('error' in loaded) return failStart(channel, loaded.error);
   const key = loaded.key;
   const publicKey = createPublicKey(key);
   const schemes = schemesForKey(publicKey);
-  if (schemes.length === 0) {
-    const msg = `key in ${keyPath} is of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'})`;
-    channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(msg, 'utf8')), () => process.exit(1));
-    return;
-  }
-
+  if (schemes.length === 0) return failStart(channel, `key in ${keyPath} is of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'})`);
   const server = new KeyServer(key, schemes, out);
+  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })));
+}
+
+/** Tells the front why this process cannot serve, then exits. */
+function failStart(channel: Socket, msg: string): void {
+  channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(msg, 'utf8')), () => process.exit(1));
+}
+
+/** Says it is ready, then answers frames until the channel closes; replies leave once per read. */
+function serveFrames(channel: Socket, out: FrameWriter, onFrame: (f: Frame) => void, ready: Buffer): void {
   const decoder = new FrameDecoder();
   channel.on('data', (chunk: Buffer) => {
     try {
-      decoder.push(chunk, (f) => server.onFrame(f));
+      decoder.push(chunk, onFrame);
     } catch {
       // A malformed stream means a broken front; stop rather than guess.
       process.exit(4);
     }
     out.flush();
   });
-  channel.write(encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })));
+  channel.write(ready);
 }
 
 /** PSK mode: load the PSK file, then answer PSK requests until the channel closes. */
 function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, unknown: string | undefined): void {
-  const failStart = (msg: string): void => {
-    channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(msg, 'utf8')), () => process.exit(1));
-  };
-  if (!path) return failStart('no PSK file given');
-  if (unknown !== 'random' && unknown !== 'reject') return failStart('unknown-identity mode must be random or reject');
+  const fail = (msg: string): void => failStart(channel, msg);
+  if (!path) return fail('no PSK file given');
+  if (unknown !== 'random' && unknown !== 'reject') return fail('unknown-identity mode must be random or reject');
   let data: Buffer;
   try {
     data = readFileSync(path);
   } catch (e) {
-    return failStart(`cannot read PSK file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'read failed'}`);
+    return fail(`cannot read PSK file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'read failed'}`);
   }
   let holder: LocalPsk;
   try {
@@ -301,21 +301,12 @@ function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, 
     holder = new LocalPsk(psks, { unknownIdentity: unknown });
     for (const v of psks.values()) v.fill(0);
   } catch (e) {
-    return failStart((e as Error).message);
+    return fail((e as Error).message);
   } finally {
     data.fill(0);
   }
   const server = new PskServer(holder, out);
-  const decoder = new FrameDecoder();
-  channel.on('data', (chunk: Buffer) => {
-    try {
-      decoder.push(chunk, (f) => server.onFrame(f));
-    } catch {
-      process.exit(4);
-    }
-    out.flush();
-  });
-  channel.write(encodeReady([], Buffer.alloc(0)));
+  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady([], Buffer.alloc(0)));
 }
 
 main();

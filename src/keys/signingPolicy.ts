@@ -1,4 +1,5 @@
 import { SignatureScheme, schemeInfo } from '../tls/crypto/signatureSchemes.js';
+import { CERTIFICATE_VERIFY_CONTEXT } from '../tls/wire/handshake.js';
 import type { SignPurpose } from './keyOperations.js';
 
 /**
@@ -11,8 +12,8 @@ import type { SignPurpose } from './keyOperations.js';
 
 const CV_PAD = 64;
 const CV_CONTEXTS: Record<'server' | 'client', Buffer> = {
-  server: Buffer.from('TLS 1.3, server CertificateVerify', 'latin1'),
-  client: Buffer.from('TLS 1.3, client CertificateVerify', 'latin1'),
+  server: Buffer.from(CERTIFICATE_VERIFY_CONTEXT.server, 'latin1'),
+  client: Buffer.from(CERTIFICATE_VERIFY_CONTEXT.client, 'latin1'),
 };
 /** Transcript hashes of the TLS 1.3 suites: SHA-256 and SHA-384. */
 const TRANSCRIPT_HASH_LENGTHS = new Set([32, 48]);

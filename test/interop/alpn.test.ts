@@ -2,11 +2,10 @@
 // offer, no overlap is refused with no_application_protocol, and a client without ALPN is
 // served without it.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { gnutlsCli, opensslClient, parseGnutlsOutput, parseOpensslOutput, pythonSsl } from '../support/peers.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
-import { certificate, describeRun, onlySession, startEchoServer, type EchoServer } from '../support/keywardServer.js';
+import { certificate, describeRun, onlySession, startEchoServer, token, type EchoServer } from '../support/keywardServer.js';
 
 let pki: PkiFixtures;
 let server: EchoServer;
@@ -18,11 +17,10 @@ before(async () => {
 
 after(() => server.close());
 
-const token = () => `alpn-${randomBytes(6).toString('hex')}`;
 
 describe('ALPN: overlap chosen by server preference', () => {
   it('openssl -alpn http/1.1,echo gets echo', async () => {
-    const sent = token();
+    const sent = token('alpn');
     const mark = server.mark();
     const run = await opensslClient(server.port, { cafile: pki.ca.certPath, args: ['-tls1_3', '-alpn', 'http/1.1,echo'], input: `${sent}\n`, waitFor: sent, timeoutMs: 10_000 });
     const why = describeRun(run);
@@ -34,7 +32,7 @@ describe('ALPN: overlap chosen by server preference', () => {
   });
 
   it('gnutls-cli --alpn http/1.1 --alpn echo gets echo', async () => {
-    const sent = token();
+    const sent = token('alpn');
     const mark = server.mark();
     const run = await gnutlsCli(server.port, {
       cafile: pki.ca.certPath,
@@ -51,7 +49,7 @@ describe('ALPN: overlap chosen by server preference', () => {
   });
 
   it('python with [http/1.1, h2] gets h2', async () => {
-    const sent = token();
+    const sent = token('alpn');
     const mark = server.mark();
     const run = await pythonSsl(server.port, { cafile: pki.ca.certPath, alpn: ['http/1.1', 'h2'], send: sent, until: sent, timeoutMs: 10_000 });
     assert.equal(run.report?.alpn, 'h2', describeRun(run));
@@ -60,7 +58,7 @@ describe('ALPN: overlap chosen by server preference', () => {
   });
 
   it('a client without ALPN is served without it', async () => {
-    const sent = token();
+    const sent = token('alpn');
     const mark = server.mark();
     const run = await opensslClient(server.port, { cafile: pki.ca.certPath, args: ['-tls1_3'], input: `${sent}\n`, waitFor: sent, timeoutMs: 10_000 });
     const why = describeRun(run);

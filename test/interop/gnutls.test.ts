@@ -4,7 +4,6 @@
 // through its inline commands; and record_size_limit (RFC 8449), checked on the raw records
 // through a proxy.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
@@ -30,12 +29,12 @@ import {
   waitUntil,
   type GroupNames,
   type SuiteNames,
+  token,
 } from '../support/keywardServer.js';
 
 let pki: PkiFixtures;
 const serverFor = echoServersPerKeyType((p) => (pki = p));
 
-const token = (label: string) => `${label}-${randomBytes(6).toString('hex')}`;
 const TLS13_ONLY = 'NORMAL:-VERS-ALL:+VERS-TLS1.3';
 
 /** A priority string for TLS 1.3 with exactly this suite and group (and optionally signature scheme). */

@@ -5,7 +5,6 @@
 // echoed bytes and the negotiated parameters on both sides, and that the chain verifies
 // against the fixture CA.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
@@ -34,12 +33,12 @@ import {
   type EchoServer,
   type GroupNames,
   type SuiteNames,
+  token,
 } from '../support/keywardServer.js';
 
 let pki: PkiFixtures;
 const serverFor = echoServersPerKeyType((p) => (pki = p));
 
-const token = (label: string) => `${label}-${randomBytes(6).toString('hex')}`;
 
 interface EchoRun {
   run: RunResult;

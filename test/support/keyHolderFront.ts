@@ -26,6 +26,7 @@ import { serve } from '../../src/cli/serve.js';
 import { startKeyProcess } from '../../src/keys/keyProcess.js';
 import { localKey } from '../../src/keys/localKey.js';
 import { schemeInfo, verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
+import { certificateVerifyContent } from '../../src/tls/wire/handshake.js';
 
 export interface FrontArgs {
   key: string;
@@ -82,7 +83,7 @@ const MODES: Record<string, FrontMode> = {
 
 /** A TLS 1.3 server CertificateVerify input with a random transcript hash. */
 function certificateVerifyInput(): Buffer {
-  return Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from('TLS 1.3, server CertificateVerify', 'latin1'), Buffer.of(0), randomBytes(32)]);
+  return certificateVerifyContent(randomBytes(32));
 }
 
 /** Signs `count` handshake inputs, as many at once as a busy server would. */

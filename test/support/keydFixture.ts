@@ -14,6 +14,7 @@ import { createCa, issueCertificate } from '../../src/cli/pki.js';
 import { parseKeydConfig, type KeydConfig } from '../../src/keyd/config.js';
 import { startKeyd, type Keyd, type StartKeydOptions } from '../../src/keyd/server.js';
 import type { KeydClientOptions } from '../../src/keys/remoteKey.js';
+import { certificateVerifyContent } from '../../src/tls/wire/handshake.js';
 
 /** Passphrase used by test stores (a test secret, not a real one). */
 export const TEST_PASSPHRASE = 'correct horse battery staple (test only)';
@@ -226,7 +227,7 @@ export function spawnKeyd(configPath: string, timeoutMs = 15_000): Promise<KeydC
 
 /** A TLS 1.3 server CertificateVerify input: 64 spaces, the context string, 0, a transcript hash. */
 export function certificateVerifyInput(hashLength: 32 | 48 = 32): Buffer {
-  return Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from('TLS 1.3, server CertificateVerify', 'latin1'), Buffer.of(0), randomBytes(hashLength)]);
+  return certificateVerifyContent(randomBytes(hashLength));
 }
 
 /** Fetches a URL on the metrics listener. */

@@ -6,6 +6,7 @@
  *
  * Everything listens on 127.0.0.1 port 0 and is stopped by `close()`; every wait is bounded.
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before } from 'node:test';
 import { LocalKey } from '../../src/keys/localKey.js';
@@ -109,6 +110,11 @@ export const KEY_TYPE_NAMES: Readonly<Record<KeyType, KeyTypeNames>> = {
 
 // ---------------------------------------------------------------------------------------
 // Certificates and the echo server
+
+/** A string no other test sends: `label-` and 12 random hex digits, to find one exchange in a peer's output. */
+export function token(label: string): string {
+  return `${label}-${randomBytes(6).toString('hex')}`;
+}
 
 /** A fixture chain with an in-process key, optionally served under other names. */
 export function certificate(files: CertFiles, names?: string[]): CertificateWithKey {

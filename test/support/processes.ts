@@ -138,13 +138,19 @@ export function runProcess(command: string, args: readonly string[], opts: RunOp
       }
     }, timeoutMs);
 
-    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
-      if (settled) return;
+    /** True the first time only: the run ends, waiters wake, the kill timer stops. */
+    const settle = (): boolean => {
+      if (settled) return false;
       settled = true;
       exited = true;
       for (const w of waiters.splice(0)) w();
       clearTimeout(timer);
       live.delete(child);
+      return true;
+    };
+
+    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (!settle()) return;
       resolve({
         code,
         signal,
@@ -156,13 +162,7 @@ export function runProcess(command: string, args: readonly string[], opts: RunOp
     };
 
     child.on('error', (e) => {
-      if (settled) return;
-      settled = true;
-      exited = true;
-      for (const w of waiters.splice(0)) w();
-      clearTimeout(timer);
-      live.delete(child);
-      reject(new Error(`cannot run ${command}: ${e.message}`));
+      if (settle()) reject(new Error(`cannot run ${command}: ${e.message}`));
     });
     child.on('close', (code, signal) => finish(code, signal));
     child.on('exit', (code, signal) => {

@@ -250,23 +250,8 @@ export const helloRetry = {
   encryptedExtensionsGroups: [0x0017, 0x0018, 0x001d],
   /** {server} construct an EncryptedExtensions handshake message (28 octets). */
   encryptedExtensions: hex('080000180016000a0008000600170018001d001c0002400100000000'),
-  /** {server} construct a Certificate handshake message (the same certificate as section 3) (445 octets). */
-  certificate: hex(
-    '0b0001b9000001b50001b0308201ac30820115a003020102020102300d06092a',
-    '864886f70d01010b0500300e310c300a06035504031303727361301e170d3136',
-    '303733303031323335395a170d3236303733303031323335395a300e310c300a',
-    '0603550403130372736130819f300d06092a864886f70d010101050003818d00',
-    '30818902818100b4bb498f8279303d980836399b36c6988c0c68de55e1bdb826',
-    'd3901a2461eafd2de49a91d015abbc9a95137ace6c1af19eaa6af98c7ced4312',
-    '0998e187a80ee0ccb0524b1b018c3e0b63264d449a6d38e22a5fda4308467480',
-    '30530ef0461c8ca9d9efbfae8ea6d1d03e2bd193eff0ab9a8002c47428a6d35a',
-    '8d88d79f7f1e3f0203010001a31a301830090603551d1304023000300b060355',
-    '1d0f0404030205a0300d06092a864886f70d01010b05000381810085aad2a0e5',
-    'b9276b908c65f73a7267170618a54c5f8a7b337d2df7a594365417f2eae8f8a5',
-    '8c8f8172f9319cf36b7fd6c55b80f21a03015156726096fd335e5e67f2dbf102',
-    '702e608ccae6bec1fc63a42a99be5c3eb7107c3c54e9b9eb2bd5203b1c3b84e0',
-    'a8b2f759409ba3eac9d91d402dcc0cc8f8961229ac9187b42b4de10000',
-  ),
+  /** {server} construct a Certificate handshake message: the same 445 octets as section 3. */
+  certificate: simple1Rtt.certificate,
   /** {server} construct a CertificateVerify handshake message (rsa_pss_rsae_sha256) (136 octets). */
   certificateVerify: hex(
     '0f0000840804008033ab13d4462707231b5dcae6c8190b63d1dabc74f28c3953',

@@ -154,8 +154,8 @@ export class Server12Handshake implements ServerHandshake {
         ...host.operationContext(),
         tlsVersion: 'TLSv1.2',
         purpose: 'tls12-server-key-exchange',
-        // For a key holder in bound mode; a copy, as chRaw may be a view of a network buffer.
-        handshakeMessages: [Uint8Array.from(chRaw), serverHello],
+        // For a key holder in bound mode.
+        handshakeMessages: [chRaw, serverHello],
       };
       const opId = host.requestKeyOperation({ kind: 'sign', key: this.cert!.key, scheme, message: input, context });
       this.state = { name: 'awaitSignature', opId, scheme, input, params };

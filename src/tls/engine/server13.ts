@@ -18,6 +18,7 @@ import { ExtensionType, HandshakeType, HRR_RANDOM, TLS13 } from '../wire/constan
 import { TlsAlertError, decodeError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
 import {
   encodeCertificate13,
+  certificateVerifyContent,
   encodeCertificateVerify,
   encodeEncryptedExtensions,
   encodeFinished,
@@ -36,16 +37,6 @@ import {
 import { chooseCertificate, type CertifiedKey } from './certificates.js';
 import type { HandshakeHost, HandshakeMessage, ServerHandshake } from './handshakeHost.js';
 import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
-
-/** The CertificateVerify content (RFC 8446 4.4.3): 64 spaces, context, 0, transcript hash. */
-function certificateVerifyInput(transcriptHash: Uint8Array): Uint8Array {
-  const ctx = 'TLS 1.3, server CertificateVerify';
-  const out = Buffer.alloc(64 + ctx.length + 1 + transcriptHash.length, 0x20);
-  out.write(ctx, 64, 'latin1');
-  out[64 + ctx.length] = 0;
-  out.set(transcriptHash, 64 + ctx.length + 1);
-  return out;
-}
 
 /** Our own record_size_limit: the largest TLS 1.3 inner plaintext, 2^14 + 1 (RFC 8449 4). */
 const OWN_RECORD_SIZE_LIMIT = (1 << 14) + 1;
@@ -92,8 +83,8 @@ export class Server13Handshake implements ServerHandshake {
     this.suite = suiteInfo(suite)!;
     this.transcript = new Transcript(this.suite.hash);
     this.transcript.update(chRaw);
-    // A copy: the raw message may be a view of a network buffer, and a key holder in bound mode reads it later.
-    this.hashedMessages.push(Uint8Array.from(chRaw));
+    // No copy needed: the handshake assembler hands out views of buffers of its own.
+    this.hashedMessages.push(chRaw);
     host.info.version = 'TLSv1.3';
     host.info.cipherSuite = suite;
     host.info.cipherName = this.suite.name;
@@ -183,7 +174,7 @@ export class Server13Handshake implements ServerHandshake {
     if (shares.length !== 1 || shares[0].group !== st.group) throw illegalParameter('second ClientHello does not carry exactly the requested key share');
     this.ch = ch2;
     this.transcript.update(msg.raw);
-    this.hashedMessages.push(Uint8Array.from(msg.raw));
+    this.hashedMessages.push(msg.raw);
     this.state = this.sendServerFlight(st.group, shares[0].keyExchange);
   }
 
@@ -234,7 +225,7 @@ export class Server13Handshake implements ServerHandshake {
     // 4.4.3: the signature covers the transcript through Certificate, which needs neither
     // the (EC)DHE secret nor any encryption: ask for it first, so the key holder works
     // while the rest of the flight is computed (see ServerConnection.runDeferredWork).
-    const input = certificateVerifyInput(this.transcript.current());
+    const input = certificateVerifyContent(this.transcript.current());
     host.info.signatureScheme = choice.scheme;
     const context: OperationContext = {
       ...host.operationContext(),

@@ -3,6 +3,22 @@ import { decodeError, illegalParameter } from './errors.js';
 import { Reader } from './reader.js';
 import { Writer } from './writer.js';
 
+/** RFC 8446 4.4.3: the context strings of a TLS 1.3 CertificateVerify. */
+export const CERTIFICATE_VERIFY_CONTEXT = {
+  server: 'TLS 1.3, server CertificateVerify',
+  client: 'TLS 1.3, client CertificateVerify',
+} as const;
+
+/** What a TLS 1.3 CertificateVerify signs (RFC 8446 4.4.3): 64 spaces, the context string, 0, the transcript hash. */
+export function certificateVerifyContent(transcriptHash: Uint8Array, side: 'server' | 'client' = 'server'): Buffer {
+  const ctx = CERTIFICATE_VERIFY_CONTEXT[side];
+  const out = Buffer.alloc(64 + ctx.length + 1 + transcriptHash.length, 0x20);
+  out.write(ctx, 64, 'latin1');
+  out[64 + ctx.length] = 0;
+  out.set(transcriptHash, 64 + ctx.length + 1);
+  return out;
+}
+
 /** Frames a handshake message: msg_type(1) length(3) body. */
 export function handshakeMessage(type: HandshakeType, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(4 + body.length);
