@@ -226,7 +226,8 @@ async function readKeyFile(path: string): Promise<Buffer> {
     throw new StoreError('io', `cannot read key file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, path);
   }
   const text = raw.toString('latin1').trim();
-  const bytes = /^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 ? Buffer.from(text, 'hex') : raw;
+  // A copy either way: `raw` is wiped next, and a binary key must not be wiped with it.
+  const bytes = /^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 ? Buffer.from(text, 'hex') : Buffer.from(raw);
   raw.fill(0);
   if (bytes.length < 32) throw new StoreError('bad-key', `key file ${path} holds ${bytes.length} bytes; it needs at least 32 (random)`, path);
   return bytes;

@@ -137,6 +137,10 @@ test('key-file stores: right file opens, wrong file is named, short file refused
   s.close();
   assert.equal((await SealedStore.open(dir, { type: 'keyfile', path: kf })).keys().length, 1);
   await assert.rejects(SealedStore.open(dir, { type: 'keyfile', path: other }), (e: unknown) => e instanceof StoreError && e.code === 'wrong-secret' && /wrong key file/.test(e.message));
+  // Another binary key file too: the key is the file's bytes, never something derived without them.
+  const otherBin = join(root.dir, 'other.bin');
+  await writeFile(otherBin, randomBytes(32), { mode: 0o600 });
+  await assert.rejects(SealedStore.open(dir, { type: 'keyfile', path: otherBin }), (e: unknown) => e instanceof StoreError && e.code === 'wrong-secret' && /wrong key file/.test(e.message));
   await assert.rejects(SealedStore.open(dir, PASS), /sealed with a key file/);
   const short = join(root.dir, 'short.bin');
   await writeFile(short, randomBytes(16));
