@@ -118,8 +118,10 @@ function percentDecode(value: string, allowed: Set<string>, name: string, where:
     } else if (allowed.has(c)) {
       out.push(c.charCodeAt(0));
     } else {
-      const shown = c.charCodeAt(0) < 0x21 || c.charCodeAt(0) > 0x7e ? `U+${c.charCodeAt(0).toString(16).padStart(4, '0')}` : `'${c}'`;
-      throw new Pkcs11UriError(`character ${shown} at offset ${where + i} in attribute "${name}" must be percent-encoded`);
+      // A PIN's characters are never shown, not even the one at fault.
+      const code = c.charCodeAt(0);
+      const what = name === 'pin-value' ? 'a character' : `character ${code < 0x21 || code > 0x7e ? `U+${code.toString(16).padStart(4, '0')}` : `'${c}'`}`;
+      throw new Pkcs11UriError(`${what} at offset ${where + i} in attribute "${name}" must be percent-encoded`);
     }
   }
   return Uint8Array.from(out);

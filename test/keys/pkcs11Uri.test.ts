@@ -85,7 +85,8 @@ test('bad URIs fail with clear messages that never repeat values', () => {
     ['pkcs11:?token=x', /"token" belongs in the path part/],
     ['pkcs11:?pin-value=1234&pin-source=/f', /"pin-value" and "pin-source" must not both be present/],
     ['pkcs11:?module-name=a%2Fb', /bare module name/],
-    ['pkcs11:?pin-value=a;b', /character ';' .* "pin-value" must be percent-encoded/],
+    // Not even the offending character of a PIN is shown.
+    ['pkcs11:?pin-value=a;b', /: a character at offset \d+ in attribute "pin-value" must be percent-encoded$/],
     ['pkcs11:token=x#frag', /fragments/],
     ['pkcs11:token=x;', /expected NAME=VALUE/],
     ['pkcs11:id=' + '%00'.repeat(1025), /"id" is 1025 bytes long/],
