@@ -17,13 +17,12 @@
  * the very last line). keyd logs the head (seq and hash) in its own log at intervals and at
  * shutdown; compare it with the head `verifyAuditLog` reports, or ship lines elsewhere.
  */
-import * as nodeCrypto from 'node:crypto';
-import { createHash } from 'node:crypto';
+import { hexDigest } from '../tls/crypto/hash.js';
 import { constants as fsConstants, createReadStream, writeSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 
 /** `prev` of the first line: SHA-256 of a fixed string. */
-export const AUDIT_GENESIS = createHash('sha256').update('keyward audit log v1 genesis').digest('hex');
+export const AUDIT_GENESIS = hexDigest('sha256', 'keyward audit log v1 genesis');
 
 /** Longest line the verifier accepts; keyd's lines are a few hundred bytes. */
 const MAX_LINE_BYTES = 1 << 20;
@@ -74,13 +73,6 @@ const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
 
 const noop = (): void => {};
 
-/** node:crypto's one-shot hash (Node 20.12+), else undefined. */
-const oneShotHash = (nodeCrypto as { hash?: (alg: string, data: Uint8Array | string, enc: 'hex') => string }).hash;
-
-function sha256Hex(b: Uint8Array | string): string {
-  // The one-shot form costs about half of a Hash object's three calls.
-  return oneShotHash ? oneShotHash('sha256', b, 'hex') : createHash('sha256').update(b).digest('hex');
-}
 
 /** When an appended line is fsynced; see {@link AuditLogOptions.sync}. */
 export type AuditSyncMode = 'batch' | 'always';
@@ -259,7 +251,7 @@ export class AuditLog {
     }
     text += '}';
     this.#seq += 1;
-    this.#head = sha256Hex(text);
+    this.#head = hexDigest('sha256', text);
     return text + '\n';
   }
 
@@ -454,7 +446,7 @@ async function readTail(path: string): Promise<{ seq: number; head: string }> {
       if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
         throw new Error(`audit log ${path}: the last line is not a keyward audit line; run "keyward audit verify ${path}"`);
       }
-      return { seq, head: sha256Hex(line) };
+      return { seq, head: hexDigest('sha256', line) };
     }
   } finally {
     await fh.close();
@@ -527,7 +519,7 @@ export async function verifyAuditLog(path: string): Promise<AuditVerifyResult> {
     } else if (prev !== expectedPrev) {
       problem = { line: lineNo, kind: 'reordered', message: `line ${lineNo} (seq ${seq}) is out of order or duplicated: expected seq ${expectedSeq}` };
     }
-    expectedPrev = sha256Hex(raw);
+    expectedPrev = hexDigest('sha256', raw);
     expectedSeq = seq + 1;
   };
 

@@ -6,6 +6,7 @@
  * identities applies; a peer no rule matches may do nothing.
  */
 import type { PeerCertificate } from 'node:tls';
+import { wildcardMatches } from './registry.js';
 
 /** Token bucket parameters: `perSecond` sustained, `burst` at once. */
 export interface RateLimit {
@@ -80,14 +81,7 @@ class TokenBucket {
 }
 
 function nameMatches(pattern: string, name: string): boolean {
-  if (pattern === name) return true;
-  if (pattern.startsWith('*.')) {
-    const suffix = pattern.slice(1); // ".example.com"
-    if (!name.endsWith(suffix)) return false;
-    const label = name.slice(0, name.length - suffix.length);
-    return label.length > 0 && !label.includes('.');
-  }
-  return false;
+  return pattern === name || wildcardMatches(pattern, name);
 }
 
 /** What a matched rule grants one peer. Shared by all connections of that identity. */

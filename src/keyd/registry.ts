@@ -44,7 +44,8 @@ export interface KeyRegistration {
   verifyResults?: boolean;
 }
 
-function wildcardMatches(pattern: string, name: string): boolean {
+/** Whether `pattern` "*.example.com" covers `name` (exactly one more label, RFC 6125 style). */
+export function wildcardMatches(pattern: string, name: string): boolean {
   if (!pattern.startsWith('*.')) return false;
   const suffix = pattern.slice(1);
   if (!name.endsWith(suffix)) return false;

@@ -34,7 +34,7 @@ import {
   type SignRequest,
   type WireErrorCode,
 } from './protocol.js';
-import { pskMasterSecret } from './psk.js';
+import { pskMasterSecret } from '../tls/crypto/prf12.js';
 import type { WorkQueue } from './queue.js';
 import { keyInfoOf, servesName, type KeyRegistry, type RegisteredKey } from './registry.js';
 import { StoreError, type SealedStore } from './store.js';

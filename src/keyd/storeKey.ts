@@ -4,9 +4,8 @@
  * premaster decryption with implicit rejection inside keyd.
  */
 import type { KeyObject } from 'node:crypto';
-import { KeyOperationError, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
+import type { KeyOperations, OperationContext } from '../keys/keyOperations.js';
 import { LocalKey } from '../keys/localKey.js';
-import { decryptPremasterImplicit } from '../keys/rsaPremaster.js';
 import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 
 /** KeyOperations over a private KeyObject held by keyd. */
@@ -28,14 +27,8 @@ export class StoreKey implements KeyOperations {
     // Not for RSA keys over 3072 bits: one signature would stall keyd's loop for 5 ms or more.
     const bits = privateKey.asymmetricKeyDetails?.modulusLength;
     if (bits === undefined || bits <= 3072) this.signBlocking = (scheme, message) => this.#local.signBlocking(scheme, message);
-    if (privateKey.asymmetricKeyType === 'rsa') {
-      this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
-        if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
-        // One raw RSA private operation (about 1 ms for 2048 bits); node:crypto has no
-        // asynchronous form of it, so it runs on the loop.
-        return Promise.resolve(decryptPremasterImplicit(privateKey, ciphertext, clientVersion));
-      };
-    }
+    // One raw RSA private operation (about 1 ms for 2048 bits), on keyd's loop: node:crypto has no asynchronous form of it.
+    this.decryptPremaster = this.#local.decryptPremaster;
   }
 
   sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {

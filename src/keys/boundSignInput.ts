@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { suiteInfo } from '../tls/crypto/cipherSuites.js';
 import { Transcript } from '../tls/crypto/transcript.js';
-import { parseClientHello } from '../tls/wire/clientHello.js';
+import { parseClientHello, type ClientHello } from '../tls/wire/clientHello.js';
 import { ExtensionType, HRR_RANDOM, HandshakeType } from '../tls/wire/constants.js';
 import { certificateVerifyContent } from '../tls/wire/handshake.js';
 import { Reader } from '../tls/wire/reader.js';
@@ -101,9 +101,9 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
-function serverNameOf(ch: Message): string | undefined {
+function clientHelloOf(ch: Message): ClientHello {
   try {
-    return parseClientHello(ch.body).serverName;
+    return parseClientHello(ch.body);
   } catch (e) {
     refuse(`ClientHello does not parse: ${(e as Error).message}`);
   }
@@ -129,7 +129,7 @@ function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string
     if (!sameBytes(retry.random, HRR_RANDOM)) refuse('the second message is not a HelloRetryRequest');
     if (retry.version !== 0x0304) refuse('the HelloRetryRequest does not select TLS 1.3');
     if (retry.cipherSuite !== sh.cipherSuite) refuse('the HelloRetryRequest and the ServerHello name different suites');
-    firstName = serverNameOf(msgs[0]);
+    firstName = clientHelloOf(msgs[0]).serverName;
   }
   const suite = suiteInfo(sh.cipherSuite);
   if (!suite || suite.version !== 'TLSv1.3') refuse(`the ServerHello names suite 0x${sh.cipherSuite.toString(16)}, not a TLS 1.3 suite`);
@@ -147,7 +147,7 @@ function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string
   }
   if (!sameBytes(leaf.publicKey.export({ type: 'spki', format: 'der' }), key.spki)) refuse("the Certificate's leaf is not this key's certificate");
   // The name is checked in the ClientHello answered; after a retry both must ask for it (4.1.2).
-  const sni = serverNameOf(msgs[hrr ? 2 : 0]);
+  const sni = clientHelloOf(msgs[hrr ? 2 : 0]).serverName;
   if (hrr && firstName !== sni) refuse('the two ClientHellos ask for different server names');
   return checkServerName(sni, key);
 }
@@ -166,12 +166,11 @@ function checkTls12(message: Uint8Array, msgs: Message[], key: BoundKey): string
   if (!suite || suite.version !== 'TLSv1.2' || (suite.keyExchange !== 'ECDHE_ECDSA' && suite.keyExchange !== 'ECDHE_RSA')) {
     refuse(`the ServerHello names suite 0x${sh.cipherSuite.toString(16)}, not a signed TLS 1.2 ECDHE suite`);
   }
-  const clientRandom = new Reader(msgs[0].body, 'ClientHello');
-  clientRandom.u16();
-  if (message.length < 64 || !sameBytes(message.subarray(0, 32), clientRandom.bytes(32)) || !sameBytes(message.subarray(32, 64), sh.random)) {
+  const ch = clientHelloOf(msgs[0]);
+  if (message.length < 64 || !sameBytes(message.subarray(0, 32), ch.random) || !sameBytes(message.subarray(32, 64), sh.random)) {
     refuse("the input's randoms are not those of these hellos");
   }
-  return checkServerName(serverNameOf(msgs[0]), key);
+  return checkServerName(ch.serverName, key);
 }
 
 function sameList(a: number[], b: number[]): boolean {

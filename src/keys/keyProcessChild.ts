@@ -66,7 +66,7 @@ class KeyServer {
         return;
       case FrameType.sign:
       case FrameType.decrypt:
-        // The payload is a view into the receive buffer, which is reused: copy it.
+        // The payload is a view of a whole socket read: a job keeps its own few bytes, not the read.
         this.#queue.push({ id: f.id, type: f.type, payload: Buffer.from(f.payload) });
         this.#pump();
         return;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { pskPremaster, tls12ExtendedMasterSecret, tls12MasterSecret } from '../tls/crypto/prf12.js';
+import { pskMasterSecret } from '../tls/crypto/prf12.js';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type PskMasterSecretRequest, type PskOperations } from './keyOperations.js';
 
 /** Options of {@link localPsk}. */
@@ -40,14 +40,10 @@ export class LocalPsk implements PskOperations {
       return Promise.resolve(randomBytes(48));
     }
     if (!req.extended && req.seed.length !== 64) return Promise.reject(new KeyOperationError('bad-request', 'the master secret seed must be the two 32-byte randoms'));
-    const premaster = pskPremaster(psk, req.otherSecret);
     try {
-      const ms = req.extended ? tls12ExtendedMasterSecret(req.hash, premaster, req.seed) : tls12MasterSecret(req.hash, premaster, req.seed.subarray(0, 32), req.seed.subarray(32));
-      return Promise.resolve(ms);
+      return Promise.resolve(pskMasterSecret(psk, req));
     } catch {
       return Promise.reject(new KeyOperationError('bad-request', 'invalid PSK master secret request'));
-    } finally {
-      premaster.fill(0);
     }
   }
 }

@@ -19,8 +19,9 @@
  * residual is why a token that offers implicit rejection itself is preferable.
  */
 
-/** Length of a TLS premaster secret. */
-export const PREMASTER_LENGTH = 48;
+import { PREMASTER_LENGTH } from './rsaPremaster.js';
+
+export { PREMASTER_LENGTH };
 
 /**
  * Chooses between the decrypted plaintext and `random` without branching on which.

@@ -10,6 +10,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
+import { ckrName } from './pkcs11Module.js';
 import { selectPremaster, PREMASTER_LENGTH } from './pkcs11Premaster.js';
 import type { MechanismSpec, Pkcs11Job, Pkcs11WorkerInit, Pkcs11WorkerMessage } from './pkcs11Pool.js';
 
@@ -25,8 +26,7 @@ const keyHandle = Buffer.from(init.keyHandle);
 let session: Buffer | null = null;
 
 function ckr(err: unknown): string {
-  const m = err instanceof Error ? /CKR_[A-Z0-9_]+/.exec(err.message) : null;
-  return m ? m[0] : 'PKCS#11 error';
+  return ckrName(err) ?? 'PKCS#11 error';
 }
 
 function post(m: Pkcs11WorkerMessage, transfer?: ArrayBuffer[]): void {

@@ -11,7 +11,7 @@ import { KeyOperationError, type KeyOperations, type OperationContext } from '..
 import { LocalKey } from '../../src/keys/localKey.js';
 import { KeydClient, connectKeydAdmin, connectRemoteKey, type KeydAdmin, type RemoteKey } from '../../src/keys/remoteKey.js';
 import { FrameDecoder, FrameType, decodeError, encodeFrame, encodeSignRequest, type Frame } from '../../src/keyd/protocol.js';
-import { pskMasterSecret } from '../../src/keyd/psk.js';
+import { pskMasterSecret } from '../../src/tls/crypto/prf12.js';
 import type { Keyd } from '../../src/keyd/server.js';
 import { SignatureScheme, verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
 import {

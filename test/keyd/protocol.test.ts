@@ -29,7 +29,7 @@ import {
   errorCodeFromWire,
   errorCodeToWire,
 } from '../../src/keyd/protocol.js';
-import { pskMasterSecret, pskPremasterSecret, tls12Prf } from '../../src/keyd/psk.js';
+import { prf12 as tls12Prf, pskMasterSecret, pskPremaster as pskPremasterSecret } from '../../src/tls/crypto/prf12.js';
 
 const KEY_ID = 'ab'.repeat(32);
 

@@ -21,6 +21,12 @@ export function digest(h: HashName, data: Uint8Array): Buffer {
   return createHash(h).update(data).digest();
 }
 
+/** One-shot hex digest of `data` (a string is hashed as its UTF-8 bytes). */
+export function hexDigest(h: HashName, data: Uint8Array | string): string {
+  if (hasOneShot) return oneShotHash(h, data, 'hex');
+  return createHash(h).update(data).digest('hex');
+}
+
 const empty = new Map<HashName, Buffer>();
 
 /**

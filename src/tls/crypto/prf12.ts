@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import type { PskMasterSecretRequest } from '../../keys/keyOperations.js';
 import { hashLength } from './hash.js';
 import { type AeadName, aeadKeyLength, tls12FixedIvLength } from './cipherSuites.js';
 
@@ -101,4 +102,18 @@ export function pskPremaster(psk: Uint8Array, otherSecret: Uint8Array | null): B
   out.writeUInt16BE(psk.length, 2 + otherLen);
   out.set(psk, 4 + otherLen);
   return out;
+}
+
+/**
+ * The 48-byte master secret of a TLS 1.2 PSK handshake (RFC 4279, RFC 5489; RFC 7627 when
+ * `extended`, with `seed` the session hash, else the two randoms), computed by whoever
+ * holds the PSK. The premaster is wiped after use.
+ */
+export function pskMasterSecret(psk: Uint8Array, req: PskMasterSecretRequest): Buffer {
+  const premaster = pskPremaster(psk, req.otherSecret);
+  try {
+    return prf12(req.hash, premaster, req.extended ? 'extended master secret' : 'master secret', req.seed, 48);
+  } finally {
+    premaster.fill(0);
+  }
 }

@@ -1,8 +1,9 @@
 import { createHash, type Hash } from 'node:crypto';
+import { HandshakeType } from '../wire/constants.js';
 import { type HashName, hashLength } from './hash.js';
 
 /** RFC 8446 4.4.1: handshake type of the synthetic message_hash message. */
-export const MESSAGE_HASH_TYPE = 254;
+export const MESSAGE_HASH_TYPE = HandshakeType.message_hash;
 
 /**
  * The running transcript hash of a handshake (RFC 8446 4.4.1, RFC 5246 7.4.9).

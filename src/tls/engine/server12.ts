@@ -52,7 +52,8 @@ type State =
   | { name: 'awaitSignature'; opId: number; scheme: SignatureScheme; input: Uint8Array; params: Uint8Array }
   | { name: 'awaitClientKeyExchange' }
   | { name: 'awaitPremaster'; opId: number }
-  | { name: 'awaitPskMasterSecret'; opId: number }
+  /** `otherSecret`: the ECDHE_PSK shared secret, wiped once the holder has answered. */
+  | { name: 'awaitPskMasterSecret'; opId: number; otherSecret: Buffer | null }
   | { name: 'awaitChangeCipherSpec'; clientAead: RecordAead; serverAead: RecordAead }
   | { name: 'awaitFinished'; serverAead: RecordAead }
   | { name: 'done' };
@@ -230,7 +231,7 @@ export class Server12Handshake implements ServerHandshake {
           },
           context,
         });
-        this.state = { name: 'awaitPskMasterSecret', opId };
+        this.state = { name: 'awaitPskMasterSecret', opId, otherSecret: shared };
         return;
       }
     }
@@ -273,6 +274,7 @@ export class Server12Handshake implements ServerHandshake {
         return this.useMasterSecret(this.masterFromPremaster(Uint8Array.from(result)));
       case 'awaitPskMasterSecret':
         if (st.opId !== opId) break;
+        st.otherSecret?.fill(0);
         if (result.length !== MASTER_SECRET_LENGTH) throw new TlsAlertError(AlertDescription.internal_error, `PSK holder returned a master secret of ${result.length} bytes`);
         return this.useMasterSecret(Buffer.from(result));
       default:
@@ -297,8 +299,9 @@ export class Server12Handshake implements ServerHandshake {
       }
       return this.keyOperationResult(opId, this.host.random(PREMASTER_LENGTH));
     }
-    if (st.name === 'awaitPskMasterSecret' && st.opId === opId && (error instanceof UnknownPskIdentityError || error.name === 'UnknownPskIdentityError')) {
-      throw new TlsAlertError(AlertDescription.unknown_psk_identity, 'unknown PSK identity');
+    if (st.name === 'awaitPskMasterSecret' && st.opId === opId) {
+      st.otherSecret?.fill(0);
+      if (error instanceof UnknownPskIdentityError) throw new TlsAlertError(AlertDescription.unknown_psk_identity, 'unknown PSK identity');
     }
     throw new TlsAlertError(AlertDescription.internal_error, `key operation failed: ${error.message}`);
   }

@@ -258,6 +258,8 @@ export class TlsServerConnection implements HandshakeHost {
   handshakeComplete(secrets: TrafficSecrets13 | Tls12Secrets): void {
     if ('masterSecret' in secrets) this.secrets12 = secrets;
     else this.secrets = secrets;
+    // The handshake's state (its copies of the traffic secrets among it) is not needed again.
+    this.handshake = null;
     this.phase = 'connected';
     this.events.push({ type: 'handshakeComplete' });
   }
@@ -298,7 +300,6 @@ export class TlsServerConnection implements HandshakeHost {
     while (this.phase !== 'closed' && !this.peerClosed && this.pendingOp === null) {
       // Handshake messages already reassembled go first (several may share a record).
       if (this.drainHandshake()) continue;
-      if (this.pendingOp !== null) break;
       const rec = this.record.nextRecord();
       if (!rec) break;
       this.handleRecord(rec.type, rec.fragment, rec.encrypted);

@@ -63,13 +63,20 @@ export function encodeEncryptedExtensions(exts: readonly ExtensionOut[]): Uint8A
 }
 
 /** TLS 1.3 Certificate (RFC 8446 4.4.2) with empty per-entry extensions. */
+/** A server's Certificate message depends only on its chain: encoded once per chain. */
+const serverCertificate13 = new WeakMap<readonly Uint8Array[], Uint8Array>();
+
 export function encodeCertificate13(context: Uint8Array, chain: readonly Uint8Array[]): Uint8Array {
+  const cached = context.length === 0 ? serverCertificate13.get(chain) : undefined;
+  if (cached) return cached;
   const w = new Writer(4096);
   w.vec8(context);
   w.block(3, () => {
     for (const der of chain) w.vec24(der).u16(0);
   });
-  return handshakeMessage(HandshakeType.certificate, w.finish());
+  const msg = handshakeMessage(HandshakeType.certificate, w.finish());
+  if (context.length === 0) serverCertificate13.set(chain, msg);
+  return msg;
 }
 
 export function encodeCertificateVerify(scheme: number, signature: Uint8Array): Uint8Array {

@@ -15,12 +15,19 @@ export const CURVE_TYPE_NAMED = 3;
 export const VERIFY_DATA_LENGTH_12 = 12;
 
 /** TLS 1.2 Certificate (RFC 5246 7.4.2): certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1>. */
+/** The message depends only on the chain: encoded once per chain. */
+const certificate12 = new WeakMap<readonly Uint8Array[], Uint8Array>();
+
 export function encodeCertificate12(chain: readonly Uint8Array[]): Uint8Array {
+  const cached = certificate12.get(chain);
+  if (cached) return cached;
   const w = new Writer(4096);
   w.block(3, () => {
     for (const der of chain) w.vec24(der);
   });
-  return handshakeMessage(HandshakeType.certificate, w.finish());
+  const msg = handshakeMessage(HandshakeType.certificate, w.finish());
+  certificate12.set(chain, msg);
+  return msg;
 }
 
 /** ServerECDHParams (RFC 8422 5.4): curve_type named_curve, the group, the public point. */
