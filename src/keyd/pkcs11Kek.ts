@@ -6,9 +6,8 @@
  * Used once at keyd start (and when a store is created), so the calls are synchronous.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import pkcs11js from 'pkcs11js';
+import { findObjects, findToken, login, resolvePin } from '../keys/pkcs11Key.js';
 import { acquirePkcs11Module, ckrName, type Pkcs11Module } from '../keys/pkcs11Module.js';
 import { parsePkcs11Uri, redactPkcs11Uri } from '../keys/pkcs11Uri.js';
 
@@ -41,19 +40,6 @@ export interface TokenKek {
 
 const TAG_BYTES = 16;
 
-function readPin(path: string): string {
-  let raw: Buffer;
-  try {
-    raw = readFileSync(path);
-  } catch (e) {
-    throw new Error(`cannot read PIN file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e });
-  }
-  const pin = raw.toString('utf8').replace(/\r?\n$/, '');
-  raw.fill(0);
-  if (pin.length === 0) throw new Error(`PIN file ${path} is empty`);
-  return pin;
-}
-
 /**
  * Opens the token, logs in and finds the AES key the URI names. Throws an Error naming
  * the problem (no token, no key, several keys, login failed); never with the PIN.
@@ -61,39 +47,26 @@ function readPin(path: string): string {
 export function openTokenKek(opts: Pkcs11KekOptions): TokenKek {
   const uri = parsePkcs11Uri(opts.uri);
   const description = redactPkcs11Uri(opts.uri);
-  let pin: string | undefined;
-  if (opts.pinFile) pin = readPin(opts.pinFile);
-  else if (uri.pinValue !== undefined) pin = uri.pinValue;
-  else if (uri.pinSource !== undefined) pin = readPin(uri.pinSource.startsWith('file:') ? fileURLToPath(uri.pinSource.replace(/^file:(?!\/\/)/, 'file://')) : uri.pinSource);
-
   const mod: Pkcs11Module = acquirePkcs11Module(opts.module);
   const lib = mod.lib;
   let session: Buffer | undefined;
   try {
-    const slots = lib.C_GetSlotList(true).filter((slot) => {
-      const t = lib.C_GetTokenInfo(slot);
-      if (uri.token !== undefined && t.label.trimEnd() !== uri.token) return false;
-      if (uri.serial !== undefined && t.serialNumber.trimEnd() !== uri.serial) return false;
-      return true;
-    });
-    if (slots.length !== 1) throw new Error(`store KEK ${description}: ${slots.length === 0 ? 'no token matches' : 'several tokens match; add token= or serial='}`);
-    session = lib.C_OpenSession(slots[0], pkcs11js.CKF_SERIAL_SESSION);
-    if (pin !== undefined) {
-      try {
-        lib.C_Login(session, pkcs11js.CKU_USER, pin);
-      } catch (e) {
-        if (ckrName(e) !== 'CKR_USER_ALREADY_LOGGED_IN') throw new Error(`store KEK ${description}: login failed (${ckrName(e) ?? 'error'})`, { cause: e });
-      }
+    let found: Buffer[];
+    try {
+      const pin = resolvePin(opts, uri);
+      const token = findToken(lib, uri);
+      session = lib.C_OpenSession(token.slot, pkcs11js.CKF_SERIAL_SESSION);
+      if (pin !== undefined) login(lib, session, token, pin);
+      const template: pkcs11js.Template = [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      ];
+      if (uri.object !== undefined) template.push({ type: pkcs11js.CKA_LABEL, value: uri.object });
+      if (uri.id !== undefined) template.push({ type: pkcs11js.CKA_ID, value: Buffer.from(uri.id) });
+      found = findObjects(lib, session, template, 2);
+    } catch (e) {
+      throw new Error(`store KEK ${description}: ${ckrName(e) ?? (e as Error).message}`, { cause: e });
     }
-    const template: pkcs11js.Template = [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-    ];
-    if (uri.object !== undefined) template.push({ type: pkcs11js.CKA_LABEL, value: uri.object });
-    if (uri.id !== undefined) template.push({ type: pkcs11js.CKA_ID, value: Buffer.from(uri.id) });
-    lib.C_FindObjectsInit(session, template);
-    const found = lib.C_FindObjects(session, 2);
-    lib.C_FindObjectsFinal(session);
     if (found.length !== 1) throw new Error(`store KEK ${description}: ${found.length === 0 ? 'no AES key matches (is the PIN given?)' : 'several AES keys match; add object= or id='}`);
     const key = found[0];
     const s = session;

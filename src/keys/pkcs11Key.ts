@@ -108,7 +108,7 @@ function errText(err: unknown): string {
 }
 
 /** The PIN from the options or the URI, by precedence: opts.pin, opts.pinFile, pin-value, pin-source. */
-function resolvePin(opts: OpenPkcs11KeyOptions, uri: Pkcs11Uri): string | undefined {
+export function resolvePin(opts: { pin?: string; pinFile?: string }, uri: Pkcs11Uri): string | undefined {
   if (opts.pin !== undefined && opts.pinFile !== undefined) throw new Error('give either pin or pinFile, not both');
   if (opts.pin !== undefined) return opts.pin;
   if (opts.pinFile !== undefined) return readPinFile(opts.pinFile);
@@ -137,7 +137,7 @@ function readPinFile(path: string): string {
 }
 
 /** One slot whose token matches the URI. */
-interface TokenMatch {
+export interface TokenMatch {
   slot: Buffer;
   slotId: number;
   label: string;
@@ -160,7 +160,8 @@ function describeUriSelection(uri: Pkcs11Uri): string {
   return parts.length ? parts.join(' ') : '(any token)';
 }
 
-function findToken(lib: pkcs11js.PKCS11, uri: Pkcs11Uri): TokenMatch {
+/** The one initialized token the URI's token and library attributes select (KeyOperationError otherwise). */
+export function findToken(lib: pkcs11js.PKCS11, uri: Pkcs11Uri): TokenMatch {
   const info = lib.C_GetInfo();
   if (
     (uri.libraryManufacturer !== undefined && trimField(info.manufacturerID) !== uri.libraryManufacturer) ||
@@ -211,7 +212,8 @@ function attr(lib: pkcs11js.PKCS11, session: Buffer, obj: Buffer, type: number):
   }
 }
 
-function findObjects(lib: pkcs11js.PKCS11, session: Buffer, template: pkcs11js.Template, max: number): Buffer[] {
+/** Up to `max` objects matching `template`; the search is always finalized. */
+export function findObjects(lib: pkcs11js.PKCS11, session: Buffer, template: pkcs11js.Template, max: number): Buffer[] {
   lib.C_FindObjectsInit(session, template);
   try {
     return lib.C_FindObjects(session, max);
@@ -220,7 +222,8 @@ function findObjects(lib: pkcs11js.PKCS11, session: Buffer, template: pkcs11js.T
   }
 }
 
-function login(lib: pkcs11js.PKCS11, session: Buffer, token: TokenMatch, pin: string): void {
+/** C_Login as the user; an error names the reason (CKR name only), never the PIN. */
+export function login(lib: pkcs11js.PKCS11, session: Buffer, token: TokenMatch, pin: string): void {
   if (token.flags & CKF_USER_PIN_LOCKED) throw new KeyOperationError('refused', `PKCS#11 token "${token.label}": the user PIN is locked`);
   try {
     lib.C_Login(session, pkcs11js.CKU_USER, pin);
