@@ -17,7 +17,7 @@ import { WorkQueue } from './queue.js';
 import { KeyRegistry } from './registry.js';
 import { KeydService, type Session } from './service.js';
 import { SealedStore, type KekSource } from './store.js';
-import { StoreKey } from './storeKey.js';
+import { registerStoredKey } from './storeKey.js';
 
 /** Options for {@link startKeyd} beyond the config file. */
 export interface StartKeydOptions {
@@ -115,7 +115,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
 
     // Oldest first, so that among keys serving one name the newest wins.
     for (const k of store.keys().sort((a, b) => a.createdAt.localeCompare(b.createdAt))) {
-      registry.add({ ops: new StoreKey(k.privateKey), serverNames: k.serverNames, source: 'store', origin: k.origin, createdAt: k.createdAt });
+      registerStoredKey(registry, k);
     }
     if (config.pkcs11.length > 0) {
       const { openPkcs11Key } = await import('../keys/pkcs11Key.js');

@@ -6,7 +6,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { keyIdOf } from '../keys/keyId.js';
-import { KeyOperationError, UnknownPskIdentityError, type KeyOperations, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
+import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
 import { checkSignInput } from '../keys/signingPolicy.js';
 import { schemeName, schemesForKey, verifySignature } from '../tls/crypto/signatureSchemes.js';
@@ -38,7 +38,7 @@ import { pskMasterSecret } from '../tls/crypto/prf12.js';
 import type { WorkQueue } from './queue.js';
 import { keyInfoOf, servesName, type KeyRegistry, type RegisteredKey } from './registry.js';
 import { StoreError, type SealedStore } from './store.js';
-import { StoreKey } from './storeKey.js';
+import { registerStoredKey } from './storeKey.js';
 
 /** Who is on the other end of a connection. */
 export interface Session {
@@ -283,7 +283,7 @@ export class KeydService {
   }
 
   #describe(e: unknown, rec: AuditRecord): { code: WireErrorCode; message: string } {
-    if (e instanceof KeyOperationError) return { code: e.name === 'UnknownPskIdentityError' ? 'unknown-psk-identity' : e.code, message: e.message };
+    if (e instanceof KeyOperationError) return { code: e instanceof UnknownPskIdentityError ? 'unknown-psk-identity' : e.code, message: e.message };
     if (e instanceof StoreError) {
       if (e.code === 'bad-key') return { code: 'bad-request', message: e.message };
       this.d.logger.error({ op: rec.op, err: e.message }, 'store operation failed');
@@ -321,6 +321,11 @@ export class KeydService {
 
   /** Finds the key for a request and checks the peer may use it. */
   #pickKey(sel: KeySelector, grant: Grant, rec: AuditRecord, scheme?: number): RegisteredKey {
+    return this.#allowedKeys(sel, grant, rec, scheme)[0];
+  }
+
+  /** The keys a selector names that the peer may use (at least one, else it throws), newest first. */
+  #allowedKeys(sel: KeySelector, grant: Grant, rec: AuditRecord, scheme?: number): RegisteredKey[] {
     const found = this.d.registry.select(sel, scheme);
     if (found.length === 0) {
       if ('keyId' in sel) rec.keyId = sel.keyId;
@@ -332,7 +337,7 @@ export class KeydService {
       throw refused(`not permitted to use key ${found[0].keyId}`);
     }
     rec.keyId = allowed[0].keyId;
-    return allowed[0];
+    return allowed;
   }
 
   #fillContext(rec: AuditRecord, ctx: OperationContext): void {
@@ -472,15 +477,7 @@ export class KeydService {
   #getKey(frame: Frame, session: Session, rec: AuditRecord): Reply {
     const req = decodeGetKeyRequest(frame.body);
     if ('serverName' in req.key) rec.serverName = req.key.serverName;
-    const grant = this.#grant(session);
-    const found = this.d.registry.select(req.key);
-    const allowed = found.filter((k) => grant.mayUseKey(k));
-    if (found.length === 0) throw new KeyOperationError('unknown-key', 'keyId' in req.key ? `no key ${req.key.keyId}` : `no key serves ${req.key.serverName}`);
-    if (allowed.length === 0) {
-      rec.keyId = found[0].keyId;
-      throw refused(`not permitted to use key ${found[0].keyId}`);
-    }
-    rec.keyId = allowed[0].keyId;
+    const allowed = this.#allowedKeys(req.key, this.#grant(session), rec);
     return { type: FrameType.RESULT, body: encodeKeyInfos(allowed.map(keyInfoOf)) };
   }
 
@@ -507,11 +504,6 @@ export class KeydService {
     }
   }
 
-  #register(stored: { keyId: string; privateKey: KeyObject; serverNames: readonly string[]; origin: 'imported' | 'generated'; createdAt: string }): RegisteredKey {
-    const ops: KeyOperations = new StoreKey(stored.privateKey);
-    return this.d.registry.add({ ops, serverNames: stored.serverNames, source: 'store', origin: stored.origin, createdAt: stored.createdAt });
-  }
-
   async #putKey(frame: Frame, session: Session, rec: AuditRecord): Promise<Reply> {
     this.#admin(session);
     const req = decodePutKeyRequest(frame.body);
@@ -529,7 +521,7 @@ export class KeydService {
     const existing = this.d.registry.get(rec.keyId);
     if (existing && existing.source !== 'store') throw refused(`key ${rec.keyId} is served from ${existing.source}; it cannot also be stored`);
     const stored = await this.d.store.putKey(privateKey, { serverNames: req.serverNames, origin: 'imported' });
-    const key = this.#register(stored);
+    const key = registerStoredKey(this.d.registry, stored);
     this.d.logger.info({ client: rec.client, keyId: key.keyId, serverNames: key.serverNames }, 'key stored');
     return { type: FrameType.RESULT, body: encodeKeyInfos([keyInfoOf(key)]) };
   }
@@ -541,7 +533,7 @@ export class KeydService {
     const privateKey = await generate(req.keyType);
     const stored = await this.d.store.putKey(privateKey, { serverNames: req.serverNames, origin: 'generated' });
     rec.keyId = stored.keyId;
-    const key = this.#register(stored);
+    const key = registerStoredKey(this.d.registry, stored);
     this.d.logger.info({ client: rec.client, keyId: key.keyId, keyType: req.keyType, serverNames: key.serverNames }, 'key generated');
     return { type: FrameType.RESULT, body: encodeKeyInfos([keyInfoOf(key)]) };
   }

@@ -7,6 +7,8 @@ import type { KeyObject } from 'node:crypto';
 import type { KeyOperations, OperationContext } from '../keys/keyOperations.js';
 import { LocalKey } from '../keys/localKey.js';
 import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import type { KeyRegistry, RegisteredKey } from './registry.js';
+import type { StoredKey } from './store.js';
 
 /** KeyOperations over a private KeyObject held by keyd. */
 export class StoreKey implements KeyOperations {
@@ -34,4 +36,9 @@ export class StoreKey implements KeyOperations {
   sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
     return this.#local.sign(scheme, message, ctx, signal);
   }
+}
+
+/** Serves a key of the sealed store from `registry`. */
+export function registerStoredKey(registry: KeyRegistry, stored: StoredKey): RegisteredKey {
+  return registry.add({ ops: new StoreKey(stored.privateKey), serverNames: stored.serverNames, source: 'store', origin: stored.origin, createdAt: stored.createdAt });
 }
