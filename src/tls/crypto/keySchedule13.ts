@@ -96,11 +96,6 @@ export function tls13BinderKey(h: HashName, earlySecret: Uint8Array, external: b
   return deriveSecret(h, earlySecret, external ? 'ext binder' : 'res binder', emptyHash(h));
 }
 
-/** client_early_traffic_secret; `clientHelloHash` is Transcript-Hash(ClientHello). */
-export function tls13ClientEarlyTrafficSecret(h: HashName, earlySecret: Uint8Array, clientHelloHash: Uint8Array): Buffer {
-  return deriveSecret(h, earlySecret, 'c e traffic', clientHelloHash);
-}
-
 /**
  * Finished verify_data (RFC 8446 4.4.4): HMAC(finished_key, transcriptHash) with
  * finished_key = HKDF-Expand-Label(baseKey, "finished", "", Hash.length).

@@ -1,6 +1,8 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { KeyOperations } from '../../keys/keyOperations.js';
-import { schemeInfo, schemesForKey, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { schemeInfo, schemeName, schemesForKey, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { AlertDescription } from '../wire/alerts.js';
+import { TlsAlertError } from '../wire/errors.js';
 
 /** A certificate chain and the key operations for its leaf's private key (rustls' CertifiedKey). */
 export interface CertifiedKey {
@@ -106,4 +108,15 @@ export function chooseCertificate(
     if (scheme !== undefined) return { ok: true, cert, scheme, byName };
   }
   return { ok: false, reason: 'no_common_scheme' };
+}
+
+/**
+ * Never send a signature that does not verify against the certificate: a faulty key
+ * holder (HSM, RSA-CRT fault) could leak the key through it, a wrong key would only fail
+ * at the peer. Throws internal_error.
+ */
+export function checkHolderSignature(cert: CertifiedKey, scheme: SignatureScheme, input: Uint8Array, signature: Uint8Array): void {
+  if (!verifySignature(cert.publicKey, scheme, input, signature)) {
+    throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(scheme)}) that does not verify against the certificate`);
+  }
 }

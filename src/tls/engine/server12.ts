@@ -4,13 +4,13 @@ import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
-import { SignatureScheme, keyKindOf, schemeName, verifySignature } from '../crypto/signatureSchemes.js';
+import { SignatureScheme, keyKindOf } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { AlertDescription } from '../wire/alerts.js';
 import type { ClientHello } from '../wire/clientHello.js';
 import { DOWNGRADE_TLS12, HandshakeType } from '../wire/constants.js';
 import { TlsAlertError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
-import { encodeFinished, encodeServerHello, extAlpn, extServerNameAck, type ExtensionOut } from '../wire/handshake.js';
+import { encodeFinished, encodeServerHello, extAlpn, extServerNameAck, parseFinished, type ExtensionOut } from '../wire/handshake.js';
 import {
   encodeCertificate12,
   encodeEcdhParams,
@@ -21,9 +21,9 @@ import {
   extExtendedMasterSecret,
   extRenegotiationInfoEmpty,
   parseClientKeyExchange,
-  parseFinished12,
+  VERIFY_DATA_LENGTH_12,
 } from '../wire/handshake12.js';
-import { chooseCertificate, nameMatches, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, chooseCertificate, nameMatches, type CertifiedKey } from './certificates.js';
 import { TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS } from './defaults.js';
 import type { HandshakeHost, HandshakeMessage, ServerHandshake } from './handshakeHost.js';
 import { chooseAlpn } from './negotiation.js';
@@ -259,10 +259,7 @@ export class Server12Handshake implements ServerHandshake {
     switch (st.name) {
       case 'awaitSignature': {
         if (st.opId !== opId) break;
-        // Never send a signature that does not verify (faulty HSM, RSA-CRT fault, wrong key).
-        if (!verifySignature(this.cert!.publicKey, st.scheme, st.input, result)) {
-          throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(st.scheme)}) that does not verify against the certificate`);
-        }
+        checkHolderSignature(this.cert!, st.scheme, st.input, result);
         this.sendMessage(encodeServerKeyExchangeSigned(st.params, st.scheme, result));
         this.state = this.sendServerHelloDone();
         return;
@@ -319,7 +316,7 @@ export class Server12Handshake implements ServerHandshake {
   private handleClientFinished(msg: HandshakeMessage, st: Extract<State, { name: 'awaitFinished' }>): void {
     const ms = this.masterSecret!;
     const expected = tls12VerifyData(this.hash, ms, 'client finished', this.transcript.current());
-    const got = parseFinished12(msg.body);
+    const got = parseFinished(msg.body, VERIFY_DATA_LENGTH_12);
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'client Finished does not verify');
     this.transcript.update(msg.raw);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished');

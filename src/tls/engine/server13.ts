@@ -10,7 +10,7 @@ import {
   tls13HandshakeSecrets,
   tls13RecordAead,
 } from '../crypto/keySchedule13.js';
-import { schemeName, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import type { SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { parseClientHello, type ClientHello } from '../wire/clientHello.js';
@@ -34,7 +34,7 @@ import {
   parseFinished,
   type ExtensionOut,
 } from '../wire/handshake.js';
-import { chooseCertificate, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, chooseCertificate, type CertifiedKey } from './certificates.js';
 import type { HandshakeHost, HandshakeMessage, ServerHandshake } from './handshakeHost.js';
 import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
 
@@ -260,10 +260,7 @@ export class Server13Handshake implements ServerHandshake {
   keyOperationResult(opId: number, signature: Uint8Array): void {
     const st = this.state;
     if (st.name !== 'awaitSignature' || st.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
-    // Never send a signature that does not verify: it would leak a faulty (e.g. RSA-CRT) result.
-    if (!verifySignature(this.cert.publicKey, st.scheme, st.input, signature)) {
-      throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(st.scheme)}) that does not verify against the certificate`);
-    }
+    checkHolderSignature(this.cert, st.scheme, st.input, signature);
     const host = this.host;
     const h = this.suite.hash;
     // Kept only for the key holder's request (bound mode); the connection may live long.

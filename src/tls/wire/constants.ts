@@ -58,8 +58,6 @@ export enum ExtensionType {
 
 export const TLS12 = 0x0303;
 export const TLS13 = 0x0304;
-export const TLS11 = 0x0302;
-export const TLS10 = 0x0301;
 
 /** Largest TLSPlaintext fragment (RFC 8446 5.1). */
 export const MAX_PLAINTEXT = 1 << 14;
@@ -72,4 +70,3 @@ export const MAX_CIPHERTEXT_12 = (1 << 14) + 2048;
 export const HRR_RANDOM = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex');
 /** Downgrade sentinels in the last 8 bytes of ServerHello.random (RFC 8446 4.1.3). */
 export const DOWNGRADE_TLS12 = Buffer.from('444f574e47524401', 'hex');
-export const DOWNGRADE_TLS11 = Buffer.from('444f574e47524400', 'hex');

@@ -4,7 +4,6 @@
  * encoders with TLS 1.3 (handshake.ts).
  */
 import { ExtensionType, HandshakeType } from './constants.js';
-import { decodeError } from './errors.js';
 import { handshakeMessage, type ExtensionOut } from './handshake.js';
 import { Reader } from './reader.js';
 import { Writer } from './writer.js';
@@ -91,12 +90,6 @@ export function parseClientKeyExchange(body: Uint8Array, kx: 'ECDHE' | 'RSA' | '
   }
   r.end();
   return out;
-}
-
-/** Finished verify_data: exactly 12 bytes in TLS 1.2. */
-export function parseFinished12(body: Uint8Array): Uint8Array {
-  if (body.length !== VERIFY_DATA_LENGTH_12) throw decodeError('Finished has the wrong length');
-  return body;
 }
 
 // ---- ServerHello extensions of TLS 1.2 ----
