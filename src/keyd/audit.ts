@@ -133,7 +133,10 @@ interface SyncWaiter {
 export class AuditLog {
   readonly #fh: FileHandle;
   #seq: number;
+  /** Hash of the last line; see #lastText. */
   #head: string;
+  /** The last line, while its hash (the next line's `prev`) is not computed yet. */
+  #lastText: string | undefined;
   #queue: PendingLine[] = [];
   #scheduled = false;
   #failed: Error | undefined;
@@ -188,7 +191,7 @@ export class AuditLog {
 
   /** Sequence number and hash of the last line appended (0 and the genesis for an empty log). */
   get head(): { seq: number; hash: string } {
-    return { seq: this.#seq, hash: this.#head };
+    return { seq: this.#seq, hash: this.#headHash() };
   }
 
   /**
@@ -244,15 +247,33 @@ export class AuditLog {
   #chain(rec: AuditRecord): string {
     // The same text JSON.stringify would give for {seq, time, prev, ...fields in FIELD_ORDER},
     // built directly: this runs once per operation, before its result leaves.
-    let text = `{"seq":${this.#seq + 1},"time":"${new Date().toISOString()}","prev":"${this.#head}"`;
+    let text = `{"seq":${this.#seq + 1},"time":"${new Date().toISOString()}","prev":"${this.#headHash()}"`;
     for (const k of FIELD_ORDER) {
       const v = rec[k];
       if (v !== undefined) text += `,"${k}":${JSON.stringify(v)}`;
     }
     text += '}';
     this.#seq += 1;
-    this.#head = hexDigest('sha256', text);
+    this.#lastText = text;
     return text + '\n';
+  }
+
+  /**
+   * The chain's head hash. Computed when first needed (by the next line, or by
+   * {@link settle} once a turn's results have left), so that hashing is not on the path
+   * of a lone operation's result.
+   */
+  #headHash(): string {
+    if (this.#lastText !== undefined) {
+      this.#head = hexDigest('sha256', this.#lastText);
+      this.#lastText = undefined;
+    }
+    return this.#head;
+  }
+
+  /** Computes the head hash now (off the critical path: after a turn's replies are sent). */
+  settle(): void {
+    this.#headHash();
   }
 
   #enqueue(l: PendingLine): void {

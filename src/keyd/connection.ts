@@ -20,6 +20,7 @@ import {
   frameTypeName,
   isKnownFrameType,
   type Frame,
+  type TlvWriter,
   type WireErrorCode,
 } from './protocol.js';
 import { isOperation, type KeydService, type Reply, type Session } from './service.js';
@@ -163,7 +164,7 @@ export class KeydConnection {
     return ac;
   }
 
-  #send(type: FrameType, id: number, body: Uint8Array): void {
+  #send(type: FrameType, id: number, body: Uint8Array | TlvWriter): void {
     if (this.#closed || this.socket.destroyed) return;
     this.#out.push(encodeFrame(type, id, body));
   }

@@ -15,8 +15,6 @@
  */
 import { MAX_BOUND_MESSAGES } from '../keys/boundSignInput.js';
 import { KeyOperationError, type KeyErrorCode, type OperationContext, type PskMasterSecretRequest, type SignPurpose } from '../keys/keyOperations.js';
-import { Reader } from '../tls/wire/reader.js';
-import { Writer } from '../tls/wire/writer.js';
 
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -248,14 +246,18 @@ export interface ErrorBody {
 // ---------------------------------------------------------------------------------------
 // Frames
 
-/** Encodes one frame. */
-export function encodeFrame(type: number, id: number, body: Uint8Array = EMPTY, version = PROTOCOL_VERSION): Buffer {
+/**
+ * Encodes one frame. A body still in a {@link TlvWriter} is written straight into the
+ * frame: one allocation, no intermediate copy.
+ */
+export function encodeFrame(type: number, id: number, body: Uint8Array | TlvWriter = EMPTY, version = PROTOCOL_VERSION): Buffer {
   const out = Buffer.allocUnsafe(LENGTH_BYTES + FRAME_HEADER_BYTES + body.length);
   out.writeUInt32BE(FRAME_HEADER_BYTES + body.length, 0);
   out[4] = version;
   out[5] = type;
   out.writeUInt32BE(id >>> 0, 6);
-  out.set(body, 10);
+  if (body instanceof TlvWriter) body.writeTo(out, LENGTH_BYTES + FRAME_HEADER_BYTES);
+  else out.set(body, LENGTH_BYTES + FRAME_HEADER_BYTES);
   return out;
 }
 
@@ -330,13 +332,36 @@ export class FrameDecoder {
 // ---------------------------------------------------------------------------------------
 // TLV bodies
 
-/** Builds a TLV body. */
+/** Largest TLV value (u24 length). */
+const MAX_TLV_VALUE = 0xffffff;
+
+/**
+ * Builds a TLV body. Fields are collected and laid out once, at the end, into a buffer of
+ * the exact size (or straight into a frame, see {@link encodeFrame}): a request on the
+ * hot path costs one allocation.
+ */
 export class TlvWriter {
-  private readonly w = new Writer(64);
+  readonly #tags: number[] = [];
+  readonly #values: Array<Uint8Array | string> = [];
+  readonly #sizes: number[] = [];
+  #length = 0;
+
+  /** Bytes the body takes. */
+  get length(): number {
+    return this.#length;
+  }
+
+  #add(tag: Tag, value: Uint8Array | string, size: number): this {
+    if (size > MAX_TLV_VALUE) throw new RangeError(`TLV value of ${size} bytes exceeds the u24 length`);
+    this.#tags.push(tag);
+    this.#values.push(value);
+    this.#sizes.push(size);
+    this.#length += 4 + size;
+    return this;
+  }
 
   bytes(tag: Tag, value: Uint8Array): this {
-    this.w.u8(tag).vec24(value);
-    return this;
+    return this.#add(tag, value, value.length);
   }
 
   u8(tag: Tag, v: number): this {
@@ -348,7 +373,7 @@ export class TlvWriter {
   }
 
   str(tag: Tag, s: string): this {
-    return this.bytes(tag, Buffer.from(s, 'utf8'));
+    return this.#add(tag, s, Buffer.byteLength(s, 'utf8'));
   }
 
   u16List(tag: Tag, values: readonly number[]): this {
@@ -360,8 +385,27 @@ export class TlvWriter {
     return this.bytes(tag, b);
   }
 
+  /** Writes the body into `out` at `offset` (which must have {@link length} bytes free). */
+  writeTo(out: Buffer, offset: number): void {
+    let o = offset;
+    for (let i = 0; i < this.#tags.length; i++) {
+      const size = this.#sizes[i];
+      out[o] = this.#tags[i];
+      out[o + 1] = size >>> 16;
+      out[o + 2] = (size >>> 8) & 0xff;
+      out[o + 3] = size & 0xff;
+      o += 4;
+      const v = this.#values[i];
+      if (typeof v === 'string') out.write(v, o, size, 'utf8');
+      else out.set(v, o);
+      o += size;
+    }
+  }
+
   finish(): Uint8Array {
-    return this.w.finish();
+    const out = Buffer.allocUnsafe(this.#length);
+    this.writeTo(out, 0);
+    return out;
   }
 }
 
@@ -369,47 +413,49 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * A parsed TLV body. Unknown tags are kept and ignored by the typed decoders, so a newer
- * peer can add optional fields; a single-valued field sent twice is an error.
+ * peer can add optional fields; a single-valued field sent twice is an error. Bodies have
+ * a handful of fields: they are kept in arrays and looked up by scanning.
  */
 export class TlvFields {
   private constructor(
-    private readonly fields: Map<number, Uint8Array[]>,
+    private readonly tags: number[],
+    private readonly values: Uint8Array[],
     private readonly what: string,
   ) {}
 
   /** Parses `body`; throws KeyOperationError('bad-request') when it is not a well-formed TLV sequence. */
   static parse(body: Uint8Array, what: string): TlvFields {
-    const fields = new Map<number, Uint8Array[]>();
-    const r = new Reader(body, what);
-    try {
-      while (!r.atEnd()) {
-        const tag = r.u8();
-        const value = r.vec24();
-        const list = fields.get(tag);
-        if (list) list.push(value);
-        else fields.set(tag, [value]);
-      }
-    } catch {
-      throw badRequest(`${what}: truncated field`);
+    const tags: number[] = [];
+    const values: Uint8Array[] = [];
+    let o = 0;
+    while (o < body.length) {
+      if (body.length - o < 4) throw badRequest(`${what}: truncated field`);
+      const size = (body[o + 1] << 16) | (body[o + 2] << 8) | body[o + 3];
+      if (body.length - o - 4 < size) throw badRequest(`${what}: truncated field`);
+      tags.push(body[o]);
+      values.push(body.subarray(o + 4, o + 4 + size));
+      o += 4 + size;
     }
-    return new TlvFields(fields, what);
+    return new TlvFields(tags, values, what);
   }
 
   has(tag: Tag): boolean {
-    return this.fields.has(tag);
+    return this.tags.includes(tag);
   }
 
   /** Every value of a repeatable field, in order. */
   all(tag: Tag): Uint8Array[] {
-    return this.fields.get(tag) ?? [];
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < this.tags.length; i++) if (this.tags[i] === tag) out.push(this.values[i]);
+    return out;
   }
 
   /** The value of a single-valued field, or undefined when absent. */
   opt(tag: Tag): Uint8Array | undefined {
-    const list = this.fields.get(tag);
-    if (!list) return undefined;
-    if (list.length > 1) throw badRequest(`${this.what}: ${Tag[tag] ?? tag} appears ${list.length} times`);
-    return list[0];
+    const i = this.tags.indexOf(tag);
+    if (i < 0) return undefined;
+    if (this.tags.indexOf(tag, i + 1) >= 0) throw badRequest(`${this.what}: ${Tag[tag] ?? tag} appears ${this.all(tag).length} times`);
+    return this.values[i];
   }
 
   req(tag: Tag): Uint8Array {
@@ -468,6 +514,15 @@ function badRequest(message: string): KeyOperationError {
 /** Decodes UTF-8 without control characters (values end up in logs and audit lines). */
 function decodeString(v: Uint8Array, maxBytes: number, what: string): string {
   if (v.length > maxBytes) throw badRequest(`${what} is longer than ${maxBytes} bytes`);
+  // Names and addresses are printable ASCII: no decoder, no pattern.
+  let ascii = true;
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] < 0x20 || v[i] > 0x7e) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return Buffer.from(v.buffer, v.byteOffset, v.length).toString('latin1');
   let s: string;
   try {
     s = utf8.decode(v);
@@ -503,9 +558,19 @@ export function normalizeKeyId(keyId: string): string {
   return k;
 }
 
+/** KEY_ID bytes of the key ids last written: a front sends the same few ids on every request. */
+const keyIdBytes = new Map<string, Uint8Array>();
+
 function writeSelector(w: TlvWriter, key: KeySelector): void {
-  if ('keyId' in key) w.bytes(Tag.KEY_ID, Buffer.from(normalizeKeyId(key.keyId), 'hex'));
-  else w.str(Tag.SERVER_NAME, normalizeServerName(key.serverName));
+  if ('keyId' in key) {
+    let b = keyIdBytes.get(key.keyId);
+    if (!b) {
+      b = Buffer.from(normalizeKeyId(key.keyId), 'hex');
+      if (keyIdBytes.size >= 64) keyIdBytes.clear();
+      keyIdBytes.set(key.keyId, b);
+    }
+    w.bytes(Tag.KEY_ID, b);
+  } else w.str(Tag.SERVER_NAME, normalizeServerName(key.serverName));
 }
 
 function readSelector(f: TlvFields, what: string): KeySelector {
@@ -553,14 +618,19 @@ function readContext(f: TlvFields, what: string): OperationContext {
 // ---------------------------------------------------------------------------------------
 // Requests
 
-/** Body of a SIGN request. */
-export function encodeSignRequest(m: SignRequest): Uint8Array {
+/** Body of a SIGN request, still in its writer (see {@link encodeFrame}). */
+export function signRequestWriter(m: SignRequest): TlvWriter {
   const w = new TlvWriter();
   writeSelector(w, m.key);
   w.u16(Tag.SCHEME, m.scheme).bytes(Tag.MESSAGE, m.message);
   for (const hm of m.handshakeMessages ?? []) w.bytes(Tag.HANDSHAKE_MESSAGE, hm);
   writeContext(w, m.ctx);
-  return w.finish();
+  return w;
+}
+
+/** Body of a SIGN request. */
+export function encodeSignRequest(m: SignRequest): Uint8Array {
+  return signRequestWriter(m).finish();
 }
 
 /** Parses a SIGN body; throws KeyOperationError('bad-request'). */
@@ -709,9 +779,9 @@ export function decodeDeletePskRequest(body: Uint8Array): DeletePskRequest {
 // ---------------------------------------------------------------------------------------
 // Results
 
-/** RESULT of SIGN, PSK_MASTER_SECRET and DECRYPT_PREMASTER: one OUTPUT field. */
-export function encodeOutput(output: Uint8Array): Uint8Array {
-  return new TlvWriter().bytes(Tag.OUTPUT, output).finish();
+/** RESULT of SIGN, PSK_MASTER_SECRET and DECRYPT_PREMASTER: one OUTPUT field (see {@link encodeFrame}). */
+export function outputWriter(output: Uint8Array): TlvWriter {
+  return new TlvWriter().bytes(Tag.OUTPUT, output);
 }
 
 /** Parses a RESULT body holding OUTPUT. */

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
+import { InlineSignBudget } from '../keys/inlineSignBudget.js';
 import { checkSignInput } from '../keys/signingPolicy.js';
 import { schemeName, schemesForKey, verifySignature } from '../tls/crypto/signatureSchemes.js';
 import type { AuditLog, AuditRecord } from './audit.js';
@@ -27,11 +28,12 @@ import {
   encodeError,
   encodeKeyInfos,
   encodeListKeysResult,
-  encodeOutput,
+  outputWriter,
   type Frame,
   type GeneratedKeyType,
   type KeySelector,
   type SignRequest,
+  type TlvWriter,
   type WireErrorCode,
 } from './protocol.js';
 import { pskMasterSecret } from '../tls/crypto/prf12.js';
@@ -53,7 +55,8 @@ export interface Session {
 /** One reply frame: RESULT or ERROR. */
 export interface Reply {
   type: FrameType.RESULT | FrameType.ERROR;
-  body: Uint8Array;
+  /** A signature's result stays in its writer until its frame is built (one copy). */
+  body: Uint8Array | TlvWriter;
 }
 
 /** What the service needs. */
@@ -85,9 +88,6 @@ const OP_NAMES: Partial<Record<FrameType, string>> = {
 export function isOperation(type: number): boolean {
   return OP_NAMES[type as FrameType] !== undefined;
 }
-
-/** See KeydService#idleEnoughToBlock. */
-const BLOCKING_GAP_MS = 1;
 
 function errorReply(code: WireErrorCode, message: string): Reply {
   return { type: FrameType.ERROR, body: encodeError({ code, message }) };
@@ -122,8 +122,12 @@ function generate(type: GeneratedKeyType): Promise<KeyObject> {
 /** The operations. One instance per keyd. */
 export class KeydService {
   #active = 0;
-  #lastBlockingEnd = -Infinity;
-  #lastBlockingMs = 0;
+  readonly #inline = new InlineSignBudget();
+  /** Finished operations whose metrics are not counted yet (see #afterReplies). */
+  #unmetered: AuditRecord[] = [];
+  /** Durations (ms) of audit writes not observed yet. */
+  #unmeteredWrites: number[] = [];
+  #afterRepliesScheduled = false;
   #idleWaiters: Array<() => void> = [];
   /** Set during shutdown: new requests are refused with 'unavailable'. */
   draining = false;
@@ -196,7 +200,8 @@ export class KeydService {
       this.#auditFailed(e);
       return false;
     }
-    this.d.metrics.auditBatchSeconds.observe((performance.now() - t) / 1000);
+    this.#unmeteredWrites.push(performance.now() - t);
+    this.#scheduleAfterReplies();
     return true;
   }
 
@@ -255,10 +260,34 @@ export class KeydService {
   }
 
   #measure(rec: AuditRecord, t0: number): void {
-    const latency = performance.now() - t0;
-    rec.latencyMs = round3(latency);
-    this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op: rec.op, outcome: rec.outcome });
-    this.d.metrics.latency.observe({ op: rec.op }, latency / 1000);
+    rec.latencyMs = round3(performance.now() - t0);
+    this.#unmetered.push(rec);
+    this.#scheduleAfterReplies();
+  }
+
+  #scheduleAfterReplies(): void {
+    if (this.#afterRepliesScheduled) return;
+    this.#afterRepliesScheduled = true;
+    // After the poll phase: the replies of this turn are written by then.
+    setImmediate(() => this.#afterReplies());
+  }
+
+  /**
+   * Bookkeeping that no result waits for, done once the turn's replies have left: metrics
+   * (prom-client's label lookups cost a few µs per operation) and the audit chain's hash.
+   */
+  #afterReplies(): void {
+    this.#afterRepliesScheduled = false;
+    const recs = this.#unmetered;
+    const writes = this.#unmeteredWrites;
+    this.#unmetered = [];
+    this.#unmeteredWrites = [];
+    for (const rec of recs) {
+      this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op: rec.op, outcome: rec.outcome });
+      this.d.metrics.latency.observe({ op: rec.op }, rec.latencyMs! / 1000);
+    }
+    for (const ms of writes) this.d.metrics.auditBatchSeconds.observe(ms / 1000);
+    this.d.audit.settle();
   }
 
   #auditFailed(e: unknown): Reply {
@@ -294,16 +323,9 @@ export class KeydService {
     return { code: 'internal', message: 'internal error' };
   }
 
-  /**
-   * A lone costly signature (RSA) runs on the loop: the thread pool's round trip costs
-   * about 0.1 ms of latency and CPU. Only when nothing is queued or running and the last
-   * blocking signature ended at least BLOCKING_GAP_MS, and four times its own duration,
-   * ago: under load the pool's threads sign in parallel, and blocking takes at most a
-   * fifth of the loop.
-   */
+  /** A lone costly signature (RSA) runs on the loop when nothing is queued or running (see InlineSignBudget). */
   #idleEnoughToBlock(): boolean {
-    const gap = Math.max(BLOCKING_GAP_MS, 4 * this.#lastBlockingMs);
-    return this.d.queue.running === 0 && this.d.queue.queued === 0 && performance.now() - this.#lastBlockingEnd >= gap;
+    return this.d.queue.running === 0 && this.d.queue.queued === 0 && this.#inline.allows();
   }
 
   #grant(session: Session): Grant {
@@ -445,18 +467,11 @@ export class KeydService {
       if (key.verifyResults && !verifySignature(key.publicKey, req.scheme, req.message, sig)) {
         throw new KeyOperationError('internal', `key holder for ${key.keyId} returned a signature that does not verify`);
       }
-      return { type: FrameType.RESULT, body: encodeOutput(sig) };
+      return { type: FrameType.RESULT, body: outputWriter(sig) };
     };
     if (key.ops.signNow) return result(key.ops.signNow(req.scheme, req.message, ctx));
-    if (key.ops.signBlocking && this.#idleEnoughToBlock()) {
-      const t = performance.now();
-      try {
-        return result(key.ops.signBlocking(req.scheme, req.message, ctx));
-      } finally {
-        this.#lastBlockingEnd = performance.now();
-        this.#lastBlockingMs = this.#lastBlockingEnd - t;
-      }
-    }
+    const ops = key.ops;
+    if (ops.signBlocking && this.#idleEnoughToBlock()) return result(this.#inline.run(() => ops.signBlocking!(req.scheme, req.message, ctx)));
     return this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal()).then(result);
   }
 
@@ -471,7 +486,7 @@ export class KeydService {
     // RSA key exchange exists only in TLS 1.2; anything else is not a handshake input.
     if (req.ctx.tlsVersion !== 'TLSv1.2') throw refused('premaster decryption is for TLS 1.2 only');
     const premaster = await this.d.queue.submit((s) => decrypt(req.ciphertext, req.clientVersion, req.ctx, s), signal());
-    return { type: FrameType.RESULT, body: encodeOutput(premaster) };
+    return { type: FrameType.RESULT, body: outputWriter(premaster).finish() };
   }
 
   #getKey(frame: Frame, session: Session, rec: AuditRecord): Reply {
@@ -493,12 +508,13 @@ export class KeydService {
       // A random master secret makes the handshake fail at Finished, as for a wrong PSK,
       // so a front cannot probe which identities exist.
       rec.outcome = 'unknown-psk-identity';
-      return { type: FrameType.RESULT, body: encodeOutput(randomBytes(48)) };
+      return { type: FrameType.RESULT, body: outputWriter(randomBytes(48)).finish() };
     }
     if (!grant.mayUsePsk(req.identity)) throw refused('not permitted to use this PSK');
     const ms = pskMasterSecret(psk.secret, req);
     try {
-      return { type: FrameType.RESULT, body: encodeOutput(ms) };
+      // Copied out before the wipe below.
+      return { type: FrameType.RESULT, body: outputWriter(ms).finish() };
     } finally {
       ms.fill(0);
     }

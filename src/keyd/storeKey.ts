@@ -5,6 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { KeyOperations, OperationContext } from '../keys/keyOperations.js';
+import { inlineSignable } from '../keys/inlineSignBudget.js';
 import { LocalKey } from '../keys/localKey.js';
 import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import type { KeyRegistry, RegisteredKey } from './registry.js';
@@ -26,9 +27,7 @@ export class StoreKey implements KeyOperations {
     this.schemes = this.#local.schemes;
     this.keyId = this.#local.keyId;
     this.signNow = this.#local.signNow;
-    // Not for RSA keys over 3072 bits: one signature would stall keyd's loop for 5 ms or more.
-    const bits = privateKey.asymmetricKeyDetails?.modulusLength;
-    if (bits === undefined || bits <= 3072) this.signBlocking = (scheme, message) => this.#local.signBlocking(scheme, message);
+    if (inlineSignable(privateKey.asymmetricKeyDetails?.modulusLength)) this.signBlocking = (scheme, message) => this.#local.signBlocking(scheme, message);
     // One raw RSA private operation (about 1 ms for 2048 bits), on keyd's loop: node:crypto has no asynchronous form of it.
     this.decryptPremaster = this.#local.decryptPremaster;
   }

@@ -13,6 +13,7 @@ import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject }
 import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { InlineSignBudget, inlineSignable } from './inlineSignBudget.js';
 import { UnknownPskIdentityError, type KeyErrorCode } from './keyOperations.js';
 import { LocalPsk } from './localPsk.js';
 import {
@@ -52,9 +53,12 @@ class KeyServer {
   /** Ids handed to node:crypto and not finished; a cancelled one is removed so its result is dropped. */
   readonly #running = new Set<number>();
   #runningCount = 0;
+  /** Set for keys whose signatures may run inline (EC and EdDSA always do, RSA when this allows). */
+  readonly #inline: InlineSignBudget | undefined;
 
   constructor(key: KeyObject, schemes: readonly SignatureScheme[], out: FrameWriter) {
     this.#key = key;
+    if (key.asymmetricKeyType === 'rsa' && inlineSignable(key.asymmetricKeyDetails?.modulusLength)) this.#inline = new InlineSignBudget();
     this.#schemes = new Set(schemes);
     this.#out = out;
   }
@@ -107,21 +111,23 @@ class KeyServer {
     if (!shape.ok) return this.#fail(job.id, 'refused', `refused: ${shape.reason}`);
 
     const params = cryptoParams(info, this.#key);
-    if (this.#key.asymmetricKeyType !== 'rsa') {
-      // EC and EdDSA signatures take tens of microseconds, less than a hop to the pool
-      // and back: sign inline; the reply leaves with the others of this read.
+    // EC and EdDSA signatures take tens of microseconds, less than a hop to the pool and
+    // back: they run inline. So does a lone RSA one, within InlineSignBudget's ration.
+    const rsa = this.#key.asymmetricKeyType === 'rsa';
+    if (!rsa || (this.#runningCount === 0 && this.#queue.length === 0 && this.#inline?.allows())) {
       let sig: Buffer;
       try {
-        sig = cryptoSign(params.algorithm, message, params.key);
+        sig = rsa ? this.#inline!.run(() => cryptoSign(params.algorithm, message, params.key)) : cryptoSign(params.algorithm, message, params.key);
       } catch {
         return this.#fail(job.id, 'internal', 'signing failed');
       }
+      // The reply leaves with the others of this read.
       this.#out.send(encodeFrame(FrameType.ok, job.id, sig));
       return;
     }
     this.#runningCount++;
     this.#running.add(job.id);
-    // The callback form runs on libuv's pool, so RSA does not serialise this loop.
+    // The callback form runs on libuv's pool, so concurrent RSA signatures do not serialise this loop.
     cryptoSign(params.algorithm, message, params.key, (err, sig) => {
       this.#runningCount--;
       if (this.#running.delete(job.id)) {

@@ -207,6 +207,23 @@ test('deadline: a slow key holder times out at the deadline, and keyd is told to
   }
 });
 
+test('deadline: a shorter deadline after a longer one on the same connection still fires on time', async () => {
+  const rk = await connectRemoteKey({ ...tlsClientOptions(pki, 'front', keyd.tlsAddress!), keyId: slow.keyId, poolSize: 1, deadlineMs: 5_000 });
+  try {
+    const longInput = certificateVerifyInput();
+    const long = rk.sign(SignatureScheme.ecdsa_secp256r1_sha256, longInput, CTX, new AbortController().signal);
+    const t0 = performance.now();
+    const body = encodeSignRequest({ key: { keyId: slow.keyId }, scheme: SignatureScheme.ecdsa_secp256r1_sha256, message: certificateVerifyInput(), ctx: CTX });
+    await assert.rejects(rk.client.request(FrameType.SIGN, body, { deadlineMs: 100 }), code('timeout'));
+    const ms = performance.now() - t0;
+    assert.ok(ms >= 95 && ms < 250, `the short one timed out after ${ms} ms`);
+    // The longer one was not swept with it: it completes.
+    assert.ok(verifySignature(rk.publicKey, SignatureScheme.ecdsa_secp256r1_sha256, longInput, await long));
+  } finally {
+    await rk.close();
+  }
+});
+
 test('anything but a TLS handshake signature input is refused, logged, audited and counted', async () => {
   const rk = await connectRemoteKey({ ...tlsClientOptions(pki, 'front', keyd.tlsAddress!), keyId: keys.p256.keyId });
   try {

@@ -46,6 +46,20 @@ test('SIGN request round trip, by key id and by server name, with the whole cont
   assert.deepEqual(b.ctx, { tlsVersion: 'TLSv1.2' });
 });
 
+test('a body still in its writer frames to the same bytes as the finished body; UTF-8 names survive', () => {
+  const ctx = { tlsVersion: 'TLSv1.3' as const, serverName: 'bücher.example', peerAddress: '[2001:db8::1]:443', connectionId: 'c-é' };
+  const m = { key: { keyId: KEY_ID }, scheme: 0x0403, message: randomBytes(100), ctx, handshakeMessages: [randomBytes(40), randomBytes(3)] };
+  const w = new TlvWriter().bytes(Tag.MESSAGE, randomBytes(20)).str(Tag.SERVER_NAME, 'ünï').u16(Tag.SCHEME, 0x0804).u8(Tag.PRF_HASH, 2);
+  assert.equal(w.length, w.finish().length);
+  assert.deepEqual(encodeFrame(FrameType.SIGN, 77, w), encodeFrame(FrameType.SIGN, 77, w.finish()));
+  const body = encodeSignRequest(m);
+  const [frame] = new FrameDecoder().push(encodeFrame(FrameType.SIGN, 5, body));
+  assert.deepEqual(Buffer.from(frame.body), Buffer.from(body));
+  const back = decodeSignRequest(frame.body);
+  assert.deepEqual(back.ctx, ctx);
+  assert.deepEqual(back.handshakeMessages?.map((x) => Buffer.from(x)), m.handshakeMessages);
+});
+
 test('frames: header layout, split at every byte, several per chunk', () => {
   const body = Uint8Array.from([1, 2, 3]);
   const f = encodeFrame(FrameType.SIGN, 0x01020304, body);
