@@ -1,7 +1,8 @@
 /**
  * Latency of lone handshakes against several servers, interleaved: one full handshake at
- * a time, taking the ports in turn (round robin), so that drift of a shared machine hits
- * every server alike. The client is node:tls, as in benchLoad. Prints one JSON line:
+ * a time, taking the ports in turn (round robin, each round starting one port later), so
+ * that drift of a shared machine, and any advantage of a place in the round, hits every
+ * server alike. The client is node:tls, as in benchLoad. Prints one JSON line:
  * per port p50/p99 (ms), and per port the median of the paired differences to the first
  * port (each round's handshake minus the same round's handshake with port 0).
  *
@@ -31,18 +32,21 @@ const times: number[][] = ports.map(() => []);
 const rounds: number[][] = [];
 let errors = 0;
 const end = performance.now() + seconds * 1000;
+let k = 0;
 while (performance.now() < end) {
-  const round: number[] = [];
-  for (let i = 0; i < ports.length; i++) {
+  const round: number[] = new Array<number>(ports.length).fill(NaN);
+  // Each round starts at the next port: no server always goes first (or right after another).
+  for (let n = 0; n < ports.length; n++) {
+    const i = (k + n) % ports.length;
     try {
       const ms = await handshake(ports[i]);
       times[i].push(ms);
-      round.push(ms);
+      round[i] = ms;
     } catch {
       errors++;
-      round.push(NaN);
     }
   }
+  k++;
   if (round.every(Number.isFinite)) rounds.push(round);
 }
 const out = ports.map((port, i) => {

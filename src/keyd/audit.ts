@@ -71,6 +71,10 @@ const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
   'latencyMs',
 ];
 
+/** Fields with few distinct values: their JSON fragments are kept (at most MAX_FRAGMENTS). */
+const REPEATED_FIELDS = new Set<keyof AuditRecord>(['client', 'op', 'outcome', 'keyId', 'scheme', 'front', 'purpose']);
+const MAX_FRAGMENTS = 1024;
+
 const noop = (): void => {};
 
 
@@ -137,6 +141,10 @@ export class AuditLog {
   #head: string;
   /** The last line, while its hash (the next line's `prev`) is not computed yet. */
   #lastText: string | undefined;
+  /** JSON fragments of REPEATED_FIELDS values (see #chain). */
+  readonly #fragments = new Map<string, string>();
+  #secondStart = -1;
+  #secondPrefix = '';
   #queue: PendingLine[] = [];
   #scheduled = false;
   #failed: Error | undefined;
@@ -247,10 +255,23 @@ export class AuditLog {
   #chain(rec: AuditRecord): string {
     // The same text JSON.stringify would give for {seq, time, prev, ...fields in FIELD_ORDER},
     // built directly: this runs once per operation, before its result leaves.
-    let text = `{"seq":${this.#seq + 1},"time":"${new Date().toISOString()}","prev":"${this.#headHash()}"`;
+    let text = `{"seq":${this.#seq + 1},"time":"${this.#isoTime()}","prev":"${this.#headHash()}"`;
     for (const k of FIELD_ORDER) {
       const v = rec[k];
-      if (v !== undefined) text += `,"${k}":${JSON.stringify(v)}`;
+      if (v === undefined) continue;
+      if (typeof v !== 'string' || !REPEATED_FIELDS.has(k)) {
+        text += `,"${k}":${JSON.stringify(v)}`;
+        continue;
+      }
+      // Identities, key ids, schemes, outcomes: a few values, each encoded once.
+      const key = `${k}\u0000${v}`;
+      let part = this.#fragments.get(key);
+      if (part === undefined) {
+        part = `,"${k}":${JSON.stringify(v)}`;
+        if (this.#fragments.size >= MAX_FRAGMENTS) this.#fragments.clear();
+        this.#fragments.set(key, part);
+      }
+      text += part;
     }
     text += '}';
     this.#seq += 1;
@@ -274,6 +295,18 @@ export class AuditLog {
   /** Computes the head hash now (off the critical path: after a turn's replies are sent). */
   settle(): void {
     this.#headHash();
+  }
+
+  /** Date.prototype.toISOString() of now; its first 20 characters are rebuilt once a second. */
+  #isoTime(): string {
+    const ms = Date.now();
+    const inSecond = ms - this.#secondStart;
+    if (inSecond < 0 || inSecond >= 1000) {
+      this.#secondStart = ms - (ms % 1000);
+      this.#secondPrefix = new Date(this.#secondStart).toISOString().slice(0, 20);
+      return this.#isoTime();
+    }
+    return `${this.#secondPrefix}${String(inSecond).padStart(3, '0')}Z`;
   }
 
   #enqueue(l: PendingLine): void {

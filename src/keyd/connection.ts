@@ -90,6 +90,7 @@ export class KeydConnection {
       }
     }
     if (this.#out.length > 0) this.#flush();
+    this.service.afterReplies();
   }
 
   #reject(id: number, code: WireErrorCode, message: string, extra: { supportedVersions?: number[] } = {}): void {
@@ -149,6 +150,7 @@ export class KeydConnection {
         this.#send(reply.type, f.id, reply.body);
         this.#flush();
       }
+      this.service.afterReplies();
     });
   }
 

@@ -579,7 +579,7 @@ function readSelector(f: TlvFields, what: string): KeySelector {
   if (id !== undefined && name !== undefined) throw badRequest(`${what}: give KEY_ID or SERVER_NAME, not both`);
   if (id !== undefined) {
     if (id.length !== 32) throw badRequest(`${what}: KEY_ID must be 32 bytes`);
-    return { keyId: Buffer.from(id).toString('hex') };
+    return { keyId: Buffer.from(id.buffer, id.byteOffset, id.length).toString('hex') };
   }
   if (name !== undefined) return { serverName: normalizeServerName(name) };
   throw badRequest(`${what}: missing KEY_ID or SERVER_NAME`);

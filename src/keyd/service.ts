@@ -127,7 +127,6 @@ export class KeydService {
   #unmetered: AuditRecord[] = [];
   /** Durations (ms) of audit writes not observed yet. */
   #unmeteredWrites: number[] = [];
-  #afterRepliesScheduled = false;
   #idleWaiters: Array<() => void> = [];
   /** Set during shutdown: new requests are refused with 'unavailable'. */
   draining = false;
@@ -201,7 +200,6 @@ export class KeydService {
       return false;
     }
     this.#unmeteredWrites.push(performance.now() - t);
-    this.#scheduleAfterReplies();
     return true;
   }
 
@@ -262,31 +260,27 @@ export class KeydService {
   #measure(rec: AuditRecord, t0: number): void {
     rec.latencyMs = round3(performance.now() - t0);
     this.#unmetered.push(rec);
-    this.#scheduleAfterReplies();
-  }
-
-  #scheduleAfterReplies(): void {
-    if (this.#afterRepliesScheduled) return;
-    this.#afterRepliesScheduled = true;
-    // After the poll phase: the replies of this turn are written by then.
-    setImmediate(() => this.#afterReplies());
   }
 
   /**
-   * Bookkeeping that no result waits for, done once the turn's replies have left: metrics
-   * (prom-client's label lookups cost a few µs per operation) and the audit chain's hash.
+   * Bookkeeping that no result waits for, done by the connection once it has sent the
+   * replies of a chunk (or an async result): metrics (prom-client's label lookups cost a
+   * few µs per operation) and the audit chain's hash.
    */
-  #afterReplies(): void {
-    this.#afterRepliesScheduled = false;
-    const recs = this.#unmetered;
-    const writes = this.#unmeteredWrites;
-    this.#unmetered = [];
-    this.#unmeteredWrites = [];
-    for (const rec of recs) {
-      this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op: rec.op, outcome: rec.outcome });
-      this.d.metrics.latency.observe({ op: rec.op }, rec.latencyMs! / 1000);
+  afterReplies(): void {
+    if (this.#unmetered.length > 0) {
+      const recs = this.#unmetered;
+      this.#unmetered = [];
+      for (const rec of recs) {
+        this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op: rec.op, outcome: rec.outcome });
+        this.d.metrics.latency.observe({ op: rec.op }, rec.latencyMs! / 1000);
+      }
     }
-    for (const ms of writes) this.d.metrics.auditBatchSeconds.observe(ms / 1000);
+    if (this.#unmeteredWrites.length > 0) {
+      const writes = this.#unmeteredWrites;
+      this.#unmeteredWrites = [];
+      for (const ms of writes) this.d.metrics.auditBatchSeconds.observe(ms / 1000);
+    }
     this.d.audit.settle();
   }
 

@@ -38,13 +38,20 @@ async function rewrite(path: string, ls: string[]): Promise<void> {
 }
 
 test('lines are chained, numbered, in call order, and carry no more than the record', async () => {
+  const before = Date.now();
   const path = await writeLog('basic.log', 50);
+  const after = Date.now();
   const ls = await lines(path);
   assert.equal(ls.length, 50);
   const first = JSON.parse(ls[0]) as Record<string, unknown>;
   assert.equal(first.seq, 1);
   assert.equal(first.prev, AUDIT_GENESIS);
   assert.deepEqual(Object.keys(first), ['seq', 'time', 'prev', 'client', 'op', 'outcome', 'keyId', 'scheme', 'serverName', 'latencyMs']);
+  for (const l of ls) {
+    const time = (JSON.parse(l) as { time: string }).time;
+    assert.equal(new Date(time).toISOString(), time, 'ISO 8601 in UTC, as toISOString writes it');
+    assert.ok(Date.parse(time) >= before && Date.parse(time) <= after, `${time} is the time of writing`);
+  }
   assert.deepEqual(
     ls.map((l) => (JSON.parse(l) as { serverName: string }).serverName),
     Array.from({ length: 50 }, (_, i) => `s${i}.example`),
@@ -58,8 +65,11 @@ test('each line is exactly the JSON of its record, whatever the text in it', asy
   const log = await AuditLog.open(path);
   const reason = 'quote " backslash \\ newline \n tab \t nul \u0000 line-sep \u2028 é 鍵 😀';
   await log.append({ client: 'cn:a"b', op: 'sign', outcome: 'refused', reason, latencyMs: 0.125, bound: true });
+  // The same values again: a line built from kept fragments is the same text.
+  await log.append({ client: 'cn:a"b', op: 'sign', outcome: 'refused', reason, latencyMs: 0.125, bound: true });
   await log.close();
-  const [line] = await lines(path);
+  const [line, again] = await lines(path);
+  assert.equal(JSON.stringify({ ...JSON.parse(again), seq: 1, prev: AUDIT_GENESIS, time: JSON.parse(line).time }), line);
   const parsed = JSON.parse(line) as Record<string, unknown>;
   assert.equal(parsed.reason, reason);
   assert.equal(parsed.client, 'cn:a"b');
