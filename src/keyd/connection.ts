@@ -79,7 +79,8 @@ export class KeydConnection {
       setTimeout(() => this.socket.destroy(), 1_000).unref();
       return;
     }
-    for (const f of frames) this.#onFrame(f);
+    // Only the last frame of a chunk may sign on keyd's loop: the others must not wait for it.
+    for (let i = 0; i < frames.length; i++) this.#onFrame(frames[i], i === frames.length - 1);
     if (this.#answered.length > 0) {
       const answered = this.#answered;
       this.#answered = [];
@@ -97,7 +98,7 @@ export class KeydConnection {
     this.#send(FrameType.ERROR, id, encodeError({ code, message, ...extra }));
   }
 
-  #onFrame(f: Frame): void {
+  #onFrame(f: Frame, last: boolean): void {
     if (f.version !== PROTOCOL_VERSION) {
       const msg = `protocol version ${f.version} is not supported (this keyd speaks ${PROTOCOL_VERSION})`;
       void this.service.auditRejected(this.session, 'protocol', 'unsupported', msg);
@@ -137,7 +138,7 @@ export class KeydConnection {
     // asking again must still see the aborted one.
     let ac: AbortController | undefined;
     const controller = (): AbortController => (ac ??= this.#controller(f.id));
-    const r = this.service.handle(this.session, f, () => controller().signal);
+    const r = this.service.handle(this.session, f, () => controller().signal, last);
     if (!(r instanceof Promise)) {
       this.#answered.push({ id: f.id, reply: r });
       return;

@@ -154,8 +154,10 @@ export class KeydService {
    *
    * `signal` is asked for only by work that may wait, so that a request answered at once
    * costs no AbortController; the caller creates it on first call and aborts it on CANCEL.
+   * `mayBlock`: false when more requests wait behind this one (same chunk), which must not
+   * wait for a signature on the loop.
    */
-  handle(session: Session, frame: Frame, signal: () => AbortSignal): Reply | Promise<Reply | null> {
+  handle(session: Session, frame: Frame, signal: () => AbortSignal, mayBlock = true): Reply | Promise<Reply | null> {
     const op = OP_NAMES[frame.type as FrameType] ?? 'unknown';
     const t0 = performance.now();
     const rec: AuditRecord = { client: session.peer.display, op, outcome: 'ok', front: session.remote };
@@ -163,7 +165,7 @@ export class KeydService {
     let out: Reply | Promise<Reply>;
     try {
       if (this.draining) throw new KeyOperationError('unavailable', 'keyd is shutting down');
-      out = this.#dispatch(frame, session, rec, signal);
+      out = this.#dispatch(frame, session, rec, signal, mayBlock);
     } catch (e) {
       out = this.#failed(e, rec, false);
     }
@@ -317,9 +319,13 @@ export class KeydService {
     return { code: 'internal', message: 'internal error' };
   }
 
-  /** A lone costly signature (RSA) runs on the loop when nothing is queued or running (see InlineSignBudget). */
-  #idleEnoughToBlock(): boolean {
-    return this.d.queue.running === 0 && this.d.queue.queued === 0 && this.#inline.allows();
+  /**
+   * A costly signature (RSA) runs on the loop when no work waits for a slot and no other
+   * request of its chunk follows it (see InlineSignBudget): it then runs beside the
+   * pool's signatures, not behind them.
+   */
+  #mayBlock(requested: boolean): boolean {
+    return requested && this.d.queue.queued === 0 && this.#inline.allows();
   }
 
   #grant(session: Session): Grant {
@@ -363,10 +369,10 @@ export class KeydService {
     if (ctx.connectionId !== undefined) rec.connectionId = ctx.connectionId;
   }
 
-  #dispatch(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Reply | Promise<Reply> {
+  #dispatch(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal, mayBlock: boolean): Reply | Promise<Reply> {
     switch (frame.type as FrameType) {
       case FrameType.SIGN:
-        return this.#sign(frame, session, rec, signal);
+        return this.#sign(frame, session, rec, signal, mayBlock);
       case FrameType.GET_KEY:
         return this.#getKey(frame, session, rec);
       case FrameType.PSK_MASTER_SECRET:
@@ -438,10 +444,10 @@ export class KeydService {
 
   /**
    * In-memory EC and EdDSA keys sign at once. In-memory RSA keys sign at once too when
-   * keyd is otherwise idle (see #idleEnoughToBlock), else on the thread pool through the
-   * work queue, as PKCS#11 keys always do.
+   * nothing waits behind them (see #mayBlock), else on the thread pool through the work
+   * queue, as PKCS#11 keys always do.
    */
-  #sign(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Reply | Promise<Reply> {
+  #sign(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal, mayBlock: boolean): Reply | Promise<Reply> {
     const req = decodeSignRequest(frame.body);
     rec.scheme = schemeName(req.scheme);
     this.#fillContext(rec, req.ctx);
@@ -465,7 +471,7 @@ export class KeydService {
     };
     if (key.ops.signNow) return result(key.ops.signNow(req.scheme, req.message, ctx));
     const ops = key.ops;
-    if (ops.signBlocking && this.#idleEnoughToBlock()) return result(this.#inline.run(() => ops.signBlocking!(req.scheme, req.message, ctx)));
+    if (ops.signBlocking && this.#mayBlock(mayBlock)) return result(this.#inline.run(() => ops.signBlocking!(req.scheme, req.message, ctx)));
     return this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal()).then(result);
   }
 

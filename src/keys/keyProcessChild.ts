@@ -71,8 +71,8 @@ class KeyServer {
       case FrameType.sign:
       case FrameType.decrypt:
         // The payload is a view of a whole socket read: a job keeps its own few bytes, not the read.
+        // Started by pump() once the whole read is decoded.
         this.#queue.push({ id: f.id, type: f.type, payload: Buffer.from(f.payload) });
-        this.#pump();
         return;
       case FrameType.cancel: {
         const i = this.#queue.findIndex((j) => j.id === f.id);
@@ -85,7 +85,8 @@ class KeyServer {
     }
   }
 
-  #pump(): void {
+  /** Starts queued jobs (after each read, and as running ones finish). */
+  pump(): void {
     while (this.#runningCount < MAX_RUNNING && this.#queue.length > 0) {
       const job = this.#queue.shift() as Job;
       if (job.type === FrameType.sign) this.#sign(job);
@@ -112,9 +113,11 @@ class KeyServer {
 
     const params = cryptoParams(info, this.#key);
     // EC and EdDSA signatures take tens of microseconds, less than a hop to the pool and
-    // back: they run inline. So does a lone RSA one, within InlineSignBudget's ration.
+    // back: they run inline. So does an RSA one that nothing waits behind, within
+    // InlineSignBudget's ration.
     const rsa = this.#key.asymmetricKeyType === 'rsa';
-    if (!rsa || (this.#runningCount === 0 && this.#queue.length === 0 && this.#inline?.allows())) {
+    // Inline RSA only for the last job of a read: the others are on the pool by then.
+    if (!rsa || (this.#queue.length === 0 && this.#inline?.allows())) {
       let sig: Buffer;
       try {
         sig = rsa ? this.#inline!.run(() => cryptoSign(params.algorithm, message, params.key)) : cryptoSign(params.algorithm, message, params.key);
@@ -134,7 +137,7 @@ class KeyServer {
         if (err) this.#fail(job.id, 'internal', 'signing failed');
         else this.#out.send(encodeFrame(FrameType.ok, job.id, sig));
       }
-      this.#pump();
+      this.pump();
     });
   }
 
@@ -267,7 +270,7 @@ function main(): void {
   const schemes = schemesForKey(publicKey);
   if (schemes.length === 0) return failStart(channel, `key in ${keyPath} is of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'})`);
   const server = new KeyServer(key, schemes, out);
-  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })));
+  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })), () => server.pump());
 }
 
 /** Tells the front why this process cannot serve, then exits. */
@@ -275,8 +278,11 @@ function failStart(channel: Socket, msg: string): void {
   channel.end(encodeFrame(FrameType.startFailed, 0, Buffer.from(msg, 'utf8')), () => process.exit(1));
 }
 
-/** Says it is ready, then answers frames until the channel closes; replies leave once per read. */
-function serveFrames(channel: Socket, out: FrameWriter, onFrame: (f: Frame) => void, ready: Buffer): void {
+/**
+ * Says it is ready, then answers frames until the channel closes; `afterRead` runs once
+ * each read is decoded; replies leave once per read.
+ */
+function serveFrames(channel: Socket, out: FrameWriter, onFrame: (f: Frame) => void, ready: Buffer, afterRead?: () => void): void {
   const decoder = new FrameDecoder();
   channel.on('data', (chunk: Buffer) => {
     try {
@@ -285,6 +291,7 @@ function serveFrames(channel: Socket, out: FrameWriter, onFrame: (f: Frame) => v
       // A malformed stream means a broken front; stop rather than guess.
       process.exit(4);
     }
+    afterRead?.();
     out.flush();
   });
   channel.write(ready);
