@@ -300,11 +300,17 @@ export class AuditLog {
   /** Date.prototype.toISOString() of now; its first 20 characters are rebuilt once a second. */
   #isoTime(): string {
     const ms = Date.now();
-    const inSecond = ms - this.#secondStart;
+    let inSecond = ms - this.#secondStart;
     if (inSecond < 0 || inSecond >= 1000) {
-      this.#secondStart = ms - (ms % 1000);
-      this.#secondPrefix = new Date(this.#secondStart).toISOString().slice(0, 20);
-      return this.#isoTime();
+      this.#secondStart = Math.floor(ms / 1000) * 1000;
+      inSecond = ms - this.#secondStart;
+      const iso = new Date(ms).toISOString();
+      // Years outside 0000-9999 have a longer form: no cached prefix for them.
+      if (iso.length !== 24) {
+        this.#secondStart = NaN;
+        return iso;
+      }
+      this.#secondPrefix = iso.slice(0, 20);
     }
     return `${this.#secondPrefix}${String(inSecond).padStart(3, '0')}Z`;
   }

@@ -338,7 +338,8 @@ const MAX_TLV_VALUE = 0xffffff;
 /**
  * Builds a TLV body. Fields are collected and laid out once, at the end, into a buffer of
  * the exact size (or straight into a frame, see {@link encodeFrame}): a request on the
- * hot path costs one allocation.
+ * hot path costs one allocation. Byte values are referenced, not copied, until then: do
+ * not change them meanwhile, and copy a secret out (`finish()`) before wiping it.
  */
 export class TlvWriter {
   readonly #tags: number[] = [];
@@ -507,6 +508,11 @@ export class TlvFields {
   }
 }
 
+/** A Buffer over the same memory (no copy). */
+function asBuffer(v: Uint8Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.length);
+}
+
 function badRequest(message: string): KeyOperationError {
   return new KeyOperationError('bad-request', message);
 }
@@ -522,7 +528,7 @@ function decodeString(v: Uint8Array, maxBytes: number, what: string): string {
       break;
     }
   }
-  if (ascii) return Buffer.from(v.buffer, v.byteOffset, v.length).toString('latin1');
+  if (ascii) return asBuffer(v).toString('latin1');
   let s: string;
   try {
     s = utf8.decode(v);
@@ -579,7 +585,7 @@ function readSelector(f: TlvFields, what: string): KeySelector {
   if (id !== undefined && name !== undefined) throw badRequest(`${what}: give KEY_ID or SERVER_NAME, not both`);
   if (id !== undefined) {
     if (id.length !== 32) throw badRequest(`${what}: KEY_ID must be 32 bytes`);
-    return { keyId: Buffer.from(id.buffer, id.byteOffset, id.length).toString('hex') };
+    return { keyId: asBuffer(id).toString('hex') };
   }
   if (name !== undefined) return { serverName: normalizeServerName(name) };
   throw badRequest(`${what}: missing KEY_ID or SERVER_NAME`);

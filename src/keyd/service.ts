@@ -124,9 +124,9 @@ export class KeydService {
   #active = 0;
   readonly #inline = new InlineSignBudget();
   /** Finished operations whose metrics are not counted yet (see #afterReplies). */
-  #unmetered: AuditRecord[] = [];
+  readonly #unmetered: AuditRecord[] = [];
   /** Durations (ms) of audit writes not observed yet. */
-  #unmeteredWrites: number[] = [];
+  readonly #unmeteredWrites: number[] = [];
   #idleWaiters: Array<() => void> = [];
   /** Set during shutdown: new requests are refused with 'unavailable'. */
   draining = false;
@@ -270,19 +270,11 @@ export class KeydService {
    * few µs per operation) and the audit chain's hash.
    */
   afterReplies(): void {
-    if (this.#unmetered.length > 0) {
-      const recs = this.#unmetered;
-      this.#unmetered = [];
-      for (const rec of recs) {
-        this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op: rec.op, outcome: rec.outcome });
-        this.d.metrics.latency.observe({ op: rec.op }, rec.latencyMs! / 1000);
-      }
+    for (const rec of this.#unmetered.splice(0)) {
+      this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op: rec.op, outcome: rec.outcome });
+      this.d.metrics.latency.observe({ op: rec.op }, rec.latencyMs! / 1000);
     }
-    if (this.#unmeteredWrites.length > 0) {
-      const writes = this.#unmeteredWrites;
-      this.#unmeteredWrites = [];
-      for (const ms of writes) this.d.metrics.auditBatchSeconds.observe(ms / 1000);
-    }
+    for (const ms of this.#unmeteredWrites.splice(0)) this.d.metrics.auditBatchSeconds.observe(ms / 1000);
     this.d.audit.settle();
   }
 
@@ -485,8 +477,13 @@ export class KeydService {
     if (!decrypt) throw new KeyOperationError('unsupported', `key ${key.keyId} cannot decrypt premaster secrets (RSA keys only)`);
     // RSA key exchange exists only in TLS 1.2; anything else is not a handshake input.
     if (req.ctx.tlsVersion !== 'TLSv1.2') throw refused('premaster decryption is for TLS 1.2 only');
-    const premaster = await this.d.queue.submit((s) => decrypt(req.ciphertext, req.clientVersion, req.ctx, s), signal());
-    return { type: FrameType.RESULT, body: outputWriter(premaster).finish() };
+    // A raw RSA operation on the loop (node:crypto has no asynchronous form): charged to the inline budget.
+    const premaster = await this.d.queue.submit((s) => this.#inline.run(() => decrypt(req.ciphertext, req.clientVersion, req.ctx, s)), signal());
+    try {
+      return { type: FrameType.RESULT, body: outputWriter(premaster).finish() };
+    } finally {
+      premaster.fill(0);
+    }
   }
 
   #getKey(frame: Frame, session: Session, rec: AuditRecord): Reply {
@@ -508,7 +505,7 @@ export class KeydService {
       // A random master secret makes the handshake fail at Finished, as for a wrong PSK,
       // so a front cannot probe which identities exist.
       rec.outcome = 'unknown-psk-identity';
-      return { type: FrameType.RESULT, body: outputWriter(randomBytes(48)).finish() };
+      return { type: FrameType.RESULT, body: outputWriter(randomBytes(48)) };
     }
     if (!grant.mayUsePsk(req.identity)) throw refused('not permitted to use this PSK');
     const ms = pskMasterSecret(psk.secret, req);

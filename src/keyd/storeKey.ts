@@ -1,6 +1,6 @@
 /**
  * A sealed-store key as keyd uses it: LocalKey's signing (EC and EdDSA inline; RSA on
- * libuv's thread pool, or inline when keyd is idle), plus, for RSA keys, TLS 1.2
+ * libuv's thread pool, or inline as InlineSignBudget allows), plus, for RSA keys, TLS 1.2
  * premaster decryption with implicit rejection inside keyd.
  */
 import type { KeyObject } from 'node:crypto';

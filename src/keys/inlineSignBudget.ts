@@ -3,10 +3,11 @@
  * thread pool. The pool's round trip costs about 0.1 ms of latency and as much CPU (two
  * more thread wake-ups) per signature, which a key holder that signs one request at a
  * time pays for nothing. Signing inline delays whatever arrives meanwhile, so it is
- * rationed: callers sign inline only when nothing else is queued or running (concurrent
- * requests still sign in parallel on the pool), and this budget keeps inline signing to
- * at most half of the holder's time, with bursts of 1 ms; a long signature is paid back
- * before the next.
+ * rationed: callers sign inline only the last request of a socket read, with nothing
+ * waiting for a pool slot (the others of the read are on the pool by then, and run beside
+ * it), and this budget keeps inline signing to at most half of the holder's time, with
+ * bursts of 1 ms; a long signature is paid back before the next. A request arriving during
+ * an inline signature (a burst split over several reads) waits for at most about one.
  */
 
 /**

@@ -85,11 +85,15 @@ class KeyServer {
     }
   }
 
-  /** Starts queued jobs (after each read, and as running ones finish). */
-  pump(): void {
+  /**
+   * Starts queued jobs: after each read (`afterRead`), and as pool work finishes. Only the
+   * last job of a read may sign RSA inline: the others are on the pool by then, and no
+   * finished result waits in the writer behind it.
+   */
+  pump(afterRead = false): void {
     while (this.#runningCount < MAX_RUNNING && this.#queue.length > 0) {
       const job = this.#queue.shift() as Job;
-      if (job.type === FrameType.sign) this.#sign(job);
+      if (job.type === FrameType.sign) this.#sign(job, afterRead && this.#queue.length === 0);
       else this.#decrypt(job);
     }
   }
@@ -98,7 +102,7 @@ class KeyServer {
     this.#out.send(encodeError(id, code, message));
   }
 
-  #sign(job: Job): void {
+  #sign(job: Job, mayBlock: boolean): void {
     const p = job.payload;
     if (p.length < 3) return this.#fail(job.id, 'bad-request', 'truncated sign request');
     const scheme = p.readUInt16BE(0);
@@ -112,15 +116,14 @@ class KeyServer {
     if (!shape.ok) return this.#fail(job.id, 'refused', `refused: ${shape.reason}`);
 
     const params = cryptoParams(info, this.#key);
+    const sign = (): Buffer => cryptoSign(params.algorithm, message, params.key);
     // EC and EdDSA signatures take tens of microseconds, less than a hop to the pool and
-    // back: they run inline. So does an RSA one that nothing waits behind, within
-    // InlineSignBudget's ration.
+    // back: they run inline. So may an RSA one (see InlineSignBudget).
     const rsa = this.#key.asymmetricKeyType === 'rsa';
-    // Inline RSA only for the last job of a read: the others are on the pool by then.
-    if (!rsa || (this.#queue.length === 0 && this.#inline?.allows())) {
+    if (!rsa || (mayBlock && this.#inline?.allows())) {
       let sig: Buffer;
       try {
-        sig = rsa ? this.#inline!.run(() => cryptoSign(params.algorithm, message, params.key)) : cryptoSign(params.algorithm, message, params.key);
+        sig = rsa ? this.#inline!.run(sign) : sign();
       } catch {
         return this.#fail(job.id, 'internal', 'signing failed');
       }
@@ -148,8 +151,9 @@ class KeyServer {
     if (p.length - 2 > MAX_OPERATION_INPUT) return this.#fail(job.id, 'bad-request', 'ciphertext too long');
     const clientVersion = p.readUInt16BE(0);
     // Synchronous (node:crypto has no async privateDecrypt); about one RSA operation,
-    // and it delays only this process, never the front.
-    const premaster = decryptPremasterImplicit(this.#key, p.subarray(2), clientVersion);
+    // and it delays only this process, never the front. Charged to the inline budget.
+    const decrypt = (): Uint8Array => decryptPremasterImplicit(this.#key, p.subarray(2), clientVersion);
+    const premaster = this.#inline ? this.#inline.run(decrypt) : decrypt();
     this.#out.send(encodeFrame(FrameType.ok, job.id, premaster));
     premaster.fill(0);
   }
@@ -270,7 +274,7 @@ function main(): void {
   const schemes = schemesForKey(publicKey);
   if (schemes.length === 0) return failStart(channel, `key in ${keyPath} is of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'})`);
   const server = new KeyServer(key, schemes, out);
-  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })), () => server.pump());
+  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })), () => server.pump(true));
 }
 
 /** Tells the front why this process cannot serve, then exits. */

@@ -131,11 +131,20 @@ interface Pending {
   onAbort?: () => void;
 }
 
+/** Longest deadline a timer can hold (node fires longer ones after 1 ms). */
+const MAX_DEADLINE_MS = 0x7fffffff;
+
+/** A deadline in ms: a finite number from 1 to MAX_DEADLINE_MS, or a RangeError. */
+function checkDeadline(ms: number): number {
+  if (!Number.isFinite(ms) || ms < 1 || ms > MAX_DEADLINE_MS) throw new RangeError(`keyd deadline must be 1..${MAX_DEADLINE_MS} ms, not ${String(ms)}`);
+  return ms;
+}
+
 function unavailable(message: string): KeyOperationError {
   return new KeyOperationError('unavailable', message);
 }
 
-/** One connection to keyd: request ids, pending requests, batched writes. */
+/** One connection to keyd: request ids, pending requests and their deadlines. */
 class ClientConnection {
   readonly #decoder: FrameDecoder;
   readonly #pending = new Map<number, Pending>();
@@ -226,7 +235,6 @@ class ClientConnection {
     }
     clearTimeout(this.#deadlineTimer);
     this.#deadlineDue = at;
-    // Whole milliseconds: node keeps one timer list per distinct duration.
     this.#deadlineTimer = setTimeout(() => this.#expire(), Math.max(0, Math.ceil(at - performance.now())));
   }
 
@@ -238,11 +246,8 @@ class ClientConnection {
     const now = performance.now() + 1;
     let next = Infinity;
     for (const [id, p] of this.#pending) {
-      if (p.deadlineAt <= now) {
-        this.#settle(id, p);
-        this.#cancel(id);
-        p.reject(new KeyOperationError('timeout', `keyd did not answer within the deadline`));
-      } else if (p.deadlineAt < next) next = p.deadlineAt;
+      if (p.deadlineAt <= now) this.#giveUp(id, p, new KeyOperationError('timeout', 'keyd did not answer within the deadline'));
+      else if (p.deadlineAt < next) next = p.deadlineAt;
     }
     if (next !== Infinity) this.#armDeadline(next);
   }
@@ -286,17 +291,20 @@ class ClientConnection {
       const p: Pending = { resolve, reject, deadlineAt };
       if (signal) {
         p.signal = signal;
-        p.onAbort = () => {
-          this.#settle(id, p);
-          this.#cancel(id);
-          reject(new KeyOperationError('aborted', 'operation aborted'));
-        };
+        p.onAbort = () => this.#giveUp(id, p, new KeyOperationError('aborted', 'operation aborted'));
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.#pending.set(id, p);
       this.#armDeadline(deadlineAt);
       this.#write(encodeFrame(type, id, body));
     });
+  }
+
+  /** Stops waiting for a request (timed out or aborted): keyd is told to cancel it. */
+  #giveUp(id: number, p: Pending, err: KeyOperationError): void {
+    this.#settle(id, p);
+    this.#cancel(id);
+    p.reject(err);
   }
 
   #cancel(id: number): void {
@@ -395,7 +403,7 @@ export class KeydClient {
     const size = opts.poolSize ?? 2;
     if (!Number.isInteger(size) || size < 1 || size > 64) throw new RangeError('poolSize must be 1..64');
     this.#opts = opts;
-    this.#deadlineMs = opts.deadlineMs ?? 2_000;
+    this.#deadlineMs = checkDeadline(opts.deadlineMs ?? 2_000);
     this.#slots = Array.from({ length: size }, () => new Slot());
   }
 
@@ -524,7 +532,7 @@ export class KeydClient {
    * the code keyd answered, 'timeout', 'aborted', or 'unavailable'.
    */
   async request(type: FrameType, body: Uint8Array | TlvWriter, opts: RequestOptions = {}): Promise<Uint8Array> {
-    const deadlineAt = performance.now() + (opts.deadlineMs ?? this.#deadlineMs);
+    const deadlineAt = performance.now() + (opts.deadlineMs === undefined ? this.#deadlineMs : checkDeadline(opts.deadlineMs));
     if (opts.signal?.aborted) throw new KeyOperationError('aborted', 'operation aborted');
     // No await when a connection is open: a lone operation's round trip is the latency a front adds.
     const conn = this.#pickOpen() ?? (await this.#waitForConnection(deadlineAt));

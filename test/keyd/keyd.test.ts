@@ -219,6 +219,10 @@ test('deadline: a shorter deadline after a longer one on the same connection sti
     assert.ok(ms >= 95 && ms < 250, `the short one timed out after ${ms} ms`);
     // The longer one was not swept with it: it completes.
     assert.ok(verifySignature(rk.publicKey, SignatureScheme.ecdsa_secp256r1_sha256, longInput, await long));
+    // A deadline no timer can hold is refused up front, not turned into 1 ms or never.
+    for (const deadlineMs of [0, Number.NaN, 2 ** 31]) {
+      await assert.rejects(rk.client.request(FrameType.SIGN, body, { deadlineMs }), RangeError);
+    }
   } finally {
     await rk.close();
   }
