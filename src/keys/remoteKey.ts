@@ -529,7 +529,8 @@ export class KeydClient {
 
   /**
    * Sends one request and resolves with the RESULT body. Rejects with KeyOperationError:
-   * the code keyd answered, 'timeout', 'aborted', or 'unavailable'.
+   * the code keyd answered, 'timeout', 'aborted', or 'unavailable'; with a RangeError for
+   * a `deadlineMs` outside 1..2^31-1.
    */
   async request(type: FrameType, body: Uint8Array | TlvWriter, opts: RequestOptions = {}): Promise<Uint8Array> {
     const deadlineAt = performance.now() + (opts.deadlineMs === undefined ? this.#deadlineMs : checkDeadline(opts.deadlineMs));
