@@ -258,25 +258,24 @@ export class AuditLog {
     let text = `{"seq":${this.#seq + 1},"time":"${this.#isoTime()}","prev":"${this.#headHash()}"`;
     for (const k of FIELD_ORDER) {
       const v = rec[k];
-      if (v === undefined) continue;
-      if (typeof v !== 'string' || !REPEATED_FIELDS.has(k)) {
-        text += `,"${k}":${JSON.stringify(v)}`;
-        continue;
-      }
-      // Identities, key ids, schemes, outcomes: a few values, each encoded once.
-      const key = `${k}\u0000${v}`;
-      let part = this.#fragments.get(key);
-      if (part === undefined) {
-        part = `,"${k}":${JSON.stringify(v)}`;
-        if (this.#fragments.size >= MAX_FRAGMENTS) this.#fragments.clear();
-        this.#fragments.set(key, part);
-      }
-      text += part;
+      if (v !== undefined) text += typeof v === 'string' && REPEATED_FIELDS.has(k) ? this.#fragment(k, v) : `,"${k}":${JSON.stringify(v)}`;
     }
     text += '}';
     this.#seq += 1;
     this.#lastText = text;
     return text + '\n';
+  }
+
+  /** `,"k":"v"` for identities, key ids, schemes, outcomes: a few values, each encoded once. */
+  #fragment(k: string, v: string): string {
+    const key = `${k}\u0000${v}`;
+    let part = this.#fragments.get(key);
+    if (part === undefined) {
+      part = `,"${k}":${JSON.stringify(v)}`;
+      if (this.#fragments.size >= MAX_FRAGMENTS) this.#fragments.clear();
+      this.#fragments.set(key, part);
+    }
+    return part;
   }
 
   /**

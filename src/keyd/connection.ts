@@ -98,7 +98,7 @@ export class KeydConnection {
     this.#send(FrameType.ERROR, id, encodeError({ code, message, ...extra }));
   }
 
-  #onFrame(f: Frame, last: boolean): void {
+  #onFrame(f: Frame, lastOfRead: boolean): void {
     if (f.version !== PROTOCOL_VERSION) {
       const msg = `protocol version ${f.version} is not supported (this keyd speaks ${PROTOCOL_VERSION})`;
       void this.service.auditRejected(this.session, 'protocol', 'unsupported', msg);
@@ -138,7 +138,7 @@ export class KeydConnection {
     // asking again must still see the aborted one.
     let ac: AbortController | undefined;
     const controller = (): AbortController => (ac ??= this.#controller(f.id));
-    const r = this.service.handle(this.session, f, () => controller().signal, last);
+    const r = this.service.handle(this.session, f, () => controller().signal, lastOfRead);
     if (!(r instanceof Promise)) {
       this.#answered.push({ id: f.id, reply: r });
       return;

@@ -123,7 +123,7 @@ function generate(type: GeneratedKeyType): Promise<KeyObject> {
 export class KeydService {
   #active = 0;
   readonly #inline = new InlineSignBudget();
-  /** Finished operations whose metrics are not counted yet (see #afterReplies). */
+  /** Finished operations whose metrics are not counted yet (see afterReplies). */
   readonly #unmetered: AuditRecord[] = [];
   /** Durations (ms) of audit writes not observed yet. */
   readonly #unmeteredWrites: number[] = [];
@@ -154,10 +154,10 @@ export class KeydService {
    *
    * `signal` is asked for only by work that may wait, so that a request answered at once
    * costs no AbortController; the caller creates it on first call and aborts it on CANCEL.
-   * `mayBlock`: false when more requests wait behind this one (same chunk), which must not
+   * `lastOfRead`: false when more requests of the same read follow this one; they must not
    * wait for a signature on the loop.
    */
-  handle(session: Session, frame: Frame, signal: () => AbortSignal, mayBlock = true): Reply | Promise<Reply | null> {
+  handle(session: Session, frame: Frame, signal: () => AbortSignal, lastOfRead = true): Reply | Promise<Reply | null> {
     const op = OP_NAMES[frame.type as FrameType] ?? 'unknown';
     const t0 = performance.now();
     const rec: AuditRecord = { client: session.peer.display, op, outcome: 'ok', front: session.remote };
@@ -165,7 +165,7 @@ export class KeydService {
     let out: Reply | Promise<Reply>;
     try {
       if (this.draining) throw new KeyOperationError('unavailable', 'keyd is shutting down');
-      out = this.#dispatch(frame, session, rec, signal, mayBlock);
+      out = this.#dispatch(frame, session, rec, signal, lastOfRead);
     } catch (e) {
       out = this.#failed(e, rec, false);
     }
@@ -270,11 +270,13 @@ export class KeydService {
    * few µs per operation) and the audit chain's hash.
    */
   afterReplies(): void {
-    for (const rec of this.#unmetered.splice(0)) {
+    for (const rec of this.#unmetered) {
       this.d.metrics.operations.inc({ key: keyLabel(rec.keyId), op: rec.op, outcome: rec.outcome });
       this.d.metrics.latency.observe({ op: rec.op }, rec.latencyMs! / 1000);
     }
-    for (const ms of this.#unmeteredWrites.splice(0)) this.d.metrics.auditBatchSeconds.observe(ms / 1000);
+    for (const ms of this.#unmeteredWrites) this.d.metrics.auditBatchSeconds.observe(ms / 1000);
+    this.#unmetered.length = 0;
+    this.#unmeteredWrites.length = 0;
     this.d.audit.settle();
   }
 
@@ -316,8 +318,8 @@ export class KeydService {
    * request of its chunk follows it (see InlineSignBudget): it then runs beside the
    * pool's signatures, not behind them.
    */
-  #mayBlock(requested: boolean): boolean {
-    return requested && this.d.queue.queued === 0 && this.#inline.allows();
+  #signInline(lastOfRead: boolean): boolean {
+    return lastOfRead && this.d.queue.queued === 0 && this.#inline.allows();
   }
 
   #grant(session: Session): Grant {
@@ -361,10 +363,10 @@ export class KeydService {
     if (ctx.connectionId !== undefined) rec.connectionId = ctx.connectionId;
   }
 
-  #dispatch(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal, mayBlock: boolean): Reply | Promise<Reply> {
+  #dispatch(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal, lastOfRead: boolean): Reply | Promise<Reply> {
     switch (frame.type as FrameType) {
       case FrameType.SIGN:
-        return this.#sign(frame, session, rec, signal, mayBlock);
+        return this.#sign(frame, session, rec, signal, lastOfRead);
       case FrameType.GET_KEY:
         return this.#getKey(frame, session, rec);
       case FrameType.PSK_MASTER_SECRET:
@@ -436,10 +438,10 @@ export class KeydService {
 
   /**
    * In-memory EC and EdDSA keys sign at once. In-memory RSA keys sign at once too when
-   * nothing waits behind them (see #mayBlock), else on the thread pool through the work
+   * nothing waits behind them (see #signInline), else on the thread pool through the work
    * queue, as PKCS#11 keys always do.
    */
-  #sign(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal, mayBlock: boolean): Reply | Promise<Reply> {
+  #sign(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal, lastOfRead: boolean): Reply | Promise<Reply> {
     const req = decodeSignRequest(frame.body);
     rec.scheme = schemeName(req.scheme);
     this.#fillContext(rec, req.ctx);
@@ -461,10 +463,10 @@ export class KeydService {
       }
       return { type: FrameType.RESULT, body: outputWriter(sig) };
     };
-    if (key.ops.signNow) return result(key.ops.signNow(req.scheme, req.message, ctx));
     const ops = key.ops;
-    if (ops.signBlocking && this.#mayBlock(mayBlock)) return result(this.#inline.run(() => ops.signBlocking!(req.scheme, req.message, ctx)));
-    return this.d.queue.submit((s) => key.ops.sign(req.scheme, req.message, ctx, s), signal()).then(result);
+    if (ops.signNow) return result(ops.signNow(req.scheme, req.message, ctx));
+    if (ops.signBlocking && this.#signInline(lastOfRead)) return result(this.#inline.run(() => ops.signBlocking!(req.scheme, req.message, ctx)));
+    return this.d.queue.submit((s) => ops.sign(req.scheme, req.message, ctx, s), signal()).then(result);
   }
 
   async #decryptPremaster(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Promise<Reply> {
