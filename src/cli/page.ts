@@ -35,11 +35,11 @@ export function demoPage(keyDescription: string | ((connectionId: string | undef
     const wantsHtml = String(req.headers.accept ?? '').includes('text/html');
     if (wantsHtml) {
       const rows = facts.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      (res as http.ServerResponse).writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(`<!doctype html><title>keyward</title><h1>keyward</h1><p>This TLS connection was terminated by keyward. Where its private key lives is shown below: unless it says &ldquo;in this process&rdquo;, the server you are talking to never held it.</p><table>${rows}</table>`);
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    (res as http.ServerResponse).writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
     res.end(`keyward: hello over TLS\n${facts.map(([k, v]) => `${k}: ${v}`).join('\n')}\n`);
   };
 }

@@ -4,6 +4,7 @@
  * fallback for clients that offer only http/1.1 or no ALPN.
  */
 import assert from 'node:assert/strict';
+import type http from 'node:http';
 import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import { createHttp2SecureServer, tlsSocketOf, type DualRequestListener } from '../../src/node/http.js';
@@ -21,7 +22,7 @@ const handler: DualRequestListener = (req, res) => {
   const bytes = /^\/bytes\/(\d+)$/.exec(url.pathname);
   if (req.method === 'GET' && bytes) {
     const body = patternBytes(Number(bytes[1]), Number(url.searchParams.get('seed') ?? 1));
-    res.writeHead(200, { 'content-length': String(body.length), 'x-about': JSON.stringify(about) });
+    (res as http.ServerResponse).writeHead(200, { 'content-length': String(body.length), 'x-about': JSON.stringify(about) });
     res.end(body);
     return;
   }
@@ -30,12 +31,12 @@ const handler: DualRequestListener = (req, res) => {
     req.on('data', (d: Buffer) => chunks.push(d));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
-      res.writeHead(200, { 'content-type': 'application/json' });
+      (res as http.ServerResponse).writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ ...about, length: body.length, sha256: sha256(body) }));
     });
     return;
   }
-  res.writeHead(404);
+  (res as http.ServerResponse).writeHead(404);
   res.end();
 };
 
