@@ -16,8 +16,10 @@ export interface KeywardHttpsServerOptions extends KeywardServerOptions {
 
 /** Options of `createHttp2SecureServer`: the TLS options plus http2's server options. */
 export interface KeywardHttp2ServerOptions extends KeywardServerOptions {
-  /** Passed to `http2.createServer` (settings, maxSessionMemory, ...). `allowHTTP1` is always on. */
+  /** Passed to `http2.createServer` (settings, maxSessionMemory, ...). */
   http2?: http2.ServerOptions;
+  /** Passed to the `http.createServer` that serves the HTTP/1.1 fallback (timeouts, maxHeaderSize, ...). */
+  http1?: http.ServerOptions;
 }
 
 /** What the keyward http servers add to node's: the acceptor with the TLS configuration and connections. */
@@ -29,9 +31,10 @@ export interface WithTlsAcceptor {
  * Puts TLS under a server that accepts TCP itself: its `connection` listeners (the
  * HTTP machinery) get the TLS socket once the handshake is done, as with https.Server.
  * Like https.Server it then emits `secureConnection` and, for failed handshakes,
- * `tlsClientError`; `connection` listeners added later see the raw TCP sockets.
+ * `tlsClientError`; `connection` listeners added later see the raw TCP sockets. With
+ * `http1`, sockets that did not negotiate h2 go to that server instead.
  */
-function tlsUnder<T extends http.Server | http2.Http2Server>(server: T, options: KeywardServerOptions): T & WithTlsAcceptor {
+function tlsUnder<T extends http.Server | http2.Http2Server>(server: T, options: KeywardServerOptions, http1?: http.Server): T & WithTlsAcceptor {
   const serve = server.listeners('connection') as ((s: Socket) => void)[];
   server.removeAllListeners('connection');
   const acceptor = tlsAcceptorFrom(options);
@@ -43,7 +46,8 @@ function tlsUnder<T extends http.Server | http2.Http2Server>(server: T, options:
   acceptor.on('secureConnection', (socket: KeywardTLSSocket) => {
     serving = socket;
     try {
-      for (const l of serve) l.call(server, socket as unknown as Socket);
+      if (http1 && socket.alpnProtocol !== 'h2') http1.emit('connection', socket);
+      else for (const l of serve) l.call(server, socket as unknown as Socket);
     } finally {
       serving = undefined;
     }
@@ -77,25 +81,42 @@ export type DualRequestListener = (
 /**
  * `http2.createSecureServer({ allowHTTP1: true })` for keyward: h2 when ALPN selects
  * it, HTTP/1.1 otherwise (a client offering only http/1.1, or no ALPN). Requests of
- * both kinds reach `onRequest`; `stream` and `session` events are http2's. ALPN
- * defaults to `h2, http/1.1`.
+ * both kinds reach `onRequest` and the server's `request` listeners (HTTP/1.1 `upgrade`
+ * and `checkContinue` too, as with allowHTTP1); `stream` and `session` events are
+ * http2's. ALPN defaults to `h2, http/1.1`.
  */
 export function createHttp2SecureServer(options: KeywardHttp2ServerOptions, onRequest?: DualRequestListener): http2.Http2Server & WithTlsAcceptor {
-  const { http2: h2Options, ...tlsOptions } = options;
-  // http2's connection listener picks HTTP/1.1 itself for a socket whose alpnProtocol
-  // is false or 'http/1.1', as it does for node:tls sockets under createSecureServer.
-  const server = http2.createServer({ ...h2Options, allowHTTP1: true } as http2.ServerOptions);
+  const { http2: h2Options, http1: h1Options, ...tlsOptions } = options;
+  // allowHTTP1 is documented for secure servers only (Node 24's plain Http2Server cannot
+  // fall back), so HTTP/1.1 sockets go to an http.Server of their own by ALPN, and its
+  // events are re-emitted here: 'connection' is the documented way to hand a server a socket.
+  const server = http2.createServer(h2Options ?? {});
+  const http1 = http.createServer(h1Options ?? {});
+  http1.on('request', (req, res) => server.emit('request', req, res));
+  http1.on('upgrade', (req, socket, head) => {
+    if (server.listenerCount('upgrade') > 0) server.emit('upgrade', req, socket, head);
+    else socket.destroy();
+  });
+  http1.on('checkContinue', (req, res: http.ServerResponse) => {
+    if (server.listenerCount('checkContinue') > 0) {
+      server.emit('checkContinue', req, res);
+    } else {
+      res.writeContinue();
+      server.emit('request', req, res);
+    }
+  });
   if (onRequest) server.on('request', onRequest as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  closeSessionsOnClose(server);
-  return tlsUnder(server, { ...tlsOptions, ALPNProtocols: tlsOptions.ALPNProtocols ?? ['h2', 'http/1.1'] });
+  closeSessionsOnClose(server, http1);
+  return tlsUnder(server, { ...tlsOptions, ALPNProtocols: tlsOptions.ALPNProtocols ?? ['h2', 'http/1.1'] }, http1);
 }
 
 /**
  * Makes `close()` graceful for HTTP/2 too: node 20's Http2Server.close only stops
  * listening, so an idle client session would hold the close callback back forever.
- * Each session gets `session.close()`: GOAWAY, streams in flight finish, then it closes.
+ * Each session gets `session.close()`: GOAWAY, streams in flight finish, then it closes;
+ * idle HTTP/1.1 fallback connections are closed as http.Server.close does.
  */
-function closeSessionsOnClose(server: http2.Http2Server): void {
+function closeSessionsOnClose(server: http2.Http2Server, http1: http.Server): void {
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (session: http2.ServerHttp2Session) => {
     sessions.add(session);
@@ -105,6 +126,7 @@ function closeSessionsOnClose(server: http2.Http2Server): void {
   server.close = (callback?: (err?: Error) => void) => {
     close(callback);
     for (const session of sessions) if (!session.closed) session.close();
+    http1.closeIdleConnections();
     return server;
   };
 }
