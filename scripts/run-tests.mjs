@@ -1,14 +1,17 @@
 #!/usr/bin/env node
-// Runs every compiled test file (dist/test/**/*.test.js) with node's test runner.
+// Runs every compiled test file (dist/test/**/*.test.js) with node's test runner, on the
+// machine's Node and then again on the pinned Node 24 (scripts/node24.sh installs it),
+// whose bin directory goes first on PATH so the peers and CLIs the tests start use it too.
 // Node 20's `node --test` takes no globs, so the files are listed here.
 //
-//   node scripts/run-tests.mjs              all tests
+//   node scripts/run-tests.mjs              all tests, on both Node versions
 //   node scripts/run-tests.mjs interop pki  only files whose path contains "interop" or "pki"
 //
 // Environment: KEYWARD_TEST_TIMEOUT_MS (per test, default 120000),
 // KEYWARD_TEST_CONCURRENCY (files at once, default 2),
-// KEYWARD_SUITE_TIMEOUT_MS (whole run, default 20 minutes).
-import { spawn } from 'node:child_process';
+// KEYWARD_SUITE_TIMEOUT_MS (each run, default 12 minutes),
+// KEYWARD_TEST_NODES ("both", the default; "current" for the machine's Node only).
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +32,12 @@ function intFromEnv(name, fallback) {
 
 const perTestTimeout = intFromEnv('KEYWARD_TEST_TIMEOUT_MS', 120_000);
 const concurrency = intFromEnv('KEYWARD_TEST_CONCURRENCY', 2);
-const suiteTimeout = intFromEnv('KEYWARD_SUITE_TIMEOUT_MS', 20 * 60_000);
+const suiteTimeout = intFromEnv('KEYWARD_SUITE_TIMEOUT_MS', 12 * 60_000);
+const nodes = process.env.KEYWARD_TEST_NODES ?? 'both';
+if (nodes !== 'both' && nodes !== 'current') {
+  console.error(`run-tests: KEYWARD_TEST_NODES must be "both" or "current", got ${JSON.stringify(nodes)}`);
+  process.exit(2);
+}
 
 function findTests(dir) {
   let entries;
@@ -80,47 +88,74 @@ if (toRun.length === 0) {
   process.exit(1);
 }
 
-console.log(`run-tests: ${toRun.length} test file(s), concurrency ${concurrency}, per-test timeout ${perTestTimeout} ms`);
-
 const args = [
   '--test',
   `--test-concurrency=${concurrency}`,
   `--test-timeout=${perTestTimeout}`,
   ...toRun,
 ];
-// Own process group, so a stuck run can be ended whole (runner and the peers it started).
-const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', detached: true });
 
-let killedForTime = false;
-const watchdog = setTimeout(() => {
-  killedForTime = true;
-  console.error(`run-tests: suite exceeded ${suiteTimeout} ms; stopping it`);
-  killGroup('SIGTERM');
-  setTimeout(() => killGroup('SIGKILL'), 5_000).unref();
-}, suiteTimeout);
-watchdog.unref();
-
-function killGroup(signal) {
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // Already gone.
-  }
-}
-
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => {
-    killGroup(sig);
-    setTimeout(() => killGroup('SIGKILL'), 3_000).unref();
+/** One run of the selected files on `nodePath`; resolves to its exit code. */
+function runSuite(nodePath, label) {
+  return new Promise((resolveRun) => {
+    console.log(`run-tests: ${label}: ${toRun.length} test file(s), concurrency ${concurrency}, per-test timeout ${perTestTimeout} ms`);
+    const env = { ...process.env, PATH: `${dirname(nodePath)}:${process.env.PATH ?? ''}` };
+    // Own process group, so a stuck run can be ended whole (runner and the peers it started).
+    const child = spawn(nodePath, args, { cwd: root, stdio: 'inherit', detached: true, env });
+    const killGroup = (signal) => {
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        // Already gone.
+      }
+    };
+    current = killGroup;
+    let killedForTime = false;
+    const watchdog = setTimeout(() => {
+      killedForTime = true;
+      console.error(`run-tests: ${label}: run exceeded ${suiteTimeout} ms; stopping it`);
+      killGroup('SIGTERM');
+      setTimeout(() => killGroup('SIGKILL'), 5_000).unref();
+    }, suiteTimeout);
+    watchdog.unref();
+    child.on('exit', (code, signal) => {
+      clearTimeout(watchdog);
+      current = undefined;
+      if (signal) console.error(`run-tests: ${label}: test runner ended by ${signal}`);
+      resolveRun(killedForTime || signal ? 1 : (code ?? 1));
+    });
   });
 }
 
-child.on('exit', (code, signal) => {
-  clearTimeout(watchdog);
-  if (killedForTime) process.exit(1);
-  if (signal) {
-    console.error(`run-tests: test runner ended by ${signal}`);
+let current;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (!current) process.exit(1);
+    current(sig);
+    setTimeout(() => current?.('SIGKILL'), 3_000).unref();
+    setTimeout(() => process.exit(1), 4_000).unref();
+  });
+}
+
+function node24Path() {
+  const r = spawnSync('bash', [join(root, 'scripts', 'node24.sh')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) {
+    console.error('run-tests: could not install the pinned Node 24 (scripts/node24.sh failed)');
     process.exit(1);
   }
-  process.exit(code ?? 1);
-});
+  return r.stdout.trim();
+}
+
+const results = [];
+const here = `Node ${process.version}`;
+results.push([here, await runSuite(process.execPath, here)]);
+if (nodes === 'both') {
+  if (process.versions.node.split('.')[0] === '24') {
+    console.log(`run-tests: the machine's Node is already ${process.version}: no second run`);
+  } else {
+    const n24 = node24Path();
+    results.push(['Node 24 (pinned)', await runSuite(n24, 'Node 24 (pinned)')]);
+  }
+}
+for (const [label, code] of results) console.log(`run-tests: ${label}: ${code === 0 ? 'passed' : `FAILED (exit ${code})`}`);
+process.exit(results.every(([, code]) => code === 0) ? 0 : 1);
