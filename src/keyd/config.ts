@@ -20,8 +20,18 @@ export interface KeydLimits {
   maxConcurrentOps: number;
   /** Queued operations beyond which requests are refused with 'unavailable'. Default 100000. */
   maxQueuedOps: number;
-  /** Open connections, default 1024. */
+  /** Open authenticated connections per listener, default 1024. Pre-handshake connections have their own budget. */
   maxConnections: number;
+  /** Connections still in their TLS handshake, default 256; when full, the oldest of the busiest source is closed. */
+  maxPendingHandshakes: number;
+  /** Connections still in their TLS handshake from one source address, default 16; when full, that source's oldest is closed. */
+  maxPendingPerSource: number;
+  /** Time from accept to an authenticated TLS session, default 5000 ms; then the connection is closed. */
+  handshakeTimeoutMs: number;
+  /** Time a frame may take from its first byte to its last, default 10000 ms; then the connection is closed. */
+  frameTimeoutMs: number;
+  /** A connection with nothing in flight and no bytes for this long is closed; default 120000 ms, 0 never. */
+  idleTimeoutMs: number;
   /** How long shutdown waits for in-flight operations, default 10000 ms. */
   shutdownGraceMs: number;
 }
@@ -84,6 +94,11 @@ const DEFAULT_LIMITS: KeydLimits = {
   maxConcurrentOps: 64,
   maxQueuedOps: 100_000,
   maxConnections: 1024,
+  maxPendingHandshakes: 256,
+  maxPendingPerSource: 16,
+  handshakeTimeoutMs: 5_000,
+  frameTimeoutMs: 10_000,
+  idleTimeoutMs: 120_000,
   shutdownGraceMs: 10_000,
 };
 
@@ -342,6 +357,12 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
       limits.maxConcurrentOps = c.int(o.maxConcurrentOps, 'limits.maxConcurrentOps', 1, 65536, DEFAULT_LIMITS.maxConcurrentOps) ?? 0;
       limits.maxQueuedOps = c.int(o.maxQueuedOps, 'limits.maxQueuedOps', 0, 1e7, DEFAULT_LIMITS.maxQueuedOps) ?? 0;
       limits.maxConnections = c.int(o.maxConnections, 'limits.maxConnections', 1, 1e6, DEFAULT_LIMITS.maxConnections) ?? 0;
+      limits.maxPendingHandshakes = c.int(o.maxPendingHandshakes, 'limits.maxPendingHandshakes', 1, 1e6, DEFAULT_LIMITS.maxPendingHandshakes) ?? 0;
+      limits.maxPendingPerSource = c.int(o.maxPendingPerSource, 'limits.maxPendingPerSource', 1, 1e6, DEFAULT_LIMITS.maxPendingPerSource) ?? 0;
+      limits.handshakeTimeoutMs = c.int(o.handshakeTimeoutMs, 'limits.handshakeTimeoutMs', 100, 600_000, DEFAULT_LIMITS.handshakeTimeoutMs) ?? 0;
+      limits.frameTimeoutMs = c.int(o.frameTimeoutMs, 'limits.frameTimeoutMs', 100, 600_000, DEFAULT_LIMITS.frameTimeoutMs) ?? 0;
+      limits.idleTimeoutMs = c.int(o.idleTimeoutMs, 'limits.idleTimeoutMs', 0, 86_400_000, DEFAULT_LIMITS.idleTimeoutMs) ?? 0;
+      if (limits.idleTimeoutMs > 0 && limits.idleTimeoutMs < 1000) c.fail('limits.idleTimeoutMs', 'expected 0 (never) or at least 1000 ms');
       limits.shutdownGraceMs = c.int(o.shutdownGraceMs, 'limits.shutdownGraceMs', 0, 3_600_000, DEFAULT_LIMITS.shutdownGraceMs) ?? 0;
     }
   }

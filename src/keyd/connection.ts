@@ -29,7 +29,14 @@ import { isOperation, type KeydService, type Reply, type Session } from './servi
 export interface ConnectionLimits {
   maxFrameBytes: number;
   maxInFlightPerConnection: number;
+  /** A frame must be whole this long after its first byte arrived, ms. */
+  frameTimeoutMs: number;
+  /** Closed after this long with nothing in flight and no bytes either way, ms; 0 never. */
+  idleTimeoutMs: number;
 }
+
+/** Why keyd closed an authenticated connection on its own. */
+export type ConnectionCloseReason = 'frame-timeout' | 'idle-timeout';
 
 /** Serves one socket until it closes. */
 export class KeydConnection {
@@ -40,6 +47,8 @@ export class KeydConnection {
   /** Replies finished during the current chunk, waiting for their audit lines to be written. */
   #answered: Array<{ id: number; reply: Reply }> = [];
   #closed = false;
+  /** Armed while a frame is partly read: the rest must come within limits.frameTimeoutMs. */
+  #frameTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -47,10 +56,18 @@ export class KeydConnection {
     private readonly service: KeydService,
     private readonly limits: ConnectionLimits,
     private readonly logger: Logger,
+    private readonly onTimeout: (reason: ConnectionCloseReason) => void = () => {},
   ) {
     this.#decoder = new FrameDecoder(limits.maxFrameBytes);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
+    if (limits.idleTimeoutMs > 0) {
+      socket.setTimeout(limits.idleTimeoutMs);
+      // A slow key holder is not idleness: only a connection with nothing in flight is closed.
+      socket.on('timeout', () => {
+        if (this.#inFlight.size === 0) this.#timedOut('idle-timeout', `no request for ${limits.idleTimeoutMs} ms`);
+      });
+    }
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (e: NodeJS.ErrnoException) => logger.debug({ client: session.peer.display, err: e.code ?? e.message }, 'connection error'));
     socket.on('close', () => this.#onClose());
@@ -79,6 +96,7 @@ export class KeydConnection {
       setTimeout(() => this.socket.destroy(), 1_000).unref();
       return;
     }
+    this.#watchPartialFrame(frames.length > 0);
     // Only the last frame of a chunk may sign on keyd's loop: the others must not wait for it.
     for (let i = 0; i < frames.length; i++) this.#onFrame(frames[i], i === frames.length - 1);
     if (this.#answered.length > 0) {
@@ -92,6 +110,31 @@ export class KeydConnection {
     }
     if (this.#out.length > 0) this.#flush();
     this.service.afterReplies();
+  }
+
+  /**
+   * A frame begun must end within frameTimeoutMs of its first byte, however slowly the
+   * rest trickles in (a peer sending part of a frame, then nothing, holds no slot for long).
+   */
+  #watchPartialFrame(framesEnded: boolean): void {
+    const partial = this.#decoder.buffered > 0;
+    if (this.#frameTimer && (framesEnded || !partial)) {
+      clearTimeout(this.#frameTimer);
+      this.#frameTimer = undefined;
+    }
+    if (partial && !this.#frameTimer) {
+      this.#frameTimer = setTimeout(() => this.#timedOut('frame-timeout', `a frame was not complete ${this.limits.frameTimeoutMs} ms after its first byte`), this.limits.frameTimeoutMs);
+      this.#frameTimer.unref();
+    }
+  }
+
+  #timedOut(reason: ConnectionCloseReason, message: string): void {
+    if (this.#closed) return;
+    this.logger.warn({ client: this.session.peer.display, front: this.session.remote, reason: message }, `closing connection: ${reason}`);
+    if (reason === 'frame-timeout') void this.service.auditRejected(this.session, 'protocol', 'timeout', message);
+    this.onTimeout(reason);
+    this.#closed = true;
+    this.socket.destroy();
   }
 
   #reject(id: number, code: WireErrorCode, message: string, extra: { supportedVersions?: number[] } = {}): void {
@@ -182,6 +225,7 @@ export class KeydConnection {
 
   #onClose(): void {
     this.#closed = true;
+    clearTimeout(this.#frameTimer);
     for (const ac of this.#inFlight.values()) ac.abort();
     this.#inFlight.clear();
   }

@@ -22,8 +22,10 @@ export class KeydMetrics {
   readonly inFlight: Gauge;
   /** Operations waiting for a free slot. */
   readonly queued: Gauge;
-  /** Open front connections by transport. */
-  readonly connections: Gauge<'transport'>;
+  /** Open front connections by transport and state ('handshake': not authenticated yet; 'established'). */
+  readonly connections: Gauge<'transport' | 'state'>;
+  /** Connections keyd closed itself, by reason (handshake-timeout, evicted, connection-limit, frame-timeout, idle-timeout). */
+  readonly connectionsClosed: Counter<'reason'>;
   /** Sign requests refused because the input is not a TLS handshake signature input. */
   readonly refusedSignInputs: Counter;
   /** Requests refused by authorization or rate limit, by reason. */
@@ -44,7 +46,8 @@ export class KeydMetrics {
     });
     this.inFlight = new Gauge({ name: 'keyd_operations_in_flight', help: 'Operations running in a key holder', registers });
     this.queued = new Gauge({ name: 'keyd_operations_queued', help: 'Operations waiting for a free slot', registers });
-    this.connections = new Gauge({ name: 'keyd_connections', help: 'Open front connections', labelNames: ['transport'], registers });
+    this.connections = new Gauge({ name: 'keyd_connections', help: 'Open front connections, by state (handshake: not authenticated yet)', labelNames: ['transport', 'state'], registers });
+    this.connectionsClosed = new Counter({ name: 'keyd_connections_closed_total', help: 'Connections keyd closed itself, by reason', labelNames: ['reason'], registers });
     this.refusedSignInputs = new Counter({ name: 'keyd_sign_input_refused_total', help: 'Sign requests whose input is not a TLS handshake signature input', registers });
     this.refusals = new Counter({ name: 'keyd_refusals_total', help: 'Requests refused by authorization or rate limit', labelNames: ['reason'], registers });
     this.auditLines = new Counter({ name: 'keyd_audit_lines_total', help: 'Audit lines written', registers });

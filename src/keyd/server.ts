@@ -5,13 +5,14 @@
  */
 import { lstat, readFile, unlink } from 'node:fs/promises';
 import { createConnection, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { KeyOperations } from '../keys/keyOperations.js';
 import { AuditLog } from './audit.js';
 import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
+import { HandshakeGuard } from './handshakeGuard.js';
 import { KeydMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 import { WorkQueue } from './queue.js';
 import { KeyRegistry } from './registry.js';
@@ -136,24 +137,47 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     const service = new KeydService({ registry, store, audit, authz, metrics, logger, queue, unknownPskIdentity: config.psk.unknownIdentity });
     const connections = new Set<KeydConnection>();
 
+    const established = { tls: 0, unix: 0 };
     const accept = (socket: Socket, peer: PeerIdentity, transport: 'tls' | 'unix', remote: string): void => {
+      // Slots are for authenticated fronts: one past the budget is closed at once.
+      if (established[transport] >= config.limits.maxConnections) {
+        metrics.connectionsClosed.inc({ reason: 'connection-limit' });
+        logger.warn({ client: peer.display, front: remote, transport, maxConnections: config.limits.maxConnections }, 'closing connection: connection limit reached');
+        socket.destroy();
+        return;
+      }
       const session: Session = { peer, grant: authz.resolve(peer), transport, remote };
-      const conn = new KeydConnection(socket, session, service, config.limits, logger);
+      const conn = new KeydConnection(socket, session, service, config.limits, logger, (reason) => metrics.connectionsClosed.inc({ reason }));
       connections.add(conn);
-      metrics.connections.inc({ transport });
+      established[transport] += 1;
+      metrics.connections.inc({ transport, state: 'established' });
       logger.info({ client: peer.display, front: remote, transport, authorized: session.grant !== undefined }, 'front connected');
       socket.once('close', () => {
         connections.delete(conn);
-        metrics.connections.dec({ transport });
+        established[transport] -= 1;
+        metrics.connections.dec({ transport, state: 'established' });
         logger.info({ client: peer.display, front: remote, transport }, 'front disconnected');
       });
     };
 
-    let tlsServer: TlsServer | undefined;
+    let tlsListener: NetServer | undefined;
+    let guard: HandshakeGuard | undefined;
     let tlsAddress: { host: string; port: number } | undefined;
     if (config.listen.tls) {
       if (!config.tls) throw new Error('listen.tls needs the tls section');
       const [cert, key, ca] = await Promise.all([readFile(config.tls.certFile), readFile(config.tls.keyFile), readFile(config.tls.clientCaFile)]);
+      // Raw TCP connections pass the handshake guard before the TLS server sees them.
+      const hsGuard = new HandshakeGuard(
+        { maxPending: config.limits.maxPendingHandshakes, maxPendingPerSource: config.limits.maxPendingPerSource, timeoutMs: config.limits.handshakeTimeoutMs },
+        {
+          dropped: (source, reason) => {
+            metrics.connectionsClosed.inc({ reason });
+            logger.debug({ source, reason }, 'closed a connection before its TLS handshake finished');
+          },
+          counted: (n) => metrics.connections.set({ transport: 'tls', state: 'handshake' }, n),
+        },
+      );
+      guard = hsGuard;
       const srv = createTlsServer(
         {
           cert,
@@ -163,20 +187,29 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           rejectUnauthorized: true,
           minVersion: 'TLSv1.3',
           maxVersion: 'TLSv1.3',
-          handshakeTimeout: 10_000,
+          handshakeTimeout: config.limits.handshakeTimeoutMs,
         },
         (socket: TLSSocket) => {
+          hsGuard.authenticated(socket);
           const peer = identityOfCertificate(socket.getPeerCertificate());
           accept(socket, peer, 'tls', `${socket.remoteAddress}:${socket.remotePort}`);
         },
       );
       key.fill(0);
-      srv.maxConnections = config.limits.maxConnections;
-      srv.on('tlsClientError', (e: NodeJS.ErrnoException, s: TLSSocket) => logger.warn({ front: `${s.remoteAddress}:${s.remotePort}`, err: e.code ?? e.message }, 'TLS handshake with a front failed'));
-      await listen(srv, { host: config.listen.tls.host, port: config.listen.tls.port });
-      tlsServer = srv;
-      cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
-      const a = srv.address() as AddressInfo;
+      srv.on('tlsClientError', (e: NodeJS.ErrnoException, s: TLSSocket) => {
+        // Node reports a handshake timeout here but leaves the socket open: close it.
+        s.destroy();
+        if (e.code === 'ECONNRESET' || e.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') logger.debug({ front: `${s.remoteAddress}:${s.remotePort}`, err: e.code }, 'TLS handshake with a front failed');
+        else logger.warn({ front: `${s.remoteAddress}:${s.remotePort}`, err: e.code ?? e.message }, 'TLS handshake with a front failed');
+      });
+      const listener = createNetServer({ noDelay: true }, (raw) => {
+        raw.on('error', () => undefined);
+        if (hsGuard.admit(raw)) srv.emit('connection', raw);
+      });
+      await listen(listener, { host: config.listen.tls.host, port: config.listen.tls.port });
+      tlsListener = listener;
+      cleanups.push(() => new Promise<void>((r) => listener.close(() => r())));
+      const a = listener.address() as AddressInfo;
       tlsAddress = { host: a.address, port: a.port };
     }
 
@@ -186,7 +219,6 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       await clearStaleSocket(unix.path);
       const peer: PeerIdentity = { ids: [unix.identity], display: unix.identity };
       const srv = createNetServer((socket) => accept(socket, peer, 'unix', unix.path));
-      srv.maxConnections = config.limits.maxConnections;
       // The socket is created by listen(); a tight umask closes the window before chmod.
       const oldMask = process.umask(0o177);
       try {
@@ -199,7 +231,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       unixServer = srv;
       cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
     }
-    if (!tlsServer && !unixServer) throw new Error('keyd needs listen.tls and/or listen.unix');
+    if (!tlsListener && !unixServer) throw new Error('keyd needs listen.tls and/or listen.unix');
 
     let metricsServer: MetricsServer | undefined;
     let draining = false;
@@ -235,7 +267,8 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         draining = true;
         service.draining = true;
         logger.info({ inFlight: service.active }, 'keyd shutting down');
-        tlsServer?.close();
+        tlsListener?.close();
+        guard?.closeAll();
         unixServer?.close();
         let timer: NodeJS.Timeout | undefined;
         const graceOver = new Promise<boolean>((r) => {

@@ -448,7 +448,8 @@ test('metrics: operations by key/op/outcome, latency histogram, in-flight gauge,
   assert.ok(metricValue(text, 'keyd_operations_total', { op: 'sign', outcome: 'cancelled' }) >= 17);
   assert.ok(metricValue(text, 'keyd_operation_duration_seconds_count', { op: 'sign' }) >= 1000);
   assert.match(text, /^keyd_operations_in_flight 0$/m);
-  assert.match(text, /^keyd_connections\{transport="tls"\} \d+$/m);
+  assert.match(text, /^keyd_connections\{transport="tls",state="established"\} [1-9]\d*$/m);
+  assert.match(text, /^keyd_connections\{transport="tls",state="handshake"\} \d+$/m);
   assert.ok(metricValue(text, 'keyd_audit_lines_total') > 1000);
   assert.deepEqual(await fetchText(`${base}/healthz`), { status: 200, text: 'ok\n' });
   assert.equal((await fetchText(`${base}/nope`)).status, 404);
