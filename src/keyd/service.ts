@@ -97,6 +97,12 @@ function refused(message: string): KeyOperationError {
   return new KeyOperationError('refused', message);
 }
 
+/** Length of the random PSK an unknown identity's answer is derived from (a common PSK length). */
+const UNKNOWN_PSK_DECOY_LENGTH = 32;
+
+/** A sign request refused by the signing policy (its input, or its scheme for the key): always logged. */
+class SignInputRefused extends KeyOperationError {}
+
 function round3(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
@@ -250,8 +256,8 @@ export class KeydService {
     const { code, message } = this.#describe(e, rec);
     rec.outcome = aborted ? 'cancelled' : code;
     rec.reason = message;
-    if (code === 'refused' || code === 'rate-limited') {
-      this.d.metrics.refusals.inc({ reason: code });
+    if (code === 'refused' || code === 'rate-limited' || e instanceof SignInputRefused) {
+      if (code === 'refused' || code === 'rate-limited') this.d.metrics.refusals.inc({ reason: code });
       this.d.logger.warn({ client: rec.client, front: rec.front, op: rec.op, keyId: rec.keyId, serverName: rec.serverName, reason: message }, 'request refused');
     } else if (code === 'internal') {
       this.d.logger.error({ client: rec.client, op: rec.op, keyId: rec.keyId, err: message }, 'operation failed');
@@ -322,6 +328,12 @@ export class KeydService {
     return lastOfRead && this.d.queue.queued === 0 && this.#inline.allows();
   }
 
+  /** Counts a sign request the signing policy refuses; the caller throws the error (logged and audited by #failed). */
+  #refuseInput(code: 'refused' | 'unsupported', message: string): SignInputRefused {
+    this.d.metrics.refusedSignInputs.inc();
+    return new SignInputRefused(code, message);
+  }
+
   #grant(session: Session): Grant {
     if (!session.grant) throw refused(`identity ${session.peer.display} is not authorized by keyd`);
     return session.grant;
@@ -344,6 +356,9 @@ export class KeydService {
   #allowedKeys(sel: KeySelector, grant: Grant, rec: AuditRecord, scheme?: number): RegisteredKey[] {
     const found = this.d.registry.select(sel, scheme);
     if (found.length === 0) {
+      if (scheme !== undefined && 'serverName' in sel && this.d.registry.select(sel).length > 0) {
+        throw this.#refuseInput('unsupported', `sign input refused: no key serving ${sel.serverName} fits ${schemeName(scheme)}`);
+      }
       if ('keyId' in sel) rec.keyId = sel.keyId;
       throw new KeyOperationError('unknown-key', 'keyId' in sel ? `no key ${sel.keyId}` : `no key serves ${sel.serverName}${scheme === undefined ? '' : ` with ${schemeName(scheme)}`}`);
     }
@@ -420,15 +435,9 @@ export class KeydService {
    * `bound`; checked whenever a front sends the messages.
    */
   #checkBound(req: SignRequest, purpose: SignPurpose, key: RegisteredKey, rec: AuditRecord): void {
-    if (!req.handshakeMessages) {
-      this.d.metrics.refusedSignInputs.inc();
-      throw refused('sign input refused: this front must send the handshake messages (bound mode)');
-    }
+    if (!req.handshakeMessages) throw this.#refuseInput('refused', 'sign input refused: this front must send the handshake messages (bound mode)');
     const check = checkBoundSignInput(req.message, purpose, req.handshakeMessages, { spki: key.spki, servesName: (n) => servesName(key, n) });
-    if (!check.ok) {
-      this.d.metrics.refusedSignInputs.inc();
-      throw refused(`sign input refused (bound mode): ${check.reason}`);
-    }
+    if (!check.ok) throw this.#refuseInput('refused', `sign input refused (bound mode): ${check.reason}`);
     rec.bound = true;
     // The name the verified ClientHello asked for (none, if it sent none), never the one
     // the front reported: a bound line shows only what keyd checked.
@@ -449,12 +458,10 @@ export class KeydService {
     const key = this.#pickKey(req.key, grant, rec, req.scheme);
     this.#takeToken(grant);
     const shape = checkSignInput(req.message, req.scheme, req.ctx.purpose);
-    if (!shape.ok) {
-      this.d.metrics.refusedSignInputs.inc();
-      throw refused(`sign input refused: ${shape.reason}`);
-    }
+    if (!shape.ok) throw this.#refuseInput('refused', `sign input refused: ${shape.reason}`);
     rec.purpose = shape.purpose;
-    if (!key.schemes.includes(req.scheme)) throw new KeyOperationError('unsupported', `${schemeName(req.scheme)} does not fit key ${key.keyId}`);
+    // Answered 'unsupported' like a local key holder would, and counted and logged as a refused input.
+    if (!key.schemes.includes(req.scheme)) throw this.#refuseInput('unsupported', `sign input refused: ${schemeName(req.scheme)} does not fit key ${key.keyId} (${key.keyType})`);
     if (req.handshakeMessages || grant.bound) this.#checkBound(req, shape.purpose, key, rec);
     const ctx: OperationContext = { ...req.ctx, purpose: shape.purpose };
     const result = (sig: Uint8Array): Reply => {
@@ -501,15 +508,21 @@ export class KeydService {
     rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
     const grant = this.#grant(session);
     this.#takeToken(grant);
+    // Rights first, from the configuration alone: a front without them gets the same
+    // refusal whether the identity exists or not (the store is not even consulted).
+    if (!grant.mayUsePsk(req.identity)) throw refused('not permitted to use this PSK identity');
     const psk = this.d.store.getPsk(req.identity);
     if (!psk) {
       if (this.d.unknownPskIdentity === 'reject') throw new UnknownPskIdentityError();
-      // A random master secret makes the handshake fail at Finished, as for a wrong PSK,
-      // so a front cannot probe which identities exist.
+      // A master secret from a random PSK: the handshake fails at Finished, as for a wrong
+      // PSK, and the answer takes the same work as a real one, so neither its content nor
+      // its timing tells a TLS peer (through the front) which identities exist.
       rec.outcome = 'unknown-psk-identity';
-      return { type: FrameType.RESULT, body: outputWriter(randomBytes(48)) };
+      const decoy = randomBytes(UNKNOWN_PSK_DECOY_LENGTH);
+      const ms = pskMasterSecret(decoy, req);
+      decoy.fill(0);
+      return { type: FrameType.RESULT, body: outputWriter(ms) };
     }
-    if (!grant.mayUsePsk(req.identity)) throw refused('not permitted to use this PSK');
     const ms = pskMasterSecret(psk.secret, req);
     try {
       // Copied out before the wipe below.
