@@ -1,25 +1,62 @@
-import { ExtensionType } from './constants.js';
+/**
+ * ClientHello (RFC 8446 4.1.2, RFC 5246 7.4.1.2): encode for the client, parse for the
+ * server and for bound mode. The parser takes anything the protocol allows (up to
+ * MAX_CLIENT_HELLO_BODY: 32,767 suites, 16,383 extensions, one 65,531-byte extension),
+ * decodes the extensions keyward uses and keeps every other one opaque.
+ */
+import { ExtensionType, HandshakeType, TLS12 } from './constants.js';
 import { decodeError, illegalParameter } from './errors.js';
+import {
+  alpnExt,
+  certificateAuthoritiesExt,
+  compressCertificateExt,
+  cookieExt,
+  delegatedCredentialSchemesExt,
+  earlyDataExt,
+  ecPointFormatsExt,
+  extendedMasterSecretExt,
+  keyShareClientExt,
+  postHandshakeAuthExt,
+  pskKeyExchangeModesExt,
+  recordSizeLimitExt,
+  renegotiationInfoExt,
+  serverNameExt,
+  sessionTicketExt,
+  signatureAlgorithmsCertExt,
+  signatureAlgorithmsExt,
+  statusRequestExt,
+  supportedGroupsExt,
+  supportedVersionsClientExt,
+  type KeyShareEntry,
+  type StatusRequest,
+} from './extensionCodecs.js';
+import { readExtensions, writeExtensions, type Extension } from './extensions.js';
+import { handshakeMessage } from './framing.js';
+import { preSharedKeyOfferExt, type PskOffer } from './preSharedKey.js';
 import { Reader } from './reader.js';
+import { Writer } from './writer.js';
 
-export interface Extension {
-  readonly type: number;
-  readonly data: Uint8Array;
+export type { Extension } from './extensions.js';
+export type { KeyShareEntry } from './extensionCodecs.js';
+
+/** A received pre_shared_key offer and where its binders start. */
+export interface ClientHelloPskOffer extends PskOffer {
+  /**
+   * Length of the prefix of the framed ClientHello (its 4-byte handshake header included)
+   * that the binders cover: binders are HMACs over the hash of `message.subarray(0,
+   * bindersOffset)` (RFC 8446 4.2.11.2).
+   */
+  readonly bindersOffset: number;
 }
 
-export interface KeyShareEntry {
-  readonly group: number;
-  readonly keyExchange: Uint8Array;
-}
-
-/** A parsed ClientHello (RFC 8446 4.1.2, RFC 5246 7.4.1.2), with the extensions keyward uses decoded. */
+/** A parsed ClientHello, with the extensions keyward uses decoded. */
 export interface ClientHello {
   readonly legacyVersion: number;
   readonly random: Uint8Array;
   readonly sessionId: Uint8Array;
   readonly cipherSuites: readonly number[];
   readonly compressionMethods: Uint8Array;
-  /** All extensions, in the order sent; absent in some TLS 1.2 ClientHellos. */
+  /** All extensions, in the order sent (unknown ones included); absent in some TLS 1.2 ClientHellos. */
   readonly extensions: readonly Extension[];
   readonly serverName?: string;
   readonly supportedGroups?: readonly number[];
@@ -28,6 +65,9 @@ export interface ClientHello {
   readonly supportedVersions?: readonly number[];
   readonly keyShares?: readonly KeyShareEntry[];
   readonly pskKeyExchangeModes?: Uint8Array;
+  /** The pre_shared_key offer (always the last extension). */
+  readonly pskOffer?: ClientHelloPskOffer;
+  /** Whether pre_shared_key is present (the same as `pskOffer !== undefined`). */
   readonly hasPreSharedKey: boolean;
   readonly alpn?: readonly string[];
   readonly cookie?: Uint8Array;
@@ -37,82 +77,94 @@ export interface ClientHello {
   readonly renegotiationInfo?: Uint8Array;
   readonly extendedMasterSecret: boolean;
   readonly postHandshakeAuth: boolean;
+  /** SessionTicket (RFC 5077): present, possibly empty (asking for a ticket). */
+  readonly sessionTicket?: Uint8Array;
+  readonly statusRequest?: StatusRequest;
+  /** DER distinguished names of the CAs the client trusts (RFC 8446 4.2.4). */
+  readonly certificateAuthorities?: readonly Uint8Array[];
+  /** Certificate compression algorithms offered (RFC 8879). */
+  readonly compressCertificate?: readonly number[];
+  /** Schemes the client accepts a delegated credential with (RFC 9345). */
+  readonly delegatedCredentialSchemes?: readonly number[];
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-/** Host names per RFC 6066 3 / RFC 5890: LDH labels, ASCII; compared in lower case. */
-function decodeHostName(raw: Uint8Array): string {
-  if (raw.length === 0 || raw.length > 255) throw decodeError('server_name host_name length');
-  for (const b of raw) {
-    // Printable ASCII only; NUL and control bytes are the classic SNI-smuggling trick.
-    if (b <= 0x20 || b >= 0x7f) throw illegalParameter('server_name host_name is not an ASCII host name');
-  }
-  const name = Buffer.from(raw).toString('latin1').toLowerCase();
-  if (name.endsWith('.')) throw illegalParameter('server_name host_name ends with a dot');
-  return name;
-}
-
-function parseServerName(data: Uint8Array): string | undefined {
-  const r = new Reader(data, 'server_name');
-  const list = r.sub16();
-  r.end();
-  if (list.atEnd()) throw decodeError('empty server_name list');
-  let host: string | undefined;
-  while (!list.atEnd()) {
-    const type = list.u8();
-    const name = list.vec16();
-    if (type === 0) {
-      if (host !== undefined) throw illegalParameter('two host_name entries in server_name');
-      host = decodeHostName(name);
+/** Stores the decoded value of one extension keyward understands; unknown types are left opaque. */
+function decodeExtension(ch: Mutable<ClientHello>, e: Extension, bodyLength: number): void {
+  const data = e.data;
+  switch (e.type) {
+    case ExtensionType.server_name:
+      ch.serverName = serverNameExt.parse(data);
+      break;
+    case ExtensionType.supported_groups:
+      ch.supportedGroups = supportedGroupsExt.parse(data);
+      break;
+    case ExtensionType.signature_algorithms:
+      ch.signatureAlgorithms = signatureAlgorithmsExt.parse(data);
+      break;
+    case ExtensionType.signature_algorithms_cert:
+      ch.signatureAlgorithmsCert = signatureAlgorithmsCertExt.parse(data);
+      break;
+    case ExtensionType.supported_versions:
+      ch.supportedVersions = supportedVersionsClientExt.parse(data);
+      break;
+    case ExtensionType.key_share:
+      ch.keyShares = keyShareClientExt.parse(data);
+      break;
+    case ExtensionType.psk_key_exchange_modes:
+      ch.pskKeyExchangeModes = pskKeyExchangeModesExt.parse(data);
+      break;
+    case ExtensionType.pre_shared_key: {
+      const { identities, binders, bindersLength } = preSharedKeyOfferExt.parse(data);
+      // pre_shared_key is last, so its binders are the tail of the body.
+      ch.pskOffer = { identities, binders, bindersOffset: 4 + bodyLength - bindersLength };
+      ch.hasPreSharedKey = true;
+      break;
     }
+    case ExtensionType.application_layer_protocol_negotiation:
+      ch.alpn = alpnExt.parse(data);
+      break;
+    case ExtensionType.cookie:
+      ch.cookie = cookieExt.parse(data);
+      break;
+    case ExtensionType.record_size_limit:
+      ch.recordSizeLimit = recordSizeLimitExt.parse(data);
+      break;
+    case ExtensionType.early_data:
+      ch.earlyData = earlyDataExt.parse(data);
+      break;
+    case ExtensionType.ec_point_formats:
+      ch.ecPointFormats = ecPointFormatsExt.parse(data);
+      break;
+    case ExtensionType.renegotiation_info:
+      ch.renegotiationInfo = renegotiationInfoExt.parse(data);
+      break;
+    case ExtensionType.extended_master_secret:
+      ch.extendedMasterSecret = extendedMasterSecretExt.parse(data);
+      break;
+    case ExtensionType.post_handshake_auth:
+      ch.postHandshakeAuth = postHandshakeAuthExt.parse(data);
+      break;
+    case ExtensionType.session_ticket:
+      ch.sessionTicket = sessionTicketExt.parse(data);
+      break;
+    case ExtensionType.status_request:
+      ch.statusRequest = statusRequestExt.parse(data);
+      break;
+    case ExtensionType.certificate_authorities:
+      ch.certificateAuthorities = certificateAuthoritiesExt.parse(data);
+      break;
+    case ExtensionType.compress_certificate:
+      ch.compressCertificate = compressCertificateExt.parse(data);
+      break;
+    case ExtensionType.delegated_credential:
+      ch.delegatedCredentialSchemes = delegatedCredentialSchemesExt.parse(data);
+      break;
+    default:
+      // Unknown extensions are ignored (RFC 8446 4.2), GREASE included.
+      break;
   }
-  return host;
-}
-
-function parseKeyShares(data: Uint8Array): KeyShareEntry[] {
-  const r = new Reader(data, 'key_share');
-  const list = r.sub16();
-  r.end();
-  const out: KeyShareEntry[] = [];
-  const seen = new Set<number>();
-  while (!list.atEnd()) {
-    const group = list.u16();
-    const keyExchange = list.vec16(1);
-    if (seen.has(group)) throw illegalParameter('two key shares for one group');
-    seen.add(group);
-    out.push({ group, keyExchange });
-  }
-  return out;
-}
-
-function parseAlpn(data: Uint8Array): string[] {
-  const r = new Reader(data, 'application_layer_protocol_negotiation');
-  const list = r.sub16();
-  r.end();
-  if (list.atEnd()) throw decodeError('empty ALPN list');
-  const out: string[] = [];
-  while (!list.atEnd()) out.push(Buffer.from(list.vec8(1)).toString('latin1'));
-  return out;
-}
-
-function u16ListExt(data: Uint8Array, what: string): number[] {
-  const r = new Reader(data, what);
-  const list = r.u16List(1);
-  r.end();
-  return list;
-}
-
-function vec8Ext(data: Uint8Array, what: string, min: number): Uint8Array {
-  const r = new Reader(data, what);
-  const v = r.vec8(min);
-  r.end();
-  return v;
-}
-
-function emptyExt(data: Uint8Array, what: string): true {
-  if (data.length !== 0) throw decodeError(`${what} must be empty`);
-  return true;
 }
 
 /**
@@ -126,13 +178,13 @@ export function parseClientHello(body: Uint8Array): ClientHello {
   const random = r.bytes(32);
   const sessionId = r.vec8();
   if (sessionId.length > 32) throw decodeError('legacy_session_id longer than 32 bytes');
-  const suites = r.u16List(1);
+  const cipherSuites = r.u16List(1);
   const compressionMethods = r.vec8(1);
   const ch: Mutable<ClientHello> = {
     legacyVersion,
     random,
     sessionId,
-    cipherSuites: suites,
+    cipherSuites,
     compressionMethods,
     extensions: [],
     hasPreSharedKey: false,
@@ -141,87 +193,47 @@ export function parseClientHello(body: Uint8Array): ClientHello {
     postHandshakeAuth: false,
   };
   if (r.atEnd()) return ch;
-  const extReader = r.sub16('ClientHello extensions');
+  const extensions = readExtensions(r, 'ClientHello');
   r.end();
-  const seen = new Set<number>();
-  const extensions: Extension[] = [];
-  while (!extReader.atEnd()) {
-    const type = extReader.u16();
-    const data = extReader.vec16();
-    if (seen.has(type)) throw illegalParameter(`duplicate extension ${type}`);
-    if (ch.hasPreSharedKey) throw illegalParameter('pre_shared_key is not the last extension');
-    seen.add(type);
-    extensions.push({ type, data });
-    switch (type) {
-      case ExtensionType.server_name:
-        ch.serverName = parseServerName(data);
-        break;
-      case ExtensionType.supported_groups:
-        ch.supportedGroups = u16ListExt(data, 'supported_groups');
-        break;
-      case ExtensionType.signature_algorithms:
-        ch.signatureAlgorithms = u16ListExt(data, 'signature_algorithms');
-        break;
-      case ExtensionType.signature_algorithms_cert:
-        ch.signatureAlgorithmsCert = u16ListExt(data, 'signature_algorithms_cert');
-        break;
-      case ExtensionType.supported_versions: {
-        const v = vec8Ext(data, 'supported_versions', 2);
-        if (v.length % 2 !== 0) throw decodeError('odd supported_versions length');
-        const versions: number[] = [];
-        for (let i = 0; i < v.length; i += 2) versions.push((v[i] << 8) | v[i + 1]);
-        ch.supportedVersions = versions;
-        break;
-      }
-      case ExtensionType.key_share:
-        ch.keyShares = parseKeyShares(data);
-        break;
-      case ExtensionType.psk_key_exchange_modes:
-        ch.pskKeyExchangeModes = vec8Ext(data, 'psk_key_exchange_modes', 1);
-        break;
-      case ExtensionType.pre_shared_key:
-        if (data.length < 2) throw decodeError('pre_shared_key truncated');
-        ch.hasPreSharedKey = true;
-        break;
-      case ExtensionType.application_layer_protocol_negotiation:
-        ch.alpn = parseAlpn(data);
-        break;
-      case ExtensionType.cookie: {
-        const cr = new Reader(data, 'cookie');
-        ch.cookie = cr.vec16(1);
-        cr.end();
-        break;
-      }
-      case ExtensionType.record_size_limit: {
-        const lr = new Reader(data, 'record_size_limit');
-        const limit = lr.u16();
-        lr.end();
-        // RFC 8449 4: a value below 64 is illegal_parameter.
-        if (limit < 64) throw illegalParameter('record_size_limit below 64');
-        ch.recordSizeLimit = limit;
-        break;
-      }
-      case ExtensionType.early_data:
-        ch.earlyData = emptyExt(data, 'early_data');
-        break;
-      case ExtensionType.ec_point_formats:
-        ch.ecPointFormats = vec8Ext(data, 'ec_point_formats', 1);
-        break;
-      case ExtensionType.renegotiation_info:
-        ch.renegotiationInfo = vec8Ext(data, 'renegotiation_info', 0);
-        break;
-      case ExtensionType.extended_master_secret:
-        ch.extendedMasterSecret = emptyExt(data, 'extended_master_secret');
-        break;
-      case ExtensionType.post_handshake_auth:
-        ch.postHandshakeAuth = emptyExt(data, 'post_handshake_auth');
-        break;
-      default:
-        // Unknown extensions are ignored (RFC 8446 4.2), GREASE included.
-        break;
+  for (let i = 0; i < extensions.length; i++) {
+    if (extensions[i].type === ExtensionType.pre_shared_key && i !== extensions.length - 1) {
+      throw illegalParameter('pre_shared_key is not the last extension');
     }
+    decodeExtension(ch, extensions[i], body.length);
   }
   ch.extensions = extensions;
   return ch;
 }
 
+/** What a client puts in its ClientHello. */
+export interface ClientHelloFields {
+  /** legacy_version: 0x0303 unless set (RFC 8446 4.1.2). */
+  readonly legacyVersion?: number;
+  readonly random: Uint8Array;
+  readonly sessionId: Uint8Array;
+  readonly cipherSuites: readonly number[];
+  /** legacy_compression_methods: [null] unless set. */
+  readonly compressionMethods?: Uint8Array;
+  /** Extensions in order; pre_shared_key, if any, must be last. Undefined leaves the block out. */
+  readonly extensions: readonly Extension[] | undefined;
+}
+
+const NULL_COMPRESSION = Uint8Array.of(0);
+
+/**
+ * Encodes a framed ClientHello (handshake header included, ready for the transcript).
+ * With a pre_shared_key offer, encode it with placeholder binders of the final lengths,
+ * hash `message.subarray(0, pskBindersOffset(...))`, then writePskBinders.
+ */
+export function encodeClientHello(f: ClientHelloFields): Uint8Array {
+  const exts = f.extensions;
+  if (exts?.some((e, i) => e.type === ExtensionType.pre_shared_key && i !== exts.length - 1)) {
+    throw new RangeError('pre_shared_key must be the last ClientHello extension');
+  }
+  const w = new Writer(512);
+  w.u16(f.legacyVersion ?? TLS12).bytes(f.random).vec8(f.sessionId);
+  w.block(2, () => f.cipherSuites.forEach((s) => w.u16(s)));
+  w.vec8(f.compressionMethods ?? NULL_COMPRESSION);
+  if (exts) writeExtensions(w, exts);
+  return handshakeMessage(HandshakeType.client_hello, w.finish());
+}

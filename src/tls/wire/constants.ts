@@ -23,6 +23,7 @@ export enum HandshakeType {
   finished = 20,
   certificate_status = 22,
   key_update = 24,
+  compressed_certificate = 25,
   message_hash = 254,
 }
 
@@ -41,7 +42,9 @@ export enum ExtensionType {
   padding = 21,
   encrypt_then_mac = 22,
   extended_master_secret = 23,
+  compress_certificate = 27,
   record_size_limit = 28,
+  delegated_credential = 34,
   session_ticket = 35,
   pre_shared_key = 41,
   early_data = 42,
