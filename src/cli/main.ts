@@ -1,11 +1,22 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDemoPki } from './pki.js';
 import { runDemo } from './demo.js';
 import { registerKeydCommands } from './keydCommands.js';
-import { CliError, serve, type KeySpec, type PskSpec, type RunningServer, type ServeOptions } from './serve.js';
+import { registerCertsCommands } from './certsCommand.js';
+import { addFrontOptions, certificateSpecs, frontSettingsFromFlags, keySourceOptions, pskSettings, resolveSettings, type KeySpecList } from './frontOptions.js';
+import { registerProxyCommand } from './proxyCommand.js';
+import { CliError, serve, type RunningServer } from './serve.js';
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+/** The package's version, from package.json beside dist/. */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 const SERVE_HELP = `
 Where each certificate's private key lives (the k-th of --key, --pkcs11 and
@@ -47,47 +58,6 @@ Examples:
 Once listening it prints "keyward listening on https://HOST:PORT/" (the real port
 when --listen asks for port 0). SIGTERM or SIGINT stop it gracefully.`;
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer (milliseconds)');
-  return n;
-}
-
-interface ServeCliOptions {
-  listen: string;
-  cert: string[];
-  keyProcess?: boolean;
-  keyUser?: string;
-  keyd: string[];
-  keydCa?: string;
-  keydCert?: string;
-  keydKey?: string;
-  keydBound?: boolean;
-  keydDeadline: number;
-  pkcs11Module?: string;
-  pkcs11PinFile?: string;
-  alpn: string;
-  minVersion: 'TLSv1.2' | 'TLSv1.3';
-  rsaKeyExchange?: boolean;
-  pskKeyd?: boolean;
-  pskProcess?: boolean;
-  pskFile?: string;
-  pskHint?: string;
-  pskUnknown?: 'random' | 'reject';
-}
-
-/** The PSK part of serve's options, checking the combination of --psk-* flags. */
-function pskOptions(o: ServeCliOptions): Pick<ServeOptions, 'psk'> {
-  if (o.pskKeyd && (o.pskProcess || o.pskFile !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source');
-  if (o.pskProcess && o.pskFile === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads)');
-  const source: PskSpec | undefined = o.pskKeyd ? { kind: 'keyd' } : o.pskFile !== undefined ? { kind: o.pskProcess ? 'process' : 'file', path: o.pskFile } : undefined;
-  if (!source) {
-    if (o.pskHint !== undefined || o.pskUnknown !== undefined) throw new CliError('--psk-hint and --psk-unknown need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
-    return {};
-  }
-  return { psk: { source, ...(o.pskHint !== undefined ? { identityHint: o.pskHint } : {}), ...(o.pskUnknown ? { unknownIdentity: o.pskUnknown } : {}) } };
-}
-
 function hostUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
@@ -108,60 +78,30 @@ export function buildProgram(): Command {
   const program = new Command('keyward');
   program
     .description('TLS termination whose private key stays in a key holder (key process, keyd, PKCS#11)')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError();
 
   // The key options of every --cert, in the order given (commander calls the parsers in argv order).
-  const keySpecs: KeySpec[] = [];
-  const keyOption = (make: (v: string) => KeySpec) => (value: string, previous: string[] | undefined) => {
-    keySpecs.push(make(value));
-    return [...(previous ?? []), value];
-  };
-
-  program
+  const keySpecs: KeySpecList = [];
+  const serveCmd = program
     .command('serve')
     .description('serve a small HTTPS page (HTTP/2 when h2 is negotiated) over the keyward TLS engine, the key in a key process, keyd or a PKCS#11 token')
-    .option('--listen <addr>', 'address to listen on, HOST:PORT (port 0: any free port)', '127.0.0.1:8443')
-    .addOption(new Option('--cert <chain.pem>', 'certificate chain, leaf first (repeat for several certificates)').argParser(collect).default([]))
-    .addOption(new Option('--key <key.pem>', 'private key file of a --cert: read by a key process with --key-process, else by this process (repeat)').argParser(keyOption((path) => ({ kind: 'file', path }))))
-    .option('--key-process', 'keep each --key in a forked key process; this process never opens the key file')
-    .option('--key-user <user>', 'run the key processes as this user (name, uid or uid:gid; needs root)')
-    .addOption(new Option('--keyd <address>', 'keyd holds the keys: tls://HOST:PORT or unix:/path (repeat for failover)').argParser(collect).default([]))
-    .option('--keyd-ca <ca.pem>', 'CA certificate that issued keyd\'s certificate (tls://)')
-    .option('--keyd-cert <front.pem>', 'this front\'s client certificate for keyd (tls://)')
-    .option('--keyd-key <front-key.pem>', 'the private key of --keyd-cert (the keyd link\'s key, not the TLS server key)')
-    .addOption(new Option('--keyd-key-id <hex>', 'key id in keyd for a --cert (default: the certificate\'s own key id)').argParser(keyOption((keyId) => ({ kind: 'keyd-id', keyId }))))
-    .option('--keyd-bound', 'send the handshake messages with each sign request, so keyd recomputes what it signs (bound mode; keyd may require it)')
-    .addOption(new Option('--keyd-deadline <ms>', 'deadline of one key operation in keyd').argParser(positiveInt).default(2000))
-    .addOption(new Option('--pkcs11 <uri>', 'RFC 7512 URI of a --cert\'s private key in a PKCS#11 token (repeat)').argParser(keyOption((uri) => ({ kind: 'pkcs11', uri }))))
-    .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (else module-path in the URI)')
-    .option('--pkcs11-pin-file <file>', 'file holding the token\'s user PIN (else pin-value or pin-source in the URI)')
-    .option('--alpn <list>', 'ALPN protocols in preference order', 'h2,http/1.1')
-    .addOption(new Option('--min-version <version>', 'lowest TLS version accepted').choices(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'))
-    .option('--rsa-key-exchange', 'also offer TLS 1.2 RSA key exchange for old clients (no forward secrecy; the key holder decrypts the premaster)')
-    .option('--psk-keyd', 'offer TLS 1.2 PSK suites with the PSKs held by the --keyd key server')
-    .option('--psk-process', 'offer TLS 1.2 PSK suites with --psk-file read by a forked key process; this process never opens it')
-    .option('--psk-file <file>', 'PSK file, "identity:hexkey" per line (read by this process unless --psk-process)')
-    .option('--psk-hint <hint>', 'PSK identity hint sent to clients')
-    .addOption(new Option('--psk-unknown <mode>', 'answer to an unknown PSK identity (with --psk-file)').choices(['random', 'reject']))
+    .option('--listen <addr>', 'address to listen on, HOST:PORT (port 0: any free port; default 127.0.0.1:8443)');
+  addFrontOptions(serveCmd, keySpecs, { alpn: 'h2,http/1.1' })
     .addHelpText('after', SERVE_HELP)
-    .action(async (o: ServeCliOptions) => {
+    .action(async (o: Parameters<typeof frontSettingsFromFlags>[0]) => {
+      const s = resolveSettings('serve', o.config, frontSettingsFromFlags(o, keySpecs));
+      const { certs, keys } = certificateSpecs(s);
+      const psk = pskSettings(s);
       const running = await serve({
-        listen: o.listen,
-        certs: o.cert,
-        keys: keySpecs,
-        alpn: o.alpn.split(',').filter(Boolean),
-        minVersion: o.minVersion,
-        rsaKeyExchange: o.rsaKeyExchange === true,
-        ...pskOptions(o),
-        sources: {
-          keyProcess: o.keyProcess === true,
-          pskProcess: o.pskProcess === true,
-          ...(o.keyUser !== undefined ? { keyUser: o.keyUser } : {}),
-          ...(o.keyd.length > 0
-            ? { keyd: { addresses: o.keyd, caPath: o.keydCa, certPath: o.keydCert, keyPath: o.keydKey, deadlineMs: o.keydDeadline, bound: o.keydBound === true } }
-            : {}),
-          pkcs11: { module: o.pkcs11Module, pinFile: o.pkcs11PinFile },
-        },
+        listen: s.listen ?? '127.0.0.1:8443',
+        certs,
+        keys,
+        alpn: s.tls?.alpn ?? ['h2', 'http/1.1'],
+        minVersion: s.tls?.minVersion ?? 'TLSv1.2',
+        rsaKeyExchange: s.tls?.rsaKeyExchange === true,
+        ...(psk ? { psk } : {}),
+        sources: keySourceOptions(s),
       });
       stopOnSignals(running);
       for (const c of running.certificates) process.stdout.write(`keyward: ${c.certPath}: private key ${c.describe()}\n`);
@@ -169,6 +109,9 @@ export function buildProgram(): Command {
       const { address, port } = running.address;
       process.stdout.write(`keyward listening on https://${hostUrl(address)}:${port}/\n`);
     });
+
+  registerProxyCommand(program);
+  registerCertsCommands(program);
 
   program
     .command('demo')

@@ -213,13 +213,40 @@ function subjectAltNames(dnsNames: string[], ipAddresses: string[]): x509.JsonGe
   return names;
 }
 
+/** Options for {@link issueCertificateForKey}: as {@link IssueOptions} without the key type. */
+export type IssueForKeyOptions = Omit<IssueOptions, 'keyType'>;
+
+/** The webcrypto algorithm to import a public key of this type for a certificate. */
+function importAlgorithmOf(publicKey: KeyObject): Algorithm | EcKeyImportParams | RsaHashedImportParams {
+  const t = publicKey.asymmetricKeyType;
+  if (t === 'ed25519') return { name: 'Ed25519' };
+  if (t === 'rsa') return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as RsaHashedImportParams;
+  if (t === 'rsa-pss') return { name: 'RSA-PSS', hash: 'SHA-256' } as RsaHashedImportParams;
+  if (t === 'ec') {
+    const curve = publicKey.asymmetricKeyDetails?.namedCurve;
+    if (curve === 'prime256v1') return { name: 'ECDSA', namedCurve: 'P-256' } as EcKeyImportParams;
+    if (curve === 'secp384r1') return { name: 'ECDSA', namedCurve: 'P-384' } as EcKeyImportParams;
+    if (curve === 'secp521r1') return { name: 'ECDSA', namedCurve: 'P-521' } as EcKeyImportParams;
+    throw new Error(`unsupported EC curve ${String(curve)} for a certificate`);
+  }
+  throw new Error(`unsupported public key type ${String(t)} for a certificate`);
+}
+
 /**
- * Issues a leaf certificate signed by `issuer`: basicConstraints CA:false (critical),
+ * Issues a leaf certificate signed by `issuer` for a public key whose private half lives
+ * elsewhere (keyd, a token, a CSR's owner): basicConstraints CA:false (critical),
  * keyUsage digitalSignature (+ keyEncipherment for RSA, for TLS 1.2 RSA key exchange),
  * extendedKeyUsage per `usage`, subjectAltName, subject and authority key identifiers.
- * The leaf's key type is independent of the CA's (an Ed25519 leaf under an ECDSA CA is fine).
+ * Returns the leaf PEM and the chain (leaf + CA).
  */
-export async function issueCertificate(issuer: Issuer, opts: IssueOptions): Promise<IssuedCertificate> {
+export async function issueCertificateForKey(issuer: Issuer, publicKey: KeyObject, opts: IssueForKeyOptions): Promise<{ certPem: string; chainPem: string }> {
+  const crypto = webcrypto();
+  if (publicKey.type !== 'public') throw new Error('issueCertificateForKey takes a public key');
+  const cryptoKey = await crypto.subtle.importKey('spki', publicKey.export({ type: 'spki', format: 'der' }), importAlgorithmOf(publicKey), true, ['verify']);
+  return signLeaf(issuer, cryptoKey, publicKey.asymmetricKeyType === 'rsa' || publicKey.asymmetricKeyType === 'rsa-pss', opts);
+}
+
+async function signLeaf(issuer: Issuer, leafKey: CryptoKey, rsa: boolean, opts: IssueForKeyOptions): Promise<{ certPem: string; chainPem: string }> {
   const crypto = webcrypto();
   let caCert: x509.X509Certificate;
   try {
@@ -233,9 +260,8 @@ export async function issueCertificate(issuer: Issuer, opts: IssueOptions): Prom
     ? new x509.AuthorityKeyIdentifierExtension(caSki.keyId, false)
     : await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto);
 
-  const keys = await generateKeyPair(opts.keyType);
   let usageFlags = x509.KeyUsageFlags.digitalSignature;
-  if (opts.keyType === 'rsa-2048') usageFlags |= x509.KeyUsageFlags.keyEncipherment;
+  if (rsa) usageFlags |= x509.KeyUsageFlags.keyEncipherment;
   const eku: string[] = [];
   if (opts.usage === 'server' || opts.usage === 'both') eku.push(x509.ExtendedKeyUsage.serverAuth);
   if (opts.usage === 'client' || opts.usage === 'both') eku.push(x509.ExtendedKeyUsage.clientAuth);
@@ -244,7 +270,7 @@ export async function issueCertificate(issuer: Issuer, opts: IssueOptions): Prom
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(usageFlags, true),
     new x509.ExtendedKeyUsageExtension(eku, false),
-    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+    await x509.SubjectKeyIdentifierExtension.create(leafKey, false, crypto),
     aki,
   ];
   const san = subjectAltNames(opts.dnsNames ?? [], opts.ipAddresses ?? []);
@@ -258,7 +284,7 @@ export async function issueCertificate(issuer: Issuer, opts: IssueOptions): Prom
       subject: [{ CN: [opts.commonName] }],
       issuer: caCert.subjectName,
       ...validity(opts.days ?? 365),
-      publicKey: keys.publicKey,
+      publicKey: leafKey,
       signingKey: caKey,
       signingAlgorithm: algorithmsFor(caKeyType).sign,
       extensions,
@@ -267,7 +293,18 @@ export async function issueCertificate(issuer: Issuer, opts: IssueOptions): Prom
   );
   const certPem = pemOf(cert);
   const caPem = issuer.certPem.replace(/\r\n/g, '\n').trimEnd() + '\n';
-  return { certPem, keyPem: await exportKeyPem(keys.privateKey), chainPem: certPem + caPem };
+  return { certPem, chainPem: certPem + caPem };
+}
+
+/**
+ * Issues a leaf certificate signed by `issuer` with a new key of `opts.keyType` (see
+ * {@link issueCertificateForKey} for the extensions). The leaf's key type is independent
+ * of the CA's (an Ed25519 leaf under an ECDSA CA is fine).
+ */
+export async function issueCertificate(issuer: Issuer, opts: IssueOptions): Promise<IssuedCertificate> {
+  const keys = await generateKeyPair(opts.keyType);
+  const { certPem, chainPem } = await signLeaf(issuer, keys.publicKey, opts.keyType === 'rsa-2048', opts);
+  return { certPem, keyPem: await exportKeyPem(keys.privateKey), chainPem };
 }
 
 const DEMO_FILES = {
@@ -278,7 +315,7 @@ const DEMO_FILES = {
 } as const;
 
 /** Writes via a temporary file and rename, so a crash never leaves a half-written file. */
-async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
+export async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   await writeFile(tmp, data, { mode, flag: 'wx' });
   await chmod(tmp, mode);

@@ -36,8 +36,8 @@ export interface ServeOptions {
   certs: string[];
   /** Also offer TLS 1.2 PSK suites, the PSKs held where `psk.source` says. */
   psk?: ServePskOptions;
-  /** Key options in command-line order: the k-th goes with the k-th certificate; the rest use keyd. */
-  keys?: KeySpec[];
+  /** Key options in command-line order: the k-th goes with the k-th certificate; the rest (and undefined entries) use keyd. */
+  keys?: (KeySpec | undefined)[];
   /** Backend settings shared by every key (key process, keyd, PKCS#11). */
   sources?: KeySourceOptions;
   alpn?: string[];
@@ -116,7 +116,7 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
   if (!opts.keyFor && specs.length > opts.certs.length) {
     throw new CliError(`more key options (--key, --pkcs11, --keyd-key-id: ${specs.length}) than certificates (--cert: ${opts.certs.length}); the k-th key option goes with the k-th --cert`);
   }
-  const isolated = !opts.keyFor && (opts.sources?.keyProcess === true || sources.hasKeyd || specs.some((s) => s.kind !== 'file') || (opts.psk !== undefined && opts.psk.source.kind !== 'file'));
+  const isolated = !opts.keyFor && (opts.sources?.keyProcess === true || sources.hasKeyd || specs.some((s) => s !== undefined && s.kind !== 'file') || (opts.psk !== undefined && opts.psk.source.kind !== 'file'));
   const certificates: CertificateWithKey[] = [];
   const served: ServedCertificate[] = [];
   const keys: KeyOperations[] = [];
@@ -157,12 +157,15 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
   }
 }
 
+/** TLS 1.2 RSA premaster decryption, which an RSA key holder may offer beside signing. */
+type DecryptPremaster = (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
+
 /**
  * Wraps a key so that the server can tell which key served a connection: `onUse` is
  * called with the connection id of every operation.
  */
 function observedKey(key: KeyOperations, onUse: (connectionId: string | undefined) => void): KeyOperations {
-  const wrapped: KeyOperations = {
+  const wrapped: KeyOperations & { decryptPremaster?: DecryptPremaster } = {
     publicKey: key.publicKey,
     schemes: key.schemes,
     keyId: key.keyId,
@@ -172,9 +175,9 @@ function observedKey(key: KeyOperations, onUse: (connectionId: string | undefine
     },
     ...(key.close ? { close: () => key.close!() } : {}),
   };
-  const decrypt = key.decryptPremaster?.bind(key);
+  const decrypt = (key as { decryptPremaster?: DecryptPremaster }).decryptPremaster?.bind(key);
   if (decrypt) {
-    wrapped.decryptPremaster = (ciphertext, clientVersion, ctx, signal) => {
+    wrapped.decryptPremaster = (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => {
       onUse(ctx.connectionId);
       return decrypt(ciphertext, clientVersion, ctx, signal);
     };

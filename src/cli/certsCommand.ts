@@ -1,0 +1,299 @@
+/**
+ * `keyward certs`: the private PKI of a keyward deployment without any openssl command.
+ *
+ *   keyward certs init DIR      a CA, keyd's server certificate, a front and an admin client certificate
+ *   keyward certs issue ...     a certificate for a public key whose private half lives elsewhere:
+ *                               a CSR (--csr), a public key file (--public-key), or a key inside keyd (--keyd-key ID)
+ */
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { Command, Option } from 'commander';
+import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { keyIdOf } from '../keys/keyId.js';
+import { connectKeydAdmin } from '../keys/remoteKey.js';
+import { CliError } from './keySources.js';
+import { createCa, issueCertificate, issueCertificateForKey, writeAtomic, type Issuer, type KeyType } from './pki.js';
+
+/** The files `certs init` writes, by role. */
+export const PKI_FILES = {
+  caCert: 'ca-cert.pem',
+  caKey: 'ca-key.pem',
+  keydCert: 'keyd-cert.pem',
+  keydKey: 'keyd-key.pem',
+  frontCert: 'front-cert.pem',
+  frontKey: 'front-key.pem',
+  adminCert: 'admin-cert.pem',
+  adminKey: 'admin-key.pem',
+} as const;
+
+/** Options of {@link initPki}. */
+export interface InitPkiOptions {
+  /** Names (DNS or IP) keyd's certificate carries; default localhost, 127.0.0.1, ::1. */
+  keydNames?: string[];
+  /** CN of the front's client certificate (keyd identity "cn:NAME"); default "front". */
+  frontName?: string;
+  /** CN of the admin's client certificate; default "admin". */
+  adminName?: string;
+  keyType?: KeyType;
+  /** Validity of the CA, in days (default 3650); leaves get 825. */
+  caDays?: number;
+}
+
+/** What `certs init` made: absolute paths by role, and the keyd client identities. */
+export interface InitializedPki {
+  dir: string;
+  files: { [K in keyof typeof PKI_FILES]: string };
+  frontIdentity: string;
+  adminIdentity: string;
+}
+
+function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[] } {
+  return { dnsNames: names.filter((n) => isIP(n) === 0), ipAddresses: names.filter((n) => isIP(n) !== 0) };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Creates a private CA and the certificates of a keyd link in `dir` (created 0700; keys
+ * written 0600). Refuses to overwrite any file it would write.
+ */
+export async function initPki(dir: string, opts: InitPkiOptions = {}): Promise<InitializedPki> {
+  const files = Object.fromEntries(Object.entries(PKI_FILES).map(([k, f]) => [k, join(dir, f)])) as InitializedPki['files'];
+  for (const f of Object.values(files)) if (await exists(f)) throw new CliError(`${f} exists already: certs init never overwrites; choose an empty folder`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const keyType = opts.keyType ?? 'ecdsa-p256';
+  const frontName = opts.frontName ?? 'front';
+  const adminName = opts.adminName ?? 'admin';
+  let ca, keyd, front, admin;
+  try {
+    ca = await createCa({ commonName: 'keyward private CA', keyType, days: opts.caDays ?? 3650 });
+    keyd = await issueCertificate(ca, { keyType, commonName: 'keyd', ...splitNames(opts.keydNames ?? ['localhost', '127.0.0.1', '::1']), usage: 'server', days: 825 });
+    front = await issueCertificate(ca, { keyType, commonName: frontName, usage: 'client', days: 825 });
+    admin = await issueCertificate(ca, { keyType, commonName: adminName, usage: 'client', days: 825 });
+  } catch (err) {
+    throw new CliError(`certs init: ${(err as Error).message}`);
+  }
+  // Keys first, certificates last, each written whole (temporary file, then rename).
+  await writeAtomic(files.caKey, ca.keyPem, 0o600);
+  await writeAtomic(files.keydKey, keyd.keyPem, 0o600);
+  await writeAtomic(files.frontKey, front.keyPem, 0o600);
+  await writeAtomic(files.adminKey, admin.keyPem, 0o600);
+  await writeAtomic(files.caCert, ca.certPem, 0o644);
+  await writeAtomic(files.keydCert, keyd.certPem, 0o644);
+  await writeAtomic(files.frontCert, front.certPem, 0o644);
+  await writeAtomic(files.adminCert, admin.certPem, 0o644);
+  return { dir, files, frontIdentity: `cn:${frontName}`, adminIdentity: `cn:${adminName}` };
+}
+
+/** Reads the CA of `certs init` (or any CA certificate and key pair). */
+export async function readIssuer(certPath: string, keyPath: string): Promise<Issuer> {
+  const read = async (p: string, what: string) => {
+    try {
+      return await readFile(p, 'utf8');
+    } catch (err) {
+      throw new CliError(`cannot read the ${what} ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const issuer = { certPem: await read(certPath, 'CA certificate'), keyPem: await read(keyPath, 'CA key') };
+  let ca;
+  try {
+    ca = new X509Certificate(issuer.certPem);
+  } catch {
+    throw new CliError(`${certPath} holds no readable PEM certificate`);
+  }
+  let pub;
+  try {
+    pub = createPublicKey(issuer.keyPem);
+  } catch {
+    throw new CliError(`${keyPath} is not a readable PEM private key`);
+  }
+  if (!pub.export({ type: 'spki', format: 'der' }).equals(ca.publicKey.export({ type: 'spki', format: 'der' }))) {
+    throw new CliError(`the CA certificate ${certPath} and the key ${keyPath} do not match`);
+  }
+  return issuer;
+}
+
+/** The public key and requested names of a PKCS#10 request, after checking its self-signature. */
+export async function readCsr(path: string): Promise<{ publicKey: KeyObject; commonName?: string; names: string[] }> {
+  let text;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read the CSR ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(text);
+  } catch {
+    throw new CliError(`${path} is not a PEM certificate request (PKCS#10)`);
+  }
+  if (!(await csr.verify(globalThis.crypto))) throw new CliError(`${path}: the request's signature does not verify (it was not made with the key it carries)`);
+  const publicKey = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
+  const ext = csr.extensions.find((e) => e.type === '2.5.29.17');
+  const san = ext ? new x509.SubjectAlternativeNameExtension(ext.rawData) : undefined;
+  const names = san ? san.names.items.filter((n) => n.type === 'dns' || n.type === 'ip').map((n) => n.value) : [];
+  const commonName = csr.subjectName.getField('CN')[0];
+  return { publicKey, ...(commonName ? { commonName } : {}), names };
+}
+
+async function readPublicKey(path: string): Promise<KeyObject> {
+  let data;
+  try {
+    data = await readFile(path);
+  } catch (err) {
+    throw new CliError(`cannot read the public key ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (data.includes('PRIVATE KEY-----')) {
+    data.fill(0);
+    throw new CliError(`${path} holds a private key: give the public key alone (e.g. keyward keys generate --public-out)`);
+  }
+  try {
+    return createPublicKey(data.toString('latin1').includes('-----BEGIN') ? data.toString('latin1') : { key: data, format: 'der', type: 'spki' });
+  } catch {
+    throw new CliError(`${path} is not a public key (PEM or DER SubjectPublicKeyInfo)`);
+  }
+}
+
+interface IssueFlags {
+  dir: string;
+  ca?: string;
+  caKey?: string;
+  csr?: string;
+  publicKey?: string;
+  keydKey?: string;
+  keyd?: string;
+  keydCa?: string;
+  adminCert?: string;
+  adminKey?: string;
+  name: string[];
+  cn?: string;
+  client?: boolean;
+  days: number;
+  out?: string;
+}
+
+/** The public key a `certs issue` names, and names from a CSR. */
+async function subjectKey(o: IssueFlags): Promise<{ publicKey: KeyObject; commonName?: string; names: string[] }> {
+  const given = [o.csr, o.publicKey, o.keydKey].filter((x) => x !== undefined).length;
+  if (given !== 1) throw new CliError('give exactly one of --csr FILE, --public-key FILE, --keyd-key ID');
+  if (o.csr !== undefined) return readCsr(o.csr);
+  if (o.publicKey !== undefined) return { publicKey: await readPublicKey(o.publicKey), names: [] };
+  const keyId = o.keydKey!.toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(keyId)) throw new CliError(`--keyd-key ${o.keydKey}: expected the 64 hex digits of a key id (keyward keys list)`);
+  if (o.keyd === undefined) throw new CliError('--keyd-key needs --keyd ADDRESS (and an admin identity: --admin-cert/--admin-key, default from --dir)');
+  const tls = o.keyd.startsWith('tls://');
+  const read = async (p: string | undefined) => (p === undefined ? undefined : readFile(p));
+  const [ca, cert, key] = await Promise.all([
+    read(tls ? (o.keydCa ?? join(o.dir, 'ca-cert.pem')) : undefined),
+    read(tls ? (o.adminCert ?? join(o.dir, 'admin-cert.pem')) : undefined),
+    read(tls ? (o.adminKey ?? join(o.dir, 'admin-key.pem')) : undefined),
+  ]).catch((err: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot read the keyd admin credentials: ${err.path ?? ''} ${err.code ?? err.message}`);
+  });
+  let admin;
+  try {
+    admin = await connectKeydAdmin({ addresses: [o.keyd], ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), deadlineMs: 10_000 });
+  } catch (err) {
+    throw new CliError(`cannot reach keyd at ${o.keyd}: ${(err as Error).message}`);
+  }
+  try {
+    const found = (await admin.listKeys()).keys.find((k) => k.keyId === keyId);
+    if (!found) throw new CliError(`keyd at ${o.keyd} has no key ${keyId} (keyward keys list shows what it holds)`);
+    return { publicKey: createPublicKey({ key: Buffer.from(found.spki), format: 'der', type: 'spki' }), names: found.serverNames.filter((n) => !n.includes('*') || /^\*\.[^*]+$/.test(n)) };
+  } finally {
+    admin.close();
+  }
+}
+
+async function issueCommand(o: IssueFlags): Promise<void> {
+  const issuer = await readIssuer(o.ca ?? join(o.dir, PKI_FILES.caCert), o.caKey ?? join(o.dir, PKI_FILES.caKey));
+  const subject = await subjectKey(o);
+  const names = o.name.length > 0 ? o.name : subject.names;
+  const usage = o.client ? 'client' : 'server';
+  if (usage === 'server' && names.length === 0) throw new CliError('a server certificate needs --name (a DNS name or IP address; repeat for several)');
+  const commonName = o.cn ?? subject.commonName ?? names[0];
+  if (!commonName) throw new CliError('a client certificate needs --cn NAME (keyd sees it as the identity "cn:NAME")');
+  let issued;
+  try {
+    issued = await issueCertificateForKey(issuer, subject.publicKey, { commonName, ...splitNames(names), usage, days: o.days });
+  } catch (err) {
+    throw new CliError(`certs issue: ${(err as Error).message}`);
+  }
+  const what = `certificate for key ${keyIdOf(subject.publicKey)} (${usage}, CN ${commonName}${names.length ? `, names ${names.join(', ')}` : ''})`;
+  if (o.out === undefined) {
+    process.stdout.write(issued.chainPem);
+    process.stderr.write(`keyward certs issue: ${what}\n`);
+    return;
+  }
+  await writeFile(o.out, issued.chainPem, { mode: 0o644 });
+  process.stdout.write(`wrote ${o.out}: ${what}, chain leaf + CA\n`);
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** Adds `certs init` and `certs issue` to the program. */
+export function registerCertsCommands(program: Command): void {
+  const certs = program.command('certs').description('a private PKI for keyd and its fronts, without openssl');
+  certs
+    .command('init <dir>')
+    .description('create a CA, keyd\'s server certificate, and front and admin client certificates in DIR')
+    .addOption(new Option('--keyd-name <name>', 'DNS name or IP in keyd\'s certificate (repeat; default localhost, 127.0.0.1, ::1)').argParser(collect))
+    .option('--front-name <cn>', 'CN of the front\'s client certificate (keyd identity cn:NAME)', 'front')
+    .option('--admin-name <cn>', 'CN of the admin\'s client certificate', 'admin')
+    .addOption(new Option('--key-type <type>', 'key type of every certificate').choices(['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'ed25519']).default('ecdsa-p256'))
+    .action(async (dir: string, o: { keydName?: string[]; frontName: string; adminName: string; keyType: KeyType }) => {
+      const pki = await initPki(dir, { ...(o.keydName ? { keydNames: o.keydName } : {}), frontName: o.frontName, adminName: o.adminName, keyType: o.keyType });
+      const f = pki.files;
+      process.stdout.write(
+        [
+          `created in ${dir}:`,
+          `  ${PKI_FILES.caCert}, ${PKI_FILES.caKey}       the private CA (keep ${PKI_FILES.caKey} offline)`,
+          `  ${PKI_FILES.keydCert}, ${PKI_FILES.keydKey}   keyd's server certificate`,
+          `  ${PKI_FILES.frontCert}, ${PKI_FILES.frontKey} the front's client certificate, identity ${pki.frontIdentity}`,
+          `  ${PKI_FILES.adminCert}, ${PKI_FILES.adminKey} the admin's client certificate, identity ${pki.adminIdentity}`,
+          'keyd.json:',
+          `  "tls": { "cert": "${f.keydCert}", "key": "${f.keydKey}", "clientCa": "${f.caCert}" },`,
+          `  "clients": [ { "id": "${pki.frontIdentity}", "keys": ["*"] }, { "id": "${pki.adminIdentity}", "admin": true } ]`,
+          'front:',
+          `  --keyd tls://localhost:7443 --keyd-ca ${f.caCert} --keyd-cert ${f.frontCert} --keyd-key ${f.frontKey}`,
+          'a site certificate for a key made inside keyd:',
+          `  keyward keys generate --name example.com --keyd tls://localhost:7443 --ca ${f.caCert} --cert ${f.adminCert} --key ${f.adminKey}`,
+          `  keyward certs issue --dir ${dir} --keyd tls://localhost:7443 --keyd-key KEYID --name example.com --out site.pem`,
+          '',
+        ].join('\n'),
+      );
+    });
+  certs
+    .command('issue')
+    .description('issue a certificate from the CA for a key held elsewhere: a CSR, a public key file, or a key inside keyd')
+    .option('--dir <dir>', 'folder made by certs init (its CA, and its admin certificate for --keyd-key)', '.')
+    .option('--ca <ca-cert.pem>', 'CA certificate (default DIR/ca-cert.pem)')
+    .option('--ca-key <ca-key.pem>', 'CA private key (default DIR/ca-key.pem)')
+    .option('--csr <file>', 'a PKCS#10 request (PEM); its names are used unless --name is given')
+    .option('--public-key <file>', 'a public key (PEM or DER SubjectPublicKeyInfo), e.g. from keyward keys generate --public-out')
+    .option('--keyd-key <id>', 'the id of a key inside keyd (keyward keys list); its public key is fetched with an admin identity')
+    .option('--keyd <address>', 'keyd address for --keyd-key: tls://HOST:PORT or unix:/path')
+    .option('--keyd-ca <ca.pem>', 'CA of keyd\'s certificate (default DIR/ca-cert.pem)')
+    .option('--admin-cert <file>', 'admin client certificate for keyd (default DIR/admin-cert.pem)')
+    .option('--admin-key <file>', 'its key (default DIR/admin-key.pem)')
+    .addOption(new Option('--name <name>', 'DNS name or IP address (repeat)').argParser(collect).default([]))
+    .option('--cn <name>', 'subject CN (default: the CSR\'s, else the first --name)')
+    .option('--client', 'a client certificate (clientAuth) instead of a server one')
+    .addOption(new Option('--days <n>', 'validity in days').argParser((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n <= 0) throw new CliError(`--days ${v}: expected a positive integer`);
+      return n;
+    }).default(365))
+    .option('--out <file>', 'write the chain (leaf + CA) here instead of stdout')
+    .action(async (o: IssueFlags) => issueCommand(o));
+}

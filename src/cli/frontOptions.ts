@@ -1,0 +1,161 @@
+/**
+ * The flags `serve` and `proxy` share (certificates, where their keys are, TLS options,
+ * PSKs, --config) and how they become settings: a flag given on the command line
+ * overrides the configuration file's value.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { CliError, type KeySourceOptions, type KeySpec, type PskSpec } from './keySources.js';
+import { loadRoleConfig, mergeSettings, RoleConfigError, type CertificateEntry, type FrontSettings, type ProxySettings, type Role } from './roleConfig.js';
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+/** The key options in command-line order, filled while commander parses (the k-th goes with the k-th --cert). */
+export type KeySpecList = KeySpec[];
+
+/** Adds the certificate, key-holder, TLS and PSK flags to `cmd`; key options are recorded in `keySpecs` in order. */
+export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: { alpn?: string }): Command {
+  const keyOption = (make: (v: string) => KeySpec) => (value: string, previous: string[] | undefined) => {
+    keySpecs.push(make(value));
+    return [...(previous ?? []), value];
+  };
+  return cmd
+    .option('--config <file>', 'JSON configuration file (docs/configuration.md); flags given here override it')
+    .addOption(new Option('--cert <chain.pem>', 'certificate chain, leaf first (repeat for several certificates)').argParser(collect))
+    .addOption(new Option('--key <key.pem>', 'private key file of a --cert: read by a key process with --key-process, else by this process (repeat)').argParser(keyOption((path) => ({ kind: 'file', path }))))
+    .option('--key-process', 'keep each --key in a forked key process; this process never opens the key file')
+    .option('--key-user <user>', 'run the key processes as this user (name, uid or uid:gid; needs root)')
+    .addOption(new Option('--keyd <address>', 'keyd holds the keys: tls://HOST:PORT or unix:/path (repeat for failover)').argParser(collect))
+    .option('--keyd-ca <ca.pem>', "CA certificate that issued keyd's certificate (tls://)")
+    .option('--keyd-cert <front.pem>', "this front's client certificate for keyd (tls://)")
+    .option('--keyd-key <front-key.pem>', "the private key of --keyd-cert (the keyd link's key, not the TLS server key)")
+    .addOption(new Option('--keyd-key-id <hex>', "key id in keyd for a --cert (default: the certificate's own key id)").argParser(keyOption((keyId) => ({ kind: 'keyd-id', keyId }))))
+    .option('--keyd-bound', 'send the handshake messages with each sign request, so keyd recomputes what it signs (bound mode; keyd may require it)')
+    .addOption(new Option('--keyd-deadline <ms>', 'deadline of one key operation in keyd (default 2000)').argParser(positiveInt))
+    .addOption(new Option('--pkcs11 <uri>', "RFC 7512 URI of a --cert's private key in a PKCS#11 token (repeat)").argParser(keyOption((uri) => ({ kind: 'pkcs11', uri }))))
+    .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (else module-path in the URI)')
+    .option('--pkcs11-pin-file <file>', "file holding the token's user PIN (else pin-value or pin-source in the URI)")
+    .option('--alpn <list>', `ALPN protocols in preference order${defaults.alpn ? ` (default ${defaults.alpn})` : ' (default: none)'}`)
+    .addOption(new Option('--min-version <version>', 'lowest TLS version accepted (default TLSv1.2)').choices(['TLSv1.2', 'TLSv1.3']))
+    .option('--rsa-key-exchange', 'also offer TLS 1.2 RSA key exchange for old clients (no forward secrecy; the key holder decrypts the premaster)')
+    .option('--psk-keyd', 'offer TLS 1.2 PSK suites with the PSKs held by the --keyd key server')
+    .option('--psk-process', 'offer TLS 1.2 PSK suites with --psk-file read by a forked key process; this process never opens it')
+    .option('--psk-file <file>', 'PSK file, "identity:hexkey" per line (read by this process unless --psk-process)')
+    .option('--psk-hint <hint>', 'PSK identity hint sent to clients')
+    .addOption(new Option('--psk-unknown <mode>', 'answer to an unknown PSK identity (with --psk-file)').choices(['random', 'reject']));
+}
+
+/** Flag values as commander gives them. */
+interface FrontFlagValues {
+  config?: string;
+  listen?: string;
+  cert?: string[];
+  keyProcess?: boolean;
+  keyUser?: string;
+  keyd?: string[];
+  keydCa?: string;
+  keydCert?: string;
+  keydKey?: string;
+  keydBound?: boolean;
+  keydDeadline?: number;
+  pkcs11Module?: string;
+  pkcs11PinFile?: string;
+  alpn?: string;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  rsaKeyExchange?: boolean;
+  pskKeyd?: boolean;
+  pskProcess?: boolean;
+  pskFile?: string;
+  pskHint?: string;
+  pskUnknown?: 'random' | 'reject';
+}
+
+/** The shared settings the command line gave (only flags actually given). */
+export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList): FrontSettings {
+  const s: FrontSettings = {};
+  if (o.listen !== undefined) s.listen = o.listen;
+  if (o.cert !== undefined) {
+    if (keySpecs.length > o.cert.length) {
+      throw new CliError(`more key options (--key, --pkcs11, --keyd-key-id: ${keySpecs.length}) than certificates (--cert: ${o.cert.length}); the k-th key option goes with the k-th --cert`);
+    }
+    s.certificates = o.cert.map((cert, i): CertificateEntry => {
+      const k = keySpecs[i];
+      if (!k) return { cert };
+      return k.kind === 'file' ? { cert, key: k.path } : k.kind === 'pkcs11' ? { cert, pkcs11: k.uri } : { cert, keydKeyId: k.keyId };
+    });
+  } else if (keySpecs.length > 0) {
+    throw new CliError('--key, --pkcs11 and --keyd-key-id go with a --cert given on the command line');
+  }
+  if (o.keyProcess) s.keyProcess = true;
+  if (o.keyUser !== undefined) s.keyUser = o.keyUser;
+  const keyd = { addresses: o.keyd, ca: o.keydCa, cert: o.keydCert, key: o.keydKey, bound: o.keydBound, deadlineMs: o.keydDeadline };
+  if (Object.values(keyd).some((v) => v !== undefined)) s.keyd = keyd;
+  if (o.pkcs11Module !== undefined || o.pkcs11PinFile !== undefined) s.pkcs11 = { module: o.pkcs11Module, pinFile: o.pkcs11PinFile };
+  const psk = { keyd: o.pskKeyd, process: o.pskProcess, file: o.pskFile, hint: o.pskHint, unknown: o.pskUnknown };
+  if (Object.values(psk).some((v) => v !== undefined)) s.psk = psk;
+  const tls = { alpn: o.alpn?.split(',').filter(Boolean), minVersion: o.minVersion, rsaKeyExchange: o.rsaKeyExchange };
+  if (Object.values(tls).some((v) => v !== undefined)) s.tls = tls;
+  return s;
+}
+
+/** The configuration file's settings (when --config was given) with the flags' on top. */
+export function resolveSettings<R extends Role>(role: R, configPath: string | undefined, fromFlags: R extends 'proxy' ? ProxySettings : FrontSettings): R extends 'proxy' ? ProxySettings : FrontSettings {
+  if (configPath === undefined) return fromFlags;
+  let fromFile;
+  try {
+    fromFile = loadRoleConfig(role, configPath);
+  } catch (err) {
+    if (err instanceof RoleConfigError) throw new CliError(`invalid configuration:\n${err.message}`);
+    throw err;
+  }
+  return mergeSettings(fromFile, fromFlags);
+}
+
+/** Where keys come from, for KeySources. */
+export function keySourceOptions(s: FrontSettings): KeySourceOptions {
+  return {
+    keyProcess: s.keyProcess === true,
+    pskProcess: s.psk?.process === true,
+    ...(s.keyUser !== undefined ? { keyUser: s.keyUser } : {}),
+    ...(s.keyd?.addresses && s.keyd.addresses.length > 0
+      ? { keyd: { addresses: s.keyd.addresses, caPath: s.keyd.ca, certPath: s.keyd.cert, keyPath: s.keyd.key, deadlineMs: s.keyd.deadlineMs ?? 2_000, bound: s.keyd.bound === true } }
+      : {}),
+    pkcs11: { module: s.pkcs11?.module, pinFile: s.pkcs11?.pinFile },
+  };
+}
+
+/** Certificate paths and, per certificate, its key option (undefined: keyd by the certificate's key id). */
+export function certificateSpecs(s: FrontSettings): { certs: string[]; keys: (KeySpec | undefined)[] } {
+  const entries = s.certificates ?? [];
+  return {
+    certs: entries.map((c) => c.cert),
+    keys: entries.map((c): KeySpec | undefined =>
+      c.key !== undefined ? { kind: 'file', path: c.key } : c.pkcs11 !== undefined ? { kind: 'pkcs11', uri: c.pkcs11 } : c.keydKeyId !== undefined ? { kind: 'keyd-id', keyId: c.keydKeyId } : undefined,
+    ),
+  };
+}
+
+/** The PSK settings as serve's options, checking that the combination makes sense. */
+export function pskSettings(s: FrontSettings): { source: PskSpec; identityHint?: string; unknownIdentity?: 'random' | 'reject' } | undefined {
+  const p = s.psk;
+  if (!p) return undefined;
+  if (p.keyd && (p.process || p.file !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source');
+  if (p.process && p.file === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads)');
+  const source: PskSpec | undefined = p.keyd ? { kind: 'keyd' } : p.file !== undefined ? { kind: p.process ? 'process' : 'file', path: p.file } : undefined;
+  if (!source) {
+    if (p.hint !== undefined || p.unknown !== undefined) throw new CliError('--psk-hint and --psk-unknown need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
+    return undefined;
+  }
+  return { source, ...(p.hint !== undefined ? { identityHint: p.hint } : {}), ...(p.unknown ? { unknownIdentity: p.unknown } : {}) };
+}

@@ -1,0 +1,261 @@
+/**
+ * `keyward proxy`: TLS termination in front of a TCP or Unix-socket application, the
+ * private keys in key holders (key process, keyd, PKCS#11). Logs are pino JSON lines on
+ * stdout: one access line per connection, and start, reload and stop events.
+ *
+ * Client mode (`--client`: plaintext in, TLS out, the client certificate's key in a key
+ * holder) is not here yet: it needs keyward's TLS client.
+ */
+import { Command, Option } from 'commander';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { formatEndpoint, parseEndpoint, type Endpoint } from '../proxy/endpoint.js';
+import { KeywardProxy, type ProxyGeneration } from '../proxy/proxyServer.js';
+import {
+  addFrontOptions,
+  certificateSpecs,
+  frontSettingsFromFlags,
+  keySourceOptions,
+  nonNegativeInt,
+  positiveInt,
+  pskSettings,
+  resolveSettings,
+  type KeySpecList,
+} from './frontOptions.js';
+import { CliError, KeySources } from './keySources.js';
+import type { ProxySettings } from './roleConfig.js';
+import { loadCertificates } from './serve.js';
+
+const PROXY_HELP = `
+Keys: the same flags as "keyward serve" (see keyward serve --help): --key-process
+--key, --keyd ..., --pkcs11 ..., or --key alone (in this process, a baseline).
+
+Examples:
+  keyward proxy --listen 0.0.0.0:443 --upstream 127.0.0.1:8080 \\
+                --cert site.pem --keyd tls://keyd:7443 --keyd-ca ca.pem \\
+                --keyd-cert front-cert.pem --keyd-key front-key.pem
+  keyward proxy --config front.json          (docs/configuration.md)
+  keyward proxy --listen 127.0.0.1:8443 --upstream unix:/run/app.sock \\
+                --cert a.pem --cert b.pem --keyd unix:/run/keyward/keyd.sock \\
+                --route b.example.com=127.0.0.1:9000 --proxy-protocol
+
+Signals: SIGHUP reloads the configuration file and the certificates (new
+connections get them; open ones keep theirs; a reload that fails keeps the
+running configuration and logs why). SIGTERM or SIGINT stop accepting, let open
+connections finish within --shutdown-grace, and exit 0.
+
+Logs: pino JSON on stdout; one "connection" line per connection with time,
+client, sni, outcome, durationMs and bytes.`;
+
+interface ProxyFlagValues {
+  config?: string;
+  listen?: string;
+  upstream?: string;
+  route?: string[];
+  proxyProtocol?: boolean;
+  clientCa?: string;
+  clientAuth?: 'required' | 'optional';
+  handshakeTimeout?: number;
+  idleTimeout?: number;
+  maxConnections?: number;
+  maxPendingKeyOps?: number;
+  maxQueuedKeyOps?: number;
+  upstreamConnectTimeout?: number;
+  shutdownGrace?: number;
+  metricsListen?: string;
+  logLevel?: string;
+  client?: boolean;
+}
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+/** The proxy settings the command line gave. */
+function proxySettingsFromFlags(o: ProxyFlagValues & Parameters<typeof frontSettingsFromFlags>[0], keySpecs: KeySpecList): ProxySettings {
+  const s: ProxySettings = frontSettingsFromFlags(o, keySpecs);
+  if (o.upstream !== undefined) s.upstream = o.upstream;
+  if (o.route !== undefined) {
+    s.routes = {};
+    for (const r of o.route) {
+      const eq = r.indexOf('=');
+      if (eq <= 0) throw new CliError(`--route ${r}: expected SERVERNAME=HOST:PORT or SERVERNAME=unix:/path`);
+      s.routes[r.slice(0, eq)] = r.slice(eq + 1);
+    }
+  }
+  if (o.proxyProtocol) s.proxyProtocol = true;
+  if (o.clientCa !== undefined || o.clientAuth !== undefined) s.clientAuth = { ca: o.clientCa, required: o.clientAuth === undefined ? undefined : o.clientAuth === 'required' };
+  const limits = {
+    handshakeTimeoutMs: o.handshakeTimeout,
+    idleTimeoutMs: o.idleTimeout,
+    maxConnections: o.maxConnections,
+    maxPendingKeyOps: o.maxPendingKeyOps,
+    maxQueuedKeyOps: o.maxQueuedKeyOps,
+    upstreamConnectTimeoutMs: o.upstreamConnectTimeout,
+    shutdownGraceMs: o.shutdownGrace,
+  };
+  if (Object.values(limits).some((v) => v !== undefined)) s.limits = limits;
+  if (o.metricsListen !== undefined) s.metrics = { listen: o.metricsListen };
+  if (o.logLevel !== undefined) s.log = { level: o.logLevel };
+  return s;
+}
+
+function endpointOf(text: string, what: string, allowPortZero = false): Endpoint {
+  try {
+    return parseEndpoint(text, what, allowPortZero);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+}
+
+/** What one generation serves, for the start and reload log lines. */
+interface OpenedGeneration {
+  generation: ProxyGeneration;
+  certificates: { cert: string; key: string }[];
+}
+
+/** Opens the key holders of `s` and builds a proxy generation; closes what it opened on failure. */
+export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGeneration> {
+  if (s.upstream === undefined) throw new CliError('--upstream is required: HOST:PORT or unix:/path of the application behind the proxy');
+  const upstream = endpointOf(s.upstream, '--upstream');
+  const routes: Record<string, Endpoint> = {};
+  for (const [name, target] of Object.entries(s.routes ?? {})) routes[name] = endpointOf(target, `--route ${name}`);
+  if (s.clientAuth) {
+    // The flags and the configuration field are read and checked; the TLS server must be able to ask for a certificate first.
+    throw new CliError("mutual TLS toward clients (--client-ca / clientAuth) needs client-certificate requests in keyward's TLS server, which this build does not have yet");
+  }
+  const sources = new KeySources(keySourceOptions(s));
+  const psk = pskSettings(s);
+  try {
+    if (psk?.identityHint !== undefined && Buffer.byteLength(psk.identityHint, 'utf8') > 0xffff) throw new CliError('--psk-hint is longer than 65535 bytes');
+    const { certs, keys } = certificateSpecs(s);
+    const loaded = await loadCertificates({ listen: '', certs, keys, sources: keySourceOptions(s), ...(psk ? { psk } : {}) }, sources);
+    const openedPsk = psk ? await sources.openPsk(psk.source, psk.unknownIdentity) : undefined;
+    const generation: ProxyGeneration = {
+      certificates: loaded.certificates.map((c, i) => ({ cert: c.cert, key: c.key, holder: loaded.served[i].backend })),
+      ...(openedPsk ? { psk: { holder: openedPsk.holder, label: openedPsk.backend, ...(psk?.identityHint !== undefined ? { identityHint: psk.identityHint } : {}) } } : {}),
+      tls: {
+        ...(s.tls?.alpn && s.tls.alpn.length > 0 ? { ALPNProtocols: s.tls.alpn } : {}),
+        ...(s.tls?.minVersion ? { minVersion: s.tls.minVersion } : {}),
+        ...(s.tls?.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
+      },
+      upstream,
+      routes,
+      proxyProtocol: s.proxyProtocol === true,
+      limits: s.limits ?? {},
+      release: () => sources.close(),
+    };
+    return { generation, certificates: loaded.served.map((c) => ({ cert: c.certPath, key: c.describe() })) };
+  } catch (err) {
+    await sources.close();
+    throw err;
+  }
+}
+
+/** A running `keyward proxy`. */
+export interface RunningProxy {
+  proxy: KeywardProxy;
+  logger: Logger;
+  address: AddressInfo | string;
+  /** Re-reads the configuration and certificates; resolves false (logged) when that fails. */
+  reload(): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+/** Starts a proxy from settings; `reread` gives fresh settings on reload. */
+export async function startProxy(settings: ProxySettings, reread: () => ProxySettings, logger?: Logger): Promise<RunningProxy> {
+  const log = logger ?? pino({ level: settings.log?.level ?? 'info', base: { pid: process.pid, role: 'proxy' } });
+  const listen = endpointOf(settings.listen ?? '127.0.0.1:8443', '--listen', true);
+  const metricsListen = settings.metrics?.listen !== undefined ? endpointOf(settings.metrics.listen, '--metrics-listen', true) : undefined;
+  if (metricsListen?.kind === 'unix') throw new CliError('--metrics-listen must be HOST:PORT');
+  const opened = await openProxyGeneration(settings);
+  const proxy = new KeywardProxy({ listen, logger: log, ...(metricsListen?.kind === 'tcp' ? { metricsListen: { host: metricsListen.host, port: metricsListen.port } } : {}) }, opened.generation);
+  let addresses;
+  try {
+    addresses = await proxy.listen();
+  } catch (err) {
+    await opened.generation.release?.();
+    throw new CliError(`cannot listen on ${formatEndpoint(listen)}${metricsListen ? ` or ${formatEndpoint(metricsListen)}` : ''}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const where = typeof addresses.address === 'string' ? `unix:${addresses.address}` : formatEndpoint({ kind: 'tcp', host: addresses.address.address, port: addresses.address.port });
+  log.info(
+    {
+      listen: where,
+      upstream: formatEndpoint(opened.generation.upstream),
+      ...(addresses.metrics ? { metrics: `http://${formatEndpoint({ kind: 'tcp', host: addresses.metrics.address, port: addresses.metrics.port })}/metrics` } : {}),
+      certificates: opened.certificates,
+    },
+    'keyward proxy listening',
+  );
+  let reloading: Promise<boolean> | undefined;
+  const reload = (): Promise<boolean> => {
+    reloading ??= (async () => {
+      try {
+        const next = reread();
+        if (next.listen !== undefined && next.listen !== (settings.listen ?? '127.0.0.1:8443')) log.warn({ listen: next.listen }, 'reload: a new listen address needs a restart; keeping the old one');
+        const g = await openProxyGeneration(next);
+        proxy.reload(g.generation);
+        log.info({ upstream: formatEndpoint(g.generation.upstream), certificates: g.certificates }, 'configuration reloaded: new connections use it');
+        return true;
+      } catch (err) {
+        proxy.metrics.reloads.inc({ outcome: 'refused' });
+        log.error({ reason: (err as Error).message }, 'reload refused: keeping the running configuration');
+        return false;
+      } finally {
+        reloading = undefined;
+      }
+    })();
+    return reloading;
+  };
+  return {
+    proxy,
+    logger: log,
+    address: addresses.address,
+    reload,
+    stop: async () => {
+      log.info({ open: proxy.connectionCount }, 'stopping: no new connections; open ones may finish');
+      await proxy.stop();
+      log.info({}, 'stopped');
+    },
+  };
+}
+
+/** Adds `proxy` to the program. */
+export function registerProxyCommand(program: Command): void {
+  const keySpecs: KeySpecList = [];
+  const cmd = program
+    .command('proxy')
+    .description('terminate TLS (the key in a key process, keyd or a PKCS#11 token) and relay the plaintext to a TCP or Unix-socket upstream')
+    .option('--listen <addr>', 'address to listen on: HOST:PORT (port 0: any free port) or unix:/path (default 127.0.0.1:8443)')
+    .option('--upstream <addr>', 'where to relay: HOST:PORT or unix:/path')
+    .addOption(new Option('--route <name=addr>', 'connections whose SNI is NAME (or matches *.domain) go to ADDR instead (repeat)').argParser(collect))
+    .option('--proxy-protocol', 'send a PROXY protocol v2 header (client address, SNI, ALPN, TLS version and cipher) first on each upstream connection');
+  addFrontOptions(cmd, keySpecs, {});
+  cmd
+    .option('--client-ca <ca.pem>', 'ask clients for a certificate issued by this CA (mutual TLS; not available in this build yet)')
+    .addOption(new Option('--client-auth <mode>', 'with --client-ca: refuse clients without a certificate (required) or let them in (optional)').choices(['required', 'optional']))
+    .addOption(new Option('--handshake-timeout <ms>', 'time a client has to finish the TLS handshake (default 10000)').argParser(positiveInt))
+    .addOption(new Option('--idle-timeout <ms>', 'close a connection idle this long; 0: never (default 300000)').argParser(nonNegativeInt))
+    .addOption(new Option('--max-connections <n>', 'client connections open at once; more are closed at accept (default 10000)').argParser(positiveInt))
+    .addOption(new Option('--max-pending-key-ops <n>', 'key operations running in key holders at once (default 64)').argParser(positiveInt))
+    .addOption(new Option('--max-queued-key-ops <n>', 'key operations waiting for a slot; more fail their handshake (default 1024)').argParser(nonNegativeInt))
+    .addOption(new Option('--upstream-connect-timeout <ms>', 'time to connect to the upstream (default 5000)').argParser(positiveInt))
+    .addOption(new Option('--shutdown-grace <ms>', 'on SIGTERM, time open connections get to finish (default 10000)').argParser(nonNegativeInt))
+    .option('--metrics-listen <addr>', 'serve Prometheus metrics on HOST:PORT/metrics')
+    .addOption(new Option('--log-level <level>', 'log level (default info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--client', 'client mode: accept plaintext and connect out with TLS (not available yet)')
+    .addHelpText('after', PROXY_HELP)
+    .action(async (o: ProxyFlagValues) => {
+      if (o.client) throw new CliError("proxy --client (plaintext in, TLS out) needs keyward's TLS client, which this build does not have yet");
+      const flags = proxySettingsFromFlags(o, keySpecs);
+      const settings = resolveSettings('proxy', o.config, flags);
+      const running = await startProxy(settings, () => resolveSettings('proxy', o.config, flags));
+      process.on('SIGHUP', () => void running.reload());
+      let stopping = false;
+      const stop = (): void => {
+        if (stopping) process.exit(1);
+        stopping = true;
+        void running.stop().finally(() => process.exit(0));
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+}

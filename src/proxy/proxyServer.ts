@@ -1,0 +1,413 @@
+/**
+ * keyward proxy: terminates TLS with the keyward engine (the private keys stay in their
+ * key holders) and relays the plaintext to a TCP or Unix-socket upstream, chosen by SNI.
+ *
+ * A "generation" is everything a reload can change: certificates and their keys, TLS
+ * options, upstreams, PROXY protocol, limits. `reload` swaps it for new connections; open
+ * connections keep the one they started with, and a generation's key holders are released
+ * once no handshake of its own is still running.
+ */
+import { Server as NetServer, createConnection, type AddressInfo, type Socket } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import type { Logger } from 'pino';
+import type { KeyOperations, PskOperations } from '../keys/keyOperations.js';
+import { tlsAcceptorFrom, type KeywardServerOptions } from '../node/server.js';
+import type { TlsAcceptor } from '../node/acceptor.js';
+import type { KeywardTLSSocket, TlsHandshakeError } from '../node/tlsSocket.js';
+import { groupName } from '../tls/crypto/groups.js';
+import { schemeName } from '../tls/crypto/signatureSchemes.js';
+import { formatEndpoint, type Endpoint } from './endpoint.js';
+import { KeyOperationGate } from './keyGate.js';
+import { ProxyMetrics, startMetricsListener } from './metrics.js';
+import { encodeProxyV2 } from './proxyProtocol.js';
+import { relay, type Relay, type RelayOutcome } from './relay.js';
+import { UpstreamRoutes } from './routes.js';
+
+/** Limits of one proxy; every wait has one. */
+export interface ProxyLimits {
+  /** Milliseconds a client has to finish the TLS handshake (default 10000). */
+  handshakeTimeoutMs: number;
+  /** Milliseconds without traffic after which a relayed connection is closed; 0 disables (default 300000). */
+  idleTimeoutMs: number;
+  /** Client connections open at once; more are closed at accept (default 10000). */
+  maxConnections: number;
+  /** Key operations running in key holders at once (default 64). */
+  maxPendingKeyOps: number;
+  /** Key operations waiting for a slot; more fail their handshake at once (default 1024). */
+  maxQueuedKeyOps: number;
+  /** Milliseconds to connect to the upstream (default 5000). */
+  upstreamConnectTimeoutMs: number;
+  /** Milliseconds open connections get to finish on stop before they are cut (default 10000). */
+  shutdownGraceMs: number;
+}
+
+export const DEFAULT_PROXY_LIMITS: Readonly<ProxyLimits> = {
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 300_000,
+  maxConnections: 10_000,
+  maxPendingKeyOps: 64,
+  maxQueuedKeyOps: 1024,
+  upstreamConnectTimeoutMs: 5_000,
+  shutdownGraceMs: 10_000,
+};
+
+/** A certificate chain, its key, and what the metrics call the key's holder. */
+export interface ProxyCertificate {
+  cert: string | Buffer;
+  key: KeyOperations;
+  /** 'keyd', 'key-process', 'pkcs11', 'local', ... */
+  holder: string;
+  names?: string[];
+}
+
+/** Everything a reload can change. */
+export interface ProxyGeneration {
+  certificates: ProxyCertificate[];
+  /** TLS 1.2 PSK suites, the PSKs in `holder`. */
+  psk?: { holder: PskOperations; label: string; identityHint?: string };
+  /** Engine options (ALPN, versions, suites, groups, ...). */
+  tls?: Omit<KeywardServerOptions, 'certificates' | 'psk' | 'handshakeTimeout' | 'allowHalfOpen'>;
+  upstream: Endpoint;
+  /** Server name (exact or `*.domain`) to upstream; others go to `upstream`. */
+  routes?: Readonly<Record<string, Endpoint>>;
+  /** Write a PROXY protocol v2 header first on each upstream connection. */
+  proxyProtocol?: boolean;
+  limits?: Partial<ProxyLimits>;
+  /** Releases this generation's key holders; called once none of its handshakes runs. */
+  release?: () => Promise<void>;
+}
+
+/** Options fixed for the proxy's life. */
+export interface ProxyOptions {
+  /** Where to listen: TCP (port 0 picks one) or a Unix socket. */
+  listen: Endpoint;
+  /** Serve Prometheus metrics on this address. */
+  metricsListen?: { host: string; port: number };
+  /** Access log and events (pino). */
+  logger: Logger;
+}
+
+interface Generation {
+  acceptor: TlsAcceptor;
+  routes: UpstreamRoutes;
+  proxyProtocol: boolean;
+  limits: ProxyLimits;
+  /** Handshakes of this generation still running. */
+  handshaking: number;
+  retired: boolean;
+  released: boolean;
+  release: () => Promise<void>;
+}
+
+interface Connection {
+  tls: KeywardTLSSocket;
+  upstream?: Socket;
+  relay?: Relay;
+}
+
+/** A running proxy. */
+export class KeywardProxy {
+  readonly metrics: ProxyMetrics;
+  readonly gate: KeyOperationGate;
+  readonly #opts: ProxyOptions;
+  readonly #server = new NetServer({ allowHalfOpen: true, pauseOnConnect: false });
+  readonly #connections = new Set<Connection>();
+  /** Which key holder answered for a connection (set by the gate's reports). */
+  readonly #holderOf = new Map<string, string>();
+  #current: Generation;
+  #metricsServer: HttpServer | undefined;
+  #metricsAddress: AddressInfo | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(opts: ProxyOptions, generation: ProxyGeneration) {
+    this.#opts = opts;
+    const limits = { ...DEFAULT_PROXY_LIMITS, ...generation.limits };
+    this.gate = new KeyOperationGate(limits.maxPendingKeyOps, limits.maxQueuedKeyOps, (r) => {
+      this.metrics.keyOperation(r);
+      if (r.connectionId) this.#holderOf.set(r.connectionId, r.holder);
+    });
+    this.metrics = new ProxyMetrics({ keyGateState: () => ({ running: this.gate.running, queued: this.gate.queued }) });
+    this.#current = this.#build(generation);
+    this.#server.on('connection', (raw) => this.#onConnection(raw));
+  }
+
+  /** Starts listening (and the metrics listener); resolves with the addresses. */
+  async listen(): Promise<{ address: AddressInfo | string; metrics?: AddressInfo }> {
+    const l = this.#opts.listen;
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      const done = () => {
+        this.#server.off('error', reject);
+        resolve();
+      };
+      if (l.kind === 'unix') this.#server.listen(l.path, done);
+      else this.#server.listen(l.port, l.host, done);
+    });
+    if (this.#opts.metricsListen) {
+      try {
+        const m = await startMetricsListener(this.metrics.registry, this.#opts.metricsListen.host, this.#opts.metricsListen.port);
+        this.#metricsServer = m.server;
+        this.#metricsAddress = m.address;
+      } catch (err) {
+        this.#server.close();
+        throw err;
+      }
+    }
+    return { address: this.#server.address() as AddressInfo | string, ...(this.#metricsAddress ? { metrics: this.#metricsAddress } : {}) };
+  }
+
+  /** The listening address (TCP) or socket path. */
+  get address(): AddressInfo | string | null {
+    return this.#server.address();
+  }
+
+  /** The metrics listener's address, when there is one. */
+  get metricsAddress(): AddressInfo | undefined {
+    return this.#metricsAddress;
+  }
+
+  /** Client connections open now. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /**
+   * Serves `generation` to new connections. Open connections keep theirs; the old
+   * generation's key holders are released once its last handshake is over.
+   */
+  reload(generation: ProxyGeneration): void {
+    const next = this.#build(generation);
+    const old = this.#current;
+    this.#current = next;
+    this.gate.maxPending = next.limits.maxPendingKeyOps;
+    this.gate.maxQueued = next.limits.maxQueuedKeyOps;
+    old.retired = true;
+    this.#maybeRelease(old);
+    this.metrics.reloads.inc({ outcome: 'ok' });
+  }
+
+  /**
+   * Stops: no new connections, open ones get `graceMs` (default the limit) to finish, then
+   * are cut; then the key holders and the metrics listener are closed.
+   */
+  stop(graceMs = this.#current.limits.shutdownGraceMs): Promise<void> {
+    this.#stopping ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      const timer = setTimeout(() => {
+        for (const c of this.#connections) {
+          if (c.relay) c.relay.abort('shutdown');
+          else c.tls.destroy();
+        }
+      }, graceMs);
+      await closed;
+      clearTimeout(timer);
+      this.#current.retired = true;
+      await this.#current.release();
+      await new Promise<void>((resolve) => (this.#metricsServer ? this.#metricsServer.close(() => resolve()) : resolve()));
+    })();
+    return this.#stopping;
+  }
+
+  #build(g: ProxyGeneration): Generation {
+    const limits = { ...DEFAULT_PROXY_LIMITS, ...g.limits };
+    const certificates = g.certificates.map((c) => ({ cert: c.cert, key: this.gate.wrapKey(c.key, c.holder), ...(c.names ? { names: c.names } : {}) }));
+    const psk = g.psk ? { holder: this.gate.wrapPsk(g.psk.holder, g.psk.label), ...(g.psk.identityHint !== undefined ? { identityHint: g.psk.identityHint } : {}) } : undefined;
+    const acceptor = tlsAcceptorFrom({
+      ...g.tls,
+      certificates,
+      ...(psk ? { psk } : {}),
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      // The relay decides when each direction ends.
+      allowHalfOpen: true,
+    });
+    let releasing: Promise<void> | undefined;
+    return {
+      acceptor,
+      routes: new UpstreamRoutes(g.upstream, g.routes),
+      proxyProtocol: g.proxyProtocol === true,
+      limits,
+      handshaking: 0,
+      retired: false,
+      released: false,
+      release: () => (releasing ??= (g.release ?? (() => Promise.resolve()))().catch((err: Error) => this.#opts.logger.warn({ err: err.message }, 'closing the key holders of an old configuration failed'))),
+    };
+  }
+
+  #maybeRelease(g: Generation): void {
+    if (g.retired && g.handshaking === 0 && !g.released) {
+      g.released = true;
+      void g.release();
+    }
+  }
+
+  #onConnection(raw: Socket): void {
+    const g = this.#current;
+    if (this.#stopping) {
+      raw.destroy();
+      return;
+    }
+    if (this.#connections.size >= g.limits.maxConnections) {
+      this.metrics.connectionsRefused.inc({ reason: 'max-connections' });
+      this.#opts.logger.warn({ client: peer(raw.remoteAddress, raw.remotePort), limit: g.limits.maxConnections }, 'connection refused: connection limit reached');
+      raw.destroy();
+      return;
+    }
+    const started = performance.now();
+    const tls = g.acceptor.accept(raw, this);
+    const conn: Connection = { tls };
+    this.#connections.add(conn);
+    this.metrics.openConnections.inc();
+    g.handshaking++;
+    let handshakeDone = false;
+    const endHandshake = () => {
+      if (handshakeDone) return;
+      handshakeDone = true;
+      g.handshaking--;
+      this.#maybeRelease(g);
+    };
+    let outcome = 'handshake-incomplete';
+    let upstreamText: string | undefined;
+    tls.once('tlsClientError', (err: TlsHandshakeError) => {
+      endHandshake();
+      outcome = err.code;
+      this.#countHandshake(tls, err.code);
+    });
+    tls.once('secure', () => {
+      endHandshake();
+      this.#countHandshake(tls, 'ok');
+      const target = g.routes.upstreamFor(tls.servername);
+      upstreamText = formatEndpoint(target);
+      this.#connectUpstream(conn, g, target).then(
+        (o) => (outcome = o),
+        () => undefined,
+      );
+    });
+    tls.once('close', () => {
+      endHandshake();
+      this.#connections.delete(conn);
+      this.metrics.openConnections.dec();
+      // The relay's own result, when it ran, arrives after both sides closed.
+      const finish = (o: string) => {
+        this.#accessLog(tls, o, started, conn, upstreamText);
+        this.#holderOf.delete(tls.connectionId);
+      };
+      if (conn.relay) void conn.relay.done.then(finish);
+      else finish(outcome);
+    });
+  }
+
+  #countHandshake(tls: KeywardTLSSocket, outcome: string): void {
+    const n = tls.negotiated;
+    this.metrics.handshakes.inc({
+      version: n.version ?? 'none',
+      suite: n.cipherName ?? 'none',
+      group: n.group !== undefined ? groupName(n.group) : 'none',
+      key_holder: this.#holderOf.get(tls.connectionId) ?? 'none',
+      outcome,
+    });
+  }
+
+  /** Connects to the upstream; on failure closes the client promptly (close_notify, FIN). */
+  async #connectUpstream(conn: Connection, g: Generation, target: Endpoint): Promise<RelayOutcome | 'upstream-unreachable'> {
+    const tls = conn.tls;
+    let upstream: Socket;
+    try {
+      upstream = await connectWithTimeout(target, g.limits.upstreamConnectTimeoutMs);
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code ?? 'error';
+      this.metrics.upstreamErrors.inc({ upstream: formatEndpoint(target), reason });
+      this.#opts.logger.warn({ upstream: formatEndpoint(target), reason, connectionId: tls.connectionId }, 'upstream unreachable: closing the client connection');
+      if (!tls.destroyed) tls.destroySoon();
+      return 'upstream-unreachable';
+    }
+    if (tls.destroyed) {
+      upstream.destroy();
+      return 'client-error';
+    }
+    conn.upstream = upstream;
+    if (g.proxyProtocol) upstream.write(this.#proxyHeader(tls));
+    const bytes = { from_client: this.metrics.bytes.labels('from_client'), to_client: this.metrics.bytes.labels('to_client') };
+    conn.relay = relay(tls, upstream, g.limits.idleTimeoutMs, (d, n) => bytes[d].inc(n));
+    const o = await conn.relay.done;
+    if (o === 'upstream-error') this.metrics.upstreamErrors.inc({ upstream: formatEndpoint(target), reason: 'reset' });
+    return o;
+  }
+
+  #proxyHeader(tls: KeywardTLSSocket): Buffer {
+    const n = tls.negotiated;
+    const cn = clientCommonName(tls);
+    return encodeProxyV2({
+      ...(tls.remoteAddress && tls.remotePort !== undefined ? { source: { address: tls.remoteAddress, port: tls.remotePort } } : {}),
+      ...(tls.localAddress && tls.localPort !== undefined ? { destination: { address: tls.localAddress, port: tls.localPort } } : {}),
+      ...(n.alpnProtocol ? { alpn: n.alpnProtocol } : {}),
+      ...(n.serverName ? { authority: n.serverName } : {}),
+      uniqueId: tls.connectionId,
+      tls: {
+        ...(n.version ? { version: n.version } : {}),
+        ...(n.cipherName ? { cipher: n.cipherName } : {}),
+        ...(n.group !== undefined ? { group: groupName(n.group) } : {}),
+        ...(n.signatureScheme !== undefined ? { signatureScheme: schemeName(n.signatureScheme) } : {}),
+        ...(cn ? { clientCn: cn } : {}),
+      },
+    });
+  }
+
+  #accessLog(tls: KeywardTLSSocket, outcome: string, started: number, conn: Connection, upstream: string | undefined): void {
+    const n = tls.negotiated;
+    this.#opts.logger.info(
+      {
+        client: peer(tls.remoteAddress, tls.remotePort),
+        sni: n.serverName ?? null,
+        alpn: n.alpnProtocol ?? null,
+        version: n.version ?? null,
+        cipher: n.cipherName ?? null,
+        keyHolder: this.#holderOf.get(tls.connectionId) ?? null,
+        upstream: upstream ?? null,
+        outcome,
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+        bytesFromClient: conn.relay?.fromClient ?? 0,
+        bytesToClient: conn.relay?.toClient ?? 0,
+        connectionId: tls.connectionId,
+      },
+      'connection',
+    );
+  }
+}
+
+function peer(address: string | undefined, port: number | undefined): string | null {
+  if (!address) return null;
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/**
+ * The CN of a verified client certificate, when the TLS server asked for one. Read through
+ * `getPeerCertificate()` so that it works once the server can request client certificates.
+ */
+function clientCommonName(tls: KeywardTLSSocket): string | undefined {
+  if (!tls.authorized) return undefined;
+  const cert = tls.getPeerCertificate() as { subject?: { CN?: string | string[] } };
+  const cn = cert.subject?.CN;
+  return Array.isArray(cn) ? cn[0] : cn;
+}
+
+/** Connects to `target` (allowing half-open) or fails after `timeoutMs` with code ETIMEDOUT. */
+function connectWithTimeout(target: Endpoint, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = target.kind === 'unix' ? createConnection({ path: target.path, allowHalfOpen: true }) : createConnection({ host: target.host, port: target.port, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(Object.assign(new Error(`upstream ${formatEndpoint(target)}: no connection within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+    }, timeoutMs);
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
+}
