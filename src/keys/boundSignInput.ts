@@ -1,10 +1,12 @@
 import { X509Certificate } from 'node:crypto';
 import { suiteInfo } from '../tls/crypto/cipherSuites.js';
 import { Transcript } from '../tls/crypto/transcript.js';
+import { parseCertificate13 } from '../tls/wire/certificate13.js';
+import { certificateVerifyContent } from '../tls/wire/certificateVerify.js';
 import { parseClientHello, type ClientHello } from '../tls/wire/clientHello.js';
-import { ExtensionType, HRR_RANDOM, HandshakeType } from '../tls/wire/constants.js';
-import { certificateVerifyContent } from '../tls/wire/handshake.js';
-import { Reader } from '../tls/wire/reader.js';
+import { HandshakeType, TLS12, TLS13 } from '../tls/wire/constants.js';
+import { parseHandshakeMessage, type HandshakeMessage } from '../tls/wire/framing.js';
+import { parseServerHello, type ServerHello } from '../tls/wire/serverHello.js';
 import type { SignPurpose } from './keyOperations.js';
 
 /**
@@ -41,67 +43,33 @@ export type BoundCheck = { ok: true; serverName: string | undefined } | { ok: fa
 /** Most handshake messages a bound request may carry (TLS 1.3 with a HelloRetryRequest). */
 export const MAX_BOUND_MESSAGES = 6;
 
-interface Message {
-  type: number;
-  body: Uint8Array;
-  raw: Uint8Array;
-}
-
 class Refusal extends Error {}
 
 function refuse(reason: string): never {
   throw new Refusal(reason);
 }
 
-function frame(raw: Uint8Array, i: number): Message {
-  if (raw.length < 4) refuse(`handshake message ${i} is shorter than its header`);
-  const len = (raw[1] << 16) | (raw[2] << 8) | raw[3];
-  if (len !== raw.length - 4) refuse(`handshake message ${i} has length ${len} in its header but ${raw.length - 4} body bytes`);
-  return { type: raw[0], body: raw.subarray(4), raw };
+/** A ServerHello with the fields every version fixes checked (RFC 8446 4.1.3). */
+function serverHelloOf(m: HandshakeMessage): ServerHello & { version: number } {
+  const sh = parseServerHello(m.body);
+  if (sh.legacyVersion !== TLS12) refuse('the ServerHello legacy_version is not 0x0303');
+  if (sh.compressionMethod !== 0) refuse('the ServerHello names a compression method');
+  return { ...sh, version: sh.selectedVersion ?? TLS12 };
 }
 
-/** ServerHello fields the check needs (RFC 8446 4.1.3); the others are only parsed. */
-function serverHelloOf(body: Uint8Array): { random: Uint8Array; cipherSuite: number; version: number } {
-  const r = new Reader(body, 'ServerHello');
-  if (r.u16() !== 0x0303) refuse('the ServerHello legacy_version is not 0x0303');
-  const random = r.bytes(32);
-  r.vec8();
-  const cipherSuite = r.u16();
-  if (r.u8() !== 0) refuse('the ServerHello names a compression method');
-  let version = 0x0303;
-  if (!r.atEnd()) {
-    const exts = r.sub16('ServerHello extensions');
-    const seen = new Set<number>();
-    while (!exts.atEnd()) {
-      const type = exts.u16();
-      const data = exts.vec16();
-      if (seen.has(type)) refuse(`the ServerHello repeats extension ${type}`);
-      seen.add(type);
-      if (type === ExtensionType.supported_versions) {
-        if (data.length !== 2) refuse('the ServerHello supported_versions is not one version');
-        version = (data[0] << 8) | data[1];
-      }
-    }
-  }
-  r.end();
-  return { random, cipherSuite, version };
-}
-
-/** The leaf certificate's DER from a TLS 1.3 Certificate message body. */
-function leafOf13(body: Uint8Array): Uint8Array {
-  const r = new Reader(body, 'Certificate');
-  if (r.vec8().length !== 0) refuse('a server Certificate has an empty certificate_request_context');
-  const list = r.sub24('certificate_list');
-  r.end();
-  if (list.atEnd()) refuse('the Certificate message is empty');
-  return list.vec24(1);
+/** The leaf certificate's DER from a server's TLS 1.3 Certificate message. */
+function leafOf13(m: HandshakeMessage): Uint8Array {
+  const cert = parseCertificate13(m.body);
+  if (cert.context.length !== 0) refuse('a server Certificate has a non-empty certificate_request_context');
+  if (cert.entries.length === 0) refuse('the Certificate message is empty');
+  return cert.entries[0].data;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
-function clientHelloOf(ch: Message): ClientHello {
+function clientHelloOf(ch: HandshakeMessage): ClientHello {
   try {
     return parseClientHello(ch.body);
   } catch (e) {
@@ -114,20 +82,20 @@ function checkServerName(sni: string | undefined, key: BoundKey): string | undef
   return sni;
 }
 
-function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string | undefined {
+function checkTls13(message: Uint8Array, msgs: HandshakeMessage[], key: BoundKey): string | undefined {
   const types = msgs.map((m) => m.type);
   const plain = [HandshakeType.client_hello, HandshakeType.server_hello, HandshakeType.encrypted_extensions, HandshakeType.certificate];
   const retried = [HandshakeType.client_hello, HandshakeType.server_hello, ...plain];
   const hrr = types.length === retried.length;
   if (!sameList(types, hrr ? retried : plain)) refuse(`expected ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, Certificate; got types ${types.join(',')}`);
-  const sh = serverHelloOf(msgs[hrr ? 3 : 1].body);
-  if (sh.version !== 0x0304) refuse('the ServerHello does not select TLS 1.3');
-  if (sameBytes(sh.random, HRR_RANDOM)) refuse('the ServerHello is a HelloRetryRequest');
+  const sh = serverHelloOf(msgs[hrr ? 3 : 1]);
+  if (sh.version !== TLS13) refuse('the ServerHello does not select TLS 1.3');
+  if (sh.isHelloRetryRequest) refuse('the ServerHello is a HelloRetryRequest');
   let firstName: string | undefined;
   if (hrr) {
-    const retry = serverHelloOf(msgs[1].body);
-    if (!sameBytes(retry.random, HRR_RANDOM)) refuse('the second message is not a HelloRetryRequest');
-    if (retry.version !== 0x0304) refuse('the HelloRetryRequest does not select TLS 1.3');
+    const retry = serverHelloOf(msgs[1]);
+    if (!retry.isHelloRetryRequest) refuse('the second message is not a HelloRetryRequest');
+    if (retry.version !== TLS13) refuse('the HelloRetryRequest does not select TLS 1.3');
     if (retry.cipherSuite !== sh.cipherSuite) refuse('the HelloRetryRequest and the ServerHello name different suites');
     firstName = clientHelloOf(msgs[0]).serverName;
   }
@@ -140,7 +108,7 @@ function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string
   if (!sameBytes(certificateVerifyContent(t.current()), message)) refuse('the input is not the CertificateVerify content of these handshake messages');
   let leaf: X509Certificate;
   try {
-    leaf = new X509Certificate(leafOf13(msgs[msgs.length - 1].body));
+    leaf = new X509Certificate(leafOf13(msgs[msgs.length - 1]));
   } catch (e) {
     if (e instanceof Refusal) throw e;
     refuse('the Certificate message does not start with an X.509 certificate');
@@ -152,16 +120,16 @@ function checkTls13(message: Uint8Array, msgs: Message[], key: BoundKey): string
   return checkServerName(sni, key);
 }
 
-function checkTls12(message: Uint8Array, msgs: Message[], key: BoundKey): string | undefined {
+function checkTls12(message: Uint8Array, msgs: HandshakeMessage[], key: BoundKey): string | undefined {
   if (!sameList(
     msgs.map((m) => m.type),
     [HandshakeType.client_hello, HandshakeType.server_hello],
   )) {
     refuse('expected ClientHello, ServerHello');
   }
-  const sh = serverHelloOf(msgs[1].body);
-  if (sh.version !== 0x0303) refuse('the ServerHello does not select TLS 1.2');
-  if (sameBytes(sh.random, HRR_RANDOM)) refuse('the ServerHello is a HelloRetryRequest');
+  const sh = serverHelloOf(msgs[1]);
+  if (sh.version !== TLS12) refuse('the ServerHello does not select TLS 1.2');
+  if (sh.isHelloRetryRequest) refuse('the ServerHello is a HelloRetryRequest');
   const suite = suiteInfo(sh.cipherSuite);
   if (!suite || suite.version !== 'TLSv1.2' || (suite.keyExchange !== 'ECDHE_ECDSA' && suite.keyExchange !== 'ECDHE_RSA')) {
     refuse(`the ServerHello names suite 0x${sh.cipherSuite.toString(16)}, not a signed TLS 1.2 ECDHE suite`);
@@ -186,7 +154,7 @@ export function checkBoundSignInput(message: Uint8Array, purpose: SignPurpose, h
   try {
     if (handshakeMessages.length === 0) refuse('no handshake messages (bound mode needs them)');
     if (handshakeMessages.length > MAX_BOUND_MESSAGES) refuse(`more than ${MAX_BOUND_MESSAGES} handshake messages`);
-    const msgs = handshakeMessages.map(frame);
+    const msgs = handshakeMessages.map((raw, i) => parseHandshakeMessage(raw, `handshake message ${i}`));
     let serverName: string | undefined;
     if (purpose === 'tls13-server-certificate-verify') serverName = checkTls13(message, msgs, key);
     else if (purpose === 'tls12-server-key-exchange') serverName = checkTls12(message, msgs, key);
@@ -194,7 +162,7 @@ export function checkBoundSignInput(message: Uint8Array, purpose: SignPurpose, h
     return { ok: true, serverName };
   } catch (e) {
     if (e instanceof Refusal) return { ok: false, reason: e.message };
-    // A Reader's decode error: the messages are malformed.
+    // A wire parser's TlsAlertError: the messages are malformed.
     return { ok: false, reason: `malformed handshake messages: ${(e as Error).message}` };
   }
 }
