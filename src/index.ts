@@ -15,13 +15,30 @@ export { startKeyProcess, KeyProcessKey, type KeyProcessOptions } from './keys/k
 export { connectRemoteKey, RemoteKey, KeydClient, type RemoteKeyOptions } from './keys/remoteKey.js';
 export { openPkcs11Key, Pkcs11Key, type OpenPkcs11KeyOptions } from './keys/pkcs11Key.js';
 export { KeywardTLSSocket, TlsHandshakeError, type KeywardTLSSocketOptions } from './node/tlsSocket.js';
+export { TlsConnection } from './tls/engine/connection.js';
 export { TlsServerConnection } from './tls/engine/serverConnection.js';
 export { certifiedKey, type CertifiedKey } from './tls/engine/certificates.js';
 export { resolveServerConfig, type ServerConfig, type ServerConfigInput } from './tls/engine/config.js';
-export type { EngineEvent, KeyOperationRequest, SignRequest, DecryptPremasterRequest, PskMasterSecretOperation, NegotiatedInfo } from './tls/engine/events.js';
+export type {
+  EngineEvent,
+  KeyOperationRequest,
+  SignRequest,
+  DecryptPremasterRequest,
+  PskMasterSecretOperation,
+  PeerVerificationRequest,
+  PeerVerdict,
+  NegotiatedInfo,
+} from './tls/engine/events.js';
 export { LocalKey, localKey } from './keys/localKey.js';
 export { LocalPsk, localPsk, type LocalPskOptions } from './keys/localPsk.js';
-export { KeyOperationError, type KeyOperations, type OperationContext, type PskOperations } from './keys/keyOperations.js';
+export {
+  KeyOperationError,
+  type KeyOperations,
+  type CertificateKey,
+  type PremasterDecryption,
+  type OperationContext,
+  type PskOperations,
+} from './keys/keyOperations.js';
 export { SignatureScheme } from './tls/crypto/signatureSchemes.js';
 export { CipherSuite } from './tls/crypto/cipherSuites.js';
 export { NamedGroup } from './tls/crypto/groups.js';

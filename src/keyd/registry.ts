@@ -5,9 +5,21 @@
  * name they serve.
  */
 import type { KeyObject } from 'node:crypto';
-import type { KeyOperations } from '../keys/keyOperations.js';
+import type { CertificateKey, OperationContext } from '../keys/keyOperations.js';
 import { keyKindOf, type KeyKind, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import type { KeyInfo, KeySelector } from './protocol.js';
+
+/**
+ * A key as keyd holds it: signing (and RSA premaster decryption where the key offers it),
+ * plus two synchronous forms only keyd's scheduler uses. `signNow`: in-memory EC and EdDSA
+ * keys, cheaper than a hop to the thread pool, answered in the turn that read the request.
+ * `signBlocking`: an in-memory key of any type, used only while keyd is otherwise idle.
+ * Both throw KeyOperationError.
+ */
+export type KeydKeyOperations = CertificateKey & {
+  signNow?(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext): Uint8Array;
+  signBlocking?(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext): Uint8Array;
+};
 
 /** Where a key lives. */
 export type KeySource = 'store' | 'pkcs11' | 'embedded';
@@ -25,7 +37,7 @@ export interface RegisteredKey {
   readonly origin?: 'imported' | 'generated';
   readonly createdAt?: string;
   /** Does the signing. */
-  readonly ops: KeyOperations;
+  readonly ops: KeydKeyOperations;
   /**
    * Verify each signature before returning it. On for token keys (a faulty device must
    * not hand the front a bad RSA-CRT signature, which can reveal the key); OpenSSL already
@@ -36,7 +48,7 @@ export interface RegisteredKey {
 
 /** What to register: everything but what the registry derives from `ops`. */
 export interface KeyRegistration {
-  ops: KeyOperations;
+  ops: KeydKeyOperations;
   serverNames: readonly string[];
   source: KeySource;
   origin?: 'imported' | 'generated';

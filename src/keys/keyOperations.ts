@@ -8,7 +8,8 @@ import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 export type SignPurpose =
   | 'tls13-server-certificate-verify'
   | 'tls13-client-certificate-verify'
-  | 'tls12-server-key-exchange';
+  | 'tls12-server-key-exchange'
+  | 'tls12-client-certificate-verify';
 
 /** What a key holder needs to know about an operation for policy and audit. Never secret. */
 export interface OperationContext {
@@ -30,9 +31,11 @@ export interface OperationContext {
 }
 
 /**
- * The whole key boundary. Every private-key operation of keyward goes through this
- * interface; a backend may keep the key in-process (localKey), in a forked key
- * process, in keyd, or in a PKCS#11 token.
+ * The signing boundary. Every signature keyward makes with a certificate key (server or
+ * client) goes through this interface; a backend may keep the key in-process (localKey),
+ * in a forked key process, in keyd, or in a PKCS#11 token. RSA premaster decryption
+ * ({@link PremasterDecryption}) and PSK secrets ({@link PskOperations}) are interfaces of
+ * their own, which the same backend may also implement.
  *
  * Rules every backend keeps:
  * - it never blocks the event loop;
@@ -51,26 +54,29 @@ export interface KeyOperations {
    * Sign `message` (the whole structure, never a digest) with `scheme`.
    */
   sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
-  /**
-   * Optional synchronous form of {@link sign}, offered only by in-memory keys whose
-   * signature costs less than a hop to a thread pool (EC and EdDSA: tens of microseconds).
-   * keyd uses it to answer a request in the turn that read it. Throws KeyOperationError.
-   */
-  signNow?(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext): Uint8Array;
-  /**
-   * Optional synchronous signing by an in-memory key of any type, however long it takes
-   * (an RSA-2048 signature blocks for about 0.4 ms). keyd uses it only while otherwise
-   * idle, where the thread pool's round trip would cost more than the blocking does.
-   */
-  signBlocking?(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext): Uint8Array;
-  /**
-   * TLS 1.2 RSA key exchange only: returns a 48-byte premaster secret, doing the
-   * RFC 5246 7.4.7.1 implicit rejection inside the key holder so the caller never
-   * learns whether the padding was valid.
-   */
-  decryptPremaster?(ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
   /** Releases connections, workers or child processes the backend holds. */
   close?(): Promise<void>;
+}
+
+/**
+ * TLS 1.2 RSA key exchange (server side): the key holder decrypts the client's
+ * EncryptedPreMasterSecret. An RSA certificate key may implement it beside
+ * {@link KeyOperations}; the engine uses it only with `rsaKeyExchange`.
+ */
+export interface PremasterDecryption {
+  /**
+   * Returns a 48-byte premaster secret, doing the RFC 5246 7.4.7.1 implicit rejection
+   * inside the key holder so the caller never learns whether the padding was valid.
+   */
+  decryptPremaster(ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
+}
+
+/** A certificate key as backends offer it: signing, and for RSA keys that can, premaster decryption. */
+export type CertificateKey = KeyOperations & Partial<PremasterDecryption>;
+
+/** The premaster decryption of `key`, when it offers one. */
+export function premasterDecryptionOf(key: CertificateKey): PremasterDecryption | undefined {
+  return typeof key.decryptPremaster === 'function' ? (key as PremasterDecryption) : undefined;
 }
 
 /** Inputs for a TLS 1.2 master secret derived from a PSK the key holder keeps (RFC 4279, 5489, 7627). */

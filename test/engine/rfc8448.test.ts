@@ -12,7 +12,7 @@ import { generateKeyExchange, NamedGroup } from '../../src/tls/crypto/groups.js'
 import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
 import { certifiedKey, type CertifiedKey } from '../../src/tls/engine/certificates.js';
 import { resolveServerConfig, type ServerConfig } from '../../src/tls/engine/config.js';
-import type { EngineEvent, SignRequest } from '../../src/tls/engine/events.js';
+import type { EngineEvent, KeyOperationRequest, SignRequest } from '../../src/tls/engine/events.js';
 import { TlsServerConnection } from '../../src/tls/engine/serverConnection.js';
 import { AlertDescription } from '../../src/tls/wire/alerts.js';
 import { helloRetry, rfc8448ServerRsaKey, simple1Rtt } from '../support/rfc8448Vectors.js';
@@ -124,6 +124,12 @@ function only<T extends EngineEvent['type']>(events: EngineEvent[], type: T, wha
   return events[0] as Extract<EngineEvent, { type: T }>;
 }
 
+/** The request as a signature request (the kind the server's handshakes ask for here). */
+function signRequest(req: KeyOperationRequest): SignRequest {
+  assert.equal(req.kind, 'sign');
+  return req as SignRequest;
+}
+
 function errorEvent(events: EngineEvent[], what: string): Extract<EngineEvent, { type: 'error' }> {
   return only(events, 'error', what);
 }
@@ -172,7 +178,7 @@ function hello3(conn: TlsServerConnection, feed: (c: TlsServerConnection) => voi
   const out = takeRecords(conn);
   const ev = conn.takeEvents();
   const op = only(ev, 'keyOperation', 'after the ClientHello');
-  return { out, request: op.request };
+  return { out, request: signRequest(op.request) };
 }
 
 /** Runs section 3 up to the server's protected flight, answering with the RFC's signature. */
@@ -449,10 +455,10 @@ describe('RFC 8448 section 5: HelloRetryRequest', () => {
     const conn = connection5();
     conn.receive(helloRetry.clientHello1Record);
     conn.receive(helloRetry.clientHello2Record);
-    const op = only(conn.takeEvents(), 'keyOperation', 'after ClientHello2');
-    assert.equal(op.request.scheme, SignatureScheme.rsa_pss_rsae_sha256);
+    const request = signRequest(only(conn.takeEvents(), 'keyOperation', 'after ClientHello2').request);
+    assert.equal(request.scheme, SignatureScheme.rsa_pss_rsae_sha256);
     const hash = sha256(...transcript5(), helloRetry.encryptedExtensions, helloRetry.certificate);
-    assertBytes(op.request.message, certificateVerifyContent(hash), 'CertificateVerify content to sign');
+    assertBytes(request.message, certificateVerifyContent(hash), 'CertificateVerify content to sign');
   });
 
   it('sends the RFC protected server flight and completes on the RFC client Finished', () => {

@@ -38,7 +38,7 @@ function capture(...hellos: Uint8Array[]): Captured {
     conn.takeOutput();
   }
   const ev = conn.takeEvents().find((e) => e.type === 'keyOperation');
-  assert.ok(ev && ev.type === 'keyOperation', 'the engine asked for a signature');
+  assert.ok(ev && ev.type === 'keyOperation' && ev.request.kind === 'sign', 'the engine asked for a signature');
   const { message, context } = ev.request;
   assert.ok(context.purpose && context.handshakeMessages);
   return { message, purpose: context.purpose, messages: context.handshakeMessages.map((m) => Uint8Array.from(m)) };

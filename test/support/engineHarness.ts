@@ -40,7 +40,7 @@ export function feed(conn: TlsServerConnection, input: Uint8Array | Uint8Array[]
     if (ev.length === 0) break;
     events.push(...ev);
     for (const e of ev) {
-      if (e.type !== 'keyOperation') continue;
+      if (e.type !== 'keyOperation' || e.request.kind !== 'sign') continue;
       const info = schemeInfo(e.request.scheme)!;
       const p = cryptoParams(info, privateKey);
       let sig: Buffer = cryptoSign(p.algorithm, e.request.message, p.key);

@@ -6,7 +6,7 @@ import { constants, createPrivateKey, publicEncrypt, randomBytes, X509Certificat
 import { after, before, describe, it } from 'node:test';
 import type { Keyd } from '../../src/keyd/server.js';
 import { keyIdOf } from '../../src/keys/keyId.js';
-import type { KeyOperations, PskOperations } from '../../src/keys/keyOperations.js';
+import type { CertificateKey, KeyOperations, PskOperations } from '../../src/keys/keyOperations.js';
 import { startKeyProcess } from '../../src/keys/keyProcess.js';
 import { connectKeydAdmin, connectRemoteKey, connectRemotePsk } from '../../src/keys/remoteKey.js';
 import { makeKeydPki, startTestKeyd, tempDir, tlsClientOptions } from '../support/keydFixture.js';
@@ -23,7 +23,7 @@ let keyd: Keyd;
 let cleanupDir: () => Promise<void>;
 const holders: { close?(): Promise<void> }[] = [];
 const servers: Record<'keyd' | 'keyProcess', EchoServer> = {} as Record<'keyd' | 'keyProcess', EchoServer>;
-const rsaKeys: Partial<Record<'keyd' | 'keyProcess', KeyOperations>> = {};
+const rsaKeys: Partial<Record<'keyd' | 'keyProcess', CertificateKey>> = {};
 
 before(async () => {
   pki = await getPki();

@@ -56,20 +56,21 @@ async function drive(
     d.events.push(...ev);
     for (const e of ev) {
       const ac = new AbortController();
-      if (e.type === 'keyOperation') {
+      if (e.type !== 'keyOperation') continue;
+      if (e.request.kind === 'sign') {
         const p = cryptoParams(schemeInfo(e.request.scheme)!, s.privateKey!);
         const sig = cryptoSign(p.algorithm, e.request.message, p.key);
         if (o.tamperSignature) sig[sig.length - 1] ^= 1;
         s.conn.completeKeyOperation(e.request.id, sig);
-      } else if (e.type === 'decryptPremaster') {
+      } else if (e.request.kind === 'decryptPremaster') {
         if (o.failDecrypt) {
           s.conn.failKeyOperation(e.request.id, o.failDecrypt);
           continue;
         }
-        const pm = await e.request.key.decryptPremaster!(e.request.ciphertext, e.request.clientVersion, e.request.context, ac.signal);
+        const pm = await e.request.key.decryptPremaster(e.request.ciphertext, e.request.clientVersion, e.request.context, ac.signal);
         d.premasterAnswers.push(pm);
         s.conn.completeKeyOperation(e.request.id, pm);
-      } else if (e.type === 'pskMasterSecret') {
+      } else if (e.request.kind === 'pskMasterSecret') {
         try {
           s.conn.completeKeyOperation(e.request.id, await e.request.holder.tls12MasterSecret(e.request.request, e.request.context, ac.signal));
         } catch (err) {

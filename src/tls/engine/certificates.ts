@@ -1,5 +1,5 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import type { KeyOperations } from '../../keys/keyOperations.js';
+import { premasterDecryptionOf, type CertificateKey, type KeyOperations, type PremasterDecryption } from '../../keys/keyOperations.js';
 import { schemeInfo, schemeName, schemesForKey, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { TlsAlertError } from '../wire/errors.js';
@@ -12,6 +12,8 @@ export interface CertifiedKey {
   /** The leaf's public key: every signature the key holder returns is checked against it. */
   readonly publicKey: KeyObject;
   readonly key: KeyOperations;
+  /** TLS 1.2 RSA key exchange: the holder's premaster decryption, when the key offers one. */
+  readonly decrypter?: PremasterDecryption;
   /** DNS names the chain serves, lower case (SAN dNSName, else the subject CN). */
   readonly names: readonly string[];
   /** Schemes both the certificate's key type and the key holder support, in preference order. */
@@ -46,7 +48,7 @@ function sameKey(a: KeyObject, b: KeyObject): boolean {
  * Pairs a certificate chain with its key holder, checking that the key holder's public
  * key is the certificate's (so a wrong key fails at start, not at the first handshake).
  */
-export function certifiedKey(chain: string | Buffer | readonly X509Certificate[], key: KeyOperations, opts: { names?: readonly string[] } = {}): CertifiedKey {
+export function certifiedKey(chain: string | Buffer | readonly X509Certificate[], key: CertificateKey, opts: { names?: readonly string[] } = {}): CertifiedKey {
   const certs = typeof chain === 'string' || Buffer.isBuffer(chain) ? parsePemChain(chain) : [...chain];
   if (certs.length === 0) throw new Error('no certificate found in the chain');
   const leaf = certs[0];
@@ -60,6 +62,7 @@ export function certifiedKey(chain: string | Buffer | readonly X509Certificate[]
     leaf,
     publicKey,
     key,
+    decrypter: premasterDecryptionOf(key),
     names: opts.names?.map((n) => n.toLowerCase()) ?? dnsNamesOf(leaf),
     schemes,
   };

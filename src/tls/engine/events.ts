@@ -1,12 +1,15 @@
-import type { KeyOperations, OperationContext, PskMasterSecretRequest, PskOperations } from '../../keys/keyOperations.js';
+import type { KeyOperations, OperationContext, PremasterDecryption, PskMasterSecretRequest, PskOperations } from '../../keys/keyOperations.js';
 import type { SignatureScheme } from '../crypto/signatureSchemes.js';
 import type { AlertDescription } from '../wire/alerts.js';
 
 /**
  * A private-key operation the engine waits on (BoringSSL's "retry", Mbed TLS's
- * start/resume/cancel). The driver performs it with `key` and answers with
- * `completeKeyOperation(id, result)` or `failKeyOperation(id, error)`.
+ * start/resume/cancel), keyed by `kind`. The driver performs it with the holder it names
+ * and answers `completeKeyOperation(id, result)` or `failKeyOperation(id, error)`.
  */
+export type KeyOperationRequest = SignRequest | DecryptPremasterRequest | PskMasterSecretOperation;
+
+/** Sign with a certificate key: a CertificateVerify (either role) or a TLS 1.2 ServerKeyExchange. */
 export interface SignRequest {
   readonly id: number;
   readonly kind: 'sign';
@@ -24,14 +27,14 @@ export interface SignRequest {
 export interface DecryptPremasterRequest {
   readonly id: number;
   readonly kind: 'decryptPremaster';
-  readonly key: KeyOperations;
+  readonly key: PremasterDecryption;
   readonly ciphertext: Uint8Array;
   /** ClientHello.client_version, which the premaster must start with. */
   readonly clientVersion: number;
   readonly context: OperationContext;
 }
 
-/** TLS 1.2 PSK suites: the PSK holder computes the 48-byte master secret; the PSK never leaves it. */
+/** TLS 1.2 PSK suites (either role): the PSK holder computes the 48-byte master secret; the PSK never leaves it. */
 export interface PskMasterSecretOperation {
   readonly id: number;
   readonly kind: 'pskMasterSecret';
@@ -40,20 +43,32 @@ export interface PskMasterSecretOperation {
   readonly context: OperationContext;
 }
 
-/** Every key operation the engine can wait on; `kind` says which. */
-export type KeyOperationRequest = SignRequest | DecryptPremasterRequest | PskMasterSecretOperation;
-
 /** A request without its id, as a handshake asks for it (distributes over the union). */
 export type NewKeyOperation = KeyOperationRequest extends infer R ? (R extends KeyOperationRequest ? Omit<R, 'id'> : never) : never;
 
+/**
+ * The peer's certificate chain, for the driver to judge (trust anchors, validity, host
+ * name, extended key usage: policy that belongs to the application, as in node:tls). The
+ * engine itself checks the peer's CertificateVerify against the leaf. The driver answers
+ * `completePeerVerification(id, verdict)`.
+ */
+export interface PeerVerificationRequest {
+  readonly id: number;
+  /** Whose chain it is: 'server' when we are the client. */
+  readonly peer: 'server' | 'client';
+  /** DER certificates, leaf first, as sent; empty when a client sent none. */
+  readonly chain: readonly Uint8Array[];
+  /** The name we asked the server for (client side), if any. */
+  readonly serverName?: string;
+}
+
+/** The driver's judgement of the peer's chain: accept, or end the handshake with `alert`. */
+export type PeerVerdict = { readonly ok: true } | { readonly ok: false; readonly alert: AlertDescription; readonly reason: string };
+
 /** What a connection reports to its driver. */
 export type EngineEvent =
-  /** Sign with the certificate key (TLS 1.3 CertificateVerify, TLS 1.2 ServerKeyExchange). */
-  | { readonly type: 'keyOperation'; readonly request: SignRequest }
-  /** TLS 1.2 RSA key exchange: decrypt the premaster secret in the key holder. */
-  | { readonly type: 'decryptPremaster'; readonly request: DecryptPremasterRequest }
-  /** TLS 1.2 PSK suites: derive the master secret in the PSK holder. */
-  | { readonly type: 'pskMasterSecret'; readonly request: PskMasterSecretOperation }
+  | { readonly type: 'keyOperation'; readonly request: KeyOperationRequest }
+  | { readonly type: 'verifyPeer'; readonly request: PeerVerificationRequest }
   | { readonly type: 'handshakeComplete' }
   | { readonly type: 'data'; readonly data: Uint8Array }
   /** The peer sent close_notify: no more data will come. */
@@ -68,7 +83,10 @@ export interface NegotiatedInfo {
   cipherName?: string;
   opensslCipherName?: string;
   group?: number;
+  /** The scheme of the server's signature (CertificateVerify or ServerKeyExchange). */
   signatureScheme?: number;
+  /** The scheme of the client's CertificateVerify, when it authenticated. */
+  clientSignatureScheme?: number;
   alpnProtocol?: string;
   serverName?: string;
   helloRetry?: boolean;
@@ -76,4 +94,6 @@ export interface NegotiatedInfo {
   extendedMasterSecret?: boolean;
   /** TLS 1.2 PSK suites: the identity the client named (UTF-8 as sent, lossy). */
   pskIdentity?: string;
+  /** The peer's certificate chain (DER, leaf first), once received. */
+  peerCertificates?: readonly Uint8Array[];
 }

@@ -2,8 +2,9 @@ import type { OperationContext } from '../../keys/keyOperations.js';
 import type { RecordAead } from '../crypto/aead.js';
 import type { AeadName } from '../crypto/cipherSuites.js';
 import type { HashName } from '../crypto/hash.js';
-import type { KeyShareFactory, RandomSource, ServerConfig } from './config.js';
-import type { NegotiatedInfo, NewKeyOperation } from './events.js';
+import type { HandshakeType } from '../wire/constants.js';
+import type { KeyShareFactory, RandomSource } from './config.js';
+import type { NegotiatedInfo, NewKeyOperation, PeerVerdict, PeerVerificationRequest } from './events.js';
 import type { RecordLayer } from './recordLayer.js';
 
 export interface HandshakeMessage {
@@ -13,17 +14,21 @@ export interface HandshakeMessage {
   raw: Uint8Array;
 }
 
-/** Secrets a finished TLS 1.3 handshake hands to the connection for KeyUpdate and exporters. */
+/**
+ * Secrets a finished TLS 1.3 handshake hands to the connection for KeyUpdate and
+ * exporters, named by direction so the traffic phase does not depend on the role.
+ */
 export interface TrafficSecrets13 {
-  hash: HashName;
-  aead: AeadName;
-  clientAppSecret: Buffer;
-  serverAppSecret: Buffer;
-  exporterMaster: Buffer;
+  readonly version: 'TLSv1.3';
+  readonly hash: HashName;
+  readonly aead: AeadName;
+  readSecret: Buffer;
+  writeSecret: Buffer;
+  readonly exporterMaster: Buffer;
 }
 
 /** What a finished TLS 1.2 handshake hands to the connection, for the RFC 5705 exporter. */
-export interface Tls12Secrets {
+export interface TrafficSecrets12 {
   readonly version: 'TLSv1.2';
   readonly hash: 'sha256' | 'sha384';
   readonly masterSecret: Buffer;
@@ -31,9 +36,41 @@ export interface Tls12Secrets {
   readonly serverRandom: Uint8Array;
 }
 
-/** What the connection offers a handshake state machine: output, keys and key operations. */
+/**
+ * What a handshake waits for now (BoringSSL's wait reasons). The connection reads records
+ * only while a handshake waits for a message or a ChangeCipherSpec, and checks each
+ * message's type against `expect` (the expected-message order, as data) before handing it over.
+ */
+export type Wait =
+  | { readonly on: 'message'; readonly expect: readonly HandshakeType[] }
+  /** TLS 1.2: the peer's ChangeCipherSpec. */
+  | { readonly on: 'changeCipherSpec' }
+  | { readonly on: 'keyOperation'; readonly id: number }
+  | { readonly on: 'peerVerification'; readonly id: number };
+
+/** One handshake (one role and version) as the connection drives it. */
+export interface Handshake {
+  readonly wait: Wait;
+  /** A message whose type `wait.expect` lists. */
+  handleMessage(msg: HandshakeMessage): void;
+  /** The answer to the key operation `wait` names. */
+  keyOperationResult(opId: number, result: Uint8Array): void;
+  /**
+   * A key operation was rejected. A version may turn that into its own outcome (TLS 1.2
+   * RSA key exchange continues with a random premaster, so a rejection is not an oracle);
+   * absent, or when it throws, the handshake fails with internal_error.
+   */
+  keyOperationFailed?(opId: number, error: Error): void;
+  /** The driver's verdict on the peer's chain. */
+  peerVerified?(id: number, verdict: PeerVerdict): void;
+  /** TLS 1.2: the peer's ChangeCipherSpec (already checked to be the single byte 1). */
+  handleChangeCipherSpec?(): void;
+  /** Whether a plaintext ChangeCipherSpec from the peer is still dropped (TLS 1.3 D.4). */
+  readonly acceptsCompatCcs: boolean;
+}
+
+/** What the connection offers a handshake: output, keys, key operations and the next step. */
 export interface HandshakeHost {
-  readonly config: ServerConfig;
   readonly random: RandomSource;
   readonly keyShareFactory: KeyShareFactory;
   readonly record: RecordLayer;
@@ -45,30 +82,20 @@ export interface HandshakeHost {
   sendChangeCipherSpec(): void;
   setWriteKey(aead: RecordAead): void;
   setReadKey(aead: RecordAead): void;
+  /** TLS 1.2 was negotiated: 1.2 record protection, ChangeCipherSpec, no KeyUpdate. */
+  useTls12(): void;
   handshakeFragmentPending(): boolean;
+  /** Emits a keyOperation event; returns its id, which the handshake's `wait` then names. */
   requestKeyOperation(req: NewKeyOperation): number;
+  /** Emits a verifyPeer event; returns its id. */
+  requestPeerVerification(req: Omit<PeerVerificationRequest, 'id'>): number;
   /**
    * Puts off work that must come before any further output but is not needed for the
    * key operation just requested; it runs once the driver has passed the request on
    * (or, at the latest, before the next output or input is handled).
    */
   defer(work: () => void): void;
-  handshakeComplete(secrets: TrafficSecrets13 | Tls12Secrets): void;
-}
-
-/** A server handshake state machine for one protocol version. */
-export interface ServerHandshake {
-  handleMessage(msg: HandshakeMessage): void;
-  keyOperationResult(opId: number, result: Uint8Array): void;
-  readonly waitingForKey: boolean;
-  /** Whether a plaintext ChangeCipherSpec from the client is still acceptable (TLS 1.3 D.4). */
-  readonly expectsCompatCcs: boolean;
-  /** TLS 1.2 only: the peer's ChangeCipherSpec (already checked to be the single byte 1). */
-  handleChangeCipherSpec?(): void;
-  /**
-   * A key operation was rejected. A version may turn that into its own outcome (TLS 1.2
-   * RSA key exchange continues with a random premaster, so a rejection is not an oracle);
-   * absent, or when it throws, the handshake fails.
-   */
-  keyOperationFailed?(opId: number, error: Error): void;
+  /** The handshake hands over to another (the version's, once it is known). */
+  continueWith(next: Handshake): void;
+  handshakeComplete(secrets: TrafficSecrets13 | TrafficSecrets12): void;
 }

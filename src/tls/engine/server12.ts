@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { KeyOperationError, UnknownPskIdentityError, type OperationContext } from '../../keys/keyOperations.js';
+import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type PremasterDecryption } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { type KeyExchange, type NamedGroup } from '../crypto/groups.js';
@@ -25,7 +25,8 @@ import {
 } from '../wire/handshake12.js';
 import { checkHolderSignature, chooseCertificate, nameMatches, type CertifiedKey } from './certificates.js';
 import { TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS } from './defaults.js';
-import type { HandshakeHost, HandshakeMessage, ServerHandshake } from './handshakeHost.js';
+import type { ServerConfig } from './config.js';
+import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 import { chooseAlpn } from './negotiation.js';
 
 /** TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 3.3). */
@@ -39,24 +40,38 @@ const ANY_SCHEME: readonly number[] = Object.values(SignatureScheme).filter((v):
 
 type Kx12 = 'ECDHE_ECDSA' | 'ECDHE_RSA' | 'RSA' | 'PSK' | 'ECDHE_PSK';
 
-interface Selection {
-  suite: CipherSuiteInfo;
-  kx: Kx12;
-  cert?: CertifiedKey;
-  scheme?: SignatureScheme;
-  byName: boolean;
-  group?: NamedGroup;
+/** The suite chosen, with what its key exchange needs. */
+type Selection = { readonly suite: CipherSuiteInfo; readonly byName: boolean } & (
+  | { readonly kx: 'ECDHE_ECDSA' | 'ECDHE_RSA'; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly group: NamedGroup }
+  | { readonly kx: 'RSA'; readonly cert: CertifiedKey; readonly decrypter: PremasterDecryption }
+  | { readonly kx: 'PSK' }
+  | { readonly kx: 'ECDHE_PSK'; readonly group: NamedGroup }
+);
+
+/** The key exchange's own state until the ClientKeyExchange arrives. */
+type KeyExchangeState = { readonly kx: 'ECDHE' | 'ECDHE_PSK'; readonly ecdhe: KeyExchange } | { readonly kx: 'RSA'; readonly decrypter: PremasterDecryption } | { readonly kx: 'PSK' };
+
+/** Record protection for both directions, from the key block. */
+interface Keys12 {
+  readonly masterSecret: Buffer;
+  readonly clientAead: RecordAead;
+  readonly serverAead: RecordAead;
 }
 
 type State =
-  | { name: 'awaitSignature'; opId: number; scheme: SignatureScheme; input: Uint8Array; params: Uint8Array }
-  | { name: 'awaitClientKeyExchange' }
-  | { name: 'awaitPremaster'; opId: number }
+  | { readonly name: 'awaitSignature'; readonly opId: number; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly input: Uint8Array; readonly params: Uint8Array; readonly ecdhe: KeyExchange }
+  | { readonly name: 'awaitClientKeyExchange'; readonly exchange: KeyExchangeState }
+  | { readonly name: 'awaitPremaster'; readonly opId: number }
   /** `otherSecret`: the ECDHE_PSK shared secret, wiped once the holder has answered. */
-  | { name: 'awaitPskMasterSecret'; opId: number; otherSecret: Buffer | null }
-  | { name: 'awaitChangeCipherSpec'; clientAead: RecordAead; serverAead: RecordAead }
-  | { name: 'awaitFinished'; serverAead: RecordAead }
-  | { name: 'done' };
+  | { readonly name: 'awaitPskMasterSecret'; readonly opId: number; readonly otherSecret: Buffer | null }
+  | { readonly name: 'awaitChangeCipherSpec'; readonly keys: Keys12 }
+  | { readonly name: 'awaitFinished'; readonly keys: Keys12 }
+  | { readonly name: 'done' };
+
+const EXPECT_CLIENT_KEY_EXCHANGE: Wait = { on: 'message', expect: [HandshakeType.client_key_exchange] };
+const EXPECT_FINISHED: Wait = { on: 'message', expect: [HandshakeType.finished] };
+const EXPECT_CCS: Wait = { on: 'changeCipherSpec' };
+const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };
 
 /**
  * TLS 1.2 server handshake (RFC 5246) with the ECDHE (RFC 8422), RSA and PSK (RFC 4279,
@@ -73,21 +88,21 @@ type State =
  * A client without signature_algorithms implies SHA-1 signatures (RFC 5246 7.4.1.4.1):
  * keyward does not sign with SHA-1, so such a client gets no signed suite.
  */
-export class Server12Handshake implements ServerHandshake {
+export class Server12Handshake implements Handshake {
   private state: State;
   private readonly suite: CipherSuiteInfo;
-  private readonly kx: Kx12;
   private readonly hash: 'sha256' | 'sha384';
   private readonly transcript: Transcript;
   private readonly clientRandom: Uint8Array;
   private readonly serverRandom: Buffer;
   private readonly extended: boolean;
-  private readonly cert?: CertifiedKey;
-  private ecdhe?: KeyExchange;
-  private masterSecret?: Buffer;
 
-  constructor(private readonly host: HandshakeHost, private readonly ch: ClientHello, chRaw: Uint8Array) {
-    const config = host.config;
+  constructor(
+    private readonly host: HandshakeHost,
+    private readonly config: ServerConfig,
+    private readonly ch: ClientHello,
+    chRaw: Uint8Array,
+  ) {
     checkClientHello12(ch);
     // RFC 7507: a client retrying with a lower version while we could do 1.3 is being downgraded.
     if (ch.cipherSuites.includes(FALLBACK_SCSV) && config.maxVersion === 'TLSv1.3') {
@@ -97,16 +112,15 @@ export class Server12Handshake implements ServerHandshake {
     if (config.requireExtendedMasterSecret && !this.extended) {
       throw new TlsAlertError(AlertDescription.handshake_failure, 'the client does not offer the extended master secret, which this server requires');
     }
-    const sel = selectSuite(host, ch);
-    if (sel.group !== undefined && ch.ecPointFormats && !ch.ecPointFormats.includes(0)) {
+    const sel = selectSuite(config, ch);
+    const group = 'group' in sel ? sel.group : undefined;
+    if (group !== undefined && ch.ecPointFormats && !ch.ecPointFormats.includes(0)) {
       // RFC 8422 5.1.2: the uncompressed format is mandatory.
       throw illegalParameter('ec_point_formats does not include uncompressed');
     }
     const alpn = chooseAlpn(ch.alpn, config.alpnProtocols);
     this.suite = sel.suite;
-    this.kx = sel.kx;
     this.hash = sel.suite.hash;
-    this.cert = sel.cert;
     this.transcript = new Transcript(this.hash);
     this.transcript.update(chRaw);
     this.clientRandom = ch.random;
@@ -118,7 +132,7 @@ export class Server12Handshake implements ServerHandshake {
     info.opensslCipherName = sel.suite.opensslName;
     info.serverName = ch.serverName;
     info.extendedMasterSecret = this.extended;
-    if (sel.group !== undefined) info.group = sel.group;
+    if (group !== undefined) info.group = group;
     if (alpn !== undefined) info.alpnProtocol = alpn;
 
     // 7.4.1.3 ServerHello. The random carries the RFC 8446 4.1.3 downgrade sentinel when we
@@ -128,7 +142,7 @@ export class Server12Handshake implements ServerHandshake {
     const exts: ExtensionOut[] = [];
     if (ch.renegotiationInfo !== undefined || ch.cipherSuites.includes(EMPTY_RENEGOTIATION_INFO_SCSV)) exts.push(extRenegotiationInfoEmpty());
     if (this.extended) exts.push(extExtendedMasterSecret());
-    if (sel.group !== undefined && ch.ecPointFormats) exts.push(extEcPointFormatsUncompressed());
+    if (group !== undefined && ch.ecPointFormats) exts.push(extEcPointFormatsUncompressed());
     if (alpn !== undefined) exts.push(extAlpn(alpn));
     if (sel.byName) exts.push(extServerNameAck());
     // An empty session id: this session will not be resumed (RFC 5246 7.4.1.3).
@@ -136,78 +150,101 @@ export class Server12Handshake implements ServerHandshake {
     this.sendMessage(serverHello);
 
     // 7.4.2 Certificate.
-    if (this.cert) this.sendMessage(encodeCertificate12(this.cert.chain));
+    if ('cert' in sel) this.sendMessage(encodeCertificate12(sel.cert.chain));
 
     // 7.4.3 ServerKeyExchange, 7.4.5 ServerHelloDone.
-    if (sel.group !== undefined) {
-      this.ecdhe = host.keyShareFactory(sel.group);
-      const params = encodeEcdhParams(sel.group, this.ecdhe.publicKey);
-      if (this.kx === 'ECDHE_PSK') {
-        this.sendMessage(encodeServerKeyExchangePsk(this.identityHint(), params));
-        this.state = this.sendServerHelloDone();
+    switch (sel.kx) {
+      case 'ECDHE_ECDSA':
+      case 'ECDHE_RSA': {
+        const ecdhe = host.keyShareFactory(sel.group);
+        const params = encodeEcdhParams(sel.group, ecdhe.publicKey);
+        // RFC 8422 5.4: the signature covers client_random || server_random || ServerECDHParams.
+        const input = Buffer.concat([this.clientRandom, this.serverRandom, params]);
+        info.signatureScheme = sel.scheme;
+        const context: OperationContext = {
+          ...host.operationContext(),
+          tlsVersion: 'TLSv1.2',
+          purpose: 'tls12-server-key-exchange',
+          // For a key holder in bound mode.
+          handshakeMessages: [chRaw, serverHello],
+        };
+        const opId = host.requestKeyOperation({ kind: 'sign', key: sel.cert.key, scheme: sel.scheme, message: input, context });
+        this.state = { name: 'awaitSignature', opId, scheme: sel.scheme, input, params, ecdhe, cert: sel.cert };
         return;
       }
-      // RFC 8422 5.4: the signature covers client_random || server_random || ServerECDHParams.
-      const input = Buffer.concat([this.clientRandom, this.serverRandom, params]);
-      const scheme = sel.scheme!;
-      info.signatureScheme = scheme;
-      const context: OperationContext = {
-        ...host.operationContext(),
-        tlsVersion: 'TLSv1.2',
-        purpose: 'tls12-server-key-exchange',
-        // For a key holder in bound mode.
-        handshakeMessages: [chRaw, serverHello],
-      };
-      const opId = host.requestKeyOperation({ kind: 'sign', key: this.cert!.key, scheme, message: input, context });
-      this.state = { name: 'awaitSignature', opId, scheme, input, params };
-      return;
+      case 'ECDHE_PSK': {
+        const ecdhe = host.keyShareFactory(sel.group);
+        this.sendMessage(encodeServerKeyExchangePsk(this.identityHint(), encodeEcdhParams(sel.group, ecdhe.publicKey)));
+        this.state = this.sendServerHelloDone({ kx: 'ECDHE_PSK', ecdhe });
+        return;
+      }
+      case 'RSA':
+        this.state = this.sendServerHelloDone({ kx: 'RSA', decrypter: sel.decrypter });
+        return;
+      case 'PSK':
+        if (config.psk?.identityHint !== undefined) this.sendMessage(encodeServerKeyExchangePsk(this.identityHint()));
+        this.state = this.sendServerHelloDone({ kx: 'PSK' });
+        return;
     }
-    if (this.kx === 'PSK' && config.psk?.identityHint !== undefined) this.sendMessage(encodeServerKeyExchangePsk(this.identityHint()));
-    this.state = this.sendServerHelloDone();
   }
+
+  get wait(): Wait {
+    const st = this.state;
+    switch (st.name) {
+      case 'awaitSignature':
+      case 'awaitPremaster':
+      case 'awaitPskMasterSecret':
+        return { on: 'keyOperation', id: st.opId };
+      case 'awaitClientKeyExchange':
+        return EXPECT_CLIENT_KEY_EXCHANGE;
+      case 'awaitChangeCipherSpec':
+        return EXPECT_CCS;
+      case 'awaitFinished':
+        return EXPECT_FINISHED;
+      case 'done':
+        return EXPECT_NOTHING;
+    }
+  }
+
+  /** TLS 1.2 has no compatibility CCS: its CCS goes to handleChangeCipherSpec. */
+  readonly acceptsCompatCcs = false;
 
   private identityHint(): Uint8Array {
-    return Buffer.from(this.host.config.psk?.identityHint ?? '', 'utf8');
+    return Buffer.from(this.config.psk?.identityHint ?? '', 'utf8');
   }
 
-  private sendServerHelloDone(): State {
+  private sendServerHelloDone(exchange: KeyExchangeState): State {
     this.sendMessage(encodeServerHelloDone());
     this.host.flush();
-    return { name: 'awaitClientKeyExchange' };
+    return { name: 'awaitClientKeyExchange', exchange };
   }
 
   handleMessage(msg: HandshakeMessage): void {
-    switch (this.state.name) {
-      case 'awaitClientKeyExchange':
-        if (msg.type !== HandshakeType.client_key_exchange) throw unexpectedMessage(`expected ClientKeyExchange, got handshake type ${msg.type}`);
-        return this.handleClientKeyExchange(msg);
-      case 'awaitFinished':
-        if (msg.type !== HandshakeType.finished) throw unexpectedMessage(`expected Finished, got handshake type ${msg.type}`);
-        return this.handleClientFinished(msg, this.state);
-      case 'awaitChangeCipherSpec':
-        throw unexpectedMessage(`handshake message ${msg.type} before ChangeCipherSpec`);
-      default:
-        throw unexpectedMessage(`handshake message ${msg.type} while ${this.state.name}`);
-    }
+    const st = this.state;
+    if (st.name === 'awaitClientKeyExchange') return this.handleClientKeyExchange(msg, st.exchange);
+    if (st.name === 'awaitFinished') return this.handleClientFinished(msg, st.keys);
   }
 
   /** 7.4.7: the client's key exchange; the secret comes from ECDHE here or from a key holder. */
-  private handleClientKeyExchange(msg: HandshakeMessage): void {
-    const kind = this.kx === 'ECDHE_ECDSA' || this.kx === 'ECDHE_RSA' ? 'ECDHE' : this.kx;
-    const cke = parseClientKeyExchange(msg.body, kind);
+  private handleClientKeyExchange(msg: HandshakeMessage, exchange: KeyExchangeState): void {
+    const cke = parseClientKeyExchange(msg.body, exchange.kx);
     let shared: Buffer | null = null;
-    if (cke.kind === 'ECDHE' || cke.kind === 'ECDHE_PSK') shared = this.ecdhe!.computeSharedSecret(cke.publicKey);
+    if ((cke.kind === 'ECDHE' || cke.kind === 'ECDHE_PSK') && (exchange.kx === 'ECDHE' || exchange.kx === 'ECDHE_PSK')) {
+      shared = exchange.ecdhe.computeSharedSecret(cke.publicKey);
+    }
     // RFC 7627 4: the session hash runs through the ClientKeyExchange.
     this.transcript.update(msg.raw);
     const host = this.host;
     switch (cke.kind) {
       case 'ECDHE':
-        return this.useMasterSecret(this.masterFromPremaster(shared!));
+        this.state = this.useMasterSecret(this.masterFromPremaster(shared!));
+        return;
       case 'RSA': {
+        if (exchange.kx !== 'RSA') break;
         const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.2' };
         const opId = host.requestKeyOperation({
           kind: 'decryptPremaster',
-          key: this.cert!.key,
+          key: exchange.decrypter,
           ciphertext: Uint8Array.from(cke.encryptedPremaster),
           clientVersion: this.ch.legacyVersion,
           context,
@@ -221,7 +258,7 @@ export class Server12Handshake implements ServerHandshake {
         const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.2' };
         const opId = host.requestKeyOperation({
           kind: 'pskMasterSecret',
-          holder: host.config.psk!.holder,
+          holder: this.config.psk!.holder,
           request: {
             identity: Uint8Array.from(cke.identity),
             otherSecret: shared,
@@ -235,6 +272,7 @@ export class Server12Handshake implements ServerHandshake {
         return;
       }
     }
+    throw new TlsAlertError(AlertDescription.internal_error, 'ClientKeyExchange does not fit the key exchange');
   }
 
   private masterFromPremaster(premaster: Uint8Array): Buffer {
@@ -246,12 +284,11 @@ export class Server12Handshake implements ServerHandshake {
   }
 
   /** 6.3: the key block, then wait for the client's ChangeCipherSpec. */
-  private useMasterSecret(ms: Buffer): void {
-    this.masterSecret = ms;
-    const kb = tls12KeyBlock(this.hash, ms, this.clientRandom, this.serverRandom, this.suite.aead);
+  private useMasterSecret(masterSecret: Buffer): State {
+    const kb = tls12KeyBlock(this.hash, masterSecret, this.clientRandom, this.serverRandom, this.suite.aead);
     const clientAead = new RecordAead(this.suite.aead, kb.clientKey, kb.clientIv, 'tls12');
     const serverAead = new RecordAead(this.suite.aead, kb.serverKey, kb.serverIv, 'tls12');
-    this.state = { name: 'awaitChangeCipherSpec', clientAead, serverAead };
+    return { name: 'awaitChangeCipherSpec', keys: { masterSecret, clientAead, serverAead } };
   }
 
   keyOperationResult(opId: number, result: Uint8Array): void {
@@ -259,21 +296,23 @@ export class Server12Handshake implements ServerHandshake {
     switch (st.name) {
       case 'awaitSignature': {
         if (st.opId !== opId) break;
-        checkHolderSignature(this.cert!, st.scheme, st.input, result);
+        checkHolderSignature(st.cert, st.scheme, st.input, result);
         this.sendMessage(encodeServerKeyExchangeSigned(st.params, st.scheme, result));
-        this.state = this.sendServerHelloDone();
+        this.state = this.sendServerHelloDone({ kx: 'ECDHE', ecdhe: st.ecdhe });
         return;
       }
       case 'awaitPremaster':
         if (st.opId !== opId) break;
         // Whatever 48 bytes come back are the premaster: a bad ciphertext fails at Finished.
         if (result.length !== PREMASTER_LENGTH) throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a premaster of ${result.length} bytes`);
-        return this.useMasterSecret(this.masterFromPremaster(Uint8Array.from(result)));
+        this.state = this.useMasterSecret(this.masterFromPremaster(Uint8Array.from(result)));
+        return;
       case 'awaitPskMasterSecret':
         if (st.opId !== opId) break;
         st.otherSecret?.fill(0);
         if (result.length !== MASTER_SECRET_LENGTH) throw new TlsAlertError(AlertDescription.internal_error, `PSK holder returned a master secret of ${result.length} bytes`);
-        return this.useMasterSecret(Buffer.from(result));
+        this.state = this.useMasterSecret(Buffer.from(result));
+        return;
       default:
         break;
     }
@@ -308,13 +347,13 @@ export class Server12Handshake implements ServerHandshake {
     const st = this.state;
     if (st.name !== 'awaitChangeCipherSpec') throw unexpectedMessage(`ChangeCipherSpec while ${st.name}`);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('ChangeCipherSpec inside a handshake message');
-    this.host.setReadKey(st.clientAead);
-    this.state = { name: 'awaitFinished', serverAead: st.serverAead };
+    this.host.setReadKey(st.keys.clientAead);
+    this.state = { name: 'awaitFinished', keys: st.keys };
   }
 
   /** 7.4.9: check the client's Finished, then send our ChangeCipherSpec and Finished. */
-  private handleClientFinished(msg: HandshakeMessage, st: Extract<State, { name: 'awaitFinished' }>): void {
-    const ms = this.masterSecret!;
+  private handleClientFinished(msg: HandshakeMessage, keys: Keys12): void {
+    const ms = keys.masterSecret;
     const expected = tls12VerifyData(this.hash, ms, 'client finished', this.transcript.current());
     const got = parseFinished(msg.body, VERIFY_DATA_LENGTH_12);
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'client Finished does not verify');
@@ -322,7 +361,7 @@ export class Server12Handshake implements ServerHandshake {
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished');
     const host = this.host;
     host.sendChangeCipherSpec();
-    host.setWriteKey(st.serverAead);
+    host.setWriteKey(keys.serverAead);
     this.sendMessage(encodeFinished(tls12VerifyData(this.hash, ms, 'server finished', this.transcript.current())));
     host.flush();
     this.state = { name: 'done' };
@@ -332,16 +371,6 @@ export class Server12Handshake implements ServerHandshake {
   private sendMessage(raw: Uint8Array): void {
     this.transcript.update(raw);
     this.host.sendHandshake(raw);
-  }
-
-  get waitingForKey(): boolean {
-    const n = this.state.name;
-    return n === 'awaitSignature' || n === 'awaitPremaster' || n === 'awaitPskMasterSecret';
-  }
-
-  /** TLS 1.2 has no compatibility CCS: its CCS goes to handleChangeCipherSpec. */
-  get expectsCompatCcs(): boolean {
-    return false;
   }
 }
 
@@ -382,8 +411,7 @@ function isRsaKey(c: CertifiedKey): boolean {
  * right key type for the client's SNI with a signature scheme it accepts, RSA decryption
  * or a PSK holder when enabled).
  */
-function selectSuite(host: HandshakeHost, ch: ClientHello): Selection {
-  const config = host.config;
+function selectSuite(config: ServerConfig, ch: ClientHello): Selection {
   const sni = ch.serverName;
   const sigAlgs = ch.signatureAlgorithms ?? [];
   const group = chooseGroup12(ch, config.groups);
@@ -400,14 +428,15 @@ function selectSuite(host: HandshakeHost, ch: ClientHello): Selection {
       if (kx === 'RSA' && !config.rsaKeyExchange) continue;
       if (kx !== 'RSA' && group === undefined) continue;
       const certs = config.certificates.filter((c) =>
-        kx === 'ECDHE_ECDSA' ? !isRsaKey(c) && curveAllowed(c, ch) : isRsaKey(c) && (kx !== 'RSA' || typeof c.key.decryptPremaster === 'function'),
+        kx === 'ECDHE_ECDSA' ? !isRsaKey(c) && curveAllowed(c, ch) : isRsaKey(c) && (kx !== 'RSA' || c.decrypter !== undefined),
       );
       const choice = chooseCertificate(certs, sni, kx === 'RSA' ? ANY_SCHEME : sigAlgs, 'TLSv1.2', unknownName);
       if (!choice.ok) {
         if (choice.reason === 'unrecognized_name' && !anyNamed) refusedName = true;
         continue;
       }
-      return { suite, kx, cert: choice.cert, scheme: kx === 'RSA' ? undefined : choice.scheme, byName: choice.byName, group: kx === 'RSA' ? undefined : group };
+      if (kx === 'RSA') return { suite, kx, cert: choice.cert, decrypter: choice.cert.decrypter!, byName: choice.byName };
+      return { suite, kx, cert: choice.cert, scheme: choice.scheme, byName: choice.byName, group: group! };
     }
     if (!config.psk) continue;
     if (kx === 'PSK') return { suite, kx, byName: false };

@@ -15,7 +15,7 @@ import { Transcript } from '../crypto/transcript.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { parseClientHello, type ClientHello } from '../wire/clientHello.js';
 import { ExtensionType, HandshakeType, HRR_RANDOM, TLS13 } from '../wire/constants.js';
-import { TlsAlertError, decodeError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
+import { TlsAlertError, decodeError, illegalParameter } from '../wire/errors.js';
 import {
   encodeCertificate13,
   certificateVerifyContent,
@@ -35,20 +35,42 @@ import {
   type ExtensionOut,
 } from '../wire/handshake.js';
 import { checkHolderSignature, chooseCertificate, type CertifiedKey } from './certificates.js';
-import type { HandshakeHost, HandshakeMessage, ServerHandshake } from './handshakeHost.js';
+import type { ServerConfig } from './config.js';
+import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
 
 /** Our own record_size_limit: the largest TLS 1.3 inner plaintext, 2^14 + 1 (RFC 8449 4). */
-const OWN_RECORD_SIZE_LIMIT = (1 << 14) + 1;
+export const OWN_RECORD_SIZE_LIMIT = (1 << 14) + 1;
 
 /** Extensions that may legitimately change between the two ClientHellos (RFC 8446 4.1.2). */
 const MAY_CHANGE_AFTER_HRR = new Set<number>([ExtensionType.key_share, ExtensionType.cookie, ExtensionType.early_data, ExtensionType.pre_shared_key, ExtensionType.padding]);
 
+/** The server's handshake traffic secrets and the Handshake Secret they come from. */
+interface HandshakeSecrets {
+  readonly handshakeSecret: Buffer;
+  readonly client: Buffer;
+  readonly server: Buffer;
+}
+
+/** The signature the key holder is making: what it signs, with which key and scheme. */
+interface PendingSignature {
+  readonly opId: number;
+  readonly cert: CertifiedKey;
+  readonly scheme: SignatureScheme;
+  readonly input: Uint8Array;
+}
+
 type State =
-  | { name: 'awaitClientHello2'; group: NamedGroup; cookie?: Uint8Array }
-  | { name: 'awaitSignature'; opId: number; scheme: SignatureScheme; input: Uint8Array }
-  | { name: 'awaitFinished' }
-  | { name: 'done' };
+  | { readonly name: 'awaitClientHello2'; readonly group: NamedGroup; readonly cookie?: Uint8Array }
+  /** The key holder signs while the (EC)DHE secret and handshake keys are computed (deferred work). */
+  | { readonly name: 'signingBeforeKeys'; readonly sig: PendingSignature }
+  | { readonly name: 'awaitSignature'; readonly sig: PendingSignature; readonly secrets: HandshakeSecrets }
+  | { readonly name: 'awaitFinished'; readonly clientHandshakeSecret: Buffer; readonly clientAppSecret: Buffer; readonly serverAppSecret: Buffer; readonly exporterMaster: Buffer }
+  | { readonly name: 'done' };
+
+const EXPECT_CLIENT_HELLO: Wait = { on: 'message', expect: [HandshakeType.client_hello] };
+const EXPECT_FINISHED: Wait = { on: 'message', expect: [HandshakeType.finished] };
+const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };
 
 /**
  * TLS 1.3 server handshake (RFC 8446), full handshake with certificate authentication.
@@ -57,28 +79,24 @@ type State =
  * (4.4.2), CertificateVerify (4.4.3, signed by the key holder), Finished (4.4.4), then
  * read the client's Finished.
  */
-export class Server13Handshake implements ServerHandshake {
+export class Server13Handshake implements Handshake {
   private state: State;
   private readonly suite: CipherSuiteInfo;
   private readonly transcript: Transcript;
   /** The messages hashed so far, for a key holder that checks what it signs (bound mode). */
   private readonly hashedMessages: Uint8Array[] = [];
-  private ch: ClientHello;
-  private firstHello: ClientHello;
-  private cert!: CertifiedKey;
+  private readonly firstHello: ClientHello;
   private compatCcsSent = false;
-  private clientHandshakeSecret!: Buffer;
-  private serverHandshakeSecret!: Buffer;
-  private handshakeSecret!: Buffer;
-  private clientAppSecret!: Buffer;
-  private serverAppSecret!: Buffer;
-  private exporterMaster!: Buffer;
 
-  constructor(private readonly host: HandshakeHost, ch: ClientHello, chRaw: Uint8Array) {
-    this.ch = ch;
+  constructor(
+    private readonly host: HandshakeHost,
+    private readonly config: ServerConfig,
+    ch: ClientHello,
+    chRaw: Uint8Array,
+  ) {
     this.firstHello = ch;
     checkClientHello13(ch, false);
-    const suite = chooseSuite(ch.cipherSuites, host.config.tls13CipherSuites);
+    const suite = chooseSuite(ch.cipherSuites, config.tls13CipherSuites);
     if (suite === undefined) throw new TlsAlertError(AlertDescription.handshake_failure, 'no TLS 1.3 cipher suite in common');
     this.suite = suiteInfo(suite)!;
     this.transcript = new Transcript(this.suite.hash);
@@ -91,15 +109,30 @@ export class Server13Handshake implements ServerHandshake {
     host.info.opensslCipherName = this.suite.opensslName;
     host.info.serverName = ch.serverName;
     // Skip 0-RTT records the client may send under a PSK we will not accept (RFC 8446 4.2.10).
-    if (ch.earlyData) host.record.skipUndecryptableBytes(host.config.maxEarlyDataSkip);
+    if (ch.earlyData) host.record.skipUndecryptableBytes(config.maxEarlyDataSkip);
 
-    const choice = chooseGroup(ch, host.config.groups);
+    const choice = chooseGroup(ch, config.groups);
     if (!choice) throw new TlsAlertError(AlertDescription.handshake_failure, 'no key exchange group in common');
-    if ('retryWith' in choice) {
-      this.state = this.sendHelloRetryRequest(choice.retryWith);
-      return;
+    this.state = 'retryWith' in choice ? this.sendHelloRetryRequest(choice.retryWith) : this.sendServerFlight(ch, choice.share.group, choice.share.keyExchange);
+  }
+
+  get wait(): Wait {
+    const st = this.state;
+    switch (st.name) {
+      case 'awaitClientHello2':
+        return EXPECT_CLIENT_HELLO;
+      case 'signingBeforeKeys':
+      case 'awaitSignature':
+        return { on: 'keyOperation', id: st.sig.opId };
+      case 'awaitFinished':
+        return EXPECT_FINISHED;
+      case 'done':
+        return EXPECT_NOTHING;
     }
-    this.state = this.sendServerFlight(choice.share.group, choice.share.keyExchange);
+  }
+
+  get acceptsCompatCcs(): boolean {
+    return this.state.name !== 'done';
   }
 
   /** 4.1.4: ask for a share of `group`; the transcript restarts from message_hash(ClientHello1). */
@@ -107,11 +140,11 @@ export class Server13Handshake implements ServerHandshake {
     const host = this.host;
     const ch1Hash = this.transcript.current();
     this.transcript.replaceWithMessageHash();
-    const cookie = host.config.helloRetryCookie?.(ch1Hash);
+    const cookie = this.config.helloRetryCookie?.(ch1Hash);
     const exts: ExtensionOut[] = [extKeyShareHrr(group)];
     if (cookie) exts.push(extCookie(cookie));
     exts.push(extSupportedVersionsServer(TLS13));
-    const hrr = encodeServerHello({ random: HRR_RANDOM, sessionId: this.ch.sessionId, cipherSuite: this.suite.suite, extensions: exts });
+    const hrr = encodeServerHello({ random: HRR_RANDOM, sessionId: this.firstHello.sessionId, cipherSuite: this.suite.suite, extensions: exts });
     this.transcript.update(hrr);
     this.hashedMessages.push(hrr);
     host.sendHandshake(hrr);
@@ -130,16 +163,9 @@ export class Server13Handshake implements ServerHandshake {
   }
 
   handleMessage(msg: HandshakeMessage): void {
-    switch (this.state.name) {
-      case 'awaitClientHello2':
-        if (msg.type !== HandshakeType.client_hello) throw unexpectedMessage(`expected ClientHello, got handshake type ${msg.type}`);
-        return this.handleClientHello2(msg, this.state);
-      case 'awaitFinished':
-        if (msg.type !== HandshakeType.finished) throw unexpectedMessage(`expected Finished, got handshake type ${msg.type}`);
-        return this.handleClientFinished(msg);
-      default:
-        throw unexpectedMessage(`handshake message ${msg.type} while ${this.state.name}`);
-    }
+    const st = this.state;
+    if (st.name === 'awaitClientHello2') return this.handleClientHello2(msg, st);
+    if (st.name === 'awaitFinished') return this.handleClientFinished(msg, st);
   }
 
   /** 4.1.2: the second ClientHello must be the first with only the allowed changes. */
@@ -172,27 +198,26 @@ export class Server13Handshake implements ServerHandshake {
     }
     const shares = ch2.keyShares ?? [];
     if (shares.length !== 1 || shares[0].group !== st.group) throw illegalParameter('second ClientHello does not carry exactly the requested key share');
-    this.ch = ch2;
     this.transcript.update(msg.raw);
     this.hashedMessages.push(msg.raw);
-    this.state = this.sendServerFlight(st.group, shares[0].keyExchange);
+    this.state = this.sendServerFlight(ch2, st.group, shares[0].keyExchange);
   }
 
   /** 4.1.3 - 4.4.3: ServerHello, handshake keys, EncryptedExtensions, Certificate, then ask for the signature. */
-  private sendServerFlight(group: NamedGroup, peerShare: Uint8Array): State {
+  private sendServerFlight(ch: ClientHello, group: NamedGroup, peerShare: Uint8Array): State {
     const host = this.host;
-    const ch = this.ch;
+    const config = this.config;
     const h = this.suite.hash;
 
     // Choose the certificate and everything else before any output, so a refusal is a clean alert.
     const sigAlgs = ch.signatureAlgorithms ?? [];
-    const choice = chooseCertificate(host.config.certificates, ch.serverName, sigAlgs, 'TLSv1.3', host.config.unknownServerName);
+    const choice = chooseCertificate(config.certificates, ch.serverName, sigAlgs, 'TLSv1.3', config.unknownServerName);
     if (!choice.ok) {
       if (choice.reason === 'unrecognized_name') throw new TlsAlertError(AlertDescription.unrecognized_name, `no certificate for ${ch.serverName}`);
       throw new TlsAlertError(AlertDescription.handshake_failure, 'no certificate with a signature scheme the client accepts');
     }
-    this.cert = choice.cert;
-    const alpn = chooseAlpn(ch.alpn, host.config.alpnProtocols);
+    const cert = choice.cert;
+    const alpn = chooseAlpn(ch.alpn, config.alpnProtocols);
 
     const kx: KeyExchange = host.keyShareFactory(group);
     host.info.group = group;
@@ -208,7 +233,7 @@ export class Server13Handshake implements ServerHandshake {
     const helloHash = this.transcript.current();
 
     const ee: ExtensionOut[] = [];
-    if (host.config.advertisedGroups) ee.push(extSupportedGroups(host.config.advertisedGroups));
+    if (config.advertisedGroups) ee.push(extSupportedGroups(config.advertisedGroups));
     if (ch.recordSizeLimit !== undefined) ee.push(extRecordSizeLimit(OWN_RECORD_SIZE_LIMIT));
     // RFC 6066 3: acknowledge SNI only when the name chose the certificate.
     if (choice.byName) ee.push(extServerNameAck());
@@ -217,14 +242,14 @@ export class Server13Handshake implements ServerHandshake {
       host.info.alpnProtocol = alpn;
     }
     const encryptedExtensions = encodeEncryptedExtensions(ee);
-    const certificate = encodeCertificate13(new Uint8Array(0), this.cert.chain);
+    const certificate = encodeCertificate13(new Uint8Array(0), cert.chain);
     this.transcript.update(encryptedExtensions);
     this.transcript.update(certificate);
     this.hashedMessages.push(sh, encryptedExtensions, certificate);
 
     // 4.4.3: the signature covers the transcript through Certificate, which needs neither
     // the (EC)DHE secret nor any encryption: ask for it first, so the key holder works
-    // while the rest of the flight is computed (see ServerConnection.runDeferredWork).
+    // while the rest of the flight is computed (see TlsConnection.runDeferredWork).
     const input = certificateVerifyContent(this.transcript.current());
     host.info.signatureScheme = choice.scheme;
     const context: OperationContext = {
@@ -233,7 +258,8 @@ export class Server13Handshake implements ServerHandshake {
       purpose: 'tls13-server-certificate-verify',
       handshakeMessages: this.hashedMessages,
     };
-    const opId = host.requestKeyOperation({ kind: 'sign', key: this.cert.key, scheme: choice.scheme, message: input, context });
+    const opId = host.requestKeyOperation({ kind: 'sign', key: cert.key, scheme: choice.scheme, message: input, context });
+    const sig: PendingSignature = { opId, cert, scheme: choice.scheme, input };
 
     host.defer(() => {
       // A bad key share fails here, before anything was sent: the peer sees only the alert.
@@ -243,57 +269,65 @@ export class Server13Handshake implements ServerHandshake {
       this.sendCompatCcs();
       // 7.1: handshake secrets from the (EC)DHE secret and Hash(ClientHello..ServerHello).
       const hs = tls13HandshakeSecrets(h, tls13EarlySecret(h), shared, helloHash);
-      this.clientHandshakeSecret = hs.clientHandshakeTraffic;
-      this.serverHandshakeSecret = hs.serverHandshakeTraffic;
-      this.handshakeSecret = hs.handshakeSecret;
       host.setWriteKey(this.aead(hs.serverHandshakeTraffic));
       host.setReadKey(this.aead(hs.clientHandshakeTraffic));
       // 8449 4: the peer's limit counts the content type byte in TLS 1.3.
       if (ch.recordSizeLimit !== undefined) host.record.maxSendFragment = Math.min(1 << 14, ch.recordSizeLimit - 1);
       host.sendHandshake(encryptedExtensions);
       host.sendHandshake(certificate);
+      this.state = {
+        name: 'awaitSignature',
+        sig,
+        secrets: { handshakeSecret: hs.handshakeSecret, client: hs.clientHandshakeTraffic, server: hs.serverHandshakeTraffic },
+      };
     });
-    return { name: 'awaitSignature', opId, scheme: choice.scheme, input };
+    return { name: 'signingBeforeKeys', sig };
   }
 
   /** 4.4.3 - 4.4.4: the key holder answered: check the signature, send CertificateVerify and Finished. */
   keyOperationResult(opId: number, signature: Uint8Array): void {
     const st = this.state;
-    if (st.name !== 'awaitSignature' || st.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
-    checkHolderSignature(this.cert, st.scheme, st.input, signature);
+    // The connection runs the deferred work (which moves to awaitSignature) before any result.
+    if (st.name !== 'awaitSignature' || st.sig.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
+    const { cert, scheme, input } = st.sig;
+    checkHolderSignature(cert, scheme, input, signature);
     const host = this.host;
     const h = this.suite.hash;
     // Kept only for the key holder's request (bound mode); the connection may live long.
     this.hashedMessages.length = 0;
-    this.sendMessage(encodeCertificateVerify(st.scheme, signature));
-    const verifyData = tls13FinishedVerifyData(h, this.serverHandshakeSecret, this.transcript.current());
+    this.sendMessage(encodeCertificateVerify(scheme, signature));
+    const verifyData = tls13FinishedVerifyData(h, st.secrets.server, this.transcript.current());
     this.sendMessage(encodeFinished(verifyData));
     host.flush();
 
-    const app = tls13ApplicationSecrets(h, this.handshakeSecret, this.transcript.current());
-    this.clientAppSecret = app.clientApplicationTraffic;
-    this.serverAppSecret = app.serverApplicationTraffic;
-    this.exporterMaster = app.exporterMaster;
+    const app = tls13ApplicationSecrets(h, st.secrets.handshakeSecret, this.transcript.current());
     host.setWriteKey(this.aead(app.serverApplicationTraffic));
-    this.state = { name: 'awaitFinished' };
+    this.state = {
+      name: 'awaitFinished',
+      clientHandshakeSecret: st.secrets.client,
+      clientAppSecret: app.clientApplicationTraffic,
+      serverAppSecret: app.serverApplicationTraffic,
+      exporterMaster: app.exporterMaster,
+    };
   }
 
   /** 4.4.4: the client's Finished proves it saw the same transcript. */
-  private handleClientFinished(msg: HandshakeMessage): void {
+  private handleClientFinished(msg: HandshakeMessage, st: Extract<State, { name: 'awaitFinished' }>): void {
     const h = this.suite.hash;
-    const expected = tls13FinishedVerifyData(h, this.clientHandshakeSecret, this.transcript.current());
+    const expected = tls13FinishedVerifyData(h, st.clientHandshakeSecret, this.transcript.current());
     const got = parseFinished(msg.body, expected.length);
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'client Finished does not verify');
     this.transcript.update(msg.raw);
-    if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished spans a key change');
-    this.host.setReadKey(this.aead(this.clientAppSecret));
+    if (this.host.handshakeFragmentPending()) throw new TlsAlertError(AlertDescription.unexpected_message, 'handshake data after Finished spans a key change');
+    this.host.setReadKey(this.aead(st.clientAppSecret));
     this.state = { name: 'done' };
     this.host.handshakeComplete({
+      version: 'TLSv1.3',
       hash: h,
       aead: this.suite.aead,
-      clientAppSecret: this.clientAppSecret,
-      serverAppSecret: this.serverAppSecret,
-      exporterMaster: this.exporterMaster,
+      readSecret: st.clientAppSecret,
+      writeSecret: st.serverAppSecret,
+      exporterMaster: st.exporterMaster,
     });
   }
 
@@ -304,14 +338,6 @@ export class Server13Handshake implements ServerHandshake {
 
   private aead(secret: Uint8Array): RecordAead {
     return tls13RecordAead(this.suite.hash, this.suite.aead, secret);
-  }
-
-  get waitingForKey(): boolean {
-    return this.state.name === 'awaitSignature';
-  }
-
-  get expectsCompatCcs(): boolean {
-    return this.state.name !== 'done';
   }
 }
 
