@@ -79,4 +79,11 @@ if [[ ! -d node_modules ]]; then
   npm ci
 fi
 
+# The key process's non-dumpable addon (native/): npm install builds it; a tree whose
+# node_modules predate it gets it here.
+if [[ ! -f native/build/Release/keyward_nodump.node ]]; then
+  log "building the key process addon (native/)"
+  npm run -s build:native || die "building native/ failed (needs g++, make and python3)"
+fi
+
 log "peers ready: $(openssl version | cut -d' ' -f1-2), gnutls-cli $(gnutls-cli --version 2>/dev/null | head -n1 | awk '{print $NF}'), curl $(curl --version | head -n1 | cut -d' ' -f2), $(python3 --version 2>&1), softhsm2 $(softhsm2-util --version 2>/dev/null || echo '?')"

@@ -143,7 +143,7 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
       const opened = await sources.open(certPath, leaf, specs[i]);
       key = opened.key;
       keys.push(key);
-      entry = { certPath, keyId: keyIdOf(leaf.publicKey), backend: opened.backend, describe: opened.describe, ...(opened.pid ? { pid: opened.pid } : {}) };
+      entry = { certPath, keyId: keyIdOf(leaf.publicKey), backend: opened.backend, describe: withProtection(opened.describe, key), ...(opened.pid ? { pid: opened.pid } : {}) };
     }
     try {
       certifiedKey(pem, key);
@@ -155,6 +155,12 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
     certificates.push({ cert: pem, key });
     served.push(entry);
   }
+}
+
+/** A key process's description says plainly what keeps the front out of its memory (KeyProcessHost.describeProtection). */
+function withProtection(describe: () => string, holder: unknown): () => string {
+  const p = holder as { describeProtection?: () => string };
+  return typeof p.describeProtection === 'function' ? () => `${describe()}; ${p.describeProtection!()}` : describe;
 }
 
 /** TLS 1.2 RSA premaster decryption, which an RSA key holder may offer beside signing. */
@@ -258,6 +264,6 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     })();
     return closing;
   };
-  const pskInfo = psk ? { backend: psk.backend, describe: () => psk.describe(), ...(psk.pid ? { pid: psk.pid } : {}) } : undefined;
+  const pskInfo = psk ? { backend: psk.backend, describe: withProtection(() => psk.describe(), psk.holder), ...(psk.pid ? { pid: psk.pid } : {}) } : undefined;
   return { server, address, certificates: served, ...(pskInfo ? { psk: pskInfo } : {}), close };
 }

@@ -7,6 +7,7 @@ import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { schemeName, schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { keyIdOf } from './keyId.js';
+import { describeProtection, type KeyProcessProtection, type NonDumpablePolicy } from './keyProcessHardening.js';
 import {
   KeyOperationError,
   UnknownPskIdentityError,
@@ -60,6 +61,13 @@ export interface KeyProcessOptions {
   operationTimeoutMs?: number;
   /** How long startKeyProcess waits for the child to load the key (default 10 s). */
   startTimeoutMs?: number;
+  /**
+   * Whether the key process must make itself non-dumpable (PR_SET_DUMPABLE 0) before it
+   * reads the key, so that the front can neither trace it nor read its memory: 'require'
+   * (default: start fails when it cannot, e.g. the native addon is not built), 'prefer'
+   * (it runs dumpable then, and {@link KeyProcessHost.protection} says so), 'off' (debugging only).
+   */
+  nonDumpable?: NonDumpablePolicy;
   logger?: KeyProcessLogger;
 }
 
@@ -108,6 +116,8 @@ interface Channel {
   decoder: FrameDecoder;
   spki: Buffer;
   schemes: number[];
+  /** The child reported PR_SET_DUMPABLE 0 in force. */
+  nonDumpable: boolean;
   startedAt: number;
   /** Receives frames after READY. */
   onFrame: (f: Frame) => void;
@@ -136,7 +146,7 @@ export async function startKeyProcess(opts: KeyProcessOptions): Promise<KeyProce
   if (ids && process.getuid?.() !== 0 && ids.uid !== process.getuid?.()) {
     throw new Error(`key process: running the key process as ${opts.keyUser} needs root`);
   }
-  const ch = await launch({ args: [resolved.keyPath], what: resolved.keyPath }, ids, opts.startTimeoutMs ?? 10_000);
+  const ch = await launch(launchSpec(opts, [resolved.keyPath], resolved.keyPath), ids, opts.startTimeoutMs ?? 10_000);
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: ch.spki, format: 'der', type: 'spki' });
@@ -160,6 +170,10 @@ interface LaunchSpec {
   what: string;
 }
 
+function launchSpec(opts: { nonDumpable?: NonDumpablePolicy }, args: string[], what: string): LaunchSpec {
+  return { args: [`--dumpable-policy=${opts.nonDumpable ?? 'require'}`, ...args], what };
+}
+
 /** Settings every key process has (KeyProcessOptions without the key file). */
 type HostOptions = Omit<KeyProcessOptions, 'keyPath' | 'expectedPublicKey'>;
 
@@ -179,6 +193,7 @@ export class KeyProcessHost extends EventEmitter {
   readonly #log: KeyProcessLogger;
   readonly #spki: Buffer;
   #channel: Channel | undefined;
+  #nonDumpable = false;
   readonly #pending = new Map<number, Pending>();
   /** Operations waiting for a restarted child, in arrival order. */
   readonly #waiting = new Map<number, Pending>();
@@ -210,6 +225,16 @@ export class KeyProcessHost extends EventEmitter {
   /** Pid of the current key process, or undefined while it is down. */
   get pid(): number | undefined {
     return this.#channel?.child.pid;
+  }
+
+  /** What keeps the front out of the key process's memory (of the current child, else the last one). */
+  get protection(): KeyProcessProtection {
+    return { nonDumpable: this.#nonDumpable, user: this.#opts.keyUser };
+  }
+
+  /** {@link protection} in one sentence, for start-up output. */
+  describeProtection(): string {
+    return describeProtection(this.protection);
   }
 
   /** How many times a replacement key process has come up. */
@@ -302,6 +327,8 @@ export class KeyProcessHost extends EventEmitter {
 
   #attach(ch: Channel): void {
     this.#channel = ch;
+    this.#nonDumpable = ch.nonDumpable;
+    if (!ch.nonDumpable) this.#log.warn({ pid: ch.child.pid, nonDumpable: false }, 'key process is dumpable: the front could read its memory');
     ch.onFrame = (f) => {
       if (this.#channel !== ch) return; // a late answer from a replaced child
       if (f.type === FrameType.ok || f.type === FrameType.error) this.#settle(f.id, f);
@@ -465,7 +492,7 @@ export class KeyProcessKey extends KeyProcessHost implements KeyOperations {
 
   /** @internal use startKeyProcess */
   constructor(opts: KeyProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, publicKey: KeyObject) {
-    super(opts, { args: [opts.keyPath], what: opts.keyPath }, ids, ch);
+    super(opts, launchSpec(opts, [opts.keyPath], opts.keyPath), ids, ch);
     this.publicKey = publicKey;
     const fits = new Set<number>(schemesForKey(publicKey));
     this.schemes = ch.schemes.filter((s) => fits.has(s)) as SignatureScheme[];
@@ -500,13 +527,16 @@ export async function startPskProcess(opts: PskProcessOptions): Promise<KeyProce
   if (ids && process.getuid?.() !== 0 && ids.uid !== process.getuid?.()) {
     throw new Error(`key process: running the key process as ${opts.keyUser} needs root`);
   }
-  const spec: LaunchSpec = { args: ['--psk', pskPath, opts.unknownIdentity === 'reject' ? 'reject' : 'random'], what: pskPath };
-  const ch = await launch(spec, ids, opts.startTimeoutMs ?? 10_000);
+  const ch = await launch(pskLaunchSpec({ ...opts, pskPath }), ids, opts.startTimeoutMs ?? 10_000);
   if (ch.spki.length !== 0 || ch.schemes.length !== 0) {
     ch.child.kill('SIGKILL');
     throw new Error('key process: a PSK process answered like a key process');
   }
   return new KeyProcessPsk({ ...opts, pskPath }, ids, ch);
+}
+
+function pskLaunchSpec(opts: PskProcessOptions): LaunchSpec {
+  return launchSpec(opts, ['--psk', opts.pskPath, opts.unknownIdentity === 'reject' ? 'reject' : 'random'], opts.pskPath);
 }
 
 /**
@@ -518,7 +548,7 @@ export async function startPskProcess(opts: PskProcessOptions): Promise<KeyProce
 export class KeyProcessPsk extends KeyProcessHost implements PskOperations {
   /** @internal use startPskProcess */
   constructor(opts: PskProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel) {
-    super(opts, { args: ['--psk', opts.pskPath, opts.unknownIdentity === 'reject' ? 'reject' : 'random'], what: opts.pskPath }, ids, ch);
+    super(opts, pskLaunchSpec(opts), ids, ch);
     this.log.info({ pid: ch.child.pid }, 'PSK process ready');
   }
 
@@ -575,6 +605,7 @@ function launch(spec: LaunchSpec, ids: { uid: number; gid: number } | undefined,
       decoder,
       spki: Buffer.alloc(0),
       schemes: [],
+      nonDumpable: false,
       startedAt: performance.now(),
       onFrame: (f) => {
         if (settled) return;
@@ -585,6 +616,7 @@ function launch(spec: LaunchSpec, ids: { uid: number; gid: number } | undefined,
         clearTimeout(timer);
         ch.spki = ready.spki;
         ch.schemes = ready.schemes;
+        ch.nonDumpable = ready.nonDumpable;
         resolve(ch);
       },
     };

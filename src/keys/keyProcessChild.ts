@@ -1,9 +1,11 @@
 /**
  * The key process: the only process that opens the key file and holds the private key.
- * Started by keyProcess.ts as `node keyProcessChild.js KEYPATH` with a private
- * socketpair on fd 3; it answers sign and decryptPremaster requests over it and exits
- * when the front closes the channel. Started as `node keyProcessChild.js --psk FILE
- * random|reject` it holds PSKs instead and answers only PSK master secret requests.
+ * Started by keyProcess.ts as `node keyProcessChild.js [--dumpable-policy=P] KEYPATH`
+ * with a private socketpair on fd 3; it answers sign and decryptPremaster requests over it
+ * and exits when the front closes the channel. Started as `node keyProcessChild.js
+ * [--dumpable-policy=P] --psk FILE random|reject` it holds PSKs instead and answers only
+ * PSK master secret requests. Before it reads a secret it makes itself non-dumpable
+ * (keyProcessHardening.ts), so that the front cannot read its memory.
  *
  * Not a general signing oracle: every sign request must be a TLS handshake signature
  * input (checkSignInput), or it is refused. This does not stop a compromised front that
@@ -14,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { InlineSignBudget, inlineSignable } from './inlineSignBudget.js';
+import { NON_DUMPABLE_POLICIES, makeNonDumpable, type HardeningResult, type NonDumpablePolicy } from './keyProcessHardening.js';
 import { UnknownPskIdentityError, type KeyErrorCode } from './keyOperations.js';
 import { LocalPsk } from './localPsk.js';
 import {
@@ -249,7 +252,14 @@ function loadKey(path: string): { key: KeyObject } | { error: string } {
 
 function main(): void {
   process.title = 'keyward-key';
-  const keyPath = process.argv[2];
+  const args = process.argv.slice(2);
+  // Optional first argument: what to do about being dumpable (default 'require').
+  let policy: NonDumpablePolicy = 'require';
+  const p = /^--dumpable-policy=(.*)$/.exec(args[0] ?? '');
+  if (p) {
+    args.shift();
+    policy = p[1] as NonDumpablePolicy;
+  }
   let channel: Socket;
   try {
     channel = new Socket({ fd: 3, readable: true, writable: true });
@@ -263,8 +273,17 @@ function main(): void {
   channel.on('close', () => process.exit(0));
   const out = new FrameWriter((b) => channel.write(b));
 
+  if (!NON_DUMPABLE_POLICIES.includes(policy)) return failStart(channel, `unknown dumpable policy ${JSON.stringify(policy)}`);
+  // Before any secret is read: from here on the front cannot read this process's memory.
+  const hardening: HardeningResult = policy === 'off' ? { nonDumpable: false, reason: 'turned off (policy "off")' } : makeNonDumpable();
+  if (!hardening.nonDumpable && policy === 'require') {
+    return failStart(channel, `cannot make the key process non-dumpable: ${hardening.reason}; refusing to load a secret the front could read from its memory`);
+  }
+  const ready = { nonDumpable: hardening.nonDumpable };
+
+  const keyPath = args[0];
   if (keyPath === '--psk') {
-    servePsks(channel, out, process.argv[3], process.argv[4]);
+    servePsks(channel, out, args[1], args[2], ready);
     return;
   }
   const loaded = keyPath ? loadKey(keyPath) : { error: 'no key file given' };
@@ -274,7 +293,7 @@ function main(): void {
   const schemes = schemesForKey(publicKey);
   if (schemes.length === 0) return failStart(channel, `key in ${keyPath} is of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'})`);
   const server = new KeyServer(key, schemes, out);
-  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' })), () => server.pump(true));
+  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' }), ready), () => server.pump(true));
 }
 
 /** Tells the front why this process cannot serve, then exits. */
@@ -302,7 +321,7 @@ function serveFrames(channel: Socket, out: FrameWriter, onFrame: (f: Frame) => v
 }
 
 /** PSK mode: load the PSK file, then answer PSK requests until the channel closes. */
-function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, unknown: string | undefined): void {
+function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, unknown: string | undefined, ready: { nonDumpable: boolean }): void {
   const fail = (msg: string): void => failStart(channel, msg);
   if (!path) return fail('no PSK file given');
   if (unknown !== 'random' && unknown !== 'reject') return fail('unknown-identity mode must be random or reject');
@@ -323,7 +342,7 @@ function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, 
     data.fill(0);
   }
   const server = new PskServer(holder, out);
-  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady([], Buffer.alloc(0)));
+  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady([], Buffer.alloc(0), ready));
 }
 
 main();

@@ -156,21 +156,28 @@ export function decodePskMasterSecret(p: Buffer): PskMasterSecretRequest | { err
   return { identity, otherSecret: hasOther ? p.subarray(otherAt, otherAt + otherLen) : null, hash, extended, seed };
 }
 
-/** READY payload: u16 scheme count | schemes (u16 each) | SPKI DER (empty for a PSK-only process). */
-export function encodeReady(schemes: readonly number[], spki: Uint8Array): Buffer {
-  const head = Buffer.allocUnsafe(2 + 2 * schemes.length);
+/** READY flags: bit 0, the key process is non-dumpable (see keyProcessHardening). */
+const READY_NON_DUMPABLE = 0x01;
+
+/** READY payload: u16 scheme count | schemes (u16 each) | u8 flags | SPKI DER (empty for a PSK-only process). */
+export function encodeReady(schemes: readonly number[], spki: Uint8Array, opts: { nonDumpable: boolean }): Buffer {
+  const head = Buffer.allocUnsafe(2 + 2 * schemes.length + 1);
   head.writeUInt16BE(schemes.length, 0);
   schemes.forEach((s, i) => head.writeUInt16BE(s, 2 + 2 * i));
+  head[head.length - 1] = opts.nonDumpable ? READY_NON_DUMPABLE : 0;
   return encodeFrame(FrameType.ready, 0, head, spki);
 }
 
-export function decodeReady(payload: Buffer): { schemes: number[]; spki: Buffer } | undefined {
-  if (payload.length < 2) return undefined;
+export function decodeReady(payload: Buffer): { schemes: number[]; spki: Buffer; nonDumpable: boolean } | undefined {
+  if (payload.length < 3) return undefined;
   const n = payload.readUInt16BE(0);
-  if (payload.length < 2 + 2 * n) return undefined;
+  const flagsAt = 2 + 2 * n;
+  if (payload.length < flagsAt + 1) return undefined;
   const schemes: number[] = [];
   for (let i = 0; i < n; i++) schemes.push(payload.readUInt16BE(2 + 2 * i));
-  return { schemes, spki: Buffer.from(payload.subarray(2 + 2 * n)) };
+  const flags = payload[flagsAt];
+  if ((flags & ~READY_NON_DUMPABLE) !== 0) return undefined;
+  return { schemes, spki: Buffer.from(payload.subarray(flagsAt + 1)), nonDumpable: (flags & READY_NON_DUMPABLE) !== 0 };
 }
 
 /** ERROR payload: u8 code | UTF-8 message (never key material). */

@@ -52,7 +52,7 @@ describe('keyward demo', { timeout: 120_000 }, () => {
     const d = await demo();
     try {
       assert.match(d.stdout(), /^created a demo CA and a localhost certificate in /m);
-      assert.match(d.stdout(), /^private key: in a separate key process \(pid \d+\); this process never read .*server-key\.pem$/m);
+      assert.match(d.stdout(), /^private key: in a separate key process \(pid \d+\); this process never read .*server-key\.pem; protection: non-dumpable; .*$/m);
       const page = await printedCurl(d);
       assert.match(page, /^keyward: hello over TLS$/m);
       assert.match(page, /^protocol: TLSv1\.3$/m);

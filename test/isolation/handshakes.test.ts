@@ -90,7 +90,7 @@ describe('keyward serve: real peers with each key backend', { timeout: 120_000 }
     const f = pki.server['rsa-2048'];
     const s = await serve(['--cert', f.chainPath, '--key-process', '--key', f.keyPath]);
     assert.equal(s.keyProcessPids().length, 1, s.stdout());
-    await assertPeersSucceed(s, /^private key: in a separate key process \(pid \d+\); this process never read /m);
+    await assertPeersSucceed(s, /^private key: in a separate key process \(pid \d+\); this process never read .*; protection: non-dumpable; /m);
   });
 
   test('key process, TLS 1.2: ECDHE-RSA signatures and RSA key exchange (premaster decrypted in the key process)', async () => {

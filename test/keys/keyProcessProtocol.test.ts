@@ -64,10 +64,14 @@ describe('key process protocol', () => {
 
   test('READY carries schemes and the SPKI; truncated READY is rejected', () => {
     const spki = randomBytes(91);
-    const [f] = collect([encodeReady([0x0403, 0x0807], spki)]);
-    assert.deepEqual(decodeReady(f.payload), { schemes: [0x0403, 0x0807], spki });
+    const [f] = collect([encodeReady([0x0403, 0x0807], spki, { nonDumpable: true })]);
+    assert.deepEqual(decodeReady(f.payload), { schemes: [0x0403, 0x0807], spki, nonDumpable: true });
+    const [g] = collect([encodeReady([], Buffer.alloc(0), { nonDumpable: false })]);
+    assert.deepEqual(decodeReady(g.payload), { schemes: [], spki: Buffer.alloc(0), nonDumpable: false });
     assert.equal(decodeReady(Buffer.alloc(0)), undefined);
     assert.equal(decodeReady(Buffer.of(0, 5, 4, 3)), undefined);
+    // Unknown flags are refused, not ignored.
+    assert.equal(decodeReady(Buffer.of(0, 0, 0x80)), undefined);
   });
 
   test('purpose and error codes round-trip; unknown values are safe', () => {
