@@ -100,13 +100,17 @@ export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList
   if (o.keyProcess) s.keyProcess = true;
   if (o.keyUser !== undefined) s.keyUser = o.keyUser;
   const keyd = { addresses: o.keyd, ca: o.keydCa, cert: o.keydCert, key: o.keydKey, bound: o.keydBound, deadlineMs: o.keydDeadline };
-  if (Object.values(keyd).some((v) => v !== undefined)) s.keyd = keyd;
-  if (o.pkcs11Module !== undefined || o.pkcs11PinFile !== undefined) s.pkcs11 = { module: o.pkcs11Module, pinFile: o.pkcs11PinFile };
-  const psk = { keyd: o.pskKeyd, process: o.pskProcess, file: o.pskFile, hint: o.pskHint, unknown: o.pskUnknown };
-  if (Object.values(psk).some((v) => v !== undefined)) s.psk = psk;
-  const tls = { alpn: o.alpn?.split(',').filter(Boolean), minVersion: o.minVersion, rsaKeyExchange: o.rsaKeyExchange };
-  if (Object.values(tls).some((v) => v !== undefined)) s.tls = tls;
+  s.keyd = definedFields(keyd);
+  s.pkcs11 = definedFields({ module: o.pkcs11Module, pinFile: o.pkcs11PinFile });
+  s.psk = definedFields({ keyd: o.pskKeyd, process: o.pskProcess, file: o.pskFile, hint: o.pskHint, unknown: o.pskUnknown });
+  s.tls = definedFields({ alpn: o.alpn?.split(',').filter(Boolean), minVersion: o.minVersion, rsaKeyExchange: o.rsaKeyExchange });
   return s;
+}
+
+/** `o` without its undefined fields, or undefined when none is left (a group no flag set). */
+export function definedFields<T extends object>(o: T): T | undefined {
+  const entries = Object.entries(o).filter(([, v]) => v !== undefined);
+  return entries.length > 0 ? (Object.fromEntries(entries) as T) : undefined;
 }
 
 /** The configuration file's settings (when --config was given) with the flags' on top. */

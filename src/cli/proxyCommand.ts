@@ -13,6 +13,7 @@ import { formatEndpoint, parseEndpoint, type Endpoint } from '../proxy/endpoint.
 import { KeywardProxy, type ProxyGeneration } from '../proxy/proxyServer.js';
 import {
   addFrontOptions,
+  definedFields,
   certificateSpecs,
   frontSettingsFromFlags,
   keySourceOptions,
@@ -82,8 +83,8 @@ function proxySettingsFromFlags(o: ProxyFlagValues & Parameters<typeof frontSett
     }
   }
   if (o.proxyProtocol) s.proxyProtocol = true;
-  if (o.clientCa !== undefined || o.clientAuth !== undefined) s.clientAuth = { ca: o.clientCa, required: o.clientAuth === undefined ? undefined : o.clientAuth === 'required' };
-  const limits = {
+  s.clientAuth = definedFields({ ca: o.clientCa, required: o.clientAuth === undefined ? undefined : o.clientAuth === 'required' });
+  s.limits = definedFields({
     handshakeTimeoutMs: o.handshakeTimeout,
     idleTimeoutMs: o.idleTimeout,
     maxConnections: o.maxConnections,
@@ -91,8 +92,7 @@ function proxySettingsFromFlags(o: ProxyFlagValues & Parameters<typeof frontSett
     maxQueuedKeyOps: o.maxQueuedKeyOps,
     upstreamConnectTimeoutMs: o.upstreamConnectTimeout,
     shutdownGraceMs: o.shutdownGrace,
-  };
-  if (Object.values(limits).some((v) => v !== undefined)) s.limits = limits;
+  });
   if (o.metricsListen !== undefined) s.metrics = { listen: o.metricsListen };
   if (o.logLevel !== undefined) s.log = { level: o.logLevel };
   return s;

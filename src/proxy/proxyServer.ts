@@ -209,7 +209,7 @@ export class KeywardProxy {
   }
 
   #build(g: ProxyGeneration): Generation {
-    const limits = { ...DEFAULT_PROXY_LIMITS, ...g.limits };
+    const limits = limitsOf(g);
     const certificates = g.certificates.map((c) => ({ cert: c.cert, key: this.gate.wrapKey(c.key, c.holder), ...(c.names ? { names: c.names } : {}) }));
     const psk = g.psk ? { holder: this.gate.wrapPsk(g.psk.holder, g.psk.label), ...(g.psk.identityHint !== undefined ? { identityHint: g.psk.identityHint } : {}) } : undefined;
     const acceptor = tlsAcceptorFrom({
@@ -372,6 +372,12 @@ export class KeywardProxy {
       'connection',
     );
   }
+}
+
+/** The generation's limits over the defaults (a limit left undefined keeps its default). */
+function limitsOf(g: ProxyGeneration): ProxyLimits {
+  const given = Object.fromEntries(Object.entries(g.limits ?? {}).filter(([, v]) => v !== undefined));
+  return { ...DEFAULT_PROXY_LIMITS, ...given };
 }
 
 function peer(address: string | undefined, port: number | undefined): string | null {
