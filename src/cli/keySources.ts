@@ -6,7 +6,7 @@
  * or --psk-file in this process). Every failure becomes a CliError whose message names the file,
  * address or URI and the reason, never key bytes or a PIN.
  */
-import type { X509Certificate } from 'node:crypto';
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, type KeyOperations, type PskOperations } from '../keys/keyOperations.js';
@@ -105,6 +105,46 @@ function readTextFile(path: string, what: string): string {
 
 function mismatch(certPath: string, keyWhere: string): CliError {
   return new CliError(`the certificate ${certPath} and the key do not match (key: ${keyWhere})`);
+}
+
+/**
+ * The keyd link's client certificate and key must belong together; say so naming both
+ * files rather than letting keyd's TLS handshake fail obscurely. (This front may read the
+ * link's key: it is not a TLS server key.)
+ */
+function checkLinkPair(certPem: string, certPath: string, keyPem: string, keyPath: string): void {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+  } catch {
+    throw new CliError(`--keyd-cert ${certPath} holds no readable PEM certificate`);
+  }
+  let pub;
+  try {
+    pub = createPublicKey(keyPem);
+  } catch {
+    throw new CliError(`--keyd-key ${keyPath} is not a readable PEM private key`);
+  }
+  if (!pub.export({ type: 'spki', format: 'der' }).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))) {
+    throw new CliError(`the keyd link's client certificate ${certPath} (--keyd-cert) and key ${keyPath} (--keyd-key) do not match`);
+  }
+}
+
+/** A keyd connection failure in words that name its real cause and the file involved. */
+function keydLinkFailure(k: KeydSourceOptions, message: string): string {
+  const where = k.addresses.join(', ');
+  const code = /\b([A-Z][A-Z0-9_]{5,})\b/.exec(message)?.[1] ?? '';
+  if (/CERT_ALTNAME|ERR_TLS_CERT_ALTNAME_INVALID/.test(code)) {
+    return `keyd at ${where} answered, but its certificate does not carry the name or address dialled (${code}): reissue it with that name (keyward certs init --keyd-name) or dial a name it has`;
+  }
+  if (/UNABLE_TO_VERIFY|SELF_SIGNED|UNABLE_TO_GET_ISSUER|CERT_SIGNATURE_FAILURE|CERT_UNTRUSTED/.test(code)) {
+    return `keyd at ${where} answered, but its certificate does not verify against ${k.caPath ? `--keyd-ca ${k.caPath}` : "the system's CAs (no --keyd-ca given)"} (${code}): give the CA that issued keyd's certificate`;
+  }
+  if (/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID/.test(code)) return `keyd at ${where} answered with a certificate outside its validity period (${code})`;
+  if (/refused the connection/.test(message)) {
+    return `keyd at ${where} refused this front's client certificate${k.certPath ? ` ${k.certPath}` : ''}: is it issued by keyd's tls.clientCa, and is its identity (cn:NAME) a client in keyd.json? (${message})`;
+  }
+  return `keyd is unreachable (${where}): ${message}`;
 }
 
 /** Opens the keys of one `serve` run and closes them together. */
@@ -216,11 +256,12 @@ export class KeySources {
         ...(k.certPath ? { cert: readTextFile(k.certPath, '--keyd-cert file') } : {}),
         ...(k.keyPath ? { key: readTextFile(k.keyPath, '--keyd-key file') } : {}),
       };
+      if (creds.cert !== undefined && creds.key !== undefined) checkLinkPair(creds.cert, k.certPath!, creds.key, k.keyPath!);
       try {
         this.#client = await KeydClient.connect({ addresses: k.addresses, ...creds, deadlineMs: k.deadlineMs ?? 2_000, bound: k.bound === true });
         return this.#client;
       } catch (err) {
-        throw new CliError(`keyd is unreachable (${k.addresses.join(', ')}): ${(err as Error).message}`);
+        throw new CliError(keydLinkFailure(k, (err as Error).message));
       }
     })();
     return this.#keyd;
