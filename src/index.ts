@@ -15,6 +15,10 @@ export { startKeyProcess, KeyProcessKey, type KeyProcessOptions } from './keys/k
 export { connectRemoteKey, RemoteKey, KeydClient, type RemoteKeyOptions } from './keys/remoteKey.js';
 export { openPkcs11Key, Pkcs11Key, type OpenPkcs11KeyOptions } from './keys/pkcs11Key.js';
 export { KeywardTLSSocket, TlsHandshakeError, type KeywardTLSSocketOptions } from './node/tlsSocket.js';
+export { connect, KeywardClientSocket, clientConfigFrom, type KeywardConnectOptions } from './node/clientSocket.js';
+export { CertificateVerificationError, verifyChain, type CheckServerIdentity } from './node/peerVerification.js';
+export { TlsClientConnection } from './tls/engine/clientConnection.js';
+export { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig } from './tls/engine/clientConfig.js';
 export { TlsConnection } from './tls/engine/connection.js';
 export { TlsServerConnection } from './tls/engine/serverConnection.js';
 export { certifiedKey, type CertifiedKey } from './tls/engine/certificates.js';

@@ -1,0 +1,393 @@
+import { timingSafeEqual, X509Certificate } from 'node:crypto';
+import type { OperationContext } from '../../keys/keyOperations.js';
+import type { RecordAead } from '../crypto/aead.js';
+import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
+import type { KeyExchange, NamedGroup } from '../crypto/groups.js';
+import { tls13ApplicationSecrets, tls13EarlySecret, tls13FinishedVerifyData, tls13HandshakeSecrets, tls13RecordAead } from '../crypto/keySchedule13.js';
+import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { Transcript } from '../crypto/transcript.js';
+import { AlertDescription } from '../wire/alerts.js';
+import { encodeCertificate13, parseCertificate13, parseCertificateRequest13, type CertificateRequest13 } from '../wire/certificate13.js';
+import { certificateVerifyContent, encodeCertificateVerify, parseCertificateVerify } from '../wire/certificateVerify.js';
+import { encodeClientHello } from '../wire/clientHello.js';
+import { DOWNGRADE_TLS12, ExtensionType, HandshakeType, TLS12, TLS13 } from '../wire/constants.js';
+import { TlsAlertError, decodeError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
+import {
+  alpnExt,
+  cookieExt,
+  ecPointFormatsExt,
+  extendedMasterSecretExt,
+  keyShareClientExt,
+  recordSizeLimitExt,
+  renegotiationInfoExt,
+  serverNameExt,
+  signatureAlgorithmsExt,
+  supportedGroupsExt,
+  supportedVersionsClientExt,
+} from '../wire/extensionCodecs.js';
+import { checkSolicited, type Extension } from '../wire/extensions.js';
+import { encodeFinished, parseFinished } from '../wire/finished.js';
+import { parseEncryptedExtensions } from '../wire/messages13.js';
+import { parseServerHello, type ServerHello } from '../wire/serverHello.js';
+import { checkHolderSignature, type CertifiedKey } from './certificates.js';
+import type { ClientConfig } from './clientConfig.js';
+import { Client12Handshake, type ClientHelloSent } from './client12.js';
+import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
+import { OWN_RECORD_SIZE_LIMIT } from './server13.js';
+
+/** TLS_EMPTY_RENEGOTIATION_INFO_SCSV is not sent: the renegotiation_info extension says the same (RFC 5746 3.4). */
+const UNCOMPRESSED = Uint8Array.of(0);
+/** HelloRetryRequest extensions a client may get without having sent them (RFC 8446 4.1.4). */
+const HRR_UNSOLICITED = [ExtensionType.cookie];
+
+/** The server's handshake secrets and what comes from them. */
+interface HandshakeKeys {
+  readonly handshakeSecret: Buffer;
+  readonly client: Buffer;
+  readonly server: Buffer;
+}
+
+/** The server's certificate chain, once received. */
+interface ServerChain {
+  readonly chain: readonly Uint8Array[];
+  readonly leaf: X509Certificate;
+}
+
+/** The client's answer to a CertificateRequest, decided when the request arrives. */
+interface ClientAuth {
+  readonly context: Uint8Array;
+  /** The certificate to send and the scheme to sign with; none: an empty Certificate. */
+  readonly cert?: { readonly key: CertifiedKey; readonly scheme: SignatureScheme };
+}
+
+type State =
+  | { readonly name: 'awaitServerHello'; readonly kx: KeyExchange; readonly retried: boolean }
+  | { readonly name: 'awaitEncryptedExtensions'; readonly keys: HandshakeKeys }
+  | { readonly name: 'awaitCertificateOrRequest'; readonly keys: HandshakeKeys }
+  | { readonly name: 'awaitCertificate'; readonly keys: HandshakeKeys; readonly auth: ClientAuth }
+  | { readonly name: 'verifyingServer'; readonly keys: HandshakeKeys; readonly auth?: ClientAuth; readonly server: ServerChain; readonly id: number }
+  | { readonly name: 'awaitCertificateVerify'; readonly keys: HandshakeKeys; readonly auth?: ClientAuth; readonly server: ServerChain }
+  | { readonly name: 'awaitFinished'; readonly keys: HandshakeKeys; readonly auth?: ClientAuth }
+  | { readonly name: 'signing'; readonly opId: number; readonly keys: HandshakeKeys; readonly app: AppSecrets; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly input: Uint8Array }
+  | { readonly name: 'done' };
+
+interface AppSecrets {
+  readonly client: Buffer;
+  readonly server: Buffer;
+  readonly exporter: Buffer;
+}
+
+const WAITS: { readonly [K in State['name']]?: Wait } = {
+  awaitServerHello: { on: 'message', expect: [HandshakeType.server_hello] },
+  awaitEncryptedExtensions: { on: 'message', expect: [HandshakeType.encrypted_extensions] },
+  awaitCertificateOrRequest: { on: 'message', expect: [HandshakeType.certificate_request, HandshakeType.certificate] },
+  awaitCertificate: { on: 'message', expect: [HandshakeType.certificate] },
+  awaitCertificateVerify: { on: 'message', expect: [HandshakeType.certificate_verify] },
+  awaitFinished: { on: 'message', expect: [HandshakeType.finished] },
+  done: { on: 'message', expect: [] },
+};
+
+/**
+ * TLS 1.3 client handshake (RFC 8446), the client's first step whatever the version: it
+ * sends the ClientHello offering 1.3 (and 1.2 when allowed), and hands a TLS 1.2
+ * ServerHello over to client12. In the RFC's order: ClientHello (4.1.2), ServerHello or
+ * HelloRetryRequest (4.1.3, 4.1.4; a second ClientHello), EncryptedExtensions (4.3.1), an
+ * optional CertificateRequest (4.3.2), the server's Certificate (4.4.2, judged by the
+ * driver), CertificateVerify (4.4.3) and Finished (4.4.4); then the client's own
+ * Certificate and CertificateVerify when asked (signed by the key holder) and Finished.
+ */
+export class Client13Handshake implements Handshake {
+  private state: State;
+  private readonly random: Uint8Array;
+  private readonly sessionId: Uint8Array;
+  /** ClientHello1, kept until the version and suite are known (the transcript hash depends on the suite). */
+  private helloMessages: Uint8Array[] = [];
+  private offeredExtensions: readonly number[] = [];
+  private suite: CipherSuiteInfo | undefined;
+  private transcript: Transcript | undefined;
+  private compatCcsSent = false;
+
+  constructor(
+    private readonly host: HandshakeHost,
+    private readonly config: ClientConfig,
+  ) {
+    this.random = host.random(32);
+    this.sessionId = config.compatibilityMode && config.maxVersion === 'TLSv1.3' ? host.random(32) : new Uint8Array(0);
+    host.info.serverName = config.serverName;
+    this.state = this.sendClientHello(config.groups[0]);
+  }
+
+  get wait(): Wait {
+    const st = this.state;
+    if (st.name === 'verifyingServer') return { on: 'peerVerification', id: st.id };
+    if (st.name === 'signing') return { on: 'keyOperation', id: st.opId };
+    return WAITS[st.name]!;
+  }
+
+  /** A server in middlebox compatibility mode sends a ChangeCipherSpec; dropped until the handshake is done. */
+  get acceptsCompatCcs(): boolean {
+    return this.state.name !== 'done';
+  }
+
+  private get offers13(): boolean {
+    return this.config.maxVersion === 'TLSv1.3';
+  }
+
+  private get offers12(): boolean {
+    return this.config.minVersion === 'TLSv1.2';
+  }
+
+  // ---- 4.1.2 ClientHello ----
+
+  private sendClientHello(group: NamedGroup, cookie?: Uint8Array): State {
+    const host = this.host;
+    const config = this.config;
+    const kx = host.keyShareFactory(group);
+    const exts: Extension[] = [];
+    if (config.serverName !== undefined) exts.push(serverNameExt.encode(config.serverName));
+    if (this.offers12) exts.push(extendedMasterSecretExt.encode(), renegotiationInfoExt.encode(new Uint8Array(0)));
+    exts.push(supportedGroupsExt.encode(config.groups));
+    if (this.offers12) exts.push(ecPointFormatsExt.encode(UNCOMPRESSED));
+    if (config.alpnProtocols.length > 0) exts.push(alpnExt.encode(config.alpnProtocols));
+    if (this.offers13) {
+      exts.push(keyShareClientExt.encode([{ group, keyExchange: kx.publicKey }]));
+      exts.push(supportedVersionsClientExt.encode(this.offers12 ? [TLS13, TLS12] : [TLS13]));
+    }
+    exts.push(signatureAlgorithmsExt.encode(config.signatureSchemes));
+    if (cookie) exts.push(cookieExt.encode(cookie));
+    if (this.offers13) exts.push(recordSizeLimitExt.encode(OWN_RECORD_SIZE_LIMIT));
+    const extensions = config.helloExtensions ? config.helloExtensions(exts) : exts;
+    const suites = [...(this.offers13 ? config.tls13CipherSuites : []), ...(this.offers12 ? config.tls12CipherSuites : [])];
+    const hello = encodeClientHello({ random: this.random, sessionId: this.sessionId, cipherSuites: suites, extensions });
+    this.offeredExtensions = extensions.map((e) => e.type);
+    this.hashOrKeep(hello);
+    host.sendHandshake(hello);
+    host.flush();
+    return { name: 'awaitServerHello', kx, retried: cookie !== undefined || this.helloMessages.length > 1 || this.transcript !== undefined };
+  }
+
+  /** Hashes a message, or keeps it while the suite (and so the hash) is unknown. */
+  private hashOrKeep(raw: Uint8Array): void {
+    if (this.transcript) this.transcript.update(raw);
+    else this.helloMessages.push(raw);
+  }
+
+  handleMessage(msg: HandshakeMessage): void {
+    const st = this.state;
+    switch (st.name) {
+      case 'awaitServerHello':
+        return this.handleServerHello(msg, st);
+      case 'awaitEncryptedExtensions':
+        return this.handleEncryptedExtensions(msg, st.keys);
+      case 'awaitCertificateOrRequest':
+        if (msg.type === HandshakeType.certificate_request) return this.handleCertificateRequest(msg, st.keys);
+        return this.handleCertificate(msg, st.keys, undefined);
+      case 'awaitCertificate':
+        return this.handleCertificate(msg, st.keys, st.auth);
+      case 'awaitCertificateVerify':
+        return this.handleCertificateVerify(msg, st);
+      case 'awaitFinished':
+        return this.handleServerFinished(msg, st);
+      default:
+        throw unexpectedMessage(`handshake message ${msg.type} while ${st.name}`);
+    }
+  }
+
+  // ---- 4.1.3 ServerHello, 4.1.4 HelloRetryRequest ----
+
+  private handleServerHello(msg: HandshakeMessage, st: Extract<State, { name: 'awaitServerHello' }>): void {
+    const sh = parseServerHello(msg.body);
+    if (sh.selectedVersion === undefined) return this.continueAsTls12(msg, sh, st.retried);
+    if (sh.selectedVersion !== TLS13 || !this.offers13) throw illegalParameter(`server chose version 0x${sh.selectedVersion.toString(16)}, which was not offered`);
+    if (sh.legacyVersion !== TLS12) throw illegalParameter('TLS 1.3 ServerHello with legacy_version other than 1.2');
+    if (Buffer.compare(sh.sessionId, this.sessionId) !== 0) throw illegalParameter('ServerHello does not echo the session id');
+    if (sh.compressionMethod !== 0) throw illegalParameter('ServerHello with a compression method');
+    const suite = this.config.tls13CipherSuites.find((s) => s === sh.cipherSuite);
+    if (suite === undefined) throw illegalParameter('server chose a cipher suite that was not offered');
+    if (this.suite && this.suite.suite !== suite) throw illegalParameter('ServerHello changed the cipher suite of the HelloRetryRequest');
+    this.suite = suiteInfo(suite)!;
+    if (!this.transcript) {
+      this.transcript = new Transcript(this.suite.hash);
+      for (const m of this.helloMessages) this.transcript.update(m);
+      this.helloMessages = [];
+    }
+    const info = this.host.info;
+    info.version = 'TLSv1.3';
+    info.cipherSuite = suite;
+    info.cipherName = this.suite.name;
+    info.opensslCipherName = this.suite.opensslName;
+    if (sh.isHelloRetryRequest) return this.handleHelloRetryRequest(msg, sh, st);
+    checkSolicited(sh.extensions, this.offeredExtensions, 'ServerHello');
+    const share = sh.keyShare;
+    if (!share) throw new TlsAlertError(AlertDescription.missing_extension, 'ServerHello without a key share (PSK-only handshakes are not offered)');
+    if (share.group !== st.kx.group) throw illegalParameter('server key share is not for the group of our share');
+    info.group = share.group;
+    const shared = st.kx.computeSharedSecret(share.keyExchange);
+    this.transcript.update(msg.raw);
+    const h = this.suite.hash;
+    const hs = tls13HandshakeSecrets(h, tls13EarlySecret(h), shared, this.transcript.current());
+    shared.fill(0);
+    if (this.host.handshakeFragmentPending()) throw unexpectedMessage('ServerHello and encrypted data share a record');
+    this.host.setReadKey(this.aead(hs.serverHandshakeTraffic));
+    this.state = { name: 'awaitEncryptedExtensions', keys: { handshakeSecret: hs.handshakeSecret, client: hs.clientHandshakeTraffic, server: hs.serverHandshakeTraffic } };
+  }
+
+  /** 4.1.4: one retry, for a group we support but did not send a share for; the transcript restarts from message_hash(ClientHello1). */
+  private handleHelloRetryRequest(msg: HandshakeMessage, sh: ServerHello, st: Extract<State, { name: 'awaitServerHello' }>): void {
+    if (st.retried) throw unexpectedMessage('a second HelloRetryRequest');
+    checkSolicited(sh.extensions, this.offeredExtensions, 'HelloRetryRequest', HRR_UNSOLICITED);
+    const group = sh.selectedGroup;
+    if (group === undefined && !sh.cookie) throw illegalParameter('HelloRetryRequest that would not change the ClientHello');
+    const next = group ?? st.kx.group;
+    if (!this.config.groups.includes(next as NamedGroup)) throw illegalParameter('HelloRetryRequest for a group that was not offered');
+    if (group === st.kx.group) throw illegalParameter('HelloRetryRequest for the group we already sent a share for');
+    const transcript = this.transcript!;
+    transcript.replaceWithMessageHash();
+    transcript.update(msg.raw);
+    this.host.info.helloRetry = true;
+    this.sendCompatCcs();
+    const state = this.sendClientHello(next as NamedGroup, sh.cookie);
+    this.state = { ...state, retried: true } as State;
+  }
+
+  /** A TLS 1.2 ServerHello: check the downgrade sentinel (4.1.3) and hand over to client12. */
+  private continueAsTls12(msg: HandshakeMessage, sh: ServerHello, retried: boolean): void {
+    if (retried) throw illegalParameter('TLS 1.2 ServerHello after a HelloRetryRequest');
+    if (!this.offers12 || sh.legacyVersion !== TLS12) throw new TlsAlertError(AlertDescription.protocol_version, `server chose version 0x${sh.legacyVersion.toString(16)}, which was not offered`);
+    if (this.offers13 && Buffer.compare(sh.random.subarray(24), DOWNGRADE_TLS12) === 0) {
+      throw illegalParameter('TLS 1.2 ServerHello carries the TLS 1.3 downgrade sentinel');
+    }
+    const hello: ClientHelloSent = { raw: this.helloMessages[0], random: this.random, offeredExtensions: this.offeredExtensions };
+    this.host.useTls12();
+    this.host.continueWith(new Client12Handshake(this.host, this.config, hello, sh, msg.raw));
+  }
+
+  private sendCompatCcs(): void {
+    if (this.compatCcsSent || this.sessionId.length === 0) return;
+    this.compatCcsSent = true;
+    this.host.sendChangeCipherSpec();
+  }
+
+  // ---- 4.3.1 EncryptedExtensions ----
+
+  private handleEncryptedExtensions(msg: HandshakeMessage, keys: HandshakeKeys): void {
+    const ee = parseEncryptedExtensions(msg.body);
+    checkSolicited(ee.extensions, this.offeredExtensions, 'EncryptedExtensions', [ExtensionType.supported_groups]);
+    if (ee.alpn !== undefined) {
+      if (!this.config.alpnProtocols.includes(ee.alpn)) throw illegalParameter(`server chose ALPN protocol "${ee.alpn}", which was not offered`);
+      this.host.info.alpnProtocol = ee.alpn;
+    }
+    // RFC 8449 4: the peer's limit counts the content type byte in TLS 1.3.
+    if (ee.recordSizeLimit !== undefined) {
+      if (ee.recordSizeLimit < 64) throw illegalParameter('record_size_limit below 64');
+      this.host.record.maxSendFragment = Math.min(1 << 14, ee.recordSizeLimit - 1);
+    }
+    this.transcript!.update(msg.raw);
+    this.state = { name: 'awaitCertificateOrRequest', keys };
+  }
+
+  // ---- 4.3.2 CertificateRequest ----
+
+  private handleCertificateRequest(msg: HandshakeMessage, keys: HandshakeKeys): void {
+    const cr: CertificateRequest13 = parseCertificateRequest13(msg.body);
+    if (cr.context.length !== 0) throw illegalParameter('certificate_request_context must be empty during the handshake');
+    this.transcript!.update(msg.raw);
+    const key = this.config.certificate;
+    const scheme = key?.schemes.find((s) => cr.signatureAlgorithms.includes(s) && schemeInfo(s)!.tls13);
+    this.state = { name: 'awaitCertificate', keys, auth: { context: cr.context, cert: key && scheme !== undefined ? { key, scheme } : undefined } };
+  }
+
+  // ---- 4.4.2 Certificate, judged by the driver ----
+
+  private handleCertificate(msg: HandshakeMessage, keys: HandshakeKeys, auth: ClientAuth | undefined): void {
+    const cert = parseCertificate13(msg.body);
+    if (cert.context.length !== 0) throw illegalParameter('server Certificate with a request context');
+    // 4.4.2.4: a server's Certificate may not be empty.
+    if (cert.entries.length === 0) throw decodeError('server sent no certificate');
+    const chain = cert.entries.map((e) => e.data);
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(chain[0]);
+    } catch {
+      throw new TlsAlertError(AlertDescription.bad_certificate, 'server certificate is not a readable X.509 certificate');
+    }
+    this.transcript!.update(msg.raw);
+    this.host.info.peerCertificates = chain;
+    const id = this.host.requestPeerVerification({ peer: 'server', chain, serverName: this.config.serverName });
+    this.state = { name: 'verifyingServer', keys, auth, server: { chain, leaf }, id };
+  }
+
+  peerVerified(id: number): void {
+    const st = this.state;
+    if (st.name !== 'verifyingServer' || st.id !== id) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected peer verification');
+    this.state = { name: 'awaitCertificateVerify', keys: st.keys, auth: st.auth, server: st.server };
+  }
+
+  // ---- 4.4.3 CertificateVerify ----
+
+  private handleCertificateVerify(msg: HandshakeMessage, st: Extract<State, { name: 'awaitCertificateVerify' }>): void {
+    const cv = parseCertificateVerify(msg.body);
+    const info = schemeInfo(cv.scheme);
+    if (!info || !info.tls13 || !this.config.signatureSchemes.includes(cv.scheme)) throw illegalParameter('server signed with a scheme that was not offered');
+    const content = certificateVerifyContent(this.transcript!.current(), 'server');
+    if (!verifySignature(st.server.leaf.publicKey, cv.scheme, content, cv.signature)) {
+      throw new TlsAlertError(AlertDescription.decrypt_error, 'server CertificateVerify does not verify against its certificate');
+    }
+    this.host.info.signatureScheme = cv.scheme;
+    this.transcript!.update(msg.raw);
+    this.state = { name: 'awaitFinished', keys: st.keys, auth: st.auth };
+  }
+
+  // ---- 4.4.4 Finished, then the client's flight ----
+
+  private handleServerFinished(msg: HandshakeMessage, st: Extract<State, { name: 'awaitFinished' }>): void {
+    const h = this.suite!.hash;
+    const transcript = this.transcript!;
+    const expected = tls13FinishedVerifyData(h, st.keys.server, transcript.current());
+    const got = parseFinished(msg.body, expected.length);
+    if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'server Finished does not verify');
+    transcript.update(msg.raw);
+    if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished spans a key change');
+    const a = tls13ApplicationSecrets(h, st.keys.handshakeSecret, transcript.current());
+    const app: AppSecrets = { client: a.clientApplicationTraffic, server: a.serverApplicationTraffic, exporter: a.exporterMaster };
+    this.host.setReadKey(this.aead(app.server));
+    this.sendCompatCcs();
+    this.host.setWriteKey(this.aead(st.keys.client));
+    if (!st.auth) return this.sendClientFinished(st.keys, app);
+    this.sendMessage(encodeCertificate13(st.auth.context, st.auth.cert ? st.auth.cert.key.chain : []));
+    if (!st.auth.cert) return this.sendClientFinished(st.keys, app);
+    // 4.4.3: the client's CertificateVerify, signed by its key holder.
+    const { key, scheme } = st.auth.cert;
+    const input = certificateVerifyContent(transcript.current(), 'client');
+    const context: OperationContext = { ...this.host.operationContext(), tlsVersion: 'TLSv1.3', purpose: 'tls13-client-certificate-verify' };
+    this.host.info.clientSignatureScheme = scheme;
+    const opId = this.host.requestKeyOperation({ kind: 'sign', key: key.key, scheme, message: input, context });
+    this.state = { name: 'signing', opId, keys: st.keys, app, cert: key, scheme, input };
+  }
+
+  keyOperationResult(opId: number, signature: Uint8Array): void {
+    const st = this.state;
+    if (st.name !== 'signing' || st.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
+    checkHolderSignature(st.cert, st.scheme, st.input, signature);
+    this.sendMessage(encodeCertificateVerify(st.scheme, signature));
+    this.sendClientFinished(st.keys, st.app);
+  }
+
+  private sendClientFinished(keys: HandshakeKeys, app: AppSecrets): void {
+    const h = this.suite!.hash;
+    this.sendMessage(encodeFinished(tls13FinishedVerifyData(h, keys.client, this.transcript!.current())));
+    this.host.flush();
+    this.host.setWriteKey(this.aead(app.client));
+    this.state = { name: 'done' };
+    this.host.handshakeComplete({ version: 'TLSv1.3', hash: h, aead: this.suite!.aead, readSecret: app.server, writeSecret: app.client, exporterMaster: app.exporter });
+  }
+
+  private sendMessage(raw: Uint8Array): void {
+    this.transcript!.update(raw);
+    this.host.sendHandshake(raw);
+  }
+
+  private aead(secret: Uint8Array): RecordAead {
+    return tls13RecordAead(this.suite!.hash, this.suite!.aead, secret);
+  }
+}

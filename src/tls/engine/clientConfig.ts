@@ -1,0 +1,114 @@
+import type { PskOperations } from '../../keys/keyOperations.js';
+import { CipherSuite, suiteInfo } from '../crypto/cipherSuites.js';
+import { isKnownGroup, type NamedGroup } from '../crypto/groups.js';
+import { SignatureScheme, schemeInfo } from '../crypto/signatureSchemes.js';
+import type { Extension } from '../wire/extensions.js';
+import type { CertifiedKey } from './certificates.js';
+import { DEFAULT_GROUPS, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS13_SUITES } from './defaults.js';
+
+/**
+ * TLS 1.2 suites a client offers by default: forward-secret ECDHE AEAD suites only (RSA
+ * key exchange, which a client would do with the server's public key, is not offered).
+ */
+export const DEFAULT_CLIENT_TLS12_SUITES: readonly CipherSuite[] = [
+  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+  CipherSuite.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+  CipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+  CipherSuite.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/** TLS 1.2 PSK suites a PSK client offers by default: ECDHE_PSK first for forward secrecy. */
+export const DEFAULT_CLIENT_PSK_SUITES: readonly CipherSuite[] = [
+  CipherSuite.TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
+  CipherSuite.TLS_PSK_WITH_AES_128_GCM_SHA256,
+];
+
+/** Schemes the client accepts from a server, offered in signature_algorithms: all it verifies, strongest kinds first. */
+export const DEFAULT_CLIENT_SIGNATURE_SCHEMES: readonly number[] = [
+  SignatureScheme.ecdsa_secp256r1_sha256,
+  SignatureScheme.ecdsa_secp384r1_sha384,
+  SignatureScheme.ecdsa_secp521r1_sha512,
+  SignatureScheme.ed25519,
+  SignatureScheme.ed448,
+  SignatureScheme.rsa_pss_rsae_sha256,
+  SignatureScheme.rsa_pss_rsae_sha384,
+  SignatureScheme.rsa_pss_rsae_sha512,
+  SignatureScheme.rsa_pkcs1_sha256,
+  SignatureScheme.rsa_pkcs1_sha384,
+  SignatureScheme.rsa_pkcs1_sha512,
+];
+
+/** TLS 1.2 PSK for a client (RFC 4279, RFC 5489): the PSK stays in `holder`, which returns only master secrets. */
+export interface ClientPskConfig {
+  holder: PskOperations;
+  /** The identity sent in ClientKeyExchange (UTF-8 string or bytes). */
+  identity: string | Uint8Array;
+}
+
+/** Configuration of a TLS client engine. Build it with `resolveClientConfig`. */
+export interface ClientConfig {
+  /** SNI and the name the server's certificate is checked against; none for an IP address. */
+  serverName?: string;
+  alpnProtocols: readonly string[];
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  maxVersion: 'TLSv1.2' | 'TLSv1.3';
+  tls13CipherSuites: readonly CipherSuite[];
+  tls12CipherSuites: readonly CipherSuite[];
+  /** Groups in preference order. Like browsers, the client sends a key share for the first only. */
+  groups: readonly NamedGroup[];
+  /** Schemes offered in signature_algorithms and accepted from the server. */
+  signatureSchemes: readonly number[];
+  /** Client certificate and its key holder, sent when the server asks for one. */
+  certificate?: CertifiedKey;
+  /** TLS 1.2 PSK suites; when set, only PSK suites (and TLS 1.2) are offered. */
+  psk?: ClientPskConfig;
+  /** Send a 32-byte legacy_session_id and a ChangeCipherSpec, as RFC 8446 D.4 middlebox compatibility. Default true. */
+  compatibilityMode: boolean;
+  maxHandshakeMessage: number;
+  /**
+   * Last word on the ClientHello's extensions, in order (fingerprint control, tests that
+   * replay a trace). It sees the list the client built and returns the one to send; the
+   * client still only accepts answers to what it can act on.
+   */
+  helloExtensions?: (built: Extension[]) => Extension[];
+}
+
+/** The options a user passes; everything has a default. */
+export type ClientConfigInput = Partial<ClientConfig>;
+
+/** Fills in defaults and checks the combination, with messages that name the problem. */
+export function resolveClientConfig(input: ClientConfigInput = {}): ClientConfig {
+  const defined = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as ClientConfigInput;
+  const psk = defined.psk;
+  const config: ClientConfig = {
+    alpnProtocols: [],
+    minVersion: psk ? 'TLSv1.2' : 'TLSv1.2',
+    maxVersion: psk ? 'TLSv1.2' : 'TLSv1.3',
+    tls13CipherSuites: DEFAULT_TLS13_SUITES,
+    tls12CipherSuites: psk ? DEFAULT_CLIENT_PSK_SUITES : DEFAULT_CLIENT_TLS12_SUITES,
+    groups: DEFAULT_GROUPS,
+    signatureSchemes: DEFAULT_CLIENT_SIGNATURE_SCHEMES,
+    compatibilityMode: true,
+    maxHandshakeMessage: DEFAULT_MAX_HANDSHAKE_MESSAGE,
+    ...defined,
+  };
+  for (const s of config.tls13CipherSuites) if (suiteInfo(s)?.version !== 'TLSv1.3') throw new Error(`not a TLS 1.3 cipher suite: 0x${Number(s).toString(16)}`);
+  for (const s of config.tls12CipherSuites) {
+    const info = suiteInfo(s);
+    if (info?.version !== 'TLSv1.2') throw new Error(`not a TLS 1.2 cipher suite: 0x${Number(s).toString(16)}`);
+    if (info.keyExchange === 'RSA') throw new Error(`${info.name}: the client does not offer RSA key exchange`);
+    if ((info.keyExchange === 'PSK' || info.keyExchange === 'ECDHE_PSK') !== (psk !== undefined)) throw new Error(`${info.name}: PSK suites go with psk, and only they`);
+  }
+  if (config.groups.length === 0) throw new Error('no groups configured');
+  for (const g of config.groups) if (!isKnownGroup(g)) throw new Error(`unsupported group ${g}`);
+  for (const s of config.signatureSchemes) if (!schemeInfo(s)) throw new Error(`unsupported signature scheme 0x${s.toString(16)}`);
+  for (const p of config.alpnProtocols) if (p.length === 0 || p.length > 255) throw new Error(`invalid ALPN protocol name "${p}"`);
+  if (config.minVersion === 'TLSv1.3' && config.maxVersion === 'TLSv1.2') throw new Error('minVersion is above maxVersion');
+  if (psk && config.maxVersion === 'TLSv1.3') throw new Error('a PSK client speaks TLS 1.2 only (TLS 1.3 external PSKs are not implemented yet)');
+  if (config.maxVersion === 'TLSv1.3' && config.tls13CipherSuites.length === 0) throw new Error('no TLS 1.3 cipher suites configured');
+  if (config.minVersion === 'TLSv1.2' && config.tls12CipherSuites.length === 0 && config.maxVersion === 'TLSv1.2') throw new Error('no TLS 1.2 cipher suites configured');
+  return config;
+}
