@@ -1,8 +1,21 @@
 /**
  * Builds ClientHellos and records for engine tests, field by field, so a test can
- * break exactly one thing.
+ * break exactly one thing. Extension bodies come from the wire codecs; the body is
+ * written here rather than by encodeClientHello because a test may need what that
+ * encoder refuses (pre_shared_key in the middle, say).
  */
 import { generateKeyExchange, NamedGroup } from '../../src/tls/crypto/groups.js';
+import {
+  alpnExt,
+  keyShareClientExt,
+  recordSizeLimitExt,
+  serverNameExt,
+  signatureAlgorithmsExt,
+  supportedGroupsExt,
+  supportedVersionsClientExt,
+} from '../../src/tls/wire/extensionCodecs.js';
+import { writeExtensions, type Extension } from '../../src/tls/wire/extensions.js';
+import { handshakeMessage } from '../../src/tls/wire/framing.js';
 import { Writer } from '../../src/tls/wire/writer.js';
 
 export interface HelloParts {
@@ -12,33 +25,18 @@ export interface HelloParts {
   cipherSuites?: number[];
   compression?: number[];
   /** Extensions in order; `undefined` drops the whole block. */
-  extensions?: { type: number; data: Uint8Array }[] | undefined;
+  extensions?: Extension[] | undefined;
 }
 
 export const ext = {
-  serverName(name: string) {
-    const n = Buffer.from(name, 'latin1');
-    return { type: 0, data: new Writer().block(2, (w) => w.u8(0).vec16(n)).finish() };
-  },
-  supportedGroups(groups: number[]) {
-    return { type: 10, data: new Writer().block(2, (w) => groups.forEach((g) => w.u16(g))).finish() };
-  },
-  signatureAlgorithms(schemes: number[]) {
-    return { type: 13, data: new Writer().block(2, (w) => schemes.forEach((s) => w.u16(s))).finish() };
-  },
-  supportedVersions(versions: number[]) {
-    return { type: 43, data: new Writer().block(1, (w) => versions.forEach((v) => w.u16(v))).finish() };
-  },
-  keyShare(shares: { group: number; key: Uint8Array }[]) {
-    return { type: 51, data: new Writer().block(2, (w) => shares.forEach((s) => w.u16(s.group).vec16(s.key))).finish() };
-  },
-  alpn(protocols: string[]) {
-    return { type: 16, data: new Writer().block(2, (w) => protocols.forEach((p) => w.vec8(Buffer.from(p)))).finish() };
-  },
-  recordSizeLimit(n: number) {
-    return { type: 28, data: Uint8Array.of(n >> 8, n & 0xff) };
-  },
-  raw(type: number, data: Uint8Array | number[]) {
+  serverName: (name: string) => serverNameExt.encode(name),
+  supportedGroups: (groups: number[]) => supportedGroupsExt.encode(groups),
+  signatureAlgorithms: (schemes: number[]) => signatureAlgorithmsExt.encode(schemes),
+  supportedVersions: (versions: number[]) => supportedVersionsClientExt.encode(versions),
+  keyShare: (shares: { group: number; key: Uint8Array }[]) => keyShareClientExt.encode(shares.map((s) => ({ group: s.group, keyExchange: s.key }))),
+  alpn: (protocols: string[]) => alpnExt.encode(protocols),
+  recordSizeLimit: (n: number) => recordSizeLimitExt.encode(n),
+  raw(type: number, data: Uint8Array | number[]): Extension {
     return { type, data: Uint8Array.from(data) };
   },
 };
@@ -68,13 +66,12 @@ export function clientHelloBody(p: HelloParts = {}): Uint8Array {
   w.block(2, (x) => (p.cipherSuites ?? [0x1301, 0x1302, 0x1303]).forEach((s) => x.u16(s)));
   w.vec8(Uint8Array.from(p.compression ?? [0]));
   const exts = 'extensions' in p ? p.extensions : defaultExtensions();
-  if (exts) w.block(2, (x) => exts.forEach((e) => x.u16(e.type).vec16(e.data)));
+  if (exts) writeExtensions(w, exts);
   return w.finish();
 }
 
-export function handshakeMsg(type: number, body: Uint8Array): Uint8Array {
-  return new Writer().u8(type).vec24(body).finish();
-}
+/** A framed handshake message (the wire's handshakeMessage, under the name the tests use). */
+export const handshakeMsg = handshakeMessage;
 
 /**
  * The first whole handshake message in `buf` (header included, copied) and the bytes after

@@ -16,7 +16,10 @@ import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
 import type { NegotiatedInfo } from '../../src/tls/engine/events.js';
 import { createServer, type CertificateWithKey, type KeywardServer, type KeywardServerOptions } from '../../src/node/server.js';
 import { TlsHandshakeError, type CipherInfo, type KeywardTLSSocket } from '../../src/node/tlsSocket.js';
-import { Reader } from '../../src/tls/wire/reader.js';
+import { parseClientHello as parseWireClientHello } from '../../src/tls/wire/clientHello.js';
+import { HRR_RANDOM } from '../../src/tls/wire/constants.js';
+import type { Extension } from '../../src/tls/wire/extensions.js';
+import { parseServerHello as parseWireServerHello } from '../../src/tls/wire/serverHello.js';
 import { getPki, KEY_TYPES, type CertFiles, type KeyType, type PkiFixtures } from './pki.js';
 
 // ---------------------------------------------------------------------------------------
@@ -403,7 +406,7 @@ export function startRecordProxy(targetPort: number): Promise<RecordProxy> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Plaintext handshake messages (ClientHello, ServerHello), parsed independently of the engine
+// Plaintext handshake messages (ClientHello, ServerHello), read with the wire parsers
 
 /** A handshake message from the plaintext records of one direction. */
 export interface HandshakeMessage {
@@ -411,7 +414,7 @@ export interface HandshakeMessage {
   body: Buffer;
 }
 
-export const HandshakeType = { client_hello: 1, server_hello: 2, key_update: 24 } as const;
+export { HandshakeType } from '../../src/tls/wire/constants.js';
 
 /**
  * The handshake messages carried by the unencrypted handshake records (type 22) of one
@@ -438,67 +441,57 @@ export interface Hello {
   /** ClientHello: offered suites; ServerHello: the chosen one. */
   cipherSuites: number[];
   extensions: Map<number, Buffer>;
+  /** ClientHello: the groups it sent shares for; ServerHello: its share's group; HelloRetryRequest: the group asked for. */
+  keyShareGroups: number[];
+  recordSizeLimit: number | undefined;
 }
 
 /** RFC 8446 4.1.3: the ServerHello.random that marks a HelloRetryRequest. */
-export const HELLO_RETRY_RANDOM = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex');
+export const HELLO_RETRY_RANDOM = HRR_RANDOM;
 
-export const ExtensionType = { supported_groups: 10, key_share: 51, supported_versions: 43, record_size_limit: 28, cookie: 44 } as const;
-
-function readExtensions(r: Reader): Map<number, Buffer> {
-  const exts = new Map<number, Buffer>();
-  if (r.atEnd()) return exts;
-  const block = r.sub16('extensions');
-  while (!block.atEnd()) {
-    const type = block.u16();
-    exts.set(type, Buffer.from(block.vec16()));
-  }
-  return exts;
+function extensionMap(exts: readonly Extension[]): Map<number, Buffer> {
+  return new Map(exts.map((e) => [e.type, Buffer.from(e.data)]));
 }
 
 export function parseClientHello(body: Buffer): Hello {
-  const r = new Reader(body, 'ClientHello');
-  const legacyVersion = r.u16();
-  const random = Buffer.from(r.bytes(32));
-  const sessionId = Buffer.from(r.vec8());
-  const cipherSuites = r.u16List();
-  r.vec8();
-  return { legacyVersion, random, sessionId, cipherSuites, extensions: readExtensions(r) };
+  const ch = parseWireClientHello(body);
+  return {
+    legacyVersion: ch.legacyVersion,
+    random: Buffer.from(ch.random),
+    sessionId: Buffer.from(ch.sessionId),
+    cipherSuites: [...ch.cipherSuites],
+    extensions: extensionMap(ch.extensions),
+    keyShareGroups: ch.keyShares?.map((s) => s.group) ?? [],
+    recordSizeLimit: ch.recordSizeLimit,
+  };
 }
 
 export function parseServerHello(body: Buffer): Hello {
-  const r = new Reader(body, 'ServerHello');
-  const legacyVersion = r.u16();
-  const random = Buffer.from(r.bytes(32));
-  const sessionId = Buffer.from(r.vec8());
-  const cipherSuites = [r.u16()];
-  r.u8();
-  return { legacyVersion, random, sessionId, cipherSuites, extensions: readExtensions(r) };
+  const sh = parseWireServerHello(body);
+  return {
+    legacyVersion: sh.legacyVersion,
+    random: Buffer.from(sh.random),
+    sessionId: Buffer.from(sh.sessionId),
+    cipherSuites: [sh.cipherSuite],
+    extensions: extensionMap(sh.extensions),
+    keyShareGroups: sh.selectedGroup !== undefined ? [sh.selectedGroup] : sh.keyShare ? [sh.keyShare.group] : [],
+    recordSizeLimit: sh.recordSizeLimit,
+  };
 }
 
 /** Groups a ClientHello sent key shares for. */
 export function keyShareGroups(hello: Hello): number[] {
-  const ext = hello.extensions.get(ExtensionType.key_share);
-  if (!ext) return [];
-  const r = new Reader(ext, 'key_share').sub16();
-  const groups: number[] = [];
-  while (!r.atEnd()) {
-    groups.push(r.u16());
-    r.vec16();
-  }
-  return groups;
+  return hello.keyShareGroups;
 }
 
 /** The group a ServerHello's key_share names (for a HelloRetryRequest, the group asked for). */
 export function serverKeyShareGroup(hello: Hello): number | undefined {
-  const ext = hello.extensions.get(ExtensionType.key_share);
-  return ext && ext.length >= 2 ? ext.readUInt16BE(0) : undefined;
+  return hello.keyShareGroups[0];
 }
 
 /** The record_size_limit value a hello carries, if any. */
 export function recordSizeLimit(hello: Hello): number | undefined {
-  const ext = hello.extensions.get(ExtensionType.record_size_limit);
-  return ext && ext.length === 2 ? ext.readUInt16BE(0) : undefined;
+  return hello.recordSizeLimit;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ import {
   tls13TrafficKeys,
 } from '../../src/tls/crypto/keySchedule13.js';
 import { Transcript } from '../../src/tls/crypto/transcript.js';
-import { Reader } from '../../src/tls/wire/reader.js';
+import { HandshakeType } from '../../src/tls/wire/constants.js';
+import { encodeFinished } from '../../src/tls/wire/finished.js';
+import { encodeKeyUpdate } from '../../src/tls/wire/messages13.js';
+import { parseServerHello } from '../../src/tls/wire/serverHello.js';
 import { clientHelloBody, ext, handshakeMsg, nextHandshakeMessage, nextRecord, record, type HelloParts } from './clientHelloBuilder.js';
 
 export interface PlainRecordOut {
@@ -99,30 +102,15 @@ export class MiniClient {
 
   private onMessage(raw: Buffer): void {
     this.serverMessages.push({ type: raw[0], raw });
-    if (raw[0] === 2) {
-      const r = new Reader(raw.subarray(4));
-      r.u16();
-      r.bytes(32);
-      r.vec8();
-      const suite = r.u16();
-      const info = suiteInfo(suite)!;
+    if (raw[0] === HandshakeType.server_hello) {
+      const sh = parseServerHello(raw.subarray(4));
+      const info = suiteInfo(sh.cipherSuite)!;
       this.hash = info.hash;
       this.aeadName = info.aead;
       this.transcript = new Transcript(this.hash);
       this.transcript.update(this.chRaw);
       this.transcript.update(raw);
-      r.u8();
-      const exts = r.sub16();
-      let share: Uint8Array | undefined;
-      while (!exts.atEnd()) {
-        const t = exts.u16();
-        const d = new Reader(exts.vec16());
-        if (t === 51) {
-          d.u16();
-          share = d.vec16();
-        }
-      }
-      const shared = this.kx.computeSharedSecret(share!);
+      const shared = this.kx.computeSharedSecret(sh.keyShare!.keyExchange);
       const hs = tls13HandshakeSecrets(this.hash, tls13EarlySecret(this.hash), shared, this.transcript.current());
       this.clientHs = hs.clientHandshakeTraffic;
       this.serverHs = hs.serverHandshakeTraffic;
@@ -131,14 +119,14 @@ export class MiniClient {
       this.readSeq = 0;
       return;
     }
-    if (raw[0] === 24) {
+    if (raw[0] === HandshakeType.key_update) {
       this.serverApp = tls13NextTrafficSecret(this.hash, this.serverApp);
       this.readAead = this.aead(this.serverApp);
       this.readSeq = 0;
       return;
     }
     this.transcript?.update(raw);
-    if (raw[0] === 20) {
+    if (raw[0] === HandshakeType.finished) {
       const app = tls13ApplicationSecrets(this.hash, this.hsSecret, this.transcript!.current());
       this.clientApp = app.clientApplicationTraffic;
       this.serverApp = app.serverApplicationTraffic;
@@ -157,7 +145,7 @@ export class MiniClient {
     if (corrupt) vd[0] ^= 1;
     this.writeAead = this.aead(this.clientHs);
     this.writeSeq = 0;
-    const rec = this.protect(22, handshakeMsg(20, vd));
+    const rec = this.protect(22, encodeFinished(vd));
     this.writeAead = this.aead(this.clientApp);
     this.writeSeq = 0;
     return rec;
@@ -174,7 +162,7 @@ export class MiniClient {
 
   /** Sends a KeyUpdate and switches the client's write key. */
   keyUpdateRecord(requestUpdate: boolean): Uint8Array {
-    const rec = this.protect(22, handshakeMsg(24, Uint8Array.of(requestUpdate ? 1 : 0)));
+    const rec = this.protect(22, encodeKeyUpdate(requestUpdate));
     this.clientApp = tls13NextTrafficSecret(this.hash, this.clientApp);
     this.writeAead = this.aead(this.clientApp);
     this.writeSeq = 0;

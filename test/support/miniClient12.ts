@@ -11,8 +11,17 @@ import { generateKeyExchange, type KeyExchange, type NamedGroup } from '../../sr
 import { pskPremaster, tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../../src/tls/crypto/prf12.js';
 import { verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
 import { Transcript } from '../../src/tls/crypto/transcript.js';
-import { Reader } from '../../src/tls/wire/reader.js';
-import { Writer } from '../../src/tls/wire/writer.js';
+import { HandshakeType } from '../../src/tls/wire/constants.js';
+import { ecPointFormatsExt, extendedMasterSecretExt, renegotiationInfoExt } from '../../src/tls/wire/extensionCodecs.js';
+import { encodeFinished } from '../../src/tls/wire/finished.js';
+import {
+  encodeClientKeyExchange,
+  parseCertificate12,
+  parseServerKeyExchange,
+  serverKeyExchangeSignedContent,
+  type ClientKeyExchange12,
+} from '../../src/tls/wire/messages12.js';
+import { parseServerHello } from '../../src/tls/wire/serverHello.js';
 import { clientHelloBody, ext, handshakeMsg, nextHandshakeMessage, nextRecord, record } from './clientHelloBuilder.js';
 
 export interface MiniClient12Options {
@@ -79,13 +88,13 @@ export class MiniClient12 {
     if (opts.serverName) exts.push(ext.serverName(opts.serverName));
     const groups = opts.groups === undefined ? [29, 23, 24] : opts.groups;
     if (groups) exts.push(ext.supportedGroups(groups));
-    if (opts.ecPointFormats) exts.push(ext.raw(11, [opts.ecPointFormats.length, ...opts.ecPointFormats]));
+    if (opts.ecPointFormats) exts.push(ecPointFormatsExt.encode(Uint8Array.from(opts.ecPointFormats)));
     const sig = opts.sigAlgs === undefined ? [0x0403, 0x0503, 0x0804, 0x0805, 0x0401, 0x0807] : opts.sigAlgs;
     if (sig) exts.push(ext.signatureAlgorithms(sig));
     if (opts.alpn) exts.push(ext.alpn(opts.alpn));
-    if (this.ems) exts.push(ext.raw(23, []));
+    if (this.ems) exts.push(extendedMasterSecretExt.encode());
     const ri = opts.renegotiationInfo === undefined ? new Uint8Array(0) : opts.renegotiationInfo;
-    if (ri) exts.push(ext.raw(0xff01, [ri.length, ...ri]));
+    if (ri) exts.push(renegotiationInfoExt.encode(ri));
     if (opts.offer13) {
       exts.push(ext.supportedVersions([0x0304, 0x0303]));
       exts.push(ext.keyShare([{ group: 29, key: generateKeyExchange(29).publicKey }]));
@@ -144,55 +153,39 @@ export class MiniClient12 {
   private onMessage(raw: Buffer): void {
     this.messages.push({ type: raw[0], raw });
     const body = raw.subarray(4);
-    if (raw[0] === 20) {
+    if (raw[0] === HandshakeType.finished) {
       const expected = tls12VerifyData(this.flight!.suite.hash, this.masterSecret!, 'server finished', this.transcript!.current());
       this.serverFinishedOk = expected.equals(body);
       this.transcript!.update(raw);
       return;
     }
-    if (raw[0] === 2) {
-      const r = new Reader(body);
-      r.u16();
-      const serverRandom = Buffer.from(r.bytes(32));
-      const sessionId = Buffer.from(r.vec8());
-      const suite = suiteInfo(r.u16())!;
-      r.u8();
-      const extensions = new Map<number, Buffer>();
-      if (!r.atEnd()) {
-        const e = r.sub16();
-        while (!e.atEnd()) {
-          const t = e.u16();
-          extensions.set(t, Buffer.from(e.vec16()));
-        }
-      }
-      this.flight = { serverRandom, sessionId, suite, extensions, certificates: [], done: false };
+    if (raw[0] === HandshakeType.server_hello) {
+      const sh = parseServerHello(body);
+      const suite = suiteInfo(sh.cipherSuite)!;
+      const extensions = new Map(sh.extensions.map((e) => [e.type, Buffer.from(e.data)]));
+      this.flight = { serverRandom: Buffer.from(sh.random), sessionId: Buffer.from(sh.sessionId), suite, extensions, certificates: [], done: false };
       this.transcript = new Transcript(suite.hash);
       this.transcript.update(this.chRaw);
     }
     this.transcript?.update(raw);
     const f = this.flight!;
-    if (raw[0] === 11) {
-      const r = new Reader(body).sub24();
-      while (!r.atEnd()) f.certificates.push(Buffer.from(r.vec24()));
-    } else if (raw[0] === 12) {
+    if (raw[0] === HandshakeType.certificate) {
+      f.certificates.push(...parseCertificate12(body).map((c) => Buffer.from(c)));
+    } else if (raw[0] === HandshakeType.server_key_exchange) {
       f.ske = Buffer.from(body);
-      const r = new Reader(body);
       const kx = f.suite.keyExchange;
-      if (kx === 'PSK' || kx === 'ECDHE_PSK') f.pskHint = Buffer.from(r.vec16());
-      if (kx !== 'PSK') {
-        const start = r.offset;
-        r.u8();
-        f.skeGroup = r.u16();
-        f.skePoint = Buffer.from(r.vec8());
-        const params = body.subarray(start, r.offset);
-        if (kx !== 'ECDHE_PSK') {
-          f.scheme = r.u16();
-          const sig = r.vec16();
-          const leaf = new X509Certificate(f.certificates[0]);
-          f.signatureValid = verifySignature(leaf.publicKey, f.scheme, Buffer.concat([this.random, f.serverRandom, params]), sig);
-        }
+      const ske = parseServerKeyExchange(body, kx === 'ECDHE_ECDSA' || kx === 'ECDHE_RSA' ? 'ECDHE' : (kx as 'PSK' | 'ECDHE_PSK'));
+      if (ske.kind === 'PSK' || ske.kind === 'ECDHE_PSK') f.pskHint = Buffer.from(ske.identityHint);
+      if (ske.kind === 'ECDHE' || ske.kind === 'ECDHE_PSK') {
+        f.skeGroup = ske.group;
+        f.skePoint = Buffer.from(ske.publicKey);
       }
-    } else if (raw[0] === 14) {
+      if (ske.kind === 'ECDHE') {
+        f.scheme = ske.signed.scheme;
+        const leaf = new X509Certificate(f.certificates[0]);
+        f.signatureValid = verifySignature(leaf.publicKey, f.scheme, serverKeyExchangeSignedContent(this.random, f.serverRandom, ske.params), ske.signed.signature);
+      }
+    } else if (raw[0] === HandshakeType.server_hello_done) {
       f.done = true;
     }
   }
@@ -209,25 +202,30 @@ export class MiniClient12 {
   ): { cke: Uint8Array; ccs: Uint8Array; finished: Uint8Array } {
     const f = this.flight!;
     const kx = f.suite.keyExchange;
-    const w = new Writer();
     let premaster: Uint8Array;
+    let message: ClientKeyExchange12;
     if (kx === 'RSA') {
       const pm = o.premaster ?? Buffer.concat([Buffer.of(this.clientVersion >> 8, this.clientVersion & 0xff), randomBytes(46)]);
       const leaf = new X509Certificate(f.certificates[0]);
       const ct = o.ciphertext ?? publicEncrypt({ key: leaf.publicKey, padding: constants.RSA_PKCS1_PADDING }, pm);
-      w.vec16(ct);
+      message = { kind: 'RSA', encryptedPremaster: ct };
       premaster = pm;
+    } else if (kx === 'PSK') {
+      message = { kind: 'PSK', identity: Buffer.from(o.psk!.identity, 'utf8') };
+      premaster = pskPremaster(o.psk!.key, null);
     } else {
-      if (kx === 'PSK' || kx === 'ECDHE_PSK') w.vec16(Buffer.from(o.psk!.identity, 'utf8'));
-      let shared: Buffer | null = null;
-      if (kx !== 'PSK') {
-        this.kx = generateKeyExchange(f.skeGroup as NamedGroup);
-        w.vec8(o.point ?? this.kx.publicKey);
-        shared = this.kx.computeSharedSecret(f.skePoint!);
+      this.kx = generateKeyExchange(f.skeGroup as NamedGroup);
+      const publicKey = o.point ?? this.kx.publicKey;
+      const shared = this.kx.computeSharedSecret(f.skePoint!);
+      if (kx === 'ECDHE_PSK') {
+        message = { kind: 'ECDHE_PSK', identity: Buffer.from(o.psk!.identity, 'utf8'), publicKey };
+        premaster = pskPremaster(o.psk!.key, shared);
+      } else {
+        message = { kind: 'ECDHE', publicKey };
+        premaster = shared;
       }
-      premaster = kx === 'PSK' || kx === 'ECDHE_PSK' ? pskPremaster(o.psk!.key, shared) : shared!;
     }
-    const cke = handshakeMsg(16, w.finish());
+    const cke = encodeClientKeyExchange(message);
     this.transcript!.update(cke);
     const h = f.suite.hash;
     const useEms = this.ems && f.extensions.has(23);
@@ -239,7 +237,7 @@ export class MiniClient12 {
     };
     const vd = tls12VerifyData(h, this.masterSecret, 'client finished', this.transcript!.current());
     if (o.corruptFinished) vd[0] ^= 1;
-    const fin = handshakeMsg(20, vd);
+    const fin = encodeFinished(vd);
     this.transcript!.update(fin);
     this.writeAead = this.keys.client;
     this.writeSeq = 0;
