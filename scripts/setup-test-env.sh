@@ -87,3 +87,19 @@ if [[ ! -f native/build/Release/keyward_nodump.node ]]; then
 fi
 
 log "peers ready: $(openssl version | cut -d' ' -f1-2), gnutls-cli $(gnutls-cli --version 2>/dev/null | head -n1 | awk '{print $NF}'), curl $(curl --version | head -n1 | cut -d' ' -f2), $(python3 --version 2>&1), softhsm2 $(softhsm2-util --version 2>/dev/null || echo '?')"
+
+# The proxy and demo tests: systemd-analyze checks the example systemd units
+# (contrib/systemd), Chromium loads the demo page headless for a screenshot.
+mapfile -t EXTRA < <(
+  command -v systemd-analyze >/dev/null 2>&1 || echo systemd
+  command -v chromium >/dev/null 2>&1 || echo chromium
+  [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || echo fonts-dejavu-core
+)
+if ((${#EXTRA[@]})); then
+  command -v apt-get >/dev/null 2>&1 || die "missing ${EXTRA[*]} and no apt-get to install them"
+  log "installing: ${EXTRA[*]}"
+  apt_retry update -q || die "apt-get update failed"
+  apt_retry install -y -q --no-install-recommends "${EXTRA[@]}" || die "apt-get install ${EXTRA[*]} failed"
+  command -v systemd-analyze >/dev/null 2>&1 || die "systemd-analyze still missing"
+  command -v chromium >/dev/null 2>&1 || die "chromium still missing"
+fi
