@@ -32,6 +32,7 @@ import {
   parseMessageHash,
   parseNewSessionTicket13,
 } from '../../src/tls/wire/messages13.js';
+import { MAX_HANDSHAKE_BODY, MAX_SERVER_HELLO_BODY, protocolMaxBody } from '../../src/tls/wire/limits.js';
 import { preSharedKeySelectedExt } from '../../src/tls/wire/preSharedKey.js';
 import { encodeServerHello, parseServerHello } from '../../src/tls/wire/serverHello.js';
 import { decodeErr, everyPrefixIsDecodeError, expectAlert, illegal, trailingByteIsDecodeError } from './expectAlert.js';
@@ -112,6 +113,17 @@ describe('ServerHello and HelloRetryRequest', () => {
     assert.equal(sh.recordSizeLimit, 1024);
     const bare = parseServerHello(body(encodeServerHello({ random, sessionId, cipherSuite: 0x9c, extensions: [] }), HandshakeType.server_hello));
     assert.equal(bare.extensions.length, 0);
+  });
+
+  it('the largest ServerHello is exactly MAX_SERVER_HELLO_BODY bytes and parses', () => {
+    const b = body(encodeServerHello({ random, sessionId, cipherSuite: 0xc02b, extensions: [{ type: 0xfe00, data: new Uint8Array(65531) }] }), HandshakeType.server_hello);
+    assert.equal(b.length, MAX_SERVER_HELLO_BODY);
+    assert.equal(parseServerHello(b).extensions[0].data.length, 65531);
+    assert.equal(protocolMaxBody(HandshakeType.server_hello), MAX_SERVER_HELLO_BODY);
+    assert.equal(protocolMaxBody(HandshakeType.key_update), 1);
+    assert.equal(protocolMaxBody(HandshakeType.server_hello_done), 0);
+    assert.equal(protocolMaxBody(HandshakeType.finished), 48);
+    assert.equal(protocolMaxBody(HandshakeType.certificate), MAX_HANDSHAKE_BODY);
   });
 
   it('refuses a long session id, duplicates, and TLS 1.2 extensions in a TLS 1.3 ServerHello', () => {
