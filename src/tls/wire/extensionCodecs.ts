@@ -59,11 +59,11 @@ function writeU16List(w: Writer, lengthBytes: 1 | 2, values: readonly number[]):
 }
 
 /** A list of u16 values under a 1- or 2-byte length, with at least `min` entries. */
-function readU16List(r: Reader, lengthBytes: 1 | 2, min: number): number[] {
+function readU16List(r: Reader, lengthBytes: 1 | 2, min: number, what: string): number[] {
   if (lengthBytes === 2) return r.u16List(min);
   const v = r.vec8();
-  if (v.length % 2 !== 0) throw decodeError(`odd-length u16 list (${v.length} bytes)`);
-  if (v.length < 2 * min) throw decodeError(`list shorter than ${min}`);
+  if (v.length % 2 !== 0) throw decodeError(`${what}: odd-length u16 list (${v.length} bytes)`);
+  if (v.length < 2 * min) throw decodeError(`${what}: list shorter than ${min}`);
   const out: number[] = [];
   for (let i = 0; i < v.length; i += 2) out.push((v[i] << 8) | v[i + 1]);
   return out;
@@ -73,7 +73,7 @@ function u16ListCodec(type: ExtensionType, lengthBytes: 1 | 2 = 2): ExtensionCod
   return extensionCodec<readonly number[], number[]>(
     type,
     (w, v) => writeU16List(w, lengthBytes, v),
-    (r) => readU16List(r, lengthBytes, 1),
+    (r) => readU16List(r, lengthBytes, 1, ExtensionType[type]),
   );
 }
 
