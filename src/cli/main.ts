@@ -1,13 +1,12 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureDemoPki } from './pki.js';
 import { runDemo } from './demo.js';
 import { registerKeydCommands } from './keydCommands.js';
 import { registerCertsCommands } from './certsCommand.js';
 import { addFrontOptions, certificateSpecs, frontSettingsFromFlags, keySourceOptions, pskSettings, resolveSettings, type KeySpecList } from './frontOptions.js';
 import { registerProxyCommand } from './proxyCommand.js';
-import { CliError, serve, type RunningServer } from './serve.js';
+import { CliError, serve } from './serve.js';
 
 /** The package's version, from package.json beside dist/. */
 function packageVersion(): string {
@@ -63,12 +62,12 @@ function hostUrl(host: string): string {
 }
 
 /** Stops the server on SIGTERM/SIGINT: gracefully, then at once on a second signal. */
-function stopOnSignals(running: RunningServer): void {
+function stopOnSignals(stopGracefully: () => Promise<void>): void {
   let stopping = false;
   const stop = (): void => {
     if (stopping) process.exit(1);
     stopping = true;
-    void running.close().finally(() => process.exit(0));
+    void stopGracefully().finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -103,7 +102,7 @@ export function buildProgram(): Command {
         ...(psk ? { psk } : {}),
         sources: keySourceOptions(s),
       });
-      stopOnSignals(running);
+      stopOnSignals(() => running.close());
       for (const c of running.certificates) process.stdout.write(`keyward: ${c.certPath}: private key ${c.describe()}\n`);
       if (running.psk) process.stdout.write(`keyward: ${running.psk.describe()}\n`);
       const { address, port } = running.address;
@@ -115,20 +114,12 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('first run: create a demo CA and localhost certificate; then serve on https://localhost:8443 with the key in a key process')
+    .description('keyd with a sealed store, a site key made inside it, and keyward proxy on https://localhost:8443 in front of a small web app (first run creates it all in --dir)')
     .option('--dir <dir>', 'data folder', join(process.cwd(), '.keyward-demo'))
     .option('--listen <addr>', 'address to listen on (port 0: any free port)', '127.0.0.1:8443')
     .action(async (o: { dir: string; listen: string }) => {
-      stopOnSignals(await runDemo(o));
-    });
-
-  // Used by `demo` so that the process that serves never reads the demo key file.
-  program
-    .command('demo-pki', { hidden: true })
-    .requiredOption('--dir <dir>', 'data folder')
-    .action(async (o: { dir: string }) => {
-      const pki = await ensureDemoPki(o.dir);
-      process.stdout.write(JSON.stringify({ caPath: pki.caPath, certPath: pki.certPath, keyPath: pki.keyPath, created: pki.created }));
+      const demo = await runDemo(o);
+      stopOnSignals(() => demo.stop());
     });
 
   registerKeydCommands(program);
