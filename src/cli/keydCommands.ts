@@ -2,12 +2,12 @@
  * The keyd commands of the `keyward` CLI:
  *   keyward keyd --config keyd.json          run the key server
  *   keyward keys put|list|delete|generate|put-psk|delete-psk --keyd ADDR ...   provision it
- *   keyward audit verify FILE                check an audit log's hash chain
+ *   keyward audit verify FILE [--audit-pubkey F]   check an audit log's hash chain and signed checkpoints
  */
 import { Command, Option } from 'commander';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { verifyAuditLog } from '../keyd/audit.js';
+import { verifyAuditLog, type AuditVerifyResult } from '../keyd/audit.js';
 import { KeydConfigError, loadKeydConfig } from '../keyd/config.js';
 import { GENERATED_KEY_TYPES, type GeneratedKeyType, type KeyInfo } from '../keyd/protocol.js';
 import { startKeyd } from '../keyd/server.js';
@@ -22,7 +22,8 @@ Configuration (keyd.json; relative paths are relative to the file):
                  "unixMode": "0600", "unixIdentity": "local-front" },
     "tls":     { "cert": "keyd-cert.pem", "key": "keyd-key.pem", "clientCa": "fronts-ca.pem" },
     "store":   { "dir": "store", "passphraseEnv": "KEYD_PASSPHRASE" },
-    "audit":   { "file": "audit.log" },
+    "audit":   { "file": "audit.log", "checkpoints": { "publicKeyFile": "audit-key.pub.pem" },
+                 "sink": { "syslogTls": "logs.internal:6514", "ca": "logs-ca.pem" } },
     "metrics": { "listen": "127.0.0.1:9464" },
     "log":     { "level": "info" },
     "clients": [
@@ -40,6 +41,9 @@ Configuration (keyd.json; relative paths are relative to the file):
   listen: "tls" (mutual TLS 1.3; clients need a certificate from tls.clientCa) and/or "unix".
   clients[].bound: that front must send the handshake messages with each sign request
          (keyward serve --keyd-bound); keyd recomputes what it signs from them.
+  audit.checkpoints: signed by an audit key sealed in the store (on by default; false turns
+         them off); check them with: keyward audit verify audit.log --audit-pubkey FILE.
+  audit.sink: each audit line also goes to a syslog receiver over TLS (RFC 5425).
   See docs/keyd.md for every setting, the protocol, and the audit log.
 
 Signals: SIGTERM or SIGINT shut keyd down gracefully (in-flight operations finish).`;
@@ -156,22 +160,47 @@ export function registerKeydCommands(program: Command): void {
   const audit = program.command('audit').description('audit log tools');
   audit
     .command('verify <file>')
-    .description("check a keyd audit log's hash chain; exit code 1 and the first bad line when it was edited, cut or reordered")
+    .description("check a keyd audit log's hash chain, and with --audit-pubkey its signed checkpoints; exit code 1 and the first bad line when it was edited, re-chained, cut or reordered")
+    .option('--audit-pubkey <file>', "the audit key's public key (PEM, from audit.checkpoints.publicKeyFile), kept away from keyd's host")
     .option('--json', 'print the result as JSON')
-    .action(async (file: string, o: { json?: boolean }) => {
+    .action(async (file: string, o: { auditPubkey?: string; json?: boolean }) => {
+      let auditPublicKey: KeyObject | undefined;
+      if (o.auditPubkey !== undefined) {
+        try {
+          auditPublicKey = createPublicKey(await readFile(o.auditPubkey));
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          process.stderr.write(`keyward audit verify: ${o.auditPubkey}: ${code?.startsWith('E') ? `cannot read (${code})` : 'not a public key (PEM or DER SubjectPublicKeyInfo)'}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        if (auditPublicKey.asymmetricKeyType !== 'ed25519') {
+          process.stderr.write(`keyward audit verify: ${o.auditPubkey}: not an Ed25519 key (audit keys are Ed25519)\n`);
+          process.exitCode = 2;
+          return;
+        }
+      }
       let r;
       try {
-        r = await verifyAuditLog(file);
+        r = await verifyAuditLog(file, auditPublicKey ? { auditPublicKey } : {});
       } catch (e) {
         process.stderr.write(`keyward audit verify: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
         process.exitCode = 2;
         return;
       }
       if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
-      else if (r.ok) process.stdout.write(`${file}: ok, ${r.lines} line(s); head seq ${r.lastSeq} sha256 ${r.head}\n`);
+      else if (r.ok) process.stdout.write(`${file}: ok, ${r.lines} line(s); head seq ${r.lastSeq} sha256 ${r.head}\n${checkpointText(r)}`);
       else process.stdout.write(`${file}:${r.problem!.line}: ${r.problem!.kind}: ${r.problem!.message}\n`);
       if (!r.ok) process.exitCode = 1;
     });
+}
+
+/** What the checkpoints showed, for `audit verify`'s ok output. */
+function checkpointText(r: AuditVerifyResult): string {
+  if (!r.signed) return r.checkpoints > 0 ? `${r.checkpoints} checkpoint(s) not checked: give --audit-pubkey to check their signatures\n` : '';
+  const s = r.signed;
+  const tail = s.unsignedTail === 0 ? 'no line after it' : `${s.unsignedTail} line(s) after it are protected by the hash chain alone`;
+  return `${s.verified} checkpoint(s) signed by audit key ${s.auditKey} verified, the last at seq ${s.lastSeq} (line ${s.lastLine}); ${tail}\n`;
 }
 
 /** A usage problem: printed without a stack, exit code 2. */

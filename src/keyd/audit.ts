@@ -13,12 +13,17 @@
  * `append` only after the fsync covering its line (group commit), at the price of one
  * fsync in every lone operation's latency.
  *
- * What a hash chain alone cannot show: lines cut from the end of the log (and an edit of
- * the very last line). keyd logs the head (seq and hash) in its own log at intervals and at
- * shutdown; compare it with the head `verifyAuditLog` reports, or ship lines elsewhere.
+ * What a hash chain alone cannot show: whoever can write the file can change a line and
+ * recompute every later `prev`, or cut lines from the end. Two things reach beyond keyd's
+ * host: signed checkpoints (a `checkpoint` line whose Ed25519 signature, by an audit key
+ * sealed in keyd's store, covers the chain up to it: `verifyAuditLog` with the public key
+ * reports a log re-chained before a checkpoint), and a sink that ships each line elsewhere
+ * as it is written (auditSink.ts).
  */
 import { hexDigest } from '../tls/crypto/hash.js';
+import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { constants as fsConstants, createReadStream, writeSync } from 'node:fs';
+import { keyIdOf } from '../keys/keyId.js';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 
 /** `prev` of the first line: SHA-256 of a fixed string. */
@@ -52,6 +57,10 @@ export interface AuditRecord {
   /** Why a request was refused or failed. */
   reason?: string;
   latencyMs?: number;
+  /** Checkpoint lines: the id (SHA-256 of the SPKI, hex) of the audit key that signed them. */
+  auditKey?: string;
+  /** Checkpoint lines: Ed25519 signature (base64) of {@link checkpointPayload}. */
+  signature?: string;
 }
 
 const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
@@ -69,6 +78,8 @@ const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
   'pskIdentity',
   'reason',
   'latencyMs',
+  'auditKey',
+  'signature',
 ];
 
 /** Fields with few distinct values: their JSON fragments are kept (at most MAX_FRAGMENTS). */
@@ -77,6 +88,30 @@ const MAX_FRAGMENTS = 1024;
 
 const noop = (): void => {};
 
+
+/**
+ * What a checkpoint line's signature covers: its own seq, its `prev` (the hash of the line
+ * before, which chains every earlier line), its time and the signing key's id.
+ */
+export function checkpointPayload(seq: number, prev: string, time: string, auditKey: string): Buffer {
+  return Buffer.from(`keyward audit checkpoint v1\n${seq}\n${prev}\n${time}\n${auditKey}`, 'utf8');
+}
+
+/** Signs checkpoints: the audit key (Ed25519, kept sealed by keyd). */
+export interface AuditCheckpointSigner {
+  /** SHA-256 of the public key's SPKI, hex. */
+  readonly keyId: string;
+  readonly privateKey: KeyObject;
+}
+
+/** Options of signed checkpoints, see {@link AuditLogOptions.checkpoints}. */
+export interface AuditCheckpointOptions {
+  signer: AuditCheckpointSigner;
+  /** A checkpoint at most this long after the first line it does not cover yet, ms (default 10000). */
+  intervalMs?: number;
+  /** ... or as soon as this many lines are not covered (default 10000). */
+  lines?: number;
+}
 
 /** When an appended line is fsynced; see {@link AuditLogOptions.sync}. */
 export type AuditSyncMode = 'batch' | 'always';
@@ -99,6 +134,14 @@ export interface AuditLogOptions {
    * written before `append` resolves). Default true; false overrides `sync`.
    */
   durable?: boolean;
+  /**
+   * Signed checkpoints: a `checkpoint` line signed by the audit key, covering every line
+   * before it, written within `intervalMs` or `lines` of the first line not covered yet,
+   * on {@link AuditLog.checkpoint}, and at close.
+   */
+  checkpoints?: AuditCheckpointOptions;
+  /** Called with each batch of lines once they are written to the file (e.g. an AuditSink). */
+  onWritten?: (lines: readonly string[]) => void;
 }
 
 /** Counters of an {@link AuditLog}, for metrics and tests. */
@@ -161,6 +204,11 @@ export class AuditLog {
   #syncAgain = false;
   #syncTimer: NodeJS.Timeout | undefined;
   #syncWaiters: SyncWaiter[] = [];
+  readonly #checkpoints: Required<AuditCheckpointOptions> | undefined;
+  /** seq of the last line a checkpoint covers (the line before the checkpoint). */
+  #coveredSeq: number;
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  readonly #onWritten: ((lines: readonly string[]) => void) | undefined;
 
   private constructor(
     readonly path: string,
@@ -179,6 +227,15 @@ export class AuditLog {
     this.#maxLines = opts.syncLines ?? 64;
     if (!(this.#intervalMs >= 0 && this.#intervalMs <= 60_000)) throw new RangeError('audit syncIntervalMs must be 0..60000');
     if (!Number.isInteger(this.#maxLines) || this.#maxLines < 1) throw new RangeError('audit syncLines must be a positive integer');
+    const cp = opts.checkpoints;
+    if (cp) {
+      if (cp.signer.privateKey.asymmetricKeyType !== 'ed25519') throw new TypeError('the audit checkpoint key must be an Ed25519 key');
+      this.#checkpoints = { signer: cp.signer, intervalMs: cp.intervalMs ?? 10_000, lines: cp.lines ?? 10_000 };
+      if (!(this.#checkpoints.intervalMs >= 1)) throw new RangeError('audit checkpoint intervalMs must be at least 1');
+      if (!Number.isInteger(this.#checkpoints.lines) || this.#checkpoints.lines < 1) throw new RangeError('audit checkpoint lines must be a positive integer');
+    }
+    this.#coveredSeq = seq;
+    this.#onWritten = opts.onWritten;
   }
 
   /**
@@ -252,10 +309,10 @@ export class AuditLog {
     if (this.#failed) throw this.#failed;
   }
 
-  #chain(rec: AuditRecord): string {
+  #chain(rec: AuditRecord, time = this.#isoTime()): string {
     // The same text JSON.stringify would give for {seq, time, prev, ...fields in FIELD_ORDER},
     // built directly: this runs once per operation, before its result leaves.
-    let text = `{"seq":${this.#seq + 1},"time":"${this.#isoTime()}","prev":"${this.#headHash()}"`;
+    let text = `{"seq":${this.#seq + 1},"time":"${time}","prev":"${this.#headHash()}"`;
     for (const k of FIELD_ORDER) {
       const v = rec[k];
       if (v !== undefined) text += typeof v === 'string' && REPEATED_FIELDS.has(k) ? this.#fragment(k, v) : `,"${k}":${JSON.stringify(v)}`;
@@ -263,7 +320,50 @@ export class AuditLog {
     text += '}';
     this.#seq += 1;
     this.#lastText = text;
+    if (this.#checkpoints && rec.op !== 'checkpoint') this.#planCheckpoint();
     return text + '\n';
+  }
+
+  /** Arms the checkpoint timer for a line not covered yet, or checkpoints soon when enough wait. */
+  #planCheckpoint(): void {
+    const cp = this.#checkpoints!;
+    if (this.#seq - this.#coveredSeq >= cp.lines) {
+      // Not in the middle of a caller's add()/writeNow() turn: right after it.
+      if (this.#checkpointTimer) clearTimeout(this.#checkpointTimer);
+      this.#checkpointTimer = setTimeout(() => this.#timedCheckpoint(), 0);
+    } else if (!this.#checkpointTimer) {
+      this.#checkpointTimer = setTimeout(() => this.#timedCheckpoint(), cp.intervalMs);
+    } else {
+      return;
+    }
+    this.#checkpointTimer.unref();
+  }
+
+  #timedCheckpoint(): void {
+    this.#checkpointTimer = undefined;
+    // A failed or closed log has no checkpoint to add; the failure is reported elsewhere.
+    this.checkpoint().catch(() => undefined);
+  }
+
+  /**
+   * Appends a checkpoint line signed by the audit key, covering every line before it.
+   * Resolves like {@link append}; resolves at once, writing nothing, when every line is
+   * covered already or the log has no checkpoint key.
+   */
+  checkpoint(): Promise<void> {
+    const cp = this.#checkpoints;
+    if (!cp || this.#seq === this.#coveredSeq) return Promise.resolve();
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#closed) return Promise.reject(new Error('audit log is closed'));
+    if (this.#checkpointTimer) clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = undefined;
+    const time = this.#isoTime();
+    const seq = this.#seq + 1;
+    const prev = this.#headHash();
+    const signature = cryptoSign(null, checkpointPayload(seq, prev, time, cp.signer.keyId), cp.signer.privateKey).toString('base64');
+    const text = this.#chain({ client: '-', op: 'checkpoint', outcome: 'ok', auditKey: cp.signer.keyId, signature }, time);
+    this.#coveredSeq = this.#seq;
+    return new Promise<void>((resolve, reject) => this.#enqueue({ text, resolve, reject }));
   }
 
   /** `,"k":"v"` for identities, key ids, schemes, outcomes: a few values, each encoded once. */
@@ -346,6 +446,13 @@ export class AuditLog {
       return;
     }
     this.#written += batch.length;
+    if (this.#onWritten) {
+      try {
+        this.#onWritten(batch.map((l) => l.text));
+      } catch {
+        // A sink's failure is its own to report; the file has the lines.
+      }
+    }
     if (this.#mode === 'always') {
       for (const l of batch) this.#syncWaiters.push({ upTo: this.#written, resolve: l.resolve, reject: l.reject });
       this.#requestSync();
@@ -456,6 +563,10 @@ export class AuditLog {
   /** Writes and fsyncs what is queued (in every mode) and closes the file; later appends are refused. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // The last lines are covered before the file closes.
+    await this.checkpoint().catch(() => undefined);
+    if (this.#checkpointTimer) clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = undefined;
     this.#closed = true;
     try {
       await this.sync();
@@ -516,8 +627,27 @@ async function readTail(path: string): Promise<{ seq: number; head: string }> {
 export interface AuditProblem {
   /** 1-based line number. */
   line: number;
-  kind: 'malformed' | 'edited' | 'removed' | 'reordered' | 'truncated';
+  /**
+   * 'rechained': a checkpoint's signature does not cover the chain as it is now (lines
+   * before it were changed and every later `prev` recomputed, or the checkpoint edited);
+   * 'unsigned': an audit public key was given but no checkpoint signed by it was found;
+   * 'wrong-key': a checkpoint names another audit key.
+   */
+  kind: 'malformed' | 'edited' | 'removed' | 'reordered' | 'truncated' | 'rechained' | 'unsigned' | 'wrong-key';
   message: string;
+}
+
+/** What the checkpoints of a log showed (verified with the audit public key). */
+export interface AuditCheckpointSummary {
+  /** Id of the audit key checked against. */
+  auditKey: string;
+  /** Checkpoints whose signature verified. */
+  verified: number;
+  /** seq and line number of the last verified checkpoint (0 when none). */
+  lastSeq: number;
+  lastLine: number;
+  /** Lines after the last verified checkpoint: protected by the hash chain alone. */
+  unsignedTail: number;
 }
 
 /** Outcome of {@link verifyAuditLog}. */
@@ -529,14 +659,23 @@ export interface AuditVerifyResult {
   lastSeq: number;
   head: string;
   problem?: AuditProblem;
+  /** Checkpoint lines found (all, verified or not). */
+  checkpoints: number;
+  /** Present when an audit public key was given. */
+  signed?: AuditCheckpointSummary;
 }
 
 /**
  * Checks the whole chain of the audit log at `path`, streaming, and reports the first
- * line that was edited, removed, reordered, or is not an audit line. Rejects only when
- * the file cannot be read.
+ * line that was edited, removed, reordered, or is not an audit line. With
+ * `auditPublicKey` (the audit key's public half, kept away from keyd's host) it also
+ * checks every checkpoint's signature, which catches a log whose lines were changed and
+ * re-chained before the last checkpoint. Rejects only when the file cannot be read.
  */
-export async function verifyAuditLog(path: string): Promise<AuditVerifyResult> {
+export async function verifyAuditLog(path: string, opts: { auditPublicKey?: KeyObject } = {}): Promise<AuditVerifyResult> {
+  const pub = opts.auditPublicKey;
+  const signed: AuditCheckpointSummary | undefined = pub ? { auditKey: keyIdOf(pub), verified: 0, lastSeq: 0, lastLine: 0, unsignedTail: 0 } : undefined;
+  let checkpoints = 0;
   let expectedPrev = AUDIT_GENESIS;
   let expectedSeq = 1;
   let lineNo = 0;
@@ -548,9 +687,9 @@ export async function verifyAuditLog(path: string): Promise<AuditVerifyResult> {
   const onLine = (raw: Buffer): void => {
     lineNo += 1;
     if (problem && !gap) return;
-    let obj: { seq?: unknown; prev?: unknown };
+    let obj: { seq?: unknown; prev?: unknown; time?: unknown; op?: unknown; auditKey?: unknown; signature?: unknown };
     try {
-      obj = JSON.parse(raw.toString('utf8')) as { seq?: unknown; prev?: unknown };
+      obj = JSON.parse(raw.toString('utf8')) as typeof obj;
     } catch {
       if (!problem) problem = { line: lineNo, kind: 'malformed', message: `line ${lineNo} is not valid JSON (edited or damaged)` };
       return;
@@ -577,6 +716,9 @@ export async function verifyAuditLog(path: string): Promise<AuditVerifyResult> {
       problem = { line: lineNo, kind: 'removed', message: '' };
     } else if (prev !== expectedPrev) {
       problem = { line: lineNo, kind: 'reordered', message: `line ${lineNo} (seq ${seq}) is out of order or duplicated: expected seq ${expectedSeq}` };
+    } else if (obj.op === 'checkpoint') {
+      checkpoints += 1;
+      if (signed) problem = checkCheckpoint(obj, seq, prev, lineNo, pub!, signed);
     }
     expectedPrev = hexDigest('sha256', raw);
     expectedSeq = seq + 1;
@@ -613,5 +755,40 @@ export async function verifyAuditLog(path: string): Promise<AuditVerifyResult> {
           message: `${missing} line(s) removed before line ${gap.line} (seq ${gap.from}${missing > 1 ? `..${gap.to - 1}` : ''} missing)`,
         };
   }
-  return problem ? { ok: false, lines: lineNo, lastSeq: expectedSeq - 1, head: expectedPrev, problem } : { ok: true, lines: lineNo, lastSeq: expectedSeq - 1, head: expectedPrev };
+  if (signed) signed.unsignedTail = expectedSeq - 1 - signed.lastSeq;
+  if (!problem && signed && signed.verified === 0) {
+    problem = { line: lineNo, kind: 'unsigned', message: `no checkpoint signed by audit key ${signed.auditKey}: the log is protected by its hash chain alone (were checkpoint lines removed and the chain recomputed?)` };
+  }
+  const base = { lines: lineNo, lastSeq: expectedSeq - 1, head: expectedPrev, checkpoints, ...(signed ? { signed } : {}) };
+  return problem ? { ok: false, ...base, problem } : { ok: true, ...base };
+}
+
+/** Verifies one checkpoint line (its chain position is already checked); a problem, or undefined. */
+function checkCheckpoint(
+  obj: { time?: unknown; auditKey?: unknown; signature?: unknown },
+  seq: number,
+  prev: string,
+  lineNo: number,
+  pub: KeyObject,
+  signed: AuditCheckpointSummary,
+): AuditProblem | undefined {
+  if (typeof obj.time !== 'string' || typeof obj.auditKey !== 'string' || typeof obj.signature !== 'string') {
+    return { line: lineNo, kind: 'malformed', message: `line ${lineNo} is a checkpoint without its time, auditKey or signature` };
+  }
+  if (obj.auditKey !== signed.auditKey) {
+    return { line: lineNo, kind: 'wrong-key', message: `line ${lineNo}: the checkpoint is signed by audit key ${obj.auditKey}, not by the given key ${signed.auditKey}` };
+  }
+  const ok = cryptoVerify(null, checkpointPayload(seq, prev, obj.time, obj.auditKey), pub, Buffer.from(obj.signature, 'base64'));
+  if (!ok) {
+    const since = signed.lastLine === 0 ? 'the start of the log' : `line ${signed.lastLine} (the last checkpoint that verifies)`;
+    return {
+      line: lineNo,
+      kind: 'rechained',
+      message: `line ${lineNo} (seq ${seq}): the checkpoint's signature does not cover the chain as it is now: a line between ${since} and line ${lineNo} was changed and every later "prev" recomputed (or the checkpoint itself was edited)`,
+    };
+  }
+  signed.verified += 1;
+  signed.lastSeq = seq;
+  signed.lastLine = lineNo;
+  return undefined;
 }

@@ -68,7 +68,17 @@ export interface KeydConfig {
     scrypt?: ScryptParams;
   };
   /** `sync`: 'batch' (line written before the result, fsync every syncIntervalMs / syncLines) or 'always' (fsync before each result). */
-  audit: { file: string; durable: boolean; sync: 'batch' | 'always'; syncIntervalMs: number; syncLines: number };
+  audit: {
+    file: string;
+    durable: boolean;
+    sync: 'batch' | 'always';
+    syncIntervalMs: number;
+    syncLines: number;
+    /** Signed checkpoints (on unless `checkpoints: false`); the key is sealed in the store. */
+    checkpoints?: { intervalMs: number; lines: number; publicKeyFile?: string };
+    /** Ship each line to a syslog receiver over TLS (RFC 5425). */
+    sink?: { host: string; port: number; caFile?: string; certFile?: string; keyFile?: string; serverName?: string; maxQueuedLines: number };
+  };
   metrics?: { host: string; port: number };
   log: { level: string };
   clients: ClientRule[];
@@ -230,6 +240,34 @@ function checkPkcs11(c: Checker, v: unknown): Pkcs11KeyConfig[] {
   return out;
 }
 
+/** audit.checkpoints: on by default; `false` turns them off. */
+function checkCheckpoints(c: Checker, v: unknown): KeydConfig['audit']['checkpoints'] {
+  if (v === false) return undefined;
+  if (v === undefined || v === true) return { intervalMs: 10_000, lines: 10_000 };
+  const o = c.obj(v, 'audit.checkpoints', ['intervalMs', 'lines', 'publicKeyFile']);
+  if (!o) return undefined;
+  const intervalMs = c.int(o.intervalMs, 'audit.checkpoints.intervalMs', 100, 3_600_000, 10_000) ?? 10_000;
+  const lines = c.int(o.lines, 'audit.checkpoints.lines', 1, 10_000_000, 10_000) ?? 10_000;
+  const publicKeyFile = o.publicKeyFile === undefined ? undefined : c.file(o.publicKeyFile, 'audit.checkpoints.publicKeyFile');
+  return { intervalMs, lines, ...(publicKeyFile ? { publicKeyFile } : {}) };
+}
+
+/** audit.sink: `{ "syslogTls": "HOST:PORT", "ca", "cert", "key", "serverName", "maxQueuedLines" }`. */
+function checkSink(c: Checker, v: unknown): KeydConfig['audit']['sink'] {
+  if (v === undefined) return undefined;
+  const o = c.obj(v, 'audit.sink', ['syslogTls', 'ca', 'cert', 'key', 'serverName', 'maxQueuedLines']);
+  if (!o) return undefined;
+  const addr = c.address(o.syslogTls, 'audit.sink.syslogTls');
+  const caFile = o.ca === undefined ? undefined : c.file(o.ca, 'audit.sink.ca');
+  const certFile = o.cert === undefined ? undefined : c.file(o.cert, 'audit.sink.cert');
+  const keyFile = o.key === undefined ? undefined : c.file(o.key, 'audit.sink.key');
+  if ((certFile === undefined) !== (keyFile === undefined)) c.fail('audit.sink', 'give both "cert" and "key" (the client certificate), or neither');
+  const serverName = o.serverName === undefined ? undefined : c.str(o.serverName, 'audit.sink.serverName');
+  const maxQueuedLines = c.int(o.maxQueuedLines, 'audit.sink.maxQueuedLines', 1, 10_000_000, 100_000) ?? 100_000;
+  if (!addr) return undefined;
+  return { ...addr, maxQueuedLines, ...(caFile ? { caFile } : {}), ...(certFile ? { certFile } : {}), ...(keyFile ? { keyFile } : {}), ...(serverName ? { serverName } : {}) };
+}
+
 /**
  * Validates parsed keyd.json content. `source` names it in messages; relative paths are
  * resolved against `baseDir`. Throws KeydConfigError listing every problem.
@@ -318,7 +356,7 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
   }
 
   let audit: KeydConfig['audit'] | undefined;
-  const a = c.obj(top.audit, 'audit', ['file', 'durable', 'sync', 'syncIntervalMs', 'syncLines']);
+  const a = c.obj(top.audit, 'audit', ['file', 'durable', 'sync', 'syncIntervalMs', 'syncLines', 'checkpoints', 'sink']);
   if (a) {
     const file = c.file(a.file, 'audit.file');
     const durable = c.bool(a.durable, 'audit.durable', true);
@@ -326,7 +364,9 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
     if (sync !== 'batch' && sync !== 'always') c.fail('audit.sync', "expected 'batch' or 'always'");
     const syncIntervalMs = c.int(a.syncIntervalMs, 'audit.syncIntervalMs', 1, 60_000, 10) ?? 10;
     const syncLines = c.int(a.syncLines, 'audit.syncLines', 1, 1_000_000, 64) ?? 64;
-    if (file) audit = { file, durable, sync: sync === 'always' ? 'always' : 'batch', syncIntervalMs, syncLines };
+    const checkpoints = checkCheckpoints(c, a.checkpoints);
+    const sink = checkSink(c, a.sink);
+    if (file) audit = { file, durable, sync: sync === 'always' ? 'always' : 'batch', syncIntervalMs, syncLines, ...(checkpoints ? { checkpoints } : {}), ...(sink ? { sink } : {}) };
   }
 
   let metrics: KeydConfig['metrics'];

@@ -33,6 +33,10 @@ export class KeydMetrics {
   /** Audit lines written, and seconds per batch write + fsync. */
   readonly auditLines: Counter;
   readonly auditBatchSeconds: Histogram;
+  /** Audit lines handed to the remote sink ('sent') or dropped while it was unreachable. */
+  readonly auditSinkLines: Counter<'outcome'>;
+  /** 1 while the remote audit sink's connection is up. */
+  readonly auditSinkConnected: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -57,6 +61,8 @@ export class KeydMetrics {
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
       registers,
     });
+    this.auditSinkLines = new Counter({ name: 'keyd_audit_sink_lines_total', help: 'Audit lines sent to the remote sink, or dropped while it was unreachable', labelNames: ['outcome'], registers });
+    this.auditSinkConnected = new Gauge({ name: 'keyd_audit_sink_connected', help: '1 while the remote audit sink is connected', registers });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'keyd_' });
   }
 }

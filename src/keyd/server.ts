@@ -3,12 +3,15 @@
  * operations to authenticated fronts over mutual TLS (TLS 1.3 only) and/or a Unix socket.
  * There is no unauthenticated transport. Metrics are served on a separate listener.
  */
-import { lstat, readFile, unlink } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { lstat, readFile, unlink, writeFile } from 'node:fs/promises';
 import { createConnection, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { KeyOperations } from '../keys/keyOperations.js';
+import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
+import { SyslogTlsSink } from './auditSink.js';
 import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
@@ -83,6 +86,37 @@ async function clearStaleSocket(path: string): Promise<void> {
   await unlink(path);
 }
 
+/** Writes the audit key's public half (SPKI PEM) where the operator asked, if it is not there already. */
+async function writeAuditPublicKey(path: string, publicKey: KeyObject, logger: Logger): Promise<void> {
+  const pem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
+  const old = await readFile(path, 'utf8').catch(() => undefined);
+  if (old === pem) return;
+  await writeFile(path, pem, { mode: 0o644 });
+  logger.info({ file: path, auditKey: keyIdOf(publicKey) }, old === undefined ? 'audit public key written' : 'audit public key replaced (it held another key)');
+}
+
+async function openAuditSink(c: NonNullable<KeydConfig['audit']['sink']>, metrics: KeydMetrics, logger: Logger): Promise<SyslogTlsSink> {
+  const read = (f: string | undefined, what: string): Promise<Buffer | undefined> =>
+    f === undefined ? Promise.resolve(undefined) : readFile(f).catch((e: NodeJS.ErrnoException) => Promise.reject(new Error(`audit.sink.${what}: cannot read ${f} (${e.code ?? 'error'})`)));
+  const [ca, cert, key] = await Promise.all([read(c.caFile, 'ca'), read(c.certFile, 'cert'), read(c.keyFile, 'key')]);
+  const sink = new SyslogTlsSink({
+    host: c.host,
+    port: c.port,
+    maxQueuedLines: c.maxQueuedLines,
+    logger,
+    ...(ca ? { ca } : {}),
+    ...(cert ? { cert } : {}),
+    ...(key ? { key } : {}),
+    ...(c.serverName ? { serverName: c.serverName } : {}),
+    onStats: (event, n) => {
+      if (event === 'sent' || event === 'dropped') metrics.auditSinkLines.inc({ outcome: event }, n);
+      else metrics.auditSinkConnected.set(event === 'up' ? 1 : 0);
+    },
+  });
+  key?.fill(0);
+  return sink;
+}
+
 function listen(server: NetServer, arg: { port: number; host: string } | { path: string }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -108,10 +142,19 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     const kek = opts.kek ?? (await resolveKekSource(config.store, opts.env));
     const store = await openStore(config, kek, logger);
     cleanups.push(() => store.close());
-    const { file: auditFile, ...auditOptions } = config.audit;
-    const audit = await AuditLog.open(auditFile, auditOptions);
-    cleanups.push(() => audit.close());
     const metrics = new KeydMetrics();
+    const { file: auditFile, checkpoints, sink: sinkConfig, ...auditOptions } = config.audit;
+    const auditKey = checkpoints ? await store.auditKey() : undefined;
+    if (auditKey && checkpoints?.publicKeyFile) await writeAuditPublicKey(checkpoints.publicKeyFile, auditKey.publicKey, logger);
+    const sink = sinkConfig ? await openAuditSink(sinkConfig, metrics, logger) : undefined;
+    // Closed after the audit log (cleanups run in reverse), so that its last lines are shipped.
+    if (sink) cleanups.push(() => sink.close());
+    const audit = await AuditLog.open(auditFile, {
+      ...auditOptions,
+      ...(auditKey && checkpoints ? { checkpoints: { signer: auditKey, intervalMs: checkpoints.intervalMs, lines: checkpoints.lines } } : {}),
+      ...(sink ? { onWritten: (lines: readonly string[]) => sink.send(lines) } : {}),
+    });
+    cleanups.push(() => audit.close());
     const registry = new KeyRegistry();
 
     // Oldest first, so that among keys serving one name the newest wins.
@@ -245,6 +288,8 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     }
 
     await audit.append({ client: '-', op: 'keyd-start', outcome: 'ok', reason: `${registry.size} key(s)` });
+    // Signs the chain as found at start, a previous run's unsigned tail included.
+    await audit.checkpoint();
     // The head is the one thing a hash chain cannot protect; keep copies of it elsewhere.
     const headTimer = setInterval(() => logger.info({ auditHead: audit.head }, 'audit head'), 60_000);
     headTimer.unref();
@@ -257,6 +302,8 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         metrics: metricsServer ? `${metricsServer.address.host}:${metricsServer.address.port}` : undefined,
         keys: registry.all().map((k) => ({ keyId: k.keyId, source: k.source, serverNames: k.serverNames })),
         auditHead: audit.head,
+        auditKey: auditKey?.keyId,
+        auditSink: sinkConfig ? `${sinkConfig.host}:${sinkConfig.port}` : undefined,
       },
       'keyd ready',
     );

@@ -4,6 +4,7 @@
  *   <dir>/keystore.json        header: KEK parameters, the wrapped store key, a checksum
  *   <dir>/keys/<keyId>.json    one private key (PKCS#8) sealed under the store key
  *   <dir>/psks/<sha256(identity)>.json   one PSK sealed under the store key
+ *   <dir>/audit-key.json       the Ed25519 key that signs audit checkpoints (never a TLS key)
  *
  * A random 256-bit store key seals every record; the key-encryption key (KEK), derived
  * from a passphrase with scrypt or from a key file with HKDF, only wraps the store key.
@@ -19,6 +20,7 @@ import {
   createHash,
   createPrivateKey,
   createPublicKey,
+  generateKeyPairSync,
   hkdf,
   randomBytes,
   scrypt,
@@ -85,7 +87,17 @@ export interface StoredPsk {
   readonly createdAt: string;
 }
 
+/** The key that signs audit log checkpoints: kept apart from the TLS keys, never served. */
+export interface StoredAuditKey {
+  readonly keyId: string;
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
+  readonly createdAt: string;
+}
+
 const HEADER_FILE = 'keystore.json';
+const AUDIT_KEY_FILE = 'audit-key.json';
+const AUDIT_KEY_FORMAT = 'keyward-sealed-audit-key';
 const KEYS_DIR = 'keys';
 const PSKS_DIR = 'psks';
 const HEADER_FORMAT = 'keyward-sealed-store';
@@ -123,6 +135,13 @@ interface KeyFile extends Envelope {
   keyType: string;
   serverNames: string[];
   origin: KeyOrigin;
+  createdAt: string;
+}
+
+interface AuditKeyFile extends Envelope {
+  format: string;
+  version: number;
+  keyId: string;
   createdAt: string;
 }
 
@@ -192,6 +211,10 @@ function keyAad(f: Pick<KeyFile, 'keyId' | 'keyType' | 'serverNames' | 'origin' 
 
 function pskAad(identityB64: string, createdAt: string): Buffer {
   return Buffer.from(`${PSK_FORMAT} v${VERSION}\0${canonicalJson([identityB64, createdAt])}`, 'utf8');
+}
+
+function auditKeyAad(keyId: string, createdAt: string): Buffer {
+  return Buffer.from(`${AUDIT_KEY_FORMAT} v${VERSION}\0${canonicalJson([keyId, createdAt])}`, 'utf8');
 }
 
 function pskFileName(identity: Uint8Array): string {
@@ -363,6 +386,7 @@ export interface CreateStoreOptions {
 export class SealedStore {
   readonly #keys = new Map<string, StoredKey>();
   readonly #psks = new Map<string, StoredPsk>();
+  #auditKey: StoredAuditKey | undefined;
   #storeKey: Buffer;
 
   private constructor(
@@ -461,6 +485,7 @@ export class SealedStore {
     try {
       await store.#loadKeys();
       await store.#loadPsks();
+      await store.#loadAuditKey();
     } catch (e) {
       store.close();
       throw e;
@@ -538,6 +563,53 @@ export class SealedStore {
       if (!secret) throw corrupt('authentication failed (the file was edited or damaged)');
       this.#psks.set(identity.toString('hex'), { identity, secret, createdAt: f.createdAt });
     }
+  }
+
+  async #loadAuditKey(): Promise<void> {
+    const path = join(this.dir, AUDIT_KEY_FILE);
+    try {
+      await stat(path);
+    } catch {
+      return;
+    }
+    const corrupt = (why: string): StoreError => new StoreError('corrupt', `corrupt audit key file ${path}: ${why}; nothing was changed`, path);
+    const f = (await readJson(path)) as AuditKeyFile;
+    if (typeof f !== 'object' || f === null || f.format !== AUDIT_KEY_FORMAT) throw corrupt('not a keyward sealed audit key');
+    if (f.version !== VERSION) throw corrupt(`unsupported version ${String(f.version)}`);
+    if (typeof f.keyId !== 'string' || typeof f.createdAt !== 'string' || !isEnvelope(f)) throw corrupt('missing fields');
+    const der = unseal(this.#storeKey, f, auditKeyAad(f.keyId, f.createdAt));
+    if (!der) throw corrupt('authentication failed (the file was edited or damaged)');
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+    } catch {
+      throw corrupt('sealed content is not a PKCS#8 private key');
+    } finally {
+      der.fill(0);
+    }
+    const publicKey = createPublicKey(privateKey);
+    if (privateKey.asymmetricKeyType !== 'ed25519' || keyIdOf(publicKey) !== f.keyId) throw corrupt('sealed key is not the Ed25519 key its id names');
+    this.#auditKey = { keyId: f.keyId, privateKey, publicKey, createdAt: f.createdAt };
+  }
+
+  /** The audit checkpoint key, made (Ed25519) and sealed on first use. */
+  async auditKey(): Promise<StoredAuditKey> {
+    this.#checkOpen();
+    if (this.#auditKey) return this.#auditKey;
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const keyId = keyIdOf(publicKey);
+    const createdAt = new Date().toISOString();
+    const der = privateKey.export({ type: 'pkcs8', format: 'der' });
+    let env: Envelope;
+    try {
+      env = seal(this.#storeKey, der, auditKeyAad(keyId, createdAt));
+    } finally {
+      der.fill(0);
+    }
+    const file: AuditKeyFile = { format: AUDIT_KEY_FORMAT, version: VERSION, keyId, createdAt, ...env };
+    await writeFileAtomic(join(this.dir, AUDIT_KEY_FILE), JSON.stringify(file, null, 2) + '\n');
+    this.#auditKey = { keyId, privateKey, publicKey, createdAt };
+    return this.#auditKey;
   }
 
   #checkOpen(): void {
@@ -641,5 +713,6 @@ export class SealedStore {
     for (const p of this.#psks.values()) p.secret.fill(0);
     this.#psks.clear();
     this.#keys.clear();
+    this.#auditKey = undefined;
   }
 }
