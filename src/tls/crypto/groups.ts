@@ -1,223 +1,276 @@
-import {
-  createECDH,
-  createPrivateKey,
-  createPublicKey,
-  diffieHellman,
-  generateKeyPairSync,
-  type ECDH,
-  type KeyObject,
-} from 'node:crypto';
-import { illegalParameter } from '../wire/errors.js';
-import { secureRandom } from './random.js';
+import { ecKeyPair, ecPublicKeyLength, type DhKeyPair, type EcCurve } from './ecdhe.js';
+import { checkFfdhePublic, ffdheGroup, ffdheKeyPair, type FfdheBits, type FfdheGroup } from './ffdhe.js';
+import { X25519_MLKEM768, acceptX25519MlKem768, offerX25519MlKem768 } from './hybrid.js';
+import { nativeMlKem768, type MlKemBackend } from './mlkem.js';
 
-/** Key-exchange groups (RFC 8446 4.2.7, RFC 8422 5.1.1). */
+/** Key-exchange groups (RFC 8446 4.2.7, RFC 8422 5.1.1, RFC 7919, draft-ietf-tls-ecdhe-mlkem). */
 export enum NamedGroup {
-  secp256r1 = 23,
-  secp384r1 = 24,
-  secp521r1 = 25,
-  x25519 = 29,
-  x448 = 30,
+  secp256r1 = 0x0017,
+  secp384r1 = 0x0018,
+  secp521r1 = 0x0019,
+  x25519 = 0x001d,
+  x448 = 0x001e,
+  ffdhe2048 = 0x0100,
+  ffdhe3072 = 0x0101,
+  ffdhe4096 = 0x0102,
+  X25519MLKEM768 = 0x11ec,
 }
 
-interface GroupInfo {
+/** The TLS version whose rules a key exchange follows. */
+export type KeyExchangeVersion = 'TLSv1.3' | 'TLSv1.2';
+
+/** What the engine needs to know of a group, per version and role. */
+export interface GroupSpec {
+  readonly group: NamedGroup;
+  /** IANA Supported Groups name. */
   readonly name: string;
-  /** 'ecdh': NIST curve via createECDH; 'okp': X25519/X448 via KeyObjects. */
-  readonly kind: 'ecdh' | 'okp';
-  /** OpenSSL curve name (ecdh) or JWK crv (okp). */
-  readonly curve: string;
-  /** Field element / scalar size in bytes. */
-  readonly size: number;
+  /** 'ecdhe': elliptic curve DH; 'ffdhe': RFC 7919 finite-field DH; 'hybrid': ML-KEM + X25519 (a KEM: the server's share depends on the client's). */
+  readonly kind: 'ecdhe' | 'ffdhe' | 'hybrid';
+  /** Bytes of the client's key share (TLS 1.3 KeyShareEntry; TLS 1.2 ClientKeyExchange public value, FFDHE: at most this). */
+  readonly clientShareLength: number;
+  /** Bytes of the server's key share (TLS 1.3 ServerHello; TLS 1.2 ServerKeyExchange public value). */
+  readonly serverShareLength: number;
+  /** Bytes of the TLS 1.3 shared secret (TLS 1.2 FFDHE strips its leading zeros: RFC 5246 8.1.2). */
+  readonly sharedSecretLength: number;
+  /** Usable in TLS 1.3 key_share. */
+  readonly tls13: boolean;
+  /**
+   * How TLS 1.2 uses the group, if at all: 'ECDHE' (ServerECDHParams, named_curve, RFC 8422)
+   * or 'DHE' (ServerDHParams with the group's p and g from {@link ffdheParameters}, for
+   * the DHE_* suites, RFC 7919 4). The hybrid is TLS 1.3 only.
+   */
+  readonly tls12?: 'ECDHE' | 'DHE';
+  /** Classical security strength in bits (NIST SP 800-57), for policy. */
+  readonly securityBits: number;
+  /** Whether the exchange resists a quantum attacker recording the traffic today. */
+  readonly postQuantum: boolean;
 }
 
-const groups = new Map<number, GroupInfo>([
-  [NamedGroup.secp256r1, { name: 'secp256r1', kind: 'ecdh', curve: 'prime256v1', size: 32 }],
-  [NamedGroup.secp384r1, { name: 'secp384r1', kind: 'ecdh', curve: 'secp384r1', size: 48 }],
-  [NamedGroup.secp521r1, { name: 'secp521r1', kind: 'ecdh', curve: 'secp521r1', size: 66 }],
-  [NamedGroup.x25519, { name: 'x25519', kind: 'okp', curve: 'X25519', size: 32 }],
-  [NamedGroup.x448, { name: 'x448', kind: 'okp', curve: 'X448', size: 56 }],
-]);
+interface GroupImpl extends GroupSpec {
+  readonly curve?: EcCurve;
+  readonly ffdhe?: FfdheBits;
+}
+
+function ec(group: NamedGroup, curve: EcCurve, securityBits: number): GroupImpl {
+  const n = ecPublicKeyLength(curve);
+  return { group, name: curve.name, kind: 'ecdhe', clientShareLength: n, serverShareLength: n, sharedSecretLength: curve.size, tls13: true, tls12: 'ECDHE', securityBits, postQuantum: false, curve };
+}
+
+function ff(group: NamedGroup, bits: FfdheBits, securityBits: number): GroupImpl {
+  const n = bits / 8;
+  return { group, name: `ffdhe${bits}`, kind: 'ffdhe', clientShareLength: n, serverShareLength: n, sharedSecretLength: n, tls13: true, tls12: 'DHE', securityBits, postQuantum: false, ffdhe: bits };
+}
+
+const table = new Map<number, GroupImpl>(
+  [
+    ec(NamedGroup.secp256r1, { name: 'secp256r1', kind: 'ecdh', curve: 'prime256v1', size: 32 }, 128),
+    ec(NamedGroup.secp384r1, { name: 'secp384r1', kind: 'ecdh', curve: 'secp384r1', size: 48 }, 192),
+    ec(NamedGroup.secp521r1, { name: 'secp521r1', kind: 'ecdh', curve: 'secp521r1', size: 66 }, 256),
+    ec(NamedGroup.x25519, { name: 'x25519', kind: 'okp', curve: 'x25519', size: 32 }, 128),
+    ec(NamedGroup.x448, { name: 'x448', kind: 'okp', curve: 'x448', size: 56 }, 224),
+    ff(NamedGroup.ffdhe2048, 2048, 103),
+    ff(NamedGroup.ffdhe3072, 3072, 125),
+    ff(NamedGroup.ffdhe4096, 4096, 150),
+    {
+      group: NamedGroup.X25519MLKEM768,
+      name: 'X25519MLKEM768',
+      kind: 'hybrid',
+      ...X25519_MLKEM768,
+      tls13: true,
+      securityBits: 128,
+      postQuantum: true,
+    } satisfies GroupImpl,
+  ].map((g) => [g.group, g]),
+);
+
+/** Every group keyward implements, in code point order. */
+export const GROUPS: readonly GroupSpec[] = [...table.values()];
 
 /** Name of a group code for logs; unknown codes print as hex. */
 export function groupName(g: number): string {
-  return groups.get(g)?.name ?? `group_0x${g.toString(16).padStart(4, '0')}`;
+  return table.get(g)?.name ?? `group_0x${g.toString(16).padStart(4, '0')}`;
 }
 
 /** True for the groups keyward implements. */
 export function isKnownGroup(g: number): g is NamedGroup {
-  return groups.has(g);
+  return table.has(g);
 }
 
-/** Length of a key share on the wire: 32 / 56 raw bytes, or 1 + 2 * field size for uncompressed NIST points. */
-export function groupPublicKeyLength(g: NamedGroup): number {
-  const info = groupInfo(g);
-  return info.kind === 'okp' ? info.size : 1 + 2 * info.size;
+/** The table entry of a group; RangeError for a group keyward does not implement. */
+export function groupSpec(g: number): GroupSpec {
+  return impl(g);
 }
 
-function groupInfo(g: number): GroupInfo {
-  const info = groups.get(g);
+function impl(g: number): GroupImpl {
+  const info = table.get(g);
   if (info === undefined) throw new RangeError(`unsupported key exchange group ${groupName(g)}`);
   return info;
 }
 
-/** One ephemeral key pair of one group. */
+/** Whether `version` may use group `g` (TLS 1.2: as ECDHE or DHE, see {@link GroupSpec.tls12}). */
+export function groupAllowedIn(g: NamedGroup, version: KeyExchangeVersion): boolean {
+  const info = table.get(g);
+  return info !== undefined && (version === 'TLSv1.3' ? info.tls13 : info.tls12 !== undefined);
+}
+
+/** p and g of an FFDHE group, for the TLS 1.2 ServerDHParams of the DHE suites. */
+export function ffdheParameters(g: NamedGroup): FfdheGroup {
+  const bits = impl(g).ffdhe;
+  if (bits === undefined) throw new RangeError(`${groupName(g)} is not a finite-field group`);
+  return ffdheGroup(bits);
+}
+
+/** Length of a ClientHello key share of `g` (the same as the server's, except for the hybrid). */
+export function groupPublicKeyLength(g: NamedGroup): number {
+  return impl(g).clientShareLength;
+}
+
+/**
+ * Deterministic inputs, for tests and byte-exact vectors (RFC 8448): never set in production.
+ */
+export interface FixedKeyShareInputs {
+  /**
+   * The raw private key: X25519/X448 scalar; big-endian NIST scalar of the field size;
+   * big-endian FFDHE exponent (1 < x < p-1); for X25519MLKEM768 its X25519 scalar.
+   */
+  readonly privateKey?: Uint8Array;
+  /** X25519MLKEM768 offer: the ML-KEM-768 key generation seed d || z (64 bytes). */
+  readonly mlkemSeed?: Uint8Array;
+  /** X25519MLKEM768 accept: the ML-KEM encapsulation randomness m (32 bytes); runs on @noble/post-quantum, as node:crypto takes none. */
+  readonly mlkemRandomness?: Uint8Array;
+  /** Which ML-KEM implementation to use (cross-checks); default node:crypto where this Node has it. */
+  readonly mlkemBackend?: MlKemBackend;
+}
+
+/** The side that speaks first: its key share now, the shared secret when the peer's share comes. */
+export interface KeyShareOffer {
+  readonly group: NamedGroup;
+  /** The key share to send: TLS 1.3 ClientHello key_share; TLS 1.2 ServerKeyExchange public value. */
+  readonly publicKey: Buffer;
+  /**
+   * The shared secret with the peer's share (TLS 1.3 ServerHello key_share; TLS 1.2
+   * ClientKeyExchange). Throws TlsAlertError(illegal_parameter) for a malformed or invalid
+   * share; the offer stays usable after a refusal.
+   */
+  complete(peerShare: Uint8Array): Buffer;
+}
+
+/** The side that answers: its key share and the shared secret, both at once. */
+export interface AcceptedKeyShare {
+  /** The key share to send back (TLS 1.3 ServerHello key_share; TLS 1.2 ClientKeyExchange). */
+  readonly publicKey: Buffer;
+  readonly sharedSecret: Buffer;
+}
+
+function versionCheck(info: GroupImpl, version: KeyExchangeVersion): void {
+  if (!groupAllowedIn(info.group, version)) throw new RangeError(`${info.name} cannot be used in ${version}`);
+}
+
+function dhKeyPair(info: GroupImpl, version: KeyExchangeVersion, fixedPrivate: Uint8Array | undefined): DhKeyPair {
+  if (info.curve !== undefined) return ecKeyPair(info.curve, fixedPrivate);
+  return ffdheKeyPair(info.ffdhe!, version, fixedPrivate);
+}
+
+/**
+ * Starts a key exchange on the side that sends its share first: the TLS 1.3 client, and in
+ * TLS 1.2 the server (ServerKeyExchange comes before ClientKeyExchange).
+ * `version` sets the TLS 1.2 FFDHE rules (dh_Yc of 1..len(p) bytes, premaster without
+ * leading zeros). RangeError for an unknown group or one the version cannot use.
+ */
+export function offerKeyShare(group: NamedGroup, fixed?: FixedKeyShareInputs, version: KeyExchangeVersion = 'TLSv1.3'): KeyShareOffer {
+  const info = impl(group);
+  versionCheck(info, version);
+  if (info.kind === 'hybrid') {
+    const o = offerX25519MlKem768({ x25519Private: fixed?.privateKey, mlkemSeed: fixed?.mlkemSeed }, fixed?.mlkemBackend);
+    return { group, publicKey: o.publicKey, complete: o.complete };
+  }
+  const kp = dhKeyPair(info, version, fixed?.privateKey);
+  return { group, publicKey: kp.publicKey, complete: (peer) => kp.agree(peer) };
+}
+
+/**
+ * Answers a peer's key share on the side that speaks second: the TLS 1.3 server, and in
+ * TLS 1.2 the client. The share is checked before any key is made (RFC 8446 4.2.8.1/4.2.8.2,
+ * RFC 7919 5.1, FIPS 203 7.2); a bad one throws TlsAlertError(illegal_parameter).
+ */
+export function acceptKeyShare(
+  group: NamedGroup,
+  clientShare: Uint8Array,
+  fixed?: FixedKeyShareInputs,
+  version: KeyExchangeVersion = 'TLSv1.3',
+): AcceptedKeyShare {
+  const info = impl(group);
+  versionCheck(info, version);
+  if (info.kind === 'hybrid') {
+    return acceptX25519MlKem768(clientShare, { x25519Private: fixed?.privateKey, mlkemRandomness: fixed?.mlkemRandomness }, fixed?.mlkemBackend);
+  }
+  // An FFDHE key costs ~0.5-2 ms: refuse a bad share before making one.
+  if (info.ffdhe !== undefined) checkFfdhePublic(ffdheGroup(info.ffdhe), clientShare, version);
+  const kp = dhKeyPair(info, version, fixed?.privateKey);
+  return { publicKey: kp.publicKey, sharedSecret: kp.agree(clientShare) };
+}
+
+/** A server group preference with the reason for its order. */
+export interface GroupPreference {
+  readonly groups: readonly NamedGroup[];
+  readonly reason: string;
+}
+
+/** Every group after the first two: by cost per handshake (bench/groups.ts), FFDHE last (RFC 7919 groups cost milliseconds). */
+const CLASSICAL_TAIL: readonly NamedGroup[] = [
+  NamedGroup.secp256r1,
+  NamedGroup.secp384r1,
+  NamedGroup.x448,
+  NamedGroup.secp521r1,
+  NamedGroup.ffdhe2048,
+  NamedGroup.ffdhe3072,
+  NamedGroup.ffdhe4096,
+];
+
+/**
+ * The server preference keyward recommends on a Node with (`native`) or without ML-KEM in
+ * node:crypto, decided from bench/groups.ts (server CPU per handshake). The engine picks the
+ * most preferred group the client sent a share for, so the second group still serves clients
+ * that send only it, without a HelloRetryRequest.
+ */
+export function recommendedGroupPreference(native: boolean = nativeMlKem768): GroupPreference {
+  if (native) {
+    return {
+      groups: [NamedGroup.X25519MLKEM768, NamedGroup.x25519, ...CLASSICAL_TAIL],
+      reason:
+        'node:crypto has ML-KEM (Node 24.7+): X25519MLKEM768 costs the server about 0.1-0.2 ms more than x25519 alone, ' +
+        'and protects recorded traffic from a future quantum attacker; browsers send its share first, so it needs no HelloRetryRequest.',
+    };
+  }
+  return {
+    groups: [NamedGroup.x25519, NamedGroup.X25519MLKEM768, ...CLASSICAL_TAIL],
+    reason:
+      'no ML-KEM in node:crypto (Node < 24.7): the pure-JS ML-KEM costs the server about 1 ms per handshake, ' +
+      'ten times x25519 and as much as an RSA-2048 signature, and makes no constant-time claim; x25519 stays first and ' +
+      'X25519MLKEM768 serves clients that send only a hybrid share. Run Node 24 for post-quantum key exchange by default.',
+  };
+}
+
+/** One ephemeral key pair of one DH-style group: the interface of today's engine, until it moves to offerKeyShare/acceptKeyShare. */
 export interface KeyExchange {
   readonly group: NamedGroup;
-  /** Wire encoding: 32/56 raw bytes for X25519/X448, uncompressed SEC1 point (0x04||X||Y) for NIST curves. */
+  /** Wire encoding: 32/56 raw bytes for X25519/X448, uncompressed SEC1 point (0x04||X||Y) for NIST curves, Y padded to len(p) for FFDHE. */
   readonly publicKey: Uint8Array;
   /**
-   * The (EC)DHE shared secret with the peer's key share: the x-coordinate (field-size bytes)
-   * for NIST curves, the raw output for X25519/X448.
-   * Throws TlsAlertError(illegal_parameter) if the share is malformed (wrong length, not
-   * uncompressed, not on the curve) or the X25519/X448 result is all zeros.
+   * The (EC)DHE shared secret with the peer's key share, in the TLS 1.3 form. Throws
+   * TlsAlertError(illegal_parameter) if the share is malformed or invalid.
    */
   computeSharedSecret(peerPublic: Uint8Array): Buffer;
 }
 
-function allZero(b: Uint8Array): boolean {
-  let acc = 0;
-  for (let i = 0; i < b.length; i++) acc |= b[i];
-  return acc === 0;
-}
-
-function bufferView(b: Uint8Array): Buffer {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
-
-function b64url(b: Uint8Array): string {
-  return bufferView(b).toString('base64url');
-}
-
-/** PKCS#8 prefixes for a raw X25519 / X448 private key (RFC 8410: version 0, the OID, an OCTET STRING in an OCTET STRING). */
-const pkcs8Prefix: Readonly<Record<string, Buffer>> = {
-  X25519: Buffer.from('302e020100300506032b656e04220420', 'hex'),
-  X448: Buffer.from('3046020100300506032b656f043a0438', 'hex'),
-};
-
 /**
- * Whether this Node imports raw private keys (`format: 'raw-private'`, Node 24.x and later).
- * It is the cheapest documented way to make an OKP key from chosen bytes (~43 µs with the
- * public half); without it the documented ways are generateKeyPairSync (random keys) and
- * PKCS#8 DER (fixed keys; ~500 µs on Node 20's OpenSSL, so tests only).
- */
-const rawPrivateImport: boolean = (() => {
-  try {
-    createPrivateKey({ key: Buffer.alloc(32, 1), format: 'raw-private', asymmetricKeyType: 'x25519' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-function okpPrivateKey(info: GroupInfo, fixedPrivate: Uint8Array | undefined): KeyObject {
-  const type = info.curve === 'X25519' ? 'x25519' : 'x448';
-  if (fixedPrivate === undefined && !rawPrivateImport) {
-    return type === 'x25519' ? generateKeyPairSync('x25519').privateKey : generateKeyPairSync('x448').privateKey;
-  }
-  const d = fixedPrivate === undefined ? secureRandom(info.size) : bufferView(fixedPrivate);
-  try {
-    if (rawPrivateImport) return createPrivateKey({ key: d, format: 'raw-private', asymmetricKeyType: type });
-    return createPrivateKey({ key: Buffer.concat([pkcs8Prefix[info.curve], d]), format: 'der', type: 'pkcs8' });
-  } catch {
-    throw new Error(`cannot build a ${info.name} private key`);
-  } finally {
-    if (fixedPrivate === undefined) d.fill(0);
-  }
-}
-
-/**
- * X25519 / X448 through KeyObjects, built only through node:crypto's documented inputs (an
- * earlier JWK import with an empty `x` worked on Node 20 only: Node 24 checks `x`). The
- * public half is read as a JWK (cheaper than DER SPKI on Node 20); the peer share is imported
- * as raw bytes where Node can, else as a JWK (~8 µs, vs ~80 µs as DER SPKI).
- */
-class OkpExchange implements KeyExchange {
-  readonly group: NamedGroup;
-  readonly publicKey: Uint8Array;
-  private readonly privateKey: KeyObject;
-  private readonly info: GroupInfo;
-
-  constructor(group: NamedGroup, info: GroupInfo, fixedPrivate?: Uint8Array) {
-    this.group = group;
-    this.info = info;
-    if (fixedPrivate !== undefined && fixedPrivate.length !== info.size) {
-      throw new RangeError(`${info.name} private key must be ${info.size} bytes`);
-    }
-    this.privateKey = okpPrivateKey(info, fixedPrivate);
-    const x = createPublicKey(this.privateKey).export({ format: 'jwk' }).x;
-    this.publicKey = Buffer.from(String(x), 'base64url');
-  }
-
-  computeSharedSecret(peerPublic: Uint8Array): Buffer {
-    const { name, size, curve } = this.info;
-    if (peerPublic.length !== size) throw illegalParameter(`${name} key share must be ${size} bytes, got ${peerPublic.length}`);
-    let peer: KeyObject;
-    try {
-      peer = rawPrivateImport
-        ? createPublicKey({ key: bufferView(peerPublic), format: 'raw-public', asymmetricKeyType: curve === 'X25519' ? 'x25519' : 'x448' })
-        : createPublicKey({ key: { kty: 'OKP', crv: curve, x: b64url(peerPublic) }, format: 'jwk' });
-    } catch {
-      throw illegalParameter(`invalid ${name} key share`);
-    }
-    let secret: Buffer;
-    try {
-      secret = diffieHellman({ privateKey: this.privateKey, publicKey: peer });
-    } catch {
-      throw illegalParameter(`${name} key share gives no shared secret (low-order point)`);
-    }
-    // RFC 8446 7.4.2 / RFC 7748 6: an all-zero result means a low-order peer point.
-    if (allZero(secret)) throw illegalParameter(`${name} shared secret is all zeros`);
-    return secret;
-  }
-}
-
-/**
- * NIST curves through createECDH: the cheapest node:crypto path (~30 µs keygen +
- * ~110 µs derive on P-256), with no KeyObject round trips. computeSecret checks that the
- * point is on the curve; the uncompressed form (RFC 8446 4.2.8.2) is checked here.
- */
-class EcdhExchange implements KeyExchange {
-  readonly group: NamedGroup;
-  readonly publicKey: Uint8Array;
-  private readonly ecdh: ECDH;
-  private readonly info: GroupInfo;
-
-  constructor(group: NamedGroup, info: GroupInfo, fixedPrivate?: Uint8Array) {
-    this.group = group;
-    this.info = info;
-    this.ecdh = createECDH(info.curve);
-    if (fixedPrivate !== undefined) {
-      if (fixedPrivate.length !== info.size) throw new RangeError(`${info.name} private key must be ${info.size} bytes`);
-      try {
-        this.ecdh.setPrivateKey(fixedPrivate);
-      } catch {
-        throw new RangeError(`fixed ${info.name} private key is not a valid scalar`);
-      }
-    } else {
-      this.ecdh.generateKeys();
-    }
-    this.publicKey = this.ecdh.getPublicKey();
-  }
-
-  computeSharedSecret(peerPublic: Uint8Array): Buffer {
-    const { name, size } = this.info;
-    if (peerPublic.length !== 1 + 2 * size) {
-      throw illegalParameter(`${name} key share must be ${1 + 2 * size} bytes (uncompressed point), got ${peerPublic.length}`);
-    }
-    if (peerPublic[0] !== 0x04) throw illegalParameter(`${name} key share is not an uncompressed point`);
-    try {
-      return this.ecdh.computeSecret(peerPublic);
-    } catch {
-      throw illegalParameter(`${name} key share is not a point on the curve`);
-    }
-  }
-}
-
-/**
- * A fresh ephemeral key pair for `group`.
- * `fixedPrivate` (tests only, e.g. RFC 8448): raw private key — 32-byte X25519 scalar,
- * 56-byte X448 scalar, or big-endian scalar of the field size for NIST curves.
+ * A fresh ephemeral key pair for a DH-style `group` (not the hybrid, which is a KEM: use
+ * offerKeyShare/acceptKeyShare). `fixedPrivate` (tests only, e.g. RFC 8448): see
+ * {@link FixedKeyShareInputs.privateKey}.
  */
 export function generateKeyExchange(group: NamedGroup, fixedPrivate?: Uint8Array): KeyExchange {
-  const info = groupInfo(group);
-  return info.kind === 'okp' ? new OkpExchange(group, info, fixedPrivate) : new EcdhExchange(group, info, fixedPrivate);
+  const info = impl(group);
+  if (info.kind === 'hybrid') throw new RangeError(`${info.name} is a KEM: use offerKeyShare/acceptKeyShare`);
+  const kp = dhKeyPair(info, 'TLSv1.3', fixedPrivate);
+  return { group, publicKey: kp.publicKey, computeSharedSecret: (peer) => kp.agree(peer) };
 }
