@@ -9,6 +9,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { verifyAuditLog, type AuditVerifyResult } from '../keyd/audit.js';
 import { KeydConfigError, loadKeydConfig } from '../keyd/config.js';
+import { checkKeydFiles } from '../keyd/configCheck.js';
 import { GENERATED_KEY_TYPES, type GeneratedKeyType, type KeyInfo } from '../keyd/protocol.js';
 import { startKeyd } from '../keyd/server.js';
 import { KeyOperationError } from '../keys/keyOperations.js';
@@ -54,7 +55,7 @@ export function registerKeydCommands(program: Command): void {
     .command('keyd')
     .description('run keyd, the key server: private-key operations for authenticated fronts, over mutual TLS or a Unix socket')
     .requiredOption('--config <file>', 'keyd.json configuration file')
-    .option('--check', 'validate the configuration and exit')
+    .option('--check', 'validate the configuration and the files it names (certificates and keys match, the store opens, the audit log continues), then exit: 0 ok, 1 a problem, 2 an invalid configuration')
     .addHelpText('after', CONFIG_HELP)
     .action(async (o: { config: string; check?: boolean }) => {
       await runKeyd(o.config, o.check === true);
@@ -350,7 +351,15 @@ async function runKeyd(configPath: string, checkOnly: boolean): Promise<void> {
     return;
   }
   if (checkOnly) {
-    process.stdout.write(`${configPath}: configuration ok\n`);
+    const checks = await checkKeydFiles(config);
+    for (const c of checks) process.stdout.write(`${c.ok ? 'ok     ' : 'PROBLEM'} ${c.setting}: ${c.message}\n`);
+    const problems = checks.filter((c) => !c.ok).length;
+    if (problems === 0) {
+      process.stdout.write(`${configPath}: configuration ok\n`);
+    } else {
+      process.stdout.write(`${configPath}: ${problems} problem(s)\n`);
+      process.exitCode = 1;
+    }
     return;
   }
   let keyd;

@@ -244,7 +244,7 @@ export class AuditLog {
    * incomplete or not JSON is refused with a clear error (nothing is rewritten).
    */
   static async open(path: string, opts: AuditLogOptions = {}): Promise<AuditLog> {
-    const { seq, head } = await readTail(path);
+    const { seq, head } = await readAuditTail(path);
     const fh = await open(path, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, 0o600);
     try {
       return new AuditLog(path, fh, seq, head, opts);
@@ -581,8 +581,8 @@ export class AuditLog {
   }
 }
 
-/** Reads the last line of an existing log: its seq and hash. */
-async function readTail(path: string): Promise<{ seq: number; head: string }> {
+/** Reads the last line of an existing log: its seq and hash (0 and the genesis when missing or empty). Throws when the last line is torn or not an audit line. */
+export async function readAuditTail(path: string): Promise<{ seq: number; head: string }> {
   let size: number;
   try {
     size = (await stat(path)).size;

@@ -592,6 +592,11 @@ export class SealedStore {
     this.#auditKey = { keyId: f.keyId, privateKey, publicKey, createdAt: f.createdAt };
   }
 
+  /** The audit checkpoint key if the store has one (it is made by {@link auditKey}). */
+  existingAuditKey(): StoredAuditKey | undefined {
+    return this.#auditKey;
+  }
+
   /** The audit checkpoint key, made (Ed25519) and sealed on first use. */
   async auditKey(): Promise<StoredAuditKey> {
     this.#checkOpen();

@@ -108,9 +108,12 @@ test('keyd --config: every configuration problem is listed; --check; --help docu
     assert.ok(r.stderr.includes(expected), `missing ${JSON.stringify(expected)} in:\n${r.stderr}`);
   }
   const good = await writeKeydConfig(root.dir, { listen: { unix: 'k.sock' }, store: { dir: 's', passphraseEnv: 'P' }, audit: { file: 'a.log' }, clients: [{ id: 'unix', keys: ['*'] }] }, 'good.json');
-  const check = await cli(['keyd', '--config', good, '--check']);
-  assert.equal(check.code, 0, check.stderr);
+  const check = await runProcess(process.execPath, [KEYD_CLI, 'keyd', '--config', good, '--check'], { timeoutMs: 20_000, env: { ...process.env, P: 'a test passphrase' } });
+  assert.equal(check.code, 0, check.stdout + check.stderr);
   assert.match(check.stdout, /configuration ok/);
+  const noPass = await cli(['keyd', '--config', good, '--check']);
+  assert.equal(noPass.code, 1);
+  assert.match(noPass.stdout, /^PROBLEM store: store.passphraseEnv: the environment variable P is not set$/m);
   const help = await cli(['keyd', '--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--config <file>/);
