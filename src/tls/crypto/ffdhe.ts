@@ -132,6 +132,9 @@ export function checkFfdhePublic(group: FfdheGroup, y: Uint8Array, version: DhVe
     const want = version === 'TLSv1.3' ? `${s.length}` : `1 to ${s.length}`;
     throw illegalParameter(`${s.name} public value must be ${want} bytes, got ${y.length}`);
   }
+  // The optional subgroup check (Y^q = 1 mod p) costs a full exponentiation and guards only
+  // against the order-2 elements, which the range check excludes; Node 20's OpenSSL does it
+  // anyway inside diffieHellman(), Node 24's does not.
   const v = bytesBigint(y);
   if (v <= 1n || v >= s.pMinusOne) throw illegalParameter(`${s.name} public value out of range (must be 1 < Y < p-1)`);
 }
