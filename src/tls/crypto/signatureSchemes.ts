@@ -105,6 +105,23 @@ export function cryptoParams(info: SchemeInfo, key: KeyObject): { algorithm: str
 }
 
 /**
+ * TLS 1.2 form of {@link verifySignature}: there an ECDSA scheme names only the hash
+ * (RFC 5246 7.4.1.4.1), so an ECDSA key on any curve may sign with any of them.
+ */
+export function verifySignature12(publicKey: KeyObject, scheme: number, message: Uint8Array, signature: Uint8Array): boolean {
+  const info = byCode.get(scheme);
+  const kind = keyKindOf(publicKey);
+  if (info && info.key.startsWith('ec-') && kind?.startsWith('ec-')) {
+    try {
+      return cryptoVerify(info.hash, message, { key: publicKey, dsaEncoding: 'der' }, signature);
+    } catch {
+      return false;
+    }
+  }
+  return verifySignature(publicKey, scheme, message, signature);
+}
+
+/**
  * Verifies a signature made with `scheme` over `message`. Never throws: a malformed
  * signature or a scheme that does not fit the key is simply `false`.
  */

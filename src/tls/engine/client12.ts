@@ -4,7 +4,7 @@ import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
-import { keyKindOf, schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { keyKindOf, schemeInfo, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { encodeCertificateVerify } from '../wire/certificateVerify.js';
@@ -212,7 +212,7 @@ export class Client12Handshake implements Handshake {
     const { scheme, signature } = ske.signed;
     if (!this.config.signatureSchemes.includes(scheme) || !schemeInfo(scheme)) throw illegalParameter('server signed with a scheme that was not offered');
     const content = serverKeyExchangeSignedContent(this.clientRandom, this.serverRandom, ske.params);
-    if (!leaf || !verifySignature(leaf.publicKey, scheme, content, signature)) {
+    if (!leaf || !verifySignature12(leaf.publicKey, scheme, content, signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'ServerKeyExchange signature does not verify against the server certificate');
     }
     this.host.info.signatureScheme = scheme;

@@ -37,6 +37,8 @@ import { OWN_RECORD_SIZE_LIMIT } from './server13.js';
 
 /** TLS_EMPTY_RENEGOTIATION_INFO_SCSV is not sent: the renegotiation_info extension says the same (RFC 5746 3.4). */
 const UNCOMPRESSED = Uint8Array.of(0);
+/** legacy_record_version of the first ClientHello record. */
+const TLS10 = 0x0301;
 /** HelloRetryRequest extensions a client may get without having sent them (RFC 8446 4.1.4). */
 const HRR_UNSOLICITED = [ExtensionType.cookie];
 
@@ -162,7 +164,10 @@ export class Client13Handshake implements Handshake {
     this.offeredExtensions = extensions.map((e) => e.type);
     this.hashOrKeep(hello);
     host.sendHandshake(hello);
+    // RFC 8446 5.1: the first ClientHello's record may say 0x0301, for old middleboxes (as browsers do).
+    if (cookie === undefined && this.transcript === undefined) host.record.outerVersion = TLS10;
     host.flush();
+    host.record.outerVersion = TLS12;
     return { name: 'awaitServerHello', kx, retried: cookie !== undefined || this.helloMessages.length > 1 || this.transcript !== undefined };
   }
 
@@ -229,6 +234,8 @@ export class Client13Handshake implements Handshake {
     shared.fill(0);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('ServerHello and encrypted data share a record');
     this.host.setReadKey(this.aead(hs.serverHandshakeTraffic));
+    // As rustls: alerts from here on go under the client handshake key, which the server now reads with.
+    this.host.setWriteKey(this.aead(hs.clientHandshakeTraffic));
     this.state = { name: 'awaitEncryptedExtensions', keys: { handshakeSecret: hs.handshakeSecret, client: hs.clientHandshakeTraffic, server: hs.serverHandshakeTraffic } };
   }
 
@@ -352,7 +359,6 @@ export class Client13Handshake implements Handshake {
     const app: AppSecrets = { client: a.clientApplicationTraffic, server: a.serverApplicationTraffic, exporter: a.exporterMaster };
     this.host.setReadKey(this.aead(app.server));
     this.sendCompatCcs();
-    this.host.setWriteKey(this.aead(st.keys.client));
     if (!st.auth) return this.sendClientFinished(st.keys, app);
     this.sendMessage(encodeCertificate13(st.auth.context, st.auth.cert ? st.auth.cert.key.chain : []));
     if (!st.auth.cert) return this.sendClientFinished(st.keys, app);
