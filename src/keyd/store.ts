@@ -532,22 +532,36 @@ export class SealedStore {
     if (!Array.isArray(f.serverNames) || !f.serverNames.every((n) => typeof n === 'string')) throw corrupt('bad serverNames');
     if (f.origin !== 'imported' && f.origin !== 'generated') throw corrupt('bad origin');
     if (typeof f.createdAt !== 'string' || typeof f.keyType !== 'string' || !isEnvelope(f)) throw corrupt('missing fields');
-    const der = unseal(this.#storeKey, f, keyAad(f));
-    // The header opened, so the store key is right: a failing record was changed on disk.
-    if (!der) throw corrupt('authentication failed (the file was edited or damaged)');
-    let privateKey: KeyObject;
-    try {
-      privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-    } catch {
-      throw corrupt('sealed content is not a PKCS#8 private key');
-    } finally {
-      der.fill(0);
-    }
+    const privateKey = this.#unsealPrivateKey(f, keyAad(f), corrupt);
     const publicKey = createPublicKey(privateKey);
     if (keyIdOf(publicKey) !== f.keyId) throw corrupt('sealed key does not match its key id');
     const keyType = keyKindOf(publicKey);
     if (!keyType) throw corrupt('unsupported key type');
     return { keyId: f.keyId, privateKey, publicKey, keyType, serverNames: f.serverNames, origin: f.origin, createdAt: f.createdAt };
+  }
+
+  /** Opens a sealed PKCS#8 private key; the DER is wiped once the KeyObject holds it. */
+  #unsealPrivateKey(env: Envelope, aad: Buffer, corrupt: (why: string) => StoreError): KeyObject {
+    const der = unseal(this.#storeKey, env, aad);
+    // The header opened, so the store key is right: a failing record was changed on disk.
+    if (!der) throw corrupt('authentication failed (the file was edited or damaged)');
+    try {
+      return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+    } catch {
+      throw corrupt('sealed content is not a PKCS#8 private key');
+    } finally {
+      der.fill(0);
+    }
+  }
+
+  /** Seals a private key's PKCS#8 DER (wiped after). */
+  #sealPrivateKey(privateKey: KeyObject, aad: Buffer): Envelope {
+    const der = privateKey.export({ type: 'pkcs8', format: 'der' });
+    try {
+      return seal(this.#storeKey, der, aad);
+    } finally {
+      der.fill(0);
+    }
   }
 
   async #loadPsks(): Promise<void> {
@@ -577,16 +591,7 @@ export class SealedStore {
     if (typeof f !== 'object' || f === null || f.format !== AUDIT_KEY_FORMAT) throw corrupt('not a keyward sealed audit key');
     if (f.version !== VERSION) throw corrupt(`unsupported version ${String(f.version)}`);
     if (typeof f.keyId !== 'string' || typeof f.createdAt !== 'string' || !isEnvelope(f)) throw corrupt('missing fields');
-    const der = unseal(this.#storeKey, f, auditKeyAad(f.keyId, f.createdAt));
-    if (!der) throw corrupt('authentication failed (the file was edited or damaged)');
-    let privateKey: KeyObject;
-    try {
-      privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-    } catch {
-      throw corrupt('sealed content is not a PKCS#8 private key');
-    } finally {
-      der.fill(0);
-    }
+    const privateKey = this.#unsealPrivateKey(f, auditKeyAad(f.keyId, f.createdAt), corrupt);
     const publicKey = createPublicKey(privateKey);
     if (privateKey.asymmetricKeyType !== 'ed25519' || keyIdOf(publicKey) !== f.keyId) throw corrupt('sealed key is not the Ed25519 key its id names');
     this.#auditKey = { keyId: f.keyId, privateKey, publicKey, createdAt: f.createdAt };
@@ -604,13 +609,7 @@ export class SealedStore {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const keyId = keyIdOf(publicKey);
     const createdAt = new Date().toISOString();
-    const der = privateKey.export({ type: 'pkcs8', format: 'der' });
-    let env: Envelope;
-    try {
-      env = seal(this.#storeKey, der, auditKeyAad(keyId, createdAt));
-    } finally {
-      der.fill(0);
-    }
+    const env = this.#sealPrivateKey(privateKey, auditKeyAad(keyId, createdAt));
     const file: AuditKeyFile = { format: AUDIT_KEY_FORMAT, version: VERSION, keyId, createdAt, ...env };
     await writeFileAtomic(join(this.dir, AUDIT_KEY_FILE), JSON.stringify(file, null, 2) + '\n');
     this.#auditKey = { keyId, privateKey, publicKey, createdAt };
@@ -658,13 +657,7 @@ export class SealedStore {
       origin: previous?.origin ?? opts.origin,
       createdAt: previous?.createdAt ?? new Date().toISOString(),
     };
-    const der = privateKey.export({ type: 'pkcs8', format: 'der' });
-    let env: Envelope;
-    try {
-      env = seal(this.#storeKey, der, keyAad(meta));
-    } finally {
-      der.fill(0);
-    }
+    const env = this.#sealPrivateKey(privateKey, keyAad(meta));
     const file: KeyFile = { format: KEY_FORMAT, version: VERSION, ...meta, ...env };
     await writeFileAtomic(join(this.dir, KEYS_DIR, `${keyId}.json`), JSON.stringify(file, null, 2) + '\n');
     const stored: StoredKey = { ...meta, privateKey, publicKey };

@@ -154,3 +154,24 @@ test('a store is never created over a folder with content', async () => {
   await assert.rejects(SealedStore.openOrCreate(dir, PASS), (e: unknown) => e instanceof StoreError && e.code === 'not-empty');
   await assert.rejects(SealedStore.open(dir, PASS), (e: unknown) => e instanceof StoreError && e.code === 'not-a-store');
 });
+
+test('the audit key: made once, sealed apart from the TLS keys, the same after reopening; an edited file is refused', async () => {
+  const dir = join(root.dir, 'audit-key');
+  const s = await SealedStore.create(dir, PASS, { scrypt: TEST_SCRYPT });
+  assert.equal(s.existingAuditKey(), undefined);
+  const k = await s.auditKey();
+  assert.equal(k.privateKey.asymmetricKeyType, 'ed25519');
+  assert.equal(k.keyId, keyIdOf(k.publicKey));
+  assert.equal((await s.auditKey()).keyId, k.keyId, 'made once');
+  assert.deepEqual(s.keys(), [], 'not a TLS key');
+  s.close();
+  const file = join(dir, 'audit-key.json');
+  const sealed = await readFile(file, 'utf8');
+  assert.ok(!sealed.includes(k.privateKey.export({ type: 'pkcs8', format: 'der' }).toString('base64')), 'sealed, not in clear');
+  const again = await SealedStore.open(dir, PASS);
+  assert.equal(again.existingAuditKey()?.keyId, k.keyId);
+  again.close();
+  const f = JSON.parse(sealed) as { createdAt: string };
+  await writeFile(file, JSON.stringify({ ...f, createdAt: '2000-01-01T00:00:00.000Z' }));
+  await assert.rejects(SealedStore.open(dir, PASS), (e: unknown) => e instanceof StoreError && e.code === 'corrupt' && /corrupt audit key file .*audit-key\.json: authentication failed/.test(e.message));
+});
