@@ -123,3 +123,12 @@ export function checkHolderSignature(cert: CertifiedKey, scheme: SignatureScheme
     throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(scheme)}) that does not verify against the certificate`);
   }
 }
+
+/** The peer's leaf as node:crypto reads it; an unreadable one is bad_certificate. */
+export function readCertificate(der: Uint8Array, whose: 'server' | 'client'): X509Certificate {
+  try {
+    return new X509Certificate(der);
+  } catch {
+    throw new TlsAlertError(AlertDescription.bad_certificate, `${whose} certificate is not a readable X.509 certificate`);
+  }
+}

@@ -1,4 +1,4 @@
-import { timingSafeEqual, X509Certificate } from 'node:crypto';
+import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import { UnknownPskIdentityError, type OperationContext } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
@@ -22,7 +22,7 @@ import {
   serverKeyExchangeSignedContent,
 } from '../wire/messages12.js';
 import type { ServerHello } from '../wire/serverHello.js';
-import { checkHolderSignature, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ClientConfig } from './clientConfig.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 
@@ -172,12 +172,7 @@ export class Client12Handshake implements Handshake {
   private handleCertificate(msg: HandshakeMessage): void {
     const chain = parseCertificate12(msg.body);
     if (chain.length === 0) throw decodeError('server sent no certificate');
-    let leaf: X509Certificate;
-    try {
-      leaf = new X509Certificate(chain[0]);
-    } catch {
-      throw new TlsAlertError(AlertDescription.bad_certificate, 'server certificate is not a readable X.509 certificate');
-    }
+    const leaf = readCertificate(chain[0], 'server');
     const kind = keyKindOf(leaf.publicKey);
     const wantRsa = this.suite.keyExchange === 'ECDHE_RSA';
     if (kind === undefined || (kind === 'rsa') !== wantRsa) throw new TlsAlertError(AlertDescription.unsupported_certificate, `a ${kind ?? 'unknown'} certificate does not fit ${this.suite.name}`);

@@ -1,4 +1,4 @@
-import { timingSafeEqual, X509Certificate } from 'node:crypto';
+import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import type { OperationContext } from '../../keys/keyOperations.js';
 import type { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
@@ -29,7 +29,7 @@ import { checkSolicited, type Extension } from '../wire/extensions.js';
 import { encodeFinished, parseFinished } from '../wire/finished.js';
 import { parseEncryptedExtensions } from '../wire/messages13.js';
 import { parseServerHello, type ServerHello } from '../wire/serverHello.js';
-import { checkHolderSignature, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ClientConfig } from './clientConfig.js';
 import { Client12Handshake, type ClientHelloSent } from './client12.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
@@ -42,8 +42,14 @@ const TLS10 = 0x0301;
 /** HelloRetryRequest extensions a client may get without having sent them (RFC 8446 4.1.4). */
 const HRR_UNSOLICITED = [ExtensionType.cookie];
 
-/** The server's handshake secrets and what comes from them. */
-interface HandshakeKeys {
+/** What is fixed once the server named the suite (ServerHello or HelloRetryRequest). */
+interface Negotiated {
+  readonly suite: CipherSuiteInfo;
+  readonly transcript: Transcript;
+}
+
+/** The handshake secrets, from the ServerHello on. */
+interface Session extends Negotiated {
   readonly handshakeSecret: Buffer;
   readonly client: Buffer;
   readonly server: Buffer;
@@ -62,25 +68,28 @@ interface ClientAuth {
   readonly cert?: { readonly key: CertifiedKey; readonly scheme: SignatureScheme };
 }
 
-type State =
-  | { readonly name: 'awaitServerHello'; readonly kx: KeyExchange; readonly retried: boolean }
-  | { readonly name: 'awaitEncryptedExtensions'; readonly keys: HandshakeKeys }
-  | { readonly name: 'awaitCertificateOrRequest'; readonly keys: HandshakeKeys }
-  | { readonly name: 'awaitCertificate'; readonly keys: HandshakeKeys; readonly auth: ClientAuth }
-  | { readonly name: 'verifyingServer'; readonly keys: HandshakeKeys; readonly auth?: ClientAuth; readonly server: ServerChain; readonly id: number }
-  | { readonly name: 'awaitCertificateVerify'; readonly keys: HandshakeKeys; readonly auth?: ClientAuth; readonly server: ServerChain }
-  | { readonly name: 'awaitFinished'; readonly keys: HandshakeKeys; readonly auth?: ClientAuth }
-  | { readonly name: 'signing'; readonly opId: number; readonly keys: HandshakeKeys; readonly app: AppSecrets; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly input: Uint8Array }
-  | { readonly name: 'done' };
-
 interface AppSecrets {
   readonly client: Buffer;
   readonly server: Buffer;
   readonly exporter: Buffer;
 }
 
+type State =
+  /** ClientHello1 is kept whole: the transcript hash depends on the suite the server picks. */
+  | { readonly name: 'awaitServerHello'; readonly kx: KeyExchange; readonly hello1: Uint8Array }
+  | { readonly name: 'awaitServerHelloAfterRetry'; readonly kx: KeyExchange; readonly n: Negotiated }
+  | { readonly name: 'awaitEncryptedExtensions'; readonly s: Session }
+  | { readonly name: 'awaitCertificateOrRequest'; readonly s: Session }
+  | { readonly name: 'awaitCertificate'; readonly s: Session; readonly auth: ClientAuth }
+  | { readonly name: 'verifyingServer'; readonly s: Session; readonly auth?: ClientAuth; readonly server: ServerChain; readonly id: number }
+  | { readonly name: 'awaitCertificateVerify'; readonly s: Session; readonly auth?: ClientAuth; readonly server: ServerChain }
+  | { readonly name: 'awaitFinished'; readonly s: Session; readonly auth?: ClientAuth }
+  | { readonly name: 'signing'; readonly opId: number; readonly s: Session; readonly app: AppSecrets; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly input: Uint8Array }
+  | { readonly name: 'done' };
+
 const WAITS: { readonly [K in State['name']]?: Wait } = {
   awaitServerHello: { on: 'message', expect: [HandshakeType.server_hello] },
+  awaitServerHelloAfterRetry: { on: 'message', expect: [HandshakeType.server_hello] },
   awaitEncryptedExtensions: { on: 'message', expect: [HandshakeType.encrypted_extensions] },
   awaitCertificateOrRequest: { on: 'message', expect: [HandshakeType.certificate_request, HandshakeType.certificate] },
   awaitCertificate: { on: 'message', expect: [HandshakeType.certificate] },
@@ -102,11 +111,7 @@ export class Client13Handshake implements Handshake {
   private state: State;
   private readonly random: Uint8Array;
   private readonly sessionId: Uint8Array;
-  /** ClientHello1, kept until the version and suite are known (the transcript hash depends on the suite). */
-  private helloMessages: Uint8Array[] = [];
   private offeredExtensions: readonly number[] = [];
-  private suite: CipherSuiteInfo | undefined;
-  private transcript: Transcript | undefined;
   private compatCcsSent = false;
 
   constructor(
@@ -116,7 +121,12 @@ export class Client13Handshake implements Handshake {
     this.random = host.random(32);
     this.sessionId = config.compatibilityMode && config.maxVersion === 'TLSv1.3' ? host.random(32) : new Uint8Array(0);
     host.info.serverName = config.serverName;
-    this.state = this.sendClientHello(config.groups[0]);
+    const kx = host.keyShareFactory(config.groups[0]);
+    // RFC 8446 5.1: the first ClientHello's record may say 0x0301, for old middleboxes (as browsers do).
+    host.record.outerVersion = TLS10;
+    const hello1 = this.sendClientHello(kx);
+    host.record.outerVersion = TLS12;
+    this.state = { name: 'awaitServerHello', kx, hello1 };
   }
 
   get wait(): Wait {
@@ -141,10 +151,9 @@ export class Client13Handshake implements Handshake {
 
   // ---- 4.1.2 ClientHello ----
 
-  private sendClientHello(group: NamedGroup, cookie?: Uint8Array): State {
-    const host = this.host;
+  /** Sends a ClientHello with a share for `kx`'s group (and the cookie of a HelloRetryRequest); returns it whole. */
+  private sendClientHello(kx: KeyExchange, cookie?: Uint8Array): Uint8Array {
     const config = this.config;
-    const kx = host.keyShareFactory(group);
     const exts: Extension[] = [];
     if (config.serverName !== undefined) exts.push(serverNameExt.encode(config.serverName));
     if (this.offers12) exts.push(extendedMasterSecretExt.encode(), renegotiationInfoExt.encode(new Uint8Array(0)));
@@ -152,7 +161,7 @@ export class Client13Handshake implements Handshake {
     if (this.offers12) exts.push(ecPointFormatsExt.encode(UNCOMPRESSED));
     if (config.alpnProtocols.length > 0) exts.push(alpnExt.encode(config.alpnProtocols));
     if (this.offers13) {
-      exts.push(keyShareClientExt.encode([{ group, keyExchange: kx.publicKey }]));
+      exts.push(keyShareClientExt.encode([{ group: kx.group, keyExchange: kx.publicKey }]));
       exts.push(supportedVersionsClientExt.encode(this.offers12 ? [TLS13, TLS12] : [TLS13]));
     }
     exts.push(signatureAlgorithmsExt.encode(config.signatureSchemes));
@@ -162,33 +171,24 @@ export class Client13Handshake implements Handshake {
     const suites = [...(this.offers13 ? config.tls13CipherSuites : []), ...(this.offers12 ? config.tls12CipherSuites : [])];
     const hello = encodeClientHello({ random: this.random, sessionId: this.sessionId, cipherSuites: suites, extensions });
     this.offeredExtensions = extensions.map((e) => e.type);
-    this.hashOrKeep(hello);
-    host.sendHandshake(hello);
-    // RFC 8446 5.1: the first ClientHello's record may say 0x0301, for old middleboxes (as browsers do).
-    if (cookie === undefined && this.transcript === undefined) host.record.outerVersion = TLS10;
-    host.flush();
-    host.record.outerVersion = TLS12;
-    return { name: 'awaitServerHello', kx, retried: cookie !== undefined || this.helloMessages.length > 1 || this.transcript !== undefined };
-  }
-
-  /** Hashes a message, or keeps it while the suite (and so the hash) is unknown. */
-  private hashOrKeep(raw: Uint8Array): void {
-    if (this.transcript) this.transcript.update(raw);
-    else this.helloMessages.push(raw);
+    this.host.sendHandshake(hello);
+    this.host.flush();
+    return hello;
   }
 
   handleMessage(msg: HandshakeMessage): void {
     const st = this.state;
     switch (st.name) {
       case 'awaitServerHello':
+      case 'awaitServerHelloAfterRetry':
         return this.handleServerHello(msg, st);
       case 'awaitEncryptedExtensions':
-        return this.handleEncryptedExtensions(msg, st.keys);
+        return this.handleEncryptedExtensions(msg, st.s);
       case 'awaitCertificateOrRequest':
-        if (msg.type === HandshakeType.certificate_request) return this.handleCertificateRequest(msg, st.keys);
-        return this.handleCertificate(msg, st.keys, undefined);
+        if (msg.type === HandshakeType.certificate_request) return this.handleCertificateRequest(msg, st.s);
+        return this.handleCertificate(msg, st.s, undefined);
       case 'awaitCertificate':
-        return this.handleCertificate(msg, st.keys, st.auth);
+        return this.handleCertificate(msg, st.s, st.auth);
       case 'awaitCertificateVerify':
         return this.handleCertificateVerify(msg, st);
       case 'awaitFinished':
@@ -200,71 +200,77 @@ export class Client13Handshake implements Handshake {
 
   // ---- 4.1.3 ServerHello, 4.1.4 HelloRetryRequest ----
 
-  private handleServerHello(msg: HandshakeMessage, st: Extract<State, { name: 'awaitServerHello' }>): void {
+  private handleServerHello(msg: HandshakeMessage, st: Extract<State, { name: 'awaitServerHello' | 'awaitServerHelloAfterRetry' }>): void {
     const sh = parseServerHello(msg.body);
-    if (sh.selectedVersion === undefined) return this.continueAsTls12(msg, sh, st.retried);
+    if (sh.selectedVersion === undefined) {
+      if (st.name !== 'awaitServerHello') throw illegalParameter('TLS 1.2 ServerHello after a HelloRetryRequest');
+      return this.continueAsTls12(msg, sh, st.hello1);
+    }
     if (sh.selectedVersion !== TLS13 || !this.offers13) throw illegalParameter(`server chose version 0x${sh.selectedVersion.toString(16)}, which was not offered`);
     if (sh.legacyVersion !== TLS12) throw illegalParameter('TLS 1.3 ServerHello with legacy_version other than 1.2');
     if (Buffer.compare(sh.sessionId, this.sessionId) !== 0) throw illegalParameter('ServerHello does not echo the session id');
     if (sh.compressionMethod !== 0) throw illegalParameter('ServerHello with a compression method');
-    const suite = this.config.tls13CipherSuites.find((s) => s === sh.cipherSuite);
+    const suite = this.config.tls13CipherSuites.find((c) => c === sh.cipherSuite);
     if (suite === undefined) throw illegalParameter('server chose a cipher suite that was not offered');
-    if (this.suite && this.suite.suite !== suite) throw illegalParameter('ServerHello changed the cipher suite of the HelloRetryRequest');
-    this.suite = suiteInfo(suite)!;
-    if (!this.transcript) {
-      this.transcript = new Transcript(this.suite.hash);
-      for (const m of this.helloMessages) this.transcript.update(m);
-      this.helloMessages = [];
+    let n: Negotiated;
+    if (st.name === 'awaitServerHello') {
+      const info = suiteInfo(suite)!;
+      n = { suite: info, transcript: new Transcript(info.hash) };
+      n.transcript.update(st.hello1);
+    } else {
+      if (st.n.suite.suite !== suite) throw illegalParameter('ServerHello changed the cipher suite of the HelloRetryRequest');
+      n = st.n;
     }
     const info = this.host.info;
     info.version = 'TLSv1.3';
     info.cipherSuite = suite;
-    info.cipherName = this.suite.name;
-    info.opensslCipherName = this.suite.opensslName;
-    if (sh.isHelloRetryRequest) return this.handleHelloRetryRequest(msg, sh, st);
+    info.cipherName = n.suite.name;
+    info.opensslCipherName = n.suite.opensslName;
+    if (sh.isHelloRetryRequest) {
+      if (st.name !== 'awaitServerHello') throw unexpectedMessage('a second HelloRetryRequest');
+      return this.handleHelloRetryRequest(msg, sh, st.kx, n);
+    }
     checkSolicited(sh.extensions, this.offeredExtensions, 'ServerHello');
     const share = sh.keyShare;
     if (!share) throw new TlsAlertError(AlertDescription.missing_extension, 'ServerHello without a key share (PSK-only handshakes are not offered)');
     if (share.group !== st.kx.group) throw illegalParameter('server key share is not for the group of our share');
     info.group = share.group;
     const shared = st.kx.computeSharedSecret(share.keyExchange);
-    this.transcript.update(msg.raw);
-    const h = this.suite.hash;
-    const hs = tls13HandshakeSecrets(h, tls13EarlySecret(h), shared, this.transcript.current());
+    n.transcript.update(msg.raw);
+    const h = n.suite.hash;
+    const hs = tls13HandshakeSecrets(h, tls13EarlySecret(h), shared, n.transcript.current());
     shared.fill(0);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('ServerHello and encrypted data share a record');
-    this.host.setReadKey(this.aead(hs.serverHandshakeTraffic));
+    const s: Session = { ...n, handshakeSecret: hs.handshakeSecret, client: hs.clientHandshakeTraffic, server: hs.serverHandshakeTraffic };
+    this.host.setReadKey(aead(s, s.server));
     // As rustls: alerts from here on go under the client handshake key, which the server now reads with.
-    this.host.setWriteKey(this.aead(hs.clientHandshakeTraffic));
-    this.state = { name: 'awaitEncryptedExtensions', keys: { handshakeSecret: hs.handshakeSecret, client: hs.clientHandshakeTraffic, server: hs.serverHandshakeTraffic } };
+    this.host.setWriteKey(aead(s, s.client));
+    this.state = { name: 'awaitEncryptedExtensions', s };
   }
 
   /** 4.1.4: one retry, for a group we support but did not send a share for; the transcript restarts from message_hash(ClientHello1). */
-  private handleHelloRetryRequest(msg: HandshakeMessage, sh: ServerHello, st: Extract<State, { name: 'awaitServerHello' }>): void {
-    if (st.retried) throw unexpectedMessage('a second HelloRetryRequest');
+  private handleHelloRetryRequest(msg: HandshakeMessage, sh: ServerHello, kx: KeyExchange, n: Negotiated): void {
     checkSolicited(sh.extensions, this.offeredExtensions, 'HelloRetryRequest', HRR_UNSOLICITED);
     const group = sh.selectedGroup;
     if (group === undefined && !sh.cookie) throw illegalParameter('HelloRetryRequest that would not change the ClientHello');
-    const next = group ?? st.kx.group;
-    if (!this.config.groups.includes(next as NamedGroup)) throw illegalParameter('HelloRetryRequest for a group that was not offered');
-    if (group === st.kx.group) throw illegalParameter('HelloRetryRequest for the group we already sent a share for');
-    const transcript = this.transcript!;
-    transcript.replaceWithMessageHash();
-    transcript.update(msg.raw);
+    if (group === kx.group) throw illegalParameter('HelloRetryRequest for the group we already sent a share for');
+    if (group !== undefined && !this.config.groups.includes(group as NamedGroup)) throw illegalParameter('HelloRetryRequest for a group that was not offered');
+    n.transcript.replaceWithMessageHash();
+    n.transcript.update(msg.raw);
     this.host.info.helloRetry = true;
     this.sendCompatCcs();
-    const state = this.sendClientHello(next as NamedGroup, sh.cookie);
-    this.state = { ...state, retried: true } as State;
+    const next = group === undefined ? kx : this.host.keyShareFactory(group as NamedGroup);
+    n.transcript.update(this.sendClientHello(next, sh.cookie));
+    this.state = { name: 'awaitServerHelloAfterRetry', kx: next, n };
   }
 
   /** A TLS 1.2 ServerHello: check the downgrade sentinel (4.1.3) and hand over to client12. */
-  private continueAsTls12(msg: HandshakeMessage, sh: ServerHello, retried: boolean): void {
-    if (retried) throw illegalParameter('TLS 1.2 ServerHello after a HelloRetryRequest');
+  private continueAsTls12(msg: HandshakeMessage, sh: ServerHello, hello1: Uint8Array): void {
     if (!this.offers12 || sh.legacyVersion !== TLS12) throw new TlsAlertError(AlertDescription.protocol_version, `server chose version 0x${sh.legacyVersion.toString(16)}, which was not offered`);
     if (this.offers13 && Buffer.compare(sh.random.subarray(24), DOWNGRADE_TLS12) === 0) {
       throw illegalParameter('TLS 1.2 ServerHello carries the TLS 1.3 downgrade sentinel');
     }
-    const hello: ClientHelloSent = { raw: this.helloMessages[0], random: this.random, offeredExtensions: this.offeredExtensions };
+    const hello: ClientHelloSent = { raw: hello1, random: this.random, offeredExtensions: this.offeredExtensions };
     this.host.useTls12();
     this.host.continueWith(new Client12Handshake(this.host, this.config, hello, sh, msg.raw));
   }
@@ -277,7 +283,7 @@ export class Client13Handshake implements Handshake {
 
   // ---- 4.3.1 EncryptedExtensions ----
 
-  private handleEncryptedExtensions(msg: HandshakeMessage, keys: HandshakeKeys): void {
+  private handleEncryptedExtensions(msg: HandshakeMessage, s: Session): void {
     const ee = parseEncryptedExtensions(msg.body);
     checkSolicited(ee.extensions, this.offeredExtensions, 'EncryptedExtensions', [ExtensionType.supported_groups]);
     if (ee.alpn !== undefined) {
@@ -289,45 +295,40 @@ export class Client13Handshake implements Handshake {
       if (ee.recordSizeLimit < 64) throw illegalParameter('record_size_limit below 64');
       this.host.record.maxSendFragment = Math.min(1 << 14, ee.recordSizeLimit - 1);
     }
-    this.transcript!.update(msg.raw);
-    this.state = { name: 'awaitCertificateOrRequest', keys };
+    s.transcript.update(msg.raw);
+    this.state = { name: 'awaitCertificateOrRequest', s };
   }
 
   // ---- 4.3.2 CertificateRequest ----
 
-  private handleCertificateRequest(msg: HandshakeMessage, keys: HandshakeKeys): void {
+  private handleCertificateRequest(msg: HandshakeMessage, s: Session): void {
     const cr: CertificateRequest13 = parseCertificateRequest13(msg.body);
     if (cr.context.length !== 0) throw illegalParameter('certificate_request_context must be empty during the handshake');
-    this.transcript!.update(msg.raw);
+    s.transcript.update(msg.raw);
     const key = this.config.certificate;
-    const scheme = key?.schemes.find((s) => cr.signatureAlgorithms.includes(s) && schemeInfo(s)!.tls13);
-    this.state = { name: 'awaitCertificate', keys, auth: { context: cr.context, cert: key && scheme !== undefined ? { key, scheme } : undefined } };
+    const scheme = key?.schemes.find((c) => cr.signatureAlgorithms.includes(c) && schemeInfo(c)!.tls13);
+    this.state = { name: 'awaitCertificate', s, auth: { context: cr.context, cert: key && scheme !== undefined ? { key, scheme } : undefined } };
   }
 
   // ---- 4.4.2 Certificate, judged by the driver ----
 
-  private handleCertificate(msg: HandshakeMessage, keys: HandshakeKeys, auth: ClientAuth | undefined): void {
+  private handleCertificate(msg: HandshakeMessage, s: Session, auth: ClientAuth | undefined): void {
     const cert = parseCertificate13(msg.body);
     if (cert.context.length !== 0) throw illegalParameter('server Certificate with a request context');
     // 4.4.2.4: a server's Certificate may not be empty.
     if (cert.entries.length === 0) throw decodeError('server sent no certificate');
     const chain = cert.entries.map((e) => e.data);
-    let leaf: X509Certificate;
-    try {
-      leaf = new X509Certificate(chain[0]);
-    } catch {
-      throw new TlsAlertError(AlertDescription.bad_certificate, 'server certificate is not a readable X.509 certificate');
-    }
-    this.transcript!.update(msg.raw);
+    const leaf = readCertificate(chain[0], 'server');
+    s.transcript.update(msg.raw);
     this.host.info.peerCertificates = chain;
     const id = this.host.requestPeerVerification({ peer: 'server', chain, serverName: this.config.serverName });
-    this.state = { name: 'verifyingServer', keys, auth, server: { chain, leaf }, id };
+    this.state = { name: 'verifyingServer', s, auth, server: { chain, leaf }, id };
   }
 
   peerVerified(id: number): void {
     const st = this.state;
     if (st.name !== 'verifyingServer' || st.id !== id) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected peer verification');
-    this.state = { name: 'awaitCertificateVerify', keys: st.keys, auth: st.auth, server: st.server };
+    this.state = { name: 'awaitCertificateVerify', s: st.s, auth: st.auth, server: st.server };
   }
 
   // ---- 4.4.3 CertificateVerify ----
@@ -336,64 +337,65 @@ export class Client13Handshake implements Handshake {
     const cv = parseCertificateVerify(msg.body);
     const info = schemeInfo(cv.scheme);
     if (!info || !info.tls13 || !this.config.signatureSchemes.includes(cv.scheme)) throw illegalParameter('server signed with a scheme that was not offered');
-    const content = certificateVerifyContent(this.transcript!.current(), 'server');
+    const content = certificateVerifyContent(st.s.transcript.current(), 'server');
     if (!verifySignature(st.server.leaf.publicKey, cv.scheme, content, cv.signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'server CertificateVerify does not verify against its certificate');
     }
     this.host.info.signatureScheme = cv.scheme;
-    this.transcript!.update(msg.raw);
-    this.state = { name: 'awaitFinished', keys: st.keys, auth: st.auth };
+    st.s.transcript.update(msg.raw);
+    this.state = { name: 'awaitFinished', s: st.s, auth: st.auth };
   }
 
   // ---- 4.4.4 Finished, then the client's flight ----
 
   private handleServerFinished(msg: HandshakeMessage, st: Extract<State, { name: 'awaitFinished' }>): void {
-    const h = this.suite!.hash;
-    const transcript = this.transcript!;
-    const expected = tls13FinishedVerifyData(h, st.keys.server, transcript.current());
+    const { s, auth } = st;
+    const h = s.suite.hash;
+    const expected = tls13FinishedVerifyData(h, s.server, s.transcript.current());
     const got = parseFinished(msg.body, expected.length);
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'server Finished does not verify');
-    transcript.update(msg.raw);
+    s.transcript.update(msg.raw);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished spans a key change');
-    const a = tls13ApplicationSecrets(h, st.keys.handshakeSecret, transcript.current());
+    const a = tls13ApplicationSecrets(h, s.handshakeSecret, s.transcript.current());
     const app: AppSecrets = { client: a.clientApplicationTraffic, server: a.serverApplicationTraffic, exporter: a.exporterMaster };
-    this.host.setReadKey(this.aead(app.server));
+    this.host.setReadKey(aead(s, app.server));
     this.sendCompatCcs();
-    if (!st.auth) return this.sendClientFinished(st.keys, app);
-    this.sendMessage(encodeCertificate13(st.auth.context, st.auth.cert ? st.auth.cert.key.chain : []));
-    if (!st.auth.cert) return this.sendClientFinished(st.keys, app);
+    if (!auth) return this.sendClientFinished(s, app);
+    this.sendMessage(s, encodeCertificate13(auth.context, auth.cert ? auth.cert.key.chain : []));
+    if (!auth.cert) return this.sendClientFinished(s, app);
     // 4.4.3: the client's CertificateVerify, signed by its key holder.
-    const { key, scheme } = st.auth.cert;
-    const input = certificateVerifyContent(transcript.current(), 'client');
+    const { key, scheme } = auth.cert;
+    const input = certificateVerifyContent(s.transcript.current(), 'client');
     const context: OperationContext = { ...this.host.operationContext(), tlsVersion: 'TLSv1.3', purpose: 'tls13-client-certificate-verify' };
     this.host.info.clientSignatureScheme = scheme;
     const opId = this.host.requestKeyOperation({ kind: 'sign', key: key.key, scheme, message: input, context });
-    this.state = { name: 'signing', opId, keys: st.keys, app, cert: key, scheme, input };
+    this.state = { name: 'signing', opId, s, app, cert: key, scheme, input };
   }
 
   keyOperationResult(opId: number, signature: Uint8Array): void {
     const st = this.state;
     if (st.name !== 'signing' || st.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
     checkHolderSignature(st.cert, st.scheme, st.input, signature);
-    this.sendMessage(encodeCertificateVerify(st.scheme, signature));
-    this.sendClientFinished(st.keys, st.app);
+    this.sendMessage(st.s, encodeCertificateVerify(st.scheme, signature));
+    this.sendClientFinished(st.s, st.app);
   }
 
-  private sendClientFinished(keys: HandshakeKeys, app: AppSecrets): void {
-    const h = this.suite!.hash;
-    this.sendMessage(encodeFinished(tls13FinishedVerifyData(h, keys.client, this.transcript!.current())));
+  private sendClientFinished(s: Session, app: AppSecrets): void {
+    const h = s.suite.hash;
+    this.sendMessage(s, encodeFinished(tls13FinishedVerifyData(h, s.client, s.transcript.current())));
     this.host.flush();
-    this.host.setWriteKey(this.aead(app.client));
+    this.host.setWriteKey(aead(s, app.client));
     this.state = { name: 'done' };
-    this.host.handshakeComplete({ version: 'TLSv1.3', hash: h, aead: this.suite!.aead, readSecret: app.server, writeSecret: app.client, exporterMaster: app.exporter });
+    this.host.handshakeComplete({ version: 'TLSv1.3', hash: h, aead: s.suite.aead, readSecret: app.server, writeSecret: app.client, exporterMaster: app.exporter });
   }
 
-  private sendMessage(raw: Uint8Array): void {
-    this.transcript!.update(raw);
+  private sendMessage(s: Session, raw: Uint8Array): void {
+    s.transcript.update(raw);
     this.host.sendHandshake(raw);
   }
-
-  private aead(secret: Uint8Array): RecordAead {
-    return tls13RecordAead(this.suite!.hash, this.suite!.aead, secret);
-  }
 }
+
+function aead(n: Negotiated, secret: Uint8Array): RecordAead {
+  return tls13RecordAead(n.suite.hash, n.suite.aead, secret);
+}
+
