@@ -208,6 +208,8 @@ export class AuditLog {
   /** seq of the last line a checkpoint covers (the line before the checkpoint). */
   #coveredSeq: number;
   #checkpointTimer: NodeJS.Timeout | undefined;
+  /** The timer above is the at-once one (enough lines wait). */
+  #checkpointSoon = false;
   readonly #onWritten: ((lines: readonly string[]) => void) | undefined;
 
   private constructor(
@@ -328,7 +330,9 @@ export class AuditLog {
   #planCheckpoint(): void {
     const cp = this.#checkpoints!;
     if (this.#seq - this.#coveredSeq >= cp.lines) {
+      if (this.#checkpointSoon) return;
       // Not in the middle of a caller's add()/writeNow() turn: right after it.
+      this.#checkpointSoon = true;
       if (this.#checkpointTimer) clearTimeout(this.#checkpointTimer);
       this.#checkpointTimer = setTimeout(() => this.#timedCheckpoint(), 0);
     } else if (!this.#checkpointTimer) {
@@ -341,6 +345,7 @@ export class AuditLog {
 
   #timedCheckpoint(): void {
     this.#checkpointTimer = undefined;
+    this.#checkpointSoon = false;
     // A failed or closed log has no checkpoint to add; the failure is reported elsewhere.
     this.checkpoint().catch(() => undefined);
   }
@@ -357,6 +362,7 @@ export class AuditLog {
     if (this.#closed) return Promise.reject(new Error('audit log is closed'));
     if (this.#checkpointTimer) clearTimeout(this.#checkpointTimer);
     this.#checkpointTimer = undefined;
+    this.#checkpointSoon = false;
     const time = this.#isoTime();
     const seq = this.#seq + 1;
     const prev = this.#headHash();
