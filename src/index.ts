@@ -12,7 +12,13 @@ export {
 } from './node/http.js';
 export { TlsAcceptor } from './node/acceptor.js';
 export { startKeyProcess, KeyProcessKey, type KeyProcessOptions } from './keys/keyProcess.js';
-export { connectRemoteKey, RemoteKey, KeydClient, type RemoteKeyOptions } from './keys/remoteKey.js';
+export { connectRemoteKey, connectKeydAdmin, RemoteKey, KeydClient, KeydAdmin, type RemoteKeyOptions, type KeydClientOptions } from './keys/remoteKey.js';
+export { startKeyd, type Keyd, type StartKeydOptions } from './keyd/server.js';
+export { loadKeydConfig, parseKeydConfig, KeydConfigError, type KeydConfig } from './keyd/config.js';
+export { verifyAuditLog } from './keyd/audit.js';
+export { KeywardProxy, DEFAULT_PROXY_LIMITS, type ProxyGeneration, type ProxyCertificate, type ProxyLimits, type ProxyOptions } from './proxy/proxyServer.js';
+export { encodeProxyV2, decodeProxyV2, ProxyHeaderError, type ProxyHeaderInfo, type DecodedProxyV2 } from './proxy/proxyProtocol.js';
+export { parseEndpoint, type Endpoint } from './proxy/endpoint.js';
 export { openPkcs11Key, Pkcs11Key, type OpenPkcs11KeyOptions } from './keys/pkcs11Key.js';
 export { KeywardTLSSocket, TlsHandshakeError, type KeywardTLSSocketOptions } from './node/tlsSocket.js';
 export { connect, KeywardClientSocket, clientConfigFrom, type KeywardConnectOptions } from './node/clientSocket.js';
