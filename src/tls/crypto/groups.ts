@@ -189,25 +189,27 @@ export function offerKeyShare(group: NamedGroup, fixed?: FixedKeyShareInputs, ve
 }
 
 /**
- * Answers a peer's key share on the side that speaks second: the TLS 1.3 server, and in
- * TLS 1.2 the client. The share is checked before any key is made (RFC 8446 4.2.8.1/4.2.8.2,
- * RFC 7919 5.1, FIPS 203 7.2); a bad one throws TlsAlertError(illegal_parameter).
+ * Answers a peer's key share on the side that speaks second: the TLS 1.3 server (the
+ * ClientHello's share), and in TLS 1.2 the client (the ServerKeyExchange's). A bad share
+ * (RFC 8446 4.2.8.1/4.2.8.2, RFC 7919 5.1, FIPS 203 7.2) throws
+ * TlsAlertError(illegal_parameter); FFDHE values and ML-KEM encapsulation keys are checked
+ * before the costly part is done.
  */
 export function acceptKeyShare(
   group: NamedGroup,
-  clientShare: Uint8Array,
+  peerShare: Uint8Array,
   fixed?: FixedKeyShareInputs,
   version: KeyExchangeVersion = 'TLSv1.3',
 ): AcceptedKeyShare {
   const info = impl(group);
   versionCheck(info, version);
   if (info.kind === 'hybrid') {
-    return acceptX25519MlKem768(clientShare, { x25519Private: fixed?.privateKey, mlkemRandomness: fixed?.mlkemRandomness }, fixed?.mlkemBackend);
+    return acceptX25519MlKem768(peerShare, { x25519Private: fixed?.privateKey, mlkemRandomness: fixed?.mlkemRandomness }, fixed?.mlkemBackend);
   }
   // An FFDHE key costs ~0.5-2 ms: refuse a bad share before making one.
-  if (info.ffdhe !== undefined) checkFfdhePublic(ffdheGroup(info.ffdhe), clientShare, version);
+  if (info.ffdhe !== undefined) checkFfdhePublic(ffdheGroup(info.ffdhe), peerShare, version);
   const kp = dhKeyPair(info, version, fixed?.privateKey);
-  return { publicKey: kp.publicKey, sharedSecret: kp.agree(clientShare) };
+  return { publicKey: kp.publicKey, sharedSecret: kp.agree(peerShare) };
 }
 
 /** A server group preference with the reason for its order. */
