@@ -54,7 +54,8 @@ function splitNames(names: string[]): { dnsNames: string[]; ipAddresses: string[
   return { dnsNames: names.filter((n) => isIP(n) === 0), ipAddresses: names.filter((n) => isIP(n) !== 0) };
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether `path` exists (any kind of file). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await access(path);
     return true;

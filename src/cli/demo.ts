@@ -10,12 +10,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, createPublicKey, X509Certificate } from 'node:crypto';
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { connectKeydAdmin, type KeydAdmin } from '../keys/remoteKey.js';
-import { initPki, PKI_FILES, readIssuer } from './certsCommand.js';
+import { exists, initPki, PKI_FILES, readIssuer } from './certsCommand.js';
 import { startDemoApp } from './demoApp.js';
 import { CliError } from './keySources.js';
 import { issueCertificateForKey, writeAtomic } from './pki.js';
@@ -25,15 +25,6 @@ import type { ProxySettings } from './roleConfig.js';
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const FRONT_NAME = 'demo-front';
 const ADMIN_NAME = 'demo-admin';
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The demo's files. */
 function layout(dir: string) {

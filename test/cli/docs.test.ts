@@ -16,7 +16,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +23,7 @@ import ts from 'typescript';
 import { validateRoleConfig } from '../../src/cli/roleConfig.js';
 import { parseKeydConfig } from '../../src/keyd/config.js';
 import { tempDir } from '../support/keydFixture.js';
+import { freePort } from '../proxy/harness.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The documents whose snippets this test owns (docs/keyd.md and others are checked by their own tests). */
@@ -44,14 +44,6 @@ function blocks(text: string): Block[] {
     out.push({ lang: m[3], code: m[4], ...(m[1] ? { check: `${m[1]}: ${m[2]}` } : {}), line: text.slice(0, m.index).split('\n').length });
   }
   return out;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** A command in a process group of its own; `stop()` kills the whole group. */

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
@@ -14,7 +14,7 @@ import { KeyOperationError, type KeyOperations } from '../../src/keys/keyOperati
 import { localKey } from '../../src/keys/localKey.js';
 import { decodeProxyV2, encodeProxyV2, ProxyHeaderError } from '../../src/proxy/proxyProtocol.js';
 import { metricValue } from '../support/keydFixture.js';
-import { connectTls, echoHandler, makeProxyPki, readAll, sha256, startTestProxy, startUpstream, waitFor, type ProxyPki } from './harness.js';
+import { connectTls, echoHandler, freePort, makeProxyPki, readAll, sha256, startTestProxy, startUpstream, waitFor, type ProxyPki } from './harness.js';
 
 let pki: ProxyPki;
 before(async () => {
@@ -23,15 +23,6 @@ before(async () => {
 after(async () => {
   await pki.cleanup();
 });
-
-/** A port where nothing listens (free a moment ago). */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 describe('keyward proxy (in process)', () => {
   test('64 MiB each way at once, then a half-close: both sides see every byte, and the upstream answers after the client ended', async () => {
@@ -129,7 +120,7 @@ describe('keyward proxy (in process)', () => {
   });
 
   test('an upstream that is down: the client connection is closed at once, logged and counted', async () => {
-    const port0 = await closedPort();
+    const port0 = await freePort();
     const { proxy, lines, port } = await startTestProxy(pki, { upstream: { kind: 'tcp', host: '127.0.0.1', port: port0 } });
     try {
       const client = await connectTls(port, pki);
