@@ -115,6 +115,8 @@ export abstract class EngineSocket extends Duplex {
   alpnProtocol: string | false = false;
   /** Id correlating front logs with key-holder audit lines. */
   readonly connectionId: string;
+  /** Whether the peer ended with close_notify (false after a bare TCP FIN: a possible truncation). */
+  peerSentCloseNotify = false;
 
   /** Whether the handshake finished; `secure`/`secureConnect` has been emitted. */
   protected established = false;
@@ -420,6 +422,7 @@ export abstract class EngineSocket extends Duplex {
         }
         break;
       case 'peerClosed':
+        this.peerSentCloseNotify = true;
         this.endReadable();
         break;
       case 'error':

@@ -1,8 +1,10 @@
 import { Server as NetServer, type Socket } from 'node:net';
 import type { KeyOperations } from '../keys/keyOperations.js';
-import { certifiedKey, type CertifiedKey } from '../tls/engine/certificates.js';
+import type { X509Certificate } from 'node:crypto';
+import { certifiedKey, subjectNameDer, type CertifiedKey } from '../tls/engine/certificates.js';
 import { resolveServerConfig, type ServerConfig, type ServerConfigInput } from '../tls/engine/config.js';
 import { TlsAcceptor } from './acceptor.js';
+import { trustAnchors } from './peerVerification.js';
 import type { KeywardTLSSocket, TlsHandshakeError } from './tlsSocket.js';
 
 /** A certificate chain (PEM, leaf first) and the key operations of its private key. */
@@ -23,6 +25,12 @@ export interface KeywardServerOptions extends Omit<Partial<ServerConfigInput>, '
   handshakeTimeout?: number;
   /** Keep a socket writable after the client ends its side (default false, as node:tls). */
   allowHalfOpen?: boolean;
+  /** Ask clients for a certificate (mutual TLS), as node:tls. Default false. */
+  requestCert?: boolean;
+  /** With requestCert: refuse clients whose certificate is missing or does not verify against `ca` (default true, as node:tls). */
+  rejectUnauthorized?: boolean;
+  /** Trust anchors for client certificates (PEM, DER or X509Certificate); Node's root store when absent. */
+  ca?: string | Buffer | X509Certificate | readonly (string | Buffer | X509Certificate)[];
 }
 
 function toCertifiedKey(c: CertificateWithKey | CertifiedKey): CertifiedKey {
@@ -31,17 +39,22 @@ function toCertifiedKey(c: CertificateWithKey | CertifiedKey): CertifiedKey {
 
 /** Builds the engine configuration from server options. */
 export function serverConfigFrom(options: KeywardServerOptions): ServerConfig {
-  const { certificates, ALPNProtocols, handshakeTimeout: _t, allowHalfOpen: _h, ...rest } = options;
+  const { certificates, ALPNProtocols, handshakeTimeout: _t, allowHalfOpen: _h, requestCert, rejectUnauthorized: _r, ca, ...rest } = options;
   return resolveServerConfig({
     ...rest,
     certificates: certificates.map(toCertifiedKey),
     alpnProtocols: ALPNProtocols,
+    // certificate_authorities names the configured anchors (not Node's whole root store).
+    clientAuth: requestCert ? { certificateAuthorities: ca === undefined ? [] : trustAnchors(ca).map((c) => subjectNameDer(c.raw)) } : undefined,
   } as ServerConfigInput);
 }
 
 /** The acceptor for a set of options: engine configuration plus per-socket options. */
 export function tlsAcceptorFrom(options: KeywardServerOptions): TlsAcceptor {
-  return new TlsAcceptor(serverConfigFrom(options), { handshakeTimeout: options.handshakeTimeout, allowHalfOpen: options.allowHalfOpen });
+  const clientAuth = options.requestCert
+    ? { ca: options.ca === undefined ? undefined : trustAnchors(options.ca), rejectUnauthorized: options.rejectUnauthorized !== false }
+    : undefined;
+  return new TlsAcceptor(serverConfigFrom(options), { handshakeTimeout: options.handshakeTimeout, allowHalfOpen: options.allowHalfOpen, clientAuth });
 }
 
 /**

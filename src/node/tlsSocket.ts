@@ -1,13 +1,19 @@
+import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { AlertDescription } from '../tls/wire/alerts.js';
 import type { ServerConfig } from '../tls/engine/config.js';
 import type { PeerVerdict, PeerVerificationRequest } from '../tls/engine/events.js';
 import { TlsServerConnection } from '../tls/engine/serverConnection.js';
 import { EngineSocket, TlsHandshakeError, type CipherInfo, type EngineSocketOptions } from './engineSocket.js';
+import { CertificateVerificationError, judgeChain } from './peerVerification.js';
 
 export { TlsHandshakeError, type CipherInfo };
 
 /** Per-socket options; `createServer` passes its own. */
-export type KeywardTLSSocketOptions = EngineSocketOptions;
+export interface KeywardTLSSocketOptions extends EngineSocketOptions {
+  /** Mutual TLS: how the client's chain is judged (the engine asks for it when its config has clientAuth). */
+  clientAuth?: { ca?: X509Certificate[]; rejectUnauthorized: boolean };
+}
 
 /**
  * A server-side TLS socket over an accepted TCP socket, shaped like `tls.TLSSocket` (see
@@ -28,7 +34,11 @@ export class KeywardTLSSocket extends EngineSocket {
   readonly remotePort: number | undefined;
   readonly remoteFamily: string | undefined;
 
-  constructor(rawSocket: Socket, config: ServerConfig, opts: KeywardTLSSocketOptions = {}) {
+  constructor(
+    rawSocket: Socket,
+    config: ServerConfig,
+    private readonly opts: KeywardTLSSocketOptions = {},
+  ) {
     const connectionId = EngineSocket.newConnectionId();
     super(
       rawSocket,
@@ -54,8 +64,23 @@ export class KeywardTLSSocket extends EngineSocket {
     this.emit('tlsClientError', err);
   }
 
-  /** No client certificate is requested yet: nothing to judge. */
+  /**
+   * Mutual TLS, as node:tls: the client's chain against `ca` for clientAuth; a missing or
+   * failing one is refused when rejectUnauthorized (certificate_required in TLS 1.3,
+   * handshake_failure in 1.2 for a missing one), else accepted with `authorized` false.
+   */
   protected judgePeer(_req: PeerVerificationRequest): PeerVerdict {
-    return { ok: true };
+    const policy = this.opts.clientAuth ?? { rejectUnauthorized: true };
+    if (this.peerChain.length === 0) {
+      this.authorized = false;
+      this.authorizationError = new CertificateVerificationError('ERR_TLS_NO_CLIENT_CERTIFICATE', 'the client sent no certificate', AlertDescription.certificate_required);
+      if (!policy.rejectUnauthorized) return { ok: true };
+      const alert = this.engine.info.version === 'TLSv1.2' ? AlertDescription.handshake_failure : AlertDescription.certificate_required;
+      return { ok: false, alert, reason: 'the client sent no certificate' };
+    }
+    const r = judgeChain(this.peerChain, { ca: policy.ca, purpose: 'clientAuth' }, policy.rejectUnauthorized);
+    this.authorized = r.authorized;
+    this.authorizationError = r.authorizationError;
+    return r.verdict;
   }
 }

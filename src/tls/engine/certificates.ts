@@ -132,3 +132,44 @@ export function readCertificate(der: Uint8Array, whose: 'server' | 'client'): X5
     throw new TlsAlertError(AlertDescription.bad_certificate, `${whose} certificate is not a readable X.509 certificate`);
   }
 }
+
+/** One DER TLV: its tag, where its contents start, and where it ends. */
+function derTlv(der: Uint8Array, at: number): { tag: number; start: number; end: number } {
+  if (at + 2 > der.length) throw new Error('DER truncated');
+  const tag = der[at];
+  let len = der[at + 1];
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 3 || start + n > der.length) throw new Error('DER length not supported');
+    len = 0;
+    for (let i = 0; i < n; i++) len = (len << 8) | der[start + i];
+    start += n;
+  }
+  if (start + len > der.length) throw new Error('DER truncated');
+  return { tag, start, end: start + len };
+}
+
+/**
+ * The DER subject Name of a certificate (RFC 5280 4.1: Certificate → tbsCertificate →
+ * [version], serialNumber, signature, issuer, validity, subject), as TLS's
+ * certificate_authorities lists it.
+ */
+export function subjectNameDer(certificateDer: Uint8Array): Uint8Array {
+  const cert = derTlv(certificateDer, 0);
+  const tbs = derTlv(certificateDer, cert.start);
+  let at = tbs.start;
+  const next = () => {
+    const t = derTlv(certificateDer, at);
+    at = t.end;
+    return t;
+  };
+  if (certificateDer[at] === 0xa0) next(); // [0] version
+  next(); // serialNumber
+  next(); // signature
+  next(); // issuer
+  next(); // validity
+  const subject = derTlv(certificateDer, at);
+  if (subject.tag !== 0x30) throw new Error('certificate subject is not a SEQUENCE');
+  return certificateDer.subarray(at, subject.end);
+}

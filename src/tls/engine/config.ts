@@ -47,8 +47,21 @@ export interface ServerConfig {
   advertisedGroups?: readonly number[];
   /** Bytes of undecryptable (rejected 0-RTT) records skipped before failing. */
   maxEarlyDataSkip: number;
+  /**
+   * Mutual TLS: ask every client for a certificate (TLS 1.3 CertificateRequest with
+   * signature_algorithms and certificate_authorities; TLS 1.2 CertificateRequest). The
+   * chain, empty or not, goes to the driver as a verifyPeer event; the engine checks the
+   * client's CertificateVerify against it.
+   */
+  clientAuth?: ClientAuthConfig;
   /** Cookie to put in a HelloRetryRequest; the second ClientHello must echo it. */
   helloRetryCookie?: (clientHello1Hash: Uint8Array) => Uint8Array;
+}
+
+/** What a server asking for client certificates sends. */
+export interface ClientAuthConfig {
+  /** DER distinguished names of the CAs whose clients are accepted, as hints to the client; may be empty. */
+  readonly certificateAuthorities: readonly Uint8Array[];
 }
 
 /** The options a user passes; everything has a default but the certificates. */

@@ -1,10 +1,10 @@
-import { timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type PremasterDecryption } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
-import { SignatureScheme, keyKindOf } from '../crypto/signatureSchemes.js';
+import { SignatureScheme, keyKindOf, verifySignature12 } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { AlertDescription } from '../wire/alerts.js';
 import type { ClientHello } from '../wire/clientHello.js';
@@ -23,7 +23,9 @@ import {
   parseClientKeyExchange,
   VERIFY_DATA_LENGTH_12,
 } from '../wire/handshake12.js';
-import { checkHolderSignature, chooseCertificate, nameMatches, type CertifiedKey } from './certificates.js';
+import { parseCertificateVerify } from '../wire/certificateVerify.js';
+import { ClientCertificateType, encodeCertificateRequest12, parseCertificate12 } from '../wire/messages12.js';
+import { checkHolderSignature, chooseCertificate, nameMatches, readCertificate, type CertifiedKey } from './certificates.js';
 import { TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS } from './defaults.js';
 import type { ServerConfig } from './config.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
@@ -60,15 +62,34 @@ interface Keys12 {
 
 type State =
   | { readonly name: 'awaitSignature'; readonly opId: number; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly input: Uint8Array; readonly params: Uint8Array; readonly ecdhe: KeyExchange }
-  | { readonly name: 'awaitClientKeyExchange'; readonly exchange: KeyExchangeState }
-  | { readonly name: 'awaitPremaster'; readonly opId: number }
+  | { readonly name: 'awaitClientCertificate'; readonly exchange: KeyExchangeState }
+  | { readonly name: 'verifyingClient'; readonly id: number; readonly exchange: KeyExchangeState; readonly clientLeaf?: X509Certificate }
+  | { readonly name: 'awaitClientKeyExchange'; readonly exchange: KeyExchangeState; readonly clientLeaf?: X509Certificate }
+  | { readonly name: 'awaitPremaster'; readonly opId: number; readonly clientLeaf?: X509Certificate }
+  | { readonly name: 'awaitClientCertificateVerify'; readonly keys: Keys12; readonly clientLeaf: X509Certificate; readonly signed: Buffer }
   /** `otherSecret`: the ECDHE_PSK shared secret, wiped once the holder has answered. */
-  | { readonly name: 'awaitPskMasterSecret'; readonly opId: number; readonly otherSecret: Buffer | null }
+  | { readonly name: 'awaitPskMasterSecret'; readonly opId: number; readonly otherSecret: Buffer | null; readonly clientLeaf?: undefined }
   | { readonly name: 'awaitChangeCipherSpec'; readonly keys: Keys12 }
   | { readonly name: 'awaitFinished'; readonly keys: Keys12 }
   | { readonly name: 'done' };
 
 const EXPECT_CLIENT_KEY_EXCHANGE: Wait = { on: 'message', expect: [HandshakeType.client_key_exchange] };
+const EXPECT_CERTIFICATE: Wait = { on: 'message', expect: [HandshakeType.certificate] };
+const EXPECT_CERTIFICATE_VERIFY: Wait = { on: 'message', expect: [HandshakeType.certificate_verify] };
+/** Schemes a client may sign its TLS 1.2 CertificateVerify with (no SHA-1). */
+const CLIENT_SCHEMES12: readonly number[] = [
+  SignatureScheme.ecdsa_secp256r1_sha256,
+  SignatureScheme.ecdsa_secp384r1_sha384,
+  SignatureScheme.ecdsa_secp521r1_sha512,
+  SignatureScheme.ed25519,
+  SignatureScheme.ed448,
+  SignatureScheme.rsa_pss_rsae_sha256,
+  SignatureScheme.rsa_pss_rsae_sha384,
+  SignatureScheme.rsa_pss_rsae_sha512,
+  SignatureScheme.rsa_pkcs1_sha256,
+  SignatureScheme.rsa_pkcs1_sha384,
+  SignatureScheme.rsa_pkcs1_sha512,
+];
 const EXPECT_FINISHED: Wait = { on: 'message', expect: [HandshakeType.finished] };
 const EXPECT_CCS: Wait = { on: 'changeCipherSpec' };
 const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };
@@ -96,6 +117,8 @@ export class Server12Handshake implements Handshake {
   private readonly clientRandom: Uint8Array;
   private readonly serverRandom: Buffer;
   private readonly extended: boolean;
+  /** Mutual TLS: every handshake message so far, which the client's CertificateVerify signs; null otherwise. */
+  private readonly messages: Uint8Array[] | null;
 
   constructor(
     private readonly host: HandshakeHost,
@@ -122,7 +145,8 @@ export class Server12Handshake implements Handshake {
     this.suite = sel.suite;
     this.hash = sel.suite.hash;
     this.transcript = new Transcript(this.hash);
-    this.transcript.update(chRaw);
+    this.messages = config.clientAuth ? [] : null;
+    this.hashMessage(chRaw);
     this.clientRandom = ch.random;
 
     // info.version is set by the connection when it picks TLS 1.2.
@@ -197,6 +221,12 @@ export class Server12Handshake implements Handshake {
         return { on: 'keyOperation', id: st.opId };
       case 'awaitClientKeyExchange':
         return EXPECT_CLIENT_KEY_EXCHANGE;
+      case 'awaitClientCertificate':
+        return EXPECT_CERTIFICATE;
+      case 'verifyingClient':
+        return { on: 'peerVerification', id: st.id };
+      case 'awaitClientCertificateVerify':
+        return EXPECT_CERTIFICATE_VERIFY;
       case 'awaitChangeCipherSpec':
         return EXPECT_CCS;
       case 'awaitFinished':
@@ -213,31 +243,72 @@ export class Server12Handshake implements Handshake {
     return Buffer.from(this.config.psk?.identityHint ?? '', 'utf8');
   }
 
+  /** 7.4.4 (mutual TLS, certificate suites), 7.4.5. */
   private sendServerHelloDone(exchange: KeyExchangeState): State {
+    const askClient = this.messages !== null && exchange.kx !== 'PSK' && exchange.kx !== 'ECDHE_PSK';
+    if (askClient) {
+      this.sendMessage(
+        encodeCertificateRequest12({
+          certificateTypes: Uint8Array.of(ClientCertificateType.rsa_sign, ClientCertificateType.ecdsa_sign),
+          signatureAlgorithms: CLIENT_SCHEMES12,
+          certificateAuthorities: this.config.clientAuth!.certificateAuthorities,
+        }),
+      );
+    }
     this.sendMessage(encodeServerHelloDone());
     this.host.flush();
-    return { name: 'awaitClientKeyExchange', exchange };
+    return askClient ? { name: 'awaitClientCertificate', exchange } : { name: 'awaitClientKeyExchange', exchange };
+  }
+
+  /** 7.4.6: the client's chain (maybe empty), judged by the driver. */
+  private handleClientCertificate(msg: HandshakeMessage, exchange: KeyExchangeState): void {
+    const chain = parseCertificate12(msg.body);
+    const clientLeaf = chain.length > 0 ? readCertificate(chain[0], 'client') : undefined;
+    this.hashMessage(msg.raw);
+    this.host.info.peerCertificates = chain;
+    const id = this.host.requestPeerVerification({ peer: 'client', chain });
+    this.state = { name: 'verifyingClient', id, exchange, clientLeaf };
+  }
+
+  peerVerified(id: number): void {
+    const st = this.state;
+    if (st.name !== 'verifyingClient' || st.id !== id) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected peer verification');
+    this.state = { name: 'awaitClientKeyExchange', exchange: st.exchange, clientLeaf: st.clientLeaf };
+  }
+
+  /** 7.4.8: the client's signature over every handshake message through ClientKeyExchange. */
+  private handleClientCertificateVerify(msg: HandshakeMessage, st: Extract<State, { name: 'awaitClientCertificateVerify' }>): void {
+    const cv = parseCertificateVerify(msg.body);
+    if (!CLIENT_SCHEMES12.includes(cv.scheme)) throw illegalParameter('client signed with a scheme that was not offered');
+    if (!verifySignature12(st.clientLeaf.publicKey, cv.scheme, st.signed, cv.signature)) {
+      throw new TlsAlertError(AlertDescription.decrypt_error, 'client CertificateVerify does not verify against its certificate');
+    }
+    this.host.info.clientSignatureScheme = cv.scheme;
+    this.hashMessage(msg.raw);
+    this.state = { name: 'awaitChangeCipherSpec', keys: st.keys };
   }
 
   handleMessage(msg: HandshakeMessage): void {
     const st = this.state;
-    if (st.name === 'awaitClientKeyExchange') return this.handleClientKeyExchange(msg, st.exchange);
+    if (st.name === 'awaitClientCertificate') return this.handleClientCertificate(msg, st.exchange);
+    if (st.name === 'awaitClientKeyExchange') return this.handleClientKeyExchange(msg, st.exchange, st.clientLeaf);
+    if (st.name === 'awaitClientCertificateVerify') return this.handleClientCertificateVerify(msg, st);
     if (st.name === 'awaitFinished') return this.handleClientFinished(msg, st.keys);
   }
 
   /** 7.4.7: the client's key exchange; the secret comes from ECDHE here or from a key holder. */
-  private handleClientKeyExchange(msg: HandshakeMessage, exchange: KeyExchangeState): void {
+  private handleClientKeyExchange(msg: HandshakeMessage, exchange: KeyExchangeState, clientLeaf: X509Certificate | undefined): void {
     const cke = parseClientKeyExchange(msg.body, exchange.kx);
     let shared: Buffer | null = null;
     if ((cke.kind === 'ECDHE' || cke.kind === 'ECDHE_PSK') && (exchange.kx === 'ECDHE' || exchange.kx === 'ECDHE_PSK')) {
       shared = exchange.ecdhe.computeSharedSecret(cke.publicKey);
     }
     // RFC 7627 4: the session hash runs through the ClientKeyExchange.
-    this.transcript.update(msg.raw);
+    this.hashMessage(msg.raw);
     const host = this.host;
     switch (cke.kind) {
       case 'ECDHE':
-        this.state = this.useMasterSecret(this.masterFromPremaster(shared!));
+        this.state = this.useMasterSecret(this.masterFromPremaster(shared!), clientLeaf);
         return;
       case 'RSA': {
         if (exchange.kx !== 'RSA') break;
@@ -249,7 +320,7 @@ export class Server12Handshake implements Handshake {
           clientVersion: this.ch.legacyVersion,
           context,
         });
-        this.state = { name: 'awaitPremaster', opId };
+        this.state = { name: 'awaitPremaster', opId, clientLeaf };
         return;
       }
       case 'PSK':
@@ -283,12 +354,14 @@ export class Server12Handshake implements Handshake {
     return ms;
   }
 
-  /** 6.3: the key block, then wait for the client's ChangeCipherSpec. */
-  private useMasterSecret(masterSecret: Buffer): State {
+  /** 6.3: the key block, then wait for the client's CertificateVerify (when it sent a certificate) or ChangeCipherSpec. */
+  private useMasterSecret(masterSecret: Buffer, clientLeaf?: X509Certificate): State {
     const kb = tls12KeyBlock(this.hash, masterSecret, this.clientRandom, this.serverRandom, this.suite.aead);
     const clientAead = new RecordAead(this.suite.aead, kb.clientKey, kb.clientIv, 'tls12');
     const serverAead = new RecordAead(this.suite.aead, kb.serverKey, kb.serverIv, 'tls12');
-    return { name: 'awaitChangeCipherSpec', keys: { masterSecret, clientAead, serverAead } };
+    const keys = { masterSecret, clientAead, serverAead };
+    if (clientLeaf) return { name: 'awaitClientCertificateVerify', keys, clientLeaf, signed: Buffer.concat(this.messages ?? []) };
+    return { name: 'awaitChangeCipherSpec', keys };
   }
 
   keyOperationResult(opId: number, result: Uint8Array): void {
@@ -305,7 +378,7 @@ export class Server12Handshake implements Handshake {
         if (st.opId !== opId) break;
         // Whatever 48 bytes come back are the premaster: a bad ciphertext fails at Finished.
         if (result.length !== PREMASTER_LENGTH) throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a premaster of ${result.length} bytes`);
-        this.state = this.useMasterSecret(this.masterFromPremaster(Uint8Array.from(result)));
+        this.state = this.useMasterSecret(this.masterFromPremaster(Uint8Array.from(result)), st.clientLeaf);
         return;
       case 'awaitPskMasterSecret':
         if (st.opId !== opId) break;
@@ -357,7 +430,7 @@ export class Server12Handshake implements Handshake {
     const expected = tls12VerifyData(this.hash, ms, 'client finished', this.transcript.current());
     const got = parseFinished(msg.body, VERIFY_DATA_LENGTH_12);
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'client Finished does not verify');
-    this.transcript.update(msg.raw);
+    this.hashMessage(msg.raw);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished');
     const host = this.host;
     host.sendChangeCipherSpec();
@@ -369,8 +442,14 @@ export class Server12Handshake implements Handshake {
   }
 
   private sendMessage(raw: Uint8Array): void {
-    this.transcript.update(raw);
+    this.hashMessage(raw);
     this.host.sendHandshake(raw);
+  }
+
+  /** Adds a message to the transcript, and to what a client's CertificateVerify covers when one is asked for. */
+  private hashMessage(raw: Uint8Array): void {
+    this.transcript.update(raw);
+    this.messages?.push(raw);
   }
 }
 

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import type { OperationContext } from '../../keys/keyOperations.js';
 import type { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
@@ -10,12 +10,15 @@ import {
   tls13HandshakeSecrets,
   tls13RecordAead,
 } from '../crypto/keySchedule13.js';
-import type { SignatureScheme } from '../crypto/signatureSchemes.js';
+import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { parseClientHello, type ClientHello } from '../wire/clientHello.js';
 import { ExtensionType, HandshakeType, HRR_RANDOM, TLS13 } from '../wire/constants.js';
 import { TlsAlertError, decodeError, illegalParameter } from '../wire/errors.js';
+import { encodeCertificateRequest13, parseCertificate13 } from '../wire/certificate13.js';
+import { parseCertificateVerify } from '../wire/certificateVerify.js';
+import { certificateAuthoritiesExt, signatureAlgorithmsExt } from '../wire/extensionCodecs.js';
 import {
   encodeCertificate13,
   certificateVerifyContent,
@@ -34,7 +37,7 @@ import {
   parseFinished,
   type ExtensionOut,
 } from '../wire/handshake.js';
-import { checkHolderSignature, chooseCertificate, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, chooseCertificate, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ServerConfig } from './config.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
@@ -65,11 +68,26 @@ type State =
   /** The key holder signs while the (EC)DHE secret and handshake keys are computed (deferred work). */
   | { readonly name: 'signingBeforeKeys'; readonly sig: PendingSignature }
   | { readonly name: 'awaitSignature'; readonly sig: PendingSignature; readonly secrets: HandshakeSecrets }
-  | { readonly name: 'awaitFinished'; readonly clientHandshakeSecret: Buffer; readonly clientAppSecret: Buffer; readonly serverAppSecret: Buffer; readonly exporterMaster: Buffer }
+  | { readonly name: 'awaitClientCertificate'; readonly secrets: AfterServerFinished }
+  | { readonly name: 'verifyingClient'; readonly id: number; readonly secrets: AfterServerFinished; readonly leaf?: X509Certificate }
+  | { readonly name: 'awaitClientCertificateVerify'; readonly secrets: AfterServerFinished; readonly leaf: X509Certificate }
+  | { readonly name: 'awaitFinished'; readonly secrets: AfterServerFinished }
   | { readonly name: 'done' };
+
+/** The secrets the rest of the handshake needs once the server's Finished is sent. */
+interface AfterServerFinished {
+  readonly clientHandshakeSecret: Buffer;
+  readonly clientAppSecret: Buffer;
+  readonly serverAppSecret: Buffer;
+  readonly exporterMaster: Buffer;
+}
 
 const EXPECT_CLIENT_HELLO: Wait = { on: 'message', expect: [HandshakeType.client_hello] };
 const EXPECT_FINISHED: Wait = { on: 'message', expect: [HandshakeType.finished] };
+const EXPECT_CERTIFICATE: Wait = { on: 'message', expect: [HandshakeType.certificate] };
+const EXPECT_CERTIFICATE_VERIFY: Wait = { on: 'message', expect: [HandshakeType.certificate_verify] };
+/** Schemes a client may sign its CertificateVerify with: every TLS 1.3 scheme keyward verifies. */
+const CLIENT_SCHEMES13: readonly number[] = [0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x0804, 0x0805, 0x0806];
 const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };
 
 /**
@@ -126,6 +144,12 @@ export class Server13Handshake implements Handshake {
         return { on: 'keyOperation', id: st.sig.opId };
       case 'awaitFinished':
         return EXPECT_FINISHED;
+      case 'awaitClientCertificate':
+        return EXPECT_CERTIFICATE;
+      case 'verifyingClient':
+        return { on: 'peerVerification', id: st.id };
+      case 'awaitClientCertificateVerify':
+        return EXPECT_CERTIFICATE_VERIFY;
       case 'done':
         return EXPECT_NOTHING;
     }
@@ -165,7 +189,9 @@ export class Server13Handshake implements Handshake {
   handleMessage(msg: HandshakeMessage): void {
     const st = this.state;
     if (st.name === 'awaitClientHello2') return this.handleClientHello2(msg, st);
-    if (st.name === 'awaitFinished') return this.handleClientFinished(msg, st);
+    if (st.name === 'awaitClientCertificate') return this.handleClientCertificate(msg, st.secrets);
+    if (st.name === 'awaitClientCertificateVerify') return this.handleClientCertificateVerify(msg, st);
+    if (st.name === 'awaitFinished') return this.handleClientFinished(msg, st.secrets);
   }
 
   /** 4.1.2: the second ClientHello must be the first with only the allowed changes. */
@@ -242,10 +268,15 @@ export class Server13Handshake implements Handshake {
       host.info.alpnProtocol = alpn;
     }
     const encryptedExtensions = encodeEncryptedExtensions(ee);
+    // 4.3.2: ask for a client certificate (mutual TLS), naming the schemes and CAs we accept.
+    const certificateRequest = config.clientAuth ? this.certificateRequest(config.clientAuth.certificateAuthorities) : undefined;
     const certificate = encodeCertificate13(new Uint8Array(0), cert.chain);
     this.transcript.update(encryptedExtensions);
+    if (certificateRequest) this.transcript.update(certificateRequest);
     this.transcript.update(certificate);
-    this.hashedMessages.push(sh, encryptedExtensions, certificate);
+    this.hashedMessages.push(sh, encryptedExtensions);
+    if (certificateRequest) this.hashedMessages.push(certificateRequest);
+    this.hashedMessages.push(certificate);
 
     // 4.4.3: the signature covers the transcript through Certificate, which needs neither
     // the (EC)DHE secret nor any encryption: ask for it first, so the key holder works
@@ -274,6 +305,7 @@ export class Server13Handshake implements Handshake {
       // 8449 4: the peer's limit counts the content type byte in TLS 1.3.
       if (ch.recordSizeLimit !== undefined) host.record.maxSendFragment = Math.min(1 << 14, ch.recordSizeLimit - 1);
       host.sendHandshake(encryptedExtensions);
+      if (certificateRequest) host.sendHandshake(certificateRequest);
       host.sendHandshake(certificate);
       this.state = {
         name: 'awaitSignature',
@@ -302,17 +334,55 @@ export class Server13Handshake implements Handshake {
 
     const app = tls13ApplicationSecrets(h, st.secrets.handshakeSecret, this.transcript.current());
     host.setWriteKey(this.aead(app.serverApplicationTraffic));
-    this.state = {
-      name: 'awaitFinished',
+    const secrets: AfterServerFinished = {
       clientHandshakeSecret: st.secrets.client,
       clientAppSecret: app.clientApplicationTraffic,
       serverAppSecret: app.serverApplicationTraffic,
       exporterMaster: app.exporterMaster,
     };
+    this.state = this.config.clientAuth ? { name: 'awaitClientCertificate', secrets } : { name: 'awaitFinished', secrets };
+  }
+
+  private certificateRequest(authorities: readonly Uint8Array[]): Uint8Array {
+    const exts = [signatureAlgorithmsExt.encode(CLIENT_SCHEMES13)];
+    if (authorities.length > 0) exts.push(certificateAuthoritiesExt.encode(authorities));
+    return encodeCertificateRequest13({ context: new Uint8Array(0), extensions: exts });
+  }
+
+  /** 4.4.2: the client's chain (maybe empty), judged by the driver. */
+  private handleClientCertificate(msg: HandshakeMessage, secrets: AfterServerFinished): void {
+    const cert = parseCertificate13(msg.body);
+    if (cert.context.length !== 0) throw illegalParameter('client Certificate with a request context we did not send');
+    const chain = cert.entries.map((e) => e.data);
+    const leaf = chain.length > 0 ? readCertificate(chain[0], 'client') : undefined;
+    this.transcript.update(msg.raw);
+    this.host.info.peerCertificates = chain;
+    const id = this.host.requestPeerVerification({ peer: 'client', chain });
+    this.state = { name: 'verifyingClient', id, secrets, leaf };
+  }
+
+  peerVerified(id: number): void {
+    const st = this.state;
+    if (st.name !== 'verifyingClient' || st.id !== id) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected peer verification');
+    // 4.4.3: a client that sent no certificate sends no CertificateVerify.
+    this.state = st.leaf ? { name: 'awaitClientCertificateVerify', secrets: st.secrets, leaf: st.leaf } : { name: 'awaitFinished', secrets: st.secrets };
+  }
+
+  /** 4.4.3: the client's signature over the transcript through its Certificate. */
+  private handleClientCertificateVerify(msg: HandshakeMessage, st: Extract<State, { name: 'awaitClientCertificateVerify' }>): void {
+    const cv = parseCertificateVerify(msg.body);
+    if (!schemeInfo(cv.scheme)?.tls13 || !CLIENT_SCHEMES13.includes(cv.scheme)) throw illegalParameter('client signed with a scheme that was not offered');
+    const content = certificateVerifyContent(this.transcript.current(), 'client');
+    if (!verifySignature(st.leaf.publicKey, cv.scheme, content, cv.signature)) {
+      throw new TlsAlertError(AlertDescription.decrypt_error, 'client CertificateVerify does not verify against its certificate');
+    }
+    this.host.info.clientSignatureScheme = cv.scheme;
+    this.transcript.update(msg.raw);
+    this.state = { name: 'awaitFinished', secrets: st.secrets };
   }
 
   /** 4.4.4: the client's Finished proves it saw the same transcript. */
-  private handleClientFinished(msg: HandshakeMessage, st: Extract<State, { name: 'awaitFinished' }>): void {
+  private handleClientFinished(msg: HandshakeMessage, st: AfterServerFinished): void {
     const h = this.suite.hash;
     const expected = tls13FinishedVerifyData(h, st.clientHandshakeSecret, this.transcript.current());
     const got = parseFinished(msg.body, expected.length);
