@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { runDemo } from './demo.js';
 import { registerKeydCommands } from './keydCommands.js';
 import { registerCertsCommands } from './certsCommand.js';
+import { registerConnectCommand } from './connect.js';
 import { addFrontOptions, certificateSpecs, frontSettingsFromFlags, keySourceOptions, pskSettings, resolveSettings, type KeySpecList } from './frontOptions.js';
 import { registerProxyCommand } from './proxyCommand.js';
 import { CliError, serve } from './serve.js';
@@ -110,6 +111,7 @@ export function buildProgram(): Command {
     });
 
   registerProxyCommand(program);
+  registerConnectCommand(program);
   registerCertsCommands(program);
 
   program
