@@ -1,4 +1,4 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { schemeName, schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { keyIdOf } from './keyId.js';
 import { describeProtection, type KeyProcessProtection, type NonDumpablePolicy } from './keyProcessHardening.js';
+import { KeyProcessLauncher, type KeyChild } from './keyProcessLauncher.js';
 import {
   KeyOperationError,
   UnknownPskIdentityError,
@@ -110,7 +111,7 @@ const noopLogger: KeyProcessLogger = { info() {}, warn() {}, error() {} };
 
 /** A running key process and its channel. */
 interface Channel {
-  child: ChildProcess;
+  child: KeyChild;
   socket: Socket;
   writer: FrameWriter;
   decoder: FrameDecoder;
@@ -146,7 +147,15 @@ export async function startKeyProcess(opts: KeyProcessOptions): Promise<KeyProce
   if (ids && process.getuid?.() !== 0 && ids.uid !== process.getuid?.()) {
     throw new Error(`key process: running the key process as ${opts.keyUser} needs root`);
   }
-  const ch = await launch(launchSpec(opts, [resolved.keyPath], resolved.keyPath), ids, opts.startTimeoutMs ?? 10_000);
+  const spec = launchSpec(opts, [resolved.keyPath], resolved.keyPath);
+  const launcher = startLauncher(spec, ids);
+  let ch: Channel;
+  try {
+    ch = await launch(spec, ids, opts.startTimeoutMs ?? 10_000, launcher);
+  } catch (e) {
+    launcher?.close();
+    throw e;
+  }
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: ch.spki, format: 'der', type: 'spki' });
@@ -159,15 +168,24 @@ export async function startKeyProcess(opts: KeyProcessOptions): Promise<KeyProce
     }
   } catch (e) {
     ch.child.kill('SIGKILL');
+    launcher?.close();
     throw e;
   }
-  return new KeyProcessKey(resolved, ids, ch, publicKey);
+  return new KeyProcessKey(resolved, ids, ch, publicKey, launcher);
 }
 
 /** What a key process is started with: child arguments, and a name for messages (never content). */
 interface LaunchSpec {
   args: string[];
   what: string;
+}
+
+/**
+ * A launcher that keeps root for restarts when key processes run as another user and this
+ * process is root (it may drop root afterwards, see keyProcessLauncher.ts).
+ */
+function startLauncher(spec: LaunchSpec, ids: { uid: number; gid: number } | undefined): KeyProcessLauncher | undefined {
+  return ids && process.getuid?.() === 0 ? new KeyProcessLauncher([CHILD_SCRIPT, ...spec.args], ids) : undefined;
 }
 
 function launchSpec(opts: { nonDumpable?: NonDumpablePolicy }, args: string[], what: string): LaunchSpec {
@@ -190,6 +208,8 @@ export class KeyProcessHost extends EventEmitter {
   readonly #opts: HostOptions;
   readonly #spec: LaunchSpec;
   readonly #ids: { uid: number; gid: number } | undefined;
+  /** Starts key processes as #ids when this process may no longer do so itself. */
+  readonly #launcher: KeyProcessLauncher | undefined;
   readonly #log: KeyProcessLogger;
   readonly #spki: Buffer;
   #channel: Channel | undefined;
@@ -207,11 +227,12 @@ export class KeyProcessHost extends EventEmitter {
   #closing: Promise<void> | undefined;
 
   /** @internal use startKeyProcess or startPskProcess */
-  constructor(opts: HostOptions, spec: LaunchSpec, ids: { uid: number; gid: number } | undefined, ch: Channel) {
+  constructor(opts: HostOptions, spec: LaunchSpec, ids: { uid: number; gid: number } | undefined, ch: Channel, launcher: KeyProcessLauncher | undefined) {
     super();
     this.#opts = opts;
     this.#spec = spec;
     this.#ids = ids;
+    this.#launcher = launcher;
     this.#log = opts.logger ?? noopLogger;
     this.#spki = ch.spki;
     this.#attach(ch);
@@ -265,7 +286,7 @@ export class KeyProcessHost extends EventEmitter {
     this.#failAll(new KeyOperationError('unavailable', 'key process closed'));
     const ch = this.#channel;
     this.#channel = undefined;
-    this.#closing = ch ? stopChild(ch) : Promise.resolve();
+    this.#closing = (ch ? stopChild(ch) : Promise.resolve()).then(() => this.#launcher?.close());
     return this.#closing;
   }
 
@@ -373,7 +394,7 @@ export class KeyProcessHost extends EventEmitter {
     if (this.#closed) return;
     let ch: Channel;
     try {
-      ch = await launch(this.#spec, this.#ids, this.#opts.startTimeoutMs ?? 10_000);
+      ch = await launch(this.#spec, this.#ids, this.#opts.startTimeoutMs ?? 10_000, this.#launcher);
     } catch (e) {
       this.#log.error({ err: (e as Error).message }, 'key process restart failed');
       this.#failWaiting(new KeyOperationError('unavailable', 'key process is down: restart failed'));
@@ -491,8 +512,8 @@ export class KeyProcessKey extends KeyProcessHost implements KeyOperations {
   readonly decryptPremaster?: (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => Promise<Uint8Array>;
 
   /** @internal use startKeyProcess */
-  constructor(opts: KeyProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, publicKey: KeyObject) {
-    super(opts, launchSpec(opts, [opts.keyPath], opts.keyPath), ids, ch);
+  constructor(opts: KeyProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, publicKey: KeyObject, launcher?: KeyProcessLauncher) {
+    super(opts, launchSpec(opts, [opts.keyPath], opts.keyPath), ids, ch, launcher);
     this.publicKey = publicKey;
     const fits = new Set<number>(schemesForKey(publicKey));
     this.schemes = ch.schemes.filter((s) => fits.has(s)) as SignatureScheme[];
@@ -527,12 +548,20 @@ export async function startPskProcess(opts: PskProcessOptions): Promise<KeyProce
   if (ids && process.getuid?.() !== 0 && ids.uid !== process.getuid?.()) {
     throw new Error(`key process: running the key process as ${opts.keyUser} needs root`);
   }
-  const ch = await launch(pskLaunchSpec({ ...opts, pskPath }), ids, opts.startTimeoutMs ?? 10_000);
-  if (ch.spki.length !== 0 || ch.schemes.length !== 0) {
-    ch.child.kill('SIGKILL');
-    throw new Error('key process: a PSK process answered like a key process');
+  const spec = pskLaunchSpec({ ...opts, pskPath });
+  const launcher = startLauncher(spec, ids);
+  let ch: Channel;
+  try {
+    ch = await launch(spec, ids, opts.startTimeoutMs ?? 10_000, launcher);
+    if (ch.spki.length !== 0 || ch.schemes.length !== 0) {
+      ch.child.kill('SIGKILL');
+      throw new Error('key process: a PSK process answered like a key process');
+    }
+  } catch (e) {
+    launcher?.close();
+    throw e;
   }
-  return new KeyProcessPsk({ ...opts, pskPath }, ids, ch);
+  return new KeyProcessPsk({ ...opts, pskPath }, ids, ch, launcher);
 }
 
 function pskLaunchSpec(opts: PskProcessOptions): LaunchSpec {
@@ -547,8 +576,8 @@ function pskLaunchSpec(opts: PskProcessOptions): LaunchSpec {
  */
 export class KeyProcessPsk extends KeyProcessHost implements PskOperations {
   /** @internal use startPskProcess */
-  constructor(opts: PskProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel) {
-    super(opts, pskLaunchSpec(opts), ids, ch);
+  constructor(opts: PskProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, launcher?: KeyProcessLauncher) {
+    super(opts, pskLaunchSpec(opts), ids, ch, launcher);
     this.log.info({ pid: ch.child.pid }, 'PSK process ready');
   }
 
@@ -563,27 +592,32 @@ export class KeyProcessPsk extends KeyProcessHost implements PskOperations {
 }
 
 /**
- * Spawns a key process and waits for READY. The child gets a clean environment, `/` as
- * working directory, no stdin/stdout, and a socketpair on fd 3 that only the two
- * processes hold.
+ * Spawns a key process (itself, or through `launcher`) and waits for READY. The child gets
+ * a clean environment, `/` as working directory, no stdin/stdout, and a socketpair on fd
+ * 3 that only the two processes hold.
  */
-function launch(spec: LaunchSpec, ids: { uid: number; gid: number } | undefined, timeoutMs: number): Promise<Channel> {
-  return new Promise<Channel>((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = {};
-    if (process.env.UV_THREADPOOL_SIZE) env.UV_THREADPOOL_SIZE = process.env.UV_THREADPOOL_SIZE;
-    let child: ChildProcess;
-    try {
-      child = spawn(process.execPath, [CHILD_SCRIPT, ...spec.args], {
+async function launch(spec: LaunchSpec, ids: { uid: number; gid: number } | undefined, timeoutMs: number, launcher: KeyProcessLauncher | undefined): Promise<Channel> {
+  let child: KeyChild;
+  let socket: Socket;
+  try {
+    if (launcher) {
+      ({ child, socket } = await launcher.spawn());
+    } else {
+      const env: NodeJS.ProcessEnv = {};
+      if (process.env.UV_THREADPOOL_SIZE) env.UV_THREADPOOL_SIZE = process.env.UV_THREADPOOL_SIZE;
+      const proc = spawn(process.execPath, [CHILD_SCRIPT, ...spec.args], {
         stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
         cwd: '/',
         env,
         ...(ids ? { uid: ids.uid, gid: ids.gid } : {}),
       });
-    } catch (e) {
-      reject(new Error(`key process: cannot start: ${(e as Error).message}`));
-      return;
+      child = proc;
+      socket = proc.stdio[3] as Socket;
     }
-    const socket = child.stdio[3] as Socket;
+  } catch (e) {
+    throw new Error(`key process: cannot start: ${(e as Error).message}`);
+  }
+  return new Promise<Channel>((resolve, reject) => {
     let settled = false;
     const fail = (msg: string): void => {
       if (settled) return;
@@ -648,6 +682,24 @@ function stopChild(ch: Channel): Promise<void> {
     ch.writer.clear();
     ch.socket.end();
   });
+}
+
+/**
+ * Drops this process (a front that ran as root to start its key processes with
+ * `keyUser`) to `user` for good: supplementary groups, group, then user. Key processes
+ * started with `keyUser` are restarted by their launcher afterwards. Throws unless this
+ * process is root, or when the kernel did not drop all three ids.
+ */
+export function dropPrivileges(user: string): { uid: number; gid: number } {
+  const ids = lookupUser(user);
+  if (process.getuid?.() !== 0 || !process.setuid || !process.setgid || !process.setgroups) throw new Error(`dropping privileges to ${user} needs root`);
+  process.setgroups([ids.gid]);
+  process.setgid(ids.gid);
+  process.setuid(ids.uid);
+  if (process.getuid() !== ids.uid || process.geteuid?.() !== ids.uid || process.getgid?.() !== ids.gid || process.getegid?.() !== ids.gid) {
+    throw new Error(`could not drop privileges to ${user}`);
+  }
+  return ids;
 }
 
 /**

@@ -4,7 +4,9 @@
  * and tries to read its memory through /proc/PID/mem. The key process has made itself
  * non-dumpable, so the kernel refuses; the control, the same key process with the
  * protection turned off, shows that the front could otherwise read the key's private
- * scalar (and that the scan works). As root, `--key-user` adds a separate user.
+ * scalar (and that the scan works). As root, `--key-user` adds a separate user, and a
+ * front that then drops root reads neither the key file nor the key process's memory,
+ * while its key process is still restarted (by the launcher) when killed.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { lookupUser, startKeyProcess } from '../../src/keys/keyProcess.js';
+import { dropPrivileges, lookupUser, startKeyProcess } from '../../src/keys/keyProcess.js';
 import type { KeyProcessProtection } from '../../src/keys/keyProcessHardening.js';
 import { keySecretNeedles } from '../support/memscan.js';
 
@@ -29,6 +31,9 @@ interface FrontReport {
   protection: KeyProcessProtection;
   describe: string;
   scan: { found: string[]; bytesScanned: number } | { error: string };
+  /** 'read', or the error reading the key file. */
+  keyFile: string;
+  restarted?: { pid: number; signed: boolean };
 }
 
 let dir: string;
@@ -52,17 +57,28 @@ before(() => {
 
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Runs the front as the non-root user; resolves with its report (bounded: killed after 60 s). */
-function runFront(policy: 'require' | 'off'): Promise<FrontReport> {
-  const child = spawn(process.execPath, [FRONT, keyPath, needlesPath, policy], {
+/**
+ * Runs the front, as the non-root user or (`asRootThenDrop`) as root that drops to
+ * `dropTo` after starting the key process as `keyUser`; resolves with its report (bounded:
+ * killed after 60 s). A "KILL pid" line from the front asks this test to kill its key process.
+ */
+function runFront(policy: 'require' | 'off', asRootThenDrop?: { keyUser: string; dropTo: string }): Promise<FrontReport> {
+  const child = spawn(process.execPath, [FRONT, keyPath, needlesPath, policy, ...(asRootThenDrop ? [asRootThenDrop.keyUser, asRootThenDrop.dropTo] : [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: '/',
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    ...(asRoot ? { uid: frontIds.uid, gid: frontIds.gid } : {}),
+    ...(asRoot && !asRootThenDrop ? { uid: frontIds.uid, gid: frontIds.gid } : {}),
   });
   let out = '';
   let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+    const kill = /^KILL (\d+)$/m.exec(out);
+    if (kill) {
+      out = out.replace(kill[0], 'KILLED');
+      process.kill(Number(kill[1]), 'SIGKILL');
+    }
+  });
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   return new Promise((resolve, reject) => {
@@ -109,4 +125,20 @@ test('--key-user: the key process runs as that user and is non-dumpable as well 
   } finally {
     await key.close();
   }
+});
+
+test('--key-user, then the front drops root: no key file, no key process memory, and a killed key process is restarted', async () => {
+  if (!asRoot) {
+    assert.throws(() => dropPrivileges('daemon'), /needs root/);
+    return;
+  }
+  // The key file is nobody's (0600): the key user's. The front ends up as daemon.
+  const r = await runFront('require', { keyUser: 'nobody', dropTo: 'daemon' });
+  const daemon = lookupUser('daemon');
+  assert.equal(r.uid, daemon.uid);
+  assert.deepEqual(r.protection, { nonDumpable: true, user: 'nobody' });
+  assert.equal(r.keyFile, 'EACCES');
+  assert.ok('error' in r.scan && ['EACCES', 'EPERM'].includes(r.scan.error), JSON.stringify(r.scan));
+  assert.ok(r.restarted?.signed, 'the replacement key process signs');
+  assert.notEqual(r.restarted?.pid, r.keyPid);
 });
