@@ -5,6 +5,7 @@
  * the idle timeout, a reload while a connection stays open, and the metrics.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -134,6 +135,33 @@ describe('keyward proxy (in process)', () => {
       assert.equal(metricValue(text, 'keyward_proxy_upstream_errors_total', { reason: 'ECONNREFUSED' }), 1);
     } finally {
       await proxy.stop(0);
+    }
+  });
+
+  test('an upstream that does not answer the connect: the client is closed at the upstream connect timeout', async () => {
+    // A listener with a full accept queue that never accepts: further SYNs get no answer.
+    const py = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(20)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const fillers: Socket[] = [];
+    try {
+      const upstreamPort = Number(await new Promise<string>((resolve) => py.stdout!.once('data', (d: Buffer) => resolve(d.toString()))));
+      for (let i = 0; i < 3; i++) fillers.push(netConnect(upstreamPort, '127.0.0.1').on('error', () => undefined));
+      await new Promise((r) => setTimeout(r, 200));
+      const { proxy, lines, port } = await startTestProxy(pki, { upstream: { kind: 'tcp', host: '127.0.0.1', port: upstreamPort }, limits: { upstreamConnectTimeoutMs: 400 } });
+      try {
+        const client = await connectTls(port, pki);
+        const t0 = Date.now();
+        assert.equal((await readAll(client, 5_000)).length, 0);
+        const took = Date.now() - t0;
+        assert.ok(took >= 300 && took < 2_500, `closed after ${took} ms`);
+        await waitFor(() => lines.connections.length === 1, 'the access log line');
+        assert.equal(lines.connections[0].outcome, 'upstream-unreachable');
+        assert.equal(metricValue(await proxy.metrics.registry.metrics(), 'keyward_proxy_upstream_errors_total', { reason: 'ETIMEDOUT' }), 1);
+      } finally {
+        await proxy.stop(0);
+      }
+    } finally {
+      for (const f of fillers) f.destroy();
+      py.kill('SIGKILL');
     }
   });
 

@@ -84,6 +84,20 @@ describe('keyward proxy (command)', () => {
     assert.match(r.stderr, /serve\.json:3: upstream: unknown field/);
   });
 
+  test('serve --config: a file that works, a flag overriding its listen address', async () => {
+    const f = join(pki.dir, 'serve-ok.json');
+    await writeFile(f, JSON.stringify({ listen: '127.0.0.1:9', certificates: [{ cert: 'localhost-chain.pem', key: 'localhost-key.pem' }], keyProcess: true, tls: { alpn: ['http/1.1'] } }, null, 2));
+    const child = await startKeyward(['serve', '--config', f, '--listen', '127.0.0.1:0']);
+    try {
+      assert.match(child.stdout(), /localhost-chain\.pem: private key in a separate key process/);
+      const s = await connectTls(child.port, pki, 'localhost', { ALPNProtocols: ['http/1.1'] });
+      assert.equal(s.alpnProtocol, 'http/1.1');
+      s.destroy();
+    } finally {
+      await child.stop();
+    }
+  });
+
   test('SIGHUP: a new certificate for new connections, the open one keeps working; a bad reload is refused and the old configuration kept; SIGTERM lets the open connection finish, exit 0', async () => {
     const cfg = join(pki.dir, 'front.json');
     const write = (cert: string, key: string) =>
