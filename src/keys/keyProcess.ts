@@ -615,7 +615,7 @@ async function launch(spec: LaunchSpec, ids: { uid: number; gid: number } | unde
       socket = proc.stdio[3] as Socket;
     }
   } catch (e) {
-    throw new Error(`key process: cannot start: ${(e as Error).message}`);
+    throw new Error(`key process: cannot start: ${(e as Error).message}`, { cause: e });
   }
   return new Promise<Channel>((resolve, reject) => {
     let settled = false;
