@@ -86,10 +86,13 @@ export function buildProgram(): Command {
   const serveCmd = program
     .command('serve')
     .description('serve a small HTTPS page (HTTP/2 when h2 is negotiated) over the keyward TLS engine, the key in a key process, keyd or a PKCS#11 token')
-    .option('--listen <addr>', 'address to listen on, HOST:PORT (port 0: any free port; default 127.0.0.1:8443)');
+    .option('--listen <addr>', 'address to listen on, HOST:PORT (port 0: any free port; default 127.0.0.1:8443)')
+    .option('--client-ca <ca.pem>', 'mutual TLS: ask clients for a certificate from this CA (the page names the client)')
+    .option('--require-client-cert', 'with --client-ca: refuse clients without a valid certificate');
   addFrontOptions(serveCmd, keySpecs, { alpn: 'h2,http/1.1' })
     .addHelpText('after', SERVE_HELP)
-    .action(async (o: Parameters<typeof frontSettingsFromFlags>[0]) => {
+    .action(async (o: Parameters<typeof frontSettingsFromFlags>[0] & { clientCa?: string; requireClientCert?: boolean }) => {
+      if (o.requireClientCert && o.clientCa === undefined) throw new CliError('--require-client-cert needs --client-ca');
       const s = resolveSettings('serve', o.config, frontSettingsFromFlags(o, keySpecs));
       const { certs, keys } = certificateSpecs(s);
       const psk = pskSettings(s);
@@ -100,6 +103,7 @@ export function buildProgram(): Command {
         alpn: s.tls?.alpn ?? ['h2', 'http/1.1'],
         minVersion: s.tls?.minVersion ?? 'TLSv1.2',
         rsaKeyExchange: s.tls?.rsaKeyExchange === true,
+        ...(o.clientCa !== undefined ? { clientCa: o.clientCa, requireClientCert: o.requireClientCert === true } : {}),
         ...(psk ? { psk } : {}),
         sources: keySourceOptions(s),
       });

@@ -32,6 +32,9 @@ export function demoPage(keyDescription: string | ((connectionId: string | undef
       ['hello retry', tls.helloRetry ? 'yes' : 'no'],
       ['private key', describe(socket?.connectionId)],
     ];
+    // Mutual TLS: who the client is, and whether its certificate verified.
+    const client = socket?.getPeerX509Certificate();
+    if (client) facts.push(['client', `${client.subject.split('\n').reverse().join(',')} (${socket?.authorized ? 'verified' : 'not verified'})`]);
     const wantsHtml = String(req.headers.accept ?? '').includes('text/html');
     if (wantsHtml) {
       const rows = facts.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');

@@ -45,6 +45,10 @@ export interface ServeOptions {
   rsaKeyExchange?: boolean;
   /** Lowest TLS version accepted (default TLSv1.2). */
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** Mutual TLS: ask clients for a certificate issued by this CA file (PEM). */
+  clientCa?: string;
+  /** With clientCa: refuse clients without a valid certificate (else they are served, unauthenticated). */
+  requireClientCert?: boolean;
   /**
    * Builds the key operations for the i-th certificate instead of `keys` and `sources`
    * (for programs that embed serve with a key of their own).
@@ -191,6 +195,18 @@ function observedKey(key: KeyOperations, onUse: (connectionId: string | undefine
   return wrapped;
 }
 
+/** The --client-ca file's certificates. */
+function readClientCa(path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CliError(`--client-ca ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new CliError(`--client-ca ${path}: no PEM certificate in it`);
+  return pem;
+}
+
 /** Runs the HTTPS (and h2) page server; resolves once it is listening. */
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen);
@@ -233,6 +249,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     ALPNProtocols: alpn,
     ...(opts.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
     ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
+    ...(opts.clientCa !== undefined ? { requestCert: true, ca: readClientCa(opts.clientCa), rejectUnauthorized: opts.requireClientCert === true } : {}),
     ...(psk ? { psk: { holder: psk.holder, ...(opts.psk?.identityHint !== undefined ? { identityHint: opts.psk.identityHint } : {}) } } : {}),
   };
   const server = (alpn.includes('h2') ? createHttp2SecureServer(tlsOptions, page) : createHttpsServer(tlsOptions, page)) as unknown as http2.Http2Server & WithTlsAcceptor;
