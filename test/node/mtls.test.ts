@@ -120,10 +120,11 @@ describe('mutual TLS with other clients', () => {
         c.on('error', (e: NodeJS.ErrnoException) => resolve(String(e.code)));
       });
     assert.equal(await attempt({ cert: pki.client.chainPem, key: pki.client.keyPem }), 'ok');
-    assert.equal(await attempt({}), 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
-    assert.equal(await attempt({ cert: pki.untrusted.client.certPem, key: pki.untrusted.client.keyPem }), 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA');
+    // OpenSSL names the alert in the code (its prefix differs between Node 20's and 24's OpenSSL).
+    assert.match(await attempt({}), /_ALERT_CERTIFICATE_REQUIRED$/);
+    assert.match(await attempt({ cert: pki.untrusted.client.certPem, key: pki.untrusted.client.keyPem }), /_ALERT_UNKNOWN_CA$/);
     assert.equal(await attempt({ cert: pki.client.chainPem, key: pki.client.keyPem, maxVersion: 'TLSv1.2' }), 'ok');
-    assert.equal(await attempt({ maxVersion: 'TLSv1.2' }), 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE');
+    assert.match(await attempt({ maxVersion: 'TLSv1.2' }), /_ALERT_HANDSHAKE_FAILURE$/);
   });
 
   it('gnutls-cli with --x509certfile', async () => {
