@@ -4,9 +4,10 @@
  * stdout: one access line per connection, and start, reload and stop events.
  *
  * Client mode (`--client`: plaintext in, TLS out, the client certificate's key in a key
- * holder) is not here yet: it needs keyward's TLS client.
+ * holder) is not here yet.
  */
 import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../proxy/endpoint.js';
@@ -118,9 +119,15 @@ export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGener
   const upstream = endpointOf(s.upstream, '--upstream');
   const routes: Record<string, Endpoint> = {};
   for (const [name, target] of Object.entries(s.routes ?? {})) routes[name] = endpointOf(target, `--route ${name}`);
+  let clientCa: string | undefined;
   if (s.clientAuth) {
-    // The flags and the configuration field are read and checked; the TLS server must be able to ask for a certificate first.
-    throw new CliError("mutual TLS toward clients (--client-ca / clientAuth) needs client-certificate requests in keyward's TLS server, which this build does not have yet");
+    if (s.clientAuth.ca === undefined) throw new CliError('mutual TLS toward clients needs --client-ca (the CA that issues client certificates)');
+    try {
+      clientCa = readFileSync(s.clientAuth.ca, 'utf8');
+    } catch (err) {
+      throw new CliError(`cannot read --client-ca file ${s.clientAuth.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!clientCa.includes('-----BEGIN CERTIFICATE-----')) throw new CliError(`--client-ca ${s.clientAuth.ca} holds no PEM certificate`);
   }
   const sources = new KeySources(keySourceOptions(s));
   const psk = pskSettings(s);
@@ -136,6 +143,8 @@ export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGener
         ...(s.tls?.alpn && s.tls.alpn.length > 0 ? { ALPNProtocols: s.tls.alpn } : {}),
         ...(s.tls?.minVersion ? { minVersion: s.tls.minVersion } : {}),
         ...(s.tls?.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
+        // Mutual TLS: required (default) refuses clients without a certificate from the CA; optional lets them in unauthorized.
+        ...(clientCa !== undefined ? { requestCert: true, rejectUnauthorized: s.clientAuth?.required !== false, ca: clientCa } : {}),
       },
       upstream,
       routes,
@@ -230,8 +239,8 @@ export function registerProxyCommand(program: Command): void {
     .option('--proxy-protocol', 'send a PROXY protocol v2 header (client address, SNI, ALPN, TLS version and cipher) first on each upstream connection');
   addFrontOptions(cmd, keySpecs, {});
   cmd
-    .option('--client-ca <ca.pem>', 'ask clients for a certificate issued by this CA (mutual TLS; not available in this build yet)')
-    .addOption(new Option('--client-auth <mode>', 'with --client-ca: refuse clients without a certificate (required) or let them in (optional)').choices(['required', 'optional']))
+    .option('--client-ca <ca.pem>', 'ask clients for a certificate issued by this CA (mutual TLS); its CN goes upstream in the PROXY v2 header')
+    .addOption(new Option('--client-auth <mode>', 'with --client-ca: refuse clients without a valid certificate (required, the default) or let them in unauthenticated (optional)').choices(['required', 'optional']))
     .addOption(new Option('--handshake-timeout <ms>', 'time a client has to finish the TLS handshake (default 10000)').argParser(positiveInt))
     .addOption(new Option('--idle-timeout <ms>', 'close a connection idle this long; 0: never (default 300000)').argParser(nonNegativeInt))
     .addOption(new Option('--max-connections <n>', 'client connections open at once; more are closed at accept (default 10000)').argParser(positiveInt))
@@ -244,7 +253,7 @@ export function registerProxyCommand(program: Command): void {
     .option('--client', 'client mode: accept plaintext and connect out with TLS (not available yet)')
     .addHelpText('after', PROXY_HELP)
     .action(async (o: ProxyFlagValues) => {
-      if (o.client) throw new CliError("proxy --client (plaintext in, TLS out) needs keyward's TLS client, which this build does not have yet");
+      if (o.client) throw new CliError('proxy --client (plaintext in, TLS out) is not available yet; keyward connect HOST:PORT is a TLS client for one connection');
       const flags = proxySettingsFromFlags(o, keySpecs);
       const settings = resolveSettings('proxy', o.config, flags);
       const running = await startProxy(settings, () => resolveSettings('proxy', o.config, flags));

@@ -118,6 +118,7 @@ export class KeywardProxy {
   #metricsServer: HttpServer | undefined;
   #metricsAddress: AddressInfo | undefined;
   #stopping: Promise<void> | undefined;
+  #lastRefusalLog = 0;
 
   constructor(opts: ProxyOptions, generation: ProxyGeneration) {
     this.#opts = opts;
@@ -248,7 +249,12 @@ export class KeywardProxy {
     }
     if (this.#connections.size >= g.limits.maxConnections) {
       this.metrics.connectionsRefused.inc({ reason: 'max-connections' });
-      this.#opts.logger.warn({ client: peer(raw.remoteAddress, raw.remotePort), limit: g.limits.maxConnections }, 'connection refused: connection limit reached');
+      // One line a second at most: a flood must not turn into a flood of log lines.
+      const now = Date.now();
+      if (now - this.#lastRefusalLog >= 1_000) {
+        this.#lastRefusalLog = now;
+        this.#opts.logger.warn({ client: peer(raw.remoteAddress, raw.remotePort), limit: g.limits.maxConnections }, 'connection refused: connection limit reached (logged once a second; counted in keyward_proxy_connections_refused_total)');
+      }
       raw.destroy();
       return;
     }
@@ -362,6 +368,7 @@ export class KeywardProxy {
         version: n.version ?? null,
         cipher: n.cipherName ?? null,
         keyHolder: this.#holderOf.get(tls.connectionId) ?? null,
+        clientCn: clientCommonName(tls) ?? null,
         upstream: upstream ?? null,
         outcome,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
@@ -385,10 +392,7 @@ function peer(address: string | undefined, port: number | undefined): string | n
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-/**
- * The CN of a verified client certificate, when the TLS server asked for one. Read through
- * `getPeerCertificate()` so that it works once the server can request client certificates.
- */
+/** The CN of the client's certificate, when mutual TLS verified one. */
 function clientCommonName(tls: KeywardTLSSocket): string | undefined {
   if (!tls.authorized) return undefined;
   const cert = tls.getPeerCertificate() as { subject?: { CN?: string | string[] } };

@@ -23,6 +23,8 @@ export interface ProxyPki {
   caPath: string;
   localhost: { chainPem: string; keyPem: string; chainPath: string; keyPath: string };
   example: { chainPem: string; keyPem: string; chainPath: string; keyPath: string };
+  /** A client certificate (CN app-client) for mutual TLS. */
+  client: { chainPem: string; keyPem: string; chainPath: string; keyPath: string };
   cleanup(): Promise<void>;
 }
 
@@ -40,7 +42,8 @@ export async function makeProxyPki(): Promise<ProxyPki> {
   };
   const localhost = await save('localhost', await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: 'localhost', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' }));
   const example = await save('example', await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: 'example.test', dnsNames: ['example.test', '*.wild.test'], usage: 'server' }));
-  return { dir, ca, caPath, localhost, example, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  const client = await save('client', await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: 'app-client', usage: 'client' }));
+  return { dir, ca, caPath, localhost, example, client, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /** An upstream test server: what it saw, and how to stop it. */

@@ -104,6 +104,32 @@ describe('keyward proxy (in process)', () => {
     }
   });
 
+  test('mutual TLS toward clients: the verified client CN goes upstream in PROXY v2 and the access log; required refuses a client without one, optional lets it in', async () => {
+    const up = await startUpstream((socket, header) => socket.end(header?.tls?.clientCn ?? '(none)'), { expectProxyHeader: true });
+    const mtls = { requestCert: true, ca: pki.ca.certPem };
+    const required = await startTestProxy(pki, { upstream: up.endpoint, proxyProtocol: true, tls: { ...mtls, rejectUnauthorized: true } });
+    const optional = await startTestProxy(pki, { upstream: up.endpoint, proxyProtocol: true, tls: { ...mtls, rejectUnauthorized: false } });
+    try {
+      const withCert = { cert: pki.client.chainPem, key: pki.client.keyPem };
+      assert.equal((await readAll(await connectTls(required.port, pki, 'localhost', withCert))).toString(), 'app-client');
+      await waitFor(() => required.lines.connections.length === 1, 'the access log line');
+      assert.equal(required.lines.connections[0].clientCn, 'app-client');
+      // Without a certificate: TLS 1.3 clients learn of the refusal (certificate_required) after their Finished.
+      const refused = await connectTls(required.port, pki).then(readAll).then(
+        () => 'relayed',
+        (err: Error) => err.message,
+      );
+      assert.match(refused, /certificate required|alert number 116|ECONNRESET|socket hang up/i);
+      assert.equal(up.headers.length, 1, 'the refused client never reached the upstream');
+      assert.equal((await readAll(await connectTls(optional.port, pki))).toString(), '(none)');
+      assert.equal((await readAll(await connectTls(optional.port, pki, 'localhost', withCert))).toString(), 'app-client');
+    } finally {
+      await required.proxy.stop(0);
+      await optional.proxy.stop(0);
+      await up.close();
+    }
+  });
+
   test('SNI routing: exact names and *.domain to their upstreams, others to the default', async () => {
     const named = (name: string) => startUpstream((s) => s.end(name));
     const [def, exact, wild] = await Promise.all([named('default'), named('exact'), named('wild')]);

@@ -3,7 +3,7 @@
  * errors name the file, line and field; flags overriding the file; SIGHUP reloading a new
  * certificate while an open connection keeps working; a bad reload refused with the old
  * configuration kept; the metrics listener; SIGTERM letting an open connection finish and
- * exiting 0; --client refused with a clear message.
+ * exiting 0; --client refused with a clear message; --client-ca errors.
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -158,12 +158,30 @@ describe('keyward proxy (command)', () => {
     }
   });
 
-  test('--client and --client-ca are refused with what is missing', async () => {
+  test('--client-ca: a client with a certificate from the CA is relayed, one without is refused; the access log names the client', async () => {
+    const child = await startKeyward(['proxy', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${up.port}`, '--cert', pki.localhost.chainPath, '--key-process', '--key', pki.localhost.keyPath, '--client-ca', pki.caPath], { ready: READY });
+    try {
+      const s = await connectTls(child.port, pki, 'localhost', { cert: pki.client.chainPem, key: pki.client.keyPem });
+      assert.equal(await echo(s, 'mutual'), 'mutual');
+      s.end();
+      const bare = await connectTls(child.port, pki).then(
+        (t) => new Promise<string>((resolve) => t.once('error', (e) => resolve(e.message)).once('close', () => resolve('closed')).resume()),
+        (e: Error) => e.message,
+      );
+      assert.match(bare, /certificate required|alert number 116|closed|ECONNRESET/i);
+      await waitFor(() => logLines(child).some((l) => l.msg === 'connection' && l.clientCn === 'app-client'), 'the access line with the client CN');
+      await waitFor(() => logLines(child).some((l) => l.msg === 'connection' && l.outcome === 'ERR_TLS_ALERT_SENT_CERTIFICATE_REQUIRED'), 'the refused handshake in the access log');
+    } finally {
+      await child.stop();
+    }
+  });
+
+  test('--client is refused with what to use instead; --client-ca names a file it cannot read', async () => {
     const c = await runKeyward(['proxy', '--client', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1']);
     assert.equal(c.code, 2);
-    assert.match(c.stderr, /proxy --client .* needs keyward's TLS client/);
-    const m = await runKeyward(['proxy', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1', '--cert', pki.localhost.chainPath, '--key', pki.localhost.keyPath, '--client-ca', pki.caPath]);
+    assert.match(c.stderr, /proxy --client .* is not available yet; keyward connect HOST:PORT/);
+    const m = await runKeyward(['proxy', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1', '--cert', pki.localhost.chainPath, '--key', pki.localhost.keyPath, '--client-ca', join(pki.dir, 'no-ca.pem')]);
     assert.equal(m.code, 2);
-    assert.match(m.stderr, /mutual TLS toward clients .* needs client-certificate requests/);
+    assert.match(m.stderr, /cannot read --client-ca file .*no-ca\.pem: ENOENT/);
   });
 });
