@@ -115,7 +115,8 @@ class KeyServer {
     if (message.length > MAX_OPERATION_INPUT) return this.#fail(job.id, 'refused', 'message too long for a handshake signature');
     const info = schemeInfo(scheme);
     if (!info || !this.#schemes.has(scheme)) return this.#fail(job.id, 'unsupported', `signature scheme 0x${scheme.toString(16).padStart(4, '0')} does not fit this key`);
-    const shape = checkSignInput(message, scheme, purpose);
+    // The key process serves one local front, which may be a TLS 1.2 client with this key.
+    const shape = checkSignInput(message, scheme, purpose, { tls12ClientCertificateVerify: true });
     if (!shape.ok) return this.#fail(job.id, 'refused', `refused: ${shape.reason}`);
 
     const params = cryptoParams(info, this.#key);

@@ -38,6 +38,7 @@ const PURPOSES: readonly (SignPurpose | undefined)[] = [
   'tls13-server-certificate-verify',
   'tls13-client-certificate-verify',
   'tls12-server-key-exchange',
+  'tls12-client-certificate-verify',
 ];
 
 export function encodePurpose(p: SignPurpose | undefined): number {

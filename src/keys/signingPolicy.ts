@@ -29,6 +29,39 @@ const ECDHE_POINT_LENGTHS = new Map<number, number>([
 
 export type SignInputShape = { ok: true; purpose: SignPurpose } | { ok: false; reason: string };
 
+/** Shapes a holder signs only when it says so (see {@link checkSignInput}). */
+export interface SignInputOptions {
+  /**
+   * Accept the TLS 1.2 client CertificateVerify input: the handshake messages themselves,
+   * whole, from ClientHello through ClientKeyExchange in a client's order. Its content is
+   * not fixed beyond that, so a holder that can check more (keyd's bound mode) should; the
+   * key process, which serves one local client, accepts the shape.
+   */
+  tls12ClientCertificateVerify?: boolean;
+}
+
+/**
+ * Handshake types a TLS 1.2 client's CertificateVerify covers, in order (RFC 5246 7.4.8):
+ * ClientHello, ServerHello, Certificate, ServerKeyExchange (absent with RSA key exchange),
+ * CertificateRequest, ServerHelloDone, the client's Certificate, ClientKeyExchange.
+ */
+const TLS12_CLIENT_CV_ORDERS: readonly (readonly number[])[] = [
+  [1, 2, 11, 12, 13, 14, 11, 16],
+  [1, 2, 11, 13, 14, 11, 16],
+];
+
+function isTls12ClientCertificateVerify(m: Uint8Array): boolean {
+  const types: number[] = [];
+  for (let off = 0; off < m.length; ) {
+    if (off + 4 > m.length) return false;
+    const len = (m[off + 1] << 16) | (m[off + 2] << 8) | m[off + 3];
+    if (off + 4 + len > m.length) return false;
+    types.push(m[off]);
+    off += 4 + len;
+  }
+  return TLS12_CLIENT_CV_ORDERS.some((order) => order.length === types.length && order.every((t, i) => t === types[i]));
+}
+
 function isTls13CertificateVerify(m: Uint8Array, side: 'server' | 'client'): boolean {
   const ctx = CV_CONTEXTS[side];
   const hashLen = m.length - CV_PAD - ctx.length - 1;
@@ -53,15 +86,16 @@ function isTls12ServerKeyExchange(m: Uint8Array): boolean {
  * checks that `scheme` may be used for it (PKCS#1 v1.5 is never valid in TLS 1.3).
  * When `claimed` is given, the message must have that shape.
  */
-export function checkSignInput(message: Uint8Array, scheme: SignatureScheme, claimed?: SignPurpose): SignInputShape {
+export function checkSignInput(message: Uint8Array, scheme: SignatureScheme, claimed?: SignPurpose, options: SignInputOptions = {}): SignInputShape {
   const info = schemeInfo(scheme);
   if (!info) return { ok: false, reason: 'unknown signature scheme' };
   let purpose: SignPurpose | undefined;
   if (isTls13CertificateVerify(message, 'server')) purpose = 'tls13-server-certificate-verify';
   else if (isTls13CertificateVerify(message, 'client')) purpose = 'tls13-client-certificate-verify';
   else if (isTls12ServerKeyExchange(message)) purpose = 'tls12-server-key-exchange';
+  else if (options.tls12ClientCertificateVerify && isTls12ClientCertificateVerify(message)) purpose = 'tls12-client-certificate-verify';
   if (!purpose) return { ok: false, reason: 'not a TLS handshake signature input' };
   if (claimed && claimed !== purpose) return { ok: false, reason: `input is ${purpose}, not ${claimed}` };
-  if (purpose !== 'tls12-server-key-exchange' && !info.tls13) return { ok: false, reason: `${info.name} is not allowed in TLS 1.3` };
+  if (purpose.startsWith('tls13-') && !info.tls13) return { ok: false, reason: `${info.name} is not allowed in TLS 1.3` };
   return { ok: true, purpose };
 }

@@ -1,0 +1,90 @@
+/**
+ * keyward's client engine against keyward's server engine, sans-IO, with client
+ * authentication in TLS 1.3 and 1.2: the key operations and peer verifications both sides
+ * ask for, and what the signing policy makes of the client's signature inputs (the TLS 1.2
+ * client CertificateVerify only when a holder opts in).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LocalKey } from '../../src/keys/localKey.js';
+import { checkSignInput } from '../../src/keys/signingPolicy.js';
+import { certifiedKey } from '../../src/tls/engine/certificates.js';
+import { resolveClientConfig } from '../../src/tls/engine/clientConfig.js';
+import { TlsClientConnection } from '../../src/tls/engine/clientConnection.js';
+import { resolveServerConfig } from '../../src/tls/engine/config.js';
+import type { TlsConnection } from '../../src/tls/engine/connection.js';
+import type { EngineEvent, SignRequest } from '../../src/tls/engine/events.js';
+import { TlsServerConnection } from '../../src/tls/engine/serverConnection.js';
+import { getPki } from '../support/pki.js';
+
+interface Seen {
+  signs: SignRequest[];
+  verified: string[];
+  events: EngineEvent[];
+}
+
+/** Answers one side's events: key operations with local keys at once, peer chains accepted. */
+async function answer(conn: TlsConnection, seen: Seen): Promise<void> {
+  for (const e of conn.takeEvents()) {
+    seen.events.push(e);
+    if (e.type === 'verifyPeer') {
+      seen.verified.push(`${e.request.peer}:${e.request.chain.length}`);
+      conn.completePeerVerification(e.request.id, { ok: true });
+    } else if (e.type === 'keyOperation' && e.request.kind === 'sign') {
+      seen.signs.push(e.request);
+      conn.completeKeyOperation(e.request.id, await e.request.key.sign(e.request.scheme, e.request.message, e.request.context, new AbortController().signal));
+    }
+  }
+}
+
+async function loop(version: 'TLSv1.3' | 'TLSv1.2'): Promise<{ client: TlsClientConnection; server: TlsServerConnection; c: Seen; s: Seen }> {
+  const pki = await getPki();
+  const server = new TlsServerConnection(
+    resolveServerConfig({
+      certificates: [certifiedKey(pki.server['ecdsa-p256'].chainPem, new LocalKey(pki.server['ecdsa-p256'].keyPem))],
+      clientAuth: { certificateAuthorities: [] },
+      maxVersion: version,
+    }),
+  );
+  const client = new TlsClientConnection(resolveClientConfig({ serverName: 'localhost', certificate: certifiedKey(pki.client.chainPem, new LocalKey(pki.client.keyPem)) }));
+  const c: Seen = { signs: [], verified: [], events: [] };
+  const s: Seen = { signs: [], verified: [], events: [] };
+  for (let i = 0; i < 20 && !(client.isConnected && server.isConnected); i++) {
+    for (const b of client.takeOutput()) server.receive(b);
+    await answer(server, s);
+    for (const b of server.takeOutput()) client.receive(b);
+    await answer(client, c);
+  }
+  return { client, server, c, s };
+}
+
+describe('client engine against server engine, with client certificates', () => {
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    it(`${version}: both authenticate, application data flows both ways`, async () => {
+      const { client, server, c, s } = await loop(version);
+      assert.ok(client.isConnected && server.isConnected, JSON.stringify([...c.events, ...s.events].map((e) => (e.type === 'error' ? e.error.message : e.type))));
+      assert.deepEqual(c.verified, ['server:2']);
+      assert.deepEqual(s.verified, ['client:2']);
+      assert.equal(client.info.version, version);
+      assert.equal(server.info.clientSignatureScheme, 0x0403);
+      const purpose = version === 'TLSv1.3' ? 'tls13-client-certificate-verify' : 'tls12-client-certificate-verify';
+      assert.deepEqual(c.signs.map((r) => r.context.purpose), [purpose]);
+      client.write(Buffer.from('ping'));
+      for (const b of client.takeOutput()) server.receive(b);
+      const got = server.takeEvents().find((e) => e.type === 'data');
+      assert.equal(got?.type === 'data' && Buffer.from(got.data).toString(), 'ping');
+      assert.deepEqual(client.exportKeyingMaterial('EXPORTER-x', undefined, 16), server.exportKeyingMaterial('EXPORTER-x', undefined, 16));
+    });
+  }
+
+  it('the signing policy: TLS 1.3 client input accepted; the TLS 1.2 one only by a holder that opts in', async () => {
+    const t13 = (await loop('TLSv1.3')).c.signs[0];
+    assert.deepEqual(checkSignInput(t13.message, t13.scheme, t13.context.purpose), { ok: true, purpose: 'tls13-client-certificate-verify' });
+    const t12 = (await loop('TLSv1.2')).c.signs[0];
+    assert.equal(checkSignInput(t12.message, t12.scheme, t12.context.purpose).ok, false);
+    assert.deepEqual(checkSignInput(t12.message, t12.scheme, t12.context.purpose, { tls12ClientCertificateVerify: true }), { ok: true, purpose: 'tls12-client-certificate-verify' });
+    // Anything else stays refused: a truncated sequence, or other data.
+    assert.equal(checkSignInput(t12.message.subarray(0, t12.message.length - 1), t12.scheme, undefined, { tls12ClientCertificateVerify: true }).ok, false);
+    assert.equal(checkSignInput(Buffer.from('{"sub":"admin"}'), t12.scheme, undefined, { tls12ClientCertificateVerify: true }).ok, false);
+  });
+});
