@@ -26,7 +26,8 @@ export interface DemoAppContext {
 
 /** Live numbers the page shows and refreshes. */
 export interface DemoStats {
-  handshakes: { ok: number; failed: number; byVersion: Record<string, number> };
+  /** failed: ended with an alert or a timeout; abandoned: the client closed first (browsers open spare connections). */
+  handshakes: { ok: number; failed: number; abandoned: number; byVersion: Record<string, number> };
   keyOperations: { count: number; meanMs: number | null; p50Ms: number | null };
   audit: Array<{ seq: number; time: string; client: string; op: string; outcome: string; keyId?: string; serverName?: string; latencyMs?: number }>;
 }
@@ -79,7 +80,7 @@ async function auditTail(path: string, n: number): Promise<DemoStats['audit']> {
 
 /** Handshake counts and key-operation latency from the proxy's metrics. */
 async function stats(ctx: DemoAppContext): Promise<DemoStats> {
-  const out: DemoStats = { handshakes: { ok: 0, failed: 0, byVersion: {} }, keyOperations: { count: 0, meanMs: null, p50Ms: null }, audit: await auditTail(ctx.auditPath, 8) };
+  const out: DemoStats = { handshakes: { ok: 0, failed: 0, abandoned: 0, byVersion: {} }, keyOperations: { count: 0, meanMs: null, p50Ms: null }, audit: await auditTail(ctx.auditPath, 8) };
   const m = ctx.metrics();
   if (!m) return out;
   for (const v of (await m.handshakes.get()).values) {
@@ -87,7 +88,8 @@ async function stats(ctx: DemoAppContext): Promise<DemoStats> {
       out.handshakes.ok += v.value;
       const version = String(v.labels.version);
       out.handshakes.byVersion[version] = (out.handshakes.byVersion[version] ?? 0) + v.value;
-    } else out.handshakes.failed += v.value;
+    } else if (v.labels.outcome === 'ECONNRESET') out.handshakes.abandoned += v.value;
+    else out.handshakes.failed += v.value;
   }
   // Sum the histogram over its label sets, then read the median off the cumulative buckets.
   const buckets = new Map<number, number>();
@@ -159,6 +161,7 @@ const SCRIPT = `
 async function refresh(){try{const s=await (await fetch('/stats.json',{cache:'no-store'})).json();
 document.getElementById('hs-ok').textContent=s.handshakes.ok;
 document.getElementById('hs-failed').textContent=s.handshakes.failed;
+document.getElementById('hs-abandoned').textContent=s.handshakes.abandoned;
 document.getElementById('kop-mean').textContent=s.keyOperations.meanMs==null?'–':s.keyOperations.meanMs+' ms';
 document.getElementById('kop-p50').textContent=s.keyOperations.p50Ms==null?'–':'≤ '+s.keyOperations.p50Ms+' ms';
 document.getElementById('kop-count').textContent=s.keyOperations.count;
@@ -184,7 +187,7 @@ function html(ctx: DemoAppContext, f: [string, string][], s: DemoStats): string 
 <header><h1>keyward <span class="badge">key isolated</span></h1><p>This page came through <strong>keyward proxy</strong>, which terminated your TLS connection without ever holding its private key. The key was generated inside <strong>keyd</strong>, lives in its sealed store, and signed this handshake there.</p></header>
 <div class="grid">
 <section id="connection"><h2>This connection</h2>${dl(f)}</section>
-<section id="key"><h2>Where the key is</h2>${dl([['key id', `${ctx.keyId.slice(0, 16)}…`], ...ctx.keyFacts, ['the proxy holds', 'the certificate and the public key only']])}</section>
+<section id="key"><h2>Where the key is</h2>${dl([['key id', `${ctx.keyId.slice(0, 12)}…`], ...ctx.keyFacts, ['the proxy holds', 'the certificate and the public key only']])}</section>
 <section id="live"><h2>Live, from the proxy's metrics</h2><div class="stats">
 <div><span>handshakes</span><b class="big" id="hs-ok">${s.handshakes.ok}</b></div>
 <div><span>failed</span><b class="big" id="hs-failed">${s.handshakes.failed}</b></div>
@@ -193,6 +196,7 @@ function html(ctx: DemoAppContext, f: [string, string][], s: DemoStats): string 
     ['key-op mean', s.keyOperations.meanMs === null ? '–' : `${s.keyOperations.meanMs} ms`, 'kop-mean'],
     ['key-op median', s.keyOperations.p50Ms === null ? '–' : `≤ ${s.keyOperations.p50Ms} ms`, 'kop-p50'],
     ['by version', Object.entries(s.handshakes.byVersion).map(([k, v]) => `${k}: ${v}`).join(', ') || '–'],
+    ['client left mid-handshake', String(s.handshakes.abandoned), 'hs-abandoned'],
   ])}</section>
 <section class="wide"><h2>keyd's audit log, last lines (hash-chained)</h2><div class="scroll"><table><thead><tr><th>seq</th><th>time</th><th>client</th><th>op</th><th>outcome</th><th>key</th><th>sni</th><th>latency</th></tr></thead><tbody id="audit">${auditRows(s.audit)}</tbody></table></div></section>
 </div>
@@ -206,7 +210,7 @@ function text(ctx: DemoAppContext, f: [string, string][], s: DemoStats): string 
     ...f.map(([k, v]) => `${k}: ${v}`),
     `key id: ${ctx.keyId}`,
     `private key: ${ctx.keyWhere}`,
-    `handshakes: ${s.handshakes.ok} ok, ${s.handshakes.failed} failed`,
+    `handshakes: ${s.handshakes.ok} ok, ${s.handshakes.failed} failed, ${s.handshakes.abandoned} left by the client`,
     `key operations: ${s.keyOperations.count}, mean ${s.keyOperations.meanMs ?? '-'} ms`,
     'audit log (last lines):',
     ...s.audit.map((a) => `  ${a.seq} ${a.time} ${a.client} ${a.op} ${a.outcome}${a.keyId ? ` ${a.keyId.slice(0, 12)}` : ''}`),
