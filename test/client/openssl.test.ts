@@ -5,10 +5,8 @@
  * the key process or in-process against `-psk ... -nocert`.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startKeyProcess, startPskProcess, type KeyProcessKey, type KeyProcessPsk } from '../../src/keys/keyProcess.js';
@@ -16,6 +14,7 @@ import { localPsk } from '../../src/keys/localPsk.js';
 import type { PskOperations } from '../../src/keys/keyOperations.js';
 import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
 import { tempDir } from '../support/keydFixture.js';
+import { sendSeen, sServer, stopSServers } from './opensslServer.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
 
 const PSK = Buffer.from('0123456789abcdef0123456789abcdef', 'hex');
@@ -25,7 +24,6 @@ let pki: PkiFixtures;
 let keyProcess: KeyProcessKey;
 let pskProcess: KeyProcessPsk;
 let dir: { dir: string; cleanup: () => Promise<void> };
-const children: ChildProcess[] = [];
 
 before(async () => {
   pki = await getPki();
@@ -37,41 +35,11 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of children) c.kill();
+  stopSServers();
   await keyProcess?.close();
   await pskProcess?.close();
   await dir?.cleanup();
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  return port;
-}
-
-interface SServer {
-  port: number;
-  output: () => string;
-}
-
-/** Starts `openssl s_server` with `args` and waits for its ACCEPT line. */
-async function sServer(args: string[]): Promise<SServer> {
-  const port = await freePort();
-  const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-naccept', '1', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  child.stdout.on('data', (d) => (out += String(d)));
-  child.stderr.on('data', (d) => (out += String(d)));
-  const deadline = Date.now() + 10_000;
-  while (!out.includes('ACCEPT')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`s_server did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { port, output: () => out };
-}
 
 function handshake(port: number, opts: Partial<KeywardConnectOptions>): Promise<KeywardClientSocket> {
   const c = connect({ port, host: 'localhost', ca: pki.ca.certPem, handshakeTimeout: 5_000, ...opts });
@@ -79,17 +47,6 @@ function handshake(port: number, opts: Partial<KeywardConnectOptions>): Promise<
     c.once('secureConnect', () => resolve(c));
     c.once('error', reject);
   });
-}
-
-/** Sends a line and waits until s_server printed it (it prints what it receives). */
-async function sendSeen(c: KeywardClientSocket, s: SServer, line: string): Promise<void> {
-  c.write(`${line}\n`);
-  const deadline = Date.now() + 5_000;
-  while (!s.output().includes(line)) {
-    if (Date.now() > deadline) throw new Error(`s_server never printed "${line}":\n${s.output()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  c.destroy();
 }
 
 const verifyArgs = () => ['-cert', pki.server['ecdsa-p256'].chainPath, '-key', pki.server['ecdsa-p256'].keyPath, '-Verify', '2', '-CAfile', pki.ca.certPath];
