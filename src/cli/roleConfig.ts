@@ -82,7 +82,13 @@ interface Ctx {
 }
 
 function problem(ctx: Ctx, path: string, message: string): undefined {
-  ctx.problems.push({ field: path, line: ctx.lineOf(path), message });
+  // A missing field has no line of its own: name the line of the object it belongs in.
+  let line: number | undefined;
+  for (let p = path; line === undefined && p !== ''; p = p.replace(/(\.[^.[\]]*|\[\d+\])$/, '')) {
+    line = ctx.lineOf(p);
+    if (!/(\.[^.[\]]*|\[\d+\])$/.test(p)) break;
+  }
+  ctx.problems.push({ field: path, line: line ?? ctx.lineOf(''), message });
   return undefined;
 }
 
@@ -182,8 +188,7 @@ const proxyFields: Record<string, Check> = {
   ...frontFields,
   upstream: endpoint(false),
   routes: (v, p, ctx) => {
-    const o = object({})(typeof v === 'object' && v !== null && !Array.isArray(v) ? {} : v, p, ctx);
-    if (o === undefined) return undefined;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return problem(ctx, p, `expected an object of server name to upstream, got ${describe(v)}`);
     const out: Record<string, string> = {};
     for (const [name, target] of Object.entries(v as Record<string, unknown>)) {
       const fp = childPath(p, name);
