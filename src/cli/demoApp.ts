@@ -5,9 +5,10 @@
  * negotiated, where the key is, the proxy's live handshake counts and key-operation
  * latency, and the tail of keyd's audit log. Plain text for curl, HTML for browsers.
  */
-import { open, unlink } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { clearStaleSocket } from '../proxy/endpoint.js';
 import type { ProxyMetrics } from '../proxy/metrics.js';
 import { decodeProxyV2, ProxyHeaderError, type DecodedProxyV2 } from '../proxy/proxyProtocol.js';
 
@@ -224,7 +225,7 @@ export interface DemoApp {
   close(): Promise<void>;
 }
 
-/** Starts the application on the Unix socket `path` (a stale socket file is replaced). */
+/** Starts the application on the Unix socket `path` (a socket file left by a dead process is replaced). */
 export async function startDemoApp(path: string, ctx: DemoAppContext): Promise<DemoApp> {
   const headers = new WeakMap<Socket, DecodedProxyV2>();
   const http = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
@@ -274,7 +275,7 @@ export async function startDemoApp(path: string, ctx: DemoAppContext): Promise<D
     };
     socket.on('data', onData);
   });
-  await unlink(path).catch(() => undefined);
+  await clearStaleSocket(path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => {

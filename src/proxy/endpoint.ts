@@ -1,7 +1,8 @@
 /**
  * Where the proxy listens and where it forwards: `HOST:PORT`, `[V6]:PORT`, or `unix:/path`.
  */
-import { isIP } from 'node:net';
+import { lstat, unlink } from 'node:fs/promises';
+import { createConnection, isIP } from 'node:net';
 
 /** A TCP address or a Unix socket path. */
 export type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -26,4 +27,23 @@ export function parseEndpoint(text: string, what: string, allowPortZero = false)
 export function formatEndpoint(e: Endpoint): string {
   if (e.kind === 'unix') return `unix:${e.path}`;
   return isIP(e.host) === 6 ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}
+
+/**
+ * Removes a socket file left by a process that died, so a restart can listen again; a
+ * socket something still answers on, or a file that is not a socket, is left alone (the
+ * listen then fails with EADDRINUSE, naming the path).
+ */
+export async function clearStaleSocket(path: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st?.isSocket()) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const c = createConnection(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (!live) await unlink(path).catch(() => undefined);
 }

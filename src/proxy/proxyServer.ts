@@ -16,7 +16,7 @@ import type { TlsAcceptor } from '../node/acceptor.js';
 import type { KeywardTLSSocket, TlsHandshakeError } from '../node/tlsSocket.js';
 import { groupName } from '../tls/crypto/groups.js';
 import { schemeName } from '../tls/crypto/signatureSchemes.js';
-import { formatEndpoint, type Endpoint } from './endpoint.js';
+import { clearStaleSocket, formatEndpoint, type Endpoint } from './endpoint.js';
 import { KeyOperationGate } from './keyGate.js';
 import { ProxyMetrics, startMetricsListener } from './metrics.js';
 import { encodeProxyV2 } from './proxyProtocol.js';
@@ -135,6 +135,7 @@ export class KeywardProxy {
   /** Starts listening (and the metrics listener); resolves with the addresses. */
   async listen(): Promise<{ address: AddressInfo | string; metrics?: AddressInfo }> {
     const l = this.#opts.listen;
+    if (l.kind === 'unix') await clearStaleSocket(l.path);
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       const done = () => {

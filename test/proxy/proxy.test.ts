@@ -5,7 +5,7 @@
  * the idle timeout, a reload while a connection stays open, and the metrics.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -14,6 +14,8 @@ import tls from 'node:tls';
 import { KeyOperationError, type KeyOperations } from '../../src/keys/keyOperations.js';
 import { localKey } from '../../src/keys/localKey.js';
 import { decodeProxyV2, encodeProxyV2, ProxyHeaderError } from '../../src/proxy/proxyProtocol.js';
+import { KeywardProxy } from '../../src/proxy/proxyServer.js';
+import { pino } from 'pino';
 import { metricValue } from '../support/keydFixture.js';
 import { connectTls, echoHandler, freePort, makeProxyPki, readAll, sha256, startTestProxy, startUpstream, waitFor, type ProxyPki } from './harness.js';
 
@@ -126,6 +128,31 @@ describe('keyward proxy (in process)', () => {
     } finally {
       await required.proxy.stop(0);
       await optional.proxy.stop(0);
+      await up.close();
+    }
+  });
+
+  test('listening on a Unix socket, over a socket file a dead process left behind', async () => {
+    const path = join(pki.dir, 'front.sock');
+    // bind() creates the file; the process exits without removing it, as a crashed proxy would.
+    const r = spawnSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path)})`]);
+    assert.equal(r.status, 0, String(r.stderr));
+    const up = await startUpstream(echoHandler);
+    const proxy = new KeywardProxy(
+      { listen: { kind: 'unix', path }, logger: pino({ level: 'silent' }) },
+      { upstream: up.endpoint, certificates: [{ cert: pki.localhost.chainPem, key: localKey(pki.localhost.keyPem), holder: 'local' }] },
+    );
+    try {
+      assert.equal((await proxy.listen()).address, path);
+      const s = await new Promise<tls.TLSSocket>((resolve, reject) => {
+        const c = tls.connect({ path, servername: 'localhost', ca: pki.ca.certPem }, () => resolve(c));
+        c.once('error', reject);
+      });
+      s.write('over a unix socket');
+      assert.equal(await new Promise<string>((resolve) => s.once('data', (d: Buffer) => resolve(d.toString()))), 'over a unix socket');
+      s.destroy();
+    } finally {
+      await proxy.stop(0);
       await up.close();
     }
   });
