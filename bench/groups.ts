@@ -2,8 +2,8 @@
  * Cost of one key exchange per group on this Node, in µs of CPU per handshake:
  * the server's side (acceptKeyShare: check the client's share, make a key, agree) and the
  * client's side (offerKeyShare + complete). X25519MLKEM768 is measured on each ML-KEM
- * backend this Node has. Medians of `repeats` timed rounds, so a busy shared core moves a
- * round, not the result.
+ * backend this Node has. CPU time (process.cpuUsage), not wall time, so other work on a
+ * shared machine does not count; medians of `repeats` rounds.
  *
  *   npm run -s build && node dist/bench/groups.js [milliseconds per round] [repeats]
  */
@@ -18,21 +18,25 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** µs per call of `op`, as the median of `repeats` rounds of about `roundMs` each. */
+function cpuMicros(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+/** CPU µs per call of `op`: the median of `repeats` rounds of about `roundMs` of CPU each. */
 function measure(op: () => void): number {
   for (let i = 0; i < 20; i++) op(); // warm the JIT and OpenSSL's tables
   const rounds: number[] = [];
   for (let r = 0; r < repeats; r++) {
     let n = 0;
-    const start = process.hrtime.bigint();
-    const end = start + BigInt(roundMs) * 1_000_000n;
-    let now = start;
-    while (now < end) {
+    const start = cpuMicros();
+    let used = 0;
+    while (used < roundMs * 1000) {
       op();
       n++;
-      now = process.hrtime.bigint();
+      used = cpuMicros() - start;
     }
-    rounds.push(Number(now - start) / 1000 / n);
+    rounds.push(used / n);
   }
   return median(rounds);
 }
@@ -44,31 +48,23 @@ interface Row {
 }
 
 function measureGroup(group: NamedGroup, fixed: FixedKeyShareInputs | undefined, label: string): Row {
+  process.stderr.write(`${label}...\n`);
   // A pool of client shares, so the server side times accept alone.
   const shares = Array.from({ length: 16 }, () => offerKeyShare(group, fixed).publicKey);
   let i = 0;
   const server = measure(() => {
     acceptKeyShare(group, shares[i++ % shares.length], fixed);
   });
-  // The client side: offer + complete, minus the server's accept in between (timed apart).
-  let clientNs = 0n;
-  let calls = 0;
-  measure(() => {
-    const t0 = process.hrtime.bigint();
+  // A whole exchange, less the server's part: the client's offer + complete.
+  const both = measure(() => {
     const offer = offerKeyShare(group, fixed);
-    const t1 = process.hrtime.bigint();
-    const reply = acceptKeyShare(group, offer.publicKey, fixed).publicKey;
-    const t2 = process.hrtime.bigint();
-    offer.complete(reply);
-    clientNs += t1 - t0 + (process.hrtime.bigint() - t2);
-    calls++;
+    offer.complete(acceptKeyShare(group, offer.publicKey, fixed).publicKey);
   });
-  return { group: label, server, client: Number(clientNs) / 1000 / calls };
+  return { group: label, server, client: both - server };
 }
 
 const rows: Row[] = [];
 for (const spec of GROUPS) {
-  if (process.env.BENCH_TRACE) console.error(`measuring ${spec.name}`);
   if (spec.group === NamedGroup.X25519MLKEM768) {
     const backends: MlKemBackend[] = nativeMlKem768 ? ['node:crypto', '@noble/post-quantum'] : ['@noble/post-quantum'];
     for (const b of backends) rows.push(measureGroup(spec.group, { mlkemBackend: b }, `${spec.name} (${b})`));

@@ -82,27 +82,53 @@ const rawKeyImport: boolean = (() => {
   }
 })();
 
-function okpPrivateKey(curve: EcCurve, fixedPrivate: Uint8Array | undefined): KeyObject {
+/**
+ * generateKeyPairSync with only the public half encoded (SPKI DER) and the private half a
+ * KeyObject: a documented combination that @types/node's overloads leave out.
+ */
+export const generateKeyPairSpki = generateKeyPairSync as unknown as (
+  type: 'x25519' | 'x448' | 'dh',
+  options: { publicKeyEncoding: { type: 'spki'; format: 'der' }; prime?: Buffer; generator?: number },
+) => { privateKey: KeyObject; publicKey: Buffer };
+
+/** The raw public key at the end of an X25519/X448 SPKI (RFC 8410: a 12-byte header, then the key). */
+function spkiRawPublic(spki: Buffer, size: number): Buffer {
+  return spki.subarray(spki.length - size);
+}
+
+/**
+ * An OKP key pair: the private KeyObject and the raw public key.
+ * Keys made by generateKeyPairSync get their public half encoded by the key generation job
+ * itself: exporting it from the KeyObject afterwards (as a JWK) can deadlock Node 20 when a
+ * garbage collection during the export finalizes the generation job, which takes the lock
+ * the export holds (seen under load in bench/groups.ts).
+ */
+function okpKeyPair(curve: EcCurve, fixedPrivate: Uint8Array | undefined): { privateKey: KeyObject; publicKey: Buffer } {
   const type = curve.curve === 'x25519' ? 'x25519' : 'x448';
   if (fixedPrivate === undefined && !rawKeyImport) {
-    return type === 'x25519' ? generateKeyPairSync('x25519').privateKey : generateKeyPairSync('x448').privateKey;
+    const kp = generateKeyPairSpki(type, { publicKeyEncoding: { type: 'spki', format: 'der' } });
+    return { privateKey: kp.privateKey, publicKey: spkiRawPublic(kp.publicKey, curve.size) };
   }
   const d = fixedPrivate === undefined ? secureRandom(curve.size) : bufferView(fixedPrivate);
+  let privateKey: KeyObject;
   try {
-    if (rawKeyImport) return createPrivateKey({ key: d, format: 'raw-private', asymmetricKeyType: type });
-    return createPrivateKey({ key: Buffer.concat([pkcs8Prefix[type], d]), format: 'der', type: 'pkcs8' });
+    privateKey = rawKeyImport
+      ? createPrivateKey({ key: d, format: 'raw-private', asymmetricKeyType: type })
+      : createPrivateKey({ key: Buffer.concat([pkcs8Prefix[type], d]), format: 'der', type: 'pkcs8' });
   } catch {
     throw new Error(`cannot build a ${curve.name} private key`);
   } finally {
     if (fixedPrivate === undefined) d.fill(0);
   }
+  // Imported keys have no generation job: reading the public half is safe, and a JWK is cheaper than DER SPKI on Node 20.
+  const x = createPublicKey(privateKey).export({ format: 'jwk' }).x;
+  return { privateKey, publicKey: Buffer.from(String(x), 'base64url') };
 }
 
 /**
  * X25519 / X448 through KeyObjects, built only through node:crypto's documented inputs (an
- * earlier JWK import with an empty `x` worked on Node 20 only: Node 24 checks `x`). The
- * public half is read as a JWK (cheaper than DER SPKI on Node 20); the peer share is imported
- * as raw bytes where Node can, else as a JWK (~8 µs, vs ~80 µs as DER SPKI).
+ * earlier JWK import with an empty `x` worked on Node 20 only: Node 24 checks `x`). The peer
+ * share is imported as raw bytes where Node can, else as a JWK (~8 µs, vs ~80 µs as DER SPKI).
  */
 class OkpKeyPair implements DhKeyPair {
   readonly publicKey: Buffer;
@@ -112,9 +138,7 @@ class OkpKeyPair implements DhKeyPair {
     private readonly curve: EcCurve,
     fixedPrivate?: Uint8Array,
   ) {
-    this.privateKey = okpPrivateKey(curve, fixedPrivate);
-    const x = createPublicKey(this.privateKey).export({ format: 'jwk' }).x;
-    this.publicKey = Buffer.from(String(x), 'base64url');
+    ({ privateKey: this.privateKey, publicKey: this.publicKey } = okpKeyPair(curve, fixedPrivate));
   }
 
   agree(peerPublic: Uint8Array): Buffer {

@@ -1,6 +1,6 @@
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
 import { illegalParameter } from '../wire/errors.js';
-import type { DhKeyPair } from './ecdhe.js';
+import { generateKeyPairSpki, type DhKeyPair } from './ecdhe.js';
 
 /** Sizes of the RFC 7919 finite-field groups keyward implements. */
 export type FfdheBits = 2048 | 3072 | 4096;
@@ -86,9 +86,6 @@ function derRead(b: Buffer, off: number, tag: number): { start: number; end: num
 
 const DH_KEY_AGREEMENT_OID = Buffer.from('06092a864886f70d010301', 'hex'); // 1.2.840.113549.1.3.1 (PKCS #3)
 
-/** generateKeyPairSync's documented 'dh' type, which @types/node leaves out of its overloads. */
-const generateDhKeyPair = generateKeyPairSync as unknown as (type: 'dh', options: { prime: Buffer; generator: number }) => { privateKey: KeyObject };
-
 const groups = new Map<FfdheBits, GroupState>();
 
 /** The RFC 7919 group of `bits` (computed once). */
@@ -154,18 +151,23 @@ class FfdheKeyPair implements DhKeyPair {
     private readonly version: DhVersion,
     fixedPrivate?: Uint8Array,
   ) {
+    let spki: Buffer;
     if (fixedPrivate !== undefined) {
       const x = bytesBigint(fixedPrivate);
       if (x <= 1n || x >= s.pMinusOne) throw new RangeError(`fixed ${s.name} private exponent out of range`);
       const pkcs8 = der(0x30, Buffer.concat([der(0x02, Buffer.of(0)), s.algorithm, der(0x04, derUnsigned(fixedPrivate))]));
       this.privateKey = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
       pkcs8.fill(0);
+      spki = createPublicKey(this.privateKey).export({ format: 'der', type: 'spki' });
     } else {
-      // OpenSSL knows the RFC 7919 primes and draws a short exponent (RFC 7919 5.2), ~0.4 ms for ffdhe2048.
-      this.privateKey = generateDhKeyPair('dh', { prime: s.p, generator: 2 }).privateKey;
+      // OpenSSL knows the RFC 7919 primes and draws a short exponent (RFC 7919 5.2), ~0.4 ms
+      // for ffdhe2048. The job encodes the public half itself: see okpKeyPair in ecdhe.ts for
+      // why a generated key's public half is not exported afterwards.
+      const kp = generateKeyPairSpki('dh', { prime: s.p, generator: 2, publicKeyEncoding: { type: 'spki', format: 'der' } });
+      this.privateKey = kp.privateKey;
+      spki = kp.publicKey;
     }
     // SPKI: SEQUENCE { AlgorithmIdentifier, BIT STRING { 0x00, INTEGER Y } }
-    const spki = createPublicKey(this.privateKey).export({ format: 'der', type: 'spki' });
     const outer = derRead(spki, 0, 0x30);
     const alg = derRead(spki, outer.start, 0x30);
     const bits = derRead(spki, alg.end, 0x03);

@@ -1,5 +1,5 @@
 import * as nodeCrypto from 'node:crypto';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 import { illegalParameter } from '../wire/errors.js';
 import { secureRandom } from './random.js';
@@ -124,11 +124,14 @@ class JsKeyPair implements MlKem768KeyPair {
 export function mlKem768KeyPair(seed?: Uint8Array, backend: MlKemBackend = defaultMlKemBackend): MlKem768KeyPair {
   if (seed !== undefined && seed.length !== ML_KEM_768.seedLength) throw new RangeError(`ML-KEM-768 seed must be ${ML_KEM_768.seedLength} bytes`);
   if (backendOrThrow(backend) === 'node:crypto') {
-    const privateKey =
-      seed === undefined
-        ? generateKeyPairSync('ml-kem-768').privateKey
-        : createPrivateKey({ key: Buffer.from(seed), format: 'raw-seed', asymmetricKeyType: 'ml-kem-768' });
-    return new NativeKeyPair(privateKey);
+    // From a seed even when it is random: an imported key has no generation job, whose
+    // finalization can deadlock a later export of the public half (see okpKeyPair in ecdhe.ts).
+    const d = seed === undefined ? secureRandom(ML_KEM_768.seedLength) : Buffer.from(seed);
+    try {
+      return new NativeKeyPair(createPrivateKey({ key: d, format: 'raw-seed', asymmetricKeyType: 'ml-kem-768' }));
+    } finally {
+      d.fill(0);
+    }
   }
   if (seed !== undefined) return new JsKeyPair(seed);
   const fresh = secureRandom(ML_KEM_768.seedLength);
