@@ -176,7 +176,13 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
   const metricsListen = settings.metrics?.listen !== undefined ? endpointOf(settings.metrics.listen, '--metrics-listen', true) : undefined;
   if (metricsListen?.kind === 'unix') throw new CliError('--metrics-listen must be HOST:PORT');
   const opened = await openProxyGeneration(settings);
-  const proxy = new KeywardProxy({ listen, logger: log, ...(metricsListen?.kind === 'tcp' ? { metricsListen: { host: metricsListen.host, port: metricsListen.port } } : {}) }, opened.generation);
+  let proxy: KeywardProxy;
+  try {
+    proxy = new KeywardProxy({ listen, logger: log, ...(metricsListen?.kind === 'tcp' ? { metricsListen: { host: metricsListen.host, port: metricsListen.port } } : {}) }, opened.generation);
+  } catch (err) {
+    await opened.generation.release?.();
+    throw new CliError(`invalid TLS settings: ${(err as Error).message}`);
+  }
   let addresses;
   try {
     addresses = await proxy.listen();
@@ -201,7 +207,12 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
         const next = reread();
         if (next.listen !== undefined && next.listen !== (settings.listen ?? '127.0.0.1:8443')) log.warn({ listen: next.listen }, 'reload: a new listen address needs a restart; keeping the old one');
         const g = await openProxyGeneration(next);
-        proxy.reload(g.generation);
+        try {
+          proxy.reload(g.generation);
+        } catch (err) {
+          await g.generation.release?.();
+          throw new Error(`invalid TLS settings: ${(err as Error).message}`, { cause: err });
+        }
         log.info({ upstream: formatEndpoint(g.generation.upstream), certificates: g.certificates }, 'configuration reloaded: new connections use it');
         return true;
       } catch (err) {

@@ -252,7 +252,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     ...(opts.clientCa !== undefined ? { requestCert: true, ca: readClientCa(opts.clientCa), rejectUnauthorized: opts.requireClientCert === true } : {}),
     ...(psk ? { psk: { holder: psk.holder, ...(opts.psk?.identityHint !== undefined ? { identityHint: opts.psk.identityHint } : {}) } } : {}),
   };
-  const server = (alpn.includes('h2') ? createHttp2SecureServer(tlsOptions, page) : createHttpsServer(tlsOptions, page)) as unknown as http2.Http2Server & WithTlsAcceptor;
+  let server: http2.Http2Server & WithTlsAcceptor;
+  try {
+    server = (alpn.includes('h2') ? createHttp2SecureServer(tlsOptions, page) : createHttpsServer(tlsOptions, page)) as unknown as http2.Http2Server & WithTlsAcceptor;
+  } catch (err) {
+    await sources.close();
+    throw new CliError(`invalid TLS settings: ${(err as Error).message}`);
+  }
   server.on('secureConnection', (socket: KeywardTLSSocket) => socket.once('close', () => usedBy.delete(socket.connectionId)));
   server.on('tlsClientError', (err: Error, socket: KeywardTLSSocket) => {
     usedBy.delete(socket.connectionId);

@@ -176,12 +176,15 @@ describe('keyward proxy (command)', () => {
     }
   });
 
-  test('--client is refused with what to use instead; --client-ca names a file it cannot read', async () => {
+  test('--client is refused with what to use instead; --client-ca names a file it cannot read; bad TLS settings are one line', async () => {
     const c = await runKeyward(['proxy', '--client', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1']);
     assert.equal(c.code, 2);
     assert.match(c.stderr, /proxy --client .* is not available yet; keyward connect HOST:PORT/);
     const m = await runKeyward(['proxy', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1', '--cert', pki.localhost.chainPath, '--key', pki.localhost.keyPath, '--client-ca', join(pki.dir, 'no-ca.pem')]);
     assert.equal(m.code, 2);
     assert.match(m.stderr, /cannot read --client-ca file .*no-ca\.pem: ENOENT/);
+    const alpn = await runKeyward(['proxy', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1', '--cert', pki.localhost.chainPath, '--key', pki.localhost.keyPath, '--alpn', 'x'.repeat(300)]);
+    assert.equal(alpn.code, 2);
+    assert.match(alpn.stderr, /^keyward: invalid TLS settings: invalid ALPN protocol name/);
   });
 });
