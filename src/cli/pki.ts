@@ -49,6 +49,11 @@ export interface IssueOptions {
   usage: 'server' | 'client' | 'both';
   /** Validity in days, default 365. */
   days?: number;
+  /**
+   * Add the DelegationUsage extension (RFC 9345 4.2; OID 1.3.6.1.4.1.44363.44, NULL,
+   * non-critical) so the key's holder may sign delegated credentials for it.
+   */
+  delegation?: boolean;
 }
 
 /** An issued certificate with its key. */
@@ -277,6 +282,8 @@ async function signLeaf(issuer: Issuer, leafKey: CryptoKey, rsa: boolean, opts: 
   // A server certificate without a SAN is ignored by every modern verifier.
   if (san.length === 0 && opts.usage !== 'client') throw new Error('a server certificate needs dnsNames or ipAddresses');
   if (san.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(san, false));
+  // DelegationUsage: its value is an encoded NULL; non-critical so that clients without DC support accept the certificate.
+  if (opts.delegation) extensions.push(new x509.Extension('1.3.6.1.4.1.44363.44', false, Uint8Array.of(0x05, 0x00)));
 
   const cert = await x509.X509CertificateGenerator.create(
     {

@@ -6,7 +6,7 @@
  */
 import { ExtensionType } from './constants.js';
 import { extensionCodec } from './extensionCodecs.js';
-import type { Reader } from './reader.js';
+import { Reader } from './reader.js';
 import { Writer } from './writer.js';
 
 /** Credential: uint32 valid_time; SignatureScheme dc_cert_verify_algorithm; opaque ASN1_subjectPublicKeyInfo<1..2^24-1>. */
@@ -35,6 +35,21 @@ function readCredential(r: Reader): Credential {
   return { validTime: r.u32(), certVerifyAlgorithm: r.u16(), spki: r.vec24(1) };
 }
 
+/** The encoded Credential: what a key holder is asked to sign for (with the certificate). */
+export function encodeCredential(c: Credential): Uint8Array {
+  const w = new Writer(8 + c.spki.length);
+  writeCredential(w, c);
+  return w.finish();
+}
+
+/** Parses an encoded Credential; throws TlsAlertError (decode_error) on a malformed or trailing byte. */
+export function parseCredential(data: Uint8Array): Credential {
+  const r = new Reader(data, 'Credential');
+  const c = readCredential(r);
+  r.end();
+  return c;
+}
+
 /** delegated_credential in a CertificateEntry: the DelegatedCredential structure. */
 export const delegatedCredentialExt = extensionCodec<DelegatedCredential>(
   ExtensionType.delegated_credential,
@@ -44,6 +59,17 @@ export const delegatedCredentialExt = extensionCodec<DelegatedCredential>(
   },
   (r) => ({ cred: readCredential(r), algorithm: r.u16(), signature: r.vec16(1) }),
 );
+
+/**
+ * When a credential expires, in ms since the epoch: `valid_time` seconds after the
+ * certificate's notBefore (RFC 9345 4), not after the moment it was made.
+ */
+export function credentialExpiry(certificateNotBeforeMs: number, validTime: number): number {
+  return certificateNotBeforeMs + validTime * 1000;
+}
+
+/** RFC 9345 4.1.3: a peer rejects a credential whose remaining validity exceeds 7 days. */
+export const MAX_DELEGATED_CREDENTIAL_VALIDITY_MS = 7 * 24 * 3600 * 1000;
 
 const DC_CONTEXT = {
   server: 'TLS, server delegated credentials',
