@@ -54,6 +54,12 @@ export interface AuditRecord {
   connectionId?: string;
   /** PSK identity, hex (identities travel in clear in TLS). */
   pskIdentity?: string;
+  /** Delegated credentials: hex SHA-256 of the credential key's SPKI. */
+  dcKey?: string;
+  /** Delegated credentials: the credential's scheme (dc_cert_verify_algorithm). */
+  dcScheme?: string;
+  /** Delegated credentials: when the credential expires (ISO 8601). */
+  dcExpires?: string;
   /** Why a request was refused or failed. */
   reason?: string;
   latencyMs?: number;
@@ -76,6 +82,9 @@ const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
   'bound',
   'connectionId',
   'pskIdentity',
+  'dcKey',
+  'dcScheme',
+  'dcExpires',
   'reason',
   'latencyMs',
   'auditKey',

@@ -29,6 +29,12 @@ export interface ClientRule {
    * keyd recomputes what it signs (boundSignInput.ts). Default false (structural checks).
    */
   bound?: boolean;
+  /**
+   * May obtain delegated credentials (RFC 9345) for the keys it may use. Default false: a
+   * credential keeps signing for hours after keyd stops answering this front, so it is a
+   * grant of its own.
+   */
+  delegatedCredentials?: boolean;
   rateLimit?: RateLimit;
 }
 
@@ -109,6 +115,11 @@ export class Grant {
   /** Sign requests must be bound (see ClientRule.bound). */
   get bound(): boolean {
     return this.rule.bound === true;
+  }
+
+  /** May obtain delegated credentials (see ClientRule.delegatedCredentials). */
+  get delegatedCredentials(): boolean {
+    return this.rule.delegatedCredentials === true;
   }
 
   /** May this peer use `key`? By id, or by any name the key serves. */

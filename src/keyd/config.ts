@@ -6,6 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { DEFAULT_DC_MAX_VALIDITY_MS, MIN_DC_MAX_VALIDITY_MS } from '../keys/delegatedCredentialIssuer.js';
+import { MAX_DELEGATED_CREDENTIAL_VALIDITY_MS } from '../tls/wire/delegatedCredential.js';
 import type { ClientRule, RateLimit } from './authz.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './protocol.js';
 import type { KekSource, ScryptParams } from './store.js';
@@ -85,6 +87,8 @@ export interface KeydConfig {
   pkcs11: Pkcs11KeyConfig[];
   limits: KeydLimits;
   psk: { unknownIdentity: 'random' | 'reject' };
+  /** Delegated credentials (RFC 9345): the longest validity keyd signs, ms. */
+  delegatedCredentials: { maxValidityMs: number };
 }
 
 /** The config is invalid; `problems` lists each with its JSON path. */
@@ -203,7 +207,7 @@ function checkClients(c: Checker, v: unknown): ClientRule[] {
   const out: ClientRule[] = [];
   v.forEach((raw, i) => {
     const p = `clients[${i}]`;
-    const o = c.obj(raw, p, ['id', 'keys', 'psks', 'admin', 'bound', 'rateLimit']);
+    const o = c.obj(raw, p, ['id', 'keys', 'psks', 'admin', 'bound', 'delegatedCredentials', 'rateLimit']);
     if (!o) return;
     const id = c.str(o.id, `${p}.id`);
     if (id !== undefined && /^sha256:/i.test(id) && !/^sha256:([0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2}$/.test(id)) {
@@ -213,8 +217,11 @@ function checkClients(c: Checker, v: unknown): ClientRule[] {
     const psks = c.strings(o.psks, `${p}.psks`);
     const admin = c.bool(o.admin, `${p}.admin`, false);
     const bound = c.bool(o.bound, `${p}.bound`, false);
+    const delegatedCredentials = c.bool(o.delegatedCredentials, `${p}.delegatedCredentials`, false);
     const rateLimit = checkRateLimit(c, o.rateLimit, `${p}.rateLimit`);
-    if (id !== undefined && keys && psks) out.push({ id, keys, psks, admin, ...(bound ? { bound } : {}), ...(rateLimit ? { rateLimit } : {}) });
+    if (id !== undefined && keys && psks) {
+      out.push({ id, keys, psks, admin, ...(bound ? { bound } : {}), ...(delegatedCredentials ? { delegatedCredentials } : {}), ...(rateLimit ? { rateLimit } : {}) });
+    }
   });
   return out;
 }
@@ -274,7 +281,7 @@ function checkSink(c: Checker, v: unknown): KeydConfig['audit']['sink'] {
  */
 export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.json'): KeydConfig {
   const c = new Checker(baseDir);
-  const top = c.obj(raw, '(top)', ['listen', 'tls', 'store', 'audit', 'metrics', 'log', 'clients', 'pkcs11', 'limits', 'psk']);
+  const top = c.obj(raw, '(top)', ['listen', 'tls', 'store', 'audit', 'metrics', 'log', 'clients', 'pkcs11', 'limits', 'psk', 'delegatedCredentials']);
   if (!top) throw new KeydConfigError(source, c.problems);
 
   const listen: KeydConfig['listen'] = {};
@@ -416,8 +423,28 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
     }
   }
 
+  let dcMaxValidityMs = DEFAULT_DC_MAX_VALIDITY_MS;
+  if (top.delegatedCredentials !== undefined) {
+    const o = c.obj(top.delegatedCredentials, 'delegatedCredentials', ['maxValiditySeconds']);
+    const max = o && c.int(o.maxValiditySeconds, 'delegatedCredentials.maxValiditySeconds', MIN_DC_MAX_VALIDITY_MS / 1000, MAX_DELEGATED_CREDENTIAL_VALIDITY_MS / 1000, DEFAULT_DC_MAX_VALIDITY_MS / 1000);
+    if (max !== undefined) dcMaxValidityMs = max * 1000;
+  }
+
   if (c.problems.length > 0 || !store || !audit) throw new KeydConfigError(source, c.problems);
-  return { baseDir, listen, ...(tls ? { tls } : {}), store, audit, ...(metrics ? { metrics } : {}), log: { level }, clients, pkcs11, limits, psk: { unknownIdentity } };
+  return {
+    baseDir,
+    listen,
+    ...(tls ? { tls } : {}),
+    store,
+    audit,
+    ...(metrics ? { metrics } : {}),
+    log: { level },
+    clients,
+    pkcs11,
+    limits,
+    psk: { unknownIdentity },
+    delegatedCredentials: { maxValidityMs: dcMaxValidityMs },
+  };
 }
 
 /** Reads and validates a keyd.json file. */

@@ -30,6 +30,8 @@ export class KeydMetrics {
   readonly refusedSignInputs: Counter;
   /** Requests refused by authorization or rate limit, by reason. */
   readonly refusals: Counter<'reason'>;
+  /** Delegated-credential requests refused, by reason (not-permitted, wrong-certificate, no-delegation-usage, validity, ...). */
+  readonly dcRefusals: Counter<'reason'>;
   /** Audit lines written, and seconds per batch write + fsync. */
   readonly auditLines: Counter;
   readonly auditBatchSeconds: Histogram;
@@ -54,6 +56,7 @@ export class KeydMetrics {
     this.connectionsClosed = new Counter({ name: 'keyd_connections_closed_total', help: 'Connections keyd closed itself, by reason', labelNames: ['reason'], registers });
     this.refusedSignInputs = new Counter({ name: 'keyd_sign_input_refused_total', help: 'Sign requests whose input is not a TLS handshake signature input', registers });
     this.refusals = new Counter({ name: 'keyd_refusals_total', help: 'Requests refused by authorization or rate limit', labelNames: ['reason'], registers });
+    this.dcRefusals = new Counter({ name: 'keyd_delegated_credentials_refused_total', help: 'Delegated credential requests refused, by reason', labelNames: ['reason'], registers });
     this.auditLines = new Counter({ name: 'keyd_audit_lines_total', help: 'Audit lines written', registers });
     this.auditBatchSeconds = new Histogram({
       name: 'keyd_audit_append_seconds',

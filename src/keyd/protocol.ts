@@ -14,6 +14,8 @@
  * Every decoder here is bounds-checked and throws only KeyOperationError('bad-request').
  */
 import { MAX_BOUND_MESSAGES } from '../keys/boundSignInput.js';
+import type { DelegatedCredentialRequest } from '../keys/delegatedCredentialIssuer.js';
+import { encodeCredential, parseCredential } from '../tls/wire/delegatedCredential.js';
 import { KeyOperationError, type KeyErrorCode, type OperationContext, type PskMasterSecretRequest, type SignPurpose } from '../keys/keyOperations.js';
 
 /** The protocol version this implementation speaks. */
@@ -40,6 +42,8 @@ export enum FrameType {
   /** Reserved: TLS 1.2 RSA key exchange. keyd answers `unsupported` for now. */
   DECRYPT_PREMASTER = 0x12,
   PSK_MASTER_SECRET = 0x13,
+  /** Sign a delegated credential (RFC 9345) for the key's certificate. */
+  ISSUE_DELEGATED_CREDENTIAL = 0x14,
   PUT_KEY = 0x20,
   LIST_KEYS = 0x21,
   DELETE_KEY = 0x22,
@@ -86,6 +90,12 @@ export enum Tag {
   CLIENT_VERSION = 0x16,
   /** SIGN in bound mode, repeated: the handshake messages the input derives from, in order. */
   HANDSHAKE_MESSAGE = 0x17,
+  /** ISSUE_DELEGATED_CREDENTIAL: the DER end-entity certificate. */
+  CERTIFICATE = 0x18,
+  /** ISSUE_DELEGATED_CREDENTIAL: the encoded Credential (RFC 9345 4). */
+  CREDENTIAL = 0x19,
+  /** ISSUE_DELEGATED_CREDENTIAL: u8, 1 server, 2 client. */
+  DC_SIDE = 0x1a,
   ERROR_CODE = 0x20,
   ERROR_MESSAGE = 0x21,
   SUPPORTED_VERSION = 0x22,
@@ -174,6 +184,13 @@ export interface DecryptPremasterRequest {
 /** PSK_MASTER_SECRET: a TLS 1.2 master secret from a PSK keyd holds. */
 export interface PskMasterSecretMessage {
   req: PskMasterSecretRequest;
+  ctx: OperationContext;
+}
+
+/** ISSUE_DELEGATED_CREDENTIAL: a credential for the selected key's certificate. */
+export interface IssueDelegatedCredentialMessage {
+  key: KeySelector;
+  request: DelegatedCredentialRequest;
   ctx: OperationContext;
 }
 
@@ -649,6 +666,38 @@ export function decodeSignRequest(body: Uint8Array): SignRequest {
   if (hms.length > MAX_BOUND_MESSAGES) throw badRequest(`SIGN: more than ${MAX_BOUND_MESSAGES} HANDSHAKE_MESSAGE fields`);
   if (hms.length > 0) req.handshakeMessages = hms;
   return req;
+}
+
+const DC_SIDES: readonly DelegatedCredentialRequest['side'][] = ['server', 'client'];
+
+/** Body of an ISSUE_DELEGATED_CREDENTIAL request. */
+export function encodeIssueDelegatedCredentialRequest(m: IssueDelegatedCredentialMessage): Uint8Array {
+  const w = new TlvWriter();
+  writeSelector(w, m.key);
+  w.u16(Tag.SCHEME, m.request.algorithm)
+    .bytes(Tag.CERTIFICATE, m.request.certificate)
+    .bytes(Tag.CREDENTIAL, encodeCredential(m.request.credential))
+    .u8(Tag.DC_SIDE, DC_SIDES.indexOf(m.request.side) + 1);
+  writeContext(w, m.ctx);
+  return w.finish();
+}
+
+/** Parses an ISSUE_DELEGATED_CREDENTIAL body; throws KeyOperationError('bad-request'). */
+export function decodeIssueDelegatedCredentialRequest(body: Uint8Array): IssueDelegatedCredentialMessage {
+  const what = 'ISSUE_DELEGATED_CREDENTIAL';
+  const f = TlvFields.parse(body, what);
+  const certificate = f.req(Tag.CERTIFICATE);
+  if (certificate.length === 0 || certificate.length > MAX_MESSAGE) throw badRequest(`${what}: CERTIFICATE must be 1..${MAX_MESSAGE} bytes`);
+  const side = DC_SIDES[(f.optU8(Tag.DC_SIDE) ?? 0) - 1];
+  if (!side) throw badRequest(`${what}: missing or unknown DC_SIDE`);
+  let credential: DelegatedCredentialRequest['credential'];
+  try {
+    credential = parseCredential(f.req(Tag.CREDENTIAL));
+  } catch (e) {
+    if (e instanceof KeyOperationError) throw e;
+    throw badRequest(`${what}: CREDENTIAL is not an RFC 9345 Credential`);
+  }
+  return { key: readSelector(f, what), request: { certificate, credential, algorithm: f.reqU16(Tag.SCHEME), side }, ctx: readContext(f, what) };
 }
 
 /** Body of a GET_KEY request. */

@@ -177,7 +177,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       metrics.queued.set(queued);
     });
     const authz = new Authorizer(config.clients);
-    const service = new KeydService({ registry, store, audit, authz, metrics, logger, queue, unknownPskIdentity: config.psk.unknownIdentity });
+    const service = new KeydService({ registry, store, audit, authz, metrics, logger, queue, unknownPskIdentity: config.psk.unknownIdentity, dcMaxValidityMs: config.delegatedCredentials.maxValidityMs });
     const connections = new Set<KeydConnection>();
 
     const established = { tls: 0, unix: 0 };

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
+import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput } from '../keys/delegatedCredentialIssuer.js';
 import { InlineSignBudget } from '../keys/inlineSignBudget.js';
 import { checkSignInput } from '../keys/signingPolicy.js';
 import { schemeName, schemesForKey, verifySignature } from '../tls/crypto/signatureSchemes.js';
@@ -21,6 +22,7 @@ import {
   decodeDeletePskRequest,
   decodeGenerateKeyRequest,
   decodeGetKeyRequest,
+  decodeIssueDelegatedCredentialRequest,
   decodePskMasterSecretRequest,
   decodePutKeyRequest,
   decodePutPskRequest,
@@ -69,6 +71,10 @@ export interface ServiceDeps {
   logger: Logger;
   queue: WorkQueue;
   unknownPskIdentity: 'random' | 'reject';
+  /** Longest validity of a delegated credential keyd signs, ms. */
+  dcMaxValidityMs: number;
+  /** Clock for delegated-credential validity, ms since the epoch (default Date.now). */
+  now?: () => number;
 }
 
 const OP_NAMES: Partial<Record<FrameType, string>> = {
@@ -76,6 +82,7 @@ const OP_NAMES: Partial<Record<FrameType, string>> = {
   [FrameType.SIGN]: 'sign',
   [FrameType.DECRYPT_PREMASTER]: 'decrypt-premaster',
   [FrameType.PSK_MASTER_SECRET]: 'psk-master-secret',
+  [FrameType.ISSUE_DELEGATED_CREDENTIAL]: 'delegated-credential',
   [FrameType.PUT_KEY]: 'put-key',
   [FrameType.LIST_KEYS]: 'list-keys',
   [FrameType.DELETE_KEY]: 'delete-key',
@@ -388,6 +395,8 @@ export class KeydService {
         return this.#pskMasterSecret(frame, session, rec);
       case FrameType.DECRYPT_PREMASTER:
         return this.#decryptPremaster(frame, session, rec, signal);
+      case FrameType.ISSUE_DELEGATED_CREDENTIAL:
+        return this.#issueDelegatedCredential(frame, session, rec, signal);
       case FrameType.PUT_KEY:
         return this.#putKey(frame, session, rec);
       case FrameType.GENERATE_KEY:
@@ -493,6 +502,43 @@ export class KeydService {
     } finally {
       premaster.fill(0);
     }
+  }
+
+  /**
+   * A delegated credential (RFC 9345) for the key's certificate: only for fronts whose rule
+   * allows it, only when the request is structurally a credential for this key's
+   * certificate (checkDelegatedCredentialRequest), signed like a handshake by the key's
+   * holder and verified before it leaves. Audited with the credential key's hash, scheme
+   * and expiry; refusals counted by reason.
+   */
+  #issueDelegatedCredential(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Reply | Promise<Reply> {
+    const { key: sel, request: req, ctx } = decodeIssueDelegatedCredentialRequest(frame.body);
+    rec.scheme = schemeName(req.algorithm);
+    rec.dcScheme = schemeName(req.credential.certVerifyAlgorithm);
+    this.#fillContext(rec, ctx);
+    const grant = this.#grant(session);
+    const key = this.#pickKey(sel, grant, rec);
+    this.#takeToken(grant);
+    let accepted;
+    try {
+      if (!grant.delegatedCredentials) throw new DelegationRefusedError('not-permitted', `identity ${session.peer.display} may not obtain delegated credentials (its rule lacks "delegatedCredentials": true)`);
+      accepted = checkDelegatedCredentialRequest(req, key, this.d.dcMaxValidityMs, (this.d.now ?? Date.now)());
+    } catch (e) {
+      if (e instanceof DelegationRefusedError) this.d.metrics.dcRefusals.inc({ reason: e.refusal });
+      throw e;
+    }
+    rec.dcKey = accepted.dcKeyId;
+    rec.dcExpires = new Date(accepted.expiresAt).toISOString();
+    const input = delegatedCredentialInput(req);
+    const opCtx: OperationContext = { ...ctx, tlsVersion: 'TLSv1.3' };
+    const result = (sig: Uint8Array): Reply => {
+      // Always verified: a credential is served for hours, a bad one would fail every handshake.
+      if (!verifySignature(key.publicKey, req.algorithm, input, sig)) throw new KeyOperationError('internal', `key holder for ${key.keyId} returned a credential signature that does not verify`);
+      return { type: FrameType.RESULT, body: outputWriter(sig) };
+    };
+    const ops = key.ops;
+    if (ops.signNow) return result(ops.signNow(req.algorithm, input, opCtx));
+    return this.d.queue.submit((s) => ops.sign(req.algorithm, input, opCtx, s), signal()).then(result);
   }
 
   #getKey(frame: Frame, session: Session, rec: AuditRecord): Reply {

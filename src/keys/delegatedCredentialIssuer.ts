@@ -6,7 +6,7 @@
  * the general `sign`, so a holder that is "not a signing oracle" stays one.
  */
 import { createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { cryptoParams, keyKindOf, schemeInfo, schemeName, verifySignature, type KeyKind, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { cryptoParams, keyKindOf, schemeInfo, schemeName, verifySignature, type KeyKind } from '../tls/crypto/signatureSchemes.js';
 import {
   MAX_DELEGATED_CREDENTIAL_VALIDITY_MS,
   credentialExpiry,
@@ -26,8 +26,8 @@ export interface DelegatedCredentialRequest {
   certificate: Uint8Array;
   /** valid_time (seconds after the certificate's notBefore), dc_cert_verify_algorithm, and the credential key's SPKI. */
   credential: Credential;
-  /** The scheme the certificate's key signs the credential with (DelegatedCredential.algorithm). */
-  algorithm: SignatureScheme;
+  /** The SignatureScheme the certificate's key signs the credential with (DelegatedCredential.algorithm). */
+  algorithm: number;
   side: DelegationSide;
 }
 

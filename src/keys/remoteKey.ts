@@ -31,6 +31,7 @@ import {
   encodeFrame,
   encodeGenerateKeyRequest,
   encodeGetKeyRequest,
+  encodeIssueDelegatedCredentialRequest,
   encodePskMasterSecretRequest,
   encodePutKeyRequest,
   encodePutPskRequest,
@@ -42,6 +43,7 @@ import {
   type ListKeysResult,
   type TlvWriter,
 } from '../keyd/protocol.js';
+import { verifyDelegatedCredential, type DelegatedCredentialIssuer, type DelegatedCredentialRequest } from './delegatedCredentialIssuer.js';
 import { keyIdOf } from './keyId.js';
 import {
   KeyOperationError,
@@ -630,7 +632,7 @@ export class RemotePsk implements PskOperations {
  * A key held by keyd. Implements KeyOperations (and PskOperations, for PSKs keyd holds
  * next to it). Create with {@link connectRemoteKey} or {@link KeydClient.key}.
  */
-export class RemoteKey implements KeyOperations, PskOperations {
+export class RemoteKey implements KeyOperations, PskOperations, DelegatedCredentialIssuer {
   readonly publicKey: KeyObject;
   readonly schemes: readonly SignatureScheme[];
   readonly keyId: string;
@@ -691,6 +693,18 @@ export class RemoteKey implements KeyOperations, PskOperations {
 
   tls12MasterSecret(req: PskMasterSecretRequest, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
     return this.#psk.tls12MasterSecret(req, ctx, signal);
+  }
+
+  /**
+   * Has keyd sign a delegated credential for this key's certificate (the front's rule
+   * needs `"delegatedCredentials": true`). Returns the signature, which must verify with
+   * this key over the RFC 9345 content: anything else is 'internal'.
+   */
+  async issueDelegatedCredential(request: DelegatedCredentialRequest, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    const body = encodeIssueDelegatedCredentialRequest({ key: { keyId: this.keyId }, request, ctx });
+    const sig = decodeOutput(await this.client.request(FrameType.ISSUE_DELEGATED_CREDENTIAL, body, { signal, deadlineMs: this.deadlineMs }));
+    if (!verifyDelegatedCredential(this.publicKey, request, sig)) throw new KeyOperationError('internal', 'keyd returned a delegated credential signature that does not verify');
+    return sig;
   }
 
   /** Pings keyd over the pool's connections. */

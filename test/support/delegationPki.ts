@@ -5,7 +5,8 @@
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { KeyObject, randomBytes } from 'node:crypto';
+import { KeyObject, X509Certificate, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
+import type { DelegatedCredentialRequest } from '../../src/keys/delegatedCredentialIssuer.js';
 
 export interface DelegationCertOptions {
   /** 'ok': NULL, non-critical (default); 'none'; 'critical'; 'bad-value' (not NULL). */
@@ -66,4 +67,41 @@ export async function delegationCert(opts: DelegationCertOptions = {}): Promise<
     publicKey: KeyObject.from(keys.publicKey),
     keys,
   };
+}
+
+/** notBefore of a DER certificate, ms (read by node:crypto, not by the code under test). */
+export function notBeforeOf(der: Uint8Array): number {
+  return Date.parse(new X509Certificate(der).validFrom);
+}
+
+/**
+ * A request for a credential on a fresh P-256 key expiring `validityMs` after `now`
+ * (valid_time counted from the certificate's notBefore), signed with ecdsa_secp256r1_sha256.
+ */
+export function dcRequest(certDer: Uint8Array, validityMs = 3600_000, opts: { now?: number; spki?: Uint8Array; dcScheme?: number; algorithm?: number; side?: 'server' | 'client' } = {}): DelegatedCredentialRequest {
+  const now = opts.now ?? Date.now();
+  const spki = opts.spki ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' });
+  return {
+    certificate: certDer,
+    credential: { validTime: Math.floor((now + validityMs - notBeforeOf(certDer)) / 1000), certVerifyAlgorithm: opts.dcScheme ?? 0x0403, spki },
+    algorithm: opts.algorithm ?? 0x0403,
+    side: opts.side ?? 'server',
+  };
+}
+
+/** RFC 9345 4's signed content, assembled here byte by byte (not by the code under test). */
+export function signedContentByHand(req: DelegatedCredentialRequest): Buffer {
+  const c = req.credential;
+  const head = Buffer.alloc(9);
+  head.writeUInt32BE(c.validTime, 0);
+  head.writeUInt16BE(c.certVerifyAlgorithm, 4);
+  head.writeUIntBE(c.spki.length, 6, 3);
+  const alg = Buffer.alloc(2);
+  alg.writeUInt16BE(req.algorithm, 0);
+  return Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from(`TLS, ${req.side} delegated credentials`, 'ascii'), Buffer.of(0), req.certificate, head, c.spki, alg]);
+}
+
+/** Verifies an ECDSA P-256 / SHA-256 credential signature with node:crypto over {@link signedContentByHand}. */
+export function verifiesByHand(certPublicKey: KeyObject, req: DelegatedCredentialRequest, signature: Uint8Array): boolean {
+  return verify('sha256', signedContentByHand(req), { key: certPublicKey, dsaEncoding: 'der' }, signature);
 }
