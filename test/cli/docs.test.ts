@@ -18,6 +18,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { validateRoleConfig } from '../../src/cli/roleConfig.js';
@@ -44,6 +45,23 @@ function blocks(text: string): Block[] {
     out.push({ lang: m[3], code: m[4], ...(m[1] ? { check: `${m[1]}: ${m[2]}` } : {}), line: text.slice(0, m.index).split('\n').length });
   }
   return out;
+}
+
+/** A free loopback port in 20000-29999: outside the ephemeral range (32768-60999 here) the kernel gives outgoing connections. */
+async function freePortBelowEphemeral(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    const s = createServer();
+    const ok = await new Promise<boolean>((r) => {
+      s.once('error', () => r(false));
+      s.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (ok) {
+      await new Promise<void>((r) => s.close(() => r()));
+      return port;
+    }
+  }
+  return freePort();
 }
 
 /** A command in a process group of its own; `stop()` kills the whole group. */
@@ -131,7 +149,8 @@ describe('README and docs', () => {
       await mkdir(join(dir, 'node_modules'), { recursive: true });
       await symlink(ROOT, join(dir, 'node_modules', 'keyward'));
       const ports = new Map<number, number>();
-      for (const p of PORTS) ports.set(p, await freePort());
+      // Below the kernel's ephemeral range, so no outgoing connection of a parallel test takes it meanwhile.
+      for (const p of PORTS) ports.set(p, await freePortBelowEphemeral());
       const withPorts = (code: string) => code.replace(/\b(7443|8080|8443|8444)\b/g, (p) => String(ports.get(Number(p))));
       const env = { ...process.env, PATH: `${binDir}:${process.env.PATH}` };
       if (sh.length > 0) {
