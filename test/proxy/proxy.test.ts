@@ -315,9 +315,14 @@ describe('keyward proxy (in process)', () => {
     }
   });
 
-  test('reload: new connections get the new certificate while an open one keeps relaying', async () => {
+  test('reload: new connections get the new certificate while an open one keeps relaying; the old key holders are released once their handshakes are over', async () => {
     const up = await startUpstream(echoHandler);
-    const { proxy, port } = await startTestProxy(pki, { upstream: up.endpoint, certificates: [{ cert: pki.localhost.chainPem, key: localKey(pki.localhost.keyPem), holder: 'local' }] });
+    let oldReleased = 0;
+    const { proxy, port } = await startTestProxy(pki, {
+      upstream: up.endpoint,
+      certificates: [{ cert: pki.localhost.chainPem, key: localKey(pki.localhost.keyPem), holder: 'local' }],
+      release: async () => void oldReleased++,
+    });
     try {
       const before = await connectTls(port, pki, 'localhost', { checkServerIdentity: () => undefined });
       assert.match(before.getPeerX509Certificate()!.subject, /CN=localhost/);
@@ -329,12 +334,14 @@ describe('keyward proxy (in process)', () => {
       const echoed = await new Promise<string>((resolve) => before.once('data', (d: Buffer) => resolve(d.toString())));
       assert.equal(echoed, 'old connection still works');
       assert.equal(released, false, 'the new generation is in use');
+      await waitFor(() => oldReleased === 1, 'the old generation released');
       before.destroy();
       afterConn.destroy();
     } finally {
       await proxy.stop(0);
       await up.close();
     }
+    assert.equal(oldReleased, 1, 'released once');
   });
 
   test('PROXY v2 encoding of IPv6 and mapped addresses, and the decoder refusing malformed headers', () => {
