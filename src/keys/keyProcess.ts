@@ -6,6 +6,13 @@ import type { Socket } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { schemeName, schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import {
+  DEFAULT_DC_MAX_VALIDITY_MS,
+  checkDcMaxValidity,
+  verifyDelegatedCredential,
+  type DelegatedCredentialIssuer,
+  type DelegatedCredentialRequest,
+} from './delegatedCredentialIssuer.js';
 import { keyIdOf } from './keyId.js';
 import { describeProtection, type KeyProcessProtection, type NonDumpablePolicy } from './keyProcessHardening.js';
 import { KeyProcessLauncher, type KeyChild } from './keyProcessLauncher.js';
@@ -27,8 +34,10 @@ import {
   UNKNOWN_PSK_IDENTITY,
   decodeErrorCode,
   decodeReady,
+  MAX_DC_CERTIFICATE,
   encodeDecrypt,
   encodeFrame,
+  encodeIssueDc,
   encodePskMasterSecret,
   encodeSign,
   type Frame,
@@ -51,6 +60,12 @@ export interface KeyProcessOptions {
   keyUser?: string;
   /** The certificate's public key: the child's key must match it, or start fails. */
   expectedPublicKey?: KeyObject;
+  /**
+   * Let the key process sign delegated credentials (RFC 9345) for this key's certificate,
+   * valid for at most `maxValidityMs` (default 6 h, at most 7 days). Off by default: a
+   * credential keeps signing handshakes after the front loses its key process.
+   */
+  delegatedCredentials?: boolean | { maxValidityMs?: number };
   /** Backoff between restarts of a dead key process (default 100 ms doubling to 5 s). */
   restart?: { minDelayMs?: number; maxDelayMs?: number };
   /**
@@ -147,7 +162,7 @@ export async function startKeyProcess(opts: KeyProcessOptions): Promise<KeyProce
   if (ids && process.getuid?.() !== 0 && ids.uid !== process.getuid?.()) {
     throw new Error(`key process: running the key process as ${opts.keyUser} needs root`);
   }
-  const spec = launchSpec(opts, [resolved.keyPath], resolved.keyPath);
+  const spec = launchSpec(opts, keyArgs(resolved), resolved.keyPath);
   const launcher = startLauncher(spec, ids);
   let ch: Channel;
   try {
@@ -186,6 +201,16 @@ interface LaunchSpec {
  */
 function startLauncher(spec: LaunchSpec, ids: { uid: number; gid: number } | undefined): KeyProcessLauncher | undefined {
   return ids && process.getuid?.() === 0 ? new KeyProcessLauncher([CHILD_SCRIPT, ...spec.args], ids) : undefined;
+}
+
+/** The key process's arguments after the dumpable policy: [--dc-max-validity=SECONDS] KEYPATH. */
+function keyArgs(opts: KeyProcessOptions): string[] {
+  const dc = opts.delegatedCredentials;
+  if (!dc) return [opts.keyPath];
+  const ms = (dc === true ? undefined : dc.maxValidityMs) ?? DEFAULT_DC_MAX_VALIDITY_MS;
+  const bad = checkDcMaxValidity(ms);
+  if (bad) throw new Error(`key process: ${bad}`);
+  return [`--dc-max-validity=${Math.floor(ms / 1000)}`, opts.keyPath];
 }
 
 function launchSpec(opts: { nonDumpable?: NonDumpablePolicy }, args: string[], what: string): LaunchSpec {
@@ -504,7 +529,7 @@ export class KeyProcessHost extends EventEmitter {
  *
  * Like a listening server, it keeps the event loop alive until close().
  */
-export class KeyProcessKey extends KeyProcessHost implements KeyOperations {
+export class KeyProcessKey extends KeyProcessHost implements KeyOperations, DelegatedCredentialIssuer {
   readonly publicKey: KeyObject;
   readonly schemes: readonly SignatureScheme[];
   readonly keyId: string;
@@ -513,7 +538,7 @@ export class KeyProcessKey extends KeyProcessHost implements KeyOperations {
 
   /** @internal use startKeyProcess */
   constructor(opts: KeyProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, publicKey: KeyObject, launcher?: KeyProcessLauncher) {
-    super(opts, launchSpec(opts, [opts.keyPath], opts.keyPath), ids, ch, launcher);
+    super(opts, launchSpec(opts, keyArgs(opts), opts.keyPath), ids, ch, launcher);
     this.publicKey = publicKey;
     const fits = new Set<number>(schemesForKey(publicKey));
     this.schemes = ch.schemes.filter((s) => fits.has(s)) as SignatureScheme[];
@@ -534,6 +559,19 @@ export class KeyProcessKey extends KeyProcessHost implements KeyOperations {
     // Never a handshake input; refusing here keeps an oversized frame off the channel.
     if (message.length > MAX_OPERATION_INPUT) return Promise.reject(new KeyOperationError('refused', 'message too long for a handshake signature'));
     return this.submit((id) => encodeSign(id, scheme, ctx.purpose, message), signal);
+  }
+
+  /**
+   * Has the key process sign a delegated credential for this key's certificate (started
+   * with `delegatedCredentials`; it runs the same structural checks as keyd). The
+   * signature is verified here before it is returned.
+   */
+  async issueDelegatedCredential(request: DelegatedCredentialRequest, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    if (request.certificate.length > MAX_DC_CERTIFICATE) throw new KeyOperationError('bad-request', 'certificate too large for a delegated credential request');
+    const sig = await this.submit((id) => encodeIssueDc(id, request), signal);
+    if (!verifyDelegatedCredential(this.publicKey, request, sig)) throw new KeyOperationError('internal', 'the key process returned a delegated credential signature that does not verify');
+    this.log.info({ keyId: this.keyId, dcKey: keyIdOf(createPublicKey({ key: Buffer.from(request.credential.spki), format: 'der', type: 'spki' })) }, 'delegated credential issued');
+    return sig;
   }
 }
 

@@ -1,8 +1,9 @@
 /**
  * The key process: the only process that opens the key file and holds the private key.
- * Started by keyProcess.ts as `node keyProcessChild.js [--dumpable-policy=P] KEYPATH`
- * with a private socketpair on fd 3; it answers sign and decryptPremaster requests over it
- * and exits when the front closes the channel. Started as `node keyProcessChild.js
+ * Started by keyProcess.ts as `node keyProcessChild.js [--dumpable-policy=P]
+ * [--dc-max-validity=SECONDS] KEYPATH` with a private socketpair on fd 3; it answers sign,
+ * decryptPremaster and (with --dc-max-validity) delegated-credential requests over it and
+ * exits when the front closes the channel. Started as `node keyProcessChild.js
  * [--dumpable-policy=P] --psk FILE random|reject` it holds PSKs instead and answers only
  * PSK master secret requests. Before it reads a secret it makes itself non-dumpable
  * (keyProcessHardening.ts), so that the front cannot read its memory.
@@ -17,7 +18,8 @@ import { Socket } from 'node:net';
 import { schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { InlineSignBudget, inlineSignable } from './inlineSignBudget.js';
 import { NON_DUMPABLE_POLICIES, makeNonDumpable, type HardeningResult, type NonDumpablePolicy } from './keyProcessHardening.js';
-import { UnknownPskIdentityError, type KeyErrorCode } from './keyOperations.js';
+import { DelegationRefusedError, checkDcMaxValidity, issueWithPrivateKey, type DelegationHolder } from './delegatedCredentialIssuer.js';
+import { KeyOperationError, UnknownPskIdentityError, type KeyErrorCode } from './keyOperations.js';
 import { LocalPsk } from './localPsk.js';
 import {
   FrameDecoder,
@@ -25,6 +27,7 @@ import {
   FrameWriter,
   MAX_OPERATION_INPUT,
   UNKNOWN_PSK_IDENTITY,
+  decodeIssueDc,
   decodePskMasterSecret,
   decodePurpose,
   encodeError,
@@ -58,9 +61,14 @@ class KeyServer {
   #runningCount = 0;
   /** Set for keys whose signatures may run inline (EC and EdDSA always do, RSA when this allows). */
   readonly #inline: InlineSignBudget | undefined;
+  /** Longest delegated credential it signs, ms; undefined: it signs none. */
+  readonly #dcMaxValidityMs: number | undefined;
+  readonly #holder: DelegationHolder;
 
-  constructor(key: KeyObject, schemes: readonly SignatureScheme[], out: FrameWriter) {
+  constructor(key: KeyObject, schemes: readonly SignatureScheme[], out: FrameWriter, dcMaxValidityMs: number | undefined) {
     this.#key = key;
+    this.#dcMaxValidityMs = dcMaxValidityMs;
+    this.#holder = { spki: createPublicKey(key).export({ type: 'spki', format: 'der' }), schemes };
     if (key.asymmetricKeyType === 'rsa' && inlineSignable(key.asymmetricKeyDetails?.modulusLength)) this.#inline = new InlineSignBudget();
     this.#schemes = new Set(schemes);
     this.#out = out;
@@ -76,6 +84,10 @@ class KeyServer {
         // The payload is a view of a whole socket read: a job keeps its own few bytes, not the read.
         // Started by pump() once the whole read is decoded.
         this.#queue.push({ id: f.id, type: f.type, payload: Buffer.from(f.payload) });
+        return;
+      case FrameType.issueDc:
+        // About once an hour per front, and a single signature: answered at once.
+        this.#issueDc(f);
         return;
       case FrameType.cancel: {
         const i = this.#queue.findIndex((j) => j.id === f.id);
@@ -146,6 +158,19 @@ class KeyServer {
       }
       this.pump();
     });
+  }
+
+  #issueDc(f: Frame): void {
+    if (this.#dcMaxValidityMs === undefined) return this.#fail(f.id, 'refused', 'delegated credentials are not enabled for this key process (start it with delegatedCredentials)');
+    const req = decodeIssueDc(f.payload);
+    if ('error' in req) return this.#fail(f.id, 'bad-request', req.error);
+    try {
+      const { signature } = issueWithPrivateKey(this.#key, this.#holder, req, this.#dcMaxValidityMs, Date.now());
+      this.#out.send(encodeFrame(FrameType.ok, f.id, signature));
+    } catch (e) {
+      if (e instanceof DelegationRefusedError || e instanceof KeyOperationError) return this.#fail(f.id, e.code, e.message);
+      this.#fail(f.id, 'internal', 'signing the delegated credential failed');
+    }
   }
 
   #decrypt(job: Job): void {
@@ -261,6 +286,13 @@ function main(): void {
     args.shift();
     policy = p[1] as NonDumpablePolicy;
   }
+  // Optional: sign delegated credentials valid for at most this many seconds.
+  let dcMaxValidityMs: number | undefined;
+  const dc = /^--dc-max-validity=(\d+)$/.exec(args[0] ?? '');
+  if (dc) {
+    args.shift();
+    dcMaxValidityMs = Number(dc[1]) * 1000;
+  }
   let channel: Socket;
   try {
     channel = new Socket({ fd: 3, readable: true, writable: true });
@@ -275,6 +307,8 @@ function main(): void {
   const out = new FrameWriter((b) => channel.write(b));
 
   if (!NON_DUMPABLE_POLICIES.includes(policy)) return failStart(channel, `unknown dumpable policy ${JSON.stringify(policy)}`);
+  const badDc = dcMaxValidityMs === undefined ? undefined : checkDcMaxValidity(dcMaxValidityMs);
+  if (badDc) return failStart(channel, badDc);
   // Before any secret is read: from here on the front cannot read this process's memory.
   const hardening: HardeningResult = policy === 'off' ? { nonDumpable: false, reason: 'turned off (policy "off")' } : makeNonDumpable();
   if (!hardening.nonDumpable && policy === 'require') {
@@ -293,7 +327,7 @@ function main(): void {
   const publicKey = createPublicKey(key);
   const schemes = schemesForKey(publicKey);
   if (schemes.length === 0) return failStart(channel, `key in ${keyPath} is of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'})`);
-  const server = new KeyServer(key, schemes, out);
+  const server = new KeyServer(key, schemes, out, dcMaxValidityMs);
   serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' }), ready), () => server.pump(true));
 }
 

@@ -1,3 +1,5 @@
+import { encodeCredential, parseCredential } from '../tls/wire/delegatedCredential.js';
+import type { DelegatedCredentialRequest } from './delegatedCredentialIssuer.js';
 import type { KeyErrorCode, PskMasterSecretRequest, SignPurpose } from './keyOperations.js';
 
 /**
@@ -6,7 +8,7 @@ import type { KeyErrorCode, PskMasterSecretRequest, SignPurpose } from './keyOpe
  * JSON over Node's IPC channel costs several times more per operation.
  *
  * Frame: u32 length (of everything after it) | u8 type | u32 id | payload.
- * Parent → child: SIGN, DECRYPT, PSK_MASTER_SECRET, CANCEL. Child → parent: READY (once),
+ * Parent → child: SIGN, DECRYPT, PSK_MASTER_SECRET, ISSUE_DC, CANCEL. Child → parent: READY (once),
  * START_FAILED (instead of READY), OK, ERROR. The id pairs a result with its request; many requests
  * may be in flight at once.
  */
@@ -16,6 +18,7 @@ export const FrameType = {
   decrypt: 2,
   cancel: 3,
   pskMasterSecret: 4,
+  issueDc: 5,
   ready: 0x10,
   startFailed: 0x11,
   ok: 0x12,
@@ -106,6 +109,38 @@ export function encodeDecrypt(id: number, clientVersion: number, ciphertext: Uin
   const head = Buffer.allocUnsafe(2);
   head.writeUInt16BE(clientVersion & 0xffff, 0);
   return encodeFrame(FrameType.decrypt, id, head, ciphertext);
+}
+
+/** Largest certificate an ISSUE_DC request may carry. */
+export const MAX_DC_CERTIFICATE = MAX_OPERATION_INPUT;
+/** Largest encoded Credential (an SPKI of a signature key is at most a few hundred bytes). */
+export const MAX_DC_CREDENTIAL = 4096;
+
+const DC_SIDES: readonly DelegatedCredentialRequest['side'][] = ['server', 'client'];
+
+/** ISSUE_DC payload: u8 side (1 server, 2 client) | u16 algorithm | u32 certificate length | certificate | encoded Credential. */
+export function encodeIssueDc(id: number, req: DelegatedCredentialRequest): Buffer {
+  const head = Buffer.allocUnsafe(7);
+  head[0] = DC_SIDES.indexOf(req.side) + 1;
+  head.writeUInt16BE(req.algorithm, 1);
+  head.writeUInt32BE(req.certificate.length, 3);
+  return encodeFrame(FrameType.issueDc, id, head, req.certificate, encodeCredential(req.credential));
+}
+
+/** Parses an ISSUE_DC payload, bounds-checked; returns a reason instead when it is malformed. */
+export function decodeIssueDc(p: Buffer): DelegatedCredentialRequest | { error: string } {
+  if (p.length < 7) return { error: 'truncated delegated credential request' };
+  const side = DC_SIDES[p[0] - 1];
+  if (!side) return { error: 'unknown delegated credential side' };
+  const certLen = p.readUInt32BE(3);
+  if (certLen === 0 || certLen > MAX_DC_CERTIFICATE || 7 + certLen > p.length) return { error: 'bad certificate length' };
+  const credBytes = p.subarray(7 + certLen);
+  if (credBytes.length > MAX_DC_CREDENTIAL) return { error: 'credential too long' };
+  try {
+    return { side, algorithm: p.readUInt16BE(1), certificate: p.subarray(7, 7 + certLen), credential: parseCredential(credBytes) };
+  } catch {
+    return { error: 'the credential is not an RFC 9345 Credential' };
+  }
 }
 
 /** Largest PSK identity (RFC 4279: opaque psk_identity<0..2^16-1>). */
