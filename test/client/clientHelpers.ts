@@ -1,11 +1,46 @@
 /**
- * `openssl s_server` for the client tests: started on a free loopback port, ready once it
- * printed ACCEPT; it prints what it receives, which `sendSeen` waits for.
+ * Helpers of the client tests: a keyward client handshake, an exchange of data, and
+ * `openssl s_server` on a free loopback port (ready once it printed ACCEPT; it prints what
+ * it receives, which `sendSeen` waits for).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
-import type { KeywardClientSocket } from '../../src/node/clientSocket.js';
+import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
+import { waitUntil } from '../support/keywardServer.js';
+
+/** A loopback port nothing listens on (free a moment ago), for servers that cannot take port 0. */
+export async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  s.close();
+  return port;
+}
+
+/** A keyward client connected to localhost:`port`, trusting `ca`; rejects with the handshake's error. */
+export function handshake(port: number, ca: string, opts: Partial<KeywardConnectOptions> = {}): Promise<KeywardClientSocket> {
+  const c = connect({ port, host: 'localhost', ca, handshakeTimeout: 10_000, ...opts });
+  return new Promise((resolve, reject) => {
+    c.once('secureConnect', () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
+/** Writes `text` (if any) and resolves with what comes back once `until` is in it. */
+export function exchange(c: KeywardClientSocket, text: string, until = text): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const onData = (d: Buffer) => {
+      got += String(d);
+      if (!got.includes(until)) return;
+      c.off('data', onData).off('error', reject);
+      resolve(got);
+    };
+    c.on('data', onData).once('error', reject);
+    if (text) c.write(text);
+  });
+}
 
 export interface SServer {
   port: number;
@@ -20,15 +55,6 @@ const started: ChildProcess[] = [];
 export function stopSServers(): void {
   for (const c of started) c.kill();
   started.length = 0;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  return port;
 }
 
 /** Starts `openssl s_server -naccept 1 ARGS` and waits for its ACCEPT line (10 s at most). */
@@ -50,10 +76,6 @@ export async function sServer(args: string[], env?: Record<string, string>): Pro
 /** Sends a line, waits until s_server printed it, then drops the connection. */
 export async function sendSeen(c: KeywardClientSocket, s: SServer, line: string): Promise<void> {
   c.write(`${line}\n`);
-  const deadline = Date.now() + 5_000;
-  while (!s.output().includes(line)) {
-    if (Date.now() > deadline) throw new Error(`s_server never printed "${line}":\n${s.output()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitUntil(() => s.output().includes(line), `s_server to print "${line}":\n${s.output()}`);
   c.destroy();
 }

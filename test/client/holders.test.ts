@@ -15,11 +15,11 @@ import { keyIdOf } from '../../src/keys/keyId.js';
 import type { KeyOperations, PskOperations } from '../../src/keys/keyOperations.js';
 import { openPkcs11Key, type Pkcs11Key } from '../../src/keys/pkcs11Key.js';
 import { connectKeydAdmin, connectRemoteKey, connectRemotePsk } from '../../src/keys/remoteKey.js';
-import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
+import { connect, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
 import { makeKeydPki, startTestKeyd, tempDir, tlsClientOptions } from '../support/keydFixture.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm.js';
-import { sendSeen, sServer, stopSServers } from './opensslServer.js';
+import { handshake as connectTo, sendSeen, sServer, stopSServers } from './clientHelpers.js';
 
 const PSK = randomBytes(32);
 const PSK_IDENTITY = 'keyd-client-psk';
@@ -65,13 +65,8 @@ after(async () => {
   await dir?.cleanup();
 });
 
-function handshake(port: number, opts: Partial<KeywardConnectOptions>): Promise<KeywardClientSocket> {
-  const c = connect({ port, host: 'localhost', ca: pki.ca.certPem, handshakeTimeout: 10_000, ...opts });
-  return new Promise((resolve, reject) => {
-    c.once('secureConnect', () => resolve(c));
-    c.once('error', reject);
-  });
-}
+
+const handshake = (port: number, opts: Partial<KeywardConnectOptions>) => connectTo(port, pki.ca.certPem, opts);
 
 const verifyArgs = () => ['-cert', pki.server['ecdsa-p256'].chainPath, '-key', pki.server['ecdsa-p256'].keyPath, '-Verify', '2', '-CAfile', pki.ca.certPath];
 

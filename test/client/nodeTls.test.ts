@@ -12,7 +12,9 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
 import { CertificateVerificationError, verifyChain } from '../../src/node/peerVerification.js';
+import { waitUntil } from '../support/keywardServer.js';
 import { getPki, KEY_TYPES, type PkiFixtures } from '../support/pki.js';
+import { exchange as echo, handshake as connectTo } from './clientHelpers.js';
 
 let pki: PkiFixtures;
 const servers: tls.Server[] = [];
@@ -48,27 +50,9 @@ async function nodeServer(opts: tls.TlsOptions): Promise<NodeServer> {
   return ns;
 }
 
-function handshake(port: number, opts: Partial<KeywardConnectOptions> = {}): Promise<KeywardClientSocket> {
-  const c = connect({ port, host: 'localhost', ca: pki.ca.certPem, handshakeTimeout: 5_000, ...opts });
-  return new Promise((resolve, reject) => {
-    c.once('secureConnect', () => resolve(c));
-    c.once('error', reject);
-  });
-}
 
-function echo(c: KeywardClientSocket, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const onData = (d: Buffer) => {
-      got += String(d);
-      if (got.length < text.length) return;
-      c.off('data', onData).off('error', reject);
-      resolve(got);
-    };
-    c.on('data', onData).once('error', reject);
-    c.write(text);
-  });
-}
+
+const handshake = (port: number, opts: Partial<KeywardConnectOptions> = {}) => connectTo(port, pki.ca.certPem, opts);
 
 async function close(c: KeywardClientSocket): Promise<void> {
   c.end();
@@ -160,7 +144,7 @@ describe('client vs node:tls: certificate failures', () => {
       const err = await failure(s.port, {});
       assert.equal(err.code, 'ERR_TLS_ALERT_SENT_UNKNOWN_CA', version);
       assert.match(err.message, /UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
-      await waitFor(() => s.clientErrors.length > 0);
+      await waitUntil(() => s.clientErrors.length > 0, 'the server to report the failed handshake');
       assert.match(s.clientErrors[0].message, /unknown ca/i, 'the server saw the alert');
       const c = await handshake(s.port, { rejectUnauthorized: false });
       assert.equal(c.authorized, false);
@@ -175,7 +159,7 @@ describe('client vs node:tls: certificate failures', () => {
     const err = await failure(s.port, { servername: 'wrong.test' });
     assert.equal(err.code, 'ERR_TLS_ALERT_SENT_BAD_CERTIFICATE');
     assert.match(err.message, /ERR_TLS_CERT_ALTNAME_INVALID/);
-    await waitFor(() => s.clientErrors.length > 0);
+    await waitUntil(() => s.clientErrors.length > 0, 'the server to report the failed handshake');
     assert.match(s.clientErrors[0].message, /bad certificate/i);
     const seen: string[] = [];
     const c = await handshake(s.port, { servername: 'wrong.test', checkServerIdentity: (host, cert) => void seen.push(`${host} ${cert.subject.CN}`) });
@@ -216,10 +200,3 @@ describe('client vs node:tls: certificate failures', () => {
   });
 });
 
-async function waitFor(check: () => boolean, ms = 3_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -12,9 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import { startKeyProcess, startPskProcess, type KeyProcessKey, type KeyProcessPsk } from '../../src/keys/keyProcess.js';
 import { localPsk } from '../../src/keys/localPsk.js';
 import type { PskOperations } from '../../src/keys/keyOperations.js';
-import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
+import { connect, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
 import { tempDir } from '../support/keydFixture.js';
-import { sendSeen, sServer, stopSServers } from './opensslServer.js';
+import { handshake as connectTo, sendSeen, sServer, stopSServers } from './clientHelpers.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
 
 const PSK = Buffer.from('0123456789abcdef0123456789abcdef', 'hex');
@@ -41,13 +41,8 @@ after(async () => {
   await dir?.cleanup();
 });
 
-function handshake(port: number, opts: Partial<KeywardConnectOptions>): Promise<KeywardClientSocket> {
-  const c = connect({ port, host: 'localhost', ca: pki.ca.certPem, handshakeTimeout: 5_000, ...opts });
-  return new Promise((resolve, reject) => {
-    c.once('secureConnect', () => resolve(c));
-    c.once('error', reject);
-  });
-}
+
+const handshake = (port: number, opts: Partial<KeywardConnectOptions>) => connectTo(port, pki.ca.certPem, opts);
 
 const verifyArgs = () => ['-cert', pki.server['ecdsa-p256'].chainPath, '-key', pki.server['ecdsa-p256'].keyPath, '-Verify', '2', '-CAfile', pki.ca.certPath];
 

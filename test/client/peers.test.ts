@@ -6,11 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
+import type { KeywardConnectOptions } from '../../src/node/clientSocket.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
-import { sServer, stopSServers } from './opensslServer.js';
+import { exchange, freePort, handshake as connectTo, sServer, stopSServers } from './clientHelpers.js';
 
 let pki: PkiFixtures;
 const children: ChildProcess[] = [];
@@ -23,13 +22,6 @@ after(() => {
   for (const c of children) c.kill();
 });
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  return port;
-}
 
 /** Starts a server process and waits until its output matches `ready`. */
 async function start(cmd: string, args: string[], ready: RegExp): Promise<{ child: ChildProcess; output: () => string }> {
@@ -46,28 +38,9 @@ async function start(cmd: string, args: string[], ready: RegExp): Promise<{ chil
   return { child, output: () => out };
 }
 
-function handshake(port: number, opts: Partial<KeywardConnectOptions> = {}): Promise<KeywardClientSocket> {
-  const c = connect({ port, host: 'localhost', ca: pki.ca.certPem, handshakeTimeout: 10_000, ...opts });
-  return new Promise((resolve, reject) => {
-    c.once('secureConnect', () => resolve(c));
-    c.once('error', reject);
-  });
-}
 
-/** Writes `text` and resolves with what comes back once `until` is in it. */
-function exchange(c: KeywardClientSocket, text: string, until = text): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const onData = (d: Buffer) => {
-      got += String(d);
-      if (!got.includes(until)) return;
-      c.off('data', onData).off('error', reject);
-      resolve(got);
-    };
-    c.on('data', onData).once('error', reject);
-    if (text) c.write(text);
-  });
-}
+
+const handshake = (port: number, opts: Partial<KeywardConnectOptions> = {}) => connectTo(port, pki.ca.certPem, opts);
 
 describe('client vs gnutls-serv --echo', () => {
   for (const [version, priority] of [

@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { createServer as netServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import { sServer, stopSServers } from '../client/clientHelpers.js';
 import { tempDir } from '../support/keydFixture.js';
 import { KEYWARD_BIN } from '../support/keywardCli.js';
 import { keySecretNeedles, scanProcessMemory, type Needle } from '../support/memscan.js';
@@ -33,6 +34,7 @@ before(async () => {
 });
 after(async () => {
   for (const c of cleanups) await c();
+  stopSServers();
   await dir?.cleanup();
 });
 
@@ -50,20 +52,8 @@ async function mtlsServer(): Promise<number> {
 
 /** `openssl s_server -psk ... -nocert` on a free port. */
 async function pskServer(): Promise<number> {
-  const probe = netServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const port = (probe.address() as AddressInfo).port;
-  probe.close();
-  const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-nocert', '-psk', PSK.toString('hex'), '-psk_identity', IDENTITY, '-tls1_2', '-cipher', 'ECDHE-PSK-CHACHA20-POLY1305'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  cleanups.push(() => child.kill());
-  let out = '';
-  child.stdout.on('data', (d) => (out += String(d)));
-  const deadline = Date.now() + 10_000;
-  while (!out.includes('ACCEPT')) {
-    if (Date.now() > deadline) throw new Error(`s_server did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return port;
+  const s = await sServer(['-nocert', '-psk', PSK.toString('hex'), '-psk_identity', IDENTITY, '-tls1_2', '-cipher', 'ECDHE-PSK-CHACHA20-POLY1305']);
+  return s.port;
 }
 
 /** Runs `keyward connect ARGS` and resolves once it printed its connected line (the connection stays open). */

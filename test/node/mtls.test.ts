@@ -14,6 +14,7 @@ import { localKey } from '../../src/keys/localKey.js';
 import { createHttpsServer } from '../../src/node/http.js';
 import { createServer, type KeywardServer, type KeywardServerOptions } from '../../src/node/server.js';
 import type { KeywardTLSSocket, TlsHandshakeError } from '../../src/node/tlsSocket.js';
+import { waitUntil } from '../support/keywardServer.js';
 import { curl, curlResolve, gnutlsCli, opensslClient } from '../support/peers.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
 
@@ -59,13 +60,6 @@ async function mtlsServer(opts: Partial<KeywardServerOptions> = {}): Promise<Mtl
   return m;
 }
 
-async function waitFor(check: () => boolean, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const versionArgs = { 'TLSv1.3': ['-tls1_3'], 'TLSv1.2': ['-tls1_2'] } as const;
 
@@ -82,7 +76,7 @@ for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
     it('no certificate: refused with its alert', async () => {
       const m = await mtlsServer();
       await opensslClient(m.port, { cafile: pki.ca.certPath, args: [...versionArgs[version]], input: 'ping\n', keepOpenMs: 500 });
-      await waitFor(() => m.failures.length > 0);
+      await waitUntil(() => m.failures.length > 0, 'the server to report the failed handshake');
       assert.equal(m.failures[0].code, version === 'TLSv1.3' ? 'ERR_TLS_ALERT_SENT_CERTIFICATE_REQUIRED' : 'ERR_TLS_ALERT_SENT_HANDSHAKE_FAILURE');
       assert.equal(m.accepted.length, 0);
     });
@@ -90,7 +84,7 @@ for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
     it('a certificate from another CA: unknown_ca', async () => {
       const m = await mtlsServer();
       await opensslClient(m.port, { cafile: pki.ca.certPath, args: [...versionArgs[version], '-cert', pki.untrusted.client.certPath, '-key', pki.untrusted.client.keyPath], input: 'ping\n', keepOpenMs: 500 });
-      await waitFor(() => m.failures.length > 0);
+      await waitUntil(() => m.failures.length > 0, 'the server to report the failed handshake');
       assert.equal(m.failures[0].code, 'ERR_TLS_ALERT_SENT_UNKNOWN_CA');
     });
 

@@ -1,45 +1,19 @@
 import type { PskOperations } from '../../keys/keyOperations.js';
-import { CipherSuite, suiteInfo } from '../crypto/cipherSuites.js';
+import { suiteInfo, type CipherSuite } from '../crypto/cipherSuites.js';
 import { isKnownGroup, type NamedGroup } from '../crypto/groups.js';
-import { SignatureScheme, schemeInfo } from '../crypto/signatureSchemes.js';
+import { schemeInfo } from '../crypto/signatureSchemes.js';
 import type { Extension } from '../wire/extensions.js';
 import type { CertifiedKey } from './certificates.js';
-import { DEFAULT_GROUPS, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS13_SUITES } from './defaults.js';
+import { DEFAULT_GROUPS, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS12_SUITES, DEFAULT_TLS13_SUITES, VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 
 /**
- * TLS 1.2 suites a client offers by default: forward-secret ECDHE AEAD suites only (RSA
- * key exchange, which a client would do with the server's public key, is not offered).
+ * TLS 1.2 suites a client offers by default: the server defaults' forward-secret ECDHE
+ * suites (RSA key exchange, done with the server's public key, is not offered).
  */
-export const DEFAULT_CLIENT_TLS12_SUITES: readonly CipherSuite[] = [
-  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-  CipherSuite.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-  CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-  CipherSuite.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-  CipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-  CipherSuite.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-];
+export const DEFAULT_CLIENT_TLS12_SUITES: readonly CipherSuite[] = DEFAULT_TLS12_SUITES.filter((s) => suiteInfo(s)!.keyExchange.startsWith('ECDHE_') && !suiteInfo(s)!.keyExchange.endsWith('PSK'));
 
-/** TLS 1.2 PSK suites a PSK client offers by default: ECDHE_PSK first for forward secrecy. */
-export const DEFAULT_CLIENT_PSK_SUITES: readonly CipherSuite[] = [
-  CipherSuite.TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256,
-  CipherSuite.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
-  CipherSuite.TLS_PSK_WITH_AES_128_GCM_SHA256,
-];
-
-/** Schemes the client accepts from a server, offered in signature_algorithms: all it verifies, strongest kinds first. */
-export const DEFAULT_CLIENT_SIGNATURE_SCHEMES: readonly number[] = [
-  SignatureScheme.ecdsa_secp256r1_sha256,
-  SignatureScheme.ecdsa_secp384r1_sha384,
-  SignatureScheme.ecdsa_secp521r1_sha512,
-  SignatureScheme.ed25519,
-  SignatureScheme.ed448,
-  SignatureScheme.rsa_pss_rsae_sha256,
-  SignatureScheme.rsa_pss_rsae_sha384,
-  SignatureScheme.rsa_pss_rsae_sha512,
-  SignatureScheme.rsa_pkcs1_sha256,
-  SignatureScheme.rsa_pkcs1_sha384,
-  SignatureScheme.rsa_pkcs1_sha512,
-];
+/** TLS 1.2 PSK suites a PSK client offers by default, in the server defaults' order (ECDHE_PSK first). */
+export const DEFAULT_CLIENT_PSK_SUITES: readonly CipherSuite[] = DEFAULT_TLS12_SUITES.filter((s) => suiteInfo(s)!.keyExchange.endsWith('PSK'));
 
 /** TLS 1.2 PSK for a client (RFC 4279, RFC 5489): the PSK stays in `holder`, which returns only master secrets. */
 export interface ClientPskConfig {
@@ -59,7 +33,7 @@ export interface ClientConfig {
   tls12CipherSuites: readonly CipherSuite[];
   /** Groups in preference order. Like browsers, the client sends a key share for the first only. */
   groups: readonly NamedGroup[];
-  /** Schemes offered in signature_algorithms and accepted from the server. */
+  /** Schemes offered in signature_algorithms and accepted from the server (default: VERIFIED_SIGNATURE_SCHEMES). */
   signatureSchemes: readonly number[];
   /** Client certificate and its key holder, sent when the server asks for one. */
   certificate?: CertifiedKey;
@@ -85,12 +59,12 @@ export function resolveClientConfig(input: ClientConfigInput = {}): ClientConfig
   const psk = defined.psk;
   const config: ClientConfig = {
     alpnProtocols: [],
-    minVersion: psk ? 'TLSv1.2' : 'TLSv1.2',
+    minVersion: 'TLSv1.2',
     maxVersion: psk ? 'TLSv1.2' : 'TLSv1.3',
     tls13CipherSuites: DEFAULT_TLS13_SUITES,
     tls12CipherSuites: psk ? DEFAULT_CLIENT_PSK_SUITES : DEFAULT_CLIENT_TLS12_SUITES,
     groups: DEFAULT_GROUPS,
-    signatureSchemes: DEFAULT_CLIENT_SIGNATURE_SCHEMES,
+    signatureSchemes: VERIFIED_SIGNATURE_SCHEMES,
     compatibilityMode: true,
     maxHandshakeMessage: DEFAULT_MAX_HANDSHAKE_MESSAGE,
     ...defined,

@@ -1,5 +1,6 @@
 import { CipherSuite } from '../crypto/cipherSuites.js';
 import { NamedGroup } from '../crypto/groups.js';
+import { SignatureScheme } from '../crypto/signatureSchemes.js';
 
 /**
  * Every protocol default of keyward in one place, with its reason (as in Go's crypto/tls).
@@ -46,6 +47,26 @@ export const MAX_RENEGOTIATION_ATTEMPTS = 8;
  * share for, so it avoids a HelloRetryRequest; the NIST curves follow for policy needs.
  */
 export const DEFAULT_GROUPS: readonly NamedGroup[] = [NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1, NamedGroup.x448];
+
+/**
+ * Signature schemes keyward accepts from a peer (a server's CertificateVerify or
+ * ServerKeyExchange, a client's CertificateVerify) and offers in signature_algorithms:
+ * every scheme it verifies but SHA-1, ECDSA and EdDSA first (cheaper to verify). TLS 1.3
+ * drops the PKCS#1 v1.5 ones.
+ */
+export const VERIFIED_SIGNATURE_SCHEMES: readonly SignatureScheme[] = [
+  SignatureScheme.ecdsa_secp256r1_sha256,
+  SignatureScheme.ecdsa_secp384r1_sha384,
+  SignatureScheme.ecdsa_secp521r1_sha512,
+  SignatureScheme.ed25519,
+  SignatureScheme.ed448,
+  SignatureScheme.rsa_pss_rsae_sha256,
+  SignatureScheme.rsa_pss_rsae_sha384,
+  SignatureScheme.rsa_pss_rsae_sha512,
+  SignatureScheme.rsa_pkcs1_sha256,
+  SignatureScheme.rsa_pkcs1_sha384,
+  SignatureScheme.rsa_pkcs1_sha512,
+];
 
 /** ALPN: none unless configured. */
 export const DEFAULT_MAX_HANDSHAKE_MESSAGE = 64 * 1024;

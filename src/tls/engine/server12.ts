@@ -26,7 +26,7 @@ import {
 import { parseCertificateVerify } from '../wire/certificateVerify.js';
 import { ClientCertificateType, encodeCertificateRequest12, parseCertificate12 } from '../wire/messages12.js';
 import { checkHolderSignature, chooseCertificate, nameMatches, readCertificate, type CertifiedKey } from './certificates.js';
-import { TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS } from './defaults.js';
+import { TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS, VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 import type { ServerConfig } from './config.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 import { chooseAlpn } from './negotiation.js';
@@ -76,20 +76,8 @@ type State =
 const EXPECT_CLIENT_KEY_EXCHANGE: Wait = { on: 'message', expect: [HandshakeType.client_key_exchange] };
 const EXPECT_CERTIFICATE: Wait = { on: 'message', expect: [HandshakeType.certificate] };
 const EXPECT_CERTIFICATE_VERIFY: Wait = { on: 'message', expect: [HandshakeType.certificate_verify] };
-/** Schemes a client may sign its TLS 1.2 CertificateVerify with (no SHA-1). */
-const CLIENT_SCHEMES12: readonly number[] = [
-  SignatureScheme.ecdsa_secp256r1_sha256,
-  SignatureScheme.ecdsa_secp384r1_sha384,
-  SignatureScheme.ecdsa_secp521r1_sha512,
-  SignatureScheme.ed25519,
-  SignatureScheme.ed448,
-  SignatureScheme.rsa_pss_rsae_sha256,
-  SignatureScheme.rsa_pss_rsae_sha384,
-  SignatureScheme.rsa_pss_rsae_sha512,
-  SignatureScheme.rsa_pkcs1_sha256,
-  SignatureScheme.rsa_pkcs1_sha384,
-  SignatureScheme.rsa_pkcs1_sha512,
-];
+/** Schemes a client may sign its TLS 1.2 CertificateVerify with. */
+const CLIENT_SCHEMES12: readonly number[] = VERIFIED_SIGNATURE_SCHEMES;
 const EXPECT_FINISHED: Wait = { on: 'message', expect: [HandshakeType.finished] };
 const EXPECT_CCS: Wait = { on: 'changeCipherSpec' };
 const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };

@@ -39,6 +39,7 @@ import {
 } from '../wire/handshake.js';
 import { checkHolderSignature, chooseCertificate, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ServerConfig } from './config.js';
+import { VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
 
@@ -87,7 +88,7 @@ const EXPECT_FINISHED: Wait = { on: 'message', expect: [HandshakeType.finished] 
 const EXPECT_CERTIFICATE: Wait = { on: 'message', expect: [HandshakeType.certificate] };
 const EXPECT_CERTIFICATE_VERIFY: Wait = { on: 'message', expect: [HandshakeType.certificate_verify] };
 /** Schemes a client may sign its CertificateVerify with: every TLS 1.3 scheme keyward verifies. */
-const CLIENT_SCHEMES13: readonly number[] = [0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x0804, 0x0805, 0x0806];
+const CLIENT_SCHEMES13: readonly number[] = VERIFIED_SIGNATURE_SCHEMES.filter((s) => schemeInfo(s)!.tls13);
 const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };
 
 /**
