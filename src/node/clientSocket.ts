@@ -30,7 +30,7 @@ export interface KeywardConnectOptions extends EngineSocketOptions {
   maxVersion?: 'TLSv1.2' | 'TLSv1.3';
   /** Cipher suites by IANA name (TLS 1.3 and 1.2 together), in preference order. */
   cipherSuites?: readonly string[];
-  /** Key-exchange groups by name (X25519, P-256, P-384, P-521, X448); a share is sent for the first. */
+  /** Key-exchange groups by name (X25519MLKEM768, X25519, P-256, P-384, P-521, X448); a share is sent for the first. */
   groups?: readonly string[];
   /** Client certificate chain (PEM) and its key holder; node:tls's `cert` with a `key` that is a PEM or any KeyOperations. */
   cert?: string | Buffer;
@@ -42,6 +42,7 @@ export interface KeywardConnectOptions extends EngineSocketOptions {
 }
 
 const GROUP_NAMES: Record<string, NamedGroup> = {
+  x25519mlkem768: NamedGroup.X25519MLKEM768,
   x25519: NamedGroup.x25519,
   x448: NamedGroup.x448,
   'p-256': NamedGroup.secp256r1,
@@ -56,7 +57,7 @@ const GROUP_NAMES: Record<string, NamedGroup> = {
 /** NamedGroup of a group name (X25519, P-256, secp384r1, ...); throws naming the unknown one. */
 export function groupByName(name: string): NamedGroup {
   const g = GROUP_NAMES[name.toLowerCase()];
-  if (g === undefined) throw new Error(`unknown group "${name}" (known: X25519, X448, P-256, P-384, P-521)`);
+  if (g === undefined) throw new Error(`unknown group "${name}" (known: X25519MLKEM768, X25519, X448, P-256, P-384, P-521)`);
   return g;
 }
 

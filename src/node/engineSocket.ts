@@ -5,7 +5,7 @@ import { Duplex } from 'node:stream';
 import { KeyOperationError } from '../keys/keyOperations.js';
 import type { TlsConnection } from '../tls/engine/connection.js';
 import type { EngineEvent, KeyOperationRequest, NegotiatedInfo, PeerVerdict, PeerVerificationRequest } from '../tls/engine/events.js';
-import { alertName } from '../tls/wire/alerts.js';
+import { AlertDescription, alertName } from '../tls/wire/alerts.js';
 import { ephemeralKeyInfo } from './groupInfo.js';
 import { runKeyOperation } from './keyOperationRunner.js';
 
@@ -438,7 +438,7 @@ export abstract class EngineSocket extends Duplex {
       verdict = this.judgePeer(req);
     } catch (err) {
       // Node could not read a certificate the engine's codec accepted, or a callback threw.
-      verdict = { ok: false, alert: 42, reason: `peer certificate: ${toError(err).message}` };
+      verdict = { ok: false, alert: AlertDescription.bad_certificate, reason: `peer certificate: ${toError(err).message}` };
     }
     this.engineCall(() => this.engine.completePeerVerification(req.id, verdict));
   }

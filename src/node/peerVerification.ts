@@ -50,8 +50,21 @@ function rootStore(): readonly X509Certificate[] {
   return nodeRoots;
 }
 
+/** Parsed `ca` strings: a program usually passes the same PEM to every connection. */
+const parsedAnchors = new Map<string, X509Certificate[]>();
+const MAX_PARSED_ANCHORS = 32;
+
 /** Trust anchors from PEM text, DER or X509Certificate values (node:tls's `ca` option). */
 export function trustAnchors(ca: string | Buffer | X509Certificate | readonly (string | Buffer | X509Certificate)[]): X509Certificate[] {
+  if (typeof ca === 'string') {
+    let parsed = parsedAnchors.get(ca);
+    if (!parsed) {
+      parsed = parsePemChain(ca);
+      if (parsedAnchors.size >= MAX_PARSED_ANCHORS) parsedAnchors.delete(parsedAnchors.keys().next().value!);
+      parsedAnchors.set(ca, parsed);
+    }
+    return parsed;
+  }
   const list = Array.isArray(ca) ? ca : [ca];
   return list.flatMap((c: string | Buffer | X509Certificate) => {
     if (c instanceof X509Certificate) return [c];
@@ -91,9 +104,11 @@ export function verifyChain(chain: readonly X509Certificate[], policy: ChainPoli
     if (v === 'notYetValid') throw new CertificateVerificationError('CERT_NOT_YET_VALID', `certificate is not yet valid: ${current.subject.replace(/\n/g, ', ')}`, AlertDescription.bad_certificate);
     if (depth > 0 && !current.ca) throw new CertificateVerificationError('INVALID_CA', `issuer is not a CA certificate: ${current.subject.replace(/\n/g, ', ')}`, AlertDescription.bad_certificate);
     if (anchors.some((a) => a.raw.equals(current.raw))) break;
-    const anchor = anchors.find((a) => issuedBy(current, a));
-    if (anchor) {
-      if (!current.verify(anchor.publicKey)) throw new CertificateVerificationError('CERT_SIGNATURE_FAILURE', 'certificate signature failure', AlertDescription.bad_certificate);
+    // Anchors may share a name (a re-issued root): the one whose key made the signature counts.
+    const named = anchors.filter((a) => issuedBy(current, a));
+    if (named.length > 0) {
+      const anchor = named.find((a) => current.verify(a.publicKey));
+      if (!anchor) throw new CertificateVerificationError('CERT_SIGNATURE_FAILURE', 'certificate signature failure', AlertDescription.bad_certificate);
       if (validity(anchor, now) === 'expired') throw new CertificateVerificationError('CERT_HAS_EXPIRED', 'the trust anchor has expired', AlertDescription.certificate_expired);
       break;
     }

@@ -107,6 +107,17 @@ describe('client vs node:tls: suites, groups, HelloRetryRequest, KeyUpdate', () 
     });
   }
 
+  it('X25519MLKEM768 first: the hybrid where the server has it (OpenSSL 3.5, Node 24), else a retry for X25519', async () => {
+    const s = await nodeServer({ key: pki.server['ecdsa-p256'].keyPem, cert: pki.server['ecdsa-p256'].chainPem });
+    const c = await handshake(s.port, { groups: ['X25519MLKEM768', 'X25519'] });
+    const [major, minor] = process.versions.openssl.split('.').map(Number);
+    const serverHasHybrid = major > 3 || (major === 3 && minor >= 5);
+    assert.equal(c.getEphemeralKeyInfo()?.name, serverHasHybrid ? 'X25519MLKEM768' : 'X25519');
+    assert.equal(c.negotiated.helloRetry, serverHasHybrid ? undefined : true);
+    assert.equal(await echo(c, 'hybrid'), 'hybrid');
+    await close(c);
+  });
+
   it('no HelloRetryRequest when the first group is the server\'s', async () => {
     const s = await nodeServer({ key: pki.server['ecdsa-p256'].keyPem, cert: pki.server['ecdsa-p256'].chainPem });
     const c = await handshake(s.port, { groups: ['P-256', 'X25519'] });

@@ -1,6 +1,6 @@
 import type { OperationContext } from '../../keys/keyOperations.js';
 import type { RecordAead } from '../crypto/aead.js';
-import { generateKeyExchange } from '../crypto/groups.js';
+import { generateKeyExchange, offerKeyShare } from '../crypto/groups.js';
 import { prf12 } from '../crypto/prf12.js';
 import { secureRandom } from '../crypto/random.js';
 import { tls13ExportKeyingMaterial, tls13NextTrafficSecret, tls13RecordAead } from '../crypto/keySchedule13.js';
@@ -8,13 +8,24 @@ import { AlertDescription, AlertLevel, alertName } from '../wire/alerts.js';
 import { ContentType, HandshakeType } from '../wire/constants.js';
 import { TlsAlertError, decodeError, unexpectedMessage } from '../wire/errors.js';
 import { encodeKeyUpdate, parseKeyUpdate } from '../wire/handshake.js';
+import { parseNewSessionTicket13 } from '../wire/messages13.js';
 import type { ConnectionOptions, KeyShareFactory, RandomSource } from './config.js';
 import { KEY_UPDATE_AFTER_RECORDS, MAX_BUFFERED_WHILE_WAITING, MAX_EMPTY_RECORDS, MAX_RENEGOTIATION_ATTEMPTS } from './defaults.js';
 import type { EngineEvent, NegotiatedInfo, NewKeyOperation, PeerVerdict, PeerVerificationRequest } from './events.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, TrafficSecrets12, TrafficSecrets13 } from './handshakeHost.js';
 import { HandshakeAssembler, RecordLayer } from './recordLayer.js';
 
-const defaultKeyShares: KeyShareFactory = (g) => generateKeyExchange(g);
+/** A server's key shares (it answers the client's, or in TLS 1.2 sends an ECDHE share first). */
+const serverKeyShares: KeyShareFactory = (g) => generateKeyExchange(g);
+
+/**
+ * A client's key shares: in TLS 1.3 it offers first, which is the side a KEM
+ * (X25519MLKEM768) needs; in TLS 1.2 it answers the server's ECDHE share the same way.
+ */
+const clientKeyShares: KeyShareFactory = (g) => {
+  const offer = offerKeyShare(g);
+  return { group: g, publicKey: offer.publicKey, computeSharedSecret: (peer) => offer.complete(peer) };
+};
 
 /** Handshake types by name, for error messages. */
 function typeName(t: number): string {
@@ -64,7 +75,7 @@ export class TlsConnection implements HandshakeHost {
     private readonly opts: ConnectionOptions,
   ) {
     this.random = opts.random ?? secureRandom;
-    this.keyShareFactory = opts.keyShareFactory ?? defaultKeyShares;
+    this.keyShareFactory = opts.keyShareFactory ?? (role === 'client' ? clientKeyShares : serverKeyShares);
     this.assembler = new HandshakeAssembler(maxHandshakeMessage);
   }
 
@@ -393,8 +404,12 @@ export class TlsConnection implements HandshakeHost {
 
   private onPostHandshake(msg: HandshakeMessage): void {
     if (this.tls12) return this.onPostHandshake12(msg);
-    // RFC 8446 4.6.1: a client may get tickets at any time; keyward does not resume yet, so they are dropped.
-    if (this.role === 'client' && msg.type === HandshakeType.new_session_ticket) return;
+    // RFC 8446 4.6.1: a client may get tickets at any time; keyward does not resume yet, so a
+    // well-formed one is dropped.
+    if (this.role === 'client' && msg.type === HandshakeType.new_session_ticket) {
+      parseNewSessionTicket13(msg.body);
+      return;
+    }
     if (msg.type !== HandshakeType.key_update) throw unexpectedMessage(`unexpected post-handshake message ${typeName(msg.type)}`);
     if (++this.keyUpdatesInARow > MAX_EMPTY_RECORDS) throw unexpectedMessage('too many KeyUpdates without data');
     const requested = parseKeyUpdate(msg.body);
