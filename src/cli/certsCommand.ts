@@ -180,6 +180,7 @@ interface IssueFlags {
   cn?: string;
   client?: boolean;
   days: number;
+  delegation?: boolean;
   out?: string;
 }
 
@@ -226,11 +227,11 @@ async function issueCommand(o: IssueFlags): Promise<void> {
   if (!commonName) throw new CliError('a client certificate needs --cn NAME (keyd sees it as the identity "cn:NAME")');
   let issued;
   try {
-    issued = await issueCertificateForKey(issuer, subject.publicKey, { commonName, ...splitNames(names), usage, days: o.days });
+    issued = await issueCertificateForKey(issuer, subject.publicKey, { commonName, ...splitNames(names), usage, days: o.days, delegation: o.delegation === true });
   } catch (err) {
     throw new CliError(`certs issue: ${(err as Error).message}`);
   }
-  const what = `certificate for key ${keyIdOf(subject.publicKey)} (${usage}, CN ${commonName}${names.length ? `, names ${names.join(', ')}` : ''})`;
+  const what = `certificate for key ${keyIdOf(subject.publicKey)} (${usage}, CN ${commonName}${names.length ? `, names ${names.join(', ')}` : ''}${o.delegation ? ', DelegationUsage' : ''})`;
   if (o.out === undefined) {
     process.stdout.write(issued.chainPem);
     process.stderr.write(`keyward certs issue: ${what}\n`);
@@ -295,6 +296,7 @@ export function registerCertsCommands(program: Command): void {
       if (!Number.isInteger(n) || n <= 0) throw new CliError(`--days ${v}: expected a positive integer`);
       return n;
     }).default(365))
+    .option('--delegation', 'add DelegationUsage (RFC 9345) so the key holder may sign delegated credentials for it')
     .option('--out <file>', 'write the chain (leaf + CA) here instead of stdout')
     .action(async (o: IssueFlags) => issueCommand(o));
 }
