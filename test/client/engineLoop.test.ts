@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LocalKey } from '../../src/keys/localKey.js';
 import { checkSignInput } from '../../src/keys/signingPolicy.js';
+import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { certifiedKey } from '../../src/tls/engine/certificates.js';
 import { resolveClientConfig } from '../../src/tls/engine/clientConfig.js';
 import { TlsClientConnection } from '../../src/tls/engine/clientConnection.js';
@@ -37,16 +38,20 @@ async function answer(conn: TlsConnection, seen: Seen): Promise<void> {
   }
 }
 
-async function loop(version: 'TLSv1.3' | 'TLSv1.2'): Promise<{ client: TlsClientConnection; server: TlsServerConnection; c: Seen; s: Seen }> {
+async function loop(
+  version: 'TLSv1.3' | 'TLSv1.2',
+  groups?: readonly NamedGroup[],
+): Promise<{ client: TlsClientConnection; server: TlsServerConnection; c: Seen; s: Seen }> {
   const pki = await getPki();
   const server = new TlsServerConnection(
     resolveServerConfig({
       certificates: [certifiedKey(pki.server['ecdsa-p256'].chainPem, new LocalKey(pki.server['ecdsa-p256'].keyPem))],
       clientAuth: { certificateAuthorities: [] },
       maxVersion: version,
+      groups,
     }),
   );
-  const client = new TlsClientConnection(resolveClientConfig({ serverName: 'localhost', certificate: certifiedKey(pki.client.chainPem, new LocalKey(pki.client.keyPem)) }));
+  const client = new TlsClientConnection(resolveClientConfig({ serverName: 'localhost', groups, certificate: certifiedKey(pki.client.chainPem, new LocalKey(pki.client.keyPem)) }));
   const c: Seen = { signs: [], verified: [], events: [] };
   const s: Seen = { signs: [], verified: [], events: [] };
   for (let i = 0; i < 20 && !(client.isConnected && server.isConnected); i++) {
@@ -76,6 +81,18 @@ describe('client engine against server engine, with client certificates', () => 
       assert.deepEqual(client.exportKeyingMaterial('EXPORTER-x', undefined, 16), server.exportKeyingMaterial('EXPORTER-x', undefined, 16));
     });
   }
+
+  it('X25519MLKEM768 when both prefer it (TLS 1.3); TLS 1.2 falls back to an ECDHE curve', async () => {
+    // P-256 too: in TLS 1.2 an ECDSA P-256 certificate needs it among the client's groups (RFC 8422).
+    const groups = [NamedGroup.X25519MLKEM768, NamedGroup.x25519, NamedGroup.secp256r1];
+    const t13 = await loop('TLSv1.3', groups);
+    assert.ok(t13.client.isConnected && t13.server.isConnected);
+    assert.equal(t13.client.info.group, NamedGroup.X25519MLKEM768);
+    assert.equal(t13.server.info.group, NamedGroup.X25519MLKEM768);
+    const t12 = await loop('TLSv1.2', groups);
+    assert.ok(t12.client.isConnected && t12.server.isConnected);
+    assert.equal(t12.server.info.group, NamedGroup.x25519);
+  });
 
   it('the signing policy: TLS 1.3 client input accepted; the TLS 1.2 one only by a holder that opts in', async () => {
     const t13 = (await loop('TLSv1.3')).c.signs[0];

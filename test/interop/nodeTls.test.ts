@@ -63,6 +63,20 @@ describe('node:tls: groups', () => {
       await server.close();
     }
   });
+
+  it('X25519MLKEM768 preferred by the server: chosen from a client that has it (OpenSSL 3.5, Node 24), else X25519', async () => {
+    const server = await startEchoServer({ certificates: [certificate(pki.server['ecdsa-p256'])], groups: [NamedGroup.X25519MLKEM768, NamedGroup.x25519] });
+    try {
+      const [major, minor] = process.versions.openssl.split('.').map(Number);
+      const clientHasHybrid = major > 3 || (major === 3 && minor >= 5);
+      // OpenSSL 3.0 does not know the name at all: that client offers its default groups.
+      const { session } = await nodeEcho(server, clientHasHybrid ? { ecdhCurve: 'X25519MLKEM768:X25519' } : {});
+      assert.equal(session.negotiated.group, clientHasHybrid ? NamedGroup.X25519MLKEM768 : NamedGroup.x25519);
+      assert.ok(!session.negotiated.helloRetry);
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('node:tls: key types, SNI and host-name check', () => {

@@ -2,7 +2,7 @@ import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import { UnknownPskIdentityError, type OperationContext } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
-import { isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
+import { groupSpec, isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
 import { keyKindOf, schemeInfo, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
@@ -197,7 +197,9 @@ export class Client12Handshake implements Handshake {
       return;
     }
     if (ske.kind !== 'ECDHE' && ske.kind !== 'ECDHE_PSK') throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key exchange');
-    if (!isKnownGroup(ske.group) || !this.config.groups.includes(ske.group)) throw illegalParameter('server chose a group that was not offered');
+    if (!isKnownGroup(ske.group) || !this.config.groups.includes(ske.group) || groupSpec(ske.group).tls12 !== 'ECDHE') {
+      throw illegalParameter('server chose a group that was not offered for ECDHE');
+    }
     const share: ServerShare = { group: ske.group, publicKey: ske.publicKey };
     this.host.info.group = ske.group;
     if (ske.kind === 'ECDHE_PSK') {

@@ -2,7 +2,7 @@ import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type PremasterDecryption } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
-import { type KeyExchange, type NamedGroup } from '../crypto/groups.js';
+import { groupSpec, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
 import { SignatureScheme, keyKindOf, verifySignature12 } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
@@ -452,8 +452,10 @@ function checkClientHello12(ch: ClientHello): void {
 
 /** The ECDHE group: the server's first the client supports; P-256 when the client names none (RFC 8422 4). */
 function chooseGroup12(ch: ClientHello, serverGroups: readonly NamedGroup[]): NamedGroup | undefined {
-  if (!ch.supportedGroups) return serverGroups.includes(TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS) ? TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS : undefined;
-  return serverGroups.find((g) => ch.supportedGroups!.includes(g));
+  // Only curves are ECDHE groups (the hybrid is TLS 1.3 only; FFDHE is DHE, not offered).
+  const ecdhe = serverGroups.filter((g) => groupSpec(g).tls12 === 'ECDHE');
+  if (!ch.supportedGroups) return ecdhe.includes(TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS) ? TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS : undefined;
+  return ecdhe.find((g) => ch.supportedGroups!.includes(g));
 }
 
 /** NamedGroup of the curve of an ECDSA key. */

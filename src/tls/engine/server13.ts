@@ -2,7 +2,7 @@ import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import type { OperationContext } from '../../keys/keyOperations.js';
 import type { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
-import { type KeyExchange, type NamedGroup } from '../crypto/groups.js';
+import { acceptKeyShare, groupSpec, type AcceptedKeyShare, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import {
   tls13ApplicationSecrets,
   tls13EarlySecret,
@@ -246,7 +246,9 @@ export class Server13Handshake implements Handshake {
     const cert = choice.cert;
     const alpn = chooseAlpn(ch.alpn, config.alpnProtocols);
 
-    const kx: KeyExchange = host.keyShareFactory(group);
+    // A KEM (X25519MLKEM768) answers the client's share with a ciphertext made from it, so
+    // its secret comes now; a DH group's waits for the deferred work.
+    const kx: KeyExchange | AcceptedKeyShare = groupSpec(group).kind === 'hybrid' ? acceptKeyShare(group, peerShare) : host.keyShareFactory(group);
     host.info.group = group;
 
     const random = host.random(32);
@@ -295,7 +297,7 @@ export class Server13Handshake implements Handshake {
 
     host.defer(() => {
       // A bad key share fails here, before anything was sent: the peer sees only the alert.
-      const shared = kx.computeSharedSecret(peerShare);
+      const shared = 'sharedSecret' in kx ? kx.sharedSecret : kx.computeSharedSecret(peerShare);
       host.sendHandshake(sh);
       host.flush();
       this.sendCompatCcs();
