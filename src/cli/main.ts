@@ -8,6 +8,7 @@ import { registerConnectCommand } from './connect.js';
 import { addFrontOptions, certificateSpecs, frontSettingsFromFlags, keySourceOptions, pskSettings, resolveSettings, type KeySpecList } from './frontOptions.js';
 import { registerProxyCommand } from './proxyCommand.js';
 import { CliError, serve } from './serve.js';
+import { stopOnSignals } from './signals.js';
 
 /** The package's version, from package.json beside dist/. */
 function packageVersion(): string {
@@ -60,18 +61,6 @@ when --listen asks for port 0). SIGTERM or SIGINT stop it gracefully.`;
 
 function hostUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
-}
-
-/** Stops the server on SIGTERM/SIGINT: gracefully, then at once on a second signal. */
-function stopOnSignals(stopGracefully: () => Promise<void>): void {
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    void stopGracefully().finally(() => process.exit(0));
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
 }
 
 export function buildProgram(): Command {

@@ -27,6 +27,7 @@ import {
 import { CliError, KeySources } from './keySources.js';
 import type { ProxySettings } from './roleConfig.js';
 import { loadCertificates } from './serve.js';
+import { stopOnSignals } from './signals.js';
 
 const PROXY_HELP = `
 Keys: the same flags as "keyward serve" (see keyward serve --help): --key-process
@@ -269,13 +270,6 @@ export function registerProxyCommand(program: Command): void {
       const settings = resolveSettings('proxy', o.config, flags);
       const running = await startProxy(settings, () => resolveSettings('proxy', o.config, flags));
       process.on('SIGHUP', () => void running.reload());
-      let stopping = false;
-      const stop = (): void => {
-        if (stopping) process.exit(1);
-        stopping = true;
-        void running.stop().finally(() => process.exit(0));
-      };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
+      stopOnSignals(() => running.stop());
     });
 }
