@@ -19,7 +19,7 @@ import { exists, initPki, PKI_FILES, readIssuer } from './certsCommand.js';
 import { startDemoApp } from './demoApp.js';
 import { CliError } from './keySources.js';
 import { issueCertificateForKey, writeAtomic } from './pki.js';
-import { startProxy, type RunningProxy } from './proxyCommand.js';
+import { proxyLogger, startProxy, type RunningProxy } from './proxyCommand.js';
 import type { ProxySettings } from './roleConfig.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -180,7 +180,7 @@ export async function runDemo(o: { dir: string; listen: string }): Promise<Runni
       tls: { alpn: ['http/1.1'] },
       limits: { shutdownGraceMs: 1_000 },
     };
-    const accessLog = pino({ level: 'info', base: { role: 'proxy' } }, pino.destination({ dest: l.accessLog, append: true, sync: false }));
+    const accessLog = proxyLogger('info', pino.destination({ dest: l.accessLog, append: true, sync: false }));
     proxy = await startProxy(settings, () => settings, accessLog);
     const port = typeof proxy.address === 'string' ? 0 : proxy.address.port;
     const print = [

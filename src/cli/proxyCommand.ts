@@ -9,7 +9,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { pino, type Logger } from 'pino';
+import { pino, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../proxy/endpoint.js';
 import { KeywardProxy, type ProxyGeneration } from '../proxy/proxyServer.js';
 import {
@@ -160,6 +160,12 @@ export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGener
   }
 }
 
+/** The proxy's pino logger: JSON lines with an ISO 8601 time, to stdout or `destination`. */
+export function proxyLogger(level: string, destination?: DestinationStream): Logger {
+  const options = { level, base: { pid: process.pid, role: 'proxy' }, timestamp: stdTimeFunctions.isoTime };
+  return destination ? pino(options, destination) : pino(options);
+}
+
 /** A running `keyward proxy`. */
 export interface RunningProxy {
   proxy: KeywardProxy;
@@ -172,7 +178,7 @@ export interface RunningProxy {
 
 /** Starts a proxy from settings; `reread` gives fresh settings on reload. */
 export async function startProxy(settings: ProxySettings, reread: () => ProxySettings, logger?: Logger): Promise<RunningProxy> {
-  const log = logger ?? pino({ level: settings.log?.level ?? 'info', base: { pid: process.pid, role: 'proxy' } });
+  const log = logger ?? proxyLogger(settings.log?.level ?? 'info');
   const listen = endpointOf(settings.listen ?? '127.0.0.1:8443', '--listen', true);
   const metricsListen = settings.metrics?.listen !== undefined ? endpointOf(settings.metrics.listen, '--metrics-listen', true) : undefined;
   if (metricsListen?.kind === 'unix') throw new CliError('--metrics-listen must be HOST:PORT');

@@ -147,7 +147,7 @@ describe('keyward proxy (command)', () => {
       const access = logLines(child).filter((l) => l.msg === 'connection');
       assert.equal(access.length, 3);
       for (const l of access) {
-        assert.equal(typeof l.time, 'number');
+        assert.match(String(l.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
         assert.match(String(l.client), /^127\.0\.0\.1:\d+$/);
         assert.equal(l.sni, 'localhost');
         assert.equal(typeof l.durationMs, 'number');
