@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
-import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput } from '../keys/delegatedCredentialIssuer.js';
+import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput, type DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { InlineSignBudget } from '../keys/inlineSignBudget.js';
 import { checkSignInput } from '../keys/signingPolicy.js';
 import { schemeName, schemesForKey, verifySignature } from '../tls/crypto/signatureSchemes.js';
@@ -537,6 +537,9 @@ export class KeydService {
       return { type: FrameType.RESULT, body: outputWriter(sig) };
     };
     const ops = key.ops;
+    // An embedded holder that issues credentials itself (a key process) gets the request whole: its `sign` takes handshake shapes only.
+    const issuer = (ops as Partial<DelegatedCredentialIssuer>).issueDelegatedCredential?.bind(ops);
+    if (issuer) return this.d.queue.submit((s) => issuer(req, opCtx, s), signal()).then(result);
     if (ops.signNow) return result(ops.signNow(req.algorithm, input, opCtx));
     return this.d.queue.submit((s) => ops.sign(req.algorithm, input, opCtx, s), signal()).then(result);
   }

@@ -162,7 +162,7 @@ export class DelegatedCredentialManager {
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
     this.#timers = opts.timers ?? defaultTimers;
-    const check = checkCertificateCanDelegate(opts.certificate, opts.issuer.publicKey);
+    const check = checkCertificateCanDelegate(opts.certificate, opts.issuer.publicKey, this.#now());
     if (!check.ok) throw new Error(`delegated credentials: ${check.reason}`);
     this.#notBefore = check.notBefore;
     this.#notAfter = check.notAfter;

@@ -568,7 +568,13 @@ export class KeyProcessKey extends KeyProcessHost implements KeyOperations, Dele
    */
   async issueDelegatedCredential(request: DelegatedCredentialRequest, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
     if (request.certificate.length > MAX_DC_CERTIFICATE) throw new KeyOperationError('bad-request', 'certificate too large for a delegated credential request');
-    const sig = await this.submit((id) => encodeIssueDc(id, request), signal);
+    let sig: Uint8Array;
+    try {
+      sig = await this.submit((id) => encodeIssueDc(id, request), signal);
+    } catch (e) {
+      if (e instanceof KeyOperationError && e.code === 'refused') this.log.warn({ keyId: this.keyId, reason: e.message }, 'delegated credential refused');
+      throw e;
+    }
     if (!verifyDelegatedCredential(this.publicKey, request, sig)) throw new KeyOperationError('internal', 'the key process returned a delegated credential signature that does not verify');
     this.log.info({ keyId: this.keyId, dcKey: keyIdOf(createPublicKey({ key: Buffer.from(request.credential.spki), format: 'der', type: 'spki' })) }, 'delegated credential issued');
     return sig;

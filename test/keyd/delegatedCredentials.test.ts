@@ -6,16 +6,19 @@
  * certificate, no DelegationUsage, critical DelegationUsage, no digitalSignature, longer
  * than the maximum, past the certificate's notAfter, an expired certificate, the
  * certificate's own key, a front without the grant) is answered `refused` with its
- * reason, audited, logged and counted by reason.
+ * reason, audited, logged and counted by reason. A key process embedded in keyd gets the
+ * request whole (its `sign` takes handshake shapes only).
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parseKeydConfig, KeydConfigError } from '../../src/keyd/config.js';
 import type { Keyd } from '../../src/keyd/server.js';
 import type { DelegatedCredentialRequest } from '../../src/keys/delegatedCredentialIssuer.js';
 import { KeyOperationError, type OperationContext } from '../../src/keys/keyOperations.js';
+import { startKeyProcess, type KeyProcessKey } from '../../src/keys/keyProcess.js';
 import { KeydClient, connectKeydAdmin, type RemoteKey } from '../../src/keys/remoteKey.js';
 import { delegationCert, dcRequest, verifiesByHand, type DelegationCert } from '../support/delegationPki.js';
 import { fetchText, keydConfigJson, makeKeydPki, metricValue, readAudit, startTestKeyd, tempDir, tlsClientOptions, type KeydPki, type LogCapture } from '../support/keydFixture.js';
@@ -27,18 +30,29 @@ let pki: KeydPki;
 let keyd: Keyd;
 let logs: LogCapture;
 let cert: DelegationCert;
+let embeddedCert: DelegationCert;
+let embedded: KeyProcessKey;
 const clients: KeydClient[] = [];
 
 before(async () => {
   root = await tempDir('keyd-dc-');
   pki = await makeKeydPki(root.dir, ['front', 'no-dc', 'admin']);
-  ({ keyd, logs } = await startTestKeyd(root.dir, pki, {
-    clients: [
-      { id: 'cn:front', keys: ['*'], psks: [], delegatedCredentials: true },
-      { id: 'cn:no-dc', keys: ['*'], psks: [] },
-      { id: 'cn:admin', admin: true },
-    ],
-  }));
+  embeddedCert = await delegationCert();
+  const keyPath = join(root.dir, 'embedded-key.pem');
+  await writeFile(keyPath, embeddedCert.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  embedded = await startKeyProcess({ keyPath, delegatedCredentials: true });
+  ({ keyd, logs } = await startTestKeyd(
+    root.dir,
+    pki,
+    {
+      clients: [
+        { id: 'cn:front', keys: ['*'], psks: [], delegatedCredentials: true },
+        { id: 'cn:no-dc', keys: ['*'], psks: [] },
+        { id: 'cn:admin', admin: true },
+      ],
+    },
+    { keys: [{ ops: embedded, serverNames: ['embedded.test'] }] },
+  ));
   cert = await delegationCert();
   const admin = await connectKeydAdmin(tlsClientOptions(pki, 'admin', keyd.tlsAddress!));
   try {
@@ -51,13 +65,14 @@ before(async () => {
 after(async () => {
   for (const c of clients) c.close();
   await keyd?.close();
+  await embedded?.close();
   await root?.cleanup();
 });
 
-async function keyFor(front: string): Promise<RemoteKey> {
+async function keyFor(front: string, serverName = 'localhost'): Promise<RemoteKey> {
   const c = await KeydClient.connect({ ...tlsClientOptions(pki, front, keyd.tlsAddress!), pingIntervalMs: 0 });
   clients.push(c);
-  return c.key({ serverName: 'localhost' });
+  return c.key({ serverName });
 }
 
 async function metrics(): Promise<string> {
@@ -133,6 +148,14 @@ test('every structural refusal and the per-front refusal: refused, audited, logg
     const delta = metricValue(after, 'keyd_delegated_credentials_refused_total', { reason }) - metricValue(before, 'keyd_delegated_credentials_refused_total', { reason });
     assert.equal(delta, n, `refusals counted for ${reason}`);
   }
+});
+
+test('a key process embedded in keyd issues the credential itself', async () => {
+  const key = await keyFor('front', 'embedded.test');
+  const req = dcRequest(embeddedCert.der);
+  assert.ok(verifiesByHand(embeddedCert.publicKey, req, await key.issueDelegatedCredential(req, { ...CTX, connectionId: 'dc-embedded' }, AbortSignal.timeout(5000))));
+  assert.equal((await auditLine('dc-embedded')).outcome, 'ok');
+  await assert.rejects(key.issueDelegatedCredential(dcRequest(cert.der), CTX, AbortSignal.timeout(5000)), /the certificate's public key is not this key/);
 });
 
 test('the maximum validity is configurable up to 7 days, no further', () => {
