@@ -8,7 +8,7 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import assert from 'node:assert/strict';
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -148,5 +148,19 @@ describe('keyward certs', () => {
     const mismatch = await runKeyward([...base, '--keyd-ca', f('ca-cert.pem'), '--keyd-cert', f('front-cert.pem'), '--keyd-key', f('admin-key.pem')]);
     assert.equal(mismatch.code, 2);
     assert.match(mismatch.stderr, /the keyd link's client certificate .*front-cert\.pem \(--keyd-cert\) and key .*admin-key\.pem \(--keyd-key\) do not match/);
+
+    // A certificate from the right CA whose identity keyd's rules do not name.
+    const stranger = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const strangerKey = join(root.dir, 'stranger-key.pem');
+    const strangerPub = join(root.dir, 'stranger-pub.pem');
+    await writeFile(strangerKey, stranger.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    await writeFile(strangerPub, stranger.publicKey.export({ type: 'spki', format: 'pem' }));
+    const strangerCert = join(root.dir, 'stranger-cert.pem');
+    const issued = await runKeyward(['certs', 'issue', '--dir', pkiDir, '--public-key', strangerPub, '--client', '--cn', 'stranger', '--out', strangerCert]);
+    assert.equal(issued.code, 0, issued.stderr);
+    const refused = await runKeyward([...base, '--keyd-ca', f('ca-cert.pem'), '--keyd-cert', strangerCert, '--keyd-key', strangerKey]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /refused this front/);
+    assert.doesNotMatch(refused.stderr, /unreachable/);
   });
 });
