@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
-import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput, type DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
+import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput, type AcceptedDelegation, type DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { InlineSignBudget } from '../keys/inlineSignBudget.js';
 import { checkSignInput } from '../keys/signingPolicy.js';
 import { schemeName, schemesForKey, verifySignature } from '../tls/crypto/signatureSchemes.js';
@@ -519,7 +519,7 @@ export class KeydService {
     const grant = this.#grant(session);
     const key = this.#pickKey(sel, grant, rec);
     this.#takeToken(grant);
-    let accepted;
+    let accepted: AcceptedDelegation;
     try {
       if (!grant.delegatedCredentials) throw new DelegationRefusedError('not-permitted', `identity ${session.peer.display} may not obtain delegated credentials (its rule lacks "delegatedCredentials": true)`);
       accepted = checkDelegatedCredentialRequest(req, key, this.d.dcMaxValidityMs, (this.d.now ?? Date.now)());

@@ -13,7 +13,7 @@ import {
   delegatedCredentialSignedContent,
   type Credential,
 } from '../tls/wire/delegatedCredential.js';
-import { checkDelegationCertificate, readDelegationCertificate } from './delegationCertificate.js';
+import { readDelegationCertificate } from './delegationCertificate.js';
 import { keyIdOf } from './keyId.js';
 import { KeyOperationError, type OperationContext } from './keyOperations.js';
 
@@ -119,8 +119,7 @@ export function checkDelegatedCredentialRequest(req: DelegatedCredentialRequest,
     return refuse('malformed', (e as Error).message);
   }
   if (!bytesEqual(cert.spki, holder.spki)) refuse('wrong-certificate', "the certificate's public key is not this key");
-  const usage = checkDelegationCertificate(req.certificate);
-  if (!usage.ok) refuse('no-delegation-usage', usage.reason);
+  if (cert.problem) refuse('no-delegation-usage', cert.problem);
   if (now < cert.notBefore) refuse('certificate-validity', `the certificate is not valid before ${new Date(cert.notBefore).toISOString()}`);
   if (now > cert.notAfter) refuse('certificate-validity', `the certificate expired at ${new Date(cert.notAfter).toISOString()}`);
 

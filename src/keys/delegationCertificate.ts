@@ -138,14 +138,41 @@ function parseCertificate(der: Uint8Array): ParsedCertificate {
   };
 }
 
-/** Validity and public key of a DER certificate; throws an Error naming what is malformed. */
-export function readDelegationCertificate(der: Uint8Array): DelegationCertificate {
+/** Why a parsed certificate cannot delegate, or undefined when it can. */
+function delegationProblem(der: Uint8Array, c: ParsedCertificate): string | undefined {
+  const du = c.extensions.filter((e) => sameBytes(der, e.oid, DELEGATION_USAGE_OID));
+  if (du.length === 0) return `the certificate has no DelegationUsage extension (${DELEGATION_USAGE}); issue one with it, e.g. keyward certs issue --delegation`;
+  if (du.length > 1) return 'the certificate has the DelegationUsage extension twice';
+  if (du[0].critical) return 'the DelegationUsage extension is marked critical (RFC 9345 requires it non-critical)';
+  if (!sameBytes(der, du[0].value, Buffer.of(0x05, 0x00))) return "the DelegationUsage extension's value is not NULL";
+  const ku = c.extensions.find((e) => sameBytes(der, e.oid, KEY_USAGE_OID));
+  if (!ku) return 'the certificate has no keyUsage extension (delegation needs digitalSignature)';
+  // KeyUsage ::= BIT STRING; digitalSignature is bit 0, the high bit of the first byte after the unused-bits count.
+  let bits: Tlv;
   try {
-    const { notBefore, notAfter, spki } = parseCertificate(der);
-    return { notBefore, notAfter, spki };
-  } catch (e) {
-    throw new Error(`not a DER X.509 certificate: ${(e as Error).message}`, { cause: e });
+    bits = readTlv(der, ku.value.content, ku.value.end);
+  } catch {
+    return 'the keyUsage extension is malformed';
   }
+  if (bits.tag !== 0x03 || bits.end - bits.content < 2 || (der[bits.content + 1] & 0x80) === 0) {
+    return "the certificate's keyUsage lacks digitalSignature (needed to sign delegated credentials)";
+  }
+  return undefined;
+}
+
+/**
+ * Validity and public key of a DER certificate, and why it cannot delegate (`problem`,
+ * absent when it can). Throws an Error naming what is malformed.
+ */
+export function readDelegationCertificate(der: Uint8Array): DelegationCertificate & { problem?: string } {
+  let c: ParsedCertificate;
+  try {
+    c = parseCertificate(der);
+  } catch (e) {
+    throw new Error(`not a DER X.509 certificate (${(e as Error).message})`, { cause: e });
+  }
+  const problem = delegationProblem(der, c);
+  return { notBefore: c.notBefore, notAfter: c.notAfter, spki: c.spki, ...(problem ? { problem } : {}) };
 }
 
 /**
@@ -153,28 +180,12 @@ export function readDelegationCertificate(der: Uint8Array): DelegationCertificat
  * and if not, why, in one sentence naming the extension.
  */
 export function checkDelegationCertificate(der: Uint8Array): DelegationCheck {
-  let c: ParsedCertificate;
+  let c: ReturnType<typeof readDelegationCertificate>;
   try {
-    c = parseCertificate(der);
+    c = readDelegationCertificate(der);
   } catch (e) {
-    return { ok: false, reason: `not a DER X.509 certificate (${(e as Error).message})` };
+    return { ok: false, reason: (e as Error).message };
   }
-  const du = c.extensions.filter((e) => sameBytes(der, e.oid, DELEGATION_USAGE_OID));
-  if (du.length === 0) return { ok: false, reason: `the certificate has no DelegationUsage extension (${DELEGATION_USAGE}); issue one with it, e.g. keyward certs issue --delegation` };
-  if (du.length > 1) return { ok: false, reason: 'the certificate has the DelegationUsage extension twice' };
-  if (du[0].critical) return { ok: false, reason: 'the DelegationUsage extension is marked critical (RFC 9345 requires it non-critical)' };
-  if (!sameBytes(der, du[0].value, Buffer.of(0x05, 0x00))) return { ok: false, reason: 'the DelegationUsage extension\'s value is not NULL' };
-  const ku = c.extensions.find((e) => sameBytes(der, e.oid, KEY_USAGE_OID));
-  if (!ku) return { ok: false, reason: 'the certificate has no keyUsage extension (delegation needs digitalSignature)' };
-  // KeyUsage ::= BIT STRING; digitalSignature is bit 0, the high bit of the first byte after the unused-bits count.
-  let bits: Tlv;
-  try {
-    bits = readTlv(der, ku.value.content, ku.value.end);
-  } catch {
-    return { ok: false, reason: 'the keyUsage extension is malformed' };
-  }
-  if (bits.tag !== 0x03 || bits.end - bits.content < 2 || (der[bits.content + 1] & 0x80) === 0) {
-    return { ok: false, reason: 'the certificate\'s keyUsage lacks digitalSignature (needed to sign delegated credentials)' };
-  }
+  if (c.problem) return { ok: false, reason: c.problem };
   return { ok: true, notBefore: c.notBefore, notAfter: c.notAfter, spki: c.spki };
 }
