@@ -5,7 +5,8 @@ import { runDemo } from './demo.js';
 import { registerKeydCommands } from './keydCommands.js';
 import { registerCertsCommands } from './certsCommand.js';
 import { registerConnectCommand } from './connect.js';
-import { addFrontOptions, certificateSpecs, frontSettingsFromFlags, keySourceOptions, pskSettings, resolveSettings, type KeySpecList } from './frontOptions.js';
+import { addFrontOptions, certificateSpecs, definedFields, frontSettingsFromFlags, keySourceOptions, pskSettings, resolveSettings, type KeySpecList } from './frontOptions.js';
+import type { FrontSettings } from './roleConfig.js';
 import { registerProxyCommand } from './proxyCommand.js';
 import { CliError, serve } from './serve.js';
 import { stopOnSignals } from './signals.js';
@@ -81,8 +82,9 @@ export function buildProgram(): Command {
   addFrontOptions(serveCmd, keySpecs, { alpn: 'h2,http/1.1' })
     .addHelpText('after', SERVE_HELP)
     .action(async (o: Parameters<typeof frontSettingsFromFlags>[0] & { clientCa?: string; requireClientCert?: boolean }) => {
-      if (o.requireClientCert && o.clientCa === undefined) throw new CliError('--require-client-cert needs --client-ca');
-      const s = resolveSettings('serve', o.config, frontSettingsFromFlags(o, keySpecs));
+      const flags: FrontSettings = { ...frontSettingsFromFlags(o, keySpecs), clientAuth: definedFields({ ca: o.clientCa, required: o.requireClientCert ? true : undefined }) };
+      const s = resolveSettings('serve', o.config, flags);
+      if (s.clientAuth?.required && s.clientAuth.ca === undefined) throw new CliError('--require-client-cert needs --client-ca');
       const { certs, keys } = certificateSpecs(s);
       const psk = pskSettings(s);
       const running = await serve({
@@ -92,7 +94,8 @@ export function buildProgram(): Command {
         alpn: s.tls?.alpn ?? ['h2', 'http/1.1'],
         minVersion: s.tls?.minVersion ?? 'TLSv1.2',
         rsaKeyExchange: s.tls?.rsaKeyExchange === true,
-        ...(o.clientCa !== undefined ? { clientCa: o.clientCa, requireClientCert: o.requireClientCert === true } : {}),
+        // serve lets clients without a certificate see the page unless told to require one.
+        ...(s.clientAuth?.ca !== undefined ? { clientCa: s.clientAuth.ca, requireClientCert: s.clientAuth.required === true } : {}),
         ...(psk ? { psk } : {}),
         sources: keySourceOptions(s),
       });

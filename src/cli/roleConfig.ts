@@ -29,6 +29,8 @@ export interface FrontSettings {
   pkcs11?: { module?: string; pinFile?: string };
   psk?: { keyd?: boolean; file?: string; process?: boolean; hint?: string; unknown?: 'random' | 'reject' };
   tls?: { alpn?: string[]; minVersion?: 'TLSv1.2' | 'TLSv1.3'; rsaKeyExchange?: boolean };
+  /** Mutual TLS toward clients: `ca` of client certificates; `required` refuses clients without one (default: true for proxy, false for serve). */
+  clientAuth?: { ca?: string; required?: boolean };
   log?: { level?: string };
 }
 
@@ -48,7 +50,6 @@ export interface ProxySettings extends FrontSettings {
   upstream?: string;
   routes?: Record<string, string>;
   proxyProtocol?: boolean;
-  clientAuth?: { ca?: string; required?: boolean };
   limits?: ProxyLimitSettings;
   metrics?: { listen?: string };
 }
@@ -181,6 +182,7 @@ const frontFields: Record<string, Check> = {
   pkcs11: object({ module: file, pinFile: file }),
   psk: object({ keyd: bool, file, process: bool, hint: str, unknown: oneOf('random', 'reject') }),
   tls: object({ alpn: list(str), minVersion: oneOf('TLSv1.2', 'TLSv1.3'), rsaKeyExchange: bool }),
+  clientAuth: object({ ca: file, required: bool }),
   log: object({ level: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
 };
 
@@ -199,7 +201,6 @@ const proxyFields: Record<string, Check> = {
     return out;
   },
   proxyProtocol: bool,
-  clientAuth: object({ ca: file, required: bool }),
   limits: object({
     handshakeTimeoutMs: int(1),
     idleTimeoutMs: int(0),

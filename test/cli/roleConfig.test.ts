@@ -54,6 +54,7 @@ test('validateRoleConfig: every problem with its field and line; paths resolved 
   assert.equal(ok.upstream, 'unix:/etc/keyward/app.sock');
   assert.deepEqual(ok.certificates, [{ cert: '/etc/keyward/site.pem', key: '/abs/key.pem' }]);
   assert.throws(() => validateRoleConfig('serve', { limits: {} }, 'serve.json', '/'), /serve\.json: limits: unknown field/);
+  assert.deepEqual(validateRoleConfig('serve', { clientAuth: { ca: 'ca.pem' } }, 'serve.json', '/etc/keyward').clientAuth, { ca: '/etc/keyward/ca.pem' });
 });
 
 test('mergeSettings: flags replace fields, groups merge field by field', () => {
