@@ -99,7 +99,9 @@ const args = [
 function runSuite(nodePath, label) {
   return new Promise((resolveRun) => {
     console.log(`run-tests: ${label}: ${toRun.length} test file(s), concurrency ${concurrency}, per-test timeout ${perTestTimeout} ms`);
-    const env = { ...process.env, PATH: `${dirname(nodePath)}:${process.env.PATH ?? ''}` };
+    // Another Node's directory goes first on PATH; the machine's own PATH is left as it is
+    // (its node's directory may hold other programs, e.g. a different python3).
+    const env = nodePath === process.execPath ? process.env : { ...process.env, PATH: `${dirname(nodePath)}:${process.env.PATH ?? ''}` };
     // Own process group, so a stuck run can be ended whole (runner and the peers it started).
     const child = spawn(nodePath, args, { cwd: root, stdio: 'inherit', detached: true, env });
     const killGroup = (signal) => {
