@@ -6,19 +6,7 @@ import { parseClientHello } from '../../src/tls/wire/clientHello.js';
 import { clientHelloBody, clientHelloRecord, defaultExtensions, ext } from '../support/clientHelloBuilder.js';
 import { feed, harness } from '../support/engineHarness.js';
 import { MiniClient } from '../support/miniClient.js';
-
-/** Small deterministic PRNG (xorshift32) so a failure can be replayed from its seed. */
-function prng(seed: number) {
-  let x = seed >>> 0 || 1;
-  return (n: number) => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x % n;
-  };
-}
+import { prng } from '../support/prng.js';
 
 function mutate(input: Uint8Array, rnd: (n: number) => number): Buffer {
   const b = Buffer.from(input);

@@ -21,19 +21,7 @@ import {
 import { encodeNewSessionTicket13, parseEncryptedExtensions, parseNewSessionTicket13 } from '../../src/tls/wire/messages13.js';
 import { encodeServerHello, parseServerHello } from '../../src/tls/wire/serverHello.js';
 import { helloRetry, simple1Rtt } from '../support/rfc8448Vectors.js';
-
-/** xorshift32, so a failure replays from its seed. */
-function prng(seed: number) {
-  let x = seed >>> 0 || 1;
-  return (n: number) => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x % n;
-  };
-}
+import { prng } from '../support/prng.js';
 
 function mutate(input: Uint8Array, rnd: (n: number) => number): Buffer {
   const b = Buffer.from(input);
