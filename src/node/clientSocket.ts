@@ -2,7 +2,7 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type { X509Certificate } from 'node:crypto';
 import type { CertificateKey } from '../keys/keyOperations.js';
 import { LocalKey } from '../keys/localKey.js';
-import { CipherSuite } from '../tls/crypto/cipherSuites.js';
+import { CipherSuite, suiteInfo } from '../tls/crypto/cipherSuites.js';
 import { NamedGroup } from '../tls/crypto/groups.js';
 import { certifiedKey, type CertifiedKey } from '../tls/engine/certificates.js';
 import { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig } from '../tls/engine/clientConfig.js';
@@ -64,7 +64,7 @@ export function groupByName(name: string): NamedGroup {
 /** CipherSuite of an IANA suite name; throws naming the unknown one. */
 export function suiteByName(name: string): CipherSuite {
   const s = (CipherSuite as unknown as Record<string, number>)[name];
-  if (typeof s !== 'number') throw new Error(`unknown cipher suite "${name}" (IANA names, e.g. TLS_AES_128_GCM_SHA256)`);
+  if (typeof s !== 'number' || suiteInfo(s) === undefined) throw new Error(`unknown cipher suite "${name}" (IANA names, e.g. TLS_AES_128_GCM_SHA256)`);
   return s;
 }
 
@@ -79,13 +79,17 @@ export function clientConfigFrom(options: KeywardConnectOptions): ClientConfig {
     certificate = certifiedKey(options.cert, key);
   }
   const suites = options.cipherSuites?.map(suiteByName);
+  const tls13 = suites?.filter((s) => suiteInfo(s)!.version === 'TLSv1.3');
+  const tls12 = suites?.filter((s) => suiteInfo(s)!.version === 'TLSv1.2');
+  // Suites of one version only: offer that version only.
+  const onlyVersion = tls13 && tls12 && (tls12.length === 0 ? 'TLSv1.3' : tls13.length === 0 ? 'TLSv1.2' : undefined);
   return resolveClientConfig({
     serverName: serverName === '' ? undefined : serverName,
     alpnProtocols: options.ALPNProtocols,
-    minVersion: options.minVersion,
-    maxVersion: options.maxVersion,
-    tls13CipherSuites: suites?.filter((s) => s >> 8 === 0x13),
-    tls12CipherSuites: suites?.filter((s) => s >> 8 !== 0x13),
+    minVersion: options.minVersion ?? (onlyVersion === 'TLSv1.3' ? 'TLSv1.3' : undefined),
+    maxVersion: options.maxVersion ?? (onlyVersion === 'TLSv1.2' ? 'TLSv1.2' : undefined),
+    tls13CipherSuites: tls13,
+    tls12CipherSuites: tls12,
     groups: options.groups?.map(groupByName),
     certificate,
     psk: options.psk,
