@@ -231,16 +231,17 @@ export class Client12Handshake implements Handshake {
     this.record(msg.raw);
     const host = this.host;
     if (auth) this.send(encodeCertificate12(auth.cert ? auth.cert.key.chain : []));
-    let ecdhe: KeyExchange | undefined;
-    let shared: Buffer | null = null;
+    // Our ECDHE share and the shared secret, for the suites with a server share.
+    let answer: { publicKey: Uint8Array; shared: Buffer } | null = null;
     if (share) {
-      ecdhe = host.keyShareFactory(share.group);
-      shared = ecdhe.computeSharedSecret(share.publicKey);
+      const ecdhe: KeyExchange = host.keyShareFactory(share.group);
+      answer = { publicKey: ecdhe.publicKey, shared: ecdhe.computeSharedSecret(share.publicKey) };
     }
     const psk = this.config.psk;
-    if (this.kx === 'ECDHE') {
-      this.send(encodeClientKeyExchange({ kind: 'ECDHE', publicKey: ecdhe!.publicKey }));
-      const keys = this.keysFrom(this.masterFromPremaster(shared!));
+    if (this.kx !== 'PSK' && !answer) throw new TlsAlertError(AlertDescription.internal_error, 'an ECDHE suite without the server\'s share');
+    if (this.kx === 'ECDHE' && answer) {
+      this.send(encodeClientKeyExchange({ kind: 'ECDHE', publicKey: answer.publicKey }));
+      const keys = this.keysFrom(this.masterFromPremaster(answer.shared));
       if (!auth?.cert) return this.sendFinished(keys);
       // 7.4.8: the client signs every handshake message so far; the key holder gets them whole.
       const { key, scheme } = auth.cert;
@@ -253,7 +254,7 @@ export class Client12Handshake implements Handshake {
     }
     if (!psk) throw new TlsAlertError(AlertDescription.internal_error, 'PSK suite without a PSK holder');
     const identity = typeof psk.identity === 'string' ? Buffer.from(psk.identity, 'utf8') : psk.identity;
-    this.send(encodeClientKeyExchange(this.kx === 'PSK' ? { kind: 'PSK', identity } : { kind: 'ECDHE_PSK', identity, publicKey: ecdhe!.publicKey }));
+    this.send(encodeClientKeyExchange(answer ? { kind: 'ECDHE_PSK', identity, publicKey: answer.publicKey } : { kind: 'PSK', identity }));
     host.info.pskIdentity = Buffer.from(identity).toString('utf8');
     const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.2' };
     const opId = host.requestKeyOperation({
@@ -261,14 +262,14 @@ export class Client12Handshake implements Handshake {
       holder: psk.holder,
       request: {
         identity: Uint8Array.from(identity),
-        otherSecret: shared,
+        otherSecret: answer?.shared ?? null,
         hash: this.suite.hash,
         extended: this.extended,
         seed: this.extended ? this.transcript.current() : Buffer.concat([this.clientRandom, this.serverRandom]),
       },
       context,
     });
-    this.state = { name: 'deriving', opId, otherSecret: shared };
+    this.state = { name: 'deriving', opId, otherSecret: answer?.shared ?? null };
   }
 
   private masterFromPremaster(premaster: Buffer): Buffer {

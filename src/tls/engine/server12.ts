@@ -1,5 +1,5 @@
 import { timingSafeEqual, type X509Certificate } from 'node:crypto';
-import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type PremasterDecryption } from '../../keys/keyOperations.js';
+import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type PremasterDecryption, type PskOperations } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { groupSpec, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
@@ -46,12 +46,16 @@ type Kx12 = 'ECDHE_ECDSA' | 'ECDHE_RSA' | 'RSA' | 'PSK' | 'ECDHE_PSK';
 type Selection = { readonly suite: CipherSuiteInfo; readonly byName: boolean } & (
   | { readonly kx: 'ECDHE_ECDSA' | 'ECDHE_RSA'; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly group: NamedGroup }
   | { readonly kx: 'RSA'; readonly cert: CertifiedKey; readonly decrypter: PremasterDecryption }
-  | { readonly kx: 'PSK' }
-  | { readonly kx: 'ECDHE_PSK'; readonly group: NamedGroup }
+  | { readonly kx: 'PSK'; readonly holder: PskOperations }
+  | { readonly kx: 'ECDHE_PSK'; readonly group: NamedGroup; readonly holder: PskOperations }
 );
 
 /** The key exchange's own state until the ClientKeyExchange arrives. */
-type KeyExchangeState = { readonly kx: 'ECDHE' | 'ECDHE_PSK'; readonly ecdhe: KeyExchange } | { readonly kx: 'RSA'; readonly decrypter: PremasterDecryption } | { readonly kx: 'PSK' };
+type KeyExchangeState =
+  | { readonly kx: 'ECDHE'; readonly ecdhe: KeyExchange }
+  | { readonly kx: 'ECDHE_PSK'; readonly ecdhe: KeyExchange; readonly holder: PskOperations }
+  | { readonly kx: 'RSA'; readonly decrypter: PremasterDecryption }
+  | { readonly kx: 'PSK'; readonly holder: PskOperations };
 
 /** Record protection for both directions, from the key block. */
 interface Keys12 {
@@ -187,7 +191,7 @@ export class Server12Handshake implements Handshake {
       case 'ECDHE_PSK': {
         const ecdhe = host.keyShareFactory(sel.group);
         this.sendMessage(encodeServerKeyExchangePsk(this.identityHint(), encodeEcdhParams(sel.group, ecdhe.publicKey)));
-        this.state = this.sendServerHelloDone({ kx: 'ECDHE_PSK', ecdhe });
+        this.state = this.sendServerHelloDone({ kx: 'ECDHE_PSK', ecdhe, holder: sel.holder });
         return;
       }
       case 'RSA':
@@ -195,7 +199,7 @@ export class Server12Handshake implements Handshake {
         return;
       case 'PSK':
         if (config.psk?.identityHint !== undefined) this.sendMessage(encodeServerKeyExchangePsk(this.identityHint()));
-        this.state = this.sendServerHelloDone({ kx: 'PSK' });
+        this.state = this.sendServerHelloDone({ kx: 'PSK', holder: sel.holder });
         return;
     }
   }
@@ -233,13 +237,14 @@ export class Server12Handshake implements Handshake {
 
   /** 7.4.4 (mutual TLS, certificate suites), 7.4.5. */
   private sendServerHelloDone(exchange: KeyExchangeState): State {
-    const askClient = this.messages !== null && exchange.kx !== 'PSK' && exchange.kx !== 'ECDHE_PSK';
+    const clientAuth = this.config.clientAuth;
+    const askClient = clientAuth !== undefined && exchange.kx !== 'PSK' && exchange.kx !== 'ECDHE_PSK';
     if (askClient) {
       this.sendMessage(
         encodeCertificateRequest12({
           certificateTypes: Uint8Array.of(ClientCertificateType.rsa_sign, ClientCertificateType.ecdsa_sign),
           signatureAlgorithms: CLIENT_SCHEMES12,
-          certificateAuthorities: this.config.clientAuth!.certificateAuthorities,
+          certificateAuthorities: clientAuth.certificateAuthorities,
         }),
       );
     }
@@ -296,7 +301,8 @@ export class Server12Handshake implements Handshake {
     const host = this.host;
     switch (cke.kind) {
       case 'ECDHE':
-        this.state = this.useMasterSecret(this.masterFromPremaster(shared!), clientLeaf);
+        if (!shared) break;
+        this.state = this.useMasterSecret(this.masterFromPremaster(shared), clientLeaf);
         return;
       case 'RSA': {
         if (exchange.kx !== 'RSA') break;
@@ -313,11 +319,12 @@ export class Server12Handshake implements Handshake {
       }
       case 'PSK':
       case 'ECDHE_PSK': {
+        if (exchange.kx !== 'PSK' && exchange.kx !== 'ECDHE_PSK') break;
         host.info.pskIdentity = Buffer.from(cke.identity).toString('utf8');
         const context: OperationContext = { ...host.operationContext(), tlsVersion: 'TLSv1.2' };
         const opId = host.requestKeyOperation({
           kind: 'pskMasterSecret',
-          holder: this.config.psk!.holder,
+          holder: exchange.holder,
           request: {
             identity: Uint8Array.from(cke.identity),
             otherSecret: shared,
@@ -508,8 +515,8 @@ function selectSuite(config: ServerConfig, ch: ClientHello): Selection {
       return { suite, kx, cert: choice.cert, scheme: choice.scheme, byName: choice.byName, group: group! };
     }
     if (!config.psk) continue;
-    if (kx === 'PSK') return { suite, kx, byName: false };
-    if (kx === 'ECDHE_PSK' && group !== undefined) return { suite, kx, byName: false, group };
+    if (kx === 'PSK') return { suite, kx, byName: false, holder: config.psk.holder };
+    if (kx === 'ECDHE_PSK' && group !== undefined) return { suite, kx, byName: false, group, holder: config.psk.holder };
   }
   if (refusedName) throw new TlsAlertError(AlertDescription.unrecognized_name, `no certificate for ${sni}`);
   throw new TlsAlertError(AlertDescription.handshake_failure, 'no TLS 1.2 cipher suite in common (key exchange, group, certificate and signature scheme)');
