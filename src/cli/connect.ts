@@ -7,39 +7,22 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import type { CertificateKey } from '../keys/keyOperations.js';
 import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../node/clientSocket.js';
 import type { TlsHandshakeError } from '../node/engineSocket.js';
 import { schemeName } from '../tls/crypto/signatureSchemes.js';
 import { alertName } from '../tls/wire/alerts.js';
-import { positiveInt } from './frontOptions.js';
-import { CliError, KeySources, type KeySpec, type PskSpec } from './keySources.js';
+import { openClientCredentials } from './clientCredentials.js';
+import { addKeyOptions, keySettingsFromFlags, keySourceOptions, positiveInt, type KeyFlagValues, type KeySpecList } from './frontOptions.js';
+import { CliError, KeySources } from './keySources.js';
 
-/** The flags of `keyward connect`, as commander gives them. */
-export interface ConnectFlags {
+/** The flags of `keyward connect`, as commander gives them (the key flags are serve's: addKeyOptions). */
+export interface ConnectFlags extends KeyFlagValues {
   servername?: string;
   ca?: string;
   alpn?: string;
   tlsVersion?: '1.3' | '1.2';
   groups?: string;
   cipher?: string;
-  cert?: string;
-  key?: string;
-  keyProcess?: boolean;
-  keyUser?: string;
-  keyd?: string[];
-  keydCa?: string;
-  keydCert?: string;
-  keydKey?: string;
-  keydKeyId?: string;
-  keydBound?: boolean;
-  keydDeadline?: number;
-  pkcs11?: string;
-  pkcs11Module?: string;
-  pkcs11PinFile?: string;
-  pskKeyd?: boolean;
-  pskProcess?: boolean;
-  pskFile?: string;
   pskIdentity?: string;
   insecure?: boolean;
   timeout?: number;
@@ -87,41 +70,15 @@ function list(value: string | undefined): string[] | undefined {
   return value === undefined ? undefined : value.split(',').map((v) => v.trim()).filter((v) => v.length > 0);
 }
 
-/** The client certificate's key source, from the flags (as serve has them). */
-function keySpec(f: ConnectFlags): KeySpec | undefined {
-  const given = [f.key !== undefined, f.pkcs11 !== undefined, f.keydKeyId !== undefined].filter(Boolean).length;
-  if (given > 1) throw new CliError('give one of --key, --pkcs11 and --keyd-key-id for the client certificate');
-  if (f.key !== undefined) return { kind: 'file', path: f.key };
-  if (f.pkcs11 !== undefined) return { kind: 'pkcs11', uri: f.pkcs11 };
-  if (f.keydKeyId !== undefined) return { kind: 'keyd-id', keyId: f.keydKeyId };
-  return undefined;
-}
-
-function pskSpec(f: ConnectFlags): PskSpec | undefined {
-  if (f.pskKeyd) return { kind: 'keyd' };
-  if (f.pskProcess) {
-    if (f.pskFile === undefined) throw new CliError('--psk-process needs --psk-file');
-    return { kind: 'process', path: f.pskFile };
-  }
-  if (f.pskFile !== undefined) return { kind: 'file', path: f.pskFile };
-  return undefined;
-}
-
 /**
  * Runs one connection; resolves with the exit code: 0 after the server's close_notify,
  * 1 for a failed handshake (the alert named on stderr), a connection error, or a close
  * without close_notify (a truncation).
  */
-export async function runConnect(target: string, f: ConnectFlags, io: ConnectIo): Promise<number> {
+export async function runConnect(target: string, f: ConnectFlags, keySpecs: KeySpecList, io: ConnectIo): Promise<number> {
   const { host, port } = parseTarget(target);
-  const sources = new KeySources({
-    keyProcess: f.keyProcess,
-    pskProcess: f.pskProcess,
-    keyUser: f.keyUser,
-    keyd: f.keyd ? { addresses: f.keyd, caPath: f.keydCa, certPath: f.keydCert, keyPath: f.keydKey, bound: f.keydBound, deadlineMs: f.keydDeadline } : undefined,
-    pkcs11: { module: f.pkcs11Module, pinFile: f.pkcs11PinFile },
-    log: (line) => io.stderr.write(`keyward: ${line}\n`),
-  });
+  const keys = keySettingsFromFlags(f, keySpecs);
+  const sources = new KeySources({ ...keySourceOptions(keys), log: (line) => io.stderr.write(`keyward: ${line}\n`) });
   try {
     const options: KeywardConnectOptions = {
       host,
@@ -135,27 +92,12 @@ export async function runConnect(target: string, f: ConnectFlags, io: ConnectIo)
     };
     if (f.ca !== undefined) options.ca = readText(f.ca, '--ca');
     if (f.tlsVersion !== undefined) options.minVersion = options.maxVersion = f.tlsVersion === '1.3' ? 'TLSv1.3' : 'TLSv1.2';
-    if (f.cert !== undefined) {
-      const pem = readText(f.cert, '--cert');
-      let leaf: X509Certificate;
-      try {
-        leaf = new X509Certificate(pem);
-      } catch {
-        throw new CliError(`--cert ${f.cert}: not a PEM certificate`);
-      }
-      const opened = await sources.open(f.cert, leaf, keySpec(f));
-      options.cert = pem;
-      options.key = opened.key as CertificateKey;
-    } else if (keySpec(f) !== undefined) {
-      throw new CliError('a client key needs its certificate: --cert');
+    const { certificate, psk } = await openClientCredentials(keys, f.pskIdentity, sources);
+    if (certificate) {
+      options.cert = certificate.cert;
+      options.key = certificate.key;
     }
-    const psk = pskSpec(f);
-    if (psk) {
-      if (f.pskIdentity === undefined) throw new CliError('a PSK needs --psk-identity');
-      options.psk = { holder: (await sources.openPsk(psk)).holder, identity: f.pskIdentity };
-    } else if (f.pskIdentity !== undefined) {
-      throw new CliError('--psk-identity needs a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
-    }
+    if (psk) options.psk = { holder: psk.holder, identity: psk.identity };
     let socket: KeywardClientSocket;
     try {
       socket = connect(options);
@@ -204,13 +146,10 @@ function relay(socket: KeywardClientSocket, io: ConnectIo): Promise<number> {
   });
 }
 
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
 /** Registers `keyward connect` on the program. */
 export function registerConnectCommand(program: Command): void {
-  program
+  const keySpecs: KeySpecList = [];
+  const cmd = program
     .command('connect')
     .description('connect to a TLS server (like openssl s_client -quiet), the client key or PSK in a key holder: stdin to the server, the server to stdout')
     .argument('<host:port>', 'server address, HOST:PORT or [IPv6]:PORT')
@@ -219,29 +158,14 @@ export function registerConnectCommand(program: Command): void {
     .option('--alpn <list>', 'ALPN protocols to offer, comma-separated, e.g. h2,http/1.1')
     .addOption(new Option('--tls-version <version>', 'only this TLS version').choices(['1.3', '1.2']))
     .option('--groups <list>', 'key-exchange groups in preference order, e.g. X25519,P-256 (a share is sent for the first)')
-    .option('--cipher <list>', 'cipher suites by IANA name, comma-separated, e.g. TLS_AES_128_GCM_SHA256')
-    .option('--cert <chain.pem>', 'client certificate chain, leaf first')
-    .option('--key <key.pem>', 'its private key file: read by a key process with --key-process, else by this process')
-    .option('--key-process', 'keep --key in a forked key process; this process never opens it')
-    .option('--key-user <user>', 'run the key process as this user (needs root)')
-    .addOption(new Option('--keyd <address>', 'keyd holds the client key or PSK: tls://HOST:PORT or unix:/path (repeat for failover)').argParser(collect))
-    .option('--keyd-ca <ca.pem>', "CA certificate that issued keyd's certificate (tls://)")
-    .option('--keyd-cert <front.pem>', "this program's client certificate for keyd (tls://)")
-    .option('--keyd-key <front-key.pem>', 'the private key of --keyd-cert (the keyd link\'s key)')
-    .option('--keyd-key-id <hex>', "key id in keyd (default: the --cert's own key id)")
-    .option('--keyd-bound', 'send the handshake messages with each sign request (keyd bound mode)')
-    .addOption(new Option('--keyd-deadline <ms>', 'deadline of one key operation in keyd (default 2000)').argParser(positiveInt))
-    .option('--pkcs11 <uri>', 'RFC 7512 URI of the client key in a PKCS#11 token')
-    .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so')
-    .option('--pkcs11-pin-file <file>', "file holding the token's user PIN")
-    .option('--psk-keyd', 'TLS 1.2 PSK held by --keyd')
-    .option('--psk-process', 'TLS 1.2 PSK from --psk-file, read by a forked key process only')
-    .option('--psk-file <file>', 'PSK file, "identity:hexkey" per line')
+    .option('--cipher <list>', 'cipher suites by IANA name, comma-separated, e.g. TLS_AES_128_GCM_SHA256');
+  // The client key and PSK: the same flags as serve's (one --cert here).
+  addKeyOptions(cmd, keySpecs)
     .option('--psk-identity <identity>', 'the PSK identity to use')
     .option('--insecure', "do not verify the server's certificate (still reported on stderr)")
     .addOption(new Option('--timeout <ms>', 'handshake timeout (default 30000)').argParser(positiveInt))
     .action(async (target: string, f: ConnectFlags) => {
-      const code = await runConnect(target, f, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+      const code = await runConnect(target, f, keySpecs, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
       process.exit(code);
     });
 }

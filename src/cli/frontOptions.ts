@@ -1,6 +1,6 @@
 /**
- * The flags `serve` and `proxy` share (certificates, where their keys are, TLS options,
- * PSKs, --config) and how they become settings: a flag given on the command line
+ * The flags `serve`, `proxy` and `connect` share (certificates, where their keys are, TLS
+ * options, PSKs, --config) and how they become settings: a flag given on the command line
  * overrides the configuration file's value.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -24,42 +24,50 @@ export function nonNegativeInt(value: string): number {
 /** The key options in command-line order, filled while commander parses (the k-th goes with the k-th --cert). */
 export type KeySpecList = KeySpec[];
 
-/** Adds the certificate, key-holder, TLS and PSK flags to `cmd`; key options are recorded in `keySpecs` in order. */
-export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: { alpn?: string }): Command {
+/**
+ * Adds the certificate and key-holder flags (and the PSK sources) that a TLS server
+ * (`serve`, `proxy`) and a TLS client (`connect`, `proxy --client`) share; key options are
+ * recorded in `keySpecs` in command-line order.
+ */
+export function addKeyOptions(cmd: Command, keySpecs: KeySpecList): Command {
   const keyOption = (make: (v: string) => KeySpec) => (value: string, previous: string[] | undefined) => {
     keySpecs.push(make(value));
     return [...(previous ?? []), value];
   };
   return cmd
-    .option('--config <file>', 'JSON configuration file (docs/configuration.md); flags given here override it')
-    .addOption(new Option('--cert <chain.pem>', 'certificate chain, leaf first (repeat for several certificates)').argParser(collect))
+    .addOption(new Option('--cert <chain.pem>', 'certificate chain, leaf first (a server may repeat it for several certificates)').argParser(collect))
     .addOption(new Option('--key <key.pem>', 'private key file of a --cert: read by a key process with --key-process, else by this process (repeat)').argParser(keyOption((path) => ({ kind: 'file', path }))))
     .option('--key-process', 'keep each --key in a forked key process; this process never opens the key file')
     .option('--key-user <user>', 'run the key processes as this user (name, uid or uid:gid; needs root)')
     .addOption(new Option('--keyd <address>', 'keyd holds the keys: tls://HOST:PORT or unix:/path (repeat for failover)').argParser(collect))
     .option('--keyd-ca <ca.pem>', "CA certificate that issued keyd's certificate (tls://)")
-    .option('--keyd-cert <front.pem>', "this front's client certificate for keyd (tls://)")
-    .option('--keyd-key <front-key.pem>', "the private key of --keyd-cert (the keyd link's key, not the TLS server key)")
+    .option('--keyd-cert <front.pem>', "this program's client certificate for keyd (tls://)")
+    .option('--keyd-key <front-key.pem>', "the private key of --keyd-cert (the keyd link's key, not the TLS key)")
     .addOption(new Option('--keyd-key-id <hex>', "key id in keyd for a --cert (default: the certificate's own key id)").argParser(keyOption((keyId) => ({ kind: 'keyd-id', keyId }))))
     .option('--keyd-bound', 'send the handshake messages with each sign request, so keyd recomputes what it signs (bound mode; keyd may require it)')
     .addOption(new Option('--keyd-deadline <ms>', 'deadline of one key operation in keyd (default 2000)').argParser(positiveInt))
     .addOption(new Option('--pkcs11 <uri>', "RFC 7512 URI of a --cert's private key in a PKCS#11 token (repeat)").argParser(keyOption((uri) => ({ kind: 'pkcs11', uri }))))
     .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (else module-path in the URI)')
     .option('--pkcs11-pin-file <file>', "file holding the token's user PIN (else pin-value or pin-source in the URI)")
+    .option('--psk-keyd', 'TLS 1.2 PSK suites with the PSKs held by the --keyd key server')
+    .option('--psk-process', 'TLS 1.2 PSK suites with --psk-file read by a forked key process; this process never opens it')
+    .option('--psk-file <file>', 'PSK file, "identity:hexkey" per line (read by this process unless --psk-process)');
+}
+
+/** Adds the flags of a TLS server front: --config, the key flags, TLS options, the PSK hint and policy, --user. */
+export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: { alpn?: string }): Command {
+  cmd.option('--config <file>', 'JSON configuration file (docs/configuration.md); flags given here override it');
+  return addKeyOptions(cmd, keySpecs)
     .option('--alpn <list>', `ALPN protocols in preference order${defaults.alpn ? ` (default ${defaults.alpn})` : ' (default: none)'}`)
     .addOption(new Option('--min-version <version>', 'lowest TLS version accepted (default TLSv1.2)').choices(['TLSv1.2', 'TLSv1.3']))
     .option('--rsa-key-exchange', 'also offer TLS 1.2 RSA key exchange for old clients (no forward secrecy; the key holder decrypts the premaster)')
-    .option('--psk-keyd', 'offer TLS 1.2 PSK suites with the PSKs held by the --keyd key server')
-    .option('--psk-process', 'offer TLS 1.2 PSK suites with --psk-file read by a forked key process; this process never opens it')
-    .option('--psk-file <file>', 'PSK file, "identity:hexkey" per line (read by this process unless --psk-process)')
     .option('--psk-hint <hint>', 'PSK identity hint sent to clients')
-    .addOption(new Option('--psk-unknown <mode>', 'answer to an unknown PSK identity (with --psk-file)').choices(['random', 'reject']));
+    .addOption(new Option('--psk-unknown <mode>', 'answer to an unknown PSK identity (with --psk-file)').choices(['random', 'reject']))
+    .option('--user <user>', 'once listening and the key processes started, drop this process from root to this user for good (name, uid or uid:gid)');
 }
 
-/** Flag values as commander gives them. */
-interface FrontFlagValues {
-  config?: string;
-  listen?: string;
+/** The key flags' values, as commander gives them (addKeyOptions). */
+export interface KeyFlagValues {
   cert?: string[];
   keyProcess?: boolean;
   keyUser?: string;
@@ -71,20 +79,26 @@ interface FrontFlagValues {
   keydDeadline?: number;
   pkcs11Module?: string;
   pkcs11PinFile?: string;
-  alpn?: string;
-  minVersion?: 'TLSv1.2' | 'TLSv1.3';
-  rsaKeyExchange?: boolean;
   pskKeyd?: boolean;
   pskProcess?: boolean;
   pskFile?: string;
-  pskHint?: string;
-  pskUnknown?: 'random' | 'reject';
 }
 
-/** The shared settings the command line gave (only flags actually given). */
-export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList): FrontSettings {
+/** A server front's flag values (addFrontOptions). */
+export interface FrontFlagValues extends KeyFlagValues {
+  config?: string;
+  listen?: string;
+  alpn?: string;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  rsaKeyExchange?: boolean;
+  pskHint?: string;
+  pskUnknown?: 'random' | 'reject';
+  user?: string;
+}
+
+/** The certificates and where their keys and PSKs are, from the key flags (only flags actually given). */
+export function keySettingsFromFlags(o: KeyFlagValues, keySpecs: KeySpecList): FrontSettings {
   const s: FrontSettings = {};
-  if (o.listen !== undefined) s.listen = o.listen;
   if (o.cert !== undefined) {
     if (keySpecs.length > o.cert.length) {
       throw new CliError(`more key options (--key, --pkcs11, --keyd-key-id: ${keySpecs.length}) than certificates (--cert: ${o.cert.length}); the k-th key option goes with the k-th --cert`);
@@ -95,14 +109,22 @@ export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList
       return k.kind === 'file' ? { cert, key: k.path } : k.kind === 'pkcs11' ? { cert, pkcs11: k.uri } : { cert, keydKeyId: k.keyId };
     });
   } else if (keySpecs.length > 0) {
-    throw new CliError('--key, --pkcs11 and --keyd-key-id go with a --cert given on the command line');
+    throw new CliError('a key option (--key, --pkcs11, --keyd-key-id) needs its certificate: --cert on the command line (the k-th key option goes with the k-th --cert)');
   }
   if (o.keyProcess) s.keyProcess = true;
   if (o.keyUser !== undefined) s.keyUser = o.keyUser;
-  const keyd = { addresses: o.keyd, ca: o.keydCa, cert: o.keydCert, key: o.keydKey, bound: o.keydBound, deadlineMs: o.keydDeadline };
-  s.keyd = definedFields(keyd);
+  s.keyd = definedFields({ addresses: o.keyd, ca: o.keydCa, cert: o.keydCert, key: o.keydKey, bound: o.keydBound, deadlineMs: o.keydDeadline });
   s.pkcs11 = definedFields({ module: o.pkcs11Module, pinFile: o.pkcs11PinFile });
-  s.psk = definedFields({ keyd: o.pskKeyd, process: o.pskProcess, file: o.pskFile, hint: o.pskHint, unknown: o.pskUnknown });
+  s.psk = definedFields({ keyd: o.pskKeyd, process: o.pskProcess, file: o.pskFile });
+  return s;
+}
+
+/** The shared settings the command line gave (only flags actually given). */
+export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList): FrontSettings {
+  const s = keySettingsFromFlags(o, keySpecs);
+  if (o.listen !== undefined) s.listen = o.listen;
+  if (o.user !== undefined) s.user = o.user;
+  s.psk = definedFields({ ...s.psk, hint: o.pskHint, unknown: o.pskUnknown });
   s.tls = definedFields({ alpn: o.alpn?.split(',').filter(Boolean), minVersion: o.minVersion, rsaKeyExchange: o.rsaKeyExchange });
   return s;
 }

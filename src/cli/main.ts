@@ -1,12 +1,24 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDemo } from './demo.js';
 import { registerKeydCommands } from './keydCommands.js';
 import { registerCertsCommands } from './certsCommand.js';
 import { registerConnectCommand } from './connect.js';
-import { addFrontOptions, certificateSpecs, definedFields, frontSettingsFromFlags, keySourceOptions, pskSettings, resolveSettings, type KeySpecList } from './frontOptions.js';
+import {
+  addFrontOptions,
+  certificateSpecs,
+  definedFields,
+  frontSettingsFromFlags,
+  keySourceOptions,
+  positiveInt,
+  pskSettings,
+  resolveSettings,
+  type FrontFlagValues,
+  type KeySpecList,
+} from './frontOptions.js';
 import type { FrontSettings } from './roleConfig.js';
+import { dropFrontPrivileges } from './frontUser.js';
 import { registerProxyCommand } from './proxyCommand.js';
 import { CliError, serve } from './serve.js';
 import { stopOnSignals } from './signals.js';
@@ -78,11 +90,18 @@ export function buildProgram(): Command {
     .description('serve a small HTTPS page (HTTP/2 when h2 is negotiated) over the keyward TLS engine, the key in a key process, keyd or a PKCS#11 token')
     .option('--listen <addr>', 'address to listen on, HOST:PORT (port 0: any free port; default 127.0.0.1:8443)')
     .option('--client-ca <ca.pem>', 'mutual TLS: ask clients for a certificate from this CA (the page names the client)')
-    .option('--require-client-cert', 'with --client-ca: refuse clients without a valid certificate');
+    .option('--require-client-cert', 'with --client-ca: refuse clients without a valid certificate')
+    .addOption(new Option('--handshake-timeout <ms>', 'close a connection that has not finished its TLS handshake after this long (default 10000)').argParser(positiveInt))
+    .addOption(new Option('--max-connections <n>', 'connections open at once; more are closed at accept (default 10000)').argParser(positiveInt))
+    .addOption(new Option('--max-connections-per-source <n>', 'connections open at once from one IP address (default: no such limit)').argParser(positiveInt));
   addFrontOptions(serveCmd, keySpecs, { alpn: 'h2,http/1.1' })
     .addHelpText('after', SERVE_HELP)
-    .action(async (o: Parameters<typeof frontSettingsFromFlags>[0] & { clientCa?: string; requireClientCert?: boolean }) => {
-      const flags: FrontSettings = { ...frontSettingsFromFlags(o, keySpecs), clientAuth: definedFields({ ca: o.clientCa, required: o.requireClientCert ? true : undefined }) };
+    .action(async (o: FrontFlagValues & { clientCa?: string; requireClientCert?: boolean; handshakeTimeout?: number; maxConnections?: number; maxConnectionsPerSource?: number }) => {
+      const flags: FrontSettings = {
+        ...frontSettingsFromFlags(o, keySpecs),
+        clientAuth: definedFields({ ca: o.clientCa, required: o.requireClientCert ? true : undefined }),
+        limits: definedFields({ handshakeTimeoutMs: o.handshakeTimeout, maxConnections: o.maxConnections, maxConnectionsPerSource: o.maxConnectionsPerSource }),
+      };
       const s = resolveSettings('serve', o.config, flags);
       if (s.clientAuth?.required && s.clientAuth.ca === undefined) throw new CliError('--require-client-cert needs --client-ca');
       const { certs, keys } = certificateSpecs(s);
@@ -98,8 +117,17 @@ export function buildProgram(): Command {
         ...(s.clientAuth?.ca !== undefined ? { clientCa: s.clientAuth.ca, requireClientCert: s.clientAuth.required === true } : {}),
         ...(psk ? { psk } : {}),
         sources: keySourceOptions(s),
+        ...s.limits,
       });
       stopOnSignals(() => running.close());
+      let runsAs;
+      try {
+        runsAs = dropFrontPrivileges(s.user);
+      } catch (err) {
+        await running.close(0);
+        throw err;
+      }
+      process.stdout.write(`keyward: this front runs as uid ${runsAs.uid}, gid ${runsAs.gid}${runsAs.user !== undefined ? ` (--user ${runsAs.user}: root dropped for good)` : ''}\n`);
       for (const c of running.certificates) process.stdout.write(`keyward: ${c.certPath}: private key ${c.describe()}\n`);
       if (running.psk) process.stdout.write(`keyward: ${running.psk.describe()}\n`);
       const { address, port } = running.address;

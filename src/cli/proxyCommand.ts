@@ -3,15 +3,17 @@
  * private keys in key holders (key process, keyd, PKCS#11). Logs are pino JSON lines on
  * stdout: one access line per connection, and start, reload and stop events.
  *
- * Client mode (`--client`: plaintext in, TLS out, the client certificate's key in a key
- * holder) is not here yet.
+ * Client mode (`--client --target HOST:PORT`, ghostunnel's client): plaintext accepted
+ * locally, TLS out to the target, the client certificate's key in a key holder.
  */
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { pino, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../proxy/endpoint.js';
-import { KeywardProxy, type ProxyGeneration } from '../proxy/proxyServer.js';
+import { KeywardProxy, type ProxyClientGeneration, type ProxyGeneration } from '../proxy/proxyServer.js';
+import { openClientCredentials } from './clientCredentials.js';
+import { dropFrontPrivileges } from './frontUser.js';
 import {
   addFrontOptions,
   definedFields,
@@ -22,6 +24,7 @@ import {
   positiveInt,
   pskSettings,
   resolveSettings,
+  type FrontFlagValues,
   type KeySpecList,
 } from './frontOptions.js';
 import { CliError, KeySources } from './keySources.js';
@@ -42,6 +45,12 @@ Examples:
                 --cert a.pem --cert b.pem --keyd unix:/run/keyward/keyd.sock \\
                 --route b.example.com=127.0.0.1:9000 --proxy-protocol
 
+Client mode (plaintext in, TLS out; ghostunnel's client):
+  keyward proxy --client --listen 127.0.0.1:8080 --target api.example.com:443 \\
+                --ca ca.pem --cert client.pem --key-process --key client-key.pem
+  The client certificate's key and a TLS 1.2 PSK (--psk-identity) use the key
+  flags above; --servername, --ca, --alpn set the TLS toward the target.
+
 Signals: SIGHUP reloads the configuration file and the certificates (new
 connections get them; open ones keep theirs; a reload that fails keeps the
 running configuration and logs why). SIGTERM or SIGINT stop accepting, let open
@@ -50,9 +59,7 @@ connections finish within --shutdown-grace, and exit 0.
 Logs: pino JSON on stdout; one "connection" line per connection with time,
 client, sni, outcome, durationMs and bytes.`;
 
-interface ProxyFlagValues {
-  config?: string;
-  listen?: string;
+interface ProxyFlagValues extends FrontFlagValues {
   upstream?: string;
   route?: string[];
   proxyProtocol?: boolean;
@@ -61,6 +68,7 @@ interface ProxyFlagValues {
   handshakeTimeout?: number;
   idleTimeout?: number;
   maxConnections?: number;
+  maxConnectionsPerSource?: number;
   maxPendingKeyOps?: number;
   maxQueuedKeyOps?: number;
   upstreamConnectTimeout?: number;
@@ -68,13 +76,20 @@ interface ProxyFlagValues {
   metricsListen?: string;
   logLevel?: string;
   client?: boolean;
+  target?: string;
+  servername?: string;
+  ca?: string;
+  pskIdentity?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 /** The proxy settings the command line gave. */
-function proxySettingsFromFlags(o: ProxyFlagValues & Parameters<typeof frontSettingsFromFlags>[0], keySpecs: KeySpecList): ProxySettings {
+function proxySettingsFromFlags(o: ProxyFlagValues, keySpecs: KeySpecList): ProxySettings {
   const s: ProxySettings = frontSettingsFromFlags(o, keySpecs);
+  const client = { target: o.target, servername: o.servername, ca: o.ca, pskIdentity: o.pskIdentity };
+  // --target, --servername, --ca and --psk-identity only exist in client mode: they imply it.
+  if (o.client || definedFields(client)) s.client = definedFields(client) ?? {};
   if (o.upstream !== undefined) s.upstream = o.upstream;
   if (o.route !== undefined) {
     s.routes = {};
@@ -90,6 +105,7 @@ function proxySettingsFromFlags(o: ProxyFlagValues & Parameters<typeof frontSett
     handshakeTimeoutMs: o.handshakeTimeout,
     idleTimeoutMs: o.idleTimeout,
     maxConnections: o.maxConnections,
+    maxConnectionsPerSource: o.maxConnectionsPerSource,
     maxPendingKeyOps: o.maxPendingKeyOps,
     maxQueuedKeyOps: o.maxQueuedKeyOps,
     upstreamConnectTimeoutMs: o.upstreamConnectTimeout,
@@ -110,12 +126,15 @@ function endpointOf(text: string, what: string, allowPortZero = false): Endpoint
 
 /** What one generation serves, for the start and reload log lines. */
 interface OpenedGeneration {
-  generation: ProxyGeneration;
+  generation: ProxyGeneration | ProxyClientGeneration;
+  /** Where it relays to: the upstream, or the target in client mode. */
+  to: string;
   certificates: { cert: string; key: string }[];
 }
 
 /** Opens the key holders of `s` and builds a proxy generation; closes what it opened on failure. */
 export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGeneration> {
+  if (s.client) return openClientGeneration(s, s.client);
   if (s.upstream === undefined) throw new CliError('--upstream is required: HOST:PORT or unix:/path of the application behind the proxy');
   const upstream = endpointOf(s.upstream, '--upstream');
   const routes: Record<string, Endpoint> = {};
@@ -153,7 +172,53 @@ export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGener
       limits: s.limits ?? {},
       release: () => sources.close(),
     };
-    return { generation, certificates: loaded.served.map((c) => ({ cert: c.certPath, key: c.describe() })) };
+    return { generation, to: formatEndpoint(upstream), certificates: loaded.served.map((c) => ({ cert: c.certPath, key: c.describe() })) };
+  } catch (err) {
+    await sources.close();
+    throw err;
+  }
+}
+
+/** Client mode: the target, the TLS toward it, the client certificate's key and the PSK in their holders. */
+async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettings['client']>): Promise<OpenedGeneration> {
+  const serverOnly: [unknown, string][] = [
+    [s.upstream, '--upstream (upstream)'],
+    [s.routes, '--route (routes)'],
+    [s.proxyProtocol, '--proxy-protocol (proxyProtocol)'],
+    [s.clientAuth, '--client-ca, --client-auth (clientAuth)'],
+    [s.tls?.rsaKeyExchange, '--rsa-key-exchange (tls.rsaKeyExchange)'],
+  ];
+  const given = serverOnly.filter(([v]) => v !== undefined).map(([, name]) => name);
+  if (given.length > 0) throw new CliError(`client mode relays to --target: ${given.join(', ')} belong to server mode`);
+  if (c.target === undefined) throw new CliError('client mode needs --target HOST:PORT (client.target): the TLS server to connect to');
+  const target = endpointOf(c.target, '--target');
+  if (target.kind !== 'tcp') throw new CliError('--target must be HOST:PORT');
+  let ca: string | undefined;
+  if (c.ca !== undefined) {
+    try {
+      ca = readFileSync(c.ca, 'utf8');
+    } catch (err) {
+      throw new CliError(`cannot read --ca file ${c.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new CliError(`--ca ${c.ca} holds no PEM certificate`);
+  }
+  const sources = new KeySources(keySourceOptions(s));
+  try {
+    const { certificate, psk } = await openClientCredentials(s, c.pskIdentity, sources);
+    const generation: ProxyClientGeneration = {
+      target: { host: target.host, port: target.port },
+      tls: {
+        ...(c.servername !== undefined ? { servername: c.servername } : {}),
+        ...(ca !== undefined ? { ca } : {}),
+        ...(s.tls?.alpn && s.tls.alpn.length > 0 ? { ALPNProtocols: s.tls.alpn } : {}),
+        ...(s.tls?.minVersion ? { minVersion: s.tls.minVersion } : {}),
+      },
+      ...(certificate ? { certificate: { cert: certificate.cert, key: certificate.key, holder: certificate.backend } } : {}),
+      ...(psk ? { psk: { holder: psk.holder, label: psk.backend, identity: psk.identity } } : {}),
+      limits: s.limits ?? {},
+      release: () => sources.close(),
+    };
+    return { generation, to: formatEndpoint(target), certificates: certificate ? [{ cert: certificate.certPath, key: certificate.describe() }] : [] };
   } catch (err) {
     await sources.close();
     throw err;
@@ -197,11 +262,19 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
     await opened.generation.release?.();
     throw new CliError(`cannot listen on ${formatEndpoint(listen)}${metricsListen ? ` or ${formatEndpoint(metricsListen)}` : ''}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  let runsAs;
+  try {
+    runsAs = dropFrontPrivileges(settings.user);
+  } catch (err) {
+    await proxy.stop(0);
+    throw err;
+  }
   const where = typeof addresses.address === 'string' ? `unix:${addresses.address}` : formatEndpoint({ kind: 'tcp', host: addresses.address.address, port: addresses.address.port });
   log.info(
     {
       listen: where,
-      upstream: formatEndpoint(opened.generation.upstream),
+      ...(settings.client ? { mode: 'client', target: opened.to } : { upstream: opened.to }),
+      runsAs,
       ...(addresses.metrics ? { metrics: `http://${formatEndpoint({ kind: 'tcp', host: addresses.metrics.address, port: addresses.metrics.port })}/metrics` } : {}),
       certificates: opened.certificates,
     },
@@ -220,7 +293,7 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
           await g.generation.release?.();
           throw new Error(`invalid TLS settings: ${(err as Error).message}`, { cause: err });
         }
-        log.info({ upstream: formatEndpoint(g.generation.upstream), certificates: g.certificates }, 'configuration reloaded: new connections use it');
+        log.info({ [next.client ? 'target' : 'upstream']: g.to, certificates: g.certificates }, 'configuration reloaded: new connections use it');
         return true;
       } catch (err) {
         proxy.metrics.reloads.inc({ outcome: 'refused' });
@@ -250,7 +323,7 @@ export function registerProxyCommand(program: Command): void {
   const keySpecs: KeySpecList = [];
   const cmd = program
     .command('proxy')
-    .description('terminate TLS (the key in a key process, keyd or a PKCS#11 token) and relay the plaintext to a TCP or Unix-socket upstream')
+    .description('terminate TLS (the key in a key process, keyd or a PKCS#11 token) and relay the plaintext to a TCP or Unix-socket upstream; with --client, accept plaintext and connect out with TLS')
     .option('--listen <addr>', 'address to listen on: HOST:PORT (port 0: any free port) or unix:/path (default 127.0.0.1:8443)')
     .option('--upstream <addr>', 'where to relay: HOST:PORT or unix:/path')
     .addOption(new Option('--route <name=addr>', 'connections whose SNI is NAME (or matches *.domain) go to ADDR instead (repeat)').argParser(collect))
@@ -262,16 +335,20 @@ export function registerProxyCommand(program: Command): void {
     .addOption(new Option('--handshake-timeout <ms>', 'time a client has to finish the TLS handshake (default 10000)').argParser(positiveInt))
     .addOption(new Option('--idle-timeout <ms>', 'close a connection idle this long; 0: never (default 300000)').argParser(nonNegativeInt))
     .addOption(new Option('--max-connections <n>', 'client connections open at once; more are closed at accept (default 10000)').argParser(positiveInt))
+    .addOption(new Option('--max-connections-per-source <n>', 'client connections open at once from one IP address (default: no such limit)').argParser(positiveInt))
     .addOption(new Option('--max-pending-key-ops <n>', 'key operations running in key holders at once (default 64)').argParser(positiveInt))
     .addOption(new Option('--max-queued-key-ops <n>', 'key operations waiting for a slot; more fail their handshake (default 1024)').argParser(nonNegativeInt))
     .addOption(new Option('--upstream-connect-timeout <ms>', 'time to connect to the upstream (default 5000)').argParser(positiveInt))
     .addOption(new Option('--shutdown-grace <ms>', 'on SIGTERM, time open connections get to finish (default 10000)').argParser(nonNegativeInt))
     .option('--metrics-listen <addr>', 'serve Prometheus metrics on HOST:PORT/metrics')
     .addOption(new Option('--log-level <level>', 'log level (default info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .option('--client', 'client mode: accept plaintext and connect out with TLS (not available yet)')
+    .option('--client', 'client mode: accept plaintext on --listen and connect out with TLS to --target')
+    .option('--target <host:port>', 'client mode: the TLS server to connect to')
+    .option('--servername <name>', "client mode: SNI and the name the target's certificate must carry (default: the target's host, when a name)")
+    .option('--ca <ca.pem>', "client mode: trust anchors for the target's certificate (default: Node's root store)")
+    .option('--psk-identity <identity>', 'client mode: the TLS 1.2 PSK identity to send (with --psk-keyd, --psk-process --psk-file or --psk-file)')
     .addHelpText('after', PROXY_HELP)
     .action(async (o: ProxyFlagValues) => {
-      if (o.client) throw new CliError('proxy --client (plaintext in, TLS out) is not available yet; keyward connect HOST:PORT is a TLS client for one connection');
       const flags = proxySettingsFromFlags(o, keySpecs);
       const settings = resolveSettings('proxy', o.config, flags);
       const running = await startProxy(settings, () => resolveSettings('proxy', o.config, flags));

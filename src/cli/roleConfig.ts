@@ -31,22 +31,41 @@ export interface FrontSettings {
   tls?: { alpn?: string[]; minVersion?: 'TLSv1.2' | 'TLSv1.3'; rsaKeyExchange?: boolean };
   /** Mutual TLS toward clients: `ca` of client certificates; `required` refuses clients without one (default: true for proxy, false for serve). */
   clientAuth?: { ca?: string; required?: boolean };
+  /** Drop from root to this user once listening and the key processes are started. */
+  user?: string;
+  limits?: FrontLimitSettings;
   log?: { level?: string };
 }
 
-/** Limits of the proxy, as the file names them (milliseconds and counts). */
-export interface ProxyLimitSettings {
+/** Limits every front has (serve and proxy): what keeps idle or slow connections from starving real clients. */
+export interface FrontLimitSettings {
   handshakeTimeoutMs?: number;
-  idleTimeoutMs?: number;
   maxConnections?: number;
+  maxConnectionsPerSource?: number;
+}
+
+/** Limits of the proxy, as the file names them (milliseconds and counts). */
+export interface ProxyLimitSettings extends FrontLimitSettings {
+  idleTimeoutMs?: number;
   maxPendingKeyOps?: number;
   maxQueuedKeyOps?: number;
   upstreamConnectTimeoutMs?: number;
   shutdownGraceMs?: number;
 }
 
+/** Client mode of the proxy (`--client`): plaintext in, TLS out to `target`. */
+export interface ProxyClientSettings {
+  target?: string;
+  servername?: string;
+  /** Trust anchors for the target's certificate (default: Node's root store). */
+  ca?: string;
+  pskIdentity?: string;
+}
+
 /** Settings of `proxy` beyond the shared ones. */
 export interface ProxySettings extends FrontSettings {
+  /** Present: client mode. */
+  client?: ProxyClientSettings;
   upstream?: string;
   routes?: Record<string, string>;
   proxyProtocol?: boolean;
@@ -183,6 +202,8 @@ const frontFields: Record<string, Check> = {
   psk: object({ keyd: bool, file, process: bool, hint: str, unknown: oneOf('random', 'reject') }),
   tls: object({ alpn: list(str), minVersion: oneOf('TLSv1.2', 'TLSv1.3'), rsaKeyExchange: bool }),
   clientAuth: object({ ca: file, required: bool }),
+  user: str,
+  limits: object({ handshakeTimeoutMs: int(1), maxConnections: int(1), maxConnectionsPerSource: int(1) }),
   log: object({ level: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
 };
 
@@ -201,10 +222,12 @@ const proxyFields: Record<string, Check> = {
     return out;
   },
   proxyProtocol: bool,
+  client: object({ target: endpoint(false, false), servername: str, ca: file, pskIdentity: str }),
   limits: object({
     handshakeTimeoutMs: int(1),
     idleTimeoutMs: int(0),
     maxConnections: int(1),
+    maxConnectionsPerSource: int(1),
     maxPendingKeyOps: int(1),
     maxQueuedKeyOps: int(0),
     upstreamConnectTimeoutMs: int(1),

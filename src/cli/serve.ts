@@ -5,7 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { keyIdOf } from '../keys/keyId.js';
 import type { KeyOperations, OperationContext } from '../keys/keyOperations.js';
 import { createHttp2SecureServer, createHttpsServer, type WithTlsAcceptor } from '../node/http.js';
@@ -13,6 +13,7 @@ import type { CertificateWithKey } from '../node/server.js';
 import type { KeywardTLSSocket } from '../node/tlsSocket.js';
 import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { certifiedKey } from '../tls/engine/certificates.js';
+import { SourceLimit } from '../proxy/sourceLimit.js';
 import { CliError, KeySources, type KeySourceOptions, type KeySpec, type OpenedKey, type OpenedPsk, type PskSpec } from './keySources.js';
 import { demoPage } from './page.js';
 
@@ -56,7 +57,16 @@ export interface ServeOptions {
   keyFor?: (index: number, certPem: string) => Promise<KeyOperations>;
   /** With keyFor: where those keys live, for the page. */
   keyDescription?: string;
+  /** Milliseconds a client has to finish the TLS handshake before it is closed (default 10000). */
+  handshakeTimeoutMs?: number;
+  /** Client connections open at once; more are closed at accept (default 10000). */
+  maxConnections?: number;
+  /** Client connections open at once from one IP address (default: no such limit). */
+  maxConnectionsPerSource?: number;
 }
+
+/** serve's defaults: a connection that does not finish its handshake in time gives its slot back. */
+export const SERVE_DEFAULT_LIMITS = { handshakeTimeoutMs: 10_000, maxConnections: 10_000 } as const;
 
 /** One certificate being served, and where its key is. */
 export interface ServedCertificate {
@@ -207,6 +217,19 @@ function readClientCa(path: string): string {
   return pem;
 }
 
+/** Closes a connection at accept when its address already has `limit.max` open, before the TLS acceptor sees it. */
+function limitPerSource(server: NetServer, limit: SourceLimit): void {
+  const accept = server.listeners('connection') as ((raw: Socket) => void)[];
+  server.removeAllListeners('connection');
+  server.on('connection', (raw: Socket) => {
+    if (!limit.admit(raw)) {
+      raw.destroy();
+      return;
+    }
+    for (const l of accept) l.call(server, raw);
+  });
+}
+
 /** Runs the HTTPS (and h2) page server; resolves once it is listening. */
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen);
@@ -246,6 +269,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const page = demoPage(describeFor);
   const tlsOptions = {
     certificates,
+    handshakeTimeout: opts.handshakeTimeoutMs ?? SERVE_DEFAULT_LIMITS.handshakeTimeoutMs,
     ALPNProtocols: alpn,
     ...(opts.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
     ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
@@ -259,6 +283,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     await sources.close();
     throw new CliError(`invalid TLS settings: ${(err as Error).message}`);
   }
+  // net.Server closes connections beyond maxConnections at accept; the handshake timeout closes those that never finish.
+  server.maxConnections = opts.maxConnections ?? SERVE_DEFAULT_LIMITS.maxConnections;
+  if (opts.maxConnectionsPerSource !== undefined) limitPerSource(server, new SourceLimit(opts.maxConnectionsPerSource));
   server.on('secureConnection', (socket: KeywardTLSSocket) => socket.once('close', () => usedBy.delete(socket.connectionId)));
   server.on('tlsClientError', (err: Error, socket: KeywardTLSSocket) => {
     usedBy.delete(socket.connectionId);

@@ -6,11 +6,18 @@
  * options, upstreams, PROXY protocol, limits. `reload` swaps it for new connections; open
  * connections keep the one they started with, and a generation's key holders are released
  * once no handshake of its own is still running.
+ *
+ * Client mode (a {@link ProxyClientGeneration}) is the same host the other way round:
+ * plaintext accepted locally, TLS toward one target through `connect()`, the client
+ * certificate's key and the PSK in their key holders behind the same gate, limits, logs
+ * and metrics.
  */
 import { Server as NetServer, createConnection, type AddressInfo, type Socket } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
-import type { KeyOperations, PskOperations } from '../keys/keyOperations.js';
+import type { CertificateKey, KeyOperations, PskOperations } from '../keys/keyOperations.js';
+import { clientConfigFrom, connect, type KeywardClientSocket, type KeywardConnectOptions } from '../node/clientSocket.js';
+import type { EngineSocket } from '../node/engineSocket.js';
 import { tlsAcceptorFrom, type KeywardServerOptions } from '../node/server.js';
 import type { TlsAcceptor } from '../node/acceptor.js';
 import type { KeywardTLSSocket, TlsHandshakeError } from '../node/tlsSocket.js';
@@ -22,6 +29,7 @@ import { ProxyMetrics, startMetricsListener } from './metrics.js';
 import { encodeProxyV2 } from './proxyProtocol.js';
 import { relay, type Relay, type RelayOutcome } from './relay.js';
 import { UpstreamRoutes } from './routes.js';
+import { SourceLimit } from './sourceLimit.js';
 
 /** Limits of one proxy; every wait has one. */
 export interface ProxyLimits {
@@ -31,6 +39,8 @@ export interface ProxyLimits {
   idleTimeoutMs: number;
   /** Client connections open at once; more are closed at accept (default 10000). */
   maxConnections: number;
+  /** Client connections open at once from one IP address; 0: no such limit (the default). */
+  maxConnectionsPerSource: number;
   /** Key operations running in key holders at once (default 64). */
   maxPendingKeyOps: number;
   /** Key operations waiting for a slot; more fail their handshake at once (default 1024). */
@@ -45,6 +55,7 @@ export const DEFAULT_PROXY_LIMITS: Readonly<ProxyLimits> = {
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: 300_000,
   maxConnections: 10_000,
+  maxConnectionsPerSource: 0,
   maxPendingKeyOps: 64,
   maxQueuedKeyOps: 1024,
   upstreamConnectTimeoutMs: 5_000,
@@ -77,6 +88,19 @@ export interface ProxyGeneration {
   release?: () => Promise<void>;
 }
 
+/** Client mode: what a reload can change. Plaintext in, TLS out to `target`. */
+export interface ProxyClientGeneration {
+  target: { host: string; port: number };
+  /** connect()'s options: servername, ca, ALPNProtocols, versions, suites, groups, rejectUnauthorized. */
+  tls?: Omit<KeywardConnectOptions, 'host' | 'port' | 'socket' | 'handshakeTimeout' | 'allowHalfOpen' | 'cert' | 'key' | 'psk'>;
+  /** The client certificate, its key in `holder` (named as in the metrics). */
+  certificate?: { cert: string | Buffer; key: CertificateKey; holder: string };
+  /** A TLS 1.2 PSK: the identity sent, the key in `holder`. */
+  psk?: { holder: PskOperations; label: string; identity: string };
+  limits?: Partial<ProxyLimits>;
+  release?: () => Promise<void>;
+}
+
 /** Options fixed for the proxy's life. */
 export interface ProxyOptions {
   /** Where to listen: TCP (port 0 picks one) or a Unix socket. */
@@ -87,10 +111,24 @@ export interface ProxyOptions {
   logger: Logger;
 }
 
-interface Generation {
+/** TLS in, plaintext out. */
+interface TerminatingSide {
+  kind: 'terminate';
   acceptor: TlsAcceptor;
   routes: UpstreamRoutes;
   proxyProtocol: boolean;
+}
+
+/** Plaintext in, TLS out. */
+interface OriginatingSide {
+  kind: 'originate';
+  target: Endpoint & { kind: 'tcp' };
+  /** connect()'s options, the keys wrapped by the gate (the socket and timeout added per connection). */
+  options: KeywardConnectOptions;
+}
+
+interface Generation {
+  side: TerminatingSide | OriginatingSide;
   limits: ProxyLimits;
   /** Handshakes of this generation still running. */
   handshaking: number;
@@ -100,9 +138,9 @@ interface Generation {
 }
 
 interface Connection {
-  tls: KeywardTLSSocket;
-  upstream?: Socket;
   relay?: Relay;
+  /** Closes it now (before the relay runs). */
+  destroy(): void;
 }
 
 /** A running proxy. */
@@ -119,8 +157,10 @@ export class KeywardProxy {
   #metricsAddress: AddressInfo | undefined;
   #stopping: Promise<void> | undefined;
   #lastRefusalLog = 0;
+  /** Open connections by client IP address (with maxConnectionsPerSource; a reload changing the limit starts a new count). */
+  #perSource: SourceLimit | undefined;
 
-  constructor(opts: ProxyOptions, generation: ProxyGeneration) {
+  constructor(opts: ProxyOptions, generation: ProxyGeneration | ProxyClientGeneration) {
     this.#opts = opts;
     const limits = { ...DEFAULT_PROXY_LIMITS, ...generation.limits };
     this.gate = new KeyOperationGate(limits.maxPendingKeyOps, limits.maxQueuedKeyOps, (r) => {
@@ -177,9 +217,10 @@ export class KeywardProxy {
    * Serves `generation` to new connections. Open connections keep theirs; the old
    * generation's key holders are released once its last handshake is over.
    */
-  reload(generation: ProxyGeneration): void {
+  reload(generation: ProxyGeneration | ProxyClientGeneration): void {
     const next = this.#build(generation);
     const old = this.#current;
+    if (next.side.kind !== old.side.kind) throw new Error('a reload cannot switch between client and server mode: restart');
     this.#current = next;
     this.gate.maxPending = next.limits.maxPendingKeyOps;
     this.gate.maxQueued = next.limits.maxQueuedKeyOps;
@@ -198,7 +239,7 @@ export class KeywardProxy {
       const timer = setTimeout(() => {
         for (const c of this.#connections) {
           if (c.relay) c.relay.abort('shutdown');
-          else c.tls.destroy();
+          else c.destroy();
         }
       }, graceMs);
       await closed;
@@ -210,8 +251,33 @@ export class KeywardProxy {
     return this.#stopping;
   }
 
-  #build(g: ProxyGeneration): Generation {
+  #build(g: ProxyGeneration | ProxyClientGeneration): Generation {
     const limits = limitsOf(g);
+    let releasing: Promise<void> | undefined;
+    const common = {
+      limits,
+      handshaking: 0,
+      retired: false,
+      released: false,
+      release: () => (releasing ??= (g.release ?? (() => Promise.resolve()))().catch((err: Error) => this.#opts.logger.warn({ err: err.message }, 'closing the key holders of an old configuration failed'))),
+    };
+    return { ...common, side: 'target' in g ? this.#originatingSide(g) : this.#terminatingSide(g, limits) };
+  }
+
+  #originatingSide(g: ProxyClientGeneration): OriginatingSide {
+    const options: KeywardConnectOptions = {
+      ...g.tls,
+      host: g.target.host,
+      port: g.target.port,
+      ...(g.certificate ? { cert: g.certificate.cert, key: this.gate.wrapKey(g.certificate.key, g.certificate.holder) } : {}),
+      ...(g.psk ? { psk: { holder: this.gate.wrapPsk(g.psk.holder, g.psk.label), identity: g.psk.identity } } : {}),
+    };
+    // Bad settings (a certificate that does not match its key, an unknown group) fail here, not per connection.
+    clientConfigFrom(options);
+    return { kind: 'originate', target: { kind: 'tcp', ...g.target }, options };
+  }
+
+  #terminatingSide(g: ProxyGeneration, limits: ProxyLimits): TerminatingSide {
     const certificates = g.certificates.map((c) => ({ cert: c.cert, key: this.gate.wrapKey(c.key, c.holder), ...(c.names ? { names: c.names } : {}) }));
     const psk = g.psk ? { holder: this.gate.wrapPsk(g.psk.holder, g.psk.label), ...(g.psk.identityHint !== undefined ? { identityHint: g.psk.identityHint } : {}) } : undefined;
     const acceptor = tlsAcceptorFrom({
@@ -222,17 +288,7 @@ export class KeywardProxy {
       // The relay decides when each direction ends.
       allowHalfOpen: true,
     });
-    let releasing: Promise<void> | undefined;
-    return {
-      acceptor,
-      routes: new UpstreamRoutes(g.upstream, g.routes),
-      proxyProtocol: g.proxyProtocol === true,
-      limits,
-      handshaking: 0,
-      retired: false,
-      released: false,
-      release: () => (releasing ??= (g.release ?? (() => Promise.resolve()))().catch((err: Error) => this.#opts.logger.warn({ err: err.message }, 'closing the key holders of an old configuration failed'))),
-    };
+    return { kind: 'terminate', acceptor, routes: new UpstreamRoutes(g.upstream, g.routes), proxyProtocol: g.proxyProtocol === true };
   }
 
   #maybeRelease(g: Generation): void {
@@ -248,20 +304,13 @@ export class KeywardProxy {
       raw.destroy();
       return;
     }
-    if (this.#connections.size >= g.limits.maxConnections) {
-      this.metrics.connectionsRefused.inc({ reason: 'max-connections' });
-      // One line a second at most: a flood must not turn into a flood of log lines.
-      const now = Date.now();
-      if (now - this.#lastRefusalLog >= 1_000) {
-        this.#lastRefusalLog = now;
-        this.#opts.logger.warn({ client: peer(raw.remoteAddress, raw.remotePort), limit: g.limits.maxConnections }, 'connection refused: connection limit reached (logged once a second; counted in keyward_proxy_connections_refused_total)');
-      }
-      raw.destroy();
-      return;
+    if (this.#connections.size >= g.limits.maxConnections) return this.#refuse(raw, 'max-connections', g.limits.maxConnections);
+    const perSource = g.limits.maxConnectionsPerSource;
+    if (perSource > 0) {
+      if (this.#perSource?.max !== perSource) this.#perSource = new SourceLimit(perSource);
+      if (!this.#perSource.admit(raw)) return this.#refuse(raw, 'max-connections-per-source', perSource);
     }
-    const started = performance.now();
-    const tls = g.acceptor.accept(raw, this);
-    const conn: Connection = { tls };
+    const conn: Connection = { destroy: () => raw.destroy() };
     this.#connections.add(conn);
     this.metrics.openConnections.inc();
     g.handshaking++;
@@ -272,6 +321,36 @@ export class KeywardProxy {
       g.handshaking--;
       this.#maybeRelease(g);
     };
+    const started = performance.now();
+    const closed = (tls: EngineSocket | undefined, outcome: string, upstream: string | undefined) => {
+      endHandshake();
+      if (!this.#connections.delete(conn)) return;
+      this.metrics.openConnections.dec();
+      this.#accessLog(tls, peer(raw.remoteAddress, raw.remotePort), outcome, started, conn, upstream);
+      if (tls) this.#holderOf.delete(tls.connectionId);
+    };
+    const side = g.side;
+    if (side.kind === 'originate') void this.#originate(raw, conn, g, side, endHandshake).then(({ tls, outcome }) => closed(tls, outcome, formatEndpoint(side.target)));
+    else this.#terminate(raw, conn, g, side, endHandshake, closed);
+  }
+
+  /** Closes a connection at accept: a limit is reached. Logged at most once a second, counted always. */
+  #refuse(raw: Socket, reason: string, limit: number): void {
+    this.metrics.connectionsRefused.inc({ reason });
+    // A flood must not turn into a flood of log lines.
+    const now = Date.now();
+    if (now - this.#lastRefusalLog >= 1_000) {
+      this.#lastRefusalLog = now;
+      const what = reason === 'max-connections' ? 'connection limit reached' : 'connection limit per source address reached';
+      this.#opts.logger.warn({ client: peer(raw.remoteAddress, raw.remotePort), limit }, `connection refused: ${what} (logged once a second; counted in keyward_proxy_connections_refused_total)`);
+    }
+    raw.destroy();
+  }
+
+  /** Server mode: the TLS handshake with the client, then the upstream chosen by SNI. */
+  #terminate(raw: Socket, conn: Connection, g: Generation, side: TerminatingSide, endHandshake: () => void, closed: (tls: EngineSocket, outcome: string, upstream: string | undefined) => void): void {
+    const tls = side.acceptor.accept(raw, this);
+    conn.destroy = () => tls.destroy();
     let outcome = 'handshake-incomplete';
     let upstreamText: string | undefined;
     tls.once('tlsClientError', (err: TlsHandshakeError) => {
@@ -282,28 +361,93 @@ export class KeywardProxy {
     tls.once('secure', () => {
       endHandshake();
       this.#countHandshake(tls, 'ok');
-      const target = g.routes.upstreamFor(tls.servername);
+      const target = side.routes.upstreamFor(tls.servername);
       upstreamText = formatEndpoint(target);
-      this.#connectUpstream(conn, g, target).then(
+      this.#connectUpstream(tls, conn, g, side, target).then(
         (o) => (outcome = o),
         () => undefined,
       );
     });
     tls.once('close', () => {
-      endHandshake();
-      this.#connections.delete(conn);
-      this.metrics.openConnections.dec();
       // The relay's own result, when it ran, arrives after both sides closed.
-      const finish = (o: string) => {
-        this.#accessLog(tls, o, started, conn, upstreamText);
-        this.#holderOf.delete(tls.connectionId);
-      };
-      if (conn.relay) void conn.relay.done.then(finish);
-      else finish(outcome);
+      if (conn.relay) void conn.relay.done.then((o) => closed(tls, o, upstreamText));
+      else closed(tls, outcome, upstreamText);
     });
   }
 
-  #countHandshake(tls: KeywardTLSSocket, outcome: string): void {
+  /**
+   * Client mode: connects to the target within the upstream connect timeout, runs the TLS
+   * handshake (within the handshake timeout; the target's certificate verified), then
+   * relays. A failure closes the local connection at once, with a log line naming why.
+   */
+  async #originate(raw: Socket, conn: Connection, g: Generation, side: OriginatingSide, endHandshake: () => void): Promise<{ tls?: KeywardClientSocket; outcome: string }> {
+    const target = formatEndpoint(side.target);
+    const localClosed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
+    // Errors of the local socket end it; the relay (or the close below) reports them.
+    raw.on('error', () => undefined);
+    raw.pause();
+    const closeLocal = async (outcome: string) => {
+      raw.destroy();
+      await localClosed;
+      return outcome;
+    };
+    let tcp: Socket;
+    try {
+      tcp = await connectWithTimeout(side.target, g.limits.upstreamConnectTimeoutMs);
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code ?? 'error';
+      this.metrics.upstreamErrors.inc({ upstream: target, reason });
+      this.#opts.logger.warn({ target, reason }, 'target unreachable: closing the local connection');
+      return { outcome: await closeLocal('upstream-unreachable') };
+    }
+    if (raw.destroyed) {
+      tcp.destroy();
+      return { outcome: await closeLocal('client-error') };
+    }
+    const tls = connect({ ...side.options, socket: tcp, handshakeTimeout: g.limits.handshakeTimeoutMs, allowHalfOpen: true });
+    conn.destroy = () => {
+      tls.destroy();
+      raw.destroy();
+    };
+    const secure = await new Promise<boolean>((resolve) => {
+      tls.once('secureConnect', () => resolve(true));
+      tls.once('error', (err: TlsHandshakeError) => {
+        this.#handshakeFailed(tls, err, target);
+        resolve(false);
+      });
+      tls.once('close', () => resolve(false));
+      raw.once('close', () => tls.destroy());
+    });
+    endHandshake();
+    if (!secure || raw.destroyed) {
+      const code = (tls.errored as TlsHandshakeError | null)?.code ?? 'client-error';
+      tls.destroy();
+      return { tls, outcome: await closeLocal(code) };
+    }
+    this.#countHandshake(tls, 'ok');
+    const bytes = { from_client: this.metrics.bytes.labels('from_client'), to_client: this.metrics.bytes.labels('to_client') };
+    conn.relay = relay(raw, tls, g.limits.idleTimeoutMs, (d, n) => bytes[d].inc(n));
+    const outcome = await conn.relay.done;
+    if (outcome === 'upstream-error') this.metrics.upstreamErrors.inc({ upstream: target, reason: 'reset' });
+    return { tls, outcome };
+  }
+
+  /** A failed handshake toward the target: counted, and one line naming the reason (the verification's own when it was that). */
+  #handshakeFailed(tls: KeywardClientSocket, err: TlsHandshakeError, target: string): void {
+    this.#countHandshake(tls, err.code ?? 'error');
+    const verification = tls.authorizationError as (Error & { code?: string }) | null;
+    this.#opts.logger.warn(
+      {
+        target,
+        code: err.code ?? null,
+        reason: verification ? `the target's certificate did not verify: ${verification.code ? `${verification.code}: ` : ''}${verification.message}` : err.message,
+        connectionId: tls.connectionId,
+      },
+      'TLS to the target failed: closing the local connection',
+    );
+  }
+
+  #countHandshake(tls: EngineSocket, outcome: string): void {
     const n = tls.negotiated;
     this.metrics.handshakes.inc({
       version: n.version ?? 'none',
@@ -315,8 +459,7 @@ export class KeywardProxy {
   }
 
   /** Connects to the upstream; on failure closes the client promptly (close_notify, FIN). */
-  async #connectUpstream(conn: Connection, g: Generation, target: Endpoint): Promise<RelayOutcome | 'upstream-unreachable'> {
-    const tls = conn.tls;
+  async #connectUpstream(tls: KeywardTLSSocket, conn: Connection, g: Generation, side: TerminatingSide, target: Endpoint): Promise<RelayOutcome | 'upstream-unreachable'> {
     let upstream: Socket;
     try {
       upstream = await connectWithTimeout(target, g.limits.upstreamConnectTimeoutMs);
@@ -331,8 +474,7 @@ export class KeywardProxy {
       upstream.destroy();
       return 'client-error';
     }
-    conn.upstream = upstream;
-    if (g.proxyProtocol) upstream.write(this.#proxyHeader(tls));
+    if (side.proxyProtocol) upstream.write(this.#proxyHeader(tls));
     const bytes = { from_client: this.metrics.bytes.labels('from_client'), to_client: this.metrics.bytes.labels('to_client') };
     conn.relay = relay(tls, upstream, g.limits.idleTimeoutMs, (d, n) => bytes[d].inc(n));
     const o = await conn.relay.done;
@@ -342,7 +484,7 @@ export class KeywardProxy {
 
   #proxyHeader(tls: KeywardTLSSocket): Buffer {
     const n = tls.negotiated;
-    const cn = clientCommonName(tls);
+    const cn = peerCommonName(tls);
     return encodeProxyV2({
       ...(tls.remoteAddress && tls.remotePort !== undefined ? { source: { address: tls.remoteAddress, port: tls.remotePort } } : {}),
       ...(tls.localAddress && tls.localPort !== undefined ? { destination: { address: tls.localAddress, port: tls.localPort } } : {}),
@@ -359,23 +501,25 @@ export class KeywardProxy {
     });
   }
 
-  #accessLog(tls: KeywardTLSSocket, outcome: string, started: number, conn: Connection, upstream: string | undefined): void {
-    const n = tls.negotiated;
+  #accessLog(tls: EngineSocket | undefined, client: string | null, outcome: string, started: number, conn: Connection, upstream: string | undefined): void {
+    const n = tls?.negotiated;
+    const clientMode = this.#current.side.kind === 'originate';
     this.#opts.logger.info(
       {
-        client: peer(tls.remoteAddress, tls.remotePort),
-        sni: n.serverName ?? null,
-        alpn: n.alpnProtocol ?? null,
-        version: n.version ?? null,
-        cipher: n.cipherName ?? null,
-        keyHolder: this.#holderOf.get(tls.connectionId) ?? null,
-        clientCn: clientCommonName(tls) ?? null,
+        client,
+        sni: n?.serverName ?? null,
+        alpn: n?.alpnProtocol || null,
+        version: n?.version ?? null,
+        cipher: n?.cipherName ?? null,
+        keyHolder: (tls && this.#holderOf.get(tls.connectionId)) ?? null,
+        // Server mode: the client's verified identity; client mode: the target's.
+        ...(clientMode ? { serverCn: (tls && peerCommonName(tls)) ?? null } : { clientCn: (tls && peerCommonName(tls)) ?? null }),
         upstream: upstream ?? null,
         outcome,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
         bytesFromClient: conn.relay?.fromClient ?? 0,
         bytesToClient: conn.relay?.toClient ?? 0,
-        connectionId: tls.connectionId,
+        connectionId: tls?.connectionId ?? null,
       },
       'connection',
     );
@@ -383,7 +527,7 @@ export class KeywardProxy {
 }
 
 /** The generation's limits over the defaults (a limit left undefined keeps its default). */
-function limitsOf(g: ProxyGeneration): ProxyLimits {
+function limitsOf(g: ProxyGeneration | ProxyClientGeneration): ProxyLimits {
   const given = Object.fromEntries(Object.entries(g.limits ?? {}).filter(([, v]) => v !== undefined));
   return { ...DEFAULT_PROXY_LIMITS, ...given };
 }
@@ -393,8 +537,8 @@ function peer(address: string | undefined, port: number | undefined): string | n
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-/** The CN of the client's certificate, when mutual TLS verified one. */
-function clientCommonName(tls: KeywardTLSSocket): string | undefined {
+/** The CN of the peer's certificate, when it was verified (the client's with mutual TLS, the target's in client mode). */
+function peerCommonName(tls: EngineSocket): string | undefined {
   if (!tls.authorized) return undefined;
   const cert = tls.getPeerCertificate() as { subject?: { CN?: string | string[] } };
   const cn = cert.subject?.CN;

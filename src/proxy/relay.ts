@@ -1,10 +1,9 @@
 /**
- * Moves plaintext between an established TLS connection and its upstream, both
+ * Moves plaintext between an established TLS connection and its plaintext side, both
  * directions, with backpressure (pipe pauses the side whose destination is full) and
  * half-close (the client's close_notify becomes a FIN to the upstream and the upstream's
  * FIN becomes close_notify to the client; the other direction keeps flowing).
  */
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /** How a relayed connection ended. */
@@ -21,13 +20,14 @@ export interface Relay {
 }
 
 /**
- * Relays between `client` (an established TLS socket that allows half-open) and
- * `upstream` (a connected socket that allows half-open). `idleMs` > 0 closes both when the
- * client's TCP connection sees no traffic in either direction for that long.
+ * Relays between `client` and `upstream`, each connected and allowing half-open: in
+ * server mode the client is the TLS socket and the upstream plain TCP, in client mode the
+ * other way round. `idleMs` > 0 closes both when the client's TCP connection sees no
+ * traffic in either direction for that long.
  */
 export function relay(
   client: Duplex & { setTimeout(ms: number): unknown },
-  upstream: Socket,
+  upstream: Duplex,
   idleMs: number,
   onBytes: (direction: 'from_client' | 'to_client', n: number) => void,
 ): Relay {

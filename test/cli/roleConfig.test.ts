@@ -53,7 +53,7 @@ test('validateRoleConfig: every problem with its field and line; paths resolved 
   const ok = validateRoleConfig('proxy', { upstream: 'unix:app.sock', certificates: [{ cert: 'site.pem', key: '/abs/key.pem' }] }, 'f', '/etc/keyward') as ProxySettings;
   assert.equal(ok.upstream, 'unix:/etc/keyward/app.sock');
   assert.deepEqual(ok.certificates, [{ cert: '/etc/keyward/site.pem', key: '/abs/key.pem' }]);
-  assert.throws(() => validateRoleConfig('serve', { limits: {} }, 'serve.json', '/'), /serve\.json: limits: unknown field/);
+  assert.throws(() => validateRoleConfig('serve', { limits: { idleTimeoutMs: 5 } }, 'serve.json', '/'), /serve\.json: limits\.idleTimeoutMs: unknown field \(known here: handshakeTimeoutMs, maxConnections, maxConnectionsPerSource\)/);
   assert.deepEqual(validateRoleConfig('serve', { clientAuth: { ca: 'ca.pem' } }, 'serve.json', '/etc/keyward').clientAuth, { ca: '/etc/keyward/ca.pem' });
 });
 

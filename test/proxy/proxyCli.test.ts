@@ -3,7 +3,7 @@
  * errors name the file, line and field; flags overriding the file; SIGHUP reloading a new
  * certificate while an open connection keeps working; a bad reload refused with the old
  * configuration kept; the metrics listener; SIGTERM letting an open connection finish and
- * exiting 0; --client refused with a clear message; --client-ca errors.
+ * exiting 0; --client's usage errors; --client-ca errors.
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -176,10 +176,13 @@ describe('keyward proxy (command)', () => {
     }
   });
 
-  test('--client is refused with what to use instead; --client-ca names a file it cannot read; bad TLS settings are one line', async () => {
+  test('--client with server-mode flags or without --target says what is wrong; --client-ca names a file it cannot read; bad TLS settings are one line', async () => {
     const c = await runKeyward(['proxy', '--client', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1']);
     assert.equal(c.code, 2);
-    assert.match(c.stderr, /proxy --client .* is not available yet; keyward connect HOST:PORT/);
+    assert.match(c.stderr, /client mode relays to --target: --upstream \(upstream\) belong to server mode/);
+    const t = await runKeyward(['proxy', '--client', '--listen', '127.0.0.1:0']);
+    assert.equal(t.code, 2);
+    assert.match(t.stderr, /client mode needs --target HOST:PORT/);
     const m = await runKeyward(['proxy', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1', '--cert', pki.localhost.chainPath, '--key', pki.localhost.keyPath, '--client-ca', join(pki.dir, 'no-ca.pem')]);
     assert.equal(m.code, 2);
     assert.match(m.stderr, /cannot read --client-ca file .*no-ca\.pem: ENOENT/);
