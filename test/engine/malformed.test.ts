@@ -45,8 +45,8 @@ test('records: zero-length handshake fragment is unexpected_message', () => expe
 test('records: application data before the handshake is unexpected_message', () => expectAlert(record(23, Uint8Array.of(1, 2, 3)), A.unexpected_message));
 test('records: alert of three bytes is decode_error', () => expectAlert(record(21, Uint8Array.of(1, 0, 0)), A.decode_error));
 test('records: change_cipher_spec before ClientHello is unexpected_message', () => expectAlert(record(20, Uint8Array.of(1)), A.unexpected_message));
-test('records: handshake message larger than the limit is refused', () =>
-  expectAlert(record(22, Uint8Array.of(1, 0x01, 0x00, 0x01)), A.decode_error, { maxHandshakeMessage: 65536 }));
+test('records: handshake message larger than the limit is refused (a Certificate: its size is the receiver\'s cap)', () =>
+  expectAlert(record(22, Uint8Array.of(11, 0x01, 0x00, 0x01)), A.decode_error, { maxHandshakeMessage: 65536 }));
 
 test('order: Finished as the first message is unexpected_message', () => expectAlert(record(22, handshakeMsg(20, new Uint8Array(32))), A.unexpected_message));
 test('order: ClientHello followed by a second message in the same record is unexpected_message', () => {

@@ -1,7 +1,8 @@
 import { RecordAead } from '../crypto/aead.js';
 import { AlertDescription } from '../wire/alerts.js';
-import { ContentType, MAX_CIPHERTEXT_12, MAX_CIPHERTEXT_13, MAX_PLAINTEXT, TLS12 } from '../wire/constants.js';
+import { ContentType, HandshakeType, MAX_CIPHERTEXT_12, MAX_CIPHERTEXT_13, MAX_PLAINTEXT, TLS12 } from '../wire/constants.js';
 import { TlsAlertError, decodeError, unexpectedMessage } from '../wire/errors.js';
+import { protocolMaxBody } from '../wire/limits.js';
 
 export interface PlainRecord {
   type: ContentType;
@@ -270,29 +271,57 @@ function aad12(seq: number, type: number, length: number): Uint8Array {
  * messages may be split across records and several may share one).
  */
 export class HandshakeAssembler {
-  private buf: Buffer | null = null;
+  /** Received handshake bytes not yet handed out, as they came: joined once per message. */
+  private chunks: Buffer[] = [];
+  private length = 0;
+  /**
+   * `maxMessage` caps the messages whose size the protocol leaves open (Certificate above
+   * all); the hellos get the protocol's own bound (a legal ClientHello reaches 131,396
+   * bytes) and the fixed-size messages theirs, whichever is smaller.
+   */
   constructor(private readonly maxMessage: number) {}
 
   push(fragment: Uint8Array): void {
     if (fragment.length === 0) throw unexpectedMessage('zero-length handshake fragment');
-    const f = Buffer.from(fragment.buffer, fragment.byteOffset, fragment.byteLength);
-    this.buf = this.buf ? Buffer.concat([this.buf, f]) : Buffer.from(f);
+    // A copy: the record layer reuses what it decrypted into.
+    this.chunks.push(Buffer.from(fragment));
+    this.length += fragment.length;
   }
 
   /** True when a partial message is waiting: keys must not change then. */
   get hasPartial(): boolean {
-    return this.buf !== null && this.buf.length > 0;
+    return this.length > 0;
   }
 
   /** Next whole message (header included), or null. */
   next(): { type: number; body: Uint8Array; raw: Uint8Array } | null {
-    const b = this.buf;
-    if (!b || b.length < 4) return null;
-    const len = (b[1] << 16) | (b[2] << 8) | b[3];
-    if (len > this.maxMessage) throw new TlsAlertError(AlertDescription.decode_error, `handshake message of ${len} bytes exceeds the limit`);
-    if (b.length < 4 + len) return null;
-    const raw = b.subarray(0, 4 + len);
-    this.buf = b.length === 4 + len ? null : b.subarray(4 + len);
-    return { type: raw[0], body: raw.subarray(4), raw };
+    if (this.length < 4) return null;
+    const head = this.peek4();
+    const type = head[0];
+    const len = (head[1] << 16) | (head[2] << 8) | head[3];
+    const protocolMax = protocolMaxBody(type);
+    const limit = type === HandshakeType.client_hello || type === HandshakeType.server_hello ? protocolMax : Math.min(this.maxMessage, protocolMax);
+    if (len > limit) throw new TlsAlertError(AlertDescription.decode_error, `handshake message of type ${type} and ${len} bytes exceeds the limit of ${limit}`);
+    if (this.length < 4 + len) return null;
+    // Joined once, when whole: a message that came in many small records costs one copy.
+    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.length);
+    const raw = all.subarray(0, 4 + len);
+    const rest = all.subarray(4 + len);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.length = rest.length;
+    return { type, body: raw.subarray(4), raw };
+  }
+
+  /** The first four buffered bytes (the caller has checked there are four). */
+  private peek4(): Uint8Array {
+    const first = this.chunks[0];
+    if (first.length >= 4) return first;
+    const head = new Uint8Array(4);
+    let n = 0;
+    for (const c of this.chunks) {
+      for (let i = 0; i < c.length && n < 4; i++) head[n++] = c[i];
+      if (n === 4) break;
+    }
+    return head;
   }
 }
