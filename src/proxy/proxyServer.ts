@@ -409,6 +409,9 @@ export class KeywardProxy {
       tls.destroy();
       raw.destroy();
     };
+    // The local client leaving during the handshake ends it.
+    const abandon = () => tls.destroy();
+    raw.once('close', abandon);
     const secure = await new Promise<boolean>((resolve) => {
       tls.once('secureConnect', () => resolve(true));
       tls.once('error', (err: TlsHandshakeError) => {
@@ -416,8 +419,8 @@ export class KeywardProxy {
         resolve(false);
       });
       tls.once('close', () => resolve(false));
-      raw.once('close', () => tls.destroy());
     });
+    raw.off('close', abandon);
     endHandshake();
     if (!secure || raw.destroyed) {
       const code = (tls.errored as TlsHandshakeError | null)?.code ?? 'client-error';
