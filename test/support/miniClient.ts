@@ -160,6 +160,13 @@ export class MiniClient {
     return Buffer.concat([header, sealed]);
   }
 
+  /** A record protected under the client handshake traffic key (before the client Finished). */
+  protectUnderHandshakeKey(type: number, data: Uint8Array, padding = 0): Uint8Array {
+    this.writeAead = this.aead(this.clientHs);
+    this.writeSeq = 0;
+    return this.protect(type, data, padding);
+  }
+
   /** Sends a KeyUpdate and switches the client's write key. */
   keyUpdateRecord(requestUpdate: boolean): Uint8Array {
     const rec = this.protect(22, encodeKeyUpdate(requestUpdate));

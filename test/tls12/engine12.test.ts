@@ -298,9 +298,11 @@ describe('TLS 1.2 alerts', () => {
     assert.equal(alertOf(await drive(s, [f.cke, record(22, handshakeMsg(20, Buffer.alloc(12)))])), A.unexpected_message);
   });
 
-  it('a malformed ChangeCipherSpec: decode_error', async () => {
-    const { s, f } = await afterFlight();
-    assert.equal(alertOf(await drive(s, [f.cke, record(20, Uint8Array.of(2))])), A.decode_error);
+  it('a ChangeCipherSpec that is not the single byte 1 (value 2, two bytes, empty): unexpected_message', async () => {
+    for (const body of [Uint8Array.of(2), Uint8Array.of(1, 1), new Uint8Array(0)]) {
+      const { s, f } = await afterFlight();
+      assert.equal(alertOf(await drive(s, [f.cke, record(20, body)])), A.unexpected_message, `CCS ${Buffer.from(body).toString('hex')}`);
+    }
   });
 
   it('a second ClientKeyExchange: unexpected_message', async () => {

@@ -359,15 +359,20 @@ export class TlsConnection implements HandshakeHost {
 
   private handleRecord(type: ContentType, fragment: Uint8Array, encrypted: boolean): void {
     if (type !== ContentType.application_data || fragment.length !== 0) this.emptyRecords = 0;
+    // RFC 8446 5.1: handshake messages are not interleaved with other record types (a peer's
+    // alert is still read, so its reason reaches the log).
+    if (type !== ContentType.handshake && type !== ContentType.alert && this.assembler.hasPartial) {
+      throw unexpectedMessage(`${ContentType[type]} record inside a fragmented handshake message`);
+    }
     const hs = this.handshake;
     switch (type) {
       case ContentType.alert:
         return this.handleAlert(fragment);
       case ContentType.change_cipher_spec:
         if (hs?.wait.on === 'changeCipherSpec' && hs.handleChangeCipherSpec) {
-          // RFC 5246 7.1: exactly one byte of value 1, never inside a handshake message.
-          if (fragment.length !== 1 || fragment[0] !== 1) throw decodeError('ChangeCipherSpec is not the single byte 1');
-          if (this.assembler.hasPartial) throw unexpectedMessage('ChangeCipherSpec inside a handshake message');
+          // RFC 5246 7.1: exactly one byte of value 1 (anything else is not a ChangeCipherSpec
+          // message, so unexpected_message as in RFC 8446 5).
+          if (fragment.length !== 1 || fragment[0] !== 1) throw unexpectedMessage('ChangeCipherSpec is not the single byte 1');
           hs.handleChangeCipherSpec();
           return;
         }
@@ -441,6 +446,8 @@ export class TlsConnection implements HandshakeHost {
   }
 
   private handleAlert(fragment: Uint8Array): void {
+    // RFC 8446 5.1 / 5.4: an empty alert (padding or not) is unexpected_message; a short or long one is malformed.
+    if (fragment.length === 0) throw unexpectedMessage('empty alert record');
     if (fragment.length !== 2) throw decodeError('alert record is not exactly two bytes');
     const [level, desc] = fragment;
     if (desc === AlertDescription.close_notify) {

@@ -13,6 +13,11 @@ import type { ServerConfig } from './config.js';
 export function chooseVersion(ch: ClientHello, config: Pick<ServerConfig, 'minVersion' | 'maxVersion'>): 'TLSv1.3' | 'TLSv1.2' {
   const max = config.maxVersion === 'TLSv1.3' ? TLS13 : TLS12;
   const min = config.minVersion === 'TLSv1.3' ? TLS13 : TLS12;
+  // RFC 8446 D.2 / RFC 5246 E.1: a legacy_version below TLS 1.0 (SSL 3.0 and older, or
+  // garbage) is refused even beside supported_versions, as OpenSSL and node:tls do.
+  if (ch.legacyVersion < 0x0301) {
+    throw new TlsAlertError(AlertDescription.protocol_version, `ClientHello legacy_version 0x${ch.legacyVersion.toString(16).padStart(4, '0')} is below TLS 1.0`);
+  }
   let offered: readonly number[];
   if (ch.supportedVersions) offered = ch.supportedVersions;
   else offered = ch.legacyVersion >= TLS12 ? [TLS12] : [];
