@@ -134,7 +134,8 @@ export function errorCodeFromWire(n: number): WireErrorCode {
   return n > 0 && n < ERROR_CODES.length ? ERROR_CODES[n] : 'internal';
 }
 
-const PURPOSES: readonly SignPurpose[] = ['tls13-server-certificate-verify', 'tls13-client-certificate-verify', 'tls12-server-key-exchange'];
+/** CTX_PURPOSE numbers: index + 1. The TLS 1.2 client CertificateVerify (4) is signed in bound mode only. */
+const PURPOSES: readonly SignPurpose[] = ['tls13-server-certificate-verify', 'tls13-client-certificate-verify', 'tls12-server-key-exchange', 'tls12-client-certificate-verify'];
 const TLS_VERSIONS = new Map<OperationContext['tlsVersion'], number>([
   ['TLSv1.3', 0x0304],
   ['TLSv1.2', 0x0303],

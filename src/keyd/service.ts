@@ -466,12 +466,15 @@ export class KeydService {
     const grant = this.#grant(session);
     const key = this.#pickKey(req.key, grant, rec, req.scheme);
     this.#takeToken(grant);
-    const shape = checkSignInput(req.message, req.scheme, req.ctx.purpose);
+    // The TLS 1.2 client CertificateVerify input has no fixed shape: only bound mode checks it.
+    const bound = req.handshakeMessages !== undefined;
+    if (!bound && req.ctx.purpose === 'tls12-client-certificate-verify') throw this.#refuseInput('refused', 'sign input refused: a TLS 1.2 client CertificateVerify is signed only in bound mode');
+    const shape = checkSignInput(req.message, req.scheme, req.ctx.purpose, { tls12ClientCertificateVerify: bound });
     if (!shape.ok) throw this.#refuseInput('refused', `sign input refused: ${shape.reason}`);
     rec.purpose = shape.purpose;
     // Answered 'unsupported' like a local key holder would, and counted and logged as a refused input.
     if (!key.schemes.includes(req.scheme)) throw this.#refuseInput('unsupported', `sign input refused: ${schemeName(req.scheme)} does not fit key ${key.keyId} (${key.keyType})`);
-    if (req.handshakeMessages || grant.bound) this.#checkBound(req, shape.purpose, key, rec);
+    if (bound || grant.bound) this.#checkBound(req, shape.purpose, key, rec);
     const ctx: OperationContext = { ...req.ctx, purpose: shape.purpose };
     const result = (sig: Uint8Array): Reply => {
       if (key.verifyResults && !verifySignature(key.publicKey, req.scheme, req.message, sig)) {

@@ -1,13 +1,15 @@
 /**
  * Client keys and PSKs in the other key holders, against `openssl s_server`: a client
- * certificate whose key is in keyd (TLS 1.3; keyd refuses the TLS 1.2 client
- * CertificateVerify outside bound mode, which the test pins) or in a SoftHSM2 token (TLS
- * 1.3 and 1.2), accepted by `-Verify`; a TLS 1.2 ECDHE_PSK client whose PSK is in keyd,
- * against `-psk ... -nocert`.
+ * certificate whose key is in keyd (TLS 1.3; TLS 1.2 in bound mode, where keyd parses the
+ * handshake messages it signs; outside bound mode keyd refuses the TLS 1.2 client
+ * CertificateVerify, which the test pins) or in a SoftHSM2 token (TLS 1.3 and 1.2),
+ * accepted by `-Verify`; a TLS 1.2 ECDHE_PSK client whose PSK is in keyd, against
+ * `-psk ... -nocert`.
  */
 import assert from 'node:assert/strict';
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { issueCertificateForKey } from '../../src/cli/pki.js';
 import type { Keyd } from '../../src/keyd/server.js';
@@ -16,7 +18,7 @@ import type { KeyOperations, PskOperations } from '../../src/keys/keyOperations.
 import { openPkcs11Key, type Pkcs11Key } from '../../src/keys/pkcs11Key.js';
 import { connectKeydAdmin, connectRemoteKey, connectRemotePsk } from '../../src/keys/remoteKey.js';
 import { connect, type KeywardConnectOptions } from '../../src/node/clientSocket.js';
-import { makeKeydPki, startTestKeyd, tempDir, tlsClientOptions } from '../support/keydFixture.js';
+import { makeKeydPki, readAudit, startTestKeyd, tempDir, tlsClientOptions } from '../support/keydFixture.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../support/softhsm.js';
 import { handshake as connectTo, sendSeen, sServer, stopSServers } from './clientHelpers.js';
@@ -28,6 +30,7 @@ let pki: PkiFixtures;
 let dir: { dir: string; cleanup: () => Promise<void> };
 let keyd: Keyd;
 let keydKey: KeyOperations;
+let boundKey: KeyOperations;
 let keydPsk: PskOperations;
 let token: SoftHsmToken;
 let hsmKey: Pkcs11Key;
@@ -51,13 +54,16 @@ before(async () => {
   } finally {
     admin.close();
   }
-  keydKey = await connectRemoteKey({ ...tlsClientOptions(kpki, 'front', keyd.tlsAddress!), keyId: keyIdOf(new X509Certificate(pki.client.certPem).publicKey) });
+  const keyId = keyIdOf(new X509Certificate(pki.client.certPem).publicKey);
+  keydKey = await connectRemoteKey({ ...tlsClientOptions(kpki, 'front', keyd.tlsAddress!), keyId });
+  boundKey = await connectRemoteKey({ ...tlsClientOptions(kpki, 'front', keyd.tlsAddress!), keyId, bound: true });
   keydPsk = await connectRemotePsk(tlsClientOptions(kpki, 'front', keyd.tlsAddress!));
 });
 
 after(async () => {
   stopSServers();
   await keydKey?.close?.();
+  await boundKey?.close?.();
   await keydPsk?.close?.();
   await hsmKey?.close();
   await keyd?.close();
@@ -65,6 +71,11 @@ after(async () => {
   await dir?.cleanup();
 });
 
+
+async function keydAudit(): Promise<Array<Record<string, unknown>>> {
+  await keyd.audit.flush();
+  return readAudit(join(dir.dir, 'audit.log'));
+}
 
 const handshake = (port: number, opts: Partial<KeywardConnectOptions>) => connectTo(port, pki.ca.certPem, opts);
 
@@ -87,7 +98,22 @@ describe('client certificates in keyd and in a SoftHSM2 token', { timeout: 60_00
     const [err] = (await once(c, 'error')) as [Error & { code?: string }];
     assert.equal(err.code, 'ERR_TLS_ALERT_SENT_INTERNAL_ERROR');
     assert.equal(refusals.length, 1, 'the key holder refused');
+    assert.match(refusals[0].message, /TLS 1\.2 client CertificateVerify is signed only in bound mode/);
   });
+
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    it(`keyd in bound mode, ${version}: keyd checks the handshake messages and signs, accepted by s_server -Verify`, async () => {
+      const s = await sServer([...verifyArgs(), version === 'TLSv1.3' ? '-tls1_3' : '-tls1_2']);
+      const c = await handshake(s.port, { cert: pki.client.chainPem, key: boundKey });
+      assert.equal(c.getProtocol(), version);
+      assert.equal(c.negotiated.clientSignatureScheme, 0x0403);
+      await sendSeen(c, s, `bound signature over ${version}`);
+      assert.match(s.output(), /CN\s*=\s*keyward-test-client/);
+      const audit = (await keydAudit()).filter((l) => l.op === 'sign' && l.bound === true);
+      assert.equal(audit.at(-1)?.purpose, version === 'TLSv1.3' ? 'tls13-client-certificate-verify' : 'tls12-client-certificate-verify');
+      assert.equal(audit.at(-1)?.outcome, 'ok');
+    });
+  }
 
   for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
     it(`SoftHSM2, ${version}: signed in the token, accepted by s_server -Verify`, async () => {

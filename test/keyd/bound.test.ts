@@ -2,7 +2,8 @@
  * keyd in bound mode: a front whose rule says `bound` must send the handshake messages,
  * and keyd signs only what they give, for the key's own certificate and a name it serves.
  * Real peers (openssl s_client, node:tls) handshake through such a front, with TLS 1.3
- * (also after a HelloRetryRequest) and TLS 1.2; a front that does not send the messages,
+ * (also after a HelloRetryRequest) and TLS 1.2, also when the front asks for client
+ * certificates (the CertificateRequest is in the signed transcript); a front that does not send the messages,
  * and a handshake for a name the key does not serve, are refused and audited.
  */
 import assert from 'node:assert/strict';
@@ -23,12 +24,12 @@ let keyd: Keyd;
 const clients: KeydClient[] = [];
 const servers: EchoServer[] = [];
 
-/** A keyward echo server whose P-256 key is in keyd, reached with or without bound mode. */
-async function front(bound: boolean): Promise<EchoServer> {
+/** A keyward echo server whose P-256 key is in keyd, reached with or without bound mode (`mtls`: it asks for client certificates). */
+async function front(bound: boolean, mtls = false): Promise<EchoServer> {
   const client = await KeydClient.connect({ addresses: [`unix:${keyd.unixPath}`], bound, pingIntervalMs: 0 });
   clients.push(client);
   const key = await client.key({ serverName: 'localhost', keyType: 'ec-p256' });
-  const s = await startEchoServer({ certificates: [{ cert: pki.server['ecdsa-p256'].chainPem, key }] });
+  const s = await startEchoServer({ certificates: [{ cert: pki.server['ecdsa-p256'].chainPem, key }], ...(mtls ? { requestCert: true, ca: pki.ca.certPem } : {}) });
   servers.push(s);
   return s;
 }
@@ -67,8 +68,8 @@ test('bound front: openssl and node:tls handshake with TLS 1.3 (also after a Hel
   const o13 = parseOpensslOutput(await opensslClient(s.port, { ...base, args: ['-verify_return_error', '-tls1_3'] }));
   assert.equal(o13.handshakeOk, true);
   assert.equal(o13.protocol, 'TLSv1.3');
-  // A share only for ffdhe2048, which keyward does not do: it asks again, for x25519.
-  const hrr = parseOpensslOutput(await opensslClient(s.port, { ...base, args: ['-verify_return_error', '-tls1_3', '-groups', 'ffdhe2048:X25519'] }));
+  // A share only for ffdhe8192, which keyward does not do: it asks again, for x25519.
+  const hrr = parseOpensslOutput(await opensslClient(s.port, { ...base, args: ['-verify_return_error', '-tls1_3', '-groups', 'ffdhe8192:X25519'] }));
   assert.equal(hrr.handshakeOk, true);
   const o12 = parseOpensslOutput(await opensslClient(s.port, { ...base, args: ['-verify_return_error', '-tls1_2'] }));
   assert.equal(o12.handshakeOk, true);
@@ -85,6 +86,28 @@ test('bound front: openssl and node:tls handshake with TLS 1.3 (also after a Hel
     assert.equal(l.serverName, 'localhost');
   }
   assert.equal(s.sessions.some((x) => x.negotiated.helloRetry), true, 'one handshake went through a HelloRetryRequest');
+});
+
+test('bound front with mutual TLS: the signed transcript has the CertificateRequest; openssl -cert in TLS 1.3 and 1.2', async () => {
+  const before = (await auditLines()).length;
+  const s = await front(true, true);
+  const args = ['-verify_return_error', '-cert', pki.client.certPath, '-key', pki.client.keyPath];
+  const base = { servername: 'localhost', cafile: pki.ca.certPath };
+  for (const version of ['-tls1_3', '-tls1_2']) {
+    const o = parseOpensslOutput(await opensslClient(s.port, { ...base, args: [...args, version] }));
+    assert.equal(o.handshakeOk, true, version);
+  }
+  assert.equal(s.errors.length, 0);
+  assert.equal(s.sessions.length, 2);
+  for (const x of s.sessions) assert.equal(x.socket.authorized, true, 'the client certificate was verified');
+  const lines = (await auditLines()).slice(before);
+  assert.deepEqual(
+    lines.map((l) => [l.outcome, l.bound, l.purpose]),
+    [
+      ['ok', true, 'tls13-server-certificate-verify'],
+      ['ok', true, 'tls12-server-key-exchange'],
+    ],
+  );
 });
 
 test('a front that does not send the messages is refused; so is a name the key does not serve', async () => {

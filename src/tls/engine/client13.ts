@@ -112,6 +112,8 @@ export class Client13Handshake implements Handshake {
   private readonly random: Uint8Array;
   private readonly sessionId: Uint8Array;
   private offeredExtensions: readonly number[] = [];
+  /** The messages hashed so far, for a key holder that checks what it signs (bound mode). */
+  private readonly hashedMessages: Uint8Array[] = [];
   private compatCcsSent = false;
 
   constructor(
@@ -216,7 +218,7 @@ export class Client13Handshake implements Handshake {
     if (st.name === 'awaitServerHello') {
       const info = suiteInfo(suite)!;
       n = { suite: info, transcript: new Transcript(info.hash) };
-      n.transcript.update(st.hello1);
+      this.hash(n, st.hello1);
     } else {
       if (st.n.suite.suite !== suite) throw illegalParameter('ServerHello changed the cipher suite of the HelloRetryRequest');
       n = st.n;
@@ -236,7 +238,7 @@ export class Client13Handshake implements Handshake {
     if (share.group !== st.kx.group) throw illegalParameter('server key share is not for the group of our share');
     info.group = share.group;
     const shared = st.kx.computeSharedSecret(share.keyExchange);
-    n.transcript.update(msg.raw);
+    this.hash(n, msg.raw);
     const h = n.suite.hash;
     const hs = tls13HandshakeSecrets(h, tls13EarlySecret(h), shared, n.transcript.current());
     shared.fill(0);
@@ -256,11 +258,11 @@ export class Client13Handshake implements Handshake {
     if (group === kx.group) throw illegalParameter('HelloRetryRequest for the group we already sent a share for');
     if (group !== undefined && !this.config.groups.includes(group as NamedGroup)) throw illegalParameter('HelloRetryRequest for a group that was not offered');
     n.transcript.replaceWithMessageHash();
-    n.transcript.update(msg.raw);
+    this.hash(n, msg.raw);
     this.host.info.helloRetry = true;
     this.sendCompatCcs();
     const next = group === undefined ? kx : this.host.keyShareFactory(group as NamedGroup);
-    n.transcript.update(this.sendClientHello(next, sh.cookie));
+    this.hash(n, this.sendClientHello(next, sh.cookie));
     this.state = { name: 'awaitServerHelloAfterRetry', kx: next, n };
   }
 
@@ -295,7 +297,7 @@ export class Client13Handshake implements Handshake {
       if (ee.recordSizeLimit < 64) throw illegalParameter('record_size_limit below 64');
       this.host.record.maxSendFragment = Math.min(1 << 14, ee.recordSizeLimit - 1);
     }
-    s.transcript.update(msg.raw);
+    this.hash(s, msg.raw);
     this.state = { name: 'awaitCertificateOrRequest', s };
   }
 
@@ -304,7 +306,7 @@ export class Client13Handshake implements Handshake {
   private handleCertificateRequest(msg: HandshakeMessage, s: Session): void {
     const cr: CertificateRequest13 = parseCertificateRequest13(msg.body);
     if (cr.context.length !== 0) throw illegalParameter('certificate_request_context must be empty during the handshake');
-    s.transcript.update(msg.raw);
+    this.hash(s, msg.raw);
     const key = this.config.certificate;
     const scheme = key?.schemes.find((c) => cr.signatureAlgorithms.includes(c) && schemeInfo(c)!.tls13);
     this.state = { name: 'awaitCertificate', s, auth: { context: cr.context, cert: key && scheme !== undefined ? { key, scheme } : undefined } };
@@ -319,7 +321,7 @@ export class Client13Handshake implements Handshake {
     if (cert.entries.length === 0) throw decodeError('server sent no certificate');
     const chain = cert.entries.map((e) => e.data);
     const leaf = readCertificate(chain[0], 'server');
-    s.transcript.update(msg.raw);
+    this.hash(s, msg.raw);
     this.host.info.peerCertificates = chain;
     const id = this.host.requestPeerVerification({ peer: 'server', chain, serverName: this.config.serverName });
     this.state = { name: 'verifyingServer', s, auth, server: { chain, leaf }, id };
@@ -342,7 +344,7 @@ export class Client13Handshake implements Handshake {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'server CertificateVerify does not verify against its certificate');
     }
     this.host.info.signatureScheme = cv.scheme;
-    st.s.transcript.update(msg.raw);
+    this.hash(st.s, msg.raw);
     this.state = { name: 'awaitFinished', s: st.s, auth: st.auth };
   }
 
@@ -354,7 +356,7 @@ export class Client13Handshake implements Handshake {
     const expected = tls13FinishedVerifyData(h, s.server, s.transcript.current());
     const got = parseFinished(msg.body, expected.length);
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'server Finished does not verify');
-    s.transcript.update(msg.raw);
+    this.hash(s, msg.raw);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished spans a key change');
     const a = tls13ApplicationSecrets(h, s.handshakeSecret, s.transcript.current());
     const app: AppSecrets = { client: a.clientApplicationTraffic, server: a.serverApplicationTraffic, exporter: a.exporterMaster };
@@ -366,7 +368,12 @@ export class Client13Handshake implements Handshake {
     // 4.4.3: the client's CertificateVerify, signed by its key holder.
     const { key, scheme } = auth.cert;
     const input = certificateVerifyContent(s.transcript.current(), 'client');
-    const context: OperationContext = { ...this.host.operationContext(), tlsVersion: 'TLSv1.3', purpose: 'tls13-client-certificate-verify' };
+    const context: OperationContext = {
+      ...this.host.operationContext(),
+      tlsVersion: 'TLSv1.3',
+      purpose: 'tls13-client-certificate-verify',
+      handshakeMessages: [...this.hashedMessages],
+    };
     this.host.info.clientSignatureScheme = scheme;
     const opId = this.host.requestKeyOperation({ kind: 'sign', key: key.key, scheme, message: input, context });
     this.state = { name: 'signing', opId, s, app, cert: key, scheme, input };
@@ -381,6 +388,8 @@ export class Client13Handshake implements Handshake {
   }
 
   private sendClientFinished(s: Session, app: AppSecrets): void {
+    // Kept only for the key holder's request; the connection may live long.
+    this.hashedMessages.length = 0;
     const h = s.suite.hash;
     this.sendMessage(s, encodeFinished(tls13FinishedVerifyData(h, s.client, s.transcript.current())));
     this.host.flush();
@@ -389,8 +398,14 @@ export class Client13Handshake implements Handshake {
     this.host.handshakeComplete({ version: 'TLSv1.3', hash: h, aead: s.suite.aead, readSecret: app.server, writeSecret: app.client, exporterMaster: app.exporter });
   }
 
+  /** Hashes a message into the transcript, and keeps it for a key holder that checks what it signs (bound mode). */
+  private hash(n: Negotiated, raw: Uint8Array): void {
+    n.transcript.update(raw);
+    this.hashedMessages.push(raw);
+  }
+
   private sendMessage(s: Session, raw: Uint8Array): void {
-    s.transcript.update(raw);
+    this.hash(s, raw);
     this.host.sendHandshake(raw);
   }
 }
