@@ -22,10 +22,9 @@ export interface OperationContext {
   /** Opaque per-connection id, for correlating audit lines with front logs. */
   connectionId?: string;
   /**
-   * The handshake messages a signature input derives from, whole with their headers (TLS
-   * 1.3: ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions,
-   * Certificate; TLS 1.2: ClientHello, ServerHello). Public data. keyd in bound mode
-   * recomputes the input from them (boundSignInput.ts); other holders ignore them.
+   * The handshake messages a signature input derives from, whole with their headers, in
+   * transcript order (per purpose: see boundSignInput.ts). Public data. keyd in bound mode
+   * recomputes the input from them; other holders ignore them.
    */
   handshakeMessages?: readonly Uint8Array[];
 }

@@ -2,11 +2,14 @@
  * keyward's client engine against keyward's server engine, sans-IO, with client
  * authentication in TLS 1.3 and 1.2: the key operations and peer verifications both sides
  * ask for, and what the signing policy makes of the client's signature inputs (the TLS 1.2
- * client CertificateVerify only when a holder opts in).
+ * client CertificateVerify only when a holder opts in), and what keyd's bound mode makes of
+ * the handshake messages each side sends with its signature request.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { LocalKey } from '../../src/keys/localKey.js';
+import { checkBoundSignInput, type BoundKey } from '../../src/keys/boundSignInput.js';
 import { checkSignInput } from '../../src/keys/signingPolicy.js';
 import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { certifiedKey } from '../../src/tls/engine/certificates.js';
@@ -41,6 +44,7 @@ async function answer(conn: TlsConnection, seen: Seen): Promise<void> {
 async function loop(
   version: 'TLSv1.3' | 'TLSv1.2',
   groups?: readonly NamedGroup[],
+  serverGroups = groups,
 ): Promise<{ client: TlsClientConnection; server: TlsServerConnection; c: Seen; s: Seen }> {
   const pki = await getPki();
   const server = new TlsServerConnection(
@@ -48,7 +52,7 @@ async function loop(
       certificates: [certifiedKey(pki.server['ecdsa-p256'].chainPem, new LocalKey(pki.server['ecdsa-p256'].keyPem))],
       clientAuth: { certificateAuthorities: [] },
       maxVersion: version,
-      groups,
+      groups: serverGroups,
     }),
   );
   const client = new TlsClientConnection(resolveClientConfig({ serverName: 'localhost', groups, certificate: certifiedKey(pki.client.chainPem, new LocalKey(pki.client.keyPem)) }));
@@ -103,5 +107,51 @@ describe('client engine against server engine, with client certificates', () => 
     // Anything else stays refused: a truncated sequence, or other data.
     assert.equal(checkSignInput(t12.message.subarray(0, t12.message.length - 1), t12.scheme, undefined, { tls12ClientCertificateVerify: true }).ok, false);
     assert.equal(checkSignInput(Buffer.from('{"sub":"admin"}'), t12.scheme, undefined, { tls12ClientCertificateVerify: true }).ok, false);
+  });
+});
+
+describe('bound mode: the handshake messages each side sends with its signature request', () => {
+  const boundKey = (chainPem: string, servesName: (n: string) => boolean = () => false): BoundKey => ({
+    spki: new X509Certificate(chainPem).publicKey.export({ type: 'spki', format: 'der' }),
+    servesName,
+  });
+  const check = (r: SignRequest, key: BoundKey) => checkBoundSignInput(r.message, r.context.purpose!, r.context.handshakeMessages ?? [], key);
+  const otherKey: BoundKey = { spki: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }), servesName: () => true };
+
+  const cases = [
+    { name: 'TLS 1.3', version: 'TLSv1.3' as const, types: [1, 2, 8, 13, 11, 15, 20, 11] },
+    // The client's share is for P-384, which the server does not take: it asks for x25519.
+    { name: 'TLS 1.3 after a HelloRetryRequest', version: 'TLSv1.3' as const, types: [1, 2, 1, 2, 8, 13, 11, 15, 20, 11], groups: [NamedGroup.secp384r1, NamedGroup.x25519], serverGroups: [NamedGroup.x25519] },
+    { name: 'TLS 1.2', version: 'TLSv1.2' as const, types: [1, 2, 11, 12, 13, 14, 11, 16] },
+  ];
+  for (const t of cases) {
+    it(`${t.name}: the client's request passes for the client key only; the server's (with its CertificateRequest) for the server key`, async () => {
+      const pki = await getPki();
+      const { client, c, s } = await loop(t.version, t.groups, t.serverGroups);
+      assert.ok(client.isConnected);
+      const [req] = c.signs;
+      assert.deepEqual(req.context.handshakeMessages?.map((m) => m[0]), t.types);
+      // A client key serves no name; the server's name is reported for the audit.
+      assert.deepEqual(check(req, boundKey(pki.client.chainPem)), { ok: true, serverName: 'localhost' });
+      const refusal = check(req, otherKey);
+      assert.ok(!refusal.ok && /client Certificate's leaf is not this key's certificate/.test(refusal.reason), JSON.stringify(refusal));
+      const changed = Uint8Array.from(req.message);
+      changed[changed.length - 1] ^= 1;
+      assert.equal(check({ ...req, message: changed }, boundKey(pki.client.chainPem)).ok, false);
+      const short = check({ ...req, context: { ...req.context, handshakeMessages: req.context.handshakeMessages!.slice(0, -1) } }, boundKey(pki.client.chainPem));
+      assert.ok(!short.ok && /^expected /.test(short.reason), JSON.stringify(short));
+      // The server signed with a CertificateRequest in its flight; TLS 1.3 binds it into the transcript.
+      const serverKey = boundKey(pki.server['ecdsa-p256'].chainPem, (n) => n === 'localhost');
+      assert.deepEqual(check(s.signs[0], serverKey), { ok: true, serverName: 'localhost' });
+      if (t.version === 'TLSv1.3') assert.ok(s.signs[0].context.handshakeMessages?.some((m) => m[0] === 13));
+    });
+  }
+
+  it('a server key is not a client key: its own messages, claimed as a client signature, are refused', async () => {
+    const pki = await getPki();
+    const { s } = await loop('TLSv1.3');
+    const r = s.signs[0];
+    const claimed = checkBoundSignInput(r.message, 'tls13-client-certificate-verify', r.context.handshakeMessages!, boundKey(pki.server['ecdsa-p256'].chainPem, () => true));
+    assert.ok(!claimed.ok && /^expected /.test(claimed.reason));
   });
 });

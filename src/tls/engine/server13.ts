@@ -290,7 +290,8 @@ export class Server13Handshake implements Handshake {
       ...host.operationContext(),
       tlsVersion: 'TLSv1.3',
       purpose: 'tls13-server-certificate-verify',
-      handshakeMessages: this.hashedMessages,
+      // A copy: the list is emptied once the signature is in, and a holder may keep the request.
+      handshakeMessages: [...this.hashedMessages],
     };
     const opId = host.requestKeyOperation({ kind: 'sign', key: cert.key, scheme: choice.scheme, message: input, context });
     const sig: PendingSignature = { opId, cert, scheme: choice.scheme, input };
