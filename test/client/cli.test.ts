@@ -2,13 +2,18 @@
  * `keyward connect`: stdin to the server, the server to stdout, the end of stdin not
  * closing the connection, the one "connected ..." line, exit codes (0 after close_notify,
  * 1 with the alert or on truncation); a client key in the key process against
- * `keyward serve --client-ca --require-client-cert`, whose page names the client.
+ * `keyward serve --client-ca --require-client-cert`, whose page names the client; a client
+ * key in keyd with `--keyd-bound` against a node:tls server asking for certificates, in TLS
+ * 1.3 and 1.2 (without it, a keyd that requires bound mode refuses).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
+import { join } from 'node:path';
 import { after, before, it } from 'node:test';
+import { LocalKey } from '../../src/keys/localKey.js';
+import { startTestKeyd, tempDir } from '../support/keydFixture.js';
 import { KEYWARD_BIN, runKeyward, startServe, type KeywardChild } from '../support/keywardCli.js';
 import { runProcess, type RunResult } from '../support/processes.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
@@ -99,4 +104,27 @@ it('a client key in the key process, accepted by keyward serve --client-ca --req
   const refused = await connectCli([`localhost:${serve.port}`, '--ca', pki.ca.certPath], request);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /received certificate_required/);
+});
+
+it('a client key in keyd with --keyd-bound: TLS 1.3 and 1.2 accepted by a node:tls server with requestCert; without it, refused', async () => {
+  const root = await tempDir('connect-keyd-');
+  closers.push(() => root.cleanup());
+  const { keyd } = await startTestKeyd(
+    root.dir,
+    undefined,
+    { listen: { unix: join(root.dir, 'keyd.sock') }, clients: [{ id: 'unix', keys: ['*'], bound: true }] },
+    { keys: [{ ops: new LocalKey(pki.client.keyPem), serverNames: [] }] },
+  );
+  closers.push(() => keyd.close());
+  const port = await server((c) => c.once('data', () => c.end(`hello ${String(c.getPeerCertificate().subject.CN)}\n`)), { requestCert: true, rejectUnauthorized: true, ca: pki.ca.certPem });
+  const args = [`localhost:${port}`, '--ca', pki.ca.certPath, '--cert', pki.client.chainPath, '--keyd', `unix:${keyd.unixPath}`];
+  for (const version of ['1.3', '1.2']) {
+    const run = await connectCli([...args, '--keyd-bound', '--tls-version', version], 'x\n');
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'hello keyward-test-client\n');
+    assert.match(run.stderr, new RegExp(`^connected version=TLSv${version.replace('.', '\\.')} `, 'm'));
+  }
+  const refused = await connectCli([...args, '--tls-version', '1.2'], 'x\n');
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /internal_error/);
 });
