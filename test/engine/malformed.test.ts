@@ -94,8 +94,8 @@ test('ClientHello: TLS 1.2 only with TLS 1.3 suites only is handshake_failure', 
 test('ClientHello: SSL 3.0 without supported_versions is protocol_version', () => expectAlert(clientHelloRecord({ legacyVersion: 0x0300, extensions: noExt(43) }), A.protocol_version));
 test('ClientHello: TLS 1.0 without extensions is protocol_version', () => expectAlert(clientHelloRecord({ legacyVersion: 0x0301, extensions: undefined }), A.protocol_version));
 test('ClientHello: no common cipher suite is handshake_failure', () => expectAlert(clientHelloRecord({ cipherSuites: [0xc02b, 0x009c] }), A.handshake_failure));
-test('ClientHello: no common group is handshake_failure', () =>
-  expectAlert(clientHelloRecord({ extensions: [...noExt(51).filter((e) => e.type !== 10), ext.supportedGroups([0x0100]), ext.keyShare([])] }), A.handshake_failure));
+test('ClientHello: no common group (ffdhe8192, a GREASE value) is handshake_failure', () =>
+  expectAlert(clientHelloRecord({ extensions: [...noExt(51).filter((e) => e.type !== 10), ext.supportedGroups([0x0104, 0x0a0a]), ext.keyShare([])] }), A.handshake_failure));
 test('ClientHello: no common signature scheme is handshake_failure', () =>
   expectAlert(clientHelloRecord({ extensions: [...noExt(13), ext.signatureAlgorithms([0x0401, 0x0201])] }), A.handshake_failure));
 test('ClientHello: no ALPN overlap is no_application_protocol', () =>

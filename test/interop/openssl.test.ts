@@ -193,6 +193,25 @@ describe('openssl s_client: HelloRetryRequest', () => {
   });
 });
 
+describe('openssl s_client offering only a group late in the default preference (issue 16)', () => {
+  for (const [groups, name] of [
+    ['P-521', 'P-521'],
+    ['ffdhe2048', 'ffdhe2048'],
+    ['ffdhe3072', 'ffdhe3072'],
+  ] as const) {
+    it(`-groups ${groups} negotiates ${name} with the default groups (no HelloRetryRequest)`, async () => {
+      const server = serverFor('ecdsa-p256');
+      const mark = server.mark();
+      const { run, summary, sent } = await opensslEcho(server.port, ['-groups', groups]);
+      const why = describeRun(run);
+      assert.equal(summary.handshakeOk, true, why);
+      assert.equal(summary.group, name, why);
+      assert.match(run.stdout, new RegExp(sent), why);
+      assert.equal(onlySession(server, mark).negotiated.helloRetry, undefined);
+    });
+  }
+});
+
 /** KeyUpdate messages s_client -msg printed in one direction: their request_update byte each. */
 function keyUpdatesSeen(stdout: string, direction: '<<<' | '>>>'): number[] {
   const re = new RegExp(`^${direction} TLS 1\\.3, Handshake \\[length 0005\\], KeyUpdate\\n\\s+18 00 00 01 (0[01])`, 'gm');

@@ -1,5 +1,5 @@
 import { CipherSuite } from '../crypto/cipherSuites.js';
-import { NamedGroup } from '../crypto/groups.js';
+import { NamedGroup, recommendedGroupPreference } from '../crypto/groups.js';
 import { SignatureScheme } from '../crypto/signatureSchemes.js';
 
 /**
@@ -43,10 +43,13 @@ export const TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS = NamedGroup.secp256r1;
 export const MAX_RENEGOTIATION_ATTEMPTS = 8;
 
 /**
- * Groups in server preference. X25519 is fastest and what every current client sends a
- * share for, so it avoids a HelloRetryRequest; the NIST curves follow for policy needs.
+ * Groups in preference order, measured per Node version (recommendedGroupPreference, from
+ * bench/groups.ts): X25519MLKEM768 first where node:crypto has ML-KEM (Node 24.7+; browsers
+ * send its share first), else x25519 first with the hybrid second (the JS ML-KEM costs ~5x);
+ * then the classical curves by cost, P-521 and the RFC 7919 FFDHE groups last, so a client
+ * that offers only those is still served (issue 16).
  */
-export const DEFAULT_GROUPS: readonly NamedGroup[] = [NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1, NamedGroup.x448];
+export const DEFAULT_GROUPS: readonly NamedGroup[] = recommendedGroupPreference().groups;
 
 /**
  * Signature schemes keyward accepts from a peer (a server's CertificateVerify or
