@@ -12,6 +12,7 @@ import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { groupWithHybridClient } from '../support/expectedGroup.js';
 import { tempDir } from '../support/keydFixture.js';
 import { KEYWARD_BIN, startKeyward, type KeywardChild } from '../support/keywardCli.js';
 import { processAlive, runProcess } from '../support/processes.js';
@@ -90,7 +91,7 @@ describe('keyward demo', { timeout: 180_000 }, () => {
       assert.equal(res?.status(), 200);
       const connection = tab.locator('#connection');
       const text = await connection.innerText();
-      for (const v of ['TLSv1.3', 'TLS_AES_128_GCM_SHA256', 'x25519', 'ecdsa_secp256r1_sha256', 'http/1.1', 'localhost']) assert.ok(text.includes(v), `${v} on the page:\n${text}`);
+      for (const v of ['TLSv1.3', 'TLS_AES_128_GCM_SHA256', groupWithHybridClient, 'ecdsa_secp256r1_sha256', 'http/1.1', 'localhost']) assert.ok(text.includes(v), `${v} on the page:\n${text}`);
       assert.match(await tab.locator('#key').innerText(), /keyd, pid \d+/);
       const shotPath = join(root.dir, 'demo.png');
       const shot = await tab.screenshot({ path: shotPath, fullPage: true });

@@ -16,6 +16,7 @@ import { localKey } from '../../src/keys/localKey.js';
 import { decodeProxyV2, encodeProxyV2, ProxyHeaderError } from '../../src/proxy/proxyProtocol.js';
 import { KeywardProxy } from '../../src/proxy/proxyServer.js';
 import { pino } from 'pino';
+import { groupWithNodeTlsClient } from '../support/expectedGroup.js';
 import { metricValue } from '../support/keydFixture.js';
 import { connectTls, echoHandler, freePort, makeProxyPki, readAll, sha256, startTestProxy, startUpstream, waitFor, type ProxyPki } from './harness.js';
 
@@ -69,7 +70,7 @@ describe('keyward proxy (in process)', () => {
       assert.equal(line.keyHolder, 'local');
       const text = await proxy.metrics.registry.metrics();
       assert.equal(metricValue(text, 'keyward_proxy_bytes_total', { direction: 'from_client' }), SIZE);
-      assert.equal(metricValue(text, 'keyward_proxy_handshakes_total', { version: 'TLSv1.3', group: 'x25519', key_holder: 'local', outcome: 'ok' }), 1);
+      assert.equal(metricValue(text, 'keyward_proxy_handshakes_total', { version: 'TLSv1.3', group: groupWithNodeTlsClient, key_holder: 'local', outcome: 'ok' }), 1);
       assert.equal(metricValue(text, 'keyward_proxy_key_operation_seconds_count', { key_holder: 'local', operation: 'sign', outcome: 'ok' }), 1);
       assert.equal(metricValue(text, 'keyward_proxy_open_connections'), 0);
     } finally {
@@ -95,7 +96,7 @@ describe('keyward proxy (in process)', () => {
       assert.equal(header.alpn, 'http/1.1');
       assert.equal(header.tls?.version, 'TLSv1.3');
       assert.equal(header.tls?.cipher, 'TLS_AES_128_GCM_SHA256');
-      assert.equal(header.tls?.group, 'x25519');
+      assert.equal(header.tls?.group, groupWithNodeTlsClient);
       assert.equal(header.tls?.signatureScheme, 'ecdsa_secp256r1_sha256');
       assert.equal(h.authority, 'example.test');
       await waitFor(() => lines.connections.length === 1, 'the access log line');
