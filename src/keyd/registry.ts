@@ -6,7 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { CertificateKey, OperationContext } from '../keys/keyOperations.js';
-import { keyKindOf, type KeyKind, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { keyKindOf, schemeFitsVersion, type KeyKind, type SignatureScheme, type TlsVersion } from '../tls/crypto/signatureSchemes.js';
 import type { KeyInfo, KeySelector } from './protocol.js';
 
 /**
@@ -122,11 +122,13 @@ export class KeyRegistry {
 
   /**
    * The keys a selector names. By id: that key. By name: every key serving it; with
-   * `scheme`, only those that can produce it.
+   * `scheme`, only those that can produce it in `version` (see schemeFitsVersion).
    */
-  select(sel: KeySelector, scheme?: number): RegisteredKey[] {
+  select(sel: KeySelector, scheme?: number, version: TlsVersion = 'TLSv1.3'): RegisteredKey[] {
     const found = 'keyId' in sel ? [this.get(sel.keyId)].filter((k): k is RegisteredKey => k !== undefined) : this.byName(sel.serverName);
-    return scheme === undefined || 'keyId' in sel ? found : found.filter((k) => k.schemes.includes(scheme));
+    if (scheme === undefined || 'keyId' in sel) return found;
+    // Keys whose own curve the scheme names come before those that sign it only as TLS 1.2 allows.
+    return [...found.filter((k) => k.schemes.includes(scheme)), ...found.filter((k) => !k.schemes.includes(scheme) && schemeFitsVersion(k.schemes, scheme, version))];
   }
 }
 

@@ -10,8 +10,8 @@ import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
 import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput, type AcceptedDelegation, type DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { InlineSignBudget } from '../keys/inlineSignBudget.js';
-import { checkSignInput } from '../keys/signingPolicy.js';
-import { schemeName, schemesForKey, verifySignature } from '../tls/crypto/signatureSchemes.js';
+import { checkSignInput, versionOfPurpose } from '../keys/signingPolicy.js';
+import { schemeFitsVersion, schemeName, schemesForKey, verifySignature, verifySignature12, type TlsVersion } from '../tls/crypto/signatureSchemes.js';
 import type { AuditLog, AuditRecord } from './audit.js';
 import type { Authorizer, Grant, PeerIdentity } from './authz.js';
 import { keyLabel, type KeydMetrics } from './metrics.js';
@@ -355,13 +355,13 @@ export class KeydService {
   }
 
   /** Finds the key for a request and checks the peer may use it. */
-  #pickKey(sel: KeySelector, grant: Grant, rec: AuditRecord, scheme?: number): RegisteredKey {
-    return this.#allowedKeys(sel, grant, rec, scheme)[0];
+  #pickKey(sel: KeySelector, grant: Grant, rec: AuditRecord, scheme?: number, version?: TlsVersion): RegisteredKey {
+    return this.#allowedKeys(sel, grant, rec, scheme, version)[0];
   }
 
   /** The keys a selector names that the peer may use (at least one, else it throws), newest first. */
-  #allowedKeys(sel: KeySelector, grant: Grant, rec: AuditRecord, scheme?: number): RegisteredKey[] {
-    const found = this.d.registry.select(sel, scheme);
+  #allowedKeys(sel: KeySelector, grant: Grant, rec: AuditRecord, scheme?: number, version?: TlsVersion): RegisteredKey[] {
+    const found = this.d.registry.select(sel, scheme, version);
     if (found.length === 0) {
       if (scheme !== undefined && 'serverName' in sel && this.d.registry.select(sel).length > 0) {
         throw this.#refuseInput('unsupported', `sign input refused: no key serving ${sel.serverName} fits ${schemeName(scheme)}`);
@@ -464,7 +464,7 @@ export class KeydService {
     rec.scheme = schemeName(req.scheme);
     this.#fillContext(rec, req.ctx);
     const grant = this.#grant(session);
-    const key = this.#pickKey(req.key, grant, rec, req.scheme);
+    const key = this.#pickKey(req.key, grant, rec, req.scheme, req.ctx.tlsVersion);
     this.#takeToken(grant);
     // The TLS 1.2 client CertificateVerify input has no fixed shape: only bound mode checks it.
     const bound = req.handshakeMessages !== undefined;
@@ -473,11 +473,13 @@ export class KeydService {
     if (!shape.ok) throw this.#refuseInput('refused', `sign input refused: ${shape.reason}`);
     rec.purpose = shape.purpose;
     // Answered 'unsupported' like a local key holder would, and counted and logged as a refused input.
-    if (!key.schemes.includes(req.scheme)) throw this.#refuseInput('unsupported', `sign input refused: ${schemeName(req.scheme)} does not fit key ${key.keyId} (${key.keyType})`);
+    // The input's shape, not the claimed context, says whether the scheme binds the curve.
+    const version = versionOfPurpose(shape.purpose);
+    if (!schemeFitsVersion(key.schemes, req.scheme, version)) throw this.#refuseInput('unsupported', `sign input refused: ${schemeName(req.scheme)} does not fit key ${key.keyId} (${key.keyType})`);
     if (bound || grant.bound) this.#checkBound(req, shape.purpose, key, rec);
-    const ctx: OperationContext = { ...req.ctx, purpose: shape.purpose };
+    const ctx: OperationContext = { ...req.ctx, purpose: shape.purpose, tlsVersion: version };
     const result = (sig: Uint8Array): Reply => {
-      if (key.verifyResults && !verifySignature(key.publicKey, req.scheme, req.message, sig)) {
+      if (key.verifyResults && !(version === 'TLSv1.2' ? verifySignature12 : verifySignature)(key.publicKey, req.scheme, req.message, sig)) {
         throw new KeyOperationError('internal', `key holder for ${key.keyId} returned a signature that does not verify`);
       }
       return { type: FrameType.RESULT, body: outputWriter(sig) };

@@ -27,7 +27,7 @@ export class StoreKey implements KeyOperations {
     this.schemes = this.#local.schemes;
     this.keyId = this.#local.keyId;
     this.signNow = this.#local.signNow;
-    if (inlineSignable(privateKey.asymmetricKeyDetails?.modulusLength)) this.signBlocking = (scheme, message) => this.#local.signBlocking(scheme, message);
+    if (inlineSignable(privateKey.asymmetricKeyDetails?.modulusLength)) this.signBlocking = (scheme, message, ctx) => this.#local.signBlocking(scheme, message, ctx);
     // One raw RSA private operation (about 1 ms for 2048 bits), on keyd's loop: node:crypto has no asynchronous form of it.
     this.decryptPremaster = this.#local.decryptPremaster;
   }

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { schemeName, schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { schemeFitsVersion, schemeName, schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import {
   DEFAULT_DC_MAX_VALIDITY_MS,
   checkDcMaxValidity,
@@ -553,7 +553,7 @@ export class KeyProcessKey extends KeyProcessHost implements KeyOperations, Dele
   }
 
   sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
-    if (!this.schemes.includes(scheme)) {
+    if (!schemeFitsVersion(this.schemes, scheme, ctx.tlsVersion)) {
       return Promise.reject(new KeyOperationError('unsupported', `signature scheme ${schemeName(scheme)} does not fit this key`));
     }
     // Never a handshake input; refusing here keeps an oversized frame off the channel.

@@ -15,7 +15,7 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { schemeFitsVersion, schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { InlineSignBudget, inlineSignable } from './inlineSignBudget.js';
 import { NON_DUMPABLE_POLICIES, makeNonDumpable, type HardeningResult, type NonDumpablePolicy } from './keyProcessHardening.js';
 import { DelegationRefusedError, checkDcMaxValidity, issueWithPrivateKey, type DelegationHolder } from './delegatedCredentialIssuer.js';
@@ -36,7 +36,7 @@ import {
   type Frame,
 } from './keyProcessProtocol.js';
 import { decryptPremasterImplicit } from './rsaPremaster.js';
-import { checkSignInput } from './signingPolicy.js';
+import { checkSignInput, versionOfPurpose } from './signingPolicy.js';
 import { parsePskFile } from './pskFile.js';
 
 /**
@@ -53,7 +53,7 @@ interface Job {
 
 class KeyServer {
   readonly #key: KeyObject;
-  readonly #schemes: ReadonlySet<number>;
+  readonly #schemes: readonly number[];
   readonly #out: FrameWriter;
   readonly #queue: Job[] = [];
   /** Ids handed to node:crypto and not finished; a cancelled one is removed so its result is dropped. */
@@ -70,7 +70,7 @@ class KeyServer {
     this.#dcMaxValidityMs = dcMaxValidityMs;
     this.#holder = { spki: createPublicKey(key).export({ type: 'spki', format: 'der' }), schemes };
     if (key.asymmetricKeyType === 'rsa' && inlineSignable(key.asymmetricKeyDetails?.modulusLength)) this.#inline = new InlineSignBudget();
-    this.#schemes = new Set(schemes);
+    this.#schemes = schemes;
     this.#out = out;
   }
 
@@ -126,10 +126,15 @@ class KeyServer {
     if (purpose === null) return this.#fail(job.id, 'bad-request', 'unknown signing purpose');
     if (message.length > MAX_OPERATION_INPUT) return this.#fail(job.id, 'refused', 'message too long for a handshake signature');
     const info = schemeInfo(scheme);
-    if (!info || !this.#schemes.has(scheme)) return this.#fail(job.id, 'unsupported', `signature scheme 0x${scheme.toString(16).padStart(4, '0')} does not fit this key`);
+    // The widest fit (TLS 1.2's) first: a scheme no version allows is 'unsupported' whatever the input.
+    if (!info || !schemeFitsVersion(this.#schemes, scheme, 'TLSv1.2')) return this.#fail(job.id, 'unsupported', `signature scheme 0x${scheme.toString(16).padStart(4, '0')} does not fit this key`);
     // The key process serves one local front, which may be a TLS 1.2 client with this key.
     const shape = checkSignInput(message, scheme, purpose, { tls12ClientCertificateVerify: true });
     if (!shape.ok) return this.#fail(job.id, 'refused', `refused: ${shape.reason}`);
+    // The input's shape says the TLS version, and so whether an ECDSA scheme binds the curve.
+    if (!schemeFitsVersion(this.#schemes, scheme, versionOfPurpose(shape.purpose))) {
+      return this.#fail(job.id, 'unsupported', `signature scheme ${info.name} does not fit this key`);
+    }
 
     const params = cryptoParams(info, this.#key);
     const sign = (): Buffer => cryptoSign(params.algorithm, message, params.key);

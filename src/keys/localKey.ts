@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { SignatureScheme, cryptoParams, schemeInfo, schemesForKey } from '../tls/crypto/signatureSchemes.js';
+import { SignatureScheme, cryptoParams, schemeFitsVersion, schemeInfo, schemesForKey } from '../tls/crypto/signatureSchemes.js';
 import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
 import { keyIdOf } from './keyId.js';
 import { decryptPremasterImplicit } from './rsaPremaster.js';
@@ -32,7 +32,7 @@ export class LocalKey implements KeyOperations {
     if (this.schemes.length === 0) throw new Error(`unsupported key type ${key.asymmetricKeyType}`);
     this.keyId = keyIdOf(this.publicKey);
     if (key.asymmetricKeyType !== 'rsa') {
-      this.signNow = (scheme, message) => this.signBlocking(scheme, message);
+      this.signNow = (scheme, message, ctx) => this.signBlocking(scheme, message, ctx);
     } else {
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
         if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
@@ -60,7 +60,7 @@ export class LocalKey implements KeyOperations {
     }
     let p: ReturnType<typeof cryptoParams>;
     try {
-      p = this.#params(scheme);
+      p = this.#params(scheme, ctx);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -75,15 +75,16 @@ export class LocalKey implements KeyOperations {
     });
   }
 
-  #params(scheme: SignatureScheme): ReturnType<typeof cryptoParams> {
+  #params(scheme: SignatureScheme, ctx?: OperationContext): ReturnType<typeof cryptoParams> {
     const info = schemeInfo(scheme);
-    if (!info || !this.schemes.includes(scheme)) throw new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`);
+    // Without a context the scheme must fit as TLS 1.3 has it (curve-bound).
+    if (!info || !schemeFitsVersion(this.schemes, scheme, ctx?.tlsVersion ?? 'TLSv1.3')) throw new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`);
     return cryptoParams(info, this.#privateKey);
   }
 
   /** Signs on the calling thread (see {@link KeyOperations.signBlocking}). */
-  signBlocking(scheme: SignatureScheme, message: Uint8Array): Uint8Array {
-    const p = this.#params(scheme);
+  signBlocking(scheme: SignatureScheme, message: Uint8Array, ctx?: OperationContext): Uint8Array {
+    const p = this.#params(scheme, ctx);
     let sig: Buffer;
     try {
       sig = cryptoSign(p.algorithm, message, p.key);

@@ -12,7 +12,7 @@ import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pkcs11js from 'pkcs11js';
-import { SignatureScheme, schemeInfo, schemesForKey, keyKindOf } from '../tls/crypto/signatureSchemes.js';
+import { SignatureScheme, schemeFitsVersion, schemeInfo, schemesForKey, schemesForVersion, keyKindOf } from '../tls/crypto/signatureSchemes.js';
 import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
 import { keyIdOf } from './keyId.js';
 import { acquirePkcs11Module, ckrName, resolvePkcs11ModulePath, type Pkcs11Module } from './pkcs11Module.js';
@@ -285,7 +285,8 @@ function planSchemes(publicKey: KeyObject, mechs: Set<number>, canSign: boolean,
   if (!canSign) return plans;
   const kind = keyKindOf(publicKey);
   const rsaBytes = Math.ceil((publicKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8);
-  for (const scheme of schemesForKey(publicKey)) {
+  // An EC key gets a plan for every ECDSA hash: TLS 1.2 lets it sign with any of them.
+  for (const scheme of schemesForVersion(schemesForKey(publicKey), 'TLSv1.2')) {
     const info = schemeInfo(scheme)!;
     const h = info.hash ? hashMech[info.hash] : null;
     let plan: SignPlan | undefined;
@@ -335,7 +336,8 @@ export class Pkcs11Key implements KeyOperations {
   constructor(parts: { publicKey: KeyObject; plans: Map<SignatureScheme, SignPlan>; pool: Pkcs11WorkerPool; module: Pkcs11Module; session: Buffer; info: Pkcs11KeyInfo; decrypt: boolean }) {
     this.publicKey = parts.publicKey;
     this.#plans = parts.plans;
-    this.schemes = [...parts.plans.keys()];
+    const own = schemesForKey(parts.publicKey);
+    this.schemes = [...parts.plans.keys()].filter((s) => own.includes(s));
     this.keyId = keyIdOf(parts.publicKey);
     this.info = parts.info;
     this.#pool = parts.pool;
@@ -360,9 +362,9 @@ export class Pkcs11Key implements KeyOperations {
    * KeyOperationError: 'unsupported' (scheme not offered), 'aborted' (at once, even while
    * the token is working), 'unavailable' (key closed, token gone), 'internal'.
    */
-  async sign(scheme: SignatureScheme, message: Uint8Array, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+  async sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
     const plan = this.#plans.get(scheme);
-    if (!plan) throw new KeyOperationError('unsupported', `scheme ${schemeInfo(scheme)?.name ?? scheme} does not fit this key or token`);
+    if (!plan || !schemeFitsVersion(this.schemes, scheme, ctx.tlsVersion)) throw new KeyOperationError('unsupported', `scheme ${schemeInfo(scheme)?.name ?? scheme} does not fit this key or token`);
     if (!(message instanceof Uint8Array) || message.length > MAX_MESSAGE) throw new KeyOperationError('bad-request', 'message must be a byte array of at most 1 MiB');
     if (signal.aborted) throw new KeyOperationError('aborted', 'operation aborted');
     let data: Uint8Array = message;

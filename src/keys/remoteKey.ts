@@ -14,7 +14,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { schemeFitsVersion, schemesForKey, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import {
   CONNECTION_REQUEST_ID,
   DEFAULT_MAX_FRAME_BYTES,
@@ -685,7 +685,7 @@ export class RemoteKey implements KeyOperations, PskOperations, DelegatedCredent
   }
 
   async sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
-    if (!this.schemes.includes(scheme)) throw new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`);
+    if (!schemeFitsVersion(this.schemes, scheme, ctx.tlsVersion)) throw new KeyOperationError('unsupported', `scheme ${scheme} does not fit this key`);
     const handshakeMessages = this.client.bound ? ctx.handshakeMessages : undefined;
     const body = signRequestWriter({ key: { keyId: this.keyId }, scheme, message, ctx, ...(handshakeMessages ? { handshakeMessages } : {}) });
     return decodeOutput(await this.client.request(FrameType.SIGN, body, { signal, deadlineMs: this.deadlineMs }));

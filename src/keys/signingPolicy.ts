@@ -1,4 +1,4 @@
-import { SignatureScheme, schemeInfo } from '../tls/crypto/signatureSchemes.js';
+import { SignatureScheme, schemeInfo, type TlsVersion } from '../tls/crypto/signatureSchemes.js';
 import { CERTIFICATE_VERIFY_CONTEXT } from '../tls/wire/handshake.js';
 import type { SignPurpose } from './keyOperations.js';
 
@@ -98,4 +98,9 @@ export function checkSignInput(message: Uint8Array, scheme: SignatureScheme, cla
   if (claimed && claimed !== purpose) return { ok: false, reason: `input is ${purpose}, not ${claimed}` };
   if (purpose.startsWith('tls13-') && !info.tls13) return { ok: false, reason: `${info.name} is not allowed in TLS 1.3` };
   return { ok: true, purpose };
+}
+
+/** The TLS version a signature input belongs to: it decides whether an ECDSA scheme binds the curve. */
+export function versionOfPurpose(purpose: SignPurpose): TlsVersion {
+  return purpose.startsWith('tls12-') ? 'TLSv1.2' : 'TLSv1.3';
 }

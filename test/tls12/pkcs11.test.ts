@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openPkcs11Key, type Pkcs11Key } from '../../src/keys/pkcs11Key.js';
+import { SignatureScheme, verifySignature12 } from '../../src/tls/crypto/signatureSchemes.js';
 import { tempDir } from '../support/keydFixture.js';
 import { issueCertificateFor, startServe, type KeywardChild } from '../support/keywardCli.js';
 import { opensslClient, parseOpensslOutput } from '../support/peers.js';
@@ -50,6 +51,8 @@ describe('TLS 1.2 with keys in a SoftHSM2 token', { timeout: 120_000 }, () => {
     { cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256', groups: 'X25519:P-256', sigalgs: 'ECDSA+SHA256', sig: /ECDSA/ },
     { cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384', groups: 'P-384', sigalgs: 'ECDSA+SHA384', sig: /ECDSA/ },
     { cipher: 'ECDHE-ECDSA-CHACHA20-POLY1305', groups: 'P-256', sigalgs: 'ECDSA+SHA256', sig: /ECDSA/ },
+    // No P-521 key: a token EC key signs with SHA-512 (TLS 1.2 ECDSA schemes name only the hash).
+    { cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256', groups: 'P-256', sigalgs: 'ECDSA+SHA512', sig: /ECDSA/ },
     { cipher: 'ECDHE-RSA-AES128-GCM-SHA256', sigalgs: 'RSA-PSS+SHA256', sig: /RSA-PSS/ },
     { cipher: 'ECDHE-RSA-AES256-GCM-SHA384', sigalgs: 'RSA+SHA384', sig: /^RSA$/ },
     { cipher: 'ECDHE-RSA-CHACHA20-POLY1305', groups: 'P-256' },
@@ -104,6 +107,20 @@ describe('TLS 1.2 with keys in a SoftHSM2 token', { timeout: 120_000 }, () => {
       }
       assert.equal(new Set(outs.map((o) => o.toString('hex'))).size, outs.length, 'each bad ciphertext gets its own random premaster');
       assert.ok(!outs.some((o) => o.equals(premaster)));
+    } finally {
+      await key.close();
+    }
+  });
+
+  it('openPkcs11Key: a P-256 key signs ecdsa_secp384r1_sha384 in TLS 1.2 and refuses it in TLS 1.3', async () => {
+    const key: Pkcs11Key = await openPkcs11Key({ uri: keys['ec-p256'].uri, module: token.module, pinFile: token.pinFile });
+    try {
+      const message = randomBytes(100);
+      const signal = new AbortController().signal;
+      const sig = await key.sign(SignatureScheme.ecdsa_secp384r1_sha384, message, { tlsVersion: 'TLSv1.2' }, signal);
+      assert.ok(verifySignature12(key.publicKey, SignatureScheme.ecdsa_secp384r1_sha384, message, sig));
+      assert.ok(!key.schemes.includes(SignatureScheme.ecdsa_secp384r1_sha384), 'the key offers only its own curve');
+      await assert.rejects(key.sign(SignatureScheme.ecdsa_secp384r1_sha384, message, { tlsVersion: 'TLSv1.3' }, signal), (e: Error & { code?: string }) => e.code === 'unsupported');
     } finally {
       await key.close();
     }

@@ -89,6 +89,27 @@ export function schemesForKey(key: KeyObject): SignatureScheme[] {
   return table.filter((s) => s.key === kind).map((s) => s.scheme);
 }
 
+export type TlsVersion = 'TLSv1.3' | 'TLSv1.2';
+
+/** The ECDSA code points, in the order TLS 1.2 offers the ones of other curves. */
+const ECDSA_SCHEMES: readonly SignatureScheme[] = table.filter((s) => s.key.startsWith('ec-')).map((s) => s.scheme);
+
+/**
+ * The schemes a key whose holder offers `schemes` (curve-bound, as {@link schemesForKey}
+ * lists them) may sign with in `version`. In TLS 1.3 an ECDSA scheme binds the curve; in
+ * TLS 1.2 it names only the hash (RFC 5246 7.4.1.4.1, RFC 8422 5.4), so an ECDSA key also
+ * signs with the other ECDSA schemes, after its own.
+ */
+export function schemesForVersion(schemes: readonly SignatureScheme[], version: TlsVersion): readonly SignatureScheme[] {
+  if (version !== 'TLSv1.2' || !schemes.some((s) => ECDSA_SCHEMES.includes(s))) return schemes;
+  return [...schemes, ...ECDSA_SCHEMES.filter((s) => !schemes.includes(s))];
+}
+
+/** Whether a key whose holder offers `schemes` may sign with `scheme` in `version` (see {@link schemesForVersion}). */
+export function schemeFitsVersion(schemes: readonly number[], scheme: number, version: TlsVersion): boolean {
+  return schemesForVersion(schemes as readonly SignatureScheme[], version).includes(scheme);
+}
+
 /** node:crypto sign/verify options for a scheme. */
 export function cryptoParams(info: SchemeInfo, key: KeyObject): { algorithm: string | null; key: { key: KeyObject; padding?: number; saltLength?: number; dsaEncoding?: 'der' } } {
   const k: { key: KeyObject; padding?: number; saltLength?: number; dsaEncoding?: 'der' } = { key };

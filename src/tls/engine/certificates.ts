@@ -1,6 +1,6 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { premasterDecryptionOf, type CertificateKey, type KeyOperations, type PremasterDecryption } from '../../keys/keyOperations.js';
-import { schemeInfo, schemeName, schemesForKey, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { schemeInfo, schemeName, schemesForKey, schemesForVersion, verifySignature, verifySignature12, type SignatureScheme, type TlsVersion } from '../crypto/signatureSchemes.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { TlsAlertError } from '../wire/errors.js';
 
@@ -92,7 +92,7 @@ export function chooseCertificate(
   certs: readonly CertifiedKey[],
   serverName: string | undefined,
   clientSchemes: readonly number[],
-  version: 'TLSv1.3' | 'TLSv1.2',
+  version: TlsVersion,
   unknownServerName: 'default' | 'reject',
 ): CertificateChoice {
   let candidates: readonly CertifiedKey[] = certs;
@@ -106,8 +106,15 @@ export function chooseCertificate(
       byName = true;
     } else if (unknownServerName === 'reject') return { ok: false, reason: 'unrecognized_name' };
   }
+  const usable = (s: SignatureScheme) => clientSchemes.includes(s) && (version === 'TLSv1.2' || schemeInfo(s)!.tls13);
   for (const cert of candidates) {
-    const scheme = cert.schemes.find((s) => clientSchemes.includes(s) && (version === 'TLSv1.2' || schemeInfo(s)!.tls13));
+    const scheme = cert.schemes.find(usable);
+    if (scheme !== undefined) return { ok: true, cert, scheme, byName };
+  }
+  // TLS 1.2 only: an EC key may also sign with another curve's ECDSA scheme, when no
+  // chain can sign with one of its own curve.
+  for (const cert of version === 'TLSv1.2' ? candidates : []) {
+    const scheme = schemesForVersion(cert.schemes, version).find(usable);
     if (scheme !== undefined) return { ok: true, cert, scheme, byName };
   }
   return { ok: false, reason: 'no_common_scheme' };
@@ -118,8 +125,9 @@ export function chooseCertificate(
  * holder (HSM, RSA-CRT fault) could leak the key through it, a wrong key would only fail
  * at the peer. Throws internal_error.
  */
-export function checkHolderSignature(cert: CertifiedKey, scheme: SignatureScheme, input: Uint8Array, signature: Uint8Array): void {
-  if (!verifySignature(cert.publicKey, scheme, input, signature)) {
+export function checkHolderSignature(cert: CertifiedKey, scheme: SignatureScheme, input: Uint8Array, signature: Uint8Array, version: TlsVersion): void {
+  const verify = version === 'TLSv1.2' ? verifySignature12 : verifySignature;
+  if (!verify(cert.publicKey, scheme, input, signature)) {
     throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(scheme)}) that does not verify against the certificate`);
   }
 }

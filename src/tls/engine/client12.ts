@@ -4,7 +4,7 @@ import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { groupSpec, isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
-import { keyKindOf, schemeInfo, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { keyKindOf, schemeInfo, schemesForVersion, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { encodeCertificateVerify } from '../wire/certificateVerify.js';
@@ -221,7 +221,7 @@ export class Client12Handshake implements Handshake {
     const cr = parseCertificateRequest12(msg.body);
     this.record(msg.raw);
     const key = this.config.certificate;
-    const scheme = key?.schemes.find((s) => cr.signatureAlgorithms.includes(s));
+    const scheme = key && schemesForVersion(key.schemes, 'TLSv1.2').find((s) => cr.signatureAlgorithms.includes(s));
     this.state = { name: 'awaitServerHelloDone', share, auth: { cert: key && scheme !== undefined ? { key, scheme } : undefined } };
   }
 
@@ -293,7 +293,7 @@ export class Client12Handshake implements Handshake {
   keyOperationResult(opId: number, result: Uint8Array): void {
     const st = this.state;
     if (st.name === 'signing' && st.opId === opId) {
-      checkHolderSignature(st.cert, st.scheme, st.input, result);
+      checkHolderSignature(st.cert, st.scheme, st.input, result, 'TLSv1.2');
       this.send(encodeCertificateVerify(st.scheme, result));
       return this.sendFinished(st.keys);
     }

@@ -382,7 +382,7 @@ export class Client13Handshake implements Handshake {
   keyOperationResult(opId: number, signature: Uint8Array): void {
     const st = this.state;
     if (st.name !== 'signing' || st.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
-    checkHolderSignature(st.cert, st.scheme, st.input, signature);
+    checkHolderSignature(st.cert, st.scheme, st.input, signature, 'TLSv1.3');
     this.sendMessage(st.s, encodeCertificateVerify(st.scheme, signature));
     this.sendClientFinished(st.s, st.app);
   }

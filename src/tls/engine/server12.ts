@@ -364,7 +364,7 @@ export class Server12Handshake implements Handshake {
     switch (st.name) {
       case 'awaitSignature': {
         if (st.opId !== opId) break;
-        checkHolderSignature(st.cert, st.scheme, st.input, result);
+        checkHolderSignature(st.cert, st.scheme, st.input, result, 'TLSv1.2');
         this.sendMessage(encodeServerKeyExchangeSigned(st.params, st.scheme, result));
         this.state = this.sendServerHelloDone({ kx: 'ECDHE', ecdhe: st.ecdhe });
         return;

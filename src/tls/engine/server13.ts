@@ -326,7 +326,7 @@ export class Server13Handshake implements Handshake {
     // The connection runs the deferred work (which moves to awaitSignature) before any result.
     if (st.name !== 'awaitSignature' || st.sig.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
     const { cert, scheme, input } = st.sig;
-    checkHolderSignature(cert, scheme, input, signature);
+    checkHolderSignature(cert, scheme, input, signature, 'TLSv1.3');
     const host = this.host;
     const h = this.suite.hash;
     // Kept only for the key holder's request (bound mode); the connection may live long.
