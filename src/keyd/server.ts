@@ -4,11 +4,12 @@
  * There is no unauthenticated transport. Metrics are served on a separate listener.
  */
 import type { KeyObject } from 'node:crypto';
-import { lstat, readFile, unlink, writeFile } from 'node:fs/promises';
-import { createConnection, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { KeyOperations } from '../keys/keyOperations.js';
+import { probeUnixSocketFile } from '../node/unixSocketFile.js';
 import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
 import { SyslogTlsSink } from './auditSink.js';
@@ -67,23 +68,10 @@ async function openStore(config: KeydConfig, kek: KekSource, logger: Logger): Pr
 
 /** Removes a stale socket file left by a keyd that died; refuses to touch a live one or a non-socket. */
 async function clearStaleSocket(path: string): Promise<void> {
-  let st;
-  try {
-    st = await lstat(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-  const live = await new Promise<boolean>((resolve) => {
-    const c = createConnection(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`${path} is in use by a running process`);
-  await unlink(path);
+  const found = await probeUnixSocketFile(path);
+  if (found === 'not-a-socket') throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  if (found === 'live') throw new Error(`${path} is in use by a running process`);
+  if (found === 'stale') await unlink(path);
 }
 
 /** Writes the audit key's public half (SPKI PEM) where the operator asked, if it is not there already. */

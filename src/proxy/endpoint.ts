@@ -1,8 +1,9 @@
 /**
  * Where the proxy listens and where it forwards: `HOST:PORT`, `[V6]:PORT`, or `unix:/path`.
  */
-import { lstat, unlink } from 'node:fs/promises';
-import { createConnection, isIP } from 'node:net';
+import { unlink } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { probeUnixSocketFile } from '../node/unixSocketFile.js';
 
 /** A TCP address or a Unix socket path. */
 export type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -35,15 +36,5 @@ export function formatEndpoint(e: Endpoint): string {
  * listen then fails with EADDRINUSE, naming the path).
  */
 export async function clearStaleSocket(path: string): Promise<void> {
-  const st = await lstat(path).catch(() => undefined);
-  if (!st?.isSocket()) return;
-  const live = await new Promise<boolean>((resolve) => {
-    const c = createConnection(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-  if (!live) await unlink(path).catch(() => undefined);
+  if ((await probeUnixSocketFile(path)) === 'stale') await unlink(path).catch(() => undefined);
 }

@@ -15,6 +15,7 @@ import { localKey } from '../../src/keys/localKey.js';
 import type { Endpoint } from '../../src/proxy/endpoint.js';
 import { decodeProxyV2, type DecodedProxyV2 } from '../../src/proxy/proxyProtocol.js';
 import { KeywardProxy, type ProxyGeneration } from '../../src/proxy/proxyServer.js';
+import type { KeywardChild } from '../support/keywardCli.js';
 
 /** A CA and two server certificates: `localhost` and `example.test` (+ `*.wild.test`). */
 export interface ProxyPki {
@@ -199,4 +200,13 @@ export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_0
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** The JSON log lines a keyward child printed on stdout so far. */
+export function logLines(child: KeywardChild): Array<Record<string, unknown>> {
+  return child
+    .stdout()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }

@@ -10,8 +10,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fetchText, metricValue } from '../support/keydFixture.js';
-import { runKeyward, startKeyward, type KeywardChild } from '../support/keywardCli.js';
-import { connectTls, echoHandler, makeProxyPki, waitFor, startUpstream, type ProxyPki, type TestUpstream } from './harness.js';
+import { runKeyward, startKeyward } from '../support/keywardCli.js';
+import { connectTls, echoHandler, makeProxyPki, waitFor, startUpstream, type ProxyPki, type TestUpstream, logLines } from './harness.js';
 
 const READY = /"listen":"127\.0\.0\.1:(\d+)".*"msg":"keyward proxy listening"/;
 
@@ -25,14 +25,6 @@ after(async () => {
   await up.close();
   await pki.cleanup();
 });
-
-function logLines(child: KeywardChild): Array<Record<string, unknown>> {
-  return child
-    .stdout()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 async function echo(s: import('node:tls').TLSSocket, text: string): Promise<string> {
   s.write(text);

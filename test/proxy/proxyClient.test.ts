@@ -16,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { createCa, issueCertificate } from '../../src/cli/pki.js';
 import { fetchText, metricValue } from '../support/keydFixture.js';
 import { startKeyward, type KeywardChild } from '../support/keywardCli.js';
-import { freePort, makeProxyPki, readAll, sha256, waitFor, type ProxyPki } from './harness.js';
+import { freePort, makeProxyPki, readAll, sha256, waitFor, type ProxyPki, logLines } from './harness.js';
 
 const READY = /"listen":"127\.0\.0\.1:(\d+)".*"msg":"keyward proxy listening"/;
 
@@ -29,14 +29,6 @@ after(async () => {
   for (const c of closers.reverse()) await c();
   await pki.cleanup();
 });
-
-function logLines(child: KeywardChild): Array<Record<string, unknown>> {
-  return child
-    .stdout()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 /** A node:tls server on 127.0.0.1:0; `onSecure` gets each established connection. */
 async function tlsServer(options: tls.TlsOptions, onSecure: (c: tls.TLSSocket) => void): Promise<number> {
