@@ -3,6 +3,7 @@ import { suiteInfo, type CipherSuite } from '../crypto/cipherSuites.js';
 import { isKnownGroup, type NamedGroup } from '../crypto/groups.js';
 import { schemeInfo } from '../crypto/signatureSchemes.js';
 import type { Extension } from '../wire/extensions.js';
+import type { ClientSession } from '../resumption/clientSession.js';
 import type { CertifiedKey } from './certificates.js';
 import { DEFAULT_GROUPS, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS12_SUITES, DEFAULT_TLS13_SUITES, VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 
@@ -48,6 +49,8 @@ export interface ClientConfig {
    * client still only accepts answers to what it can act on.
    */
   helloExtensions?: (built: Extension[]) => Extension[];
+  /** A session from an earlier connection (a `session` event) to offer for resumption. */
+  session?: ClientSession;
 }
 
 /** The options a user passes; everything has a default. */

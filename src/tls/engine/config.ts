@@ -2,6 +2,8 @@ import type { KeyOperations, PskOperations } from '../../keys/keyOperations.js';
 import { suiteInfo, type CipherSuite } from '../crypto/cipherSuites.js';
 import { isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { DEFAULT_GROUPS, DEFAULT_MAX_EARLY_DATA_SKIP, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS12_SUITES, DEFAULT_TLS13_SUITES } from './defaults.js';
+import type { SessionCache12 } from '../resumption/sessionCache12.js';
+import type { TicketKeyRing } from '../resumption/ticketKeys.js';
 import type { CertifiedKey } from './certificates.js';
 
 /** Where the engine gets randomness; tests inject a fixed one to replay RFC 8448. */
@@ -56,6 +58,17 @@ export interface ServerConfig {
   clientAuth?: ClientAuthConfig;
   /** Cookie to put in a HelloRetryRequest; the second ClientHello must echo it. */
   helloRetryCookie?: (clientHello1Hash: Uint8Array) => Uint8Array;
+  /**
+   * Seals and opens session tickets: TLS 1.3 NewSessionTicket (RFC 8446 4.6.1) and TLS 1.2
+   * RFC 5077 tickets. Absent: no tickets are issued and none are accepted.
+   */
+  ticketKeys?: TicketKeyRing;
+  /** TLS 1.3 NewSessionTickets sent after each handshake (default 2, as node:tls; 0: none). */
+  ticketCount: number;
+  /** TLS 1.2 resumption by session id; absent: session ids are not cached. */
+  sessionCache12?: SessionCache12;
+  /** Accept TLS 1.3 psk_ke (resumption without (EC)DHE, no forward secrecy). Default false: psk_dhe_ke only. */
+  allowPskOnlyKeyExchange: boolean;
 }
 
 /** What a server asking for client certificates sends. */
@@ -83,6 +96,8 @@ export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
     maxVersion: 'TLSv1.3',
     maxHandshakeMessage: DEFAULT_MAX_HANDSHAKE_MESSAGE,
     maxEarlyDataSkip: DEFAULT_MAX_EARLY_DATA_SKIP,
+    ticketCount: 2,
+    allowPskOnlyKeyExchange: false,
     ...stripUndefined(input),
     certificates: input.certificates,
   };

@@ -1,5 +1,6 @@
 import type { KeyOperations, OperationContext, PremasterDecryption, PskMasterSecretRequest, PskOperations } from '../../keys/keyOperations.js';
 import type { SignatureScheme } from '../crypto/signatureSchemes.js';
+import type { ClientSession } from '../resumption/clientSession.js';
 import type { AlertDescription } from '../wire/alerts.js';
 
 /**
@@ -70,6 +71,8 @@ export type EngineEvent =
   | { readonly type: 'keyOperation'; readonly request: KeyOperationRequest }
   | { readonly type: 'verifyPeer'; readonly request: PeerVerificationRequest }
   | { readonly type: 'handshakeComplete' }
+  /** Client side: a session the application may keep and offer later (one per TLS 1.3 ticket). */
+  | { readonly type: 'session'; readonly session: ClientSession }
   | { readonly type: 'data'; readonly data: Uint8Array }
   /** The peer sent close_notify: no more data will come. */
   | { readonly type: 'peerClosed' }
@@ -90,6 +93,8 @@ export interface NegotiatedInfo {
   alpnProtocol?: string;
   serverName?: string;
   helloRetry?: boolean;
+  /** Whether this handshake resumed an earlier session (no certificate, no key-holder call). */
+  resumed?: boolean;
   /** TLS 1.2: whether the RFC 7627 extended master secret was used. */
   extendedMasterSecret?: boolean;
   /** TLS 1.2 PSK suites: the identity the client named (UTF-8 as sent, lossy). */

@@ -105,12 +105,13 @@ export function parseSessionState(bytes: Uint8Array): SessionState | null {
 }
 
 // Milliseconds since the epoch as two u32 (a u48 would do; this keeps the Writer simple).
-function writeTime(w: Writer, ms: number): void {
+/** A time in ms since the epoch as two u32s. */
+export function writeTime(w: Writer, ms: number): void {
   if (!Number.isSafeInteger(ms) || ms < 0) throw new RangeError('session time must be a non-negative integer of ms');
   w.u32(Math.floor(ms / 2 ** 32)).u32(ms % 2 ** 32);
 }
 
-function readTime(r: Reader): number {
+export function readTime(r: Reader): number {
   return r.u32() * 2 ** 32 + r.u32();
 }
 
