@@ -3,6 +3,8 @@ import type { KeyOperations } from '../keys/keyOperations.js';
 import type { X509Certificate } from 'node:crypto';
 import { certifiedKey, subjectNameDer, type CertifiedKey } from '../tls/engine/certificates.js';
 import { resolveServerConfig, type ServerConfig, type ServerConfigInput } from '../tls/engine/config.js';
+import { SessionCache12 } from '../tls/resumption/sessionCache12.js';
+import { TicketKeyRing } from '../tls/resumption/ticketKeys.js';
 import { TlsAcceptor } from './acceptor.js';
 import { trustAnchors } from './peerVerification.js';
 import type { KeywardTLSSocket, TlsHandshakeError } from './tlsSocket.js';
@@ -44,6 +46,10 @@ export function serverConfigFrom(options: KeywardServerOptions): ServerConfig {
     ...rest,
     certificates: certificates.map(toCertifiedKey),
     alpnProtocols: ALPNProtocols,
+    // Resumption is on by default, as in node:tls: tickets under keys made in memory by this
+    // server (rotated hourly), TLS 1.2 session ids in a bounded cache.
+    ticketKeys: rest.ticketKeys ?? new TicketKeyRing(),
+    sessionCache12: rest.sessionCache12 ?? new SessionCache12(),
     // certificate_authorities names the configured anchors (not Node's whole root store).
     clientAuth: requestCert ? { certificateAuthorities: ca === undefined ? [] : trustAnchors(ca).map((c) => subjectNameDer(c.raw)) } : undefined,
   } as ServerConfigInput);
