@@ -101,6 +101,40 @@ export interface PskOperations {
   close?(): Promise<void>;
 }
 
+/** What every TLS 1.3 external-PSK operation names: which PSK, and the suite's hash (the PSK's own hash must match). */
+export interface Tls13PskRequest {
+  identity: Uint8Array;
+  hash: 'sha256' | 'sha384';
+}
+
+/** A transcript-bound step of the TLS 1.3 key schedule run inside the holder (docs/tls13-psk.md). */
+export interface Tls13PskScheduleRequest extends Tls13PskRequest {
+  /** The (EC)DHE shared secret (psk_dhe_ke), or null for psk_ke (the Handshake Secret then comes from zeros). */
+  dheSecret: Uint8Array | null;
+  /** Hash of the transcript up to the point the step names. */
+  transcriptHash: Uint8Array;
+}
+
+/**
+ * TLS 1.3 external PSKs (RFC 8446 7.1) kept by the key holder: the PSK, Early Secret,
+ * binder key and the Handshake/Master Secrets never leave it (with psk_ke the latter are
+ * PSK-equivalent); only transcript-bound outputs do. Every call is stateless: the holder
+ * recomputes the schedule from the PSK and the inputs. An unknown identity must look to the
+ * caller like a known one with a wrong binder (same answer, same work).
+ */
+export interface Tls13PskOperations {
+  /** Client: the binder over `transcriptHash` = Hash(ClientHello truncated before the binders). */
+  tls13Binder(req: Tls13PskRequest & { transcriptHash: Uint8Array }, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
+  /** Server: whether `binder` is right (compared in constant time); false for an unknown identity too. */
+  tls13VerifyBinder(req: Tls13PskRequest & { transcriptHash: Uint8Array; binder: Uint8Array }, ctx: OperationContext, signal: AbortSignal): Promise<boolean>;
+  /** client/server handshake traffic secrets; `transcriptHash` = Hash(ClientHello..ServerHello). */
+  tls13HandshakeSecrets(req: Tls13PskScheduleRequest, ctx: OperationContext, signal: AbortSignal): Promise<{ client: Uint8Array; server: Uint8Array }>;
+  /** client/server application traffic secrets and the exporter master secret; `transcriptHash` = Hash(ClientHello..server Finished). */
+  tls13ApplicationSecrets(req: Tls13PskScheduleRequest, ctx: OperationContext, signal: AbortSignal): Promise<{ client: Uint8Array; server: Uint8Array; exporter: Uint8Array }>;
+  /** resumption_master_secret; `transcriptHash` = Hash(ClientHello..client Finished). Optional: without it no tickets follow a PSK handshake. */
+  tls13ResumptionMasterSecret?(req: Tls13PskScheduleRequest, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array>;
+}
+
 /** A key operation failed; `code` is stable and safe to log. */
 export class KeyOperationError extends Error {
   constructor(readonly code: KeyErrorCode, message: string) {
