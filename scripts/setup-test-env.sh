@@ -89,10 +89,14 @@ fi
 log "peers ready: $(openssl version | cut -d' ' -f1-2), gnutls-cli $(gnutls-cli --version 2>/dev/null | head -n1 | awk '{print $NF}'), curl $(curl --version | head -n1 | cut -d' ' -f2), $(python3 --version 2>&1), softhsm2 $(softhsm2-util --version 2>/dev/null || echo '?')"
 
 # The proxy and demo tests: systemd-analyze checks the example systemd units
-# (contrib/systemd), Chromium loads the demo page headless for a screenshot.
+# (contrib/systemd), Chromium loads the demo page headless for a screenshot. The browser
+# interop tests drive Chromium and Firefox ESR headless; NSS's tstclnt and certutil (the
+# test CA in a throwaway NSS database) come with libnss3-tools.
 mapfile -t EXTRA < <(
   command -v systemd-analyze >/dev/null 2>&1 || echo systemd
   command -v chromium >/dev/null 2>&1 || echo chromium
+  command -v firefox-esr >/dev/null 2>&1 || echo firefox-esr
+  { command -v tstclnt >/dev/null 2>&1 && command -v certutil >/dev/null 2>&1; } || echo libnss3-tools
   [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || echo fonts-dejavu-core
 )
 if ((${#EXTRA[@]})); then
@@ -102,4 +106,6 @@ if ((${#EXTRA[@]})); then
   apt_retry install -y -q --no-install-recommends "${EXTRA[@]}" || die "apt-get install ${EXTRA[*]} failed"
   command -v systemd-analyze >/dev/null 2>&1 || die "systemd-analyze still missing"
   command -v chromium >/dev/null 2>&1 || die "chromium still missing"
+  command -v firefox-esr >/dev/null 2>&1 || die "firefox-esr still missing"
+  command -v tstclnt >/dev/null 2>&1 || die "tstclnt (libnss3-tools) still missing"
 fi
