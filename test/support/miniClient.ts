@@ -4,7 +4,7 @@
  * protected records). Not a product: it trusts what it receives and checks little.
  */
 import { RecordAead } from '../../src/tls/crypto/aead.js';
-import { suiteInfo } from '../../src/tls/crypto/cipherSuites.js';
+import { suiteInfo, type AeadName } from '../../src/tls/crypto/cipherSuites.js';
 import { generateKeyExchange, NamedGroup, type KeyExchange } from '../../src/tls/crypto/groups.js';
 import {
   tls13ApplicationSecrets,
@@ -34,7 +34,7 @@ export class MiniClient {
   private readSeq = 0;
   private writeSeq = 0;
   private hash: 'sha256' | 'sha384' = 'sha256';
-  private aeadName: 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-poly1305' = 'aes-128-gcm';
+  private aeadName: AeadName = 'aes-128-gcm';
   private chRaw: Uint8Array;
   private clientHs!: Buffer;
   private serverHs!: Buffer;

@@ -1,9 +1,7 @@
-import { createCipheriv, createDecipheriv, createSecretKey, type CipherGCMTypes, type KeyObject } from 'node:crypto';
-import { type AeadName, aeadKeyLength, AEAD_NONCE_LENGTH, AEAD_TAG_LENGTH, tls12FixedIvLength } from './cipherSuites.js';
+import { createCipheriv, createDecipheriv, createSecretKey, type CipherCCMTypes, type CipherGCMTypes, type KeyObject } from 'node:crypto';
+import { type AeadName, aeadCipherName, aeadKeyLength, aeadTagLength, AEAD_NONCE_LENGTH, tls12FixedIvLength } from './cipherSuites.js';
 
 const TWO_32 = 0x1_0000_0000;
-// One options object for every cipher: no per-record allocation for it.
-const TAG_OPTIONS = Object.freeze({ authTagLength: AEAD_TAG_LENGTH });
 
 /**
  * Record protection with one AEAD key and IV (one direction of one epoch).
@@ -12,28 +10,40 @@ const TAG_OPTIONS = Object.freeze({ authTagLength: AEAD_TAG_LENGTH });
  * cipher is created, so one scratch buffer serves every record):
  * - 'tls13' (RFC 8446 5.3), and ChaCha20-Poly1305 in TLS 1.2 (RFC 7905 2): the 12-byte
  *   IV XORed with the 64-bit sequence number, left-padded with zeros; nothing is sent.
- * - 'tls12' with AES-GCM (RFC 5288 3): 4-byte implicit salt || 8-byte explicit nonce. The
- *   explicit nonce is the sequence number and travels in front of the ciphertext.
+ * - 'tls12' with AES-GCM (RFC 5288 3) or AES-CCM (RFC 6655 3): 4-byte implicit salt ||
+ *   8-byte explicit nonce. The explicit nonce is the sequence number and travels in front
+ *   of the ciphertext.
+ *
+ * AES-CCM goes through node:crypto in one piece (one `update`, the plaintext length given
+ * with the AAD), as CCM cannot stream; the other AEADs take the record in parts.
  */
 export class RecordAead {
   readonly aead: AeadName;
-  /** Bytes of explicit nonce in front of each sealed record: 8 for TLS 1.2 GCM, else 0. */
+  /** Bytes of explicit nonce in front of each sealed record: 8 for TLS 1.2 AES-GCM and AES-CCM, else 0. */
   readonly explicitNonceLength: number;
-  /** Authentication tag length: 16 for every AEAD here. */
-  readonly tagLength: number = AEAD_TAG_LENGTH;
+  /** Authentication tag length: 8 for AES-CCM_8, else 16. */
+  readonly tagLength: number;
   private readonly key: KeyObject;
   private readonly nonce: Buffer;
   private readonly ivMid: number;
   private readonly ivLow: number;
+  private readonly cipher: ReturnType<typeof aeadCipherName>;
+  private readonly ccm: boolean;
+  /** One options object per key: no per-record allocation for it. */
+  private readonly options: { readonly authTagLength: number };
 
   constructor(aead: AeadName, key: Uint8Array, iv: Uint8Array, nonceStyle: 'tls13' | 'tls12') {
     const kl = aeadKeyLength(aead);
     if (key.length !== kl) throw new RangeError(`${aead} key must be ${kl} bytes, got ${key.length}`);
-    const explicit = nonceStyle === 'tls12' && aead !== 'chacha20-poly1305';
     if (nonceStyle !== 'tls13' && nonceStyle !== 'tls12') throw new TypeError(`unknown nonce style ${String(nonceStyle)}`);
     const ivLen = nonceStyle === 'tls12' ? tls12FixedIvLength(aead) : AEAD_NONCE_LENGTH;
+    const explicit = nonceStyle === 'tls12' && ivLen !== AEAD_NONCE_LENGTH;
     if (iv.length !== ivLen) throw new RangeError(`${aead} ${nonceStyle} IV must be ${ivLen} bytes, got ${iv.length}`);
     this.aead = aead;
+    this.cipher = aeadCipherName(aead);
+    this.ccm = this.cipher === 'aes-128-ccm' || this.cipher === 'aes-256-ccm';
+    this.tagLength = aeadTagLength(aead);
+    this.options = Object.freeze({ authTagLength: this.tagLength });
     this.explicitNonceLength = explicit ? 8 : 0;
     // A KeyObject keeps the key in native memory; the caller may wipe its copy.
     this.key = createSecretKey(key);
@@ -54,35 +64,20 @@ export class RecordAead {
 
   /** Length of seal()'s output (without prefix) for `plaintextLength` bytes of plaintext. */
   sealedLength(plaintextLength: number): number {
-    return this.explicitNonceLength + plaintextLength + AEAD_TAG_LENGTH;
+    return this.explicitNonceLength + plaintextLength + this.tagLength;
   }
 
   /**
    * Encrypts the concatenation of `parts` (e.g. [content, innerContentType] in TLS 1.3)
    * under record number `seq` and additional data `aad`.
-   * Returns explicit_nonce (TLS 1.2 GCM only) || ciphertext || tag, preceded by `prefix`
-   * when one is given: pass the 5-byte record header there (its length field is
-   * sealedLength(plaintext)) to get the whole record in one buffer, saving a copy of the payload.
+   * Returns explicit_nonce (TLS 1.2 AES-GCM and AES-CCM only) || ciphertext || tag, preceded
+   * by `prefix` when one is given: pass the 5-byte record header there (its length field is
+   * sealedLength(plaintext)) to get the whole record in one buffer.
    */
   seal(seq: number, aad: Uint8Array, parts: readonly Uint8Array[], prefix?: Uint8Array): Buffer {
-    this.setNonce(seq);
-    const en = this.explicitNonceLength;
-    const pl = prefix === undefined ? 0 : prefix.length;
-    let total = 0;
-    for (const p of parts) total += p.length;
-    const out = Buffer.allocUnsafe(pl + en + total + AEAD_TAG_LENGTH);
-    if (prefix !== undefined) out.set(prefix, 0);
-    if (en !== 0) this.nonce.copy(out, pl, 4, 12);
-    const c = createCipheriv(this.aead as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
-    c.setAAD(aad);
-    let o = pl + en;
-    for (const p of parts) {
-      if (p.length === 0) continue;
-      o += c.update(p).copy(out, o);
-    }
-    o += c.final().copy(out, o);
-    c.getAuthTag().copy(out, o);
-    return out;
+    const out: Uint8Array[] = [];
+    this.sealParts(seq, aad, parts, prefix ?? EMPTY, out);
+    return Buffer.concat(out);
   }
 
   /**
@@ -95,7 +90,16 @@ export class RecordAead {
     const en = this.explicitNonceLength;
     if (en === 0) out.push(prefix);
     else out.push(Buffer.concat([prefix, this.nonce.subarray(4, 12)]));
-    const c = createCipheriv(this.aead as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
+    if (this.ccm) {
+      const plaintext = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+      const c = createCipheriv(this.cipher as CipherCCMTypes, this.key, this.nonce, this.options);
+      c.setAAD(aad, { plaintextLength: plaintext.length });
+      out.push(c.update(plaintext));
+      c.final();
+      out.push(c.getAuthTag());
+      return;
+    }
+    const c = createCipheriv(this.cipher as CipherGCMTypes, this.key, this.nonce, this.options);
     c.setAAD(aad);
     for (const p of parts) if (p.length !== 0) out.push(c.update(p));
     const fin = c.final();
@@ -110,19 +114,30 @@ export class RecordAead {
    */
   open(seq: number, aad: Uint8Array, sealed: Uint8Array): Buffer | null {
     const en = this.explicitNonceLength;
-    if (sealed.length < en + AEAD_TAG_LENGTH) return null;
+    const tl = this.tagLength;
+    if (sealed.length < en + tl) return null;
     if (en !== 0) {
-      // RFC 5288 3: the receiver uses the explicit nonce from the record.
+      // RFC 5288 3, RFC 6655 3: the receiver uses the explicit nonce from the record.
       if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`record sequence number ${seq} out of range`);
       this.nonce.set(sealed.subarray(0, en), 4);
     } else {
       this.setNonce(seq);
     }
+    const body = sealed.subarray(en, sealed.length - tl);
+    const tag = sealed.subarray(sealed.length - tl);
     try {
-      const d = createDecipheriv(this.aead as CipherGCMTypes, this.key, this.nonce, TAG_OPTIONS);
+      if (this.ccm) {
+        const d = createDecipheriv(this.cipher as CipherCCMTypes, this.key, this.nonce, this.options);
+        d.setAuthTag(tag);
+        d.setAAD(aad, { plaintextLength: body.length });
+        const pt = d.update(body);
+        d.final(); // throws when the tag does not verify
+        return pt;
+      }
+      const d = createDecipheriv(this.cipher as CipherGCMTypes, this.key, this.nonce, this.options);
       d.setAAD(aad);
-      d.setAuthTag(sealed.subarray(sealed.length - AEAD_TAG_LENGTH));
-      const pt = d.update(sealed.subarray(en, sealed.length - AEAD_TAG_LENGTH));
+      d.setAuthTag(tag);
+      const pt = d.update(body);
       d.final(); // throws when the tag does not verify
       return pt;
     } catch {
@@ -130,3 +145,5 @@ export class RecordAead {
     }
   }
 }
+
+const EMPTY = new Uint8Array(0);

@@ -17,7 +17,11 @@ export const DEFAULT_TLS13_SUITES: readonly CipherSuite[] = [
  * TLS 1.2 suites, server preference: forward-secret AEAD suites only; ECDSA before RSA
  * (cheaper signatures), AES-GCM before ChaCha20. The RSA key exchange suites (no forward
  * secrecy) are used only with `rsaKeyExchange: true`, the PSK suites only when a PSK
- * holder is configured; ECDHE_PSK precedes plain PSK for forward secrecy.
+ * holder is configured; ECDHE_PSK precedes plain PSK for forward secrecy. The PSK AES-CCM
+ * suites (RFC 6655) come after PSK AES-GCM: constrained devices speak them (LwM2M
+ * requires TLS_PSK_WITH_AES_128_CCM_8). The ECDHE_ECDSA AES-CCM suites (RFC 7251) are
+ * implemented but off unless listed in `tls12CipherSuites`. No CBC suite and no DHE
+ * suite exists in keyward (docs/security.md says why).
  */
 export const DEFAULT_TLS12_SUITES: readonly CipherSuite[] = [
   CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -29,6 +33,10 @@ export const DEFAULT_TLS12_SUITES: readonly CipherSuite[] = [
   CipherSuite.TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256,
   CipherSuite.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
   CipherSuite.TLS_PSK_WITH_AES_128_GCM_SHA256,
+  CipherSuite.TLS_PSK_WITH_AES_128_CCM,
+  CipherSuite.TLS_PSK_WITH_AES_256_CCM,
+  CipherSuite.TLS_PSK_WITH_AES_128_CCM_8,
+  CipherSuite.TLS_PSK_WITH_AES_256_CCM_8,
   CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256,
   CipherSuite.TLS_RSA_WITH_AES_256_GCM_SHA384,
 ];
