@@ -97,6 +97,66 @@ export function tls13BinderKey(h: HashName, earlySecret: Uint8Array, external: b
 }
 
 /**
+ * One connection's TLS 1.3 key schedule computed in the front: without a PSK (a
+ * certificate handshake) or with a resumption PSK (which lives in the front, RFC 8446
+ * 4.6.1). Its stages take transcript hashes and return only transcript-bound secrets, as a
+ * key holder's do for an external PSK (docs/tls13-psk.md); the secrets between stages
+ * (Early, Handshake and Master Secret) stay inside and are wiped by `wipe`.
+ */
+export class KeySchedule13 {
+  private early: Buffer;
+  private handshakeSecret: Buffer | null = null;
+  private masterSecret: Buffer | null = null;
+
+  /** `psk`: a resumption PSK ("res binder"); none for a handshake without PSK. */
+  constructor(
+    readonly hash: HashName,
+    psk?: Uint8Array,
+  ) {
+    this.early = tls13EarlySecret(hash, psk);
+  }
+
+  /** The binder over Hash(ClientHello truncated before the binders) (RFC 8446 4.2.11.2). */
+  binder(truncatedHelloHash: Uint8Array): Buffer {
+    return tls13FinishedVerifyData(this.hash, tls13BinderKey(this.hash, this.early, false), truncatedHelloHash);
+  }
+
+  /**
+   * Client and server handshake traffic secrets; `dheSecret` is the (EC)DHE shared secret,
+   * null for psk_ke (the Handshake Secret then comes from zeros); `helloHash` is
+   * Hash(ClientHello..ServerHello).
+   */
+  handshakeSecrets(dheSecret: Uint8Array | null, helloHash: Uint8Array): { client: Buffer; server: Buffer } {
+    const hs = tls13HandshakeSecrets(this.hash, this.early, dheSecret ?? Buffer.alloc(hashLength(this.hash)), helloHash);
+    this.handshakeSecret = hs.handshakeSecret;
+    return { client: hs.clientHandshakeTraffic, server: hs.serverHandshakeTraffic };
+  }
+
+  /** Application traffic secrets and the exporter master secret; `handshakeHash` is Hash(ClientHello..server Finished). */
+  applicationSecrets(handshakeHash: Uint8Array): { client: Buffer; server: Buffer; exporter: Buffer } {
+    if (!this.handshakeSecret) throw new Error('application secrets before the handshake secrets');
+    const app = tls13ApplicationSecrets(this.hash, this.handshakeSecret, handshakeHash);
+    this.handshakeSecret.fill(0);
+    this.handshakeSecret = null;
+    this.masterSecret = app.masterSecret;
+    return { client: app.clientApplicationTraffic, server: app.serverApplicationTraffic, exporter: app.exporterMaster };
+  }
+
+  /** resumption_master_secret; `clientFinishedHash` is Hash(ClientHello..client Finished). */
+  resumptionMasterSecret(clientFinishedHash: Uint8Array): Buffer {
+    if (!this.masterSecret) throw new Error('resumption master secret before the application secrets');
+    return tls13ResumptionMasterSecret(this.hash, this.masterSecret, clientFinishedHash);
+  }
+
+  /** Forgets every secret it holds (the handshake is over or failed). */
+  wipe(): void {
+    for (const s of [this.early, this.handshakeSecret, this.masterSecret]) s?.fill(0);
+    this.handshakeSecret = null;
+    this.masterSecret = null;
+  }
+}
+
+/**
  * Finished verify_data (RFC 8446 4.4.4): HMAC(finished_key, transcriptHash) with
  * finished_key = HKDF-Expand-Label(baseKey, "finished", "", Hash.length).
  * Also the PSK binder, with the binder key as base key.

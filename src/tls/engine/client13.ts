@@ -3,9 +3,11 @@ import type { OperationContext } from '../../keys/keyOperations.js';
 import type { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import type { KeyExchange, NamedGroup } from '../crypto/groups.js';
-import { tls13ApplicationSecrets, tls13EarlySecret, tls13FinishedVerifyData, tls13HandshakeSecrets, tls13RecordAead } from '../crypto/keySchedule13.js';
+import { digest, hashLength } from '../crypto/hash.js';
+import { tls13FinishedVerifyData, tls13RecordAead } from '../crypto/keySchedule13.js';
 import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
+import type { ClientSession } from '../resumption/clientSession.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { encodeCertificate13, parseCertificate13, parseCertificateRequest13, type CertificateRequest13 } from '../wire/certificate13.js';
 import { certificateVerifyContent, encodeCertificateVerify, parseCertificateVerify } from '../wire/certificateVerify.js';
@@ -18,6 +20,7 @@ import {
   ecPointFormatsExt,
   extendedMasterSecretExt,
   keyShareClientExt,
+  pskKeyExchangeModesExt,
   recordSizeLimitExt,
   renegotiationInfoExt,
   serverNameExt,
@@ -28,11 +31,13 @@ import {
 import { checkSolicited, type Extension } from '../wire/extensions.js';
 import { encodeFinished, parseFinished } from '../wire/finished.js';
 import { parseEncryptedExtensions } from '../wire/messages13.js';
+import { PskKeyExchangeMode, preSharedKeyOfferExt, pskBindersOffset, writePskBinders } from '../wire/preSharedKey.js';
 import { parseServerHello, type ServerHello } from '../wire/serverHello.js';
 import { checkHolderSignature, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ClientConfig } from './clientConfig.js';
 import { Client12Handshake, type ClientHelloSent } from './client12.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
+import { localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
 import { OWN_RECORD_SIZE_LIMIT } from './server13.js';
 
 /** TLS_EMPTY_RENEGOTIATION_INFO_SCSV is not sent: the renegotiation_info extension says the same (RFC 5746 3.4). */
@@ -48,11 +53,13 @@ interface Negotiated {
   readonly transcript: Transcript;
 }
 
-/** The handshake secrets, from the ServerHello on. */
-interface Session extends Negotiated {
-  readonly handshakeSecret: Buffer;
-  readonly client: Buffer;
-  readonly server: Buffer;
+/** The handshake traffic secrets, from the ServerHello on. */
+interface Session extends Negotiated, TrafficPair {}
+
+/** A session from an earlier connection offered for resumption (RFC 8446 4.2.11), and its key schedule. */
+interface ResumptionOffer {
+  readonly session: ClientSession;
+  readonly stages: KeyStages13;
 }
 
 /** The server's certificate chain, once received. */
@@ -85,6 +92,8 @@ type State =
   | { readonly name: 'awaitCertificateVerify'; readonly s: Session; readonly auth?: ClientAuth; readonly server: ServerChain }
   | { readonly name: 'awaitFinished'; readonly s: Session; readonly auth?: ClientAuth }
   | { readonly name: 'signing'; readonly opId: number; readonly s: Session; readonly app: AppSecrets; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly input: Uint8Array }
+  /** A key-schedule stage runs (it waits on a key operation when a key holder keeps the PSK). */
+  | { readonly name: 'keySchedule' }
   | { readonly name: 'done' };
 
 const WAITS: { readonly [K in State['name']]?: Wait } = {
@@ -95,6 +104,7 @@ const WAITS: { readonly [K in State['name']]?: Wait } = {
   awaitCertificate: { on: 'message', expect: [HandshakeType.certificate] },
   awaitCertificateVerify: { on: 'message', expect: [HandshakeType.certificate_verify] },
   awaitFinished: { on: 'message', expect: [HandshakeType.finished] },
+  keySchedule: { on: 'message', expect: [] },
   done: { on: 'message', expect: [] },
 };
 
@@ -106,6 +116,8 @@ const WAITS: { readonly [K in State['name']]?: Wait } = {
  * optional CertificateRequest (4.3.2), the server's Certificate (4.4.2, judged by the
  * driver), CertificateVerify (4.4.3) and Finished (4.4.4); then the client's own
  * Certificate and CertificateVerify when asked (signed by the key holder) and Finished.
+ * With `config.session` it offers that session (4.2.11); when the server takes it, no
+ * certificate comes and the session's chain stands for the server's.
  */
 export class Client13Handshake implements Handshake {
   private state: State;
@@ -115,23 +127,29 @@ export class Client13Handshake implements Handshake {
   /** The messages hashed so far, for a key holder that checks what it signs (bound mode). */
   private readonly hashedMessages: Uint8Array[] = [];
   private compatCcsSent = false;
+  private readonly runner: StageRunner;
+  private offer: ResumptionOffer | undefined;
+  /** The key schedule once the ServerHello chose between the offered session and a full handshake. */
+  private stages: KeyStages13 | undefined;
+  /** The (EC)DHE shared secret, which every stage after the handshake secrets names. */
+  private dhe: Uint8Array | null = null;
 
   constructor(
     private readonly host: HandshakeHost,
     private readonly config: ClientConfig,
   ) {
+    this.runner = new StageRunner(host);
     this.random = host.random(32);
     this.sessionId = config.compatibilityMode && config.maxVersion === 'TLSv1.3' ? host.random(32) : new Uint8Array(0);
     host.info.serverName = config.serverName;
+    this.offer = this.resumptionOffer(config.session);
     const kx = host.keyShareFactory(config.groups[0]);
-    // RFC 8446 5.1: the first ClientHello's record may say 0x0301, for old middleboxes (as browsers do).
-    host.record.outerVersion = TLS10;
-    const hello1 = this.sendClientHello(kx);
-    host.record.outerVersion = TLS12;
-    this.state = { name: 'awaitServerHello', kx, hello1 };
+    this.state = { name: 'awaitServerHello', kx, hello1: this.sendClientHello(kx) };
   }
 
   get wait(): Wait {
+    const stage = this.runner.wait;
+    if (stage) return stage;
     const st = this.state;
     if (st.name === 'verifyingServer') return { on: 'peerVerification', id: st.id };
     if (st.name === 'signing') return { on: 'keyOperation', id: st.opId };
@@ -151,10 +169,30 @@ export class Client13Handshake implements Handshake {
     return this.config.minVersion === 'TLSv1.2';
   }
 
+  /**
+   * The session to offer, if it fits this connection (4.2.11, 4.6.1): a TLS 1.3 session
+   * for the same server name, still within its lifetime, whose suite's hash one of our
+   * suites shares.
+   */
+  private resumptionOffer(session: ClientSession | undefined): ResumptionOffer | undefined {
+    if (!session || !this.offers13 || session.version !== 'TLSv1.3') return undefined;
+    const info = suiteInfo(session.cipherSuite);
+    if (info?.version !== 'TLSv1.3' || !this.config.tls13CipherSuites.some((c) => suiteInfo(c)!.hash === info.hash)) return undefined;
+    if (session.serverName !== this.config.serverName) return undefined;
+    const age = this.host.now() - session.receivedAt;
+    if (age < 0 || age >= session.lifetime * 1000 || session.secret.length !== hashLength(info.hash)) return undefined;
+    return { session, stages: localKeyStages(info.hash, session.secret) };
+  }
+
   // ---- 4.1.2 ClientHello ----
 
-  /** Sends a ClientHello with a share for `kx`'s group (and the cookie of a HelloRetryRequest); returns it whole. */
-  private sendClientHello(kx: KeyExchange, cookie?: Uint8Array): Uint8Array {
+  /**
+   * Sends a ClientHello with a share for `kx`'s group (and the cookie of a HelloRetryRequest;
+   * `n` is the transcript so far, which the second hello joins); returns it whole. With a
+   * session to offer, pre_shared_key comes last and its binder covers the transcript and
+   * this hello up to the binders (4.2.11.2).
+   */
+  private sendClientHello(kx: KeyExchange, cookie?: Uint8Array, n?: Negotiated): Uint8Array {
     const config = this.config;
     const exts: Extension[] = [];
     if (config.serverName !== undefined) exts.push(serverNameExt.encode(config.serverName));
@@ -169,12 +207,36 @@ export class Client13Handshake implements Handshake {
     exts.push(signatureAlgorithmsExt.encode(config.signatureSchemes));
     if (cookie) exts.push(cookieExt.encode(cookie));
     if (this.offers13) exts.push(recordSizeLimitExt.encode(OWN_RECORD_SIZE_LIMIT));
+    const offer = this.offer;
+    if (offer) {
+      // psk_dhe_ke only: a resumed connection still runs (EC)DHE (forward secrecy).
+      exts.push(pskKeyExchangeModesExt.encode(Uint8Array.of(PskKeyExchangeMode.psk_dhe_ke)));
+      const age = Math.max(0, Math.floor(this.host.now() - offer.session.receivedAt));
+      const identity = { identity: offer.session.ticket, obfuscatedTicketAge: (age + offer.session.ageAdd) >>> 0 };
+      exts.push(preSharedKeyOfferExt.encode({ identities: [identity], binders: [Buffer.alloc(hashLength(offer.stages.hash))] }));
+    }
     const extensions = config.helloExtensions ? config.helloExtensions(exts) : exts;
     const suites = [...(this.offers13 ? config.tls13CipherSuites : []), ...(this.offers12 ? config.tls12CipherSuites : [])];
     const hello = encodeClientHello({ random: this.random, sessionId: this.sessionId, cipherSuites: suites, extensions });
     this.offeredExtensions = extensions.map((e) => e.type);
-    this.host.sendHandshake(hello);
-    this.host.flush();
+    const send = () => {
+      // RFC 8446 5.1: the first ClientHello's record may say 0x0301, for old middleboxes (as browsers do).
+      if (!n) this.host.record.outerVersion = TLS10;
+      this.host.sendHandshake(hello);
+      this.host.flush();
+      this.host.record.outerVersion = TLS12;
+      if (n) this.hash(n, hello);
+    };
+    if (!offer || this.offeredExtensions.at(-1) !== ExtensionType.pre_shared_key) {
+      send();
+      return hello;
+    }
+    const prefix = hello.subarray(0, pskBindersOffset(hello, [hashLength(offer.stages.hash)]));
+    const binderHash = n ? n.transcript.currentWith(prefix) : digest(offer.stages.hash, prefix);
+    this.runner.run(offer.stages.binder(binderHash), (binder) => {
+      writePskBinders(hello, [binder]);
+      send();
+    });
     return hello;
   }
 
@@ -233,21 +295,42 @@ export class Client13Handshake implements Handshake {
       return this.handleHelloRetryRequest(msg, sh, st.kx, n);
     }
     checkSolicited(sh.extensions, this.offeredExtensions, 'ServerHello');
+    const stages = this.keyStagesFor(sh, n);
     const share = sh.keyShare;
     if (!share) throw new TlsAlertError(AlertDescription.missing_extension, 'ServerHello without a key share (PSK-only handshakes are not offered)');
     if (share.group !== st.kx.group) throw illegalParameter('server key share is not for the group of our share');
     info.group = share.group;
-    const shared = st.kx.computeSharedSecret(share.keyExchange);
+    this.dhe = st.kx.computeSharedSecret(share.keyExchange);
     this.hash(n, msg.raw);
-    const h = n.suite.hash;
-    const hs = tls13HandshakeSecrets(h, tls13EarlySecret(h), shared, n.transcript.current());
-    shared.fill(0);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('ServerHello and encrypted data share a record');
-    const s: Session = { ...n, handshakeSecret: hs.handshakeSecret, client: hs.clientHandshakeTraffic, server: hs.serverHandshakeTraffic };
-    this.host.setReadKey(aead(s, s.server));
-    // As rustls: alerts from here on go under the client handshake key, which the server now reads with.
-    this.host.setWriteKey(aead(s, s.client));
-    this.state = { name: 'awaitEncryptedExtensions', s };
+    this.state = { name: 'keySchedule' };
+    this.runner.run(stages.handshakeSecrets(this.dhe, n.transcript.current()), (hs) => {
+      const s: Session = { ...n, ...hs };
+      this.host.setReadKey(aead(s, s.server));
+      // As rustls: alerts from here on go under the client handshake key, which the server now reads with.
+      this.host.setWriteKey(aead(s, s.client));
+      this.state = { name: 'awaitEncryptedExtensions', s };
+    });
+  }
+
+  /**
+   * 4.2.11: the server took the offered session (selected_identity 0, the only one offered,
+   * with a suite of the session's hash) or not (a full handshake, the offer forgotten).
+   */
+  private keyStagesFor(sh: ServerHello, n: Negotiated): KeyStages13 {
+    const offer = this.offer;
+    this.offer = undefined;
+    if (sh.selectedIdentity === undefined) {
+      offer?.stages.wipe();
+      return (this.stages = localKeyStages(n.suite.hash));
+    }
+    if (!offer) throw illegalParameter('server selected a PSK that was not offered');
+    if (sh.selectedIdentity !== 0) throw illegalParameter(`server selected PSK identity ${sh.selectedIdentity}, but only one was offered`);
+    if (offer.stages.hash !== n.suite.hash) throw illegalParameter("server chose a cipher suite whose hash is not the resumed session's");
+    const info = this.host.info;
+    info.resumed = true;
+    info.peerCertificates = offer.session.peerCertificates;
+    return (this.stages = offer.stages);
   }
 
   /** 4.1.4: one retry, for a group we support but did not send a share for; the transcript restarts from message_hash(ClientHello1). */
@@ -262,8 +345,13 @@ export class Client13Handshake implements Handshake {
     this.host.info.helloRetry = true;
     this.sendCompatCcs();
     const next = group === undefined ? kx : this.host.keyShareFactory(group as NamedGroup);
-    this.hash(n, this.sendClientHello(next, sh.cookie));
+    // 4.1.2: the offer stays (new age and binder) only if the retry's suite fits its hash.
+    if (this.offer && this.offer.stages.hash !== n.suite.hash) {
+      this.offer.stages.wipe();
+      this.offer = undefined;
+    }
     this.state = { name: 'awaitServerHelloAfterRetry', kx: next, n };
+    this.sendClientHello(next, sh.cookie, n);
   }
 
   /** A TLS 1.2 ServerHello: check the downgrade sentinel (4.1.3) and hand over to client12. */
@@ -297,8 +385,11 @@ export class Client13Handshake implements Handshake {
       if (ee.recordSizeLimit < 64) throw illegalParameter('record_size_limit below 64');
       this.host.record.maxSendFragment = Math.min(1 << 14, ee.recordSizeLimit - 1);
     }
+    // keyward sends no early data, so a server cannot have accepted any (4.2.10).
+    if (ee.earlyData) throw illegalParameter('server accepted early data, which was not sent');
     this.hash(s, msg.raw);
-    this.state = { name: 'awaitCertificateOrRequest', s };
+    // 4.2.11: a server that took the session authenticates with it, not with a certificate.
+    this.state = this.host.info.resumed ? { name: 'awaitFinished', s } : { name: 'awaitCertificateOrRequest', s };
   }
 
   // ---- 4.3.2 CertificateRequest ----
@@ -358,8 +449,12 @@ export class Client13Handshake implements Handshake {
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'server Finished does not verify');
     this.hash(s, msg.raw);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished spans a key change');
-    const a = tls13ApplicationSecrets(h, s.handshakeSecret, s.transcript.current());
-    const app: AppSecrets = { client: a.clientApplicationTraffic, server: a.serverApplicationTraffic, exporter: a.exporterMaster };
+    this.state = { name: 'keySchedule' };
+    this.runner.run(this.stages!.applicationSecrets(this.dhe, s.transcript.current()), (app) => this.sendClientFlight(s, app, auth));
+  }
+
+  /** The client's flight after the server's Finished: its Certificate and CertificateVerify when asked, and Finished. */
+  private sendClientFlight(s: Session, app: AppSecrets, auth: ClientAuth | undefined): void {
     this.host.setReadKey(aead(s, app.server));
     this.sendCompatCcs();
     if (!auth) return this.sendClientFinished(s, app);
@@ -380,6 +475,7 @@ export class Client13Handshake implements Handshake {
   }
 
   keyOperationResult(opId: number, signature: Uint8Array): void {
+    if (this.runner.result(opId, signature)) return;
     const st = this.state;
     if (st.name !== 'signing' || st.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
     checkHolderSignature(st.cert, st.scheme, st.input, signature, 'TLSv1.3');
@@ -394,8 +490,24 @@ export class Client13Handshake implements Handshake {
     this.sendMessage(s, encodeFinished(tls13FinishedVerifyData(h, s.client, s.transcript.current())));
     this.host.flush();
     this.host.setWriteKey(aead(s, app.client));
-    this.state = { name: 'done' };
-    this.host.handshakeComplete({ version: 'TLSv1.3', hash: h, aead: s.suite.aead, readSecret: app.server, writeSecret: app.client, exporterMaster: app.exporter });
+    this.state = { name: 'keySchedule' };
+    // 4.6.1: the tickets the server sends next stand for PSKs derived from this secret.
+    const stages = this.stages!;
+    this.runner.run(stages.resumptionMasterSecret(this.dhe, s.transcript.current()), (rms) => {
+      stages.wipe();
+      this.dhe?.fill(0);
+      this.dhe = null;
+      this.state = { name: 'done' };
+      this.host.handshakeComplete({
+        version: 'TLSv1.3',
+        hash: h,
+        aead: s.suite.aead,
+        readSecret: app.server,
+        writeSecret: app.client,
+        exporterMaster: app.exporter,
+        resumptionMasterSecret: rms,
+      });
+    });
   }
 
   /** Hashes a message into the transcript, and keeps it for a key holder that checks what it signs (bound mode). */

@@ -63,7 +63,7 @@ export interface ServerConfig {
    * RFC 5077 tickets. Absent: no tickets are issued and none are accepted.
    */
   ticketKeys?: TicketKeyRing;
-  /** TLS 1.3 NewSessionTickets sent after each handshake (default 2, as node:tls; 0: none). */
+  /** TLS 1.3 NewSessionTickets sent after each handshake (default 2, as node:tls; 0: none; at most 16). */
   ticketCount: number;
   /** TLS 1.2 resumption by session id; absent: session ids are not cached. */
   sessionCache12?: SessionCache12;
@@ -113,8 +113,14 @@ export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
   if (config.groups.length === 0 || config.tls13CipherSuites.length === 0) throw new Error('no groups or no cipher suites configured');
   for (const p of config.alpnProtocols) if (p.length === 0 || p.length > 255) throw new Error(`invalid ALPN protocol name "${p}"`);
   if (config.minVersion === 'TLSv1.3' && config.maxVersion === 'TLSv1.2') throw new Error('minVersion is above maxVersion');
+  if (!Number.isInteger(config.ticketCount) || config.ticketCount < 0 || config.ticketCount > MAX_TICKET_COUNT) {
+    throw new Error(`ticketCount must be an integer from 0 to ${MAX_TICKET_COUNT}`);
+  }
   return config;
 }
+
+/** Most TLS 1.3 tickets sent after one handshake (each costs a seal and a record). */
+export const MAX_TICKET_COUNT = 16;
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -127,6 +133,8 @@ export interface ConnectionOptions {
   /** Remote address for key-holder audit and logs. */
   peerAddress?: string;
   connectionId?: string;
+  /** Clock, ms since the epoch (ticket ages and lifetimes); Date.now by default. Tests inject one. */
+  now?: () => number;
 }
 
 export type { KeyOperations };

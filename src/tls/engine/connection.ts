@@ -3,7 +3,9 @@ import type { RecordAead } from '../crypto/aead.js';
 import { generateKeyExchange, offerKeyShare } from '../crypto/groups.js';
 import { prf12 } from '../crypto/prf12.js';
 import { secureRandom } from '../crypto/random.js';
-import { tls13ExportKeyingMaterial, tls13NextTrafficSecret, tls13RecordAead } from '../crypto/keySchedule13.js';
+import { tls13ExportKeyingMaterial, tls13NextTrafficSecret, tls13RecordAead, tls13ResumptionPsk } from '../crypto/keySchedule13.js';
+import type { ClientSession } from '../resumption/clientSession.js';
+import { MAX_TICKET_LIFETIME } from '../resumption/sessionState.js';
 import { AlertDescription, AlertLevel, alertName } from '../wire/alerts.js';
 import { ContentType, HandshakeType } from '../wire/constants.js';
 import { TlsAlertError, decodeError, unexpectedMessage } from '../wire/errors.js';
@@ -27,6 +29,9 @@ const clientKeyShares: KeyShareFactory = (g) => {
   return { group: g, publicKey: offer.publicKey, computeSharedSecret: (peer) => offer.complete(peer) };
 };
 
+/** Session events one connection emits at most (a server may send tickets at any time). */
+const MAX_SESSIONS_PER_CONNECTION = 32;
+
 /** Handshake types by name, for error messages. */
 function typeName(t: number): string {
   return HandshakeType[t] ?? `handshake type ${t}`;
@@ -45,6 +50,7 @@ export class TlsConnection implements HandshakeHost {
   readonly record = new RecordLayer();
   readonly info: NegotiatedInfo = {};
   readonly random: RandomSource;
+  readonly now: () => number;
   readonly keyShareFactory: KeyShareFactory;
   private readonly assembler: HandshakeAssembler;
   /** The handshake in progress; null once it completed (its secrets are not kept) or failed. */
@@ -63,6 +69,8 @@ export class TlsConnection implements HandshakeHost {
   private peerClosed = false;
   private emptyRecords = 0;
   private keyUpdatesInARow = 0;
+  private sessionsEmitted = 0;
+  private fatalAlertCallbacks: (() => void)[] = [];
 
   /** TLS 1.2 was negotiated (info.version is set as soon as the version is known). */
   private get tls12(): boolean {
@@ -75,6 +83,7 @@ export class TlsConnection implements HandshakeHost {
     private readonly opts: ConnectionOptions,
   ) {
     this.random = opts.random ?? secureRandom;
+    this.now = opts.now ?? Date.now;
     this.keyShareFactory = opts.keyShareFactory ?? (role === 'client' ? clientKeyShares : serverKeyShares);
     this.assembler = new HandshakeAssembler(maxHandshakeMessage);
   }
@@ -295,6 +304,14 @@ export class TlsConnection implements HandshakeHost {
     this.deferred = work;
   }
 
+  onFatalAlert(cb: () => void): void {
+    this.fatalAlertCallbacks.push(cb);
+  }
+
+  emitSession(session: ClientSession): void {
+    this.events.push({ type: 'session', session });
+  }
+
   continueWith(next: Handshake): void {
     this.handshake = next;
   }
@@ -329,7 +346,14 @@ export class TlsConnection implements HandshakeHost {
       }
     }
     this.closeNow();
+    this.runFatalAlertCallbacks();
     this.events.push({ type: 'error', error: tlsErr, alertSent: tlsErr.alert });
+  }
+
+  private runFatalAlertCallbacks(): void {
+    const cbs = this.fatalAlertCallbacks;
+    this.fatalAlertCallbacks = [];
+    for (const cb of cbs) cb();
   }
 
   private sendAlert(level: AlertLevel, desc: AlertDescription): void {
@@ -409,12 +433,8 @@ export class TlsConnection implements HandshakeHost {
 
   private onPostHandshake(msg: HandshakeMessage): void {
     if (this.tls12) return this.onPostHandshake12(msg);
-    // RFC 8446 4.6.1: a client may get tickets at any time; keyward does not resume yet, so a
-    // well-formed one is dropped.
-    if (this.role === 'client' && msg.type === HandshakeType.new_session_ticket) {
-      parseNewSessionTicket13(msg.body);
-      return;
-    }
+    // RFC 8446 4.6.1: a client may get tickets at any time after the handshake.
+    if (this.role === 'client' && msg.type === HandshakeType.new_session_ticket) return this.onNewSessionTicket(msg.body);
     if (msg.type !== HandshakeType.key_update) throw unexpectedMessage(`unexpected post-handshake message ${typeName(msg.type)}`);
     if (++this.keyUpdatesInARow > MAX_EMPTY_RECORDS) throw unexpectedMessage('too many KeyUpdates without data');
     const requested = parseKeyUpdate(msg.body);
@@ -423,6 +443,38 @@ export class TlsConnection implements HandshakeHost {
     this.setReadKey(tls13RecordAead(t.hash, t.aead, t.readSecret));
     // 4.6.3: answer update_requested with our own update (not requesting one back).
     if (requested && !this.writeClosed) this.sendKeyUpdate(false);
+  }
+
+  /**
+   * A NewSessionTicket (RFC 8446 4.6.1) becomes a `session` event: its PSK is
+   * HKDF-Expand-Label(resumption_master_secret, "resumption", ticket_nonce). A ticket to
+   * discard at once (lifetime 0) or beyond the protocol's seven days is ignored, and so are
+   * tickets beyond MAX_SESSIONS_PER_CONNECTION (a server cannot flood the application).
+   */
+  private onNewSessionTicket(body: Uint8Array): void {
+    const nst = parseNewSessionTicket13(body);
+    const t = this.traffic as TrafficSecrets13;
+    const info = this.info;
+    if (!t.resumptionMasterSecret || nst.lifetime === 0 || nst.lifetime > MAX_TICKET_LIFETIME) return;
+    if (++this.sessionsEmitted > MAX_SESSIONS_PER_CONNECTION) return;
+    this.events.push({
+      type: 'session',
+      session: {
+        version: 'TLSv1.3',
+        cipherSuite: info.cipherSuite!,
+        secret: tls13ResumptionPsk(t.hash, t.resumptionMasterSecret, nst.nonce),
+        ticket: Uint8Array.from(nst.ticket),
+        sessionId: new Uint8Array(0),
+        receivedAt: this.now(),
+        lifetime: nst.lifetime,
+        ageAdd: nst.ageAdd,
+        maxEarlyData: nst.maxEarlyDataSize ?? 0,
+        serverName: info.serverName,
+        alpnProtocol: info.alpnProtocol,
+        extendedMasterSecret: false,
+        peerCertificates: info.peerCertificates ?? [],
+      },
+    });
   }
 
   /**
@@ -464,6 +516,7 @@ export class TlsConnection implements HandshakeHost {
     }
     // Every other alert is fatal in TLS 1.3 whatever its level (RFC 8446 6).
     this.closeNow();
+    this.runFatalAlertCallbacks();
     this.events.push({ type: 'error', error: new Error(`peer sent alert ${alertName(desc)}`), alertReceived: desc });
   }
 }

@@ -2,6 +2,7 @@ import type { OperationContext } from '../../keys/keyOperations.js';
 import type { RecordAead } from '../crypto/aead.js';
 import type { AeadName } from '../crypto/cipherSuites.js';
 import type { HashName } from '../crypto/hash.js';
+import type { ClientSession } from '../resumption/clientSession.js';
 import type { HandshakeType } from '../wire/constants.js';
 import type { KeyShareFactory, RandomSource } from './config.js';
 import type { NegotiatedInfo, NewKeyOperation, PeerVerdict, PeerVerificationRequest } from './events.js';
@@ -25,6 +26,8 @@ export interface TrafficSecrets13 {
   readSecret: Buffer;
   writeSecret: Buffer;
   readonly exporterMaster: Buffer;
+  /** Client: the resumption master secret, from which each NewSessionTicket's PSK comes (RFC 8446 4.6.1). */
+  readonly resumptionMasterSecret?: Buffer;
 }
 
 /** What a finished TLS 1.2 handshake hands to the connection, for the RFC 5705 exporter. */
@@ -72,6 +75,8 @@ export interface Handshake {
 /** What the connection offers a handshake: output, keys, key operations and the next step. */
 export interface HandshakeHost {
   readonly random: RandomSource;
+  /** Clock, ms since the epoch. */
+  readonly now: () => number;
   readonly keyShareFactory: KeyShareFactory;
   readonly record: RecordLayer;
   readonly info: NegotiatedInfo;
@@ -95,6 +100,10 @@ export interface HandshakeHost {
    * (or, at the latest, before the next output or input is handled).
    */
   defer(work: () => void): void;
+  /** Runs `cb` if the connection ends with a fatal alert, sent or received (RFC 5246 7.2.2: the session is not resumed). */
+  onFatalAlert(cb: () => void): void;
+  /** Client: a session the application may keep and offer later (a `session` event, after handshakeComplete). */
+  emitSession(session: ClientSession): void;
   /** The handshake hands over to another (the version's, once it is known). */
   continueWith(next: Handshake): void;
   handshakeComplete(secrets: TrafficSecrets13 | TrafficSecrets12): void;

@@ -142,6 +142,12 @@ export class RecordLayer {
     const body = b.subarray(HEADER);
 
     if (!this.readAead || (this.mode === 'tls13' && type === ContentType.change_cipher_spec)) {
+      // After a HelloRetryRequest no key is set yet: rejected 0-RTT records are recognised by
+      // their outer type alone and skipped within the same budget (RFC 8446 4.2.10).
+      if (!this.readAead && this.mode === 'tls13' && type === ContentType.application_data && len <= this.skipBudget) {
+        this.skipBudget -= len;
+        return SKIPPED;
+      }
       if (len > MAX_PLAINTEXT) throw new TlsAlertError(AlertDescription.record_overflow, 'plaintext record too long');
       // In TLS 1.3 only application_data records are protected; a stray plaintext
       // alert is still read so that a peer's failure reason reaches the log.

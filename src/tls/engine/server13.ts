@@ -3,17 +3,12 @@ import type { OperationContext } from '../../keys/keyOperations.js';
 import type { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { acceptKeyShare, groupSpec, type AcceptedKeyShare, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
-import {
-  tls13ApplicationSecrets,
-  tls13EarlySecret,
-  tls13FinishedVerifyData,
-  tls13HandshakeSecrets,
-  tls13RecordAead,
-} from '../crypto/keySchedule13.js';
+import { tls13FinishedVerifyData, tls13RecordAead, tls13ResumptionPsk } from '../crypto/keySchedule13.js';
 import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
+import { encodeSessionState, MAX_TICKET_LIFETIME, parseSessionState, sessionAgeProblem, type SessionState } from '../resumption/sessionState.js';
 import { AlertDescription } from '../wire/alerts.js';
-import { parseClientHello, type ClientHello } from '../wire/clientHello.js';
+import { parseClientHello, type ClientHello, type KeyShareEntry } from '../wire/clientHello.js';
 import { ExtensionType, HandshakeType, HRR_RANDOM, TLS13 } from '../wire/constants.js';
 import { TlsAlertError, decodeError, illegalParameter } from '../wire/errors.js';
 import { encodeCertificateRequest13, parseCertificate13 } from '../wire/certificate13.js';
@@ -37,10 +32,13 @@ import {
   parseFinished,
   type ExtensionOut,
 } from '../wire/handshake.js';
+import { encodeNewSessionTicket13 } from '../wire/messages13.js';
+import { PskKeyExchangeMode, preSharedKeySelectedExt } from '../wire/preSharedKey.js';
 import { checkHolderSignature, chooseCertificate, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ServerConfig } from './config.js';
 import { VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
+import { localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
 import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
 
 /** Our own record_size_limit: the largest TLS 1.3 inner plaintext, 2^14 + 1 (RFC 8449 4). */
@@ -48,13 +46,6 @@ export const OWN_RECORD_SIZE_LIMIT = (1 << 14) + 1;
 
 /** Extensions that may legitimately change between the two ClientHellos (RFC 8446 4.1.2). */
 const MAY_CHANGE_AFTER_HRR = new Set<number>([ExtensionType.key_share, ExtensionType.cookie, ExtensionType.early_data, ExtensionType.pre_shared_key, ExtensionType.padding]);
-
-/** The server's handshake traffic secrets and the Handshake Secret they come from. */
-interface HandshakeSecrets {
-  readonly handshakeSecret: Buffer;
-  readonly client: Buffer;
-  readonly server: Buffer;
-}
 
 /** The signature the key holder is making: what it signs, with which key and scheme. */
 interface PendingSignature {
@@ -64,15 +55,24 @@ interface PendingSignature {
   readonly input: Uint8Array;
 }
 
+/** A ticket from the ClientHello's pre_shared_key that opened and passed every check (RFC 8446 4.2.11, 4.6.1). */
+interface OfferedTicket {
+  /** Its place among the offered identities (the ServerHello's selected_identity). */
+  readonly index: number;
+  readonly state: SessionState;
+}
+
 type State =
   | { readonly name: 'awaitClientHello2'; readonly group: NamedGroup; readonly cookie?: Uint8Array }
   /** The key holder signs while the (EC)DHE secret and handshake keys are computed (deferred work). */
   | { readonly name: 'signingBeforeKeys'; readonly sig: PendingSignature }
-  | { readonly name: 'awaitSignature'; readonly sig: PendingSignature; readonly secrets: HandshakeSecrets }
+  | { readonly name: 'awaitSignature'; readonly sig: PendingSignature; readonly secrets: TrafficPair }
   | { readonly name: 'awaitClientCertificate'; readonly secrets: AfterServerFinished }
   | { readonly name: 'verifyingClient'; readonly id: number; readonly secrets: AfterServerFinished; readonly leaf?: X509Certificate }
   | { readonly name: 'awaitClientCertificateVerify'; readonly secrets: AfterServerFinished; readonly leaf: X509Certificate }
   | { readonly name: 'awaitFinished'; readonly secrets: AfterServerFinished }
+  /** A key-schedule stage runs (it waits on a key operation when a key holder keeps the PSK). */
+  | { readonly name: 'keySchedule' }
   | { readonly name: 'done' };
 
 /** The secrets the rest of the handshake needs once the server's Finished is sent. */
@@ -92,19 +92,25 @@ const CLIENT_SCHEMES13: readonly number[] = VERIFIED_SIGNATURE_SCHEMES.filter((s
 const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };
 
 /**
- * TLS 1.3 server handshake (RFC 8446), full handshake with certificate authentication.
- * The steps read in the RFC's order: process the ClientHello (4.1.2), maybe ask for a
- * retry (4.1.4), send ServerHello (4.1.3), EncryptedExtensions (4.3.1), Certificate
- * (4.4.2), CertificateVerify (4.4.3, signed by the key holder), Finished (4.4.4), then
- * read the client's Finished.
+ * TLS 1.3 server handshake (RFC 8446). The steps read in the RFC's order: process the
+ * ClientHello (4.1.2) and its resumption ticket (4.2.11), maybe ask for a retry (4.1.4),
+ * send ServerHello (4.1.3), EncryptedExtensions (4.3.1), then either Certificate (4.4.2)
+ * and CertificateVerify (4.4.3, signed by the key holder) or, resuming, nothing of the
+ * kind, and Finished (4.4.4); read the client's Finished and send NewSessionTickets (4.6.1).
  */
 export class Server13Handshake implements Handshake {
-  private state: State;
+  private state: State = { name: 'keySchedule' };
   private readonly suite: CipherSuiteInfo;
   private readonly transcript: Transcript;
   /** The messages hashed so far, for a key holder that checks what it signs (bound mode). */
   private readonly hashedMessages: Uint8Array[] = [];
   private readonly firstHello: ClientHello;
+  private readonly runner: StageRunner;
+  private stages: KeyStages13;
+  /** The (EC)DHE shared secret, which every stage after the handshake secrets names (null for psk_ke). */
+  private dhe: Uint8Array | null = null;
+  /** The session this handshake resumes, if it does. */
+  private resumedFrom: SessionState | undefined;
   private compatCcsSent = false;
 
   constructor(
@@ -114,28 +120,27 @@ export class Server13Handshake implements Handshake {
     chRaw: Uint8Array,
   ) {
     this.firstHello = ch;
+    this.runner = new StageRunner(host);
     checkClientHello13(ch, false);
     const suite = chooseSuite(ch.cipherSuites, config.tls13CipherSuites);
     if (suite === undefined) throw new TlsAlertError(AlertDescription.handshake_failure, 'no TLS 1.3 cipher suite in common');
     this.suite = suiteInfo(suite)!;
     this.transcript = new Transcript(this.suite.hash);
-    this.transcript.update(chRaw);
-    // No copy needed: the handshake assembler hands out views of buffers of its own.
-    this.hashedMessages.push(chRaw);
+    this.stages = localKeyStages(this.suite.hash);
     host.info.version = 'TLSv1.3';
     host.info.cipherSuite = suite;
     host.info.cipherName = this.suite.name;
     host.info.opensslCipherName = this.suite.opensslName;
     host.info.serverName = ch.serverName;
-    // Skip 0-RTT records the client may send under a PSK we will not accept (RFC 8446 4.2.10).
+    // keyward never accepts 0-RTT: the client's early records are skipped up to the limit
+    // (RFC 8446 4.2.10), under the handshake key or, after a HelloRetryRequest, before it.
     if (ch.earlyData) host.record.skipUndecryptableBytes(config.maxEarlyDataSkip);
-
-    const choice = chooseGroup(ch, config.groups);
-    if (!choice) throw new TlsAlertError(AlertDescription.handshake_failure, 'no key exchange group in common');
-    this.state = 'retryWith' in choice ? this.sendHelloRetryRequest(choice.retryWith) : this.sendServerFlight(ch, choice.share.group, choice.share.keyExchange);
+    this.respond(ch, chRaw, undefined);
   }
 
   get wait(): Wait {
+    const stage = this.runner.wait;
+    if (stage) return stage;
     const st = this.state;
     switch (st.name) {
       case 'awaitClientHello2':
@@ -151,6 +156,7 @@ export class Server13Handshake implements Handshake {
         return { on: 'peerVerification', id: st.id };
       case 'awaitClientCertificateVerify':
         return EXPECT_CERTIFICATE_VERIFY;
+      case 'keySchedule':
       case 'done':
         return EXPECT_NOTHING;
     }
@@ -160,8 +166,67 @@ export class Server13Handshake implements Handshake {
     return this.state.name !== 'done';
   }
 
+  /**
+   * Answers a ClientHello (the first, or the second after a retry for `share`'s group):
+   * resumption when a ticket is usable and the key exchange modes allow it (psk_dhe_ke
+   * first: it keeps forward secrecy), else a retry or a certificate handshake.
+   */
+  private respond(ch: ClientHello, raw: Uint8Array, share: KeyShareEntry | undefined): void {
+    const ticket = this.usableTicket(ch);
+    // 4.2.11.2: the binder covers the transcript so far and this hello up to the binders.
+    const binderHash = ticket && this.transcript.currentWith(raw.subarray(0, ch.pskOffer!.bindersOffset));
+    this.transcript.update(raw);
+    // No copy needed: the handshake assembler hands out views of buffers of its own.
+    this.hashedMessages.push(raw);
+
+    const modes = ch.pskKeyExchangeModes ?? new Uint8Array(0);
+    const dheMode = modes.includes(PskKeyExchangeMode.psk_dhe_ke);
+    const pskOnlyMode = modes.includes(PskKeyExchangeMode.psk_ke) && this.config.allowPskOnlyKeyExchange;
+    const choice = share ? { share } : chooseGroup(ch, this.config.groups);
+    const offered = choice && 'share' in choice ? choice.share : undefined;
+    const retryWith = choice && 'retryWith' in choice ? choice.retryWith : undefined;
+    if (ticket && binderHash) {
+      if (dheMode && offered) return this.sendResumedFlight(ch, ticket, binderHash, offered);
+      // psk_ke only when (EC)DHE cannot be had: the client does not allow it or shares no group.
+      if (pskOnlyMode && !(dheMode && retryWith !== undefined)) return this.sendResumedFlight(ch, ticket, binderHash, undefined);
+    }
+    if (retryWith !== undefined) return this.sendHelloRetryRequest(retryWith);
+    if (!offered) throw new TlsAlertError(AlertDescription.handshake_failure, 'no key exchange group in common');
+    this.sendServerFlight(ch, offered.group, offered.keyExchange);
+  }
+
+  /**
+   * The first offered ticket that opens and may be resumed here (RFC 8446 4.2.11, 4.6.1):
+   * TLS 1.3, the same suite hash, within its lifetime and seven days of the full handshake,
+   * a client age close to ours, the same SNI, and a client certificate when this server asks
+   * for one. Anything else is ignored: the handshake goes on without it.
+   */
+  private usableTicket(ch: ClientHello): OfferedTicket | undefined {
+    const ring = this.config.ticketKeys;
+    const offer = ch.pskOffer;
+    if (!ring || !offer) return undefined;
+    const now = this.host.now();
+    for (let index = 0; index < offer.identities.length; index++) {
+      const id = offer.identities[index];
+      const opened = ring.open(id.identity);
+      if (!opened) continue;
+      const state = parseSessionState(opened.plaintext);
+      opened.plaintext.fill(0);
+      if (!state) continue;
+      const usable =
+        state.version === 'TLSv1.3' &&
+        suiteInfo(state.cipherSuite)?.hash === this.suite.hash &&
+        state.serverName === ch.serverName &&
+        !(this.config.clientAuth && state.peerCertificates.length === 0) &&
+        sessionAgeProblem(state, now, id.obfuscatedTicketAge) === undefined;
+      if (usable) return { index, state };
+      state.secret.fill(0);
+    }
+    return undefined;
+  }
+
   /** 4.1.4: ask for a share of `group`; the transcript restarts from message_hash(ClientHello1). */
-  private sendHelloRetryRequest(group: NamedGroup): State {
+  private sendHelloRetryRequest(group: NamedGroup): void {
     const host = this.host;
     const ch1Hash = this.transcript.current();
     this.transcript.replaceWithMessageHash();
@@ -176,8 +241,9 @@ export class Server13Handshake implements Handshake {
     host.flush();
     this.sendCompatCcs();
     host.info.helloRetry = true;
-    host.record.skipUndecryptableBytes(0);
-    return { name: 'awaitClientHello2', group, cookie };
+    // Early data offered in ClientHello1 keeps being skipped until ClientHello2 (4.2.10);
+    // without that offer the skip budget is 0 and any record but the hello is unexpected.
+    this.state = { name: 'awaitClientHello2', group, cookie };
   }
 
   private sendCompatCcs(): void {
@@ -217,6 +283,7 @@ export class Server13Handshake implements Handshake {
     if (k1.length !== k2.length || k1.some((e, i) => e.type !== k2[i].type || !same(e.data, k2[i].data))) {
       throw illegalParameter('second ClientHello changed its extensions');
     }
+    // 4.1.2, 4.2.10: a client never offers early data after a HelloRetryRequest.
     if (ch2.earlyData) throw illegalParameter('early_data in the second ClientHello');
     if (st.cookie) {
       if (!ch2.cookie || ch2.cookie.length !== st.cookie.length || !timingSafeEqual(ch2.cookie, st.cookie)) throw illegalParameter('cookie not echoed');
@@ -225,20 +292,19 @@ export class Server13Handshake implements Handshake {
     }
     const shares = ch2.keyShares ?? [];
     if (shares.length !== 1 || shares[0].group !== st.group) throw illegalParameter('second ClientHello does not carry exactly the requested key share');
-    this.transcript.update(msg.raw);
-    this.hashedMessages.push(msg.raw);
-    this.state = this.sendServerFlight(ch2, st.group, shares[0].keyExchange);
+    // The first flight's early data ends here: from now on an undecryptable record is fatal.
+    this.host.record.skipUndecryptableBytes(0);
+    this.respond(ch2, msg.raw, shares[0]);
   }
 
   /** 4.1.3 - 4.4.3: ServerHello, handshake keys, EncryptedExtensions, Certificate, then ask for the signature. */
-  private sendServerFlight(ch: ClientHello, group: NamedGroup, peerShare: Uint8Array): State {
+  private sendServerFlight(ch: ClientHello, group: NamedGroup, peerShare: Uint8Array): void {
     const host = this.host;
     const config = this.config;
-    const h = this.suite.hash;
 
     // Choose the certificate and everything else before any output, so a refusal is a clean alert.
-    const sigAlgs = ch.signatureAlgorithms ?? [];
-    const choice = chooseCertificate(config.certificates, ch.serverName, sigAlgs, 'TLSv1.3', config.unknownServerName);
+    if (!ch.signatureAlgorithms) throw new TlsAlertError(AlertDescription.missing_extension, 'no signature_algorithms');
+    const choice = chooseCertificate(config.certificates, ch.serverName, ch.signatureAlgorithms, 'TLSv1.3', config.unknownServerName);
     if (!choice.ok) {
       if (choice.reason === 'unrecognized_name') throw new TlsAlertError(AlertDescription.unrecognized_name, `no certificate for ${ch.serverName}`);
       throw new TlsAlertError(AlertDescription.handshake_failure, 'no certificate with a signature scheme the client accepts');
@@ -251,26 +317,12 @@ export class Server13Handshake implements Handshake {
     const kx: KeyExchange | AcceptedKeyShare = groupSpec(group).kind === 'hybrid' ? acceptKeyShare(group, peerShare) : host.keyShareFactory(group);
     host.info.group = group;
 
-    const random = host.random(32);
-    const sh = encodeServerHello({
-      random,
-      sessionId: this.firstHello.sessionId,
-      cipherSuite: this.suite.suite,
-      extensions: [extKeyShareServer(group, kx.publicKey), extSupportedVersionsServer(TLS13)],
-    });
+    const sh = this.serverHello([extKeyShareServer(group, kx.publicKey), extSupportedVersionsServer(TLS13)]);
     this.transcript.update(sh);
     const helloHash = this.transcript.current();
 
-    const ee: ExtensionOut[] = [];
-    if (config.advertisedGroups) ee.push(extSupportedGroups(config.advertisedGroups));
-    if (ch.recordSizeLimit !== undefined) ee.push(extRecordSizeLimit(OWN_RECORD_SIZE_LIMIT));
     // RFC 6066 3: acknowledge SNI only when the name chose the certificate.
-    if (choice.byName) ee.push(extServerNameAck());
-    if (alpn !== undefined) {
-      ee.push(extAlpn(alpn));
-      host.info.alpnProtocol = alpn;
-    }
-    const encryptedExtensions = encodeEncryptedExtensions(ee);
+    const encryptedExtensions = this.encryptedExtensions(ch, alpn, choice.byName);
     // 4.3.2: ask for a client certificate (mutual TLS), naming the schemes and CAs we accept.
     const certificateRequest = config.clientAuth ? this.certificateRequest(config.clientAuth.certificateAuthorities) : undefined;
     const certificate = encodeCertificate13(new Uint8Array(0), cert.chain);
@@ -298,53 +350,109 @@ export class Server13Handshake implements Handshake {
 
     host.defer(() => {
       // A bad key share fails here, before anything was sent: the peer sees only the alert.
-      const shared = 'sharedSecret' in kx ? kx.sharedSecret : kx.computeSharedSecret(peerShare);
+      this.dhe = 'sharedSecret' in kx ? kx.sharedSecret : kx.computeSharedSecret(peerShare);
       host.sendHandshake(sh);
       host.flush();
       this.sendCompatCcs();
       // 7.1: handshake secrets from the (EC)DHE secret and Hash(ClientHello..ServerHello).
-      const hs = tls13HandshakeSecrets(h, tls13EarlySecret(h), shared, helloHash);
-      host.setWriteKey(this.aead(hs.serverHandshakeTraffic));
-      host.setReadKey(this.aead(hs.clientHandshakeTraffic));
-      // 8449 4: the peer's limit counts the content type byte in TLS 1.3.
-      if (ch.recordSizeLimit !== undefined) host.record.maxSendFragment = Math.min(1 << 14, ch.recordSizeLimit - 1);
-      host.sendHandshake(encryptedExtensions);
-      if (certificateRequest) host.sendHandshake(certificateRequest);
-      host.sendHandshake(certificate);
-      this.state = {
-        name: 'awaitSignature',
-        sig,
-        secrets: { handshakeSecret: hs.handshakeSecret, client: hs.clientHandshakeTraffic, server: hs.serverHandshakeTraffic },
-      };
+      this.runner.run(this.stages.handshakeSecrets(this.dhe, helloHash), (hs) => {
+        this.useHandshakeKeys(ch, hs);
+        host.sendHandshake(encryptedExtensions);
+        if (certificateRequest) host.sendHandshake(certificateRequest);
+        host.sendHandshake(certificate);
+        this.state = { name: 'awaitSignature', sig, secrets: hs };
+      });
     });
-    return { name: 'signingBeforeKeys', sig };
+    this.state = { name: 'signingBeforeKeys', sig };
+  }
+
+  /**
+   * 4.2.11, 4.6.1: resumption. The binder proves the client holds the ticket's PSK; then
+   * ServerHello (with selected_identity, and a key share unless psk_ke), EncryptedExtensions
+   * and Finished: no certificate, no signature, no call to the key holder.
+   */
+  private sendResumedFlight(ch: ClientHello, ticket: OfferedTicket, binderHash: Uint8Array, share: KeyShareEntry | undefined): void {
+    const host = this.host;
+    const alpn = chooseAlpn(ch.alpn, this.config.alpnProtocols);
+    this.stages = localKeyStages(this.suite.hash, ticket.state.secret);
+    ticket.state.secret.fill(0);
+    this.runner.run(this.stages.verifyBinder(binderHash, ch.pskOffer!.binders[ticket.index]), (ok) => {
+      if (!ok) throw new TlsAlertError(AlertDescription.decrypt_error, 'PSK binder does not verify');
+      const exts: ExtensionOut[] = [];
+      if (share) {
+        const kx = groupSpec(share.group).kind === 'hybrid' ? acceptKeyShare(share.group, share.keyExchange) : host.keyShareFactory(share.group);
+        this.dhe = 'sharedSecret' in kx ? kx.sharedSecret : kx.computeSharedSecret(share.keyExchange);
+        exts.push(extKeyShareServer(share.group, kx.publicKey));
+        host.info.group = share.group;
+      }
+      exts.push(extSupportedVersionsServer(TLS13), preSharedKeySelectedExt.encode(ticket.index));
+      this.resumedFrom = ticket.state;
+      host.info.resumed = true;
+      host.info.peerCertificates = ticket.state.peerCertificates;
+      const sh = this.serverHello(exts);
+      this.transcript.update(sh);
+      host.sendHandshake(sh);
+      host.flush();
+      this.sendCompatCcs();
+      this.runner.run(this.stages.handshakeSecrets(this.dhe, this.transcript.current()), (hs) => {
+        this.useHandshakeKeys(ch, hs);
+        // RFC 6066 3 and OpenSSL: no server_name acknowledgement when resuming.
+        this.sendMessage(this.encryptedExtensions(ch, alpn, false));
+        this.sendServerFinished(hs);
+      });
+    });
+  }
+
+  private serverHello(extensions: ExtensionOut[]): Uint8Array {
+    return encodeServerHello({ random: this.host.random(32), sessionId: this.firstHello.sessionId, cipherSuite: this.suite.suite, extensions });
+  }
+
+  /** 4.3.1. No early_data: keyward never accepts 0-RTT (4.2.10). */
+  private encryptedExtensions(ch: ClientHello, alpn: string | undefined, ackServerName: boolean): Uint8Array {
+    const ee: ExtensionOut[] = [];
+    if (this.config.advertisedGroups) ee.push(extSupportedGroups(this.config.advertisedGroups));
+    if (ch.recordSizeLimit !== undefined) ee.push(extRecordSizeLimit(OWN_RECORD_SIZE_LIMIT));
+    if (ackServerName) ee.push(extServerNameAck());
+    if (alpn !== undefined) {
+      ee.push(extAlpn(alpn));
+      this.host.info.alpnProtocol = alpn;
+    }
+    return encodeEncryptedExtensions(ee);
+  }
+
+  private useHandshakeKeys(ch: ClientHello, hs: TrafficPair): void {
+    this.host.setWriteKey(this.aead(hs.server));
+    this.host.setReadKey(this.aead(hs.client));
+    // 8449 4: the peer's limit counts the content type byte in TLS 1.3.
+    if (ch.recordSizeLimit !== undefined) this.host.record.maxSendFragment = Math.min(1 << 14, ch.recordSizeLimit - 1);
   }
 
   /** 4.4.3 - 4.4.4: the key holder answered: check the signature, send CertificateVerify and Finished. */
-  keyOperationResult(opId: number, signature: Uint8Array): void {
+  keyOperationResult(opId: number, result: Uint8Array): void {
+    if (this.runner.result(opId, result)) return;
     const st = this.state;
     // The connection runs the deferred work (which moves to awaitSignature) before any result.
     if (st.name !== 'awaitSignature' || st.sig.opId !== opId) throw new TlsAlertError(AlertDescription.internal_error, 'unexpected key operation result');
     const { cert, scheme, input } = st.sig;
-    checkHolderSignature(cert, scheme, input, signature, 'TLSv1.3');
-    const host = this.host;
-    const h = this.suite.hash;
+    checkHolderSignature(cert, scheme, input, result, 'TLSv1.3');
     // Kept only for the key holder's request (bound mode); the connection may live long.
     this.hashedMessages.length = 0;
-    this.sendMessage(encodeCertificateVerify(scheme, signature));
-    const verifyData = tls13FinishedVerifyData(h, st.secrets.server, this.transcript.current());
-    this.sendMessage(encodeFinished(verifyData));
-    host.flush();
+    this.sendMessage(encodeCertificateVerify(scheme, result));
+    this.sendServerFinished(st.secrets);
+  }
 
-    const app = tls13ApplicationSecrets(h, st.secrets.handshakeSecret, this.transcript.current());
-    host.setWriteKey(this.aead(app.serverApplicationTraffic));
-    const secrets: AfterServerFinished = {
-      clientHandshakeSecret: st.secrets.client,
-      clientAppSecret: app.clientApplicationTraffic,
-      serverAppSecret: app.serverApplicationTraffic,
-      exporterMaster: app.exporterMaster,
-    };
-    this.state = this.config.clientAuth ? { name: 'awaitClientCertificate', secrets } : { name: 'awaitFinished', secrets };
+  /** 4.4.4: our Finished, then the application keys; the client's flight comes next. */
+  private sendServerFinished(hs: TrafficPair): void {
+    const host = this.host;
+    this.sendMessage(encodeFinished(tls13FinishedVerifyData(this.suite.hash, hs.server, this.transcript.current())));
+    host.flush();
+    this.state = { name: 'keySchedule' };
+    this.runner.run(this.stages.applicationSecrets(this.dhe, this.transcript.current()), (app) => {
+      host.setWriteKey(this.aead(app.server));
+      const secrets: AfterServerFinished = { clientHandshakeSecret: hs.client, clientAppSecret: app.client, serverAppSecret: app.server, exporterMaster: app.exporter };
+      // 4.3.2: a server authenticating with a PSK does not ask for a certificate.
+      this.state = this.config.clientAuth && !this.resumedFrom ? { name: 'awaitClientCertificate', secrets } : { name: 'awaitFinished', secrets };
+    });
   }
 
   private certificateRequest(authorities: readonly Uint8Array[]): Uint8Array {
@@ -385,7 +493,7 @@ export class Server13Handshake implements Handshake {
     this.state = { name: 'awaitFinished', secrets: st.secrets };
   }
 
-  /** 4.4.4: the client's Finished proves it saw the same transcript. */
+  /** 4.4.4: the client's Finished proves it saw the same transcript; then the tickets (4.6.1). */
   private handleClientFinished(msg: HandshakeMessage, st: AfterServerFinished): void {
     const h = this.suite.hash;
     const expected = tls13FinishedVerifyData(h, st.clientHandshakeSecret, this.transcript.current());
@@ -394,15 +502,67 @@ export class Server13Handshake implements Handshake {
     this.transcript.update(msg.raw);
     if (this.host.handshakeFragmentPending()) throw new TlsAlertError(AlertDescription.unexpected_message, 'handshake data after Finished spans a key change');
     this.host.setReadKey(this.aead(st.clientAppSecret));
-    this.state = { name: 'done' };
-    this.host.handshakeComplete({
-      version: 'TLSv1.3',
-      hash: h,
-      aead: this.suite.aead,
-      readSecret: st.clientAppSecret,
-      writeSecret: st.serverAppSecret,
-      exporterMaster: st.exporterMaster,
+    this.hashedMessages.length = 0;
+    const complete = () => {
+      this.stages.wipe();
+      this.dhe?.fill(0);
+      this.dhe = null;
+      this.state = { name: 'done' };
+      this.host.handshakeComplete({ version: 'TLSv1.3', hash: h, aead: this.suite.aead, readSecret: st.clientAppSecret, writeSecret: st.serverAppSecret, exporterMaster: st.exporterMaster });
+    };
+    if (!this.config.ticketKeys || this.config.ticketCount === 0) return complete();
+    // The resumption master secret covers the client's Finished (and its certificate with mTLS).
+    this.state = { name: 'keySchedule' };
+    this.runner.run(this.stages.resumptionMasterSecret(this.dhe, this.transcript.current()), (rms) => {
+      this.sendTickets(rms);
+      rms.fill(0);
+      complete();
     });
+  }
+
+  /**
+   * 4.6.1: `ticketCount` NewSessionTickets, each a distinct nonce and ticket_age_add, the
+   * ticket the sealed session state: its PSK, suite, SNI, ALPN, the client's certificates and
+   * when the full handshake authenticated (kept through resumptions, so a session never
+   * outlives seven days). No early_data extension: keyward does not take 0-RTT.
+   */
+  private sendTickets(rms: Uint8Array): void {
+    const host = this.host;
+    const ring = this.config.ticketKeys!;
+    const now = host.now();
+    const authenticatedAt = this.resumedFrom?.authenticatedAt ?? now;
+    const lifetime = Math.min(ring.ticketLifetime, Math.floor((authenticatedAt + MAX_TICKET_LIFETIME * 1000 - now) / 1000));
+    if (lifetime <= 0) return;
+    for (let i = 0; i < this.config.ticketCount; i++) {
+      const nonce = Uint8Array.of(i >> 8, i & 0xff);
+      const ageAdd = Buffer.from(host.random(4)).readUInt32BE(0);
+      const state: SessionState = {
+        version: 'TLSv1.3',
+        cipherSuite: this.suite.suite,
+        secret: tls13ResumptionPsk(this.suite.hash, rms, nonce),
+        issuedAt: now,
+        authenticatedAt,
+        lifetime,
+        ageAdd,
+        serverName: this.firstHello.serverName,
+        alpnProtocol: host.info.alpnProtocol,
+        extendedMasterSecret: false,
+        peerCertificates: host.info.peerCertificates ?? [],
+      };
+      const plain = encodeSessionState(state);
+      state.secret.fill(0);
+      let ticket: Uint8Array;
+      try {
+        ticket = ring.seal(plain);
+      } catch {
+        // A ring with keys from keyd that all expired seals nothing: no tickets, the connection goes on.
+        return;
+      } finally {
+        plain.fill(0);
+      }
+      host.sendHandshake(encodeNewSessionTicket13({ lifetime, ageAdd, nonce, ticket, extensions: [] }));
+    }
+    host.flush();
   }
 
   private sendMessage(raw: Uint8Array): void {
@@ -420,14 +580,17 @@ function checkClientHello13(ch: ClientHello, second: boolean): void {
   if (ch.compressionMethods.length !== 1 || ch.compressionMethods[0] !== 0) {
     throw illegalParameter('TLS 1.3 ClientHello with compression methods other than null');
   }
-  if (!ch.signatureAlgorithms) throw new TlsAlertError(AlertDescription.missing_extension, 'no signature_algorithms');
-  if (!ch.supportedGroups || !ch.keyShares) {
-    // Without a PSK both are required; with one of them missing the hello is malformed.
-    throw new TlsAlertError(AlertDescription.missing_extension, 'supported_groups and key_share are both required');
-  }
   if (ch.hasPreSharedKey && !ch.pskKeyExchangeModes) throw new TlsAlertError(AlertDescription.missing_extension, 'pre_shared_key without psk_key_exchange_modes');
-  for (const s of ch.keyShares) {
-    if (!ch.supportedGroups.includes(s.group)) throw illegalParameter('key share for a group not in supported_groups');
+  if ((ch.supportedGroups === undefined) !== (ch.keyShares === undefined)) {
+    throw new TlsAlertError(AlertDescription.missing_extension, 'supported_groups and key_share go together');
   }
-  if (second && ch.keyShares.length === 0) throw decodeError('second ClientHello without a key share');
+  // Without a PSK a hello needs both, and signature_algorithms (checked when a certificate is chosen).
+  if (!ch.hasPreSharedKey) {
+    if (!ch.signatureAlgorithms) throw new TlsAlertError(AlertDescription.missing_extension, 'no signature_algorithms');
+    if (!ch.supportedGroups) throw new TlsAlertError(AlertDescription.missing_extension, 'supported_groups and key_share are both required');
+  }
+  for (const s of ch.keyShares ?? []) {
+    if (!ch.supportedGroups!.includes(s.group)) throw illegalParameter('key share for a group not in supported_groups');
+  }
+  if (second && (ch.keyShares ?? []).length === 0) throw decodeError('second ClientHello without a key share');
 }
