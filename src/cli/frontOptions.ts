@@ -61,6 +61,7 @@ export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: {
     .option('--alpn <list>', `ALPN protocols in preference order${defaults.alpn ? ` (default ${defaults.alpn})` : ' (default: none)'}`)
     .addOption(new Option('--min-version <version>', 'lowest TLS version accepted (default TLSv1.2)').choices(['TLSv1.2', 'TLSv1.3']))
     .option('--rsa-key-exchange', 'also offer TLS 1.2 RSA key exchange for old clients (no forward secrecy; the key holder decrypts the premaster)')
+    .option('--ticket-keys-keyd', "session ticket keys from the --keyd key server (rotated there, shared by the fleet's fronts so they resume each other's sessions; the front's rule in keyd needs \"ticketKeys\": true)")
     .option('--psk-hint <hint>', 'PSK identity hint sent to clients')
     .addOption(new Option('--psk-unknown <mode>', 'answer to an unknown PSK identity (with --psk-file)').choices(['random', 'reject']))
     .option('--user <user>', 'once listening and the key processes started, drop this process from root to this user for good (name, uid or uid:gid)');
@@ -87,6 +88,7 @@ export interface KeyFlagValues {
 /** A server front's flag values (addFrontOptions). */
 export interface FrontFlagValues extends KeyFlagValues {
   config?: string;
+  ticketKeysKeyd?: boolean;
   listen?: string;
   alpn?: string;
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
@@ -124,6 +126,7 @@ export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList
   const s = keySettingsFromFlags(o, keySpecs);
   if (o.listen !== undefined) s.listen = o.listen;
   if (o.user !== undefined) s.user = o.user;
+  if (o.ticketKeysKeyd) s.keyd = { ...s.keyd, ticketKeys: true };
   s.psk = definedFields({ ...s.psk, hint: o.pskHint, unknown: o.pskUnknown });
   s.tls = definedFields({ alpn: o.alpn?.split(',').filter(Boolean), minVersion: o.minVersion, rsaKeyExchange: o.rsaKeyExchange });
   return s;
@@ -155,10 +158,29 @@ export function keySourceOptions(s: FrontSettings): KeySourceOptions {
     pskProcess: s.psk?.process === true,
     ...(s.keyUser !== undefined ? { keyUser: s.keyUser } : {}),
     ...(s.keyd?.addresses && s.keyd.addresses.length > 0
-      ? { keyd: { addresses: s.keyd.addresses, caPath: s.keyd.ca, certPath: s.keyd.cert, keyPath: s.keyd.key, deadlineMs: s.keyd.deadlineMs ?? 2_000, bound: s.keyd.bound === true } }
+      ? {
+          keyd: {
+            addresses: s.keyd.addresses,
+            caPath: s.keyd.ca,
+            certPath: s.keyd.cert,
+            keyPath: s.keyd.key,
+            deadlineMs: s.keyd.deadlineMs ?? 2_000,
+            bound: s.keyd.bound === true,
+            ticketKeys: s.keyd.ticketKeys === true,
+          },
+        }
       : {}),
     pkcs11: { module: s.pkcs11?.module, pinFile: s.pkcs11?.pinFile },
   };
+}
+
+/** Whether the front's ticket keys come from keyd (--ticket-keys-keyd), checking keyd is there to give them. */
+export function ticketKeysFromKeyd(s: FrontSettings): boolean {
+  if (s.keyd?.ticketKeys !== true) return false;
+  const addresses = s.keyd.addresses ?? [];
+  if (addresses.length === 0) throw new CliError('--ticket-keys-keyd needs --keyd (the key server that rotates the ticket keys)');
+  if (!addresses.some((a) => a.startsWith('tls://'))) throw new CliError('--ticket-keys-keyd needs a tls:// --keyd address: keyd serves ticket keys over mutual TLS only');
+  return true;
 }
 
 /** Certificate paths and, per certificate, its key option (undefined: keyd by the certificate's key id). */

@@ -15,6 +15,7 @@ import { LocalPsk } from '../keys/localPsk.js';
 import { parsePskFile } from '../keys/pskFile.js';
 import type { KeyProcessLogger } from '../keys/keyProcess.js';
 import { KeydClient, parseKeydAddress, type RemoteKey } from '../keys/remoteKey.js';
+import { TicketKeyFetcher } from '../keys/ticketKeyFetcher.js';
 import { redactPkcs11Uri } from '../keys/pkcs11Uri.js';
 
 /** A clear, user-facing error: printed without a stack trace. */
@@ -44,6 +45,8 @@ export interface KeydSourceOptions {
   deadlineMs?: number;
   /** --keyd-bound: sign requests carry their handshake messages. */
   bound?: boolean;
+  /** --ticket-keys-keyd: the session ticket keys come from keyd (see openTicketKeys). */
+  ticketKeys?: boolean;
 }
 
 /** Options shared by every key of a `serve` run. */
@@ -152,6 +155,7 @@ export class KeySources {
   readonly #opts: KeySourceOptions;
   readonly #opened: KeyOperations[] = [];
   readonly #psks: PskOperations[] = [];
+  #ticketKeys: TicketKeyFetcher | undefined;
   #keyd: Promise<KeydClient> | undefined;
   #client: KeydClient | undefined;
 
@@ -361,8 +365,27 @@ export class KeySources {
     };
   }
 
+  /**
+   * The fleet's session ticket keys from keyd (--ticket-keys-keyd), kept current by a
+   * TicketKeyFetcher over the same keyd connections; its ring goes to the server options.
+   */
+  async openTicketKeys(): Promise<TicketKeyFetcher> {
+    if (!this.#opts.keyd) throw new CliError('--ticket-keys-keyd needs --keyd (the key server that rotates the ticket keys)');
+    const client = await this.#connectKeyd();
+    const log = this.#opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    try {
+      this.#ticketKeys = await TicketKeyFetcher.start({ client, log: (level, msg, fields) => log(`keyward: ${level}: ${msg} ${JSON.stringify(fields)}`) });
+    } catch (err) {
+      const e = err as KeyOperationError;
+      if (e.code === 'refused') throw new CliError(`keyd refused this front the ticket keys: ${e.message}`);
+      throw new CliError(`keyd could not give the ticket keys (${this.#opts.keyd.addresses.join(', ')}): ${e.message}`);
+    }
+    return this.#ticketKeys;
+  }
+
   /** Closes every key and PSK holder opened (key processes, PKCS#11 sessions, the keyd connections). */
   async close(): Promise<void> {
+    this.#ticketKeys?.close();
     const keys = this.#opened.splice(0);
     const psks = this.#psks.splice(0);
     await Promise.allSettled([...keys.map((k) => k.close?.()), ...psks.map((p) => p.close?.())]);

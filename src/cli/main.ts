@@ -14,6 +14,7 @@ import {
   positiveInt,
   pskSettings,
   resolveSettings,
+  ticketKeysFromKeyd,
   type FrontFlagValues,
   type KeySpecList,
 } from './frontOptions.js';
@@ -53,6 +54,11 @@ without one is looked up in keyd by its public key):
                 The PIN comes from the file, or from the URI (pin-value=, pin-source=).
   in-process    --cert chain.pem --key key.pem
                 The key is loaded into this process (a baseline, not isolation).
+
+Session tickets: by default this front makes its own ticket keys (in memory,
+rotated hourly). --ticket-keys-keyd takes them from keyd instead, so that every
+front of a fleet resumes the sessions of the others (keyd rotates them; the
+front's rule in keyd.json needs "ticketKeys": true; tls:// keyd addresses only).
 
 TLS 1.2 PSK suites (PSK-AES128-GCM-SHA256, ECDHE-PSK-AES128-GCM-SHA256,
 ECDHE-PSK-CHACHA20-POLY1305; --cert is optional then):
@@ -106,6 +112,7 @@ export function buildProgram(): Command {
       if (s.clientAuth?.required && s.clientAuth.ca === undefined) throw new CliError('--require-client-cert needs --client-ca');
       const { certs, keys } = certificateSpecs(s);
       const psk = pskSettings(s);
+      ticketKeysFromKeyd(s);
       const running = await serve({
         listen: s.listen ?? '127.0.0.1:8443',
         certs,
@@ -130,6 +137,7 @@ export function buildProgram(): Command {
       process.stdout.write(`keyward: this front runs as uid ${runsAs.uid}, gid ${runsAs.gid}${runsAs.user !== undefined ? ` (--user ${runsAs.user}: root dropped for good)` : ''}\n`);
       for (const c of running.certificates) process.stdout.write(`keyward: ${c.certPath}: private key ${c.describe()}\n`);
       if (running.psk) process.stdout.write(`keyward: ${running.psk.describe()}\n`);
+      if (running.ticketKeys) process.stdout.write(`keyward: session ticket keys from keyd (${running.ticketKeys.stats.keyNames.length} key(s)); this front keeps them in memory only\n`);
       const { address, port } = running.address;
       process.stdout.write(`keyward listening on https://${hostUrl(address)}:${port}/\n`);
     });

@@ -24,6 +24,7 @@ import {
   positiveInt,
   pskSettings,
   resolveSettings,
+  ticketKeysFromKeyd,
   type FrontFlagValues,
   type KeySpecList,
 } from './frontOptions.js';
@@ -156,6 +157,8 @@ export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGener
     const { certs, keys } = certificateSpecs(s);
     const loaded = await loadCertificates({ listen: '', certs, keys, sources: keySourceOptions(s), ...(psk ? { psk } : {}) }, sources);
     const openedPsk = psk ? await sources.openPsk(psk.source, psk.unknownIdentity) : undefined;
+    // Each generation fetches anew: the keys are keyd's, so tickets outlive a reload.
+    const ticketKeys = ticketKeysFromKeyd(s) ? await sources.openTicketKeys() : undefined;
     const generation: ProxyGeneration = {
       certificates: loaded.certificates.map((c, i) => ({ cert: c.cert, key: c.key, holder: loaded.served[i].backend })),
       ...(openedPsk ? { psk: { holder: openedPsk.holder, label: openedPsk.backend, ...(psk?.identityHint !== undefined ? { identityHint: psk.identityHint } : {}) } } : {}),
@@ -165,6 +168,7 @@ export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGener
         ...(s.tls?.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
         // Mutual TLS: required (default) refuses clients without a certificate from the CA; optional lets them in unauthorized.
         ...(clientCa !== undefined ? { requestCert: true, rejectUnauthorized: s.clientAuth?.required !== false, ca: clientCa } : {}),
+        ...(ticketKeys ? { ticketKeys: ticketKeys.ring } : {}),
       },
       upstream,
       routes,
@@ -187,6 +191,7 @@ async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettin
     [s.proxyProtocol, '--proxy-protocol (proxyProtocol)'],
     [s.clientAuth, '--client-ca, --client-auth (clientAuth)'],
     [s.tls?.rsaKeyExchange, '--rsa-key-exchange (tls.rsaKeyExchange)'],
+    [s.keyd?.ticketKeys || undefined, '--ticket-keys-keyd (keyd.ticketKeys)'],
   ];
   const given = serverOnly.filter(([v]) => v !== undefined).map(([, name]) => name);
   if (given.length > 0) throw new CliError(`client mode relays to --target: ${given.join(', ')} belong to server mode`);

@@ -25,7 +25,8 @@ export interface FrontSettings {
   certificates?: CertificateEntry[];
   keyProcess?: boolean;
   keyUser?: string;
-  keyd?: { addresses?: string[]; ca?: string; cert?: string; key?: string; bound?: boolean; deadlineMs?: number };
+  /** `ticketKeys`: the session ticket keys come from keyd (--ticket-keys-keyd). */
+  keyd?: { addresses?: string[]; ca?: string; cert?: string; key?: string; bound?: boolean; deadlineMs?: number; ticketKeys?: boolean };
   pkcs11?: { module?: string; pinFile?: string };
   psk?: { keyd?: boolean; file?: string; process?: boolean; hint?: string; unknown?: 'random' | 'reject' };
   tls?: { alpn?: string[]; minVersion?: 'TLSv1.2' | 'TLSv1.3'; rsaKeyExchange?: boolean };
@@ -197,6 +198,7 @@ const frontFields: Record<string, Check> = {
     key: file,
     bound: bool,
     deadlineMs: int(1),
+    ticketKeys: bool,
   }),
   pkcs11: object({ module: file, pinFile: file }),
   psk: object({ keyd: bool, file, process: bool, hint: str, unknown: oneOf('random', 'reject') }),

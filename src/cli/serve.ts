@@ -14,6 +14,7 @@ import type { KeywardTLSSocket } from '../node/tlsSocket.js';
 import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { certifiedKey } from '../tls/engine/certificates.js';
 import { SourceLimit } from '../proxy/sourceLimit.js';
+import type { TicketKeyFetcher } from '../keys/ticketKeyFetcher.js';
 import { CliError, KeySources, type KeySourceOptions, type KeySpec, type OpenedKey, type OpenedPsk, type PskSpec } from './keySources.js';
 import { demoPage } from './page.js';
 
@@ -85,6 +86,8 @@ export interface RunningServer {
   certificates: ServedCertificate[];
   /** The PSK holder, when PSK suites are on. */
   psk?: { backend: OpenedPsk['backend']; describe(): string; pid?(): number | undefined };
+  /** The keyd-served ticket keys (--ticket-keys-keyd). */
+  ticketKeys?: TicketKeyFetcher;
   /** Stops accepting, ends connections (forcibly after `graceMs`), then closes the keys. */
   close(graceMs?: number): Promise<void>;
 }
@@ -237,10 +240,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const sources = new KeySources(opts.sources ?? {});
   let loaded;
   let psk: OpenedPsk | undefined;
+  let ticketKeys: TicketKeyFetcher | undefined;
   try {
     if (opts.psk?.identityHint !== undefined && Buffer.byteLength(opts.psk.identityHint, 'utf8') > 0xffff) throw new CliError('--psk-hint is longer than 65535 bytes');
     loaded = await loadCertificates(opts, sources);
     if (opts.psk) psk = await sources.openPsk(opts.psk.source, opts.psk.unknownIdentity);
+    if (opts.sources?.keyd?.ticketKeys) ticketKeys = await sources.openTicketKeys();
   } catch (err) {
     await sources.close();
     throw err;
@@ -275,6 +280,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
     ...(opts.clientCa !== undefined ? { requestCert: true, ca: readClientCa(opts.clientCa), rejectUnauthorized: opts.requireClientCert === true } : {}),
     ...(psk ? { psk: { holder: psk.holder, ...(opts.psk?.identityHint !== undefined ? { identityHint: opts.psk.identityHint } : {}) } } : {}),
+    ...(ticketKeys ? { ticketKeys: ticketKeys.ring } : {}),
   };
   let server: http2.Http2Server & WithTlsAcceptor;
   try {
@@ -315,5 +321,5 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     return closing;
   };
   const pskInfo = psk ? { backend: psk.backend, describe: withProtection(() => psk.describe(), psk.holder), ...(psk.pid ? { pid: psk.pid } : {}) } : undefined;
-  return { server, address, certificates: served, ...(pskInfo ? { psk: pskInfo } : {}), close };
+  return { server, address, certificates: served, ...(pskInfo ? { psk: pskInfo } : {}), ...(ticketKeys ? { ticketKeys } : {}), close };
 }

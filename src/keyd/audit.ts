@@ -60,6 +60,8 @@ export interface AuditRecord {
   dcScheme?: string;
   /** Delegated credentials: when the credential expires (ISO 8601). */
   dcExpires?: string;
+  /** Ticket keys fetched or rotated: their names (hex, public: every ticket carries one), comma-separated; never the keys. */
+  ticketKeys?: string;
   /** Why a request was refused or failed. */
   reason?: string;
   latencyMs?: number;
@@ -85,6 +87,7 @@ const FIELD_ORDER: readonly (keyof AuditRecord)[] = [
   'dcKey',
   'dcScheme',
   'dcExpires',
+  'ticketKeys',
   'reason',
   'latencyMs',
   'auditKey',

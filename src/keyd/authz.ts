@@ -35,6 +35,12 @@ export interface ClientRule {
    * grant of its own.
    */
   delegatedCredentials?: boolean;
+  /**
+   * May fetch the session ticket keys keyd rotates (GET_TICKET_KEYS, mutual TLS only).
+   * Default false: whoever holds a ticket key can open the tickets of every front of the
+   * fleet (docs/resumption.md), so it is a grant of its own.
+   */
+  ticketKeys?: boolean;
   rateLimit?: RateLimit;
 }
 
@@ -120,6 +126,11 @@ export class Grant {
   /** May obtain delegated credentials (see ClientRule.delegatedCredentials). */
   get delegatedCredentials(): boolean {
     return this.rule.delegatedCredentials === true;
+  }
+
+  /** May fetch the fleet's session ticket keys (see ClientRule.ticketKeys). */
+  get ticketKeys(): boolean {
+    return this.rule.ticketKeys === true;
   }
 
   /** May this peer use `key`? By id, or by any name the key serves. */

@@ -89,6 +89,13 @@ export interface KeydConfig {
   psk: { unknownIdentity: 'random' | 'reject' };
   /** Delegated credentials (RFC 9345): the longest validity keyd signs, ms. */
   delegatedCredentials: { maxValidityMs: number };
+  /**
+   * Session ticket keys keyd makes, rotates and serves to fronts whose rule says
+   * `ticketKeys`: present when some rule does. `rotateMs`: a new sealing key this often;
+   * `lifetimeSeconds`: the ticket lifetime the fronts use (a key is served until it last
+   * sealed that long ago).
+   */
+  ticketKeys?: { rotateMs: number; lifetimeSeconds: number };
 }
 
 /** The config is invalid; `problems` lists each with its JSON path. */
@@ -207,7 +214,7 @@ function checkClients(c: Checker, v: unknown): ClientRule[] {
   const out: ClientRule[] = [];
   v.forEach((raw, i) => {
     const p = `clients[${i}]`;
-    const o = c.obj(raw, p, ['id', 'keys', 'psks', 'admin', 'bound', 'delegatedCredentials', 'rateLimit']);
+    const o = c.obj(raw, p, ['id', 'keys', 'psks', 'admin', 'bound', 'delegatedCredentials', 'ticketKeys', 'rateLimit']);
     if (!o) return;
     const id = c.str(o.id, `${p}.id`);
     if (id !== undefined && /^sha256:/i.test(id) && !/^sha256:([0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2}$/.test(id)) {
@@ -218,9 +225,19 @@ function checkClients(c: Checker, v: unknown): ClientRule[] {
     const admin = c.bool(o.admin, `${p}.admin`, false);
     const bound = c.bool(o.bound, `${p}.bound`, false);
     const delegatedCredentials = c.bool(o.delegatedCredentials, `${p}.delegatedCredentials`, false);
+    const ticketKeys = c.bool(o.ticketKeys, `${p}.ticketKeys`, false);
     const rateLimit = checkRateLimit(c, o.rateLimit, `${p}.rateLimit`);
     if (id !== undefined && keys && psks) {
-      out.push({ id, keys, psks, admin, ...(bound ? { bound } : {}), ...(delegatedCredentials ? { delegatedCredentials } : {}), ...(rateLimit ? { rateLimit } : {}) });
+      out.push({
+        id,
+        keys,
+        psks,
+        admin,
+        ...(bound ? { bound } : {}),
+        ...(delegatedCredentials ? { delegatedCredentials } : {}),
+        ...(ticketKeys ? { ticketKeys } : {}),
+        ...(rateLimit ? { rateLimit } : {}),
+      });
     }
   });
   return out;
@@ -245,6 +262,25 @@ function checkPkcs11(c: Checker, v: unknown): Pkcs11KeyConfig[] {
     if (module && uri && serverNames) out.push({ module, uri, serverNames, ...(pinFile ? { pinFile } : {}) });
   });
   return out;
+}
+
+/** Rotation bounds of ticket keys, seconds: a short period only churns the store; a long one keeps a stolen key useful longer. */
+const TICKET_ROTATE_SECONDS = { min: 2, max: 7 * 86_400, dflt: 3_600 };
+
+/**
+ * ticketKeys: `{ "rotateSeconds", "ticketLifetimeSeconds" }`; on when a client rule grants
+ * `ticketKeys` (a section no rule uses is a mistake: nobody could fetch the keys).
+ */
+function checkTicketKeys(c: Checker, v: unknown, clients: readonly ClientRule[]): KeydConfig['ticketKeys'] {
+  const granted = clients.some((r) => r.ticketKeys === true);
+  if (v === undefined) return granted ? { rotateMs: TICKET_ROTATE_SECONDS.dflt * 1000, lifetimeSeconds: 7_200 } : undefined;
+  const o = c.obj(v, 'ticketKeys', ['rotateSeconds', 'ticketLifetimeSeconds']);
+  if (!o) return undefined;
+  const rotate = c.int(o.rotateSeconds, 'ticketKeys.rotateSeconds', TICKET_ROTATE_SECONDS.min, TICKET_ROTATE_SECONDS.max, TICKET_ROTATE_SECONDS.dflt);
+  // RFC 8446 4.6.1: a ticket lives at most seven days.
+  const lifetime = c.int(o.ticketLifetimeSeconds, 'ticketKeys.ticketLifetimeSeconds', 1, 604_800, 7_200);
+  if (!granted) c.fail('ticketKeys', 'no client rule has "ticketKeys": true, so no front could fetch them');
+  return rotate !== undefined && lifetime !== undefined ? { rotateMs: rotate * 1000, lifetimeSeconds: lifetime } : undefined;
 }
 
 /** audit.checkpoints: on by default; `false` turns them off. */
@@ -281,7 +317,7 @@ function checkSink(c: Checker, v: unknown): KeydConfig['audit']['sink'] {
  */
 export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.json'): KeydConfig {
   const c = new Checker(baseDir);
-  const top = c.obj(raw, '(top)', ['listen', 'tls', 'store', 'audit', 'metrics', 'log', 'clients', 'pkcs11', 'limits', 'psk', 'delegatedCredentials']);
+  const top = c.obj(raw, '(top)', ['listen', 'tls', 'store', 'audit', 'metrics', 'log', 'clients', 'pkcs11', 'limits', 'psk', 'delegatedCredentials', 'ticketKeys']);
   if (!top) throw new KeydConfigError(source, c.problems);
 
   const listen: KeydConfig['listen'] = {};
@@ -430,6 +466,8 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
     if (max !== undefined) dcMaxValidityMs = max * 1000;
   }
 
+  const ticketKeys = checkTicketKeys(c, top.ticketKeys, clients);
+
   if (c.problems.length > 0 || !store || !audit) throw new KeydConfigError(source, c.problems);
   return {
     baseDir,
@@ -444,6 +482,7 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
     limits,
     psk: { unknownIdentity },
     delegatedCredentials: { maxValidityMs: dcMaxValidityMs },
+    ...(ticketKeys ? { ticketKeys } : {}),
   };
 }
 

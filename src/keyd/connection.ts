@@ -58,7 +58,7 @@ export class KeydConnection {
     private readonly logger: Logger,
     private readonly onTimeout: (reason: ConnectionCloseReason) => void = () => {},
   ) {
-    this.#decoder = new FrameDecoder(limits.maxFrameBytes);
+    this.#decoder = new FrameDecoder(limits.maxFrameBytes, true);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     if (limits.idleTimeoutMs > 0) {
@@ -105,7 +105,7 @@ export class KeydConnection {
       const written = this.service.writeAudit();
       for (const a of answered) {
         const r = written ? a.reply : this.service.auditUnavailable;
-        this.#send(r.type, a.id, r.body);
+        this.#send(r.type, a.id, r.body, r.wipe);
       }
     }
     if (this.#out.length > 0) this.#flush();
@@ -191,7 +191,7 @@ export class KeydConnection {
     void r.then((reply) => {
       if (this.#inFlight.get(f.id) === own) this.#inFlight.delete(f.id);
       if (reply && !this.#closed) {
-        this.#send(reply.type, f.id, reply.body);
+        this.#send(reply.type, f.id, reply.body, reply.wipe);
         this.#flush();
       }
       this.service.afterReplies();
@@ -210,9 +210,17 @@ export class KeydConnection {
     return ac;
   }
 
-  #send(type: FrameType, id: number, body: Uint8Array | TlvWriter): void {
+  #send(type: FrameType, id: number, body: Uint8Array | TlvWriter, wipe = false): void {
     if (this.#closed || this.socket.destroyed) return;
-    this.#out.push(encodeFrame(type, id, body));
+    if (!wipe) {
+      this.#out.push(encodeFrame(type, id, body));
+      return;
+    }
+    // A frame with secrets leaves in a write of its own (no copy into a batch) and is
+    // zeroed once the socket has taken it (TLS has encrypted it by then).
+    this.#flush();
+    const frame = encodeFrame(type, id, body);
+    if (!this.socket.write(frame, () => frame.fill(0))) this.socket.pause();
   }
 
   #flush(): void {

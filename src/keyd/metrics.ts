@@ -39,6 +39,8 @@ export class KeydMetrics {
   readonly auditSinkLines: Counter<'outcome'>;
   /** 1 while the remote audit sink's connection is up. */
   readonly auditSinkConnected: Gauge;
+  /** Changes of the fleet's ticket key set (keys made or expired ones removed). */
+  readonly ticketKeyRotations: Counter;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -66,6 +68,7 @@ export class KeydMetrics {
     });
     this.auditSinkLines = new Counter({ name: 'keyd_audit_sink_lines_total', help: 'Audit lines sent to the remote sink, or dropped while it was unreachable', labelNames: ['outcome'], registers });
     this.auditSinkConnected = new Gauge({ name: 'keyd_audit_sink_connected', help: '1 while the remote audit sink is connected', registers });
+    this.ticketKeyRotations = new Counter({ name: 'keyd_ticket_key_rotations_total', help: 'Changes of the ticket key set (keys made, expired ones removed)', registers });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'keyd_' });
   }
 }

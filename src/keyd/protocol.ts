@@ -44,6 +44,8 @@ export enum FrameType {
   PSK_MASTER_SECRET = 0x13,
   /** Sign a delegated credential (RFC 9345) for the key's certificate. */
   ISSUE_DELEGATED_CREDENTIAL = 0x14,
+  /** The fleet's session ticket keys (fronts whose rule says `ticketKeys`, mutual TLS only). */
+  GET_TICKET_KEYS = 0x15,
   PUT_KEY = 0x20,
   LIST_KEYS = 0x21,
   DELETE_KEY = 0x22,
@@ -104,6 +106,16 @@ export enum Tag {
   SOURCE = 0x32,
   ORIGIN = 0x33,
   CREATED_AT = 0x34,
+  /** GET_TICKET_KEYS result, repeated: nested TICKET_KEY_NAME, TICKET_KEY_SECRET, CREATED_AT. */
+  TICKET_KEY = 0x35,
+  TICKET_KEY_NAME = 0x36,
+  TICKET_KEY_SECRET = 0x37,
+  /** u32 ms: keyd makes a new sealing key this often. */
+  ROTATE_EVERY_MS = 0x38,
+  /** u32 seconds: the ticket lifetime fronts give their tickets. */
+  TICKET_LIFETIME = 0x39,
+  /** u32 ms: until keyd's next rotation (relative, so the front's clock does not matter). */
+  NEXT_ROTATION_MS = 0x3a,
 }
 
 /** Error codes on the wire: every KeyErrorCode plus the PSK-specific one. */
@@ -241,6 +253,14 @@ export interface KeyInfo {
   createdAt?: string;
 }
 
+/** RESULT of GET_TICKET_KEYS: the sealing key first, then the others still accepted. */
+export interface TicketKeysResult {
+  keys: Array<{ name: Uint8Array; secret: Uint8Array; createdAt: number }>;
+  rotateEveryMs: number;
+  ticketLifetimeSeconds: number;
+  nextRotationMs: number;
+}
+
 /** Public facts about a PSK: its identity only. */
 export interface PskInfo {
   identity: Uint8Array;
@@ -291,7 +311,14 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private total = 0;
 
-  constructor(private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
+  /**
+   * `wipeConsumed`: zero the bytes of the reads a frame spanning several reads was copied
+   * from (for a socket's own buffers; off by default, as it writes to what `push` is given).
+   */
+  constructor(
+    private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES,
+    private readonly wipeConsumed = false,
+  ) {}
 
   /** Bytes buffered and not yet part of a complete frame. */
   get buffered(): number {
@@ -337,6 +364,9 @@ export class FrameDecoder {
         const c = this.chunks[0];
         const k = Math.min(c.length, n - off);
         c.copy(out, off, 0, k);
+        // The bytes now live in `out`, which its reader wipes when they are secret (keys,
+        // PSKs, ticket keys): the consumed part of the socket's read is not left behind.
+        if (this.wipeConsumed) c.fill(0, 0, k);
         off += k;
         if (k === c.length) this.chunks.shift();
         else this.chunks[0] = c.subarray(k);
@@ -389,6 +419,10 @@ export class TlvWriter {
 
   u16(tag: Tag, v: number): this {
     return this.bytes(tag, Uint8Array.of((v >>> 8) & 0xff, v & 0xff));
+  }
+
+  u32(tag: Tag, v: number): this {
+    return this.bytes(tag, Uint8Array.of((v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff));
   }
 
   str(tag: Tag, s: string): this {
@@ -501,6 +535,12 @@ export class TlvFields {
     const v = this.optU16(tag);
     if (v === undefined) throw badRequest(`${this.what}: missing ${Tag[tag]}`);
     return v;
+  }
+
+  reqU32(tag: Tag): number {
+    const v = this.req(tag);
+    if (v.length !== 4) throw badRequest(`${this.what}: ${Tag[tag]} must be 4 bytes`);
+    return ((v[0] << 24) | (v[1] << 16) | (v[2] << 8) | v[3]) >>> 0;
   }
 
   optStr(tag: Tag, maxBytes: number): string | undefined {
@@ -911,6 +951,43 @@ export function decodeListKeysResult(body: Uint8Array): ListKeysResult {
     return p;
   });
   return { keys: f.all(Tag.KEY_ENTRY).map(readKeyInfo), psks };
+}
+
+/** Most ticket keys one answer carries (a handful: sealing, next, a few retired). */
+export const MAX_TICKET_KEYS = 64;
+
+/**
+ * RESULT of GET_TICKET_KEYS, in its writer: the secrets are referenced, not copied, so the
+ * only copy made is the frame itself (which keyd wipes once written).
+ */
+export function ticketKeysWriter(r: TicketKeysResult): TlvWriter {
+  const w = new TlvWriter().u32(Tag.ROTATE_EVERY_MS, r.rotateEveryMs).u32(Tag.TICKET_LIFETIME, r.ticketLifetimeSeconds).u32(Tag.NEXT_ROTATION_MS, Math.max(0, Math.round(r.nextRotationMs)));
+  for (const k of r.keys) {
+    const e = new TlvWriter().bytes(Tag.TICKET_KEY_NAME, k.name).bytes(Tag.TICKET_KEY_SECRET, k.secret).str(Tag.CREATED_AT, new Date(k.createdAt).toISOString());
+    w.bytes(Tag.TICKET_KEY, e.finish());
+  }
+  return w;
+}
+
+/** Parses a GET_TICKET_KEYS RESULT body; the secrets are views of `body` (wipe it after use). */
+export function decodeTicketKeysResult(body: Uint8Array): TicketKeysResult {
+  const what = 'GET_TICKET_KEYS result';
+  const f = TlvFields.parse(body, what);
+  const entries = f.all(Tag.TICKET_KEY);
+  if (entries.length === 0 || entries.length > MAX_TICKET_KEYS) throw badRequest(`${what}: expected 1..${MAX_TICKET_KEYS} TICKET_KEY fields`);
+  const keys = entries.map((b) => {
+    const e = TlvFields.parse(b, 'TICKET_KEY');
+    const name = e.req(Tag.TICKET_KEY_NAME);
+    const secret = e.req(Tag.TICKET_KEY_SECRET);
+    if (name.length !== 16 || secret.length !== 32) throw badRequest('TICKET_KEY: a 16-byte name and a 32-byte key expected');
+    const createdAt = Date.parse(e.reqStr(Tag.CREATED_AT, 64));
+    if (!Number.isFinite(createdAt)) throw badRequest('TICKET_KEY: CREATED_AT is not an ISO 8601 time');
+    return { name, secret, createdAt };
+  });
+  const rotateEveryMs = f.reqU32(Tag.ROTATE_EVERY_MS);
+  const ticketLifetimeSeconds = f.reqU32(Tag.TICKET_LIFETIME);
+  if (rotateEveryMs === 0 || ticketLifetimeSeconds === 0 || ticketLifetimeSeconds > 604_800) throw badRequest(`${what}: ROTATE_EVERY_MS or TICKET_LIFETIME out of range`);
+  return { keys, rotateEveryMs, ticketLifetimeSeconds, nextRotationMs: f.reqU32(Tag.NEXT_ROTATION_MS) };
 }
 
 /** Body of an ERROR frame. */

@@ -22,6 +22,7 @@ import { WorkQueue } from './queue.js';
 import { KeyRegistry } from './registry.js';
 import { KeydService, type Session } from './service.js';
 import { SealedStore, type KekSource } from './store.js';
+import { TicketKeyKeeper, type TicketKeySettings } from './ticketKeys.js';
 import { registerStoredKey } from './storeKey.js';
 
 /** Options for {@link startKeyd} beyond the config file. */
@@ -105,6 +106,24 @@ async function openAuditSink(c: NonNullable<KeydConfig['audit']['sink']>, metric
   return sink;
 }
 
+/**
+ * Brings the fleet's ticket keys up to date and keeps rotating them; every change is
+ * audited (`ticket-key-rotate`, with the names made and removed), logged and counted.
+ */
+async function startTicketKeys(settings: TicketKeySettings, store: SealedStore, audit: AuditLog, metrics: KeydMetrics, logger: Logger): Promise<TicketKeyKeeper> {
+  const keeper = new TicketKeyKeeper(store, settings, {
+    onRotated: (r) => {
+      metrics.ticketKeyRotations.inc();
+      logger.info({ made: r.made, removed: r.removed }, 'ticket keys rotated');
+      const reason = `made ${r.made.length}, removed ${r.removed.length} expired`;
+      void audit.append({ client: '-', op: 'ticket-key-rotate', outcome: 'ok', ticketKeys: r.made.join(','), reason }).catch((e: Error) => logger.error({ err: e.message }, 'audit write failed'));
+    },
+    onError: (e) => logger.error({ err: e.message }, 'ticket key rotation failed; retrying (the keys served stay valid until they expire)'),
+  });
+  await keeper.start();
+  return keeper;
+}
+
 function listen(server: NetServer, arg: { port: number; host: string } | { path: string }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -165,7 +184,20 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       metrics.queued.set(queued);
     });
     const authz = new Authorizer(config.clients);
-    const service = new KeydService({ registry, store, audit, authz, metrics, logger, queue, unknownPskIdentity: config.psk.unknownIdentity, dcMaxValidityMs: config.delegatedCredentials.maxValidityMs });
+    const ticketKeys = config.ticketKeys ? await startTicketKeys(config.ticketKeys, store, audit, metrics, logger) : undefined;
+    if (ticketKeys) cleanups.push(() => ticketKeys.close());
+    const service = new KeydService({
+      registry,
+      store,
+      audit,
+      authz,
+      metrics,
+      logger,
+      queue,
+      unknownPskIdentity: config.psk.unknownIdentity,
+      dcMaxValidityMs: config.delegatedCredentials.maxValidityMs,
+      ...(ticketKeys ? { ticketKeys } : {}),
+    });
     const connections = new Set<KeydConnection>();
 
     const established = { tls: 0, unix: 0 };
@@ -289,6 +321,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         unix: unix?.path,
         metrics: metricsServer ? `${metricsServer.address.host}:${metricsServer.address.port}` : undefined,
         keys: registry.all().map((k) => ({ keyId: k.keyId, source: k.source, serverNames: k.serverNames })),
+        ticketKeys: ticketKeys?.served().keys.map((k) => k.name.toString('hex')),
         auditHead: audit.head,
         auditKey: auditKey?.keyId,
         auditSink: sinkConfig ? `${sinkConfig.host}:${sinkConfig.port}` : undefined,

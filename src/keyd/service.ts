@@ -31,6 +31,8 @@ import {
   encodeKeyInfos,
   encodeListKeysResult,
   outputWriter,
+  ticketKeysWriter,
+  TlvFields,
   type Frame,
   type GeneratedKeyType,
   type KeySelector,
@@ -42,6 +44,7 @@ import { pskMasterSecret } from '../tls/crypto/prf12.js';
 import type { WorkQueue } from './queue.js';
 import { keyInfoOf, servesName, type KeyRegistry, type RegisteredKey } from './registry.js';
 import { StoreError, type SealedStore } from './store.js';
+import type { TicketKeyKeeper } from './ticketKeys.js';
 import { registerStoredKey } from './storeKey.js';
 
 /** Who is on the other end of a connection. */
@@ -59,6 +62,8 @@ export interface Reply {
   type: FrameType.RESULT | FrameType.ERROR;
   /** A signature's result stays in its writer until its frame is built (one copy). */
   body: Uint8Array | TlvWriter;
+  /** The frame carries secrets (ticket keys): it is written alone and zeroed once written. */
+  wipe?: boolean;
 }
 
 /** What the service needs. */
@@ -75,6 +80,8 @@ export interface ServiceDeps {
   dcMaxValidityMs: number;
   /** Clock for delegated-credential validity, ms since the epoch (default Date.now). */
   now?: () => number;
+  /** The fleet's ticket keys, when a client rule grants `ticketKeys`. */
+  ticketKeys?: TicketKeyKeeper;
 }
 
 const OP_NAMES: Partial<Record<FrameType, string>> = {
@@ -83,6 +90,7 @@ const OP_NAMES: Partial<Record<FrameType, string>> = {
   [FrameType.DECRYPT_PREMASTER]: 'decrypt-premaster',
   [FrameType.PSK_MASTER_SECRET]: 'psk-master-secret',
   [FrameType.ISSUE_DELEGATED_CREDENTIAL]: 'delegated-credential',
+  [FrameType.GET_TICKET_KEYS]: 'ticket-keys',
   [FrameType.PUT_KEY]: 'put-key',
   [FrameType.LIST_KEYS]: 'list-keys',
   [FrameType.DELETE_KEY]: 'delete-key',
@@ -397,6 +405,8 @@ export class KeydService {
         return this.#decryptPremaster(frame, session, rec, signal);
       case FrameType.ISSUE_DELEGATED_CREDENTIAL:
         return this.#issueDelegatedCredential(frame, session, rec, signal);
+      case FrameType.GET_TICKET_KEYS:
+        return this.#ticketKeys(frame, session, rec);
       case FrameType.PUT_KEY:
         return this.#putKey(frame, session, rec);
       case FrameType.GENERATE_KEY:
@@ -547,6 +557,26 @@ export class KeydService {
     if (issuer) return this.d.queue.submit((s) => issuer(req, opCtx, s), signal()).then(result);
     if (ops.signNow) return result(ops.signNow(req.algorithm, input, opCtx));
     return this.d.queue.submit((s) => ops.sign(req.algorithm, input, opCtx, s), signal()).then(result);
+  }
+
+  /**
+   * The fleet's session ticket keys, to a front whose rule says `ticketKeys`, over mutual
+   * TLS only (a Unix socket peer is known by the socket's configured identity alone). The
+   * audit line names the keys (their public names, sealing key first), never their bytes.
+   */
+  #ticketKeys(frame: Frame, session: Session, rec: AuditRecord): Reply {
+    TlvFields.parse(frame.body, 'GET_TICKET_KEYS');
+    const grant = this.#grant(session);
+    if (!grant.ticketKeys) throw refused(`identity ${session.peer.display} may not fetch ticket keys (its rule lacks "ticketKeys": true)`);
+    if (session.transport !== 'tls') throw refused('ticket keys are served over mutual TLS only');
+    const keeper = this.d.ticketKeys;
+    if (!keeper) throw new KeyOperationError('unavailable', 'keyd has no ticket keys');
+    this.#takeToken(grant);
+    const served = keeper.served();
+    if (served.keys.length === 0) throw new KeyOperationError('unavailable', 'keyd has no current ticket key (rotation failing: see its log)');
+    rec.ticketKeys = served.keys.map((k) => k.name.toString('hex')).join(',');
+    const body = ticketKeysWriter({ keys: served.keys, rotateEveryMs: keeper.settings.rotateMs, ticketLifetimeSeconds: keeper.settings.lifetimeSeconds, nextRotationMs: served.nextRotationMs });
+    return { type: FrameType.RESULT, body, wipe: true };
   }
 
   #getKey(frame: Frame, session: Session, rec: AuditRecord): Reply {

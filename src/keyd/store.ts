@@ -5,6 +5,7 @@
  *   <dir>/keys/<keyId>.json    one private key (PKCS#8) sealed under the store key
  *   <dir>/psks/<sha256(identity)>.json   one PSK sealed under the store key
  *   <dir>/audit-key.json       the Ed25519 key that signs audit checkpoints (never a TLS key)
+ *   <dir>/ticket-keys/<name>.json   one session ticket key served to fronts, sealed
  *
  * A random 256-bit store key seals every record; the key-encryption key (KEK), derived
  * from a passphrase with scrypt or from a key file with HKDF, only wraps the store key.
@@ -80,11 +81,29 @@ export interface StoredKey {
   readonly createdAt: string;
 }
 
+/** The hash a TLS 1.3 PSK is used with (RFC 8446 4.2.11: SHA-256 unless provisioned otherwise). */
+export type PskHash = 'sha256' | 'sha384';
+
 /** A PSK held by the store. */
 export interface StoredPsk {
   readonly identity: Buffer;
   readonly secret: Buffer;
   readonly createdAt: string;
+  /** Its TLS 1.3 hash (TLS 1.2 PSK suites use the suite's PRF hash whatever this says). */
+  readonly hash: PskHash;
+}
+
+/**
+ * A session ticket key keyd makes, rotates and serves to the fronts of a fleet (never to
+ * disk in the clear). `createdAt` is when its sealing period starts (ms since the epoch):
+ * keyd makes each key one period ahead, so the next key's is in the future.
+ */
+export interface StoredTicketKey {
+  /** 16 bytes: the name every ticket sealed under the key carries (public). */
+  readonly name: Buffer;
+  /** 32 bytes of AES-256-GCM key. */
+  readonly secret: Buffer;
+  readonly createdAt: number;
 }
 
 /** The key that signs audit log checkpoints: kept apart from the TLS keys, never served. */
@@ -100,11 +119,15 @@ const AUDIT_KEY_FILE = 'audit-key.json';
 const AUDIT_KEY_FORMAT = 'keyward-sealed-audit-key';
 const KEYS_DIR = 'keys';
 const PSKS_DIR = 'psks';
+const TICKET_KEYS_DIR = 'ticket-keys';
 const HEADER_FORMAT = 'keyward-sealed-store';
 const KEY_FORMAT = 'keyward-sealed-key';
 const PSK_FORMAT = 'keyward-sealed-psk';
+const TICKET_KEY_FORMAT = 'keyward-sealed-ticket-key';
 const VERSION = 1;
 const NONCE_BYTES = 12;
+const TICKET_NAME_BYTES = 16;
+const TICKET_SECRET_BYTES = 32;
 const TAG_BYTES = 16;
 const KEK_INFO = 'keyward sealed store kek v1';
 
@@ -150,6 +173,17 @@ interface PskFile extends Envelope {
   version: number;
   identity: string;
   createdAt: string;
+  /** TLS 1.3 hash of the PSK (RFC 8446 4.2.11); absent in records made before it was kept: sha256. */
+  hash?: PskHash;
+}
+
+interface TicketKeyFile extends Envelope {
+  format: string;
+  version: number;
+  /** hex of the 16-byte key name; also the file name. */
+  name: string;
+  /** ms since the epoch: start of the key's sealing period. */
+  createdAt: number;
 }
 
 /** JSON with object keys sorted, so a checksum does not depend on key order. */
@@ -209,8 +243,14 @@ function keyAad(f: Pick<KeyFile, 'keyId' | 'keyType' | 'serverNames' | 'origin' 
   return Buffer.from(`${KEY_FORMAT} v${VERSION}\0${canonicalJson([f.keyId, f.keyType, f.serverNames, f.origin, f.createdAt])}`, 'utf8');
 }
 
-function pskAad(identityB64: string, createdAt: string): Buffer {
-  return Buffer.from(`${PSK_FORMAT} v${VERSION}\0${canonicalJson([identityB64, createdAt])}`, 'utf8');
+function pskAad(identityB64: string, createdAt: string, hash: PskHash | undefined): Buffer {
+  // Records from before the hash was kept have none, and their additional data lacks it.
+  const bound = hash === undefined ? [identityB64, createdAt] : [identityB64, createdAt, hash];
+  return Buffer.from(`${PSK_FORMAT} v${VERSION}\0${canonicalJson(bound)}`, 'utf8');
+}
+
+function ticketKeyAad(nameHex: string, createdAt: number): Buffer {
+  return Buffer.from(`${TICKET_KEY_FORMAT} v${VERSION}\0${canonicalJson([nameHex, createdAt])}`, 'utf8');
 }
 
 function auditKeyAad(keyId: string, createdAt: string): Buffer {
@@ -386,6 +426,8 @@ export interface CreateStoreOptions {
 export class SealedStore {
   readonly #keys = new Map<string, StoredKey>();
   readonly #psks = new Map<string, StoredPsk>();
+  /** By name (hex). */
+  readonly #ticketKeys = new Map<string, StoredTicketKey>();
   #auditKey: StoredAuditKey | undefined;
   #storeKey: Buffer;
 
@@ -485,6 +527,7 @@ export class SealedStore {
     try {
       await store.#loadKeys();
       await store.#loadPsks();
+      await store.#loadTicketKeys();
       await store.#loadAuditKey();
     } catch (e) {
       store.close();
@@ -571,11 +614,30 @@ export class SealedStore {
       if (typeof f !== 'object' || f === null || f.format !== PSK_FORMAT) throw corrupt('not a keyward sealed PSK');
       if (f.version !== VERSION) throw corrupt(`unsupported version ${String(f.version)}`);
       if (!isB64(f.identity) || typeof f.createdAt !== 'string' || !isEnvelope(f)) throw corrupt('missing fields');
+      if (f.hash !== undefined && f.hash !== 'sha256' && f.hash !== 'sha384') throw corrupt('hash must be sha256 or sha384');
       const identity = Buffer.from(f.identity, 'base64');
       if (basename(path) !== pskFileName(identity)) throw corrupt('identity does not match the file name');
-      const secret = unseal(this.#storeKey, f, pskAad(f.identity, f.createdAt));
+      const secret = unseal(this.#storeKey, f, pskAad(f.identity, f.createdAt, f.hash));
       if (!secret) throw corrupt('authentication failed (the file was edited or damaged)');
-      this.#psks.set(identity.toString('hex'), { identity, secret, createdAt: f.createdAt });
+      this.#psks.set(identity.toString('hex'), { identity, secret, createdAt: f.createdAt, hash: f.hash ?? 'sha256' });
+    }
+  }
+
+  async #loadTicketKeys(): Promise<void> {
+    for (const path of await this.#listRecords(TICKET_KEYS_DIR)) {
+      const corrupt = (why: string): StoreError => new StoreError('corrupt', `corrupt ticket key file ${path}: ${why}; nothing was changed`, path);
+      const f = (await readJson(path)) as TicketKeyFile;
+      if (typeof f !== 'object' || f === null || f.format !== TICKET_KEY_FORMAT) throw corrupt('not a keyward sealed ticket key');
+      if (f.version !== VERSION) throw corrupt(`unsupported version ${String(f.version)}`);
+      if (typeof f.name !== 'string' || !/^[0-9a-f]{32}$/.test(f.name) || basename(path) !== `${f.name}.json`) throw corrupt('name does not match the file name');
+      if (!Number.isSafeInteger(f.createdAt) || f.createdAt < 0 || !isEnvelope(f)) throw corrupt('missing fields');
+      const secret = unseal(this.#storeKey, f, ticketKeyAad(f.name, f.createdAt));
+      if (!secret) throw corrupt('authentication failed (the file was edited or damaged)');
+      if (secret.length !== TICKET_SECRET_BYTES) {
+        secret.fill(0);
+        throw corrupt(`the sealed key is not ${TICKET_SECRET_BYTES} bytes`);
+      }
+      this.#ticketKeys.set(f.name, { name: Buffer.from(f.name, 'hex'), secret, createdAt: f.createdAt });
     }
   }
 
@@ -676,15 +738,15 @@ export class SealedStore {
     return true;
   }
 
-  /** Seals a PSK under its identity (replacing an existing one). */
-  async putPsk(identity: Uint8Array, secret: Uint8Array): Promise<StoredPsk> {
+  /** Seals a PSK under its identity (replacing an existing one), with its TLS 1.3 hash (default sha256). */
+  async putPsk(identity: Uint8Array, secret: Uint8Array, hash: PskHash = 'sha256'): Promise<StoredPsk> {
     this.#checkOpen();
     const identityB64 = Buffer.from(identity).toString('base64');
     const createdAt = new Date().toISOString();
-    const env = seal(this.#storeKey, secret, pskAad(identityB64, createdAt));
-    const file: PskFile = { format: PSK_FORMAT, version: VERSION, identity: identityB64, createdAt, ...env };
+    const env = seal(this.#storeKey, secret, pskAad(identityB64, createdAt, hash));
+    const file: PskFile = { format: PSK_FORMAT, version: VERSION, identity: identityB64, createdAt, hash, ...env };
     await writeFileAtomic(join(this.dir, PSKS_DIR, pskFileName(identity)), JSON.stringify(file, null, 2) + '\n');
-    const stored: StoredPsk = { identity: Buffer.from(identity), secret: Buffer.from(secret), createdAt };
+    const stored: StoredPsk = { identity: Buffer.from(identity), secret: Buffer.from(secret), createdAt, hash };
     const old = this.#psks.get(stored.identity.toString('hex'));
     this.#psks.set(stored.identity.toString('hex'), stored);
     old?.secret.fill(0);
@@ -704,12 +766,48 @@ export class SealedStore {
     return true;
   }
 
-  /** Wipes the store key and PSK secrets from memory. The store cannot be used after. */
+  /** Every ticket key, oldest sealing period first. */
+  ticketKeys(): StoredTicketKey[] {
+    return [...this.#ticketKeys.values()].sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /** Seals a ticket key (16-byte name, 32-byte key) whose sealing period starts at `createdAt`. */
+  async putTicketKey(name: Uint8Array, secret: Uint8Array, createdAt: number): Promise<StoredTicketKey> {
+    this.#checkOpen();
+    if (name.length !== TICKET_NAME_BYTES || secret.length !== TICKET_SECRET_BYTES) throw new StoreError('bad-key', `a ticket key is a ${TICKET_NAME_BYTES}-byte name and a ${TICKET_SECRET_BYTES}-byte key`);
+    if (!Number.isSafeInteger(createdAt) || createdAt < 0) throw new StoreError('bad-key', 'a ticket key needs a creation time in ms since the epoch');
+    const nameHex = Buffer.from(name).toString('hex');
+    const env = seal(this.#storeKey, secret, ticketKeyAad(nameHex, createdAt));
+    const file: TicketKeyFile = { format: TICKET_KEY_FORMAT, version: VERSION, name: nameHex, createdAt, ...env };
+    // Stores made before ticket keys existed have no folder for them yet.
+    await mkdir(join(this.dir, TICKET_KEYS_DIR), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(join(this.dir, TICKET_KEYS_DIR, `${nameHex}.json`), JSON.stringify(file, null, 2) + '\n');
+    const stored: StoredTicketKey = { name: Buffer.from(name), secret: Buffer.from(secret), createdAt };
+    this.#ticketKeys.set(nameHex, stored);
+    return stored;
+  }
+
+  /** Removes a ticket key's record and wipes it from memory; false when there was none. */
+  async deleteTicketKey(name: Uint8Array): Promise<boolean> {
+    this.#checkOpen();
+    const nameHex = Buffer.from(name).toString('hex');
+    const old = this.#ticketKeys.get(nameHex);
+    if (!old) return false;
+    await unlink(join(this.dir, TICKET_KEYS_DIR, `${nameHex}.json`));
+    await fsyncDir(join(this.dir, TICKET_KEYS_DIR));
+    this.#ticketKeys.delete(nameHex);
+    old.secret.fill(0);
+    return true;
+  }
+
+  /** Wipes the store key, PSK and ticket key secrets from memory. The store cannot be used after. */
   close(): void {
     this.#storeKey.fill(0);
     this.#storeKey = Buffer.alloc(0);
     for (const p of this.#psks.values()) p.secret.fill(0);
     this.#psks.clear();
+    for (const t of this.#ticketKeys.values()) t.secret.fill(0);
+    this.#ticketKeys.clear();
     this.#keys.clear();
     this.#auditKey = undefined;
   }

@@ -25,6 +25,7 @@ import {
   decodeKeyInfos,
   decodeListKeysResult,
   decodeOutput,
+  decodeTicketKeysResult,
   encodeDecryptPremasterRequest,
   encodeDeleteKeyRequest,
   encodeDeletePskRequest,
@@ -41,6 +42,7 @@ import {
   type KeyInfo,
   type KeySelector,
   type ListKeysResult,
+  type TicketKeysResult,
   type TlvWriter,
 } from '../keyd/protocol.js';
 import { verifyDelegatedCredential, type DelegatedCredentialIssuer, type DelegatedCredentialRequest } from './delegatedCredentialIssuer.js';
@@ -165,7 +167,7 @@ class ClientConnection {
     readonly address: Address,
     maxFrameBytes: number,
   ) {
-    this.#decoder = new FrameDecoder(maxFrameBytes);
+    this.#decoder = new FrameDecoder(maxFrameBytes, true);
     this.closed = new Promise((r) => (this.#markClosed = r));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 15_000);
@@ -585,6 +587,21 @@ export class KeydClient {
    */
   async key(sel: { keyId?: string; serverName?: string; keyType?: string }, deadlineMs?: number): Promise<RemoteKey> {
     return RemoteKey.open(this, sel, false, deadlineMs ?? this.#deadlineMs);
+  }
+
+  /**
+   * The fleet's session ticket keys (GET_TICKET_KEYS; this front's rule needs `ticketKeys`
+   * and the link mutual TLS). The secrets are views of the answer's buffer: install them,
+   * then wipe them (TicketKeyFetcher does both).
+   */
+  async ticketKeys(opts: RequestOptions = {}): Promise<TicketKeysResult> {
+    const body = await this.request(FrameType.GET_TICKET_KEYS, new Uint8Array(0), opts);
+    try {
+      return decodeTicketKeysResult(body);
+    } catch (e) {
+      body.fill(0);
+      throw new KeyOperationError('internal', `keyd sent malformed ticket keys: ${(e as Error).message}`);
+    }
   }
 
   /** PSK operations through this pool. */
