@@ -1,0 +1,584 @@
+/**
+ * keyward vs node:tls, measured from outside on one pinned core (issue 15's method):
+ *
+ * - every server under test is its own process pinned to CPU 0 (`taskset -c 0`); a key
+ *   process forked by a front inherits the pinning, so front and key process share that core;
+ * - the load is bench/loadgen (Go's crypto/tls, compiled by bench/setup.sh) pinned to CPU 1,
+ *   and its own CPU per handshake is printed beside the server's, to show it is cheaper;
+ * - the primary figure is server CPU per operation, utime+stime from /proc/PID/stat, of the
+ *   front and of the key holder (key process or keyd) separately and summed; operations per
+ *   second come second (they follow whatever else the machine runs);
+ * - A/B runs alternate (the starting server rotates), medians are printed with the spread
+ *   of the primary figure, and every ratio is node:tls µs / keyward µs, so above 1 is
+ *   keyward cheaper.
+ *
+ *   npm run bench                       the whole run (~10 min)
+ *   npm run bench -- --quick            a ~2 min subset (P-256 rows, shorter runs, one repeat)
+ *   npm run bench -- --only tls13,bulk  sections: tls13 tls12 resumed hybrid bulk memory keyd
+ *   options: --seconds S (per run), --repeats N, --concurrency C, --node PATH (run the servers,
+ *            keyd and the bare sign loop on another Node, e.g. the pinned Node 24)
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createPrivateKey } from 'node:crypto';
+import { createCa, issueCertificate, type KeyType } from '../src/cli/pki.js';
+import { connectKeydAdmin } from '../src/keys/remoteKey.js';
+import { median, procCpuMicros } from './keysProc.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = join(here, '..', '..');
+
+// ------------------------------------------------------------------ options
+
+function option(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const quick = process.argv.includes('--quick');
+const ALL_SECTIONS = ['tls13', 'tls12', 'resumed', 'hybrid', 'bulk', 'memory', 'keyd'];
+const sections = new Set((option('only') ?? ALL_SECTIONS.join(',')).split(','));
+for (const s of sections) if (!ALL_SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (${ALL_SECTIONS.join(' ')})`);
+const seconds = Number(option('seconds') ?? (quick ? 1.5 : 4));
+const repeats = Number(option('repeats') ?? (quick ? 1 : 3));
+const concurrency = Number(option('concurrency') ?? 16);
+const serverNode = option('node') ?? process.execPath;
+const warmSeconds = quick ? 0.5 : 1;
+const bulkMB = quick ? 32 : 128;
+const idleCount = quick ? 2000 : 10_000;
+const pendingCount = quick ? 1000 : 5000;
+const keyTypes: KeyType[] = quick ? ['ecdsa-p256'] : ['ecdsa-p256', 'rsa-2048'];
+const SERVER_CORE = 0;
+const LOAD_CORE = 1;
+
+const f = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : '-');
+const x = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}x` : '-');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------ child processes
+
+type Json = Record<string, unknown>;
+
+/** A pinned child speaking JSON lines on stdout. */
+interface Child {
+  proc: ChildProcess;
+  pid: number;
+  next(timeoutMs?: number): Promise<Json>;
+  ask(command: string, timeoutMs?: number): Promise<Json>;
+  stop(): Promise<void>;
+}
+
+function startChild(core: number, command: string, args: string[], label: string): Child {
+  const proc = spawn('taskset', ['-c', String(core), command, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const lines: string[] = [];
+  const waiting: ((l: string) => void)[] = [];
+  createInterface({ input: proc.stdout! }).on('line', (l) => {
+    const w = waiting.shift();
+    if (w) w(l);
+    else lines.push(l);
+  });
+  const next = (timeoutMs = 60_000): Promise<Json> =>
+    new Promise((resolve, reject) => {
+      const early = lines.shift();
+      if (early !== undefined) return resolve(JSON.parse(early) as Json);
+      const t = setTimeout(() => reject(new Error(`${label}: no answer within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
+      const onExit = (): void => {
+        clearTimeout(t);
+        reject(new Error(`${label} exited (${proc.exitCode ?? proc.signalCode}); stderr: ${stderr}`));
+      };
+      proc.once('exit', onExit);
+      waiting.push((l) => {
+        clearTimeout(t);
+        proc.off('exit', onExit);
+        resolve(JSON.parse(l) as Json);
+      });
+    });
+  return {
+    proc,
+    // taskset execs the command: same pid.
+    pid: proc.pid!,
+    next,
+    ask(command, timeoutMs) {
+      proc.stdin!.write(command + '\n');
+      return next(timeoutMs);
+    },
+    async stop() {
+      proc.stdin!.end();
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Runs a pinned program to completion (killed after timeoutMs) and returns its last JSON line. */
+function runJson(core: number, command: string, args: string[], timeoutMs: number): Promise<Json> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn('taskset', ['-c', String(core), command, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+    const t = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    proc.on('exit', (code, signal) => {
+      clearTimeout(t);
+      const last = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && last) resolve(JSON.parse(last) as Json);
+      else reject(new Error(`${command} ${args.slice(0, 2).join(' ')} exited ${code ?? signal}: ${err.trim()}`));
+    });
+  });
+}
+
+let loadgenPath = '';
+function loadgen(args: string[], timeoutMs = (seconds + 60) * 1000): Promise<Json> {
+  return runJson(LOAD_CORE, loadgenPath, args, timeoutMs);
+}
+
+// ------------------------------------------------------------------ servers under test
+
+interface SiteKey {
+  type: KeyType;
+  label: string;
+  cert: string;
+  key: string;
+  keyId: string;
+}
+
+type Impl = 'node' | 'local' | 'keyproc' | 'keyd';
+const IMPL_LABEL: Record<Impl, string> = {
+  node: 'node:tls, key in process',
+  local: 'keyward, key in process',
+  keyproc: 'keyward, key process',
+  keyd: 'keyward, keyd (Unix socket)',
+};
+
+interface Server {
+  impl: Impl;
+  child: Child;
+  port: number;
+  /** The key process (inherits CPU 0) or keyd (CPU 1): their CPU is the holder's. */
+  holderPid: number | null;
+}
+
+let keyd: Child | undefined;
+let keydSocket = '';
+
+async function startServer(impl: Impl, site: SiteKey, extra: Json = {}, node = serverNode): Promise<Server> {
+  const spec: Json = {
+    impl: impl === 'node' ? 'node' : 'keyward',
+    key: impl === 'node' ? 'local' : impl,
+    cert: site.cert,
+    keyFile: site.key,
+    keyId: site.keyId,
+    keyd: `unix:${keydSocket}`,
+    groups: ['x25519'],
+    ...extra,
+  };
+  const child = startChild(SERVER_CORE, node, ['--expose-gc', join(here, 'compareServer.js'), JSON.stringify(spec)], `server ${impl}`);
+  const first = await child.next(30_000);
+  const holderPid = impl === 'keyproc' ? (first.holderPid as number) : impl === 'keyd' ? keyd!.pid : null;
+  return { impl, child, port: first.port as number, holderPid };
+}
+
+// ------------------------------------------------------------------ handshake rows
+
+interface HsRun {
+  rate: number;
+  frontUs: number;
+  holderUs: number;
+  genUs: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  resumedShare: number;
+}
+
+async function handshakeRun(s: Server, loadArgs: string[], runSeconds: number): Promise<HsRun> {
+  const a0 = (await s.child.ask('stat')).secure as number;
+  const f0 = procCpuMicros(s.child.pid);
+  const h0 = s.holderPid ? procCpuMicros(s.holderPid) : 0;
+  const g = await loadgen(['-mode', 'handshakes', '-port', String(s.port), '-concurrency', String(concurrency), '-seconds', String(runSeconds), ...loadArgs]);
+  const f1 = procCpuMicros(s.child.pid);
+  const h1 = s.holderPid ? procCpuMicros(s.holderPid) : 0;
+  const hs = ((await s.child.ask('stat')).secure as number) - a0;
+  const genHs = g.handshakes as number;
+  if (hs === 0) throw new Error(`${IMPL_LABEL[s.impl]}: no handshake completed (${String(g.firstError ?? '')})`);
+  return {
+    rate: hs / (g.seconds as number),
+    frontUs: (f1 - f0) / hs,
+    holderUs: s.holderPid ? (h1 - h0) / hs : 0,
+    genUs: (g.cpuUs as number) / genHs,
+    p50: g.p50 as number,
+    p99: g.p99 as number,
+    errors: (g.errors as number) + Math.abs(genHs - hs),
+    resumedShare: (g.resumed as number) / genHs,
+  };
+}
+
+interface HsRow {
+  label: string;
+  runs: Map<Impl, HsRun[]>;
+}
+
+function medianRun(runs: HsRun[]): HsRun {
+  const m = {} as Record<keyof HsRun, number>;
+  for (const k of Object.keys(runs[0]) as (keyof HsRun)[]) m[k] = median(runs.map((r) => r[k]));
+  return m;
+}
+
+/** Alternating runs over the row's servers, the first server rotating each round. */
+async function handshakeRow(label: string, servers: Server[], loadArgs: string[]): Promise<HsRow> {
+  for (const s of servers) await handshakeRun(s, loadArgs, warmSeconds);
+  const runs = new Map<Impl, HsRun[]>(servers.map((s) => [s.impl, []]));
+  for (let r = 0; r < repeats; r++) {
+    for (let i = 0; i < servers.length; i++) {
+      const s = servers[(i + r) % servers.length];
+      runs.get(s.impl)!.push(await handshakeRun(s, loadArgs, seconds));
+    }
+  }
+  printHsRow(label, runs);
+  return { label, runs };
+}
+
+function printHsRow(label: string, runs: Map<Impl, HsRun[]>): void {
+  console.log(`\n${label}`);
+  console.log('  server                         hs/s  front µs/hs (spread)  holder µs/hs  front+holder  load µs/hs  p50 ms  p99 ms  resumed  errors');
+  const med = new Map([...runs].map(([impl, rs]) => [impl, medianRun(rs)]));
+  for (const [impl, rs] of runs) {
+    const m = med.get(impl)!;
+    const fronts = rs.map((r) => r.frontUs);
+    const spread = rs.length > 1 ? `(${f(Math.min(...fronts))}–${f(Math.max(...fronts))})` : '';
+    console.log(
+      `  ${IMPL_LABEL[impl].padEnd(29)} ${f(m.rate).padStart(5)} ${f(m.frontUs).padStart(7)} ${spread.padStart(13)} ${(m.holderUs ? f(m.holderUs) : '-').padStart(13)} ${f(m.frontUs + m.holderUs).padStart(13)} ${f(m.genUs).padStart(11)} ${f(m.p50, 2).padStart(7)} ${f(m.p99, 2).padStart(7)} ${(f(m.resumedShare * 100) + '%').padStart(8)} ${f(m.errors).padStart(7)}`,
+    );
+  }
+  const node = med.get('node');
+  if (!node) return;
+  const parts: string[] = [];
+  for (const [impl, m] of med) {
+    if (impl === 'node') continue;
+    const both = m.holderUs ? `, front+holder ${x(node.frontUs / (m.frontUs + m.holderUs))}` : '';
+    parts.push(`${impl} front ${x(node.frontUs / m.frontUs)}${both}, hs/s ${x(m.rate / node.rate)}`);
+  }
+  console.log(`  ratio node:tls µs / keyward µs (above 1: keyward cheaper): ${parts.join('; ')}`);
+}
+
+// ------------------------------------------------------------------ targets
+
+interface Target {
+  what: string;
+  ratio: number;
+  goal: number;
+  /** true: the ratio must be at most the goal. */
+  atMost?: boolean;
+}
+const targets: Target[] = [];
+
+function hsTargets(row: HsRow, what: string, goal: number): void {
+  const node = row.runs.get('node');
+  if (!node) return;
+  const n = medianRun(node);
+  for (const impl of ['local', 'keyproc', 'keyd'] as const) {
+    const rs = row.runs.get(impl);
+    if (rs) targets.push({ what: `${what}, ${IMPL_LABEL[impl]}: front CPU/hs`, ratio: n.frontUs / medianRun(rs).frontUs, goal });
+  }
+}
+
+// ------------------------------------------------------------------ sections
+
+const TLS13 = ['-tls', '1.3', '-groups', 'x25519'];
+/** TLS 1.2 ECDHE with x25519; p256 is offered too because an ECDSA P-256 certificate needs its curve listed (RFC 8422 5.1). */
+const tls12 = (cipher: string): string[] => ['-tls', '1.2', '-groups', 'x25519,p256', '-cipher', cipher];
+
+async function probe(s: Server, args: string[]): Promise<Json> {
+  return loadgen(['-mode', 'probe', '-port', String(s.port), ...args], 30_000);
+}
+
+async function handshakeSections(sites: SiteKey[]): Promise<void> {
+  for (const site of sites) {
+    const impls: Impl[] = ['node', 'local', 'keyproc', 'keyd'];
+    const servers: Server[] = [];
+    try {
+      for (const impl of impls) servers.push(await startServer(impl, site));
+      // The same version, suite and group for every server, or the rows compare different work.
+      const p = await Promise.all(servers.map((s) => probe(s, TLS13)));
+      console.log(`\n${site.label}: TLS 1.3 probe per server: ${p.map((r, i) => `${servers[i].impl} ${String(r.suite)} ${String(r.tickets)} ticket(s)`).join('; ')}`);
+      if (sections.has('tls13')) {
+        const row = await handshakeRow(`TLS 1.3 full handshake, ${site.label}, x25519, AES-128-GCM`, servers, TLS13);
+        hsTargets(row, `TLS 1.3 ${site.label}`, 0.85);
+        const n = medianRun(row.runs.get('node')!);
+        const kp = medianRun(row.runs.get('keyproc')!);
+        const local = medianRun(row.runs.get('local')!);
+        const kd = medianRun(row.runs.get('keyd')!);
+        // Front and key process share CPU 0: one core's capacity is 1e6 / (front + key process µs).
+        targets.push({ what: `TLS 1.3 ${site.label}, front + key process on one core: hs/s per core`, ratio: n.frontUs / (kp.frontUs + kp.holderUs), goal: 0.75 });
+        targets.push({ what: `TLS 1.3 ${site.label}, keyd front CPU/hs vs key in process`, ratio: local.frontUs / kd.frontUs, goal: 0.95 });
+      }
+      if (sections.has('tls12')) {
+        const cipher = site.type === 'rsa-2048' ? 'ECDHE-RSA-AES128-GCM-SHA256' : 'ECDHE-ECDSA-AES128-GCM-SHA256';
+        const row = await handshakeRow(`TLS 1.2 full handshake, ${cipher}, ${site.label}, x25519`, servers, tls12(cipher));
+        hsTargets(row, `TLS 1.2 ${cipher}`, 0.85);
+      }
+      if (sections.has('resumed')) await resumedRows(site, servers);
+    } finally {
+      for (const s of servers) await s.child.stop();
+    }
+  }
+}
+
+/** Resumed handshakes: measured when keyward's server resumes (the probe offers it the session it gave). */
+async function resumedRows(site: SiteKey, servers: Server[]): Promise<void> {
+  const rowServers = servers.filter((s) => s.impl === 'node' || s.impl === 'local' || s.impl === 'keyproc');
+  const cipher = site.type === 'rsa-2048' ? 'ECDHE-RSA-AES128-GCM-SHA256' : 'ECDHE-ECDSA-AES128-GCM-SHA256';
+  for (const [version, args] of [
+    ['TLS 1.3', TLS13],
+    ['TLS 1.2', tls12(cipher)],
+  ] as const) {
+    const probes = await Promise.all(rowServers.map((s) => probe(s, [...args])));
+    const declining = rowServers.filter((_, i) => probes[i].resumes !== true);
+    if (declining.length > 0) {
+      console.log(
+        `\n${version} resumed handshake, ${site.label}: NOT MEASURED: ${declining.map((s) => IMPL_LABEL[s.impl]).join(', ')} did not resume in the probe (tickets given: ${probes.map((p, i) => `${rowServers[i].impl} ${String(p.tickets)}`).join(', ')})`,
+      );
+      continue;
+    }
+    const row = await handshakeRow(`${version} resumed handshake (psk_dhe_ke / session), ${site.label}, x25519`, rowServers, [...args, '-resume']);
+    hsTargets(row, `${version} resumed ${site.label}`, 1.0);
+  }
+}
+
+/** X25519MLKEM768 vs x25519 on Node 24 (node:crypto's ML-KEM; Node 20's node:tls has no hybrid). */
+async function hybridSection(site: SiteKey): Promise<void> {
+  const node24 = execFileSync('bash', [join(root, 'scripts', 'node24.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  const groups = { groups: ['X25519MLKEM768', 'x25519'] };
+  const servers = [await startServer('node', site, groups, node24), await startServer('local', site, groups, node24)];
+  try {
+    const rows: Record<string, Map<Impl, HsRun[]>> = {};
+    for (const group of ['X25519MLKEM768', 'X25519']) {
+      rows[group] = new Map(servers.map((s) => [s.impl, []]));
+      // The Go 1.19 load generator has no X25519MLKEM768: a node:tls client on Node 24 offers one group.
+      const run = async (s: Server, secs: number): Promise<HsRun> => {
+        const a0 = (await s.child.ask('stat')).secure as number;
+        const f0 = procCpuMicros(s.child.pid);
+        const g = await runJson(LOAD_CORE, node24, [join(here, 'benchLoad.js'), 'handshakes', String(s.port), String(concurrency), String(secs), group], (secs + 60) * 1000);
+        const f1 = procCpuMicros(s.child.pid);
+        const hs = ((await s.child.ask('stat')).secure as number) - a0;
+        return { rate: hs / (g.seconds as number), frontUs: (f1 - f0) / hs, holderUs: 0, genUs: (g.cpuUs as number) / (g.handshakes as number), p50: g.p50 as number, p99: g.p99 as number, errors: g.errors as number, resumedShare: 0 };
+      };
+      for (const s of servers) await run(s, warmSeconds);
+      for (let r = 0; r < repeats; r++) for (let i = 0; i < servers.length; i++) rows[group].get(servers[(i + r) % servers.length].impl)!.push(await run(servers[(i + r) % servers.length], seconds));
+      printHsRow(`TLS 1.3 full handshake, ${site.label}, ${group}, servers on Node ${execFileSync(node24, ['--version'], { encoding: 'utf8' }).trim()} (load: node:tls client on Node 24)`, rows[group]);
+    }
+    const premium = (impl: Impl): number => medianRun(rows.X25519MLKEM768.get(impl)!).frontUs - medianRun(rows.X25519.get(impl)!).frontUs;
+    console.log(`  X25519MLKEM768 over x25519, server µs/hs: node:tls +${f(premium('node'))}, keyward +${f(premium('local'))}`);
+    const n = medianRun(rows.X25519MLKEM768.get('node')!);
+    targets.push({ what: `TLS 1.3 ${site.label} X25519MLKEM768 (Node 24), key in process: front CPU/hs`, ratio: n.frontUs / medianRun(rows.X25519MLKEM768.get('local')!).frontUs, goal: 0.85 });
+  } finally {
+    for (const s of servers) await s.child.stop();
+  }
+}
+
+interface BulkRun {
+  upMBps: number;
+  downMBps: number;
+  upUsPerMB: number;
+  downUsPerMB: number;
+  genUsPerMB: number;
+}
+
+async function bulkSection(site: SiteKey): Promise<void> {
+  const servers = [await startServer('node', site), await startServer('local', site)];
+  try {
+    const once = async (s: Server, mb: number): Promise<BulkRun> => {
+      const c0 = procCpuMicros(s.child.pid);
+      const up = await loadgen(['-mode', 'bulk', '-port', String(s.port), '-mb', String(mb), '-direction', 'up']);
+      const c1 = procCpuMicros(s.child.pid);
+      const down = await loadgen(['-mode', 'bulk', '-port', String(s.port), '-mb', String(mb), '-direction', 'down']);
+      const c2 = procCpuMicros(s.child.pid);
+      return {
+        upMBps: up.uploadMBps as number,
+        downMBps: down.downloadMBps as number,
+        upUsPerMB: (c1 - c0) / mb,
+        downUsPerMB: (c2 - c1) / mb,
+        genUsPerMB: ((up.uploadCpuUs as number) + (down.downloadCpuUs as number)) / (2 * mb),
+      };
+    };
+    for (const s of servers) await once(s, 16);
+    const runs = new Map<Impl, BulkRun[]>(servers.map((s) => [s.impl, []]));
+    for (let r = 0; r < repeats; r++) for (let i = 0; i < servers.length; i++) runs.get(servers[(i + r) % servers.length].impl)!.push(await once(servers[(i + r) % servers.length], bulkMB));
+    console.log(`\nBulk, one connection per direction, ${bulkMB} MiB each way (${site.label} certificate, TLS 1.3, AES-128-GCM); MB = MiB`);
+    console.log('  server                      up MB/s  down MB/s  up µs/MB (spread)   down µs/MB (spread)   up MB/s/core  down MB/s/core  load µs/MB');
+    const med = new Map<Impl, BulkRun>();
+    for (const [impl, rs] of runs) {
+      const m = {} as Record<keyof BulkRun, number>;
+      for (const k of Object.keys(rs[0]) as (keyof BulkRun)[]) m[k] = median(rs.map((r) => r[k]));
+      med.set(impl, m);
+      const spread = (k: keyof BulkRun): string => (rs.length > 1 ? `(${f(Math.min(...rs.map((r) => r[k])))}–${f(Math.max(...rs.map((r) => r[k])))})` : '');
+      console.log(
+        `  ${IMPL_LABEL[impl].padEnd(26)} ${f(m.upMBps).padStart(8)} ${f(m.downMBps).padStart(10)} ${f(m.upUsPerMB).padStart(9)} ${spread('upUsPerMB').padStart(11)} ${f(m.downUsPerMB).padStart(9)} ${spread('downUsPerMB').padStart(13)} ${f(1e6 / m.upUsPerMB).padStart(13)} ${f(1e6 / m.downUsPerMB).padStart(15)} ${f(m.genUsPerMB).padStart(11)}`,
+      );
+    }
+    const n = med.get('node')!;
+    const k = med.get('local')!;
+    console.log(`  ratio node:tls µs/MB / keyward µs/MB (= MB/s per server core; above 1: keyward cheaper): upload ${x(n.upUsPerMB / k.upUsPerMB)}, download ${x(n.downUsPerMB / k.downUsPerMB)}; wall MB/s upload ${x(k.upMBps / n.upMBps)}, download ${x(k.downMBps / n.downMBps)}`);
+    targets.push({ what: 'Bulk upload, MB/s per server core', ratio: n.upUsPerMB / k.upUsPerMB, goal: 0.85 });
+    targets.push({ what: 'Bulk download, MB/s per server core', ratio: n.downUsPerMB / k.downUsPerMB, goal: 0.85 });
+  } finally {
+    for (const s of servers) await s.child.stop();
+  }
+}
+
+const kb = (bytes: number): string => f(bytes / 1024, 1);
+
+async function memorySection(site: SiteKey): Promise<void> {
+  console.log(`\nMemory (${site.label}, TLS 1.3): whole-process RSS and V8 heap+external after a full GC, before and with the connections open, per connection`);
+  console.log('  case                                        connections  RSS KiB/conn  heap+external KiB/conn  RSS before → with (MiB)');
+  const idle: Record<string, number> = {};
+  for (const impl of ['node', 'local'] as const) {
+    const s = await startServer(impl, site);
+    try {
+      await loadgen(['-mode', 'handshakes', '-port', String(s.port), '-seconds', String(warmSeconds), ...TLS13]);
+      const before = await s.child.ask('gc');
+      const hold = startChild(LOAD_CORE, loadgenPath, ['-mode', 'hold', '-port', String(s.port), '-count', String(idleCount), '-inflight', '64', '-timeout', '30000', ...TLS13], 'loadgen hold');
+      try {
+        await hold.next(300_000);
+        const est = await hold.next(300_000);
+        await sleep(1000);
+        const withConns = await s.child.ask('gc');
+        const n = est.established as number;
+        const rss = ((withConns.rss as number) - (before.rss as number)) / n;
+        const heap = ((withConns.heapUsed as number) + (withConns.external as number) - (before.heapUsed as number) - (before.external as number)) / n;
+        idle[impl] = rss;
+        console.log(
+          `  ${`idle established, ${IMPL_LABEL[impl]}`.padEnd(43)} ${String(n).padStart(11)} ${kb(rss).padStart(13)} ${kb(heap).padStart(23)}   ${f((before.rss as number) / 2 ** 20)} → ${f((withConns.rss as number) / 2 ** 20)}${est.errors ? `  (${String(est.errors)} failed: ${String(est.firstError)})` : ''}`,
+        );
+      } finally {
+        await hold.stop();
+      }
+    } finally {
+      await s.child.stop();
+    }
+  }
+  targets.push({ what: 'Memory per idle established connection, keyward / node:tls (RSS)', ratio: idle.local / idle.node, goal: 1, atMost: true });
+
+  // Pending: every signature waits 100 ms and then until all the handshakes are pending.
+  const s = await startServer('local', site, { holdSignsMs: 100 });
+  try {
+    const before = await s.child.ask('gc');
+    const hold = startChild(LOAD_CORE, loadgenPath, ['-mode', 'hold', '-port', String(s.port), '-count', String(pendingCount), '-inflight', String(pendingCount), '-rate', '2500', '-timeout', '120000', ...TLS13], 'loadgen hold');
+    try {
+      const deadline = Date.now() + 90_000;
+      let pending = 0;
+      while (Date.now() < deadline && pending < pendingCount) {
+        await sleep(200);
+        pending = (await s.child.ask('stat')).pending as number;
+      }
+      const during = await s.child.ask('gc');
+      await s.child.ask('release');
+      await hold.next(300_000);
+      const est = await hold.next(300_000);
+      const n = during.pending as number;
+      const rss = ((during.rss as number) - (before.rss as number)) / n;
+      const heap = ((during.heapUsed as number) + (during.external as number) - (before.heapUsed as number) - (before.external as number)) / n;
+      console.log(
+        `  ${'pending on a 100 ms key holder, keyward'.padEnd(43)} ${String(n).padStart(11)} ${kb(rss).padStart(13)} ${kb(heap).padStart(23)}   ${f((before.rss as number) / 2 ** 20)} → ${f((during.rss as number) / 2 ** 20)}  (then ${String(est.established)} completed)`,
+      );
+    } finally {
+      await hold.stop();
+    }
+  } finally {
+    await s.child.stop();
+  }
+}
+
+async function keydSection(site: SiteKey): Promise<void> {
+  // keyd alone on CPU 0 now, the signing client on CPU 1.
+  execFileSync('taskset', ['-a', '-p', '-c', String(SERVER_CORE), String(keyd!.pid)], { stdio: 'ignore' });
+  const runs = { keyd: [] as number[], client: [] as number[], bare: [] as number[], rate: [] as number[] };
+  const secs = quick ? 1 : 3;
+  for (let r = 0; r < repeats; r++) {
+    const k0 = procCpuMicros(keyd!.pid);
+    const c = await runJson(LOAD_CORE, serverNode, [join(here, 'signLoad.js'), 'keyd', `unix:${keydSocket}`, site.keyId, String(secs), '64'], 60_000);
+    const k1 = procCpuMicros(keyd!.pid);
+    runs.keyd.push((k1 - k0) / (c.signs as number));
+    runs.client.push((c.cpuUs as number) / (c.signs as number));
+    runs.rate.push((c.signs as number) / (c.seconds as number));
+    const b = await runJson(SERVER_CORE, serverNode, [join(here, 'signLoad.js'), 'bare', site.key, String(secs)], 60_000);
+    runs.bare.push((b.cpuUs as number) / (b.signs as number));
+  }
+  const k = median(runs.keyd);
+  const b = median(runs.bare);
+  console.log(`\nkeyd CPU per ${site.label} sign (TLS 1.3 CertificateVerify; keyd on CPU 0 with its sealed store and audit log, 64 in flight on one Unix-socket connection from CPU 1)`);
+  console.log(`  keyd ${f(k, 1)} µs/sign (spread ${f(Math.min(...runs.keyd), 1)}–${f(Math.max(...runs.keyd), 1)}), ${f(median(runs.rate))} signs/s; its client ${f(median(runs.client), 1)} µs/sign`);
+  console.log(`  bare crypto.sign loop on CPU 0: ${f(b, 1)} µs/sign (spread ${f(Math.min(...runs.bare), 1)}–${f(Math.max(...runs.bare), 1)}); keyd / bare ${x(k / b)}`);
+  targets.push({ what: `keyd CPU per ${site.label} sign / bare crypto.sign`, ratio: k / b, goal: 2, atMost: true });
+  execFileSync('taskset', ['-a', '-p', '-c', String(LOAD_CORE), String(keyd!.pid)], { stdio: 'ignore' });
+}
+
+// ------------------------------------------------------------------ main
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  if (cpus().length < 2) throw new Error('the bench pins the server to CPU 0 and the load to CPU 1: it needs 2 CPUs');
+  loadgenPath = execFileSync('bash', [join(root, 'bench', 'setup.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  const dir = mkdtempSync(join(tmpdir(), 'keyward-bench-'));
+  const file = (name: string, text: string): string => {
+    const p = join(dir, name);
+    writeFileSync(p, text, { mode: 0o600 });
+    return p;
+  };
+  try {
+    const serverVersion = execFileSync(serverNode, ['-p', '`${process.version} (OpenSSL ${process.versions.openssl})`'], { encoding: 'utf8' }).trim();
+    console.log(`keyward vs node:tls, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; servers on Node ${serverVersion}; ${cpus().length} × ${cpus()[0].model}`);
+    console.log(`servers pinned to CPU ${SERVER_CORE} (a key process with its front), load generator (bench/loadgen, Go crypto/tls) pinned to CPU ${LOAD_CORE}; keyd on CPU ${LOAD_CORE}`);
+    console.log(`${seconds} s runs, ${concurrency} handshakes in flight, median of ${repeats} alternating run(s)${quick ? ' (--quick)' : ''}; CPU = utime+stime from /proc/PID/stat (10 ms ticks)`);
+    console.log('primary figure: server CPU µs per operation; ratios are node:tls µs / keyward µs, so above 1 means keyward is cheaper');
+    console.log(`load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (other work on CPU 0 slows every server alike; CPU per operation moves less than hs/s)`);
+
+    // keyd (sealed store, batched audit fsync, as in production) on the load's core, serving the keyd fronts.
+    const linkCa = await createCa({ commonName: 'bench keyd CA' });
+    const kc = await issueCertificate(linkCa, { keyType: 'ecdsa-p256', commonName: 'keyd', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
+    keyd = startChild(LOAD_CORE, serverNode, [join(here, 'keysKeyd.js'), JSON.stringify({ dir, ca: file('link-ca.pem', linkCa.certPem), cert: file('keyd.pem', kc.certPem), key: file('keyd-key.pem', kc.keyPem) })], 'keyd');
+    keydSocket = String((await keyd.next(60_000)).unix);
+
+    const siteCa = await createCa({ keyType: 'ecdsa-p256' });
+    const admin = await connectKeydAdmin({ addresses: [`unix:${keydSocket}`] });
+    const sites: SiteKey[] = [];
+    try {
+      for (const type of keyTypes) {
+        const leaf = await issueCertificate(siteCa, { keyType: type, commonName: 'localhost', dnsNames: ['localhost'], usage: 'server' });
+        const info = await admin.putKey(createPrivateKey(leaf.keyPem), ['localhost']);
+        sites.push({ type, label: type === 'rsa-2048' ? 'RSA-2048' : 'ECDSA P-256', cert: file(`${type}.pem`, leaf.chainPem), key: file(`${type}-key.pem`, leaf.keyPem), keyId: info.keyId });
+      }
+    } finally {
+      admin.close();
+    }
+    const p256 = sites[0];
+
+    if (sections.has('tls13') || sections.has('tls12') || sections.has('resumed')) await handshakeSections(sites);
+    if (sections.has('hybrid')) await hybridSection(p256);
+    if (sections.has('bulk')) await bulkSection(p256);
+    if (sections.has('memory')) await memorySection(p256);
+    if (sections.has('keyd')) await keydSection(p256);
+
+    if (targets.length > 0) {
+      console.log('\nIssue 15 targets (ratios as above: node:tls µs / keyward µs unless marked ≤):');
+      for (const t of targets) {
+        const met = t.atMost ? t.ratio <= t.goal : t.ratio >= t.goal;
+        console.log(`  ${t.what.padEnd(86)} ${x(t.ratio).padStart(6)}  goal ${t.atMost ? '≤' : '≥'} ${t.goal.toFixed(2)}x  ${met ? 'met' : 'MISSED'}`);
+      }
+    }
+    console.log(`\ntotal ${f((performance.now() - started) / 1000)} s; load average at end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  } finally {
+    await keyd?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,3 @@
+module keyward/bench/loadgen
+
+go 1.19
