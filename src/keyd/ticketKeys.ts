@@ -21,7 +21,7 @@ export interface TicketKeySettings {
 /** The keys a front gets: the sealing key first, then the older ones still accepted (newest first), then the next one. */
 export interface ServedTicketKeys {
   keys: StoredTicketKey[];
-  /** ms until the next key starts sealing. */
+  /** ms until the next key starts sealing; 0 when there is no next key yet. */
   nextRotationMs: number;
 }
 
@@ -133,7 +133,7 @@ export class TicketKeyKeeper {
     if (this.#closed) return;
     clearTimeout(this.#timer);
     const served = this.served();
-    const delay = delayMs ?? Math.max(0, served.nextRotationMs);
+    const delay = delayMs ?? (served.nextRotationMs > 0 ? served.nextRotationMs : RETRY_MS);
     // setTimeout takes at most 2^31-1 ms; a longer wait is re-armed on the way.
     this.#timer = setTimeout(() => {
       this.update().then(
@@ -157,7 +157,9 @@ export class TicketKeyKeeper {
     const current = begun.length > 0 ? begun[begun.length - 1] : ahead.shift();
     if (!current) return { keys: [], nextRotationMs: 0 };
     const older = begun.slice(0, -1).reverse();
-    const nextAt = ahead[0]?.createdAt ?? current.createdAt + this.#s.rotateMs;
-    return { keys: [current, ...older, ...ahead], nextRotationMs: Math.max(0, nextAt - now) };
+    // No next key yet (it is being made at this very rotation, or making it fails): 0 asks
+    // the front to come back soon rather than at the next rotation, which it could not open.
+    const nextRotationMs = ahead.length > 0 ? ahead[0].createdAt - now : 0;
+    return { keys: [current, ...older, ...ahead], nextRotationMs };
   }
 }

@@ -162,11 +162,14 @@ export class TicketKeyFetcher {
     this.#arm(base * (0.5 + this.#random() / 2));
   }
 
-  /** The next fetch: just after keyd's next rotation, spread by jitter. */
+  /**
+   * The next fetch: just after keyd's next rotation, spread by jitter. keyd says 0 when it
+   * has no next key to hand out yet (caught in the middle of a rotation): soon, then.
+   */
   #schedule(nextRotationMs: number): void {
     const period = this.ring.rotateEvery;
     const jitter = (this.#opts.maxJitterMs ?? Math.min(period / 10, 30_000)) * this.#random();
-    // At least a second apart (a keyd whose rotation is overdue says 0), at most a period.
+    // At least a second apart, at most a period.
     this.#arm(Math.max(1_000, Math.min(nextRotationMs, period) + jitter));
   }
 

@@ -280,8 +280,10 @@ describe('keyd serves ticket keys to authorized fronts', () => {
       const next = before[before.length - 1];
       // After keyd's next rotation and the fetchers' jitter both seal with what was "next".
       const until = Date.now() + ROTATE_S * 1000 + 5_000;
-      while ((a.ring.keyNames()[0] !== next || b.ring.keyNames()[0] !== next) && Date.now() < until) await sleep(100);
+      const settled = (): boolean => a.ring.keyNames()[0] === next && a.ring.keyNames().length === 3 && a.ring.keyNames().join() === b.ring.keyNames().join();
+      while (!settled() && Date.now() < until) await sleep(100);
       assert.equal(a.ring.keyNames()[0], next, 'the pre-published key now seals');
+      assert.equal(a.ring.keyNames().length, 3, 'sealing, the one before, and a new next key');
       assert.deepEqual(a.ring.keyNames(), b.ring.keyNames());
       assert.ok(a.stats.fetches >= 2 && b.stats.fetches >= 2);
       const afterRotation = a.ring.seal(Buffer.from('after'));
