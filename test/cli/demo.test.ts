@@ -12,13 +12,13 @@ import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, CHROMIUM_PATH } from '../support/chromium.js';
 import { groupWithHybridClient } from '../support/expectedGroup.js';
 import { tempDir } from '../support/keydFixture.js';
 import { KEYWARD_BIN, startKeyward, type KeywardChild } from '../support/keywardCli.js';
 import { processAlive, runProcess } from '../support/processes.js';
 
 const READY = /^keyward demo listening on https:\/\/localhost:(\d+)\/$/m;
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 let root: { dir: string; cleanup: () => Promise<void> };
 let dataDir: string;
@@ -84,7 +84,7 @@ describe('keyward demo', { timeout: 180_000 }, () => {
 
     // Headless Chromium: the page renders the negotiated values; the screenshot is a real image of it.
     const profile = await mkdtemp(join(root.dir, 'chromium-'));
-    const browser = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', headless: true, ignoreHTTPSErrors: true, args: CHROMIUM_FLAGS, viewport: { width: 390, height: 844 } });
+    const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM_PATH, headless: true, ignoreHTTPSErrors: true, args: [...CHROMIUM_FLAGS], viewport: { width: 390, height: 844 } });
     try {
       const tab = await browser.newPage();
       const res = await tab.goto(`https://localhost:${d.port}/`, { timeout: 30_000 });
