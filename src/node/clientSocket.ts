@@ -1,5 +1,5 @@
 import { isIP, connect as netConnect, type Socket } from 'node:net';
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { CertificateKey } from '../keys/keyOperations.js';
 import { LocalKey } from '../keys/localKey.js';
 import { CipherSuite, suiteInfo } from '../tls/crypto/cipherSuites.js';
@@ -8,6 +8,7 @@ import { certifiedKey, type CertifiedKey } from '../tls/engine/certificates.js';
 import { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig } from '../tls/engine/clientConfig.js';
 import { TlsClientConnection } from '../tls/engine/clientConnection.js';
 import type { PeerVerdict, PeerVerificationRequest } from '../tls/engine/events.js';
+import { parseClientSession, type ClientSession } from '../tls/resumption/clientSession.js';
 import { EngineSocket, type EngineSocketOptions, type TlsHandshakeError } from './engineSocket.js';
 import { judgeChain, trustAnchors, type CheckServerIdentity } from './peerVerification.js';
 
@@ -37,6 +38,12 @@ export interface KeywardConnectOptions extends EngineSocketOptions {
   key?: string | Buffer | CertificateKey;
   /** TLS 1.2 PSK: the PSK stays in the holder (key process, keyd, local). */
   psk?: ClientPskConfig;
+  /**
+   * A session to resume, as a `session` event or `getSession()` gave it (node:tls's
+   * option). It is offered only to the same server name, within its lifetime, and (with
+   * rejectUnauthorized) when its server chain still verifies; otherwise a full handshake runs.
+   */
+  session?: Buffer | Uint8Array;
   /** Engine options beyond node:tls's (signature schemes, compatibility mode, ...). */
   engine?: ClientConfigInput;
 }
@@ -78,6 +85,7 @@ export function clientConfigFrom(options: KeywardConnectOptions): ClientConfig {
     const key = typeof options.key === 'string' || Buffer.isBuffer(options.key) ? new LocalKey(options.key) : options.key;
     certificate = certifiedKey(options.cert, key);
   }
+  const session = options.session === undefined ? undefined : parseClientSession(options.session);
   const suites = options.cipherSuites?.map(suiteByName);
   const tls13 = suites?.filter((s) => suiteInfo(s)!.version === 'TLSv1.3');
   const tls12 = suites?.filter((s) => suiteInfo(s)!.version === 'TLSv1.2');
@@ -93,8 +101,24 @@ export function clientConfigFrom(options: KeywardConnectOptions): ClientConfig {
     groups: options.groups?.map(groupByName),
     certificate,
     psk: options.psk,
+    session: session && (options.rejectUnauthorized === false || sessionChainVerifies(session, serverName ?? host, options)) ? session : undefined,
     ...options.engine,
   });
+}
+
+/** The chain a resumed handshake would rely on, judged as the full handshake would judge the server's. */
+function judgeSessionChain(session: ClientSession, hostname: string, options: KeywardConnectOptions, rejectUnauthorized: boolean) {
+  const ca = options.ca === undefined ? undefined : trustAnchors(options.ca);
+  const chain = session.peerCertificates.map((der) => new X509Certificate(der));
+  return judgeChain(chain, { ca, purpose: 'serverAuth', hostname, checkServerIdentity: options.checkServerIdentity }, rejectUnauthorized);
+}
+
+function sessionChainVerifies(session: ClientSession, hostname: string, options: KeywardConnectOptions): boolean {
+  try {
+    return judgeSessionChain(session, hostname, options, true).authorized;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -137,6 +161,12 @@ export class KeywardClientSocket extends EngineSocket {
   }
 
   protected onSecure(): void {
+    // A resumed session's chain was verified when it was offered; say so as node:tls does.
+    if (this.isSessionReused() && this.config.session) {
+      const r = judgeSessionChain(this.config.session, this.config.serverName ?? this.options.host ?? 'localhost', this.options, false);
+      this.authorized = r.authorized;
+      this.authorizationError = r.authorizationError;
+    }
     this.emit('secureConnect');
   }
 

@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { KeyOperationError } from '../keys/keyOperations.js';
 import type { TlsConnection } from '../tls/engine/connection.js';
+import { encodeClientSession, type ClientSession } from '../tls/resumption/clientSession.js';
 import type { EngineEvent, KeyOperationRequest, NegotiatedInfo, PeerVerdict, PeerVerificationRequest } from '../tls/engine/events.js';
 import { AlertDescription, alertName } from '../tls/wire/alerts.js';
 import { ephemeralKeyInfo } from './groupInfo.js';
@@ -95,7 +96,8 @@ export function peerCertificateObject(chain: readonly X509Certificate[], detaile
  * only in how they report the handshake's end ({@link onSecure}, {@link onHandshakeFailure})
  * and judge the peer ({@link judgePeer}).
  *
- * Events beyond a Duplex's: `timeout`, `keyOperationError` (a key operation rejected).
+ * Events beyond a Duplex's: `timeout`, `keyOperationError` (a key operation rejected),
+ * `session` (client: a session to resume later, as node:tls's Buffer).
  *
  * Backpressure: a write's callback waits for the TCP socket to drain, so `write()`
  * returns false and 'drain' follows as with net.Socket; TCP reads pause while our
@@ -136,6 +138,8 @@ export abstract class EngineSocket extends Duplex {
   private handshakeTimer: NodeJS.Timeout | undefined;
   private pendingKeyOperations = 0;
   private flushScheduled = false;
+  /** The last session the peer gave us (client side), as {@link getSession} returns it. */
+  private lastSession: { readonly encoded: Buffer; readonly ticket: Buffer } | null = null;
 
   /** A fresh id for a connection: the engine's key operations carry it before the socket exists. */
   static newConnectionId(): string {
@@ -203,17 +207,23 @@ export abstract class EngineSocket extends Duplex {
     return g === undefined ? null : ephemeralKeyInfo(g);
   }
 
-  /** Resumption is not offered yet. */
+  /** Whether this handshake resumed an earlier session (no certificate, no key-holder call). */
   isSessionReused(): boolean {
-    return false;
+    return this.engine.info.resumed === true;
   }
 
-  getSession(): undefined {
-    return undefined;
+  /**
+   * Client: the last session received (TLS 1.3: one per NewSessionTicket), encoded as the
+   * `session` option of `connect` takes it; undefined before the first. Whoever holds it can
+   * resume the session: store it as a secret.
+   */
+  getSession(): Buffer | undefined {
+    return this.lastSession?.encoded;
   }
 
-  getTLSTicket(): undefined {
-    return undefined;
+  /** Client: the ticket of the last session received, as the server sealed it (opaque). */
+  getTLSTicket(): Buffer | undefined {
+    return this.lastSession?.ticket;
   }
 
   /** Negotiation details: group, signature schemes, HelloRetryRequest. */
@@ -414,6 +424,9 @@ export abstract class EngineSocket extends Duplex {
       case 'handshakeComplete':
         this.onHandshakeComplete();
         break;
+      case 'session':
+        this.onSession(ev.session);
+        break;
       case 'data':
         if (this.readEnded) break;
         if (!this.push(Buffer.from(ev.data.buffer, ev.data.byteOffset, ev.data.byteLength))) {
@@ -443,14 +456,31 @@ export abstract class EngineSocket extends Duplex {
     this.engineCall(() => this.engine.completePeerVerification(req.id, verdict));
   }
 
+  private onSession(session: ClientSession): void {
+    const encoded = Buffer.from(encodeClientSession(session));
+    session.secret.fill(0);
+    this.lastSession = { encoded, ticket: Buffer.from(session.ticket) };
+    this.emit('session', encoded);
+  }
+
   private onHandshakeComplete(): void {
     this.established = true;
     clearTimeout(this.handshakeTimer);
     this.alpnProtocol = this.engine.info.alpnProtocol ?? false;
+    // A resumed handshake carries no certificate: the session's chain stands for the peer's.
+    if (this.engine.info.resumed) this.peerChain = this.sessionChain();
     const queued = this.pendingWrite;
     this.pendingWrite = null;
     if (queued) this.writeNow(queued.chunk, queued.cb);
     this.onSecure();
+  }
+
+  private sessionChain(): X509Certificate[] {
+    try {
+      return (this.engine.info.peerCertificates ?? []).map((der) => new X509Certificate(der));
+    } catch {
+      return [];
+    }
   }
 
   private endReadable(): void {

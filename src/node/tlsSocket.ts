@@ -56,6 +56,13 @@ export class KeywardTLSSocket extends EngineSocket {
 
   protected onSecure(): void {
     this.servername = this.engine.info.serverName ?? false;
+    // Resumed with mutual TLS: the ticket's client chain, judged again for `authorized`
+    // (it was accepted when the session began; a refusal then left no ticket).
+    if (this.isSessionReused() && this.opts.clientAuth && this.peerChain.length > 0) {
+      const r = judgeChain(this.peerChain, { ca: this.opts.clientAuth.ca, purpose: 'clientAuth' }, false);
+      this.authorized = r.authorized;
+      this.authorizationError = r.authorizationError;
+    }
     this.emit('secure');
   }
 
