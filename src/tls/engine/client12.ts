@@ -6,17 +6,20 @@ import { groupSpec, isKnownGroup, type KeyExchange, type NamedGroup } from '../c
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
 import { keyKindOf, schemeInfo, schemesForVersion, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
+import type { ClientSession } from '../resumption/clientSession.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { encodeCertificateVerify } from '../wire/certificateVerify.js';
 import { HandshakeType } from '../wire/constants.js';
 import { TlsAlertError, decodeError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
-import { checkSolicited } from '../wire/extensions.js';
+import { sessionTicketExt } from '../wire/extensionCodecs.js';
+import { checkSolicited, type Extension } from '../wire/extensions.js';
 import { encodeFinished, parseFinished, VERIFY_DATA_LENGTH_12 } from '../wire/finished.js';
 import {
   encodeCertificate12,
   encodeClientKeyExchange,
   parseCertificate12,
   parseCertificateRequest12,
+  parseNewSessionTicket12,
   parseServerHelloDone,
   parseServerKeyExchange,
   serverKeyExchangeSignedContent,
@@ -31,6 +34,41 @@ export interface ClientHelloSent {
   readonly raw: Uint8Array;
   readonly random: Uint8Array;
   readonly offeredExtensions: readonly number[];
+  /** legacy_session_id as sent. */
+  readonly sessionId: Uint8Array;
+  /** The TLS 1.2 session offered for resumption ({@link sessionOffer12}), if any. */
+  readonly session?: ClientSession;
+}
+
+/** What a ClientHello carries to resume a TLS 1.2 session (RFC 5246 7.4.1.2, RFC 5077 3.4). */
+export interface SessionOffer12 {
+  /** The session offered; none when `config.session` cannot be offered. */
+  readonly session?: ClientSession;
+  /**
+   * legacy_session_id to send: the session's id, or a fresh one beside a ticket-only
+   * session, so that the server's echo says it resumed (RFC 5077 3.4); undefined: no id of
+   * ours (the caller may send its TLS 1.3 compatibility id).
+   */
+  readonly sessionId?: Uint8Array;
+  /** SessionTicket: the session's ticket, or empty to ask for one (sent whenever TLS 1.2 is offered). */
+  readonly ticketExtension: Extension;
+}
+
+/**
+ * How the ClientHello offers `config.session` when TLS 1.2 is offered: only a TLS 1.2
+ * session for the same server name, with a suite still offered, that used the extended
+ * master secret (the client always offers it, and RFC 7627 5.3 servers never resume a
+ * session without it); its ticket only within its lifetime hint.
+ */
+export function sessionOffer12(config: ClientConfig, now: number, random: (n: number) => Uint8Array): SessionOffer12 {
+  const s = config.session;
+  const usable = s !== undefined && s.version === 'TLSv1.2' && s.serverName === config.serverName && s.extendedMasterSecret && config.tls12CipherSuites.includes(s.cipherSuite);
+  if (!usable) return { ticketExtension: sessionTicketExt.encode(new Uint8Array(0)) };
+  const ticketLive = s.ticket.length > 0 && (s.lifetime === 0 || now - s.receivedAt <= s.lifetime * 1000);
+  const ticket = ticketLive ? s.ticket : new Uint8Array(0);
+  if (!ticketLive && s.sessionId.length === 0) return { ticketExtension: sessionTicketExt.encode(ticket) };
+  const sessionId = s.sessionId.length > 0 ? s.sessionId : random(32);
+  return { session: s, sessionId, ticketExtension: sessionTicketExt.encode(ticket) };
 }
 
 type Kx = 'ECDHE' | 'PSK' | 'ECDHE_PSK';
@@ -62,6 +100,8 @@ type State =
   | { readonly name: 'awaitServerHelloDone'; readonly share?: ServerShare; readonly auth?: ClientAuth }
   | { readonly name: 'deriving'; readonly opId: number; readonly otherSecret: Buffer | null }
   | { readonly name: 'signing'; readonly opId: number; readonly keys: Keys12; readonly cert: CertifiedKey; readonly scheme: SignatureScheme; readonly input: Uint8Array }
+  /** RFC 5077 3.3: the server said a NewSessionTicket comes before its ChangeCipherSpec. */
+  | { readonly name: 'awaitNewSessionTicket'; readonly keys: Keys12 }
   | { readonly name: 'awaitChangeCipherSpec'; readonly keys: Keys12 }
   | { readonly name: 'awaitFinished'; readonly keys: Keys12 }
   | { readonly name: 'done' };
@@ -73,6 +113,7 @@ const WAITS: { readonly [K in State['name']]?: Wait } = {
   awaitServerKeyExchangeOrDone: { on: 'message', expect: [M.server_key_exchange, M.server_hello_done] },
   awaitCertificateRequestOrDone: { on: 'message', expect: [M.certificate_request, M.server_hello_done] },
   awaitServerHelloDone: { on: 'message', expect: [M.server_hello_done] },
+  awaitNewSessionTicket: { on: 'message', expect: [M.new_session_ticket] },
   awaitChangeCipherSpec: { on: 'changeCipherSpec' },
   awaitFinished: { on: 'message', expect: [M.finished] },
   done: { on: 'message', expect: [] },
@@ -88,6 +129,13 @@ const WAITS: { readonly [K in State['name']]?: Wait } = {
  * Finished (7.4.9); the server's ChangeCipherSpec and Finished. PSK master secrets come
  * from the PSK holder. Extended master secret (RFC 7627) when the server agrees;
  * renegotiation is refused by the connection.
+ *
+ * Resumption: when the server echoes the session id of the session offered
+ * ({@link sessionOffer12}), the abbreviated handshake (7.3): [NewSessionTicket], the
+ * server's ChangeCipherSpec and Finished, then ours, under keys from the session's master
+ * secret; no certificate, no key-holder call. After a full handshake with the extended
+ * master secret that left a session id or a ticket, and after a resumption that brought a
+ * new ticket, a `session` event hands the application what to offer next time.
  */
 export class Client12Handshake implements Handshake {
   private state: State;
@@ -99,6 +147,14 @@ export class Client12Handshake implements Handshake {
   private readonly clientRandom: Uint8Array;
   private readonly serverRandom: Uint8Array;
   private readonly extended: boolean;
+  /** The session being resumed (the server echoed its id), if any. */
+  private readonly resumed: ClientSession | undefined;
+  /** The server's session id (full handshake): the key of the session it keeps, empty when none. */
+  private sessionId: Uint8Array = new Uint8Array(0);
+  /** The ServerHello's SessionTicket: a NewSessionTicket comes before the server's ChangeCipherSpec. */
+  private ticketPromised = false;
+  /** RFC 5077: the ticket and lifetime hint of the server's NewSessionTicket, once read. */
+  private newTicket: { readonly ticket: Uint8Array; readonly lifetime: number } | undefined;
   readonly acceptsCompatCcs = false;
 
   constructor(
@@ -116,6 +172,7 @@ export class Client12Handshake implements Handshake {
     if (sh.renegotiationInfo !== undefined && sh.renegotiationInfo.length !== 0) throw new TlsAlertError(AlertDescription.handshake_failure, 'non-empty renegotiation_info on an initial handshake');
     if (sh.alpn !== undefined && !config.alpnProtocols.includes(sh.alpn)) throw illegalParameter(`server chose ALPN protocol "${sh.alpn}", which was not offered`);
     this.suite = suiteInfo(suite)!;
+    this.resumed = resumedSession(hello, sh);
     const kx = this.suite.keyExchange;
     this.kx = kx === 'PSK' || kx === 'ECDHE_PSK' ? kx : 'ECDHE';
     this.extended = sh.extendedMasterSecret;
@@ -130,7 +187,27 @@ export class Client12Handshake implements Handshake {
     info.opensslCipherName = this.suite.opensslName;
     info.extendedMasterSecret = this.extended;
     if (sh.alpn !== undefined) info.alpnProtocol = sh.alpn;
+    if (this.resumed) {
+      this.state = this.resume(this.resumed, sh);
+      return;
+    }
+    this.sessionId = sh.sessionId;
+    this.ticketPromised = sh.sessionTicket;
     this.state = this.kx === 'ECDHE' ? { name: 'awaitCertificate' } : this.kx === 'PSK' ? { name: 'awaitServerKeyExchangeOrDone' } : { name: 'awaitServerKeyExchange' };
+  }
+
+  /** 7.3: the server resumed; check it resumed what we offered (RFC 7627 5.3 for the extended master secret). */
+  private resume(session: ClientSession, sh: ServerHello): State {
+    if (sh.cipherSuite !== session.cipherSuite) throw illegalParameter('the server resumed the session with another cipher suite');
+    if (!sh.extendedMasterSecret) throw new TlsAlertError(AlertDescription.handshake_failure, 'the server resumed a session that used the extended master secret without it (RFC 7627 5.3)');
+    const info = this.host.info;
+    info.resumed = true;
+    if (session.peerCertificates.length > 0) info.peerCertificates = session.peerCertificates;
+    const psk = this.config.psk;
+    if (psk && this.kx !== 'ECDHE') info.pskIdentity = typeof psk.identity === 'string' ? psk.identity : Buffer.from(psk.identity).toString('utf8');
+    this.ticketPromised = sh.sessionTicket;
+    const keys = this.keysFrom(Buffer.from(session.secret));
+    return sh.sessionTicket ? { name: 'awaitNewSessionTicket', keys } : { name: 'awaitChangeCipherSpec', keys };
   }
 
   get wait(): Wait {
@@ -161,6 +238,8 @@ export class Client12Handshake implements Handshake {
         return this.handleServerHelloDone(msg, st.share, undefined);
       case 'awaitServerHelloDone':
         return this.handleServerHelloDone(msg, st.share, st.auth);
+      case 'awaitNewSessionTicket':
+        return this.handleNewSessionTicket(msg, st.keys);
       case 'awaitFinished':
         return this.handleServerFinished(msg, st.keys);
       default:
@@ -321,6 +400,14 @@ export class Client12Handshake implements Handshake {
     host.setWriteKey(keys.clientAead);
     this.send(encodeFinished(tls12VerifyData(this.suite.hash, keys.masterSecret, 'client finished', this.transcript.current())));
     host.flush();
+    this.state = this.ticketPromised ? { name: 'awaitNewSessionTicket', keys } : { name: 'awaitChangeCipherSpec', keys };
+  }
+
+  /** RFC 5077 3.3: the ticket, part of the transcript; an empty one means none after all. */
+  private handleNewSessionTicket(msg: HandshakeMessage, keys: Keys12): void {
+    const nst = parseNewSessionTicket12(msg.body);
+    this.record(msg.raw);
+    if (nst.ticket.length > 0) this.newTicket = { ticket: Uint8Array.from(nst.ticket), lifetime: nst.lifetimeHint };
     this.state = { name: 'awaitChangeCipherSpec', keys };
   }
 
@@ -331,18 +418,63 @@ export class Client12Handshake implements Handshake {
     this.state = { name: 'awaitFinished', keys: st.keys };
   }
 
+  /** 7.4.9: the server's Finished; a resumed handshake answers with our ChangeCipherSpec and Finished. */
   private handleServerFinished(msg: HandshakeMessage, keys: Keys12): void {
     const expected = tls12VerifyData(this.suite.hash, keys.masterSecret, 'server finished', this.transcript.current());
     const got = parseFinished(msg.body, VERIFY_DATA_LENGTH_12);
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'server Finished does not verify');
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished');
+    if (this.resumed) {
+      this.record(msg.raw);
+      this.sendFinished(keys);
+    }
     this.messages.length = 0;
     this.state = { name: 'done' };
     this.host.handshakeComplete({ version: 'TLSv1.2', hash: this.suite.hash, masterSecret: keys.masterSecret, clientRandom: this.clientRandom, serverRandom: this.serverRandom });
+    const session = this.sessionToKeep(keys.masterSecret);
+    if (session) this.host.emitSession(session);
+  }
+
+  /**
+   * The session to hand to the application: after a full handshake with the extended master
+   * secret that left a session id or a ticket; after a resumption, only with a new ticket.
+   */
+  private sessionToKeep(masterSecret: Buffer): ClientSession | undefined {
+    const t = this.newTicket;
+    const receivedAt = this.host.now();
+    if (this.resumed) return t && { ...this.resumed, ticket: t.ticket, lifetime: t.lifetime, receivedAt };
+    if (!this.extended || (this.sessionId.length === 0 && !t)) return undefined;
+    const info = this.host.info;
+    return {
+      version: 'TLSv1.2',
+      cipherSuite: this.suite.suite,
+      secret: Buffer.from(masterSecret),
+      ticket: t?.ticket ?? new Uint8Array(0),
+      sessionId: Uint8Array.from(this.sessionId),
+      receivedAt,
+      lifetime: t?.lifetime ?? 0,
+      ageAdd: 0,
+      maxEarlyData: 0,
+      serverName: this.config.serverName,
+      alpnProtocol: info.alpnProtocol,
+      extendedMasterSecret: true,
+      peerCertificates: info.peerCertificates ?? [],
+    };
   }
 
   private send(raw: Uint8Array): void {
     this.record(raw);
     this.host.sendHandshake(raw);
   }
+}
+
+/**
+ * The session the server resumed: the one offered, when the ServerHello echoes the
+ * non-empty session id sent with it (RFC 5246 7.4.1.3, RFC 5077 3.4). An echo of an id
+ * that offered no session is a server resuming what it was never offered.
+ */
+function resumedSession(hello: ClientHelloSent, sh: ServerHello): ClientSession | undefined {
+  if (hello.sessionId.length === 0 || Buffer.compare(sh.sessionId, hello.sessionId) !== 0) return undefined;
+  if (!hello.session) throw illegalParameter('the server resumed a session that was not offered');
+  return hello.session;
 }

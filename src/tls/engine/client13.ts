@@ -35,7 +35,7 @@ import { PskKeyExchangeMode, preSharedKeyOfferExt, pskBindersOffset, writePskBin
 import { parseServerHello, type ServerHello } from '../wire/serverHello.js';
 import { checkHolderSignature, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ClientConfig } from './clientConfig.js';
-import { Client12Handshake, type ClientHelloSent } from './client12.js';
+import { Client12Handshake, sessionOffer12, type ClientHelloSent, type SessionOffer12 } from './client12.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 import { localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
 import { OWN_RECORD_SIZE_LIMIT } from './server13.js';
@@ -127,6 +127,8 @@ export class Client13Handshake implements Handshake {
   /** The messages hashed so far, for a key holder that checks what it signs (bound mode). */
   private readonly hashedMessages: Uint8Array[] = [];
   private compatCcsSent = false;
+  /** TLS 1.2 resumption: the session offered and the SessionTicket extension (client12). */
+  private readonly offer12: SessionOffer12 | undefined;
   private readonly runner: StageRunner;
   private offer: ResumptionOffer | undefined;
   /** The key schedule once the ServerHello chose between the offered session and a full handshake. */
@@ -140,7 +142,9 @@ export class Client13Handshake implements Handshake {
   ) {
     this.runner = new StageRunner(host);
     this.random = host.random(32);
-    this.sessionId = config.compatibilityMode && config.maxVersion === 'TLSv1.3' ? host.random(32) : new Uint8Array(0);
+    // A TLS 1.2 session to resume brings its own session id (client12: sessionOffer12).
+    this.offer12 = this.offers12 ? sessionOffer12(config, host.now(), host.random) : undefined;
+    this.sessionId = this.offer12?.sessionId ?? (config.compatibilityMode && config.maxVersion === 'TLSv1.3' ? host.random(32) : new Uint8Array(0));
     host.info.serverName = config.serverName;
     this.offer = this.resumptionOffer(config.session);
     const kx = host.keyShareFactory(config.groups[0]);
@@ -199,6 +203,7 @@ export class Client13Handshake implements Handshake {
     if (this.offers12) exts.push(extendedMasterSecretExt.encode(), renegotiationInfoExt.encode(new Uint8Array(0)));
     exts.push(supportedGroupsExt.encode(config.groups));
     if (this.offers12) exts.push(ecPointFormatsExt.encode(UNCOMPRESSED));
+    if (this.offer12) exts.push(this.offer12.ticketExtension);
     if (config.alpnProtocols.length > 0) exts.push(alpnExt.encode(config.alpnProtocols));
     if (this.offers13) {
       exts.push(keyShareClientExt.encode([{ group: kx.group, keyExchange: kx.publicKey }]));
@@ -360,7 +365,7 @@ export class Client13Handshake implements Handshake {
     if (this.offers13 && Buffer.compare(sh.random.subarray(24), DOWNGRADE_TLS12) === 0) {
       throw illegalParameter('TLS 1.2 ServerHello carries the TLS 1.3 downgrade sentinel');
     }
-    const hello: ClientHelloSent = { raw: hello1, random: this.random, offeredExtensions: this.offeredExtensions };
+    const hello: ClientHelloSent = { raw: hello1, random: this.random, offeredExtensions: this.offeredExtensions, sessionId: this.sessionId, session: this.offer12?.session };
     this.host.useTls12();
     this.host.continueWith(new Client12Handshake(this.host, this.config, hello, sh, msg.raw));
   }

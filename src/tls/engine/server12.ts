@@ -6,6 +6,7 @@ import { groupSpec, type KeyExchange, type NamedGroup } from '../crypto/groups.j
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
 import { SignatureScheme, keyKindOf, verifySignature12 } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
+import { encodeSessionState, parseSessionState, sessionAgeProblem, type SessionState } from '../resumption/sessionState.js';
 import { AlertDescription } from '../wire/alerts.js';
 import type { ClientHello } from '../wire/clientHello.js';
 import { DOWNGRADE_TLS12, HandshakeType } from '../wire/constants.js';
@@ -24,7 +25,8 @@ import {
   VERIFY_DATA_LENGTH_12,
 } from '../wire/handshake12.js';
 import { parseCertificateVerify } from '../wire/certificateVerify.js';
-import { ClientCertificateType, encodeCertificateRequest12, parseCertificate12 } from '../wire/messages12.js';
+import { sessionTicketExt } from '../wire/extensionCodecs.js';
+import { ClientCertificateType, encodeCertificateRequest12, encodeNewSessionTicket12, parseCertificate12 } from '../wire/messages12.js';
 import { checkHolderSignature, chooseCertificate, nameMatches, readCertificate, type CertifiedKey } from './certificates.js';
 import { TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS, VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 import type { ServerConfig } from './config.js';
@@ -56,6 +58,16 @@ type KeyExchangeState =
   | { readonly kx: 'ECDHE_PSK'; readonly ecdhe: KeyExchange; readonly holder: PskOperations }
   | { readonly kx: 'RSA'; readonly decrypter: PremasterDecryption }
   | { readonly kx: 'PSK'; readonly holder: PskOperations };
+
+/** A session the client asked to resume (RFC 5246 7.4.1.2 session id, or RFC 5077 ticket) that may be resumed. */
+interface Resumption {
+  readonly state: SessionState;
+  readonly suite: CipherSuiteInfo;
+  /** Ticket resumption: the key that sealed it no longer seals, so a fresh ticket is sent. */
+  readonly reissueTicket: boolean;
+  /** Session-id resumption: the cache key, forgotten if the connection ends with a fatal alert. */
+  readonly cachedId?: Uint8Array;
+}
 
 /** Record protection for both directions, from the key block. */
 interface Keys12 {
@@ -95,11 +107,21 @@ const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };
  * holder), ChangeCipherSpec and Finished (7.4.9); answer with our ChangeCipherSpec and
  * Finished. Every private-key and PSK operation is a key-operation event.
  *
+ * Resumption: a full handshake with the extended master secret and a certificate (or RSA)
+ * key exchange gets a fresh 32-byte session id kept in `sessionCache12` (an empty id
+ * without a cache), and an RFC 5077 ticket when the client sent the SessionTicket
+ * extension and `ticketKeys` is set (NewSessionTicket before our ChangeCipherSpec). A
+ * ClientHello with a ticket the server can open, or else a cached session id, resumes with
+ * the abbreviated handshake (7.3: ServerHello, [NewSessionTicket], ChangeCipherSpec,
+ * Finished; then the client's): same suite, same SNI, the extended master secret again
+ * (RFC 7627 5.3), no key-holder call. Anything else is a full handshake.
+ *
  * Policy: extended master secret (RFC 7627) is used whenever the client offers it and can
- * be required; renegotiation is refused (RFC 5746 renegotiation_info is still echoed so
- * clients know it is safe); sessions are never resumed (empty session id, no tickets).
- * A client without signature_algorithms implies SHA-1 signatures (RFC 5246 7.4.1.4.1):
- * keyward does not sign with SHA-1, so such a client gets no signed suite.
+ * be required; a session without it is never resumed; renegotiation is refused (RFC 5746
+ * renegotiation_info is still echoed so clients know it is safe). PSK sessions are not
+ * resumed (the session state does not carry the PSK identity). A client without
+ * signature_algorithms implies SHA-1 signatures (RFC 5246 7.4.1.4.1): keyward does not
+ * sign with SHA-1, so such a client gets no signed suite.
  */
 export class Server12Handshake implements Handshake {
   private state: State;
@@ -111,6 +133,12 @@ export class Server12Handshake implements Handshake {
   private readonly extended: boolean;
   /** Mutual TLS: every handshake message so far, which the client's CertificateVerify signs; null otherwise. */
   private readonly messages: Uint8Array[] | null;
+  /** The session resumed (abbreviated handshake), if any. */
+  private readonly resumption: Resumption | undefined;
+  /** Full handshake: the session id sent (stored in the cache at the end), empty when none. */
+  private readonly sessionId: Uint8Array;
+  /** Full handshake: a NewSessionTicket follows the client's Finished. */
+  private readonly issueTicket: boolean;
 
   constructor(
     private readonly host: HandshakeHost,
@@ -127,42 +155,62 @@ export class Server12Handshake implements Handshake {
     if (config.requireExtendedMasterSecret && !this.extended) {
       throw new TlsAlertError(AlertDescription.handshake_failure, 'the client does not offer the extended master secret, which this server requires');
     }
+    this.clientRandom = ch.random;
+    this.serverRandom = Buffer.from(host.random(32));
+    // RFC 8446 4.1.3: the downgrade sentinel when we also speak TLS 1.3, so a 1.3-capable
+    // client notices an attacker that removed 1.3.
+    if (config.maxVersion === 'TLSv1.3') DOWNGRADE_TLS12.copy(this.serverRandom, 24);
+    // info.version is set by the connection when it picks TLS 1.2.
+    const info = host.info;
+    info.serverName = ch.serverName;
+    info.extendedMasterSecret = this.extended;
+
+    const resumption = findResumption(config, ch, host.now());
+    this.resumption = resumption;
+    this.sessionId = new Uint8Array(0);
+    this.issueTicket = false;
+    if (resumption) {
+      this.suite = resumption.suite;
+      this.hash = resumption.suite.hash;
+      this.transcript = new Transcript(this.hash);
+      this.messages = null;
+      this.hashMessage(chRaw);
+      this.state = this.resume(resumption);
+      return;
+    }
+
     const sel = selectSuite(config, ch);
+    const alpn = chooseAlpn(ch.alpn, config.alpnProtocols);
+    if (alpn !== undefined) info.alpnProtocol = alpn;
     const group = 'group' in sel ? sel.group : undefined;
     if (group !== undefined && ch.ecPointFormats && !ch.ecPointFormats.includes(0)) {
       // RFC 8422 5.1.2: the uncompressed format is mandatory.
       throw illegalParameter('ec_point_formats does not include uncompressed');
     }
-    const alpn = chooseAlpn(ch.alpn, config.alpnProtocols);
     this.suite = sel.suite;
     this.hash = sel.suite.hash;
     this.transcript = new Transcript(this.hash);
     this.messages = config.clientAuth ? [] : null;
     this.hashMessage(chRaw);
-    this.clientRandom = ch.random;
-
-    // info.version is set by the connection when it picks TLS 1.2.
-    const info = host.info;
-    info.cipherSuite = sel.suite.suite;
-    info.cipherName = sel.suite.name;
-    info.opensslCipherName = sel.suite.opensslName;
-    info.serverName = ch.serverName;
-    info.extendedMasterSecret = this.extended;
+    setSuiteInfo(info, sel.suite);
     if (group !== undefined) info.group = group;
-    if (alpn !== undefined) info.alpnProtocol = alpn;
 
-    // 7.4.1.3 ServerHello. The random carries the RFC 8446 4.1.3 downgrade sentinel when we
-    // also speak TLS 1.3, so a 1.3-capable client notices an attacker that removed 1.3.
-    this.serverRandom = Buffer.from(host.random(32));
-    if (config.maxVersion === 'TLSv1.3') DOWNGRADE_TLS12.copy(this.serverRandom, 24);
+    // Sessions worth keeping: the extended master secret (RFC 7627 5.3), and a key exchange
+    // whose session state says who the peer was (PSK identities are not kept).
+    const resumable = this.extended && (sel.kx === 'ECDHE_ECDSA' || sel.kx === 'ECDHE_RSA' || sel.kx === 'RSA');
+    if (resumable && config.sessionCache12) this.sessionId = host.random(32);
+    this.issueTicket = resumable && config.ticketKeys !== undefined && ch.sessionTicket !== undefined;
+
+    // 7.4.1.3 ServerHello.
     const exts: ExtensionOut[] = [];
     if (ch.renegotiationInfo !== undefined || ch.cipherSuites.includes(EMPTY_RENEGOTIATION_INFO_SCSV)) exts.push(extRenegotiationInfoEmpty());
     if (this.extended) exts.push(extExtendedMasterSecret());
     if (group !== undefined && ch.ecPointFormats) exts.push(extEcPointFormatsUncompressed());
     if (alpn !== undefined) exts.push(extAlpn(alpn));
     if (sel.byName) exts.push(extServerNameAck());
-    // An empty session id: this session will not be resumed (RFC 5246 7.4.1.3).
-    const serverHello = encodeServerHello({ random: this.serverRandom, sessionId: new Uint8Array(0), cipherSuite: sel.suite.suite, extensions: exts });
+    // RFC 5077 3.2: an empty SessionTicket says a NewSessionTicket will come.
+    if (this.issueTicket) exts.push(sessionTicketExt.encode(new Uint8Array(0)));
+    const serverHello = encodeServerHello({ random: this.serverRandom, sessionId: this.sessionId, cipherSuite: sel.suite.suite, extensions: exts });
     this.sendMessage(serverHello);
 
     // 7.4.2 Certificate.
@@ -202,6 +250,39 @@ export class Server12Handshake implements Handshake {
         this.state = this.sendServerHelloDone({ kx: 'PSK', holder: sel.holder });
         return;
     }
+  }
+
+  /**
+   * 7.3 abbreviated handshake: ServerHello echoing the client's session id, a fresh ticket
+   * when the one presented needs reissuing, then our ChangeCipherSpec and Finished under
+   * keys from the session's master secret and the new randoms. No key-holder call.
+   */
+  private resume(r: Resumption): State {
+    const { ch, host, config } = this;
+    const info = host.info;
+    setSuiteInfo(info, r.suite);
+    info.resumed = true;
+    // A session is resumed only with the extended master secret (RFC 7627 5.3).
+    info.extendedMasterSecret = true;
+    if (r.state.peerCertificates.length > 0) info.peerCertificates = r.state.peerCertificates;
+    const alpn = chooseAlpn(ch.alpn, config.alpnProtocols);
+    if (alpn !== undefined) info.alpnProtocol = alpn;
+    // RFC 5246 7.2.2: a session whose connection ends in a fatal alert is not resumed again.
+    const cachedId = r.cachedId;
+    if (cachedId) host.onFatalAlert(() => config.sessionCache12?.delete(cachedId));
+
+    const exts: ExtensionOut[] = [];
+    if (ch.renegotiationInfo !== undefined || ch.cipherSuites.includes(EMPTY_RENEGOTIATION_INFO_SCSV)) exts.push(extRenegotiationInfoEmpty());
+    exts.push(extExtendedMasterSecret());
+    if (alpn !== undefined) exts.push(extAlpn(alpn));
+    // No server_name: RFC 6066 3 forbids it when resuming.
+    if (r.reissueTicket) exts.push(sessionTicketExt.encode(new Uint8Array(0)));
+    // RFC 5246 7.4.1.3 / RFC 5077 3.4: the client's session id comes back, saying "resumed".
+    this.sendMessage(encodeServerHello({ random: this.serverRandom, sessionId: ch.sessionId, cipherSuite: r.suite.suite, extensions: exts }));
+    if (r.reissueTicket) this.sendTicket({ ...r.state, issuedAt: host.now() });
+    const keys = this.keysFor(Buffer.from(r.state.secret));
+    this.sendChangeCipherSpecAndFinished(keys);
+    return { name: 'awaitChangeCipherSpec', keys };
   }
 
   get wait(): Wait {
@@ -349,12 +430,17 @@ export class Server12Handshake implements Handshake {
     return ms;
   }
 
-  /** 6.3: the key block, then wait for the client's CertificateVerify (when it sent a certificate) or ChangeCipherSpec. */
-  private useMasterSecret(masterSecret: Buffer, clientLeaf?: X509Certificate): State {
+  /** 6.3: the key block of `masterSecret` and this handshake's randoms. */
+  private keysFor(masterSecret: Buffer): Keys12 {
     const kb = tls12KeyBlock(this.hash, masterSecret, this.clientRandom, this.serverRandom, this.suite.aead);
     const clientAead = new RecordAead(this.suite.aead, kb.clientKey, kb.clientIv, 'tls12');
     const serverAead = new RecordAead(this.suite.aead, kb.serverKey, kb.serverIv, 'tls12');
-    const keys = { masterSecret, clientAead, serverAead };
+    return { masterSecret, clientAead, serverAead };
+  }
+
+  /** The keys, then wait for the client's CertificateVerify (when it sent a certificate) or ChangeCipherSpec. */
+  private useMasterSecret(masterSecret: Buffer, clientLeaf?: X509Certificate): State {
+    const keys = this.keysFor(masterSecret);
     if (clientLeaf) return { name: 'awaitClientCertificateVerify', keys, clientLeaf, signed: Buffer.concat(this.messages ?? []) };
     return { name: 'awaitChangeCipherSpec', keys };
   }
@@ -419,7 +505,10 @@ export class Server12Handshake implements Handshake {
     this.state = { name: 'awaitFinished', keys: st.keys };
   }
 
-  /** 7.4.9: check the client's Finished, then send our ChangeCipherSpec and Finished. */
+  /**
+   * 7.4.9: check the client's Finished. A full handshake then sends the ticket (RFC 5077
+   * 3.3), our ChangeCipherSpec and Finished, and keeps the session; a resumed one is done.
+   */
   private handleClientFinished(msg: HandshakeMessage, keys: Keys12): void {
     const ms = keys.masterSecret;
     const expected = tls12VerifyData(this.hash, ms, 'client finished', this.transcript.current());
@@ -427,13 +516,59 @@ export class Server12Handshake implements Handshake {
     if (!timingSafeEqual(got, expected)) throw new TlsAlertError(AlertDescription.decrypt_error, 'client Finished does not verify');
     this.hashMessage(msg.raw);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('handshake data after Finished');
+    if (!this.resumption) {
+      const session = this.issueTicket || this.sessionId.length > 0 ? this.sessionState(ms) : undefined;
+      if (session && this.issueTicket) this.sendTicket(session);
+      this.sendChangeCipherSpecAndFinished(keys);
+      if (session && this.sessionId.length > 0) this.cacheSession(session);
+    }
+    this.state = { name: 'done' };
+    this.host.handshakeComplete({ version: 'TLSv1.2', hash: this.hash, masterSecret: ms, clientRandom: this.clientRandom, serverRandom: this.serverRandom });
+  }
+
+  /** 7.1, 7.4.9: our ChangeCipherSpec, then Finished over everything so far under the new keys. */
+  private sendChangeCipherSpecAndFinished(keys: Keys12): void {
     const host = this.host;
     host.sendChangeCipherSpec();
     host.setWriteKey(keys.serverAead);
-    this.sendMessage(encodeFinished(tls12VerifyData(this.hash, ms, 'server finished', this.transcript.current())));
+    this.sendMessage(encodeFinished(tls12VerifyData(this.hash, keys.masterSecret, 'server finished', this.transcript.current())));
     host.flush();
-    this.state = { name: 'done' };
-    host.handshakeComplete({ version: 'TLSv1.2', hash: this.hash, masterSecret: ms, clientRandom: this.clientRandom, serverRandom: this.serverRandom });
+  }
+
+  /** What a full handshake leaves to resume: its master secret, suite, SNI, ALPN and the client's chain. */
+  private sessionState(masterSecret: Buffer): SessionState {
+    const now = this.host.now();
+    const info = this.host.info;
+    return {
+      version: 'TLSv1.2',
+      cipherSuite: this.suite.suite,
+      secret: masterSecret,
+      issuedAt: now,
+      authenticatedAt: now,
+      lifetime: this.config.ticketKeys?.ticketLifetime ?? this.config.sessionCache12?.lifetime ?? 0,
+      ageAdd: 0,
+      serverName: this.ch.serverName,
+      alpnProtocol: info.alpnProtocol,
+      extendedMasterSecret: true,
+      peerCertificates: info.peerCertificates ?? [],
+    };
+  }
+
+  /** RFC 5077 3.3: NewSessionTicket, lifetime hint = the key ring's ticket lifetime. */
+  private sendTicket(session: SessionState): void {
+    const ring = this.config.ticketKeys!;
+    const plain = encodeSessionState({ ...session, lifetime: ring.ticketLifetime });
+    const ticket = ring.seal(plain);
+    plain.fill(0);
+    this.sendMessage(encodeNewSessionTicket12({ lifetimeHint: ring.ticketLifetime, ticket }));
+  }
+
+  /** Keeps the session under the id we sent; a fatal alert later drops it (RFC 5246 7.2.2). */
+  private cacheSession(session: SessionState): void {
+    const cache = this.config.sessionCache12!;
+    const id = this.sessionId;
+    cache.set(id, { ...session, lifetime: cache.lifetime });
+    this.host.onFatalAlert(() => cache.delete(id));
   }
 
   private sendMessage(raw: Uint8Array): void {
@@ -446,6 +581,51 @@ export class Server12Handshake implements Handshake {
     this.transcript.update(raw);
     this.messages?.push(raw);
   }
+}
+
+/** The negotiated suite's names, for getCipher() and logs. */
+function setSuiteInfo(info: HandshakeHost['info'], suite: CipherSuiteInfo): void {
+  info.cipherSuite = suite.suite;
+  info.cipherName = suite.name;
+  info.opensslCipherName = suite.opensslName;
+}
+
+/**
+ * The session the ClientHello asks to resume, when it may be: a ticket (RFC 5077 3.4) when
+ * the client sent one and tickets are on, else the session id from the cache (7.4.1.2).
+ * As OpenSSL, a ticket decides alone: one that cannot be opened, is expired or is not a
+ * TLS 1.2 session means a full handshake, the session id beside it is not looked up. The
+ * session must have used the extended master secret, be for the same SNI, and its suite
+ * must be offered by the client and still configured here. A session that used the
+ * extended master secret offered without it aborts (RFC 7627 5.3).
+ */
+function findResumption(config: ServerConfig, ch: ClientHello, now: number): Resumption | undefined {
+  let found: Omit<Resumption, 'suite'> | undefined;
+  const ticket = ch.sessionTicket;
+  if (ticket !== undefined && ticket.length > 0 && config.ticketKeys) {
+    const opened = config.ticketKeys.open(ticket);
+    if (!opened) return undefined;
+    const state = parseSessionState(opened.plaintext);
+    opened.plaintext.fill(0);
+    if (!state || state.version !== 'TLSv1.2' || sessionAgeProblem(state, now) !== undefined) return undefined;
+    found = { state, reissueTicket: !opened.currentKey };
+  } else if (ch.sessionId.length > 0 && config.sessionCache12) {
+    const state = config.sessionCache12.get(ch.sessionId);
+    if (!state) return undefined;
+    found = { state, reissueTicket: false, cachedId: ch.sessionId };
+  } else {
+    return undefined;
+  }
+  const { state } = found;
+  const suite = suiteInfo(state.cipherSuite);
+  if (!suite || suite.version !== 'TLSv1.2' || !ch.cipherSuites.includes(suite.suite) || !config.tls12CipherSuites.includes(suite.suite)) return undefined;
+  if (suite.keyExchange === 'RSA' && !config.rsaKeyExchange) return undefined;
+  if (state.serverName !== ch.serverName) return undefined;
+  if (!state.extendedMasterSecret) return undefined;
+  if (!ch.extendedMasterSecret) {
+    throw new TlsAlertError(AlertDescription.handshake_failure, 'the session used the extended master secret and the ClientHello resuming it does not offer it (RFC 7627 5.3)');
+  }
+  return { ...found, suite };
 }
 
 /** RFC 5246 7.4.1.2 and RFC 5746 3.6 checks on a ClientHello that negotiates TLS 1.2. */

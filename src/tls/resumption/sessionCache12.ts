@@ -1,10 +1,12 @@
 import type { SessionState } from './sessionState.js';
-import { sessionAgeProblem } from './sessionState.js';
+import { MAX_TICKET_LIFETIME, sessionAgeProblem } from './sessionState.js';
 
 /** Options of a `SessionCache12`. */
 export interface SessionCache12Options {
   /** Most sessions held; the least recently used goes first (default 10,000: ~1.5 MB). */
   maxEntries?: number;
+  /** Seconds a session may be resumed after its full handshake (default 7200, as the ticket key ring; at most 604800). */
+  lifetime?: number;
   /** Clock, ms since the epoch. */
   now?: () => number;
 }
@@ -17,6 +19,8 @@ export interface SessionCache12Options {
  * is what tickets are for).
  */
 export class SessionCache12 {
+  /** Seconds a session stays resumable; the server stamps it on the sessions it stores. */
+  readonly lifetime: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
   /** Map iteration order is insertion order: re-inserting on use keeps it LRU. */
@@ -25,6 +29,10 @@ export class SessionCache12 {
   constructor(opts: SessionCache12Options = {}) {
     this.maxEntries = opts.maxEntries ?? 10_000;
     if (!Number.isInteger(this.maxEntries) || this.maxEntries < 1) throw new RangeError('session cache maxEntries must be a positive integer');
+    this.lifetime = opts.lifetime ?? 7200;
+    if (!Number.isInteger(this.lifetime) || this.lifetime < 1 || this.lifetime > MAX_TICKET_LIFETIME) {
+      throw new RangeError(`session cache lifetime must be 1..${MAX_TICKET_LIFETIME} seconds`);
+    }
     this.now = opts.now ?? Date.now;
   }
 
