@@ -4,13 +4,12 @@
  * own connection's group, so a test can compare what the browser rendered with what the
  * server saw.
  */
-import type { AddressInfo } from 'node:net';
 import { groupName } from '../../src/tls/crypto/groups.js';
 import type { NegotiatedInfo } from '../../src/tls/engine/events.js';
 import { createHttpsServer, tlsSocketOf } from '../../src/node/http.js';
 import type { KeywardServerOptions } from '../../src/node/server.js';
 import type { KeywardTLSSocket } from '../../src/node/tlsSocket.js';
-import { closeServer } from './keywardServer.js';
+import { closeServer, listen } from './keywardServer.js';
 
 export interface PageServer {
   port: number;
@@ -35,21 +34,15 @@ export function startPageServer(options: KeywardServerOptions): Promise<PageServ
   });
   server.on('secureConnection', (socket: KeywardTLSSocket) => sessions.push({ ...socket.negotiated }));
   server.on('tlsClientError', (err: Error) => errors.push(err.message));
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      resolve({
-        port,
-        url: `https://localhost:${port}/`,
-        sessions,
-        errors,
-        close: () =>
-          closeServer(server, () => {
-            server.closeAllConnections();
-            server.tlsAcceptor.destroyAll();
-          }),
-      });
-    });
-  });
+  return listen(server).then((port) => ({
+    port,
+    url: `https://localhost:${port}/`,
+    sessions,
+    errors,
+    close: () =>
+      closeServer(server, () => {
+        server.closeAllConnections();
+        server.tlsAcceptor.destroyAll();
+      }),
+  }));
 }
