@@ -18,19 +18,30 @@
  *   options: --seconds S (per run), --repeats N, --concurrency C, --node PATH (run the servers,
  *            keyd and the bare sign loop on another Node, e.g. the pinned Node 24)
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { createPrivateKey } from 'node:crypto';
-import { createCa, issueCertificate, type KeyType } from '../src/cli/pki.js';
-import { connectKeydAdmin } from '../src/keys/remoteKey.js';
+import type { KeyType } from '../src/cli/pki.js';
 import { median, procCpuMicros } from './keysProc.js';
-
-const here = fileURLToPath(new URL('.', import.meta.url));
-const root = join(here, '..', '..');
+import {
+  IMPL_LABEL,
+  LOAD_CORE,
+  SERVER_CORE,
+  buildLoadgen,
+  here,
+  root,
+  runJson,
+  sleep,
+  startChild,
+  startKeydWithSites,
+  startServer as startPinnedServer,
+  type Impl,
+  type Json,
+  type Keyd,
+  type Server,
+  type SiteKey,
+} from './pinned.js';
 
 // ------------------------------------------------------------------ options
 
@@ -51,139 +62,18 @@ const bulkMB = quick ? 32 : 128;
 const idleCount = quick ? 2000 : 10_000;
 const pendingCount = quick ? 1000 : 5000;
 const keyTypes: KeyType[] = quick ? ['ecdsa-p256'] : ['ecdsa-p256', 'rsa-2048'];
-const SERVER_CORE = 0;
-const LOAD_CORE = 1;
 
 const f = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : '-');
 const x = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}x` : '-');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-// ------------------------------------------------------------------ child processes
-
-type Json = Record<string, unknown>;
-
-/** A pinned child speaking JSON lines on stdout. */
-interface Child {
-  proc: ChildProcess;
-  pid: number;
-  next(timeoutMs?: number): Promise<Json>;
-  ask(command: string, timeoutMs?: number): Promise<Json>;
-  stop(): Promise<void>;
-}
-
-function startChild(core: number, command: string, args: string[], label: string): Child {
-  const proc = spawn('taskset', ['-c', String(core), command, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const lines: string[] = [];
-  const waiting: ((l: string) => void)[] = [];
-  createInterface({ input: proc.stdout! }).on('line', (l) => {
-    const w = waiting.shift();
-    if (w) w(l);
-    else lines.push(l);
-  });
-  const next = (timeoutMs = 60_000): Promise<Json> =>
-    new Promise((resolve, reject) => {
-      const early = lines.shift();
-      if (early !== undefined) return resolve(JSON.parse(early) as Json);
-      const t = setTimeout(() => reject(new Error(`${label}: no answer within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
-      const onExit = (): void => {
-        clearTimeout(t);
-        reject(new Error(`${label} exited (${proc.exitCode ?? proc.signalCode}); stderr: ${stderr}`));
-      };
-      proc.once('exit', onExit);
-      waiting.push((l) => {
-        clearTimeout(t);
-        proc.off('exit', onExit);
-        resolve(JSON.parse(l) as Json);
-      });
-    });
-  return {
-    proc,
-    // taskset execs the command: same pid.
-    pid: proc.pid!,
-    next,
-    ask(command, timeoutMs) {
-      proc.stdin!.write(command + '\n');
-      return next(timeoutMs);
-    },
-    async stop() {
-      proc.stdin!.end();
-      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
-
-/** Runs a pinned program to completion (killed after timeoutMs) and returns its last JSON line. */
-function runJson(core: number, command: string, args: string[], timeoutMs: number): Promise<Json> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn('taskset', ['-c', String(core), command, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
-    const t = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-    proc.on('exit', (code, signal) => {
-      clearTimeout(t);
-      const last = out.trim().split('\n').pop() ?? '';
-      if (code === 0 && last) resolve(JSON.parse(last) as Json);
-      else reject(new Error(`${command} ${args.slice(0, 2).join(' ')} exited ${code ?? signal}: ${err.trim()}`));
-    });
-  });
-}
 
 let loadgenPath = '';
 function loadgen(args: string[], timeoutMs = (seconds + 60) * 1000): Promise<Json> {
   return runJson(LOAD_CORE, loadgenPath, args, timeoutMs);
 }
 
-// ------------------------------------------------------------------ servers under test
-
-interface SiteKey {
-  type: KeyType;
-  label: string;
-  cert: string;
-  key: string;
-  keyId: string;
-}
-
-type Impl = 'node' | 'local' | 'keyproc' | 'keyd';
-const IMPL_LABEL: Record<Impl, string> = {
-  node: 'node:tls, key in process',
-  local: 'keyward, key in process',
-  keyproc: 'keyward, key process',
-  keyd: 'keyward, keyd (Unix socket)',
-};
-
-interface Server {
-  impl: Impl;
-  child: Child;
-  port: number;
-  /** The key process (inherits CPU 0) or keyd (CPU 1): their CPU is the holder's. */
-  holderPid: number | null;
-}
-
-let keyd: Child | undefined;
-let keydSocket = '';
-
-async function startServer(impl: Impl, site: SiteKey, extra: Json = {}, node = serverNode): Promise<Server> {
-  const spec: Json = {
-    impl: impl === 'node' ? 'node' : 'keyward',
-    key: impl === 'node' ? 'local' : impl,
-    cert: site.cert,
-    keyFile: site.key,
-    keyId: site.keyId,
-    keyd: `unix:${keydSocket}`,
-    groups: ['x25519'],
-    ...extra,
-  };
-  const child = startChild(SERVER_CORE, node, ['--expose-gc', join(here, 'compareServer.js'), JSON.stringify(spec)], `server ${impl}`);
-  const first = await child.next(30_000);
-  const holderPid = impl === 'keyproc' ? (first.holderPid as number) : impl === 'keyd' ? keyd!.pid : null;
-  return { impl, child, port: first.port as number, holderPid };
+let keyd: Keyd | undefined;
+function startServer(impl: Impl, site: SiteKey, extra: Json = {}, node = serverNode): Promise<Server> {
+  return startPinnedServer(impl, site, keyd, node, extra);
 }
 
 // ------------------------------------------------------------------ handshake rows
@@ -206,7 +96,8 @@ async function handshakeRun(s: Server, loadArgs: string[], runSeconds: number): 
   const g = await loadgen(['-mode', 'handshakes', '-port', String(s.port), '-concurrency', String(concurrency), '-seconds', String(runSeconds), ...loadArgs]);
   const f1 = procCpuMicros(s.child.pid);
   const h1 = s.holderPid ? procCpuMicros(s.holderPid) : 0;
-  const hs = ((await s.child.ask('stat')).secure as number) - a0;
+  // The server also counted the load generator's priming handshake of a resumed row.
+  const hs = ((await s.child.ask('stat')).secure as number) - a0 - (g.primed as number);
   const genHs = g.handshakes as number;
   if (hs === 0) throw new Error(`${IMPL_LABEL[s.impl]}: no handshake completed (${String(g.firstError ?? '')})`);
   return {
@@ -499,13 +390,13 @@ async function memorySection(site: SiteKey): Promise<void> {
 
 async function keydSection(site: SiteKey): Promise<void> {
   // keyd alone on CPU 0 now, the signing client on CPU 1.
-  execFileSync('taskset', ['-a', '-p', '-c', String(SERVER_CORE), String(keyd!.pid)], { stdio: 'ignore' });
+  execFileSync('taskset', ['-a', '-p', '-c', String(SERVER_CORE), String(keyd!.child.pid)], { stdio: 'ignore' });
   const runs = { keyd: [] as number[], client: [] as number[], bare: [] as number[], rate: [] as number[] };
   const secs = quick ? 1 : 3;
   for (let r = 0; r < repeats; r++) {
-    const k0 = procCpuMicros(keyd!.pid);
-    const c = await runJson(LOAD_CORE, serverNode, [join(here, 'signLoad.js'), 'keyd', `unix:${keydSocket}`, site.keyId, String(secs), '64'], 60_000);
-    const k1 = procCpuMicros(keyd!.pid);
+    const k0 = procCpuMicros(keyd!.child.pid);
+    const c = await runJson(LOAD_CORE, serverNode, [join(here, 'signLoad.js'), 'keyd', `unix:${keyd!.socket}`, site.keyId, String(secs), '64'], 60_000);
+    const k1 = procCpuMicros(keyd!.child.pid);
     runs.keyd.push((k1 - k0) / (c.signs as number));
     runs.client.push((c.cpuUs as number) / (c.signs as number));
     runs.rate.push((c.signs as number) / (c.seconds as number));
@@ -518,7 +409,7 @@ async function keydSection(site: SiteKey): Promise<void> {
   console.log(`  keyd ${f(k, 1)} µs/sign (spread ${f(Math.min(...runs.keyd), 1)}–${f(Math.max(...runs.keyd), 1)}), ${f(median(runs.rate))} signs/s; its client ${f(median(runs.client), 1)} µs/sign`);
   console.log(`  bare crypto.sign loop on CPU 0: ${f(b, 1)} µs/sign (spread ${f(Math.min(...runs.bare), 1)}–${f(Math.max(...runs.bare), 1)}); keyd / bare ${x(k / b)}`);
   targets.push({ what: `keyd CPU per ${site.label} sign / bare crypto.sign`, ratio: k / b, goal: 2, atMost: true });
-  execFileSync('taskset', ['-a', '-p', '-c', String(LOAD_CORE), String(keyd!.pid)], { stdio: 'ignore' });
+  execFileSync('taskset', ['-a', '-p', '-c', String(LOAD_CORE), String(keyd!.child.pid)], { stdio: 'ignore' });
 }
 
 // ------------------------------------------------------------------ main
@@ -526,13 +417,8 @@ async function keydSection(site: SiteKey): Promise<void> {
 async function main(): Promise<void> {
   const started = performance.now();
   if (cpus().length < 2) throw new Error('the bench pins the server to CPU 0 and the load to CPU 1: it needs 2 CPUs');
-  loadgenPath = execFileSync('bash', [join(root, 'bench', 'setup.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  loadgenPath = buildLoadgen();
   const dir = mkdtempSync(join(tmpdir(), 'keyward-bench-'));
-  const file = (name: string, text: string): string => {
-    const p = join(dir, name);
-    writeFileSync(p, text, { mode: 0o600 });
-    return p;
-  };
   try {
     const serverVersion = execFileSync(serverNode, ['-p', '`${process.version} (OpenSSL ${process.versions.openssl})`'], { encoding: 'utf8' }).trim();
     console.log(`keyward vs node:tls, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; servers on Node ${serverVersion}; ${cpus().length} × ${cpus()[0].model}`);
@@ -541,24 +427,8 @@ async function main(): Promise<void> {
     console.log('primary figure: server CPU µs per operation; ratios are node:tls µs / keyward µs, so above 1 means keyward is cheaper');
     console.log(`load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (other work on CPU 0 slows every server alike; CPU per operation moves less than hs/s)`);
 
-    // keyd (sealed store, batched audit fsync, as in production) on the load's core, serving the keyd fronts.
-    const linkCa = await createCa({ commonName: 'bench keyd CA' });
-    const kc = await issueCertificate(linkCa, { keyType: 'ecdsa-p256', commonName: 'keyd', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
-    keyd = startChild(LOAD_CORE, serverNode, [join(here, 'keysKeyd.js'), JSON.stringify({ dir, ca: file('link-ca.pem', linkCa.certPem), cert: file('keyd.pem', kc.certPem), key: file('keyd-key.pem', kc.keyPem) })], 'keyd');
-    keydSocket = String((await keyd.next(60_000)).unix);
-
-    const siteCa = await createCa({ keyType: 'ecdsa-p256' });
-    const admin = await connectKeydAdmin({ addresses: [`unix:${keydSocket}`] });
-    const sites: SiteKey[] = [];
-    try {
-      for (const type of keyTypes) {
-        const leaf = await issueCertificate(siteCa, { keyType: type, commonName: 'localhost', dnsNames: ['localhost'], usage: 'server' });
-        const info = await admin.putKey(createPrivateKey(leaf.keyPem), ['localhost']);
-        sites.push({ type, label: type === 'rsa-2048' ? 'RSA-2048' : 'ECDSA P-256', cert: file(`${type}.pem`, leaf.chainPem), key: file(`${type}-key.pem`, leaf.keyPem), keyId: info.keyId });
-      }
-    } finally {
-      admin.close();
-    }
+    keyd = await startKeydWithSites(dir, serverNode, keyTypes);
+    const sites = keyd.sites;
     const p256 = sites[0];
 
     if (sections.has('tls13') || sections.has('tls12') || sections.has('resumed')) await handshakeSections(sites);
@@ -576,7 +446,7 @@ async function main(): Promise<void> {
     }
     console.log(`\ntotal ${f((performance.now() - started) / 1000)} s; load average at end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   } finally {
-    await keyd?.stop();
+    await keyd?.child.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -6,8 +6,8 @@
 // Every mode is bounded in time and count and prints JSON lines on stdout.
 //
 //	loadgen -mode handshakes -port P [-concurrency 16] [-seconds 5] [-max N] [-resume]
-//	    C handshakes in flight, each on a new TCP connection closed (close_notify) once the
-//	    handshake is done. -resume offers the session a first connection got from the server
+//	    C handshakes in flight, each on a new TCP connection closed once the handshake is
+//	    done: close_notify, then what the server sends (tickets) read until it closes too. -resume offers the session a first connection got from the server
 //	    (a TLS 1.3 ticket, or a TLS 1.2 ticket or session id), and counts the handshakes that
 //	    resumed.
 //	loadgen -mode bulk -port P -mb M [-direction up|down|both]
@@ -196,6 +196,23 @@ func (e *errorCount) fields(out map[string]any) {
 	}
 }
 
+// closeGracefully sends close_notify, reads (and drops: no session cache) what the server
+// sends until it closes too, then closes the socket. A client that closed at once would make
+// the server's session tickets, written after the client Finished, meet a reset socket: an
+// error path (EPIPE/ECONNRESET objects) that real clients, which go on to send requests, do
+// not cause.
+func closeGracefully(c *tls.Conn) error {
+	defer c.Close()
+	if err := c.CloseWrite(); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Duration(*timeoutMs) * time.Millisecond))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		return fmt.Errorf("server did not close after close_notify: %w", err)
+	}
+	return nil
+}
+
 func percentile(sorted []float64, p float64) float64 {
 	if len(sorted) == 0 {
 		return -1
@@ -245,7 +262,9 @@ func runHandshakes() {
 				if c.ConnectionState().DidResume {
 					resumed.Add(1)
 				}
-				c.Close() // close_notify, then FIN
+				if err := closeGracefully(c); err != nil {
+					errs.add(err)
+				}
 			}
 		}(w)
 	}
@@ -257,7 +276,11 @@ func runHandshakes() {
 		all = append(all, l...)
 	}
 	sort.Float64s(all)
-	out := map[string]any{"handshakes": done.Load(), "resumed": resumed.Load(), "seconds": elapsed, "p50": percentile(all, 0.5), "p99": percentile(all, 0.99), "cpuUs": cpu}
+	primed := 0
+	if *resume {
+		primed = 1 // the first, full handshake that got the session
+	}
+	out := map[string]any{"primed": primed, "handshakes": done.Load(), "resumed": resumed.Load(), "seconds": elapsed, "p50": percentile(all, 0.5), "p99": percentile(all, 0.99), "cpuUs": cpu}
 	errs.fields(out)
 	emit(out)
 }
