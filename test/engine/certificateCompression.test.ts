@@ -11,6 +11,7 @@ import {
   chooseCertificateCompression,
   compressCertificateMessage,
   decompressCertificate,
+  receivedCertificateBody,
   type SupportedCompressionAlgorithm,
 } from '../../src/tls/engine/certificateCompression.js';
 import { AlertDescription } from '../../src/tls/wire/alerts.js';
@@ -123,6 +124,10 @@ describe('decompressCertificate', () => {
     illegal(() => decompressCertificate(compressedBody(0x4242, certBody.length, Uint8Array.of(1)), BOTH, LIMIT), /uses algorithm 16962/);
   });
 
+  it('an algorithm offered (a ClientHello listing zstd, as Firefox does) but not in node:zlib is bad_certificate', () => {
+    badCert(() => decompressCertificate(compressedBody(zstd, certBody.length, Uint8Array.of(0x28, 0xb5, 0x2f, 0xfd)), [zlib, brotli, zstd], LIMIT), /uses zstd, which keyward cannot decompress/);
+  });
+
   it('a declared length above the limit is refused before anything is inflated', () => {
     // Not even a valid stream: refusing by the length alone never looks at the data.
     badCert(() => decompressCertificate(compressedBody(brotli, 0xffffff, Uint8Array.of(0xde, 0xad)), BOTH, LIMIT), /uncompressed_length 16777215 exceeds the 65536-byte limit/);
@@ -165,6 +170,18 @@ describe('decompressCertificate', () => {
       badCert(() => decompressCertificate(compressedBody(algorithm, certBody.length, data.subarray(0, data.length - 4)), BOTH, LIMIT), /does not decompress with/);
       badCert(() => decompressCertificate(compressedBody(algorithm, certBody.length, Buffer.concat([data, Buffer.from('tail')])), BOTH, LIMIT), /4 bytes after the end of its \w+ stream/);
     }
+  });
+
+  it('receivedCertificateBody: a Certificate as is, a CompressedCertificate decompressed only when compression was offered', () => {
+    const certificate = parseHandshakeMessage(encodeCertificate13(new Uint8Array(0), ecdsaChain));
+    assert.equal(receivedCertificateBody(certificate, undefined, LIMIT), certificate.body);
+    const compressed = parseHandshakeMessage(compressCertificateMessage(encodeCertificate13(new Uint8Array(0), ecdsaChain), brotli));
+    assert.ok(Buffer.from(receivedCertificateBody(compressed, [brotli], LIMIT)).equals(certificate.body));
+    for (const offered of [undefined, []]) {
+      expectAlert(() => receivedCertificateBody(compressed, offered, LIMIT), AlertDescription.unexpected_message, /CompressedCertificate without compress_certificate offered/);
+    }
+    illegal(() => receivedCertificateBody(compressed, [zlib], LIMIT), /uses brotli, which was not offered/);
+    expectAlert(() => receivedCertificateBody({ type: HandshakeType.finished, body: new Uint8Array(32) }, [brotli], LIMIT), AlertDescription.unexpected_message, /type 20 where a Certificate belongs/);
   });
 
   it('a malformed CompressedCertificate is decode_error', () => {

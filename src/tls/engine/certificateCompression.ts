@@ -10,15 +10,16 @@ import { AlertDescription } from '../wire/alerts.js';
 import { encodeCompressedCertificate, parseCompressedCertificate } from '../wire/certificate13.js';
 import { CertificateCompressionAlgorithm, MIN_CERTIFICATE_BODY, compressionAlgorithmName } from '../wire/compressedCertificate.js';
 import { HandshakeType } from '../wire/constants.js';
-import { TlsAlertError, illegalParameter } from '../wire/errors.js';
+import { TlsAlertError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
 import { parseHandshakeMessage } from '../wire/framing.js';
 
 /** The algorithms node:zlib gives on every supported Node (zstd is experimental and only on 22.15+). */
 export type SupportedCompressionAlgorithm = CertificateCompressionAlgorithm.brotli | CertificateCompressionAlgorithm.zlib;
 
 /**
- * keyward's preference: brotli first (the smaller output on certificate chains, and the only
- * algorithm Chromium offers), then zlib.
+ * keyward's preference: brotli first (the only algorithm Chromium offers; on the test
+ * chains its output is within a few percent of zlib's, smaller on most), then zlib, which
+ * Firefox also offers.
  */
 export const DEFAULT_CERTIFICATE_COMPRESSION: readonly SupportedCompressionAlgorithm[] = [CertificateCompressionAlgorithm.brotli, CertificateCompressionAlgorithm.zlib];
 
@@ -36,7 +37,9 @@ export function chooseCertificateCompression(
 }
 
 function compress(algorithm: SupportedCompressionAlgorithm, data: Uint8Array): Buffer {
-  // Made once per chain, so the slowest, smallest settings pay for themselves.
+  // Made once per chain, so the slowest, smallest settings pay for themselves (brotli at
+  // quality 11 takes milliseconds on a 4 KB chain: warm the cache at start-up to keep that
+  // off the first handshake).
   if (algorithm === CertificateCompressionAlgorithm.brotli) {
     return brotliCompressSync(data, {
       params: { [zlibConstants.BROTLI_PARAM_QUALITY]: zlibConstants.BROTLI_MAX_QUALITY, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: data.length },
@@ -92,24 +95,26 @@ function decompress(algorithm: SupportedCompressionAlgorithm, data: Uint8Array, 
  * The receiving side of RFC 8879 4: the Certificate body a CompressedCertificate `body`
  * (without its handshake header) stands for, to parse with parseCertificate13.
  *
- * - `offered`: the algorithms this side listed in its compress_certificate extension; a
+ * - `offered`: the algorithms listed in the compress_certificate extension the sender
+ *   answered (the receiver's own, or for a checker such as keyd the ClientHello's); a
  *   CompressedCertificate in another one is illegal_parameter (RFC 8879 4: the algorithm
  *   MUST be one the peer listed).
- * - `maxBody`: the largest Certificate body this side accepts uncompressed (its
+ * - `maxBody`: the largest Certificate body the receiver accepts uncompressed (its
  *   maxHandshakeMessage). An uncompressed_length above it is refused before anything is
  *   inflated, and inflation stops at uncompressed_length, so a bomb costs at most that
  *   many bytes of output.
  *
- * bad_certificate (RFC 8879 4) when the data does not decompress, decompresses to more or
- * fewer bytes than uncompressed_length, or has bytes after the compressed stream, and when
- * uncompressed_length is too large or too small to be a Certificate; decode_error when the
- * message itself is malformed.
+ * bad_certificate (RFC 8879 4) when the data does not decompress (or is in an algorithm
+ * node:zlib lacks), decompresses to more or fewer bytes than uncompressed_length, or has
+ * bytes after the compressed stream, and when uncompressed_length is too large or too small
+ * to be a Certificate; decode_error when the message itself is malformed.
  */
-export function decompressCertificate(body: Uint8Array, offered: readonly SupportedCompressionAlgorithm[], maxBody: number): Uint8Array {
+export function decompressCertificate(body: Uint8Array, offered: readonly number[], maxBody: number): Uint8Array {
   const c = parseCompressedCertificate(body);
   const name = compressionAlgorithmName(c.algorithm);
-  const algorithm = offered.find((a) => a === c.algorithm);
-  if (algorithm === undefined) throw illegalParameter(`CompressedCertificate uses ${name}, which was not offered`);
+  if (!offered.includes(c.algorithm)) throw illegalParameter(`CompressedCertificate uses ${name}, which was not offered`);
+  const algorithm = DEFAULT_CERTIFICATE_COMPRESSION.find((a) => a === c.algorithm);
+  if (algorithm === undefined) throw badCertificate(`CompressedCertificate uses ${name}, which keyward cannot decompress`);
   if (c.uncompressedLength < MIN_CERTIFICATE_BODY) throw badCertificate(`CompressedCertificate uncompressed_length ${c.uncompressedLength} is smaller than any Certificate`);
   if (c.uncompressedLength > maxBody) {
     throw badCertificate(`CompressedCertificate uncompressed_length ${c.uncompressedLength} exceeds the ${maxBody}-byte limit on a handshake message`);
@@ -131,4 +136,18 @@ export function decompressCertificate(body: Uint8Array, offered: readonly Suppor
     throw badCertificate(`CompressedCertificate (${name}) decompresses to ${out.length} bytes, not its uncompressed_length ${c.uncompressedLength}`);
   }
   return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
+/**
+ * The Certificate body a received certificate message carries, whichever form it came in:
+ * a Certificate's own body, or a CompressedCertificate's, decompressed by
+ * {@link decompressCertificate}. `offered` is the compress_certificate list the sender
+ * answered (undefined when none was sent): a CompressedCertificate nobody asked for is
+ * unexpected_message. The transcript keeps the message as received, not this body.
+ */
+export function receivedCertificateBody(msg: { readonly type: number; readonly body: Uint8Array }, offered: readonly number[] | undefined, maxBody: number): Uint8Array {
+  if (msg.type === HandshakeType.certificate) return msg.body;
+  if (msg.type !== HandshakeType.compressed_certificate) throw unexpectedMessage(`handshake message type ${msg.type} where a Certificate belongs`);
+  if (!offered?.length) throw unexpectedMessage('CompressedCertificate without compress_certificate offered');
+  return decompressCertificate(msg.body, offered, maxBody);
 }
