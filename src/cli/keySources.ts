@@ -12,7 +12,7 @@ import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, type KeyOperations, type PskOperations } from '../keys/keyOperations.js';
 import { LocalKey } from '../keys/localKey.js';
 import { LocalPsk } from '../keys/localPsk.js';
-import { parsePskFile } from '../keys/pskFile.js';
+import { parsePskEntries } from '../keys/pskFile.js';
 import type { KeyProcessLogger } from '../keys/keyProcess.js';
 import { KeydClient, parseKeydAddress, type RemoteKey } from '../keys/remoteKey.js';
 import { TicketKeyFetcher } from '../keys/ticketKeyFetcher.js';
@@ -334,9 +334,9 @@ export class KeySources {
       }
       let holder: LocalPsk;
       try {
-        const psks = parsePskFile(data, spec.path);
+        const psks = parsePskEntries(data, spec.path);
         holder = new LocalPsk(psks, unknownIdentity ? { unknownIdentity } : {});
-        for (const v of psks.values()) v.fill(0);
+        for (const v of psks.values()) v.secret.fill(0);
       } catch (err) {
         throw new CliError((err as Error).message);
       } finally {

@@ -92,7 +92,7 @@ export function registerKeydCommands(program: Command): void {
           JSON.stringify(
             {
               keys: r.keys.map(keyJson),
-              psks: r.psks.map((p) => ({ identity: identityText(p.identity), createdAt: p.createdAt })),
+              psks: r.psks.map((p) => ({ identity: identityText(p.identity), createdAt: p.createdAt, hash: p.hash })),
             },
             null,
             2,
@@ -104,7 +104,7 @@ export function registerKeydCommands(program: Command): void {
       for (const k of r.keys) rows.push([k.keyId, k.keyType, k.source, k.origin ?? '-', k.createdAt ?? '-', k.serverNames.join(',') || '-']);
       process.stdout.write(table(rows));
       if (r.psks.length > 0) {
-        process.stdout.write('\n' + table([['PSK IDENTITY', 'CREATED'], ...r.psks.map((p) => [identityText(p.identity), p.createdAt ?? '-'])]));
+        process.stdout.write('\n' + table([['PSK IDENTITY', 'HASH', 'CREATED'], ...r.psks.map((p) => [identityText(p.identity), p.hash ?? '-', p.createdAt ?? '-'])]));
       }
     }),
   );
@@ -123,8 +123,9 @@ export function registerKeydCommands(program: Command): void {
     .option('--psk-file <file>', 'file holding the PSK (raw bytes, or hex text with --hex)')
     .addOption(new Option('--secret-file <file>', 'same as --psk-file').hideHelp())
     .option('--hex', 'the PSK file holds hex text')
+    .addOption(new Option('--hash <hash>', 'the hash TLS 1.3 uses the PSK with (RFC 8446 4.2.11: one hash per PSK; TLS 1.2 PSK suites ignore it)').choices(['sha256', 'sha384']).default('sha256'))
     .action(
-      withAdmin(async (admin, o: { identity?: string; pskFile?: string; secretFile?: string; hex?: boolean }, positional?: string) => {
+      withAdmin(async (admin, o: { identity?: string; pskFile?: string; secretFile?: string; hex?: boolean; hash: 'sha256' | 'sha384' }, positional?: string) => {
         const identity = pskIdentityOption(o.identity, positional);
         const file = o.pskFile ?? o.secretFile;
         if (file === undefined) throw new CliUsageError('--psk-file is required (the file holding the PSK)');
@@ -140,7 +141,7 @@ export function registerKeydCommands(program: Command): void {
         }
         raw.fill(0);
         try {
-          await admin.putPsk(parseIdentity(identity), secret);
+          await admin.putPsk(parseIdentity(identity), secret, o.hash);
         } finally {
           secret.fill(0);
         }

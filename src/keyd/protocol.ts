@@ -16,7 +16,8 @@
 import { MAX_BOUND_MESSAGES } from '../keys/boundSignInput.js';
 import type { DelegatedCredentialRequest } from '../keys/delegatedCredentialIssuer.js';
 import { encodeCredential, parseCredential } from '../tls/wire/delegatedCredential.js';
-import { KeyOperationError, type KeyErrorCode, type OperationContext, type PskMasterSecretRequest, type SignPurpose } from '../keys/keyOperations.js';
+import { KeyOperationError, type KeyErrorCode, type OperationContext, type PskMasterSecretRequest, type SignPurpose, type Tls13PskRequest } from '../keys/keyOperations.js';
+import type { Tls13PskStep } from '../keys/tls13PskSteps.js';
 
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -46,6 +47,16 @@ export enum FrameType {
   ISSUE_DELEGATED_CREDENTIAL = 0x14,
   /** The fleet's session ticket keys (fronts whose rule says `ticketKeys`, mutual TLS only). */
   GET_TICKET_KEYS = 0x15,
+  /** TLS 1.3 external PSK (docs/tls13-psk.md): the client's binder. */
+  TLS13_PSK_BINDER = 0x16,
+  /** TLS 1.3 external PSK: whether the client's binder is right (constant time; false for an unknown identity). */
+  TLS13_PSK_VERIFY_BINDER = 0x17,
+  /** TLS 1.3 external PSK: client and server handshake traffic secrets. */
+  TLS13_PSK_HANDSHAKE_SECRETS = 0x18,
+  /** TLS 1.3 external PSK: client and server application traffic secrets, exporter master secret. */
+  TLS13_PSK_APPLICATION_SECRETS = 0x19,
+  /** TLS 1.3 external PSK: resumption master secret. */
+  TLS13_PSK_RESUMPTION_SECRET = 0x1a,
   PUT_KEY = 0x20,
   LIST_KEYS = 0x21,
   DELETE_KEY = 0x22,
@@ -98,6 +109,14 @@ export enum Tag {
   CREDENTIAL = 0x19,
   /** ISSUE_DELEGATED_CREDENTIAL: u8, 1 server, 2 client. */
   DC_SIDE = 0x1a,
+  /** TLS13_PSK_*: the transcript hash the step names (Hash.length bytes of PRF_HASH). */
+  TRANSCRIPT_HASH = 0x1b,
+  /** TLS13_PSK_VERIFY_BINDER: the client's binder. */
+  BINDER = 0x1c,
+  /** TLS13_PSK_* results: the client's, the server's traffic secret; the exporter master secret. */
+  CLIENT_SECRET = 0x1d,
+  SERVER_SECRET = 0x1e,
+  EXPORTER_SECRET = 0x1f,
   ERROR_CODE = 0x20,
   ERROR_MESSAGE = 0x21,
   SUPPORTED_VERSION = 0x22,
@@ -200,6 +219,22 @@ export interface PskMasterSecretMessage {
   ctx: OperationContext;
 }
 
+/** The frame type of each TLS 1.3 PSK step. */
+export const TLS13_PSK_FRAMES: Readonly<Record<Tls13PskStep, FrameType>> = {
+  binder: FrameType.TLS13_PSK_BINDER,
+  'verify-binder': FrameType.TLS13_PSK_VERIFY_BINDER,
+  'handshake-secrets': FrameType.TLS13_PSK_HANDSHAKE_SECRETS,
+  'application-secrets': FrameType.TLS13_PSK_APPLICATION_SECRETS,
+  'resumption-master-secret': FrameType.TLS13_PSK_RESUMPTION_SECRET,
+};
+
+/** A TLS 1.3 PSK request: `dheSecret` null for psk_ke (and for binders), `binder` for verify-binder only. */
+export interface Tls13PskMessage {
+  step: Tls13PskStep;
+  req: Tls13PskRequest & { transcriptHash: Uint8Array; dheSecret: Uint8Array | null; binder?: Uint8Array };
+  ctx: OperationContext;
+}
+
 /** ISSUE_DELEGATED_CREDENTIAL: a credential for the selected key's certificate. */
 export interface IssueDelegatedCredentialMessage {
   key: KeySelector;
@@ -225,10 +260,11 @@ export interface GenerateKeyRequest {
   serverNames: string[];
 }
 
-/** PUT_PSK: store a PSK under its identity. */
+/** PUT_PSK: store a PSK under its identity, with its TLS 1.3 hash (default sha256). */
 export interface PutPskRequest {
   identity: Uint8Array;
   secret: Uint8Array;
+  hash?: 'sha256' | 'sha384';
 }
 
 /** DELETE_PSK: remove a stored PSK. */
@@ -261,10 +297,11 @@ export interface TicketKeysResult {
   nextRotationMs: number;
 }
 
-/** Public facts about a PSK: its identity only. */
+/** Public facts about a PSK: its identity and TLS 1.3 hash. */
 export interface PskInfo {
   identity: Uint8Array;
   createdAt?: string;
+  hash?: 'sha256' | 'sha384';
 }
 
 /** RESULT of LIST_KEYS. */
@@ -802,6 +839,54 @@ export function decodePskMasterSecretRequest(body: Uint8Array): PskMasterSecretM
   return { req: { identity, otherSecret, hash: PRF_HASHES[h - 1], extended: e === 1, seed }, ctx: readContext(f, what) };
 }
 
+/** Body of a TLS13_PSK_* request (the frame type says the step). */
+export function encodeTls13PskRequest(m: Tls13PskMessage): Uint8Array {
+  const w = new TlvWriter().bytes(Tag.PSK_IDENTITY, m.req.identity).u8(Tag.PRF_HASH, PRF_HASHES.indexOf(m.req.hash) + 1).bytes(Tag.TRANSCRIPT_HASH, m.req.transcriptHash);
+  if (m.req.dheSecret) w.bytes(Tag.OTHER_SECRET, m.req.dheSecret);
+  if (m.step === 'verify-binder') w.bytes(Tag.BINDER, m.req.binder ?? new Uint8Array(0));
+  writeContext(w, m.ctx);
+  return w.finish();
+}
+
+/** The step of a TLS13_PSK_* frame type, or undefined. */
+export function tls13PskStepOf(type: number): Tls13PskStep | undefined {
+  return (Object.keys(TLS13_PSK_FRAMES) as Tls13PskStep[]).find((s) => TLS13_PSK_FRAMES[s] === type);
+}
+
+/**
+ * Parses a TLS13_PSK_* body (its shape only: lengths against the hash are Tls13PskSteps'
+ * to check); throws KeyOperationError('bad-request').
+ */
+export function decodeTls13PskRequest(type: number, body: Uint8Array): Tls13PskMessage {
+  const step = tls13PskStepOf(type);
+  if (!step) throw badRequest(`frame type ${type} is not a TLS 1.3 PSK request`);
+  const what = FrameType[type];
+  const f = TlvFields.parse(body, what);
+  const identity = f.req(Tag.PSK_IDENTITY);
+  if (identity.length === 0 || identity.length > 0xffff) throw badRequest(`${what}: PSK_IDENTITY must be 1..65535 bytes`);
+  const h = f.optU8(Tag.PRF_HASH);
+  if (h === undefined || h < 1 || h > PRF_HASHES.length) throw badRequest(`${what}: missing or unknown PRF_HASH`);
+  const transcriptHash = f.req(Tag.TRANSCRIPT_HASH);
+  if (transcriptHash.length > 64) throw badRequest(`${what}: TRANSCRIPT_HASH longer than 64 bytes`);
+  const dheSecret = f.opt(Tag.OTHER_SECRET) ?? null;
+  const binder = f.opt(Tag.BINDER);
+  if (step === 'verify-binder' ? binder === undefined || binder.length > 255 : binder !== undefined) throw badRequest(`${what}: BINDER (at most 255 bytes) is for TLS13_PSK_VERIFY_BINDER, and required there`);
+  return { step, req: { identity, hash: PRF_HASHES[h - 1], transcriptHash, dheSecret, ...(binder ? { binder } : {}) }, ctx: readContext(f, what) };
+}
+
+/** RESULT of TLS13_PSK_HANDSHAKE_SECRETS and _APPLICATION_SECRETS. */
+export function trafficSecretsWriter(s: { client: Uint8Array; server: Uint8Array; exporter?: Uint8Array }): TlvWriter {
+  const w = new TlvWriter().bytes(Tag.CLIENT_SECRET, s.client).bytes(Tag.SERVER_SECRET, s.server);
+  if (s.exporter) w.bytes(Tag.EXPORTER_SECRET, s.exporter);
+  return w;
+}
+
+/** Parses the RESULT of TLS13_PSK_HANDSHAKE_SECRETS or, with `exporter`, _APPLICATION_SECRETS. */
+export function decodeTrafficSecrets(body: Uint8Array, exporter: boolean): { client: Uint8Array; server: Uint8Array; exporter?: Uint8Array } {
+  const f = TlvFields.parse(body, 'RESULT');
+  return { client: f.req(Tag.CLIENT_SECRET), server: f.req(Tag.SERVER_SECRET), ...(exporter ? { exporter: f.req(Tag.EXPORTER_SECRET) } : {}) };
+}
+
 /** Body of a PUT_KEY request (carries a private key: admin link only). */
 export function encodePutKeyRequest(m: PutKeyRequest): Uint8Array {
   const w = new TlvWriter().bytes(Tag.PRIVATE_KEY, m.pkcs8);
@@ -845,7 +930,9 @@ export function decodeGenerateKeyRequest(body: Uint8Array): GenerateKeyRequest {
 
 /** Body of a PUT_PSK request (carries the PSK: admin link only). */
 export function encodePutPskRequest(m: PutPskRequest): Uint8Array {
-  return new TlvWriter().bytes(Tag.PSK_IDENTITY, m.identity).bytes(Tag.PSK_SECRET, m.secret).finish();
+  const w = new TlvWriter().bytes(Tag.PSK_IDENTITY, m.identity).bytes(Tag.PSK_SECRET, m.secret);
+  if (m.hash) w.u8(Tag.PRF_HASH, PRF_HASHES.indexOf(m.hash) + 1);
+  return w.finish();
 }
 
 /** Parses a PUT_PSK body; throws KeyOperationError('bad-request'). */
@@ -856,7 +943,9 @@ export function decodePutPskRequest(body: Uint8Array): PutPskRequest {
   if (identity.length === 0 || identity.length > 0xffff) throw badRequest('PUT_PSK: PSK_IDENTITY must be 1..65535 bytes');
   // RFC 4279 asks for PSKs of up to 64 bytes at least; 16 bytes is a floor worth enforcing.
   if (secret.length < 16 || secret.length > 1024) throw badRequest('PUT_PSK: PSK_SECRET must be 16..1024 bytes');
-  return { identity, secret };
+  const h = f.optU8(Tag.PRF_HASH);
+  if (h !== undefined && (h < 1 || h > PRF_HASHES.length)) throw badRequest('PUT_PSK: unknown PRF_HASH (1 sha256, 2 sha384)');
+  return { identity, secret, ...(h !== undefined ? { hash: PRF_HASHES[h - 1] } : {}) };
 }
 
 /** Body of a DELETE_PSK request. */
@@ -935,6 +1024,7 @@ export function encodeListKeysResult(r: ListKeysResult): Uint8Array {
   for (const p of r.psks) {
     const e = new TlvWriter().bytes(Tag.PSK_IDENTITY, p.identity);
     if (p.createdAt !== undefined) e.str(Tag.CREATED_AT, p.createdAt);
+    if (p.hash !== undefined) e.u8(Tag.PRF_HASH, PRF_HASHES.indexOf(p.hash) + 1);
     w.bytes(Tag.PSK_ENTRY, e.finish());
   }
   return w.finish();
@@ -948,6 +1038,8 @@ export function decodeListKeysResult(body: Uint8Array): ListKeysResult {
     const p: PskInfo = { identity: e.req(Tag.PSK_IDENTITY) };
     const created = e.optStr(Tag.CREATED_AT, 64);
     if (created !== undefined) p.createdAt = created;
+    const h = e.optU8(Tag.PRF_HASH);
+    if (h !== undefined && PRF_HASHES[h - 1]) p.hash = PRF_HASHES[h - 1];
     return p;
   });
   return { keys: f.all(Tag.KEY_ENTRY).map(readKeyInfo), psks };

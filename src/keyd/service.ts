@@ -10,6 +10,7 @@ import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
 import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput, type AcceptedDelegation, type DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { InlineSignBudget } from '../keys/inlineSignBudget.js';
+import { Tls13PskSteps } from '../keys/tls13PskSteps.js';
 import { checkSignInput, versionOfPurpose } from '../keys/signingPolicy.js';
 import { schemeFitsVersion, schemeName, schemesForKey, verifySignature, verifySignature12, type TlsVersion } from '../tls/crypto/signatureSchemes.js';
 import type { AuditLog, AuditRecord } from './audit.js';
@@ -27,11 +28,13 @@ import {
   decodePutKeyRequest,
   decodePutPskRequest,
   decodeSignRequest,
+  decodeTls13PskRequest,
   encodeError,
   encodeKeyInfos,
   encodeListKeysResult,
   outputWriter,
   ticketKeysWriter,
+  trafficSecretsWriter,
   TlvFields,
   type Frame,
   type GeneratedKeyType,
@@ -91,6 +94,11 @@ const OP_NAMES: Partial<Record<FrameType, string>> = {
   [FrameType.PSK_MASTER_SECRET]: 'psk-master-secret',
   [FrameType.ISSUE_DELEGATED_CREDENTIAL]: 'delegated-credential',
   [FrameType.GET_TICKET_KEYS]: 'ticket-keys',
+  [FrameType.TLS13_PSK_BINDER]: 'tls13-psk-binder',
+  [FrameType.TLS13_PSK_VERIFY_BINDER]: 'tls13-psk-verify-binder',
+  [FrameType.TLS13_PSK_HANDSHAKE_SECRETS]: 'tls13-psk-handshake-secrets',
+  [FrameType.TLS13_PSK_APPLICATION_SECRETS]: 'tls13-psk-application-secrets',
+  [FrameType.TLS13_PSK_RESUMPTION_SECRET]: 'tls13-psk-resumption-secret',
   [FrameType.PUT_KEY]: 'put-key',
   [FrameType.LIST_KEYS]: 'list-keys',
   [FrameType.DELETE_KEY]: 'delete-key',
@@ -152,7 +160,12 @@ export class KeydService {
   /** Set during shutdown: new requests are refused with 'unavailable'. */
   draining = false;
 
-  constructor(private readonly d: ServiceDeps) {}
+  /** TLS 1.3 external-PSK steps over the store's PSKs. */
+  readonly #tls13: Tls13PskSteps;
+
+  constructor(private readonly d: ServiceDeps) {
+    this.#tls13 = new Tls13PskSteps((identity) => d.store.getPsk(identity), d.unknownPskIdentity);
+  }
 
   /** Requests being handled now (queued, running, or writing their audit line). */
   get active(): number {
@@ -407,6 +420,12 @@ export class KeydService {
         return this.#issueDelegatedCredential(frame, session, rec, signal);
       case FrameType.GET_TICKET_KEYS:
         return this.#ticketKeys(frame, session, rec);
+      case FrameType.TLS13_PSK_BINDER:
+      case FrameType.TLS13_PSK_VERIFY_BINDER:
+      case FrameType.TLS13_PSK_HANDSHAKE_SECRETS:
+      case FrameType.TLS13_PSK_APPLICATION_SECRETS:
+      case FrameType.TLS13_PSK_RESUMPTION_SECRET:
+        return this.#tls13Psk(frame, session, rec);
       case FrameType.PUT_KEY:
         return this.#putKey(frame, session, rec);
       case FrameType.GENERATE_KEY:
@@ -415,7 +434,7 @@ export class KeydService {
         this.#admin(session);
         return {
           type: FrameType.RESULT,
-          body: encodeListKeysResult({ keys: this.d.registry.all().map(keyInfoOf), psks: this.d.store.psks().map((p) => ({ identity: p.identity, createdAt: p.createdAt })) }),
+          body: encodeListKeysResult({ keys: this.d.registry.all().map(keyInfoOf), psks: this.d.store.psks().map((p) => ({ identity: p.identity, createdAt: p.createdAt, hash: p.hash })) }),
         };
       case FrameType.DELETE_KEY:
         return this.#deleteKey(frame, session, rec);
@@ -433,7 +452,7 @@ export class KeydService {
     const req = decodePutPskRequest(frame.body);
     rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
     try {
-      await this.d.store.putPsk(req.identity, req.secret);
+      await this.d.store.putPsk(req.identity, req.secret, req.hash);
     } finally {
       req.secret.fill(0);
     }
@@ -613,6 +632,54 @@ export class KeydService {
       return { type: FrameType.RESULT, body: outputWriter(ms).finish() };
     } finally {
       ms.fill(0);
+    }
+  }
+
+  /**
+   * A TLS 1.3 external-PSK step (docs/tls13-psk.md): only binders, a binder verdict and
+   * transcript-bound secrets leave; the Early, Handshake and Master Secrets exist for the
+   * duration of the call. Rights are checked from the configuration alone, before the
+   * store, as for TLS 1.2 PSKs; the binder steps (one per handshake) take a rate-limit
+   * token. The audit line names the identity and the outcome: for a binder check `ok`,
+   * `bad-binder`, `wrong-hash` or `unknown-psk-identity`, while the front only ever learns
+   * "not accepted".
+   */
+  #tls13Psk(frame: Frame, session: Session, rec: AuditRecord): Reply {
+    const { step, req, ctx } = decodeTls13PskRequest(frame.type, frame.body);
+    this.#fillContext(rec, ctx);
+    rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
+    const grant = this.#grant(session);
+    if (step === 'binder' || step === 'verify-binder') this.#takeToken(grant);
+    if (!grant.mayUsePsk(req.identity)) throw refused('not permitted to use this PSK identity');
+    if (ctx.tlsVersion !== 'TLSv1.3') throw new KeyOperationError('bad-request', `${FrameType[frame.type]} is for TLS 1.3 (CTX_TLS_VERSION 0x0304)`);
+    if (step === 'verify-binder') {
+      const v = this.#tls13.verifyBinder({ ...req, binder: req.binder ?? new Uint8Array(0) });
+      rec.outcome = v.outcome;
+      return { type: FrameType.RESULT, body: outputWriter(Uint8Array.of(v.accepted ? 1 : 0)) };
+    }
+    // keyd's own record says so; the front gets an answer made from a random PSK (or
+    // unknown-psk-identity with psk.unknownIdentity "reject").
+    if (!this.d.store.getPsk(req.identity)) rec.outcome = 'unknown-psk-identity';
+    const secrets: Uint8Array[] = [];
+    try {
+      let body: TlvWriter;
+      if (step === 'binder') {
+        const b = this.#tls13.binder(req);
+        secrets.push(b);
+        body = outputWriter(b);
+      } else if (step === 'resumption-master-secret') {
+        const r = this.#tls13.resumptionMasterSecret(req);
+        secrets.push(r);
+        body = outputWriter(r);
+      } else {
+        const t = step === 'handshake-secrets' ? this.#tls13.handshakeSecrets(req) : this.#tls13.applicationSecrets(req);
+        secrets.push(...Object.values(t));
+        body = trafficSecretsWriter(t);
+      }
+      // Copied out before the wipe below.
+      return { type: FrameType.RESULT, body: body.finish() };
+    } finally {
+      for (const x of secrets) x.fill(0);
     }
   }
 

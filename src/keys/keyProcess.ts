@@ -13,7 +13,9 @@ import {
   type DelegatedCredentialIssuer,
   type DelegatedCredentialRequest,
 } from './delegatedCredentialIssuer.js';
+import { hashLength } from '../tls/crypto/hash.js';
 import { keyIdOf } from './keyId.js';
+import { checkTls13PskRequest } from './tls13PskSteps.js';
 import { describeProtection, type KeyProcessProtection, type NonDumpablePolicy } from './keyProcessHardening.js';
 import { KeyProcessLauncher, type KeyChild } from './keyProcessLauncher.js';
 import {
@@ -23,6 +25,9 @@ import {
   type OperationContext,
   type PskMasterSecretRequest,
   type PskOperations,
+  type Tls13PskOperations,
+  type Tls13PskRequest,
+  type Tls13PskScheduleRequest,
 } from './keyOperations.js';
 import {
   FrameDecoder,
@@ -40,6 +45,8 @@ import {
   encodeIssueDc,
   encodePskMasterSecret,
   encodeSign,
+  encodeTls13Psk,
+  type Tls13PskFrame,
   type Frame,
 } from './keyProcessProtocol.js';
 
@@ -613,12 +620,15 @@ function pskLaunchSpec(opts: PskProcessOptions): LaunchSpec {
 }
 
 /**
- * PskOperations backed by a key process that alone reads the PSK file (RFC 4279 PSKs for
- * TLS 1.2): the front sends the identity, the ECDHE shared secret (ECDHE_PSK) and the seed,
- * and gets back only the 48-byte master secret. Same failure model and events as
- * KeyProcessKey; a restarted child rereads the file.
+ * PSK operations backed by a key process that alone reads the PSK file. TLS 1.2 (RFC 4279):
+ * the front sends the identity, the ECDHE shared secret (ECDHE_PSK) and the seed, and gets
+ * back only the 48-byte master secret. TLS 1.3 (Tls13PskOperations): the front sends the
+ * identity, the suite's hash, a transcript hash and the (EC)DHE secret, and gets back a
+ * binder, a verdict, or transcript-bound secrets; the Early, Handshake and Master Secrets
+ * stay in the child. Same failure model and events as KeyProcessKey; a restarted child
+ * rereads the file.
  */
-export class KeyProcessPsk extends KeyProcessHost implements PskOperations {
+export class KeyProcessPsk extends KeyProcessHost implements PskOperations, Tls13PskOperations {
   /** @internal use startPskProcess */
   constructor(opts: PskProcessOptions, ids: { uid: number; gid: number } | undefined, ch: Channel, launcher?: KeyProcessLauncher) {
     super(opts, pskLaunchSpec(opts), ids, ch, launcher);
@@ -633,6 +643,57 @@ export class KeyProcessPsk extends KeyProcessHost implements PskOperations {
     if (req.hash !== 'sha256' && req.hash !== 'sha384') return Promise.reject(new KeyOperationError('bad-request', 'PSK master secret hash must be sha256 or sha384'));
     return this.submit((id) => encodePskMasterSecret(id, req), signal);
   }
+
+  /** One TLS 1.3 step in the child; its answer split into `parts` secrets of the hash's length. */
+  async #tls13(frame: Tls13PskFrame, parts: number, signal: AbortSignal): Promise<Buffer[]> {
+    // Checked here too so that a malformed request never reaches the channel.
+    checkTls13PskRequest(frame);
+    if (frame.binder && frame.binder.length > 255) throw new KeyOperationError('bad-request', 'a PSK binder is at most 255 bytes');
+    const raw = await this.submit((id) => encodeTls13Psk(id, frame), signal);
+    const out = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    const n = hashLength(frame.hash);
+    if (out.length !== parts * n) {
+      out.fill(0);
+      throw new KeyOperationError('internal', 'key process: a TLS 1.3 PSK answer of the wrong length');
+    }
+    const secrets = Array.from({ length: parts }, (_, i) => Buffer.from(out.subarray(i * n, (i + 1) * n)));
+    out.fill(0);
+    return secrets;
+  }
+
+  async tls13Binder(req: Tls13PskRequest & { transcriptHash: Uint8Array }, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    const [binder] = await this.#tls13({ step: 'binder', identity: req.identity, hash: req.hash, transcriptHash: req.transcriptHash, dheSecret: null }, 1, signal);
+    return binder;
+  }
+
+  async tls13VerifyBinder(req: Tls13PskRequest & { transcriptHash: Uint8Array; binder: Uint8Array }, _ctx: OperationContext, signal: AbortSignal): Promise<boolean> {
+    checkTls13PskRequest(req);
+    if (req.binder.length > 255) throw new KeyOperationError('bad-request', 'a PSK binder is at most 255 bytes');
+    const frame: Tls13PskFrame = { step: 'verify-binder', identity: req.identity, hash: req.hash, transcriptHash: req.transcriptHash, dheSecret: null, binder: req.binder };
+    const out = await this.submit((id) => encodeTls13Psk(id, frame), signal);
+    if (out.length !== 1 || out[0] > 1) throw new KeyOperationError('internal', 'key process: a malformed binder verdict');
+    return out[0] === 1;
+  }
+
+  async tls13HandshakeSecrets(req: Tls13PskScheduleRequest, _ctx: OperationContext, signal: AbortSignal): Promise<{ client: Uint8Array; server: Uint8Array }> {
+    const [client, server] = await this.#tls13({ step: 'handshake-secrets', ...scheduleFields(req) }, 2, signal);
+    return { client, server };
+  }
+
+  async tls13ApplicationSecrets(req: Tls13PskScheduleRequest, _ctx: OperationContext, signal: AbortSignal): Promise<{ client: Uint8Array; server: Uint8Array; exporter: Uint8Array }> {
+    const [client, server, exporter] = await this.#tls13({ step: 'application-secrets', ...scheduleFields(req) }, 3, signal);
+    return { client, server, exporter };
+  }
+
+  async tls13ResumptionMasterSecret(req: Tls13PskScheduleRequest, _ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    const [rms] = await this.#tls13({ step: 'resumption-master-secret', ...scheduleFields(req) }, 1, signal);
+    return rms;
+  }
+}
+
+/** The fields of a schedule request a TLS13_PSK frame carries. */
+function scheduleFields(req: Tls13PskScheduleRequest): Omit<Tls13PskFrame, 'step'> {
+  return { identity: req.identity, hash: req.hash, transcriptHash: req.transcriptHash, dheSecret: req.dheSecret };
 }
 
 /**

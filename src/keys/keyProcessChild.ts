@@ -5,7 +5,7 @@
  * decryptPremaster and (with --dc-max-validity) delegated-credential requests over it and
  * exits when the front closes the channel. Started as `node keyProcessChild.js
  * [--dumpable-policy=P] --psk FILE random|reject` it holds PSKs instead and answers only
- * PSK master secret requests. Before it reads a secret it makes itself non-dumpable
+ * PSK requests: TLS 1.2 master secrets, TLS 1.3 binders and transcript-bound secrets. Before it reads a secret it makes itself non-dumpable
  * (keyProcessHardening.ts), so that the front cannot read its memory.
  *
  * Not a general signing oracle: every sign request must be a TLS handshake signature
@@ -30,14 +30,16 @@ import {
   decodeIssueDc,
   decodePskMasterSecret,
   decodePurpose,
+  decodeTls13Psk,
   encodeError,
   encodeFrame,
   encodeReady,
   type Frame,
+  type Tls13PskFrame,
 } from './keyProcessProtocol.js';
 import { decryptPremasterImplicit } from './rsaPremaster.js';
 import { checkSignInput, versionOfPurpose } from './signingPolicy.js';
-import { parsePskFile } from './pskFile.js';
+import { parsePskEntries } from './pskFile.js';
 
 /**
  * Operations handed to node:crypto at once. libuv's pool has 4 threads; a few more keep
@@ -77,6 +79,7 @@ class KeyServer {
   onFrame(f: Frame): void {
     switch (f.type) {
       case FrameType.pskMasterSecret:
+      case FrameType.tls13Psk:
         this.#out.send(encodeError(f.id, 'unsupported', 'this key process holds a private key, not PSKs'));
         return;
       case FrameType.sign:
@@ -194,9 +197,9 @@ class KeyServer {
 }
 
 /**
- * Answers PSK_MASTER_SECRET requests from the PSKs of one file. Anything else, and any PSK
- * request not of the exact shape (decodePskMasterSecret), is refused. The work is a few
- * HMACs, so it is done at once.
+ * Answers PSK_MASTER_SECRET (TLS 1.2) and TLS13_PSK requests from the PSKs of one file.
+ * Anything else, and any PSK request not of the exact shape (decodePskMasterSecret,
+ * decodeTls13Psk, Tls13PskSteps), is refused. The work is a few HMACs, so it is done at once.
  */
 class PskServer {
   readonly #holder: LocalPsk;
@@ -212,6 +215,10 @@ class PskServer {
     if (f.type === FrameType.cancel) return; // answered synchronously: nothing is ever pending
     if (f.type === FrameType.sign || f.type === FrameType.decrypt) {
       this.#out.send(encodeError(f.id, 'unsupported', 'this key process holds PSKs, not a private key'));
+      return;
+    }
+    if (f.type === FrameType.tls13Psk) {
+      this.#tls13(f);
       return;
     }
     if (f.type !== FrameType.pskMasterSecret) {
@@ -233,6 +240,50 @@ class PskServer {
         else this.#out.send(encodeError(f.id, 'bad-request', 'invalid PSK master secret request'));
       },
     );
+  }
+
+  /**
+   * A TLS 1.3 external-PSK step (tls13PskSteps.ts): only transcript-bound results leave,
+   * concatenated (the front splits them by the hash's length); the copies here are zeroed
+   * once written.
+   */
+  #tls13(f: Frame): void {
+    const r = decodeTls13Psk(f.payload);
+    if ('error' in r) {
+      this.#out.send(encodeError(f.id, 'bad-request', r.error));
+      return;
+    }
+    let parts: Uint8Array[];
+    try {
+      parts = this.#tls13Step(r);
+    } catch (err) {
+      if (err instanceof UnknownPskIdentityError) this.#out.send(encodeFrame(FrameType.error, f.id, Buffer.of(UNKNOWN_PSK_IDENTITY), Buffer.from('unknown PSK identity')));
+      else if (err instanceof KeyOperationError) this.#out.send(encodeError(f.id, err.code, err.message));
+      else this.#out.send(encodeError(f.id, 'internal', 'TLS 1.3 PSK operation failed'));
+      return;
+    }
+    this.#out.send(encodeFrame(FrameType.ok, f.id, ...parts));
+    for (const p of parts) p.fill(0);
+  }
+
+  #tls13Step(r: Tls13PskFrame): Uint8Array[] {
+    const steps = this.#holder.tls13Steps;
+    switch (r.step) {
+      case 'binder':
+        return [steps.binder(r)];
+      case 'verify-binder':
+        return [Buffer.of(steps.verifyBinder({ ...r, binder: r.binder ?? new Uint8Array(0) }).accepted ? 1 : 0)];
+      case 'handshake-secrets': {
+        const s = steps.handshakeSecrets(r);
+        return [s.client, s.server];
+      }
+      case 'application-secrets': {
+        const s = steps.applicationSecrets(r);
+        return [s.client, s.server, s.exporter];
+      }
+      case 'resumption-master-secret':
+        return [steps.resumptionMasterSecret(r)];
+    }
   }
 }
 
@@ -373,9 +424,9 @@ function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, 
   }
   let holder: LocalPsk;
   try {
-    const psks = parsePskFile(data, path);
+    const psks = parsePskEntries(data, path);
     holder = new LocalPsk(psks, { unknownIdentity: unknown });
-    for (const v of psks.values()) v.fill(0);
+    for (const v of psks.values()) v.secret.fill(0);
   } catch (e) {
     return fail((e as Error).message);
   } finally {

@@ -1,6 +1,8 @@
 import { encodeCredential, parseCredential } from '../tls/wire/delegatedCredential.js';
 import type { DelegatedCredentialRequest } from './delegatedCredentialIssuer.js';
 import type { KeyErrorCode, PskMasterSecretRequest, SignPurpose } from './keyOperations.js';
+import type { Tls13PskHash } from './tls13PskSchedule.js';
+import type { Tls13PskStep } from './tls13PskSteps.js';
 
 /**
  * Wire format between the front and its key process, over a private socketpair that
@@ -8,7 +10,7 @@ import type { KeyErrorCode, PskMasterSecretRequest, SignPurpose } from './keyOpe
  * JSON over Node's IPC channel costs several times more per operation.
  *
  * Frame: u32 length (of everything after it) | u8 type | u32 id | payload.
- * Parent → child: SIGN, DECRYPT, PSK_MASTER_SECRET, ISSUE_DC, CANCEL. Child → parent: READY (once),
+ * Parent → child: SIGN, DECRYPT, PSK_MASTER_SECRET, ISSUE_DC, TLS13_PSK, CANCEL. Child → parent: READY (once),
  * START_FAILED (instead of READY), OK, ERROR. The id pairs a result with its request; many requests
  * may be in flight at once.
  */
@@ -19,6 +21,7 @@ export const FrameType = {
   cancel: 3,
   pskMasterSecret: 4,
   issueDc: 5,
+  tls13Psk: 6,
   ready: 0x10,
   startFailed: 0x11,
   ok: 0x12,
@@ -190,6 +193,67 @@ export function decodePskMasterSecret(p: Buffer): PskMasterSecretRequest | { err
   const seedLen = extended ? (hash === 'sha256' ? 32 : 48) : 64;
   if (seed.length !== seedLen) return { error: extended ? 'the session hash has the wrong length' : 'the seed must be the two 32-byte randoms' };
   return { identity, otherSecret: hasOther ? p.subarray(otherAt, otherAt + otherLen) : null, hash, extended, seed };
+}
+
+/** TLS13_PSK steps, by their number on the wire (index + 1). */
+export const TLS13_PSK_STEPS: readonly Tls13PskStep[] = ['binder', 'verify-binder', 'handshake-secrets', 'application-secrets', 'resumption-master-secret'];
+
+/** A TLS 1.3 PSK request as it crosses the channel; `binder` for verify-binder only. */
+export interface Tls13PskFrame {
+  step: Tls13PskStep;
+  identity: Uint8Array;
+  hash: Tls13PskHash;
+  transcriptHash: Uint8Array;
+  dheSecret: Uint8Array | null;
+  binder?: Uint8Array;
+}
+
+/**
+ * TLS13_PSK payload: u8 step | u8 hash (1 sha256, 2 sha384) | u8 flags (bit 0: an (EC)DHE
+ * secret follows) | u16 identity length | identity | u8 transcript hash length | transcript
+ * hash | u16 (EC)DHE length | (EC)DHE secret | the binder (verify-binder only).
+ */
+export function encodeTls13Psk(id: number, r: Tls13PskFrame): Buffer {
+  const head = Buffer.allocUnsafe(5);
+  head[0] = TLS13_PSK_STEPS.indexOf(r.step) + 1;
+  head[1] = PSK_HASHES.indexOf(r.hash) + 1;
+  head[2] = r.dheSecret ? 1 : 0;
+  head.writeUInt16BE(r.identity.length, 3);
+  const dhe = r.dheSecret ?? new Uint8Array(0);
+  const mid = Buffer.allocUnsafe(3);
+  mid[0] = r.transcriptHash.length;
+  mid.writeUInt16BE(dhe.length, 1);
+  return encodeFrame(FrameType.tls13Psk, id, head, r.identity, mid.subarray(0, 1), r.transcriptHash, mid.subarray(1), dhe, r.binder ?? new Uint8Array(0));
+}
+
+/** Parses a TLS13_PSK payload, bounds-checked; a reason instead when it is not that shape (the values are then checked by Tls13PskSteps). */
+export function decodeTls13Psk(p: Buffer): Tls13PskFrame | { error: string } {
+  if (p.length < 5) return { error: 'truncated TLS 1.3 PSK request' };
+  const step = TLS13_PSK_STEPS[p[0] - 1];
+  if (!step) return { error: 'unknown TLS 1.3 PSK step' };
+  const hash = PSK_HASHES[p[1] - 1];
+  if (!hash) return { error: 'TLS 1.3 PSK hash must be sha256 or sha384' };
+  if (p[2] & ~1) return { error: 'unknown TLS 1.3 PSK request flags' };
+  const idLen = p.readUInt16BE(3);
+  let o = 5 + idLen;
+  if (o + 1 > p.length) return { error: 'truncated PSK identity' };
+  const identity = p.subarray(5, o);
+  const thLen = p[o];
+  o += 1;
+  if (o + thLen + 2 > p.length) return { error: 'truncated transcript hash' };
+  const transcriptHash = p.subarray(o, o + thLen);
+  o += thLen;
+  const dheLen = p.readUInt16BE(o);
+  o += 2;
+  if (o + dheLen > p.length) return { error: 'truncated (EC)DHE secret' };
+  const hasDhe = (p[2] & 1) !== 0;
+  if (!hasDhe && dheLen !== 0) return { error: '(EC)DHE secret given without its flag' };
+  const dheSecret = hasDhe ? p.subarray(o, o + dheLen) : null;
+  o += dheLen;
+  const rest = p.subarray(o);
+  if (step === 'verify-binder') return { step, identity, hash, transcriptHash, dheSecret, binder: rest };
+  if (rest.length > 0) return { error: 'trailing bytes after a TLS 1.3 PSK request' };
+  return { step, identity, hash, transcriptHash, dheSecret };
 }
 
 /** READY flags: bit 0, the key process is non-dumpable (see keyProcessHardening). */

@@ -26,6 +26,7 @@ import {
   decodeListKeysResult,
   decodeOutput,
   decodeTicketKeysResult,
+  decodeTrafficSecrets,
   encodeDecryptPremasterRequest,
   encodeDeleteKeyRequest,
   encodeDeletePskRequest,
@@ -36,13 +37,16 @@ import {
   encodePskMasterSecretRequest,
   encodePutKeyRequest,
   encodePutPskRequest,
+  encodeTls13PskRequest,
   signRequestWriter,
+  TLS13_PSK_FRAMES,
   type Frame,
   type GeneratedKeyType,
   type KeyInfo,
   type KeySelector,
   type ListKeysResult,
   type TicketKeysResult,
+  type Tls13PskMessage,
   type TlvWriter,
 } from '../keyd/protocol.js';
 import { verifyDelegatedCredential, type DelegatedCredentialIssuer, type DelegatedCredentialRequest } from './delegatedCredentialIssuer.js';
@@ -54,7 +58,12 @@ import {
   type OperationContext,
   type PskMasterSecretRequest,
   type PskOperations,
+  type Tls13PskOperations,
+  type Tls13PskRequest,
+  type Tls13PskScheduleRequest,
 } from './keyOperations.js';
+import { hashLength } from '../tls/crypto/hash.js';
+import { checkTls13PskRequest } from './tls13PskSteps.js';
 
 /** How to reach and authenticate to keyd. */
 export interface KeydClientOptions {
@@ -626,8 +635,12 @@ export class KeydClient {
   }
 }
 
-/** PSK secrets computed in keyd (the PSK never leaves it). */
-export class RemotePsk implements PskOperations {
+/**
+ * PSK secrets computed in keyd (the PSK never leaves it): TLS 1.2 master secrets, and the
+ * TLS 1.3 binders and transcript-bound secrets (docs/tls13-psk.md), each checked for its
+ * length before it is used.
+ */
+export class RemotePsk implements PskOperations, Tls13PskOperations {
   constructor(
     private readonly client: KeydClient,
     private readonly deadlineMs: number,
@@ -638,6 +651,56 @@ export class RemotePsk implements PskOperations {
     const out = decodeOutput(await this.client.request(FrameType.PSK_MASTER_SECRET, encodePskMasterSecretRequest({ req, ctx }), { signal, deadlineMs: this.deadlineMs }));
     if (out.length !== 48) throw new KeyOperationError('internal', 'keyd returned a master secret of the wrong length');
     return out;
+  }
+
+  /** One TLS 1.3 PSK step in keyd, its RESULT read by `read` (which copies what it keeps); the frame's bytes are zeroed after. */
+  async #tls13<T>(m: Tls13PskMessage, signal: AbortSignal, read: (body: Uint8Array) => T): Promise<T> {
+    checkTls13PskRequest(m.req);
+    const body = await this.client.request(TLS13_PSK_FRAMES[m.step], encodeTls13PskRequest({ ...m, ctx: { ...m.ctx, tlsVersion: 'TLSv1.3' } }), { signal, deadlineMs: this.deadlineMs });
+    try {
+      return read(body);
+    } finally {
+      body.fill(0);
+    }
+  }
+
+  /** Copies of `secrets`, each of the hash's length, or 'internal'. */
+  #sized(hash: Tls13PskRequest['hash'], ...secrets: (Uint8Array | undefined)[]): Buffer[] {
+    const n = hashLength(hash);
+    if (secrets.some((x) => x === undefined || x.length !== n)) throw new KeyOperationError('internal', 'keyd returned a TLS 1.3 secret of the wrong length');
+    return secrets.map((x) => Buffer.from(x!));
+  }
+
+  tls13Binder(req: Tls13PskRequest & { transcriptHash: Uint8Array }, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    return this.#tls13({ step: 'binder', req: { ...req, dheSecret: null }, ctx }, signal, (b) => this.#sized(req.hash, decodeOutput(b))[0]);
+  }
+
+  tls13VerifyBinder(req: Tls13PskRequest & { transcriptHash: Uint8Array; binder: Uint8Array }, ctx: OperationContext, signal: AbortSignal): Promise<boolean> {
+    return this.#tls13({ step: 'verify-binder', req: { ...req, dheSecret: null }, ctx }, signal, (b) => {
+      const out = decodeOutput(b);
+      if (out.length !== 1 || out[0] > 1) throw new KeyOperationError('internal', 'keyd returned a malformed binder verdict');
+      return out[0] === 1;
+    });
+  }
+
+  tls13HandshakeSecrets(req: Tls13PskScheduleRequest, ctx: OperationContext, signal: AbortSignal): Promise<{ client: Uint8Array; server: Uint8Array }> {
+    return this.#tls13({ step: 'handshake-secrets', req, ctx }, signal, (b) => {
+      const t = decodeTrafficSecrets(b, false);
+      const [client, server] = this.#sized(req.hash, t.client, t.server);
+      return { client, server };
+    });
+  }
+
+  tls13ApplicationSecrets(req: Tls13PskScheduleRequest, ctx: OperationContext, signal: AbortSignal): Promise<{ client: Uint8Array; server: Uint8Array; exporter: Uint8Array }> {
+    return this.#tls13({ step: 'application-secrets', req, ctx }, signal, (b) => {
+      const t = decodeTrafficSecrets(b, true);
+      const [client, server, exporter] = this.#sized(req.hash, t.client, t.server, t.exporter);
+      return { client, server, exporter };
+    });
+  }
+
+  tls13ResumptionMasterSecret(req: Tls13PskScheduleRequest, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
+    return this.#tls13({ step: 'resumption-master-secret', req, ctx }, signal, (b) => this.#sized(req.hash, decodeOutput(b))[0]);
   }
 
   async close(): Promise<void> {
@@ -801,8 +864,9 @@ export class KeydAdmin {
     await this.client.request(FrameType.DELETE_KEY, encodeDeleteKeyRequest({ keyId }), { deadlineMs: this.deadlineMs });
   }
 
-  async putPsk(identity: Uint8Array, secret: Uint8Array): Promise<void> {
-    await this.client.request(FrameType.PUT_PSK, encodePutPskRequest({ identity, secret }), { deadlineMs: this.deadlineMs });
+  /** Stores a PSK with its TLS 1.3 hash (keyd's default: sha256). */
+  async putPsk(identity: Uint8Array, secret: Uint8Array, hash?: 'sha256' | 'sha384'): Promise<void> {
+    await this.client.request(FrameType.PUT_PSK, encodePutPskRequest({ identity, secret, ...(hash ? { hash } : {}) }), { deadlineMs: this.deadlineMs });
   }
 
   async deletePsk(identity: Uint8Array): Promise<void> {

@@ -326,11 +326,35 @@ test('generate: the key is made inside keyd, listed, usable, and there is no way
   assert.ok(verifySignature(rk.publicKey, SignatureScheme.ecdsa_secp384r1_sha384, msg, await rk.sign(SignatureScheme.ecdsa_secp384r1_sha384, msg, CTX, new AbortController().signal)));
   await rk.close();
   // The protocol has no export operation, and no frame type carries a private key or a PSK
-  // out (ISSUE_DELEGATED_CREDENTIAL returns a signature over a credential keyd checked; the
-  // only secrets that leave are the fleet's ticket keys, GET_TICKET_KEYS, to fronts granted them).
+  // out (ISSUE_DELEGATED_CREDENTIAL returns a signature over a credential keyd checked;
+  // TLS13_PSK_* return binders and transcript-bound secrets only; the only secrets that leave
+  // are the fleet's ticket keys, GET_TICKET_KEYS, to fronts granted them).
   assert.deepEqual(
     Object.keys(FrameType).filter((k) => isNaN(Number(k))),
-    ['PING', 'PONG', 'CANCEL', 'RESULT', 'ERROR', 'GET_KEY', 'SIGN', 'DECRYPT_PREMASTER', 'PSK_MASTER_SECRET', 'ISSUE_DELEGATED_CREDENTIAL', 'GET_TICKET_KEYS', 'PUT_KEY', 'LIST_KEYS', 'DELETE_KEY', 'GENERATE_KEY', 'PUT_PSK', 'DELETE_PSK'],
+    [
+      'PING',
+      'PONG',
+      'CANCEL',
+      'RESULT',
+      'ERROR',
+      'GET_KEY',
+      'SIGN',
+      'DECRYPT_PREMASTER',
+      'PSK_MASTER_SECRET',
+      'ISSUE_DELEGATED_CREDENTIAL',
+      'GET_TICKET_KEYS',
+      'TLS13_PSK_BINDER',
+      'TLS13_PSK_VERIFY_BINDER',
+      'TLS13_PSK_HANDSHAKE_SECRETS',
+      'TLS13_PSK_APPLICATION_SECRETS',
+      'TLS13_PSK_RESUMPTION_SECRET',
+      'PUT_KEY',
+      'LIST_KEYS',
+      'DELETE_KEY',
+      'GENERATE_KEY',
+      'PUT_PSK',
+      'DELETE_PSK',
+    ],
   );
   // Deleting works and is audited.
   await admin.deleteKey(info.keyId);
