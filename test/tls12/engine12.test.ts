@@ -158,14 +158,28 @@ describe('TLS 1.2 ECDHE handshakes', () => {
     assert.equal(r2.client.serverFinishedOk, true);
   });
 
-  it('without extended master secret (not required) and without supported_groups (P-256)', async () => {
+  it('without extended master secret (not required)', async () => {
     const s = await setup('ecdsa-p256');
-    const { client, alert } = await handshake(s, { ems: false, groups: null });
+    const { client, alert } = await handshake(s, { ems: false });
     assert.equal(alert, undefined);
     assert.equal(client.flight!.extensions.has(23), false);
-    assert.equal(client.flight!.skeGroup, NamedGroup.secp256r1);
     assert.equal(client.serverFinishedOk, true);
     assert.equal(s.conn.info.extendedMasterSecret, false);
+  });
+
+  it('without supported_groups: no ECDHE for a hello with other extensions (no curve to offer), P-256 for one without any', async () => {
+    const s = await setup('ecdsa-p256');
+    const { alert, first } = await handshake(s, { groups: null });
+    assert.equal(alert, A.handshake_failure);
+    const error = first.events.find((e) => e.type === 'error');
+    assert.match(error?.type === 'error' ? error.error.message : '', /supported_groups is absent/);
+    // A bare hello (RFC 4492's extension-less client): ECDHE_PSK on P-256.
+    const psk = Buffer.alloc(16, 3);
+    const p = await setup(null, { psk: { holder: localPsk(new Map([['bare', psk]])) } });
+    const bare = await handshake(p, { suites: [C.TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256], groups: null, sigAlgs: null, ems: false, renegotiationInfo: null }, { psk: { identity: 'bare', key: psk } });
+    assert.equal(bare.alert, undefined);
+    assert.equal(p.conn.info.group, NamedGroup.secp256r1);
+    assert.equal(bare.client.serverFinishedOk, true);
   });
 
   it('maxVersion TLSv1.2: no downgrade sentinel', async () => {

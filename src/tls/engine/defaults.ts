@@ -42,8 +42,9 @@ export const DEFAULT_TLS12_SUITES: readonly CipherSuite[] = [
 ];
 
 /**
- * TLS 1.2 ECDHE groups used when the client sends no supported_groups (RFC 8422 4 lets
- * the server pick): P-256, which every ECC client implements.
+ * TLS 1.2 ECDHE group for a ClientHello without any extension (RFC 4492 let such clients
+ * leave supported_groups out; the server picks): P-256, which every ECC client implements.
+ * A hello with extensions but no supported_groups gets no ECDHE (server12 chooseGroup12).
  */
 export const TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS = NamedGroup.secp256r1;
 

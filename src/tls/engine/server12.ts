@@ -2,7 +2,7 @@ import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type PremasterDecryption, type PskOperations } from '../../keys/keyOperations.js';
 import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
-import { groupSpec, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
+import { groupName, groupSpec, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
 import { SignatureScheme, keyKindOf, verifySignature12 } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
@@ -637,11 +637,20 @@ function checkClientHello12(ch: ClientHello): void {
   }
 }
 
-/** The ECDHE group: the server's first the client supports; P-256 when the client names none (RFC 8422 4). */
+/**
+ * The ECDHE group: the server's first the client lists (RFC 8422 5.1: never a curve it did
+ * not list). Without supported_groups: P-256 for a hello without any extension (RFC 4492
+ * let such clients, which could not send one, leave it out); none for a hello that has
+ * extensions but not this one, which is a client without a curve to offer (OpenSSL 3.0 in
+ * TLS 1.2 with only FFDHE groups) and would refuse any curve, as OpenSSL and Go servers see it.
+ */
 function chooseGroup12(ch: ClientHello, serverGroups: readonly NamedGroup[]): NamedGroup | undefined {
   // Only curves are ECDHE groups (the hybrid is TLS 1.3 only; FFDHE is DHE, not offered).
   const ecdhe = serverGroups.filter((g) => groupSpec(g).tls12 === 'ECDHE');
-  if (!ch.supportedGroups) return ecdhe.includes(TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS) ? TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS : undefined;
+  if (!ch.supportedGroups) {
+    const legacy = ch.extensions.length === 0 && ecdhe.includes(TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS);
+    return legacy ? TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS : undefined;
+  }
   return ecdhe.find((g) => ch.supportedGroups!.includes(g));
 }
 
@@ -699,5 +708,21 @@ function selectSuite(config: ServerConfig, ch: ClientHello): Selection {
     if (kx === 'ECDHE_PSK' && group !== undefined) return { suite, kx, byName: false, group, holder: config.psk.holder };
   }
   if (refusedName) throw new TlsAlertError(AlertDescription.unrecognized_name, `no certificate for ${sni}`);
-  throw new TlsAlertError(AlertDescription.handshake_failure, 'no TLS 1.2 cipher suite in common (key exchange, group, certificate and signature scheme)');
+  throw new TlsAlertError(AlertDescription.handshake_failure, noSuiteReason(config, ch, group));
+}
+
+/**
+ * Why no TLS 1.2 suite fits, in the terms a peer's operator can act on: suites keyward
+ * does not implement at all (CBC, DHE: docs/security.md), or ECDHE suites without a curve
+ * in common (RFC 8422 5.1: no curve the client did not list; FFDHE-only lists get no DHE).
+ */
+function noSuiteReason(config: ServerConfig, ch: ClientHello, group: NamedGroup | undefined): string {
+  const implemented = ch.cipherSuites.some((c) => suiteInfo(c)?.version === 'TLSv1.2');
+  if (!implemented) return 'the client offers no TLS 1.2 cipher suite keyward implements (AEAD suites only: no CBC, no DHE)';
+  const offersEcdhe = config.tls12CipherSuites.some((c) => ch.cipherSuites.includes(c) && suiteInfo(c)!.keyExchange.startsWith('ECDHE'));
+  if (offersEcdhe && group === undefined) {
+    const listed = ch.supportedGroups ? `lists ${ch.supportedGroups.map(groupName).join(', ')}` : 'is absent from a hello with other extensions';
+    return `no ECDHE curve in common: the client's supported_groups ${listed}, and keyward has no DHE suites for FFDHE groups`;
+  }
+  return 'no TLS 1.2 cipher suite in common (key exchange, group, certificate and signature scheme)';
 }
