@@ -16,7 +16,8 @@
  *   npm run bench -- --quick            a ~2 min subset (P-256 rows, shorter runs, one repeat)
  *   npm run bench -- --only tls13,bulk  sections: tls13 tls12 resumed hybrid bulk memory keyd
  *   options: --seconds S (per run), --repeats N, --concurrency C, --node PATH (run the servers,
- *            keyd and the bare sign loop on another Node, e.g. the pinned Node 24)
+ *            keyd and the bare sign loop on another Node, e.g. the pinned Node 24), --nodelay
+ *            (TCP_NODELAY on both servers' accepted sockets; both leave Nagle on by default)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -59,6 +60,9 @@ const concurrency = Number(option('concurrency') ?? 16);
 const serverNode = option('node') ?? process.execPath;
 const warmSeconds = quick ? 0.5 : 1;
 const bulkMB = quick ? 32 : 128;
+/** 128 MiB moves in ~0.4 s: several transfers per run keep the 10 ms CPU ticks a small error. */
+const bulkTransfers = quick ? 1 : 4;
+const noDelay = process.argv.includes('--nodelay');
 const idleCount = quick ? 2000 : 10_000;
 const pendingCount = quick ? 1000 : 5000;
 const keyTypes: KeyType[] = quick ? ['ecdsa-p256'] : ['ecdsa-p256', 'rsa-2048'];
@@ -73,7 +77,7 @@ function loadgen(args: string[], timeoutMs = (seconds + 60) * 1000): Promise<Jso
 
 let keyd: Keyd | undefined;
 function startServer(impl: Impl, site: SiteKey, extra: Json = {}, node = serverNode): Promise<Server> {
-  return startPinnedServer(impl, site, keyd, node, extra);
+  return startPinnedServer(impl, site, keyd, node, { noDelay, ...extra });
 }
 
 // ------------------------------------------------------------------ handshake rows
@@ -286,24 +290,27 @@ interface BulkRun {
 async function bulkSection(site: SiteKey): Promise<void> {
   const servers = [await startServer('node', site), await startServer('local', site)];
   try {
-    const once = async (s: Server, mb: number): Promise<BulkRun> => {
-      const c0 = procCpuMicros(s.child.pid);
-      const up = await loadgen(['-mode', 'bulk', '-port', String(s.port), '-mb', String(mb), '-direction', 'up']);
-      const c1 = procCpuMicros(s.child.pid);
-      const down = await loadgen(['-mode', 'bulk', '-port', String(s.port), '-mb', String(mb), '-direction', 'down']);
-      const c2 = procCpuMicros(s.child.pid);
-      return {
-        upMBps: up.uploadMBps as number,
-        downMBps: down.downloadMBps as number,
-        upUsPerMB: (c1 - c0) / mb,
-        downUsPerMB: (c2 - c1) / mb,
-        genUsPerMB: ((up.uploadCpuUs as number) + (down.downloadCpuUs as number)) / (2 * mb),
+    /** `transfers` connections of `mb` MiB up, then as many down; CPU per MiB over each direction's transfers. */
+    const once = async (s: Server, mb: number, transfers: number): Promise<BulkRun> => {
+      const dir = async (direction: 'up' | 'down'): Promise<{ mbps: number; us: number; gen: number }> => {
+        const c0 = procCpuMicros(s.child.pid);
+        let seconds = 0;
+        let gen = 0;
+        for (let i = 0; i < transfers; i++) {
+          const r = await loadgen(['-mode', 'bulk', '-port', String(s.port), '-mb', String(mb), '-direction', direction]);
+          seconds += (direction === 'up' ? r.uploadSeconds : r.downloadSeconds) as number;
+          gen += (direction === 'up' ? r.uploadCpuUs : r.downloadCpuUs) as number;
+        }
+        return { mbps: (mb * transfers) / seconds, us: (procCpuMicros(s.child.pid) - c0) / (mb * transfers), gen: gen / (mb * transfers) };
       };
+      const up = await dir('up');
+      const down = await dir('down');
+      return { upMBps: up.mbps, downMBps: down.mbps, upUsPerMB: up.us, downUsPerMB: down.us, genUsPerMB: (up.gen + down.gen) / 2 };
     };
-    for (const s of servers) await once(s, 16);
+    for (const s of servers) await once(s, 16, 1);
     const runs = new Map<Impl, BulkRun[]>(servers.map((s) => [s.impl, []]));
-    for (let r = 0; r < repeats; r++) for (let i = 0; i < servers.length; i++) runs.get(servers[(i + r) % servers.length].impl)!.push(await once(servers[(i + r) % servers.length], bulkMB));
-    console.log(`\nBulk, one connection per direction, ${bulkMB} MiB each way (${site.label} certificate, TLS 1.3, AES-128-GCM); MB = MiB`);
+    for (let r = 0; r < repeats; r++) for (let i = 0; i < servers.length; i++) runs.get(servers[(i + r) % servers.length].impl)!.push(await once(servers[(i + r) % servers.length], bulkMB, bulkTransfers));
+    console.log(`\nBulk, ${bulkMB} MiB each way over one connection, ${bulkTransfers} such connection(s) per direction and run (${site.label} certificate, TLS 1.3, AES-128-GCM); MB = MiB`);
     console.log('  server                      up MB/s  down MB/s  up µs/MB (spread)   down µs/MB (spread)   up MB/s/core  down MB/s/core  load µs/MB');
     const med = new Map<Impl, BulkRun>();
     for (const [impl, rs] of runs) {
@@ -423,7 +430,7 @@ async function main(): Promise<void> {
     const serverVersion = execFileSync(serverNode, ['-p', '`${process.version} (OpenSSL ${process.versions.openssl})`'], { encoding: 'utf8' }).trim();
     console.log(`keyward vs node:tls, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; servers on Node ${serverVersion}; ${cpus().length} × ${cpus()[0].model}`);
     console.log(`servers pinned to CPU ${SERVER_CORE} (a key process with its front), load generator (bench/loadgen, Go crypto/tls) pinned to CPU ${LOAD_CORE}; keyd on CPU ${LOAD_CORE}`);
-    console.log(`${seconds} s runs, ${concurrency} handshakes in flight, median of ${repeats} alternating run(s)${quick ? ' (--quick)' : ''}; CPU = utime+stime from /proc/PID/stat (10 ms ticks)`);
+    console.log(`${seconds} s runs, ${concurrency} handshakes in flight, median of ${repeats} alternating run(s)${quick ? ' (--quick)' : ''}; CPU = utime+stime from /proc/PID/stat (10 ms ticks); TCP_NODELAY ${noDelay ? 'on' : 'off (both servers\' default)'}`);
     console.log('primary figure: server CPU µs per operation; ratios are node:tls µs / keyward µs, so above 1 means keyward is cheaper');
     console.log(`load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (other work on CPU 0 slows every server alike; CPU per operation moves less than hs/s)`);
 

@@ -8,7 +8,8 @@
  * Arguments (JSON): impl "keyward" | "node"; key "local" | "keyproc" | "keyd"; cert, keyFile
  * (PEM paths); keyId and keyd ("unix:/path") for key "keyd"; groups: "x25519",
  * "X25519MLKEM768" in preference order; holdSignsMs: every signature waits that long and
- * then until "release" (the pending-handshake memory row).
+ * then until "release" (the pending-handshake memory row); noDelay: TCP_NODELAY on accepted
+ * sockets (off by default in both, as in node:tls).
  *
  * Prints {"port","pid","holderPid"} when listening, then answers one JSON line per stdin
  * line: "stat" (connections completed, failed, open, signatures held, memory), "gc" (the same
@@ -21,7 +22,7 @@
  * sends that many bytes).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { AddressInfo, Server } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -44,6 +45,8 @@ interface Args {
   keyd?: string;
   groups: ('x25519' | 'X25519MLKEM768')[];
   holdSignsMs?: number;
+  /** TCP_NODELAY on accepted sockets (both servers leave Nagle on by default). */
+  noDelay?: boolean;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
@@ -162,6 +165,8 @@ if (args.impl === 'keyward') {
   if (args.holdSignsMs !== undefined) key = held = new HeldKey(key, args.holdSignsMs);
   const s = createServer({ certificates: [{ cert, key }], groups: args.groups.map((g) => GROUPS[g].keyward), minVersion: 'TLSv1.2' }, onSecure);
   s.on('tlsClientError', () => failed++);
+  // Before the acceptor's own listener: the handshake's writes already go without Nagle.
+  if (args.noDelay) s.prependListener('connection', (raw: Socket) => raw.setNoDelay(true));
   server = s;
 } else {
   const s = tls.createServer(
@@ -170,6 +175,7 @@ if (args.impl === 'keyward') {
       key: readFileSync(args.keyFile, 'utf8'),
       ecdhCurve: args.groups.map((g) => GROUPS[g].node).join(':'),
       minVersion: 'TLSv1.2',
+      noDelay: args.noDelay === true,
       // node:tls picks TLS 1.3 suites in its own order (AES-256-GCM first); keyward and the load
       // generator put AES-128-GCM first, so it goes first here too: the same suite for both.
       ciphers: ['TLS_AES_128_GCM_SHA256', ...tls.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':'),
