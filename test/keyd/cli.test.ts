@@ -79,7 +79,20 @@ test('PSKs: put-psk and delete-psk over the Unix socket', async () => {
   const put = await cli(['keys', 'put-psk', 'client-7', '--secret-file', secretFile, '--hex', '--keyd', `unix:${keyd.unixPath}`]);
   assert.equal(put.code, 0, put.stderr);
   const list = await cli(['keys', 'list', '--keyd', `unix:${keyd.unixPath}`]);
-  assert.match(list.stdout, /^client-7\s+\S+$/m);
+  assert.match(list.stdout, /^PSK IDENTITY\s+HASH\s+CREATED$/m);
+  assert.match(list.stdout, /^client-7\s+sha256\s+\S+$/m);
+  // A TLS 1.3 PSK used with SHA-384 keeps its hash; an unknown hash is a usage error.
+  const put384 = await cli(['keys', 'put-psk', '--identity', 'client-384', '--psk-file', secretFile, '--hex', '--hash', 'sha384', '--keyd', `unix:${keyd.unixPath}`]);
+  assert.equal(put384.code, 0, put384.stderr);
+  const json = JSON.parse((await cli(['keys', 'list', '--json', '--keyd', `unix:${keyd.unixPath}`])).stdout) as { psks: Array<{ identity: string; hash: string }> };
+  assert.deepEqual(json.psks.map((p) => [p.identity, p.hash]).sort(), [
+    ['client-384', 'sha384'],
+    ['client-7', 'sha256'],
+  ]);
+  const badHash = await cli(['keys', 'put-psk', '--identity', 'x', '--psk-file', secretFile, '--hash', 'md5', '--keyd', `unix:${keyd.unixPath}`]);
+  assert.notEqual(badHash.code, 0);
+  assert.match(badHash.stderr, /--hash.*md5.*sha256, sha384|Allowed choices are sha256, sha384/);
+  assert.equal((await cli(['keys', 'delete-psk', '--identity', 'client-384', '--keyd', `unix:${keyd.unixPath}`])).code, 0);
   assert.equal((await cli(['keys', 'delete-psk', 'client-7', '--keyd', `unix:${keyd.unixPath}`])).code, 0);
   const again = await cli(['keys', 'delete-psk', 'client-7', '--keyd', `unix:${keyd.unixPath}`]);
   assert.equal(again.code, 1);
