@@ -15,6 +15,10 @@ import { resolveServerConfig, type ServerConfig } from '../../src/tls/engine/con
 import type { EngineEvent, KeyOperationRequest, SignRequest } from '../../src/tls/engine/events.js';
 import { TlsServerConnection } from '../../src/tls/engine/serverConnection.js';
 import { AlertDescription } from '../../src/tls/wire/alerts.js';
+import { TicketKeyRing } from '../../src/tls/resumption/ticketKeys.js';
+import { parseSessionState } from '../../src/tls/resumption/sessionState.js';
+import { parseNewSessionTicket13 } from '../../src/tls/wire/messages13.js';
+import { simple1RttTicket } from '../support/rfc8448ResumptionVectors.js';
 import { helloRetry, rfc8448ServerRsaKey, simple1Rtt } from '../support/rfc8448Vectors.js';
 
 // ---- helpers (test side only: node:crypto, never the engine's own crypto) ----
@@ -136,19 +140,25 @@ function errorEvent(events: EngineEvent[], what: string): Extract<EngineEvent, {
 
 // ---- section 3: Simple 1-RTT Handshake ----
 
-function config3(cert: CertifiedKey): ServerConfig {
+function config3(cert: CertifiedKey, ticketKeys?: TicketKeyRing): ServerConfig {
   return resolveServerConfig({
     certificates: [cert],
     groups: [NamedGroup.x25519],
     tls13CipherSuites: [CipherSuite.TLS_AES_128_GCM_SHA256],
     advertisedGroups: simple1Rtt.encryptedExtensionsGroups,
+    ticketKeys,
+    ticketCount: 1,
   });
 }
 
-function connection3(): { conn: TlsServerConnection; key: LocalKey } {
+/** With `ticketKeys`, one ticket follows the handshake; its ticket_age_add is the RFC's. */
+function connection3(ticketKeys?: TicketKeyRing): { conn: TlsServerConnection; key: LocalKey } {
   const { cert, key } = rfcCertifiedKey();
-  const conn = new TlsServerConnection(config3(cert), {
-    random: fixedRandom(simple1Rtt.serverRandom),
+  const serverRandom = fixedRandom(simple1Rtt.serverRandom);
+  const ageAdd = Buffer.alloc(4);
+  ageAdd.writeUInt32BE(parseNewSessionTicket13(simple1RttTicket.newSessionTicket.subarray(4)).ageAdd);
+  const conn = new TlsServerConnection(config3(cert, ticketKeys), {
+    random: (n) => (n === 4 && ticketKeys ? Buffer.from(ageAdd) : serverRandom(n)),
     keyShareFactory: (group) => {
       assert.equal(group, NamedGroup.x25519, 'the engine must choose x25519');
       return generateKeyExchange(group, simple1Rtt.serverX25519Private);
@@ -248,7 +258,7 @@ describe('RFC 8448 section 3: Simple 1-RTT Handshake', () => {
     flight3(conn);
     conn.receive(simple1Rtt.clientFinishedRecord);
     only(conn.takeEvents(), 'handshakeComplete', 'after the client Finished');
-    assert.deepEqual(takeRecords(conn), [], 'keyward sends no NewSessionTicket (resumption is declined)');
+    assert.deepEqual(takeRecords(conn), [], 'no NewSessionTicket without ticket keys');
     assert.equal(conn.isConnected, true);
     assert.equal(conn.info.version, 'TLSv1.3');
     assert.equal(conn.info.cipherSuite, 0x1301);
@@ -264,6 +274,34 @@ describe('RFC 8448 section 3: Simple 1-RTT Handshake', () => {
     conn.receive(simple1Rtt.clientAlertRecord);
     only(conn.takeEvents(), 'peerClosed', 'after the client close_notify');
     assert.deepEqual(takeRecords(conn), []);
+  });
+
+  it("with ticket keys, a NewSessionTicket follows the client Finished: the RFC's nonce and age_add, and the RFC's PSK sealed in it", () => {
+    const ring = new TicketKeyRing();
+    const { conn } = connection3(ring);
+    flight3(conn);
+    conn.receive(simple1Rtt.clientFinishedRecord);
+    only(conn.takeEvents(), 'handshakeComplete', 'after the client Finished');
+    const out = takeRecords(conn);
+    assert.equal(out.length, 1, 'one NewSessionTicket record');
+    // The server's first record under its application key (RFC 8448 sends its ticket there too).
+    const plain = openRecord(simple1Rtt.serverApplicationKey, simple1Rtt.serverApplicationIv, 0, out[0]);
+    assert.equal(plain.type, 22);
+    assert.equal(plain.content[0], 4, 'new_session_ticket');
+    const mine = parseNewSessionTicket13(plain.content.subarray(4));
+    const rfc = parseNewSessionTicket13(simple1RttTicket.newSessionTicket.subarray(4));
+    assert.equal(hexOf(mine.nonce), hexOf(rfc.nonce));
+    assert.equal(mine.ageAdd, rfc.ageAdd);
+    assert.equal(mine.lifetime, ring.ticketLifetime);
+    assert.equal(mine.maxEarlyDataSize, undefined, 'keyward tickets allow no early data');
+    const opened = ring.open(mine.ticket);
+    assert.ok(opened, 'the ticket opens with the ring that sealed it');
+    const state = parseSessionState(opened.plaintext);
+    assert.ok(state);
+    assertBytes(state.secret, simple1RttTicket.psk, 'resumption PSK from the RFC resumption master secret and nonce 00 00');
+    assert.equal(state.serverName, 'server');
+    assert.equal(state.cipherSuite, CipherSuite.TLS_AES_128_GCM_SHA256);
+    assert.equal(state.ageAdd, rfc.ageAdd);
   });
 
   describe('a fragmented ClientHello gives the same records', () => {
