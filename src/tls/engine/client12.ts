@@ -205,7 +205,6 @@ export class Client12Handshake implements Handshake {
     if (session.peerCertificates.length > 0) info.peerCertificates = session.peerCertificates;
     const psk = this.config.psk;
     if (psk && this.kx !== 'ECDHE') info.pskIdentity = typeof psk.identity === 'string' ? psk.identity : Buffer.from(psk.identity).toString('utf8');
-    this.ticketPromised = sh.sessionTicket;
     const keys = this.keysFrom(Buffer.from(session.secret));
     return sh.sessionTicket ? { name: 'awaitNewSessionTicket', keys } : { name: 'awaitChangeCipherSpec', keys };
   }

@@ -262,8 +262,6 @@ export class Server12Handshake implements Handshake {
     const info = host.info;
     setSuiteInfo(info, r.suite);
     info.resumed = true;
-    // A session is resumed only with the extended master secret (RFC 7627 5.3).
-    info.extendedMasterSecret = true;
     if (r.state.peerCertificates.length > 0) info.peerCertificates = r.state.peerCertificates;
     const alpn = chooseAlpn(ch.alpn, config.alpnProtocols);
     if (alpn !== undefined) info.alpnProtocol = alpn;
@@ -545,7 +543,8 @@ export class Server12Handshake implements Handshake {
       secret: masterSecret,
       issuedAt: now,
       authenticatedAt: now,
-      lifetime: this.config.ticketKeys?.ticketLifetime ?? this.config.sessionCache12?.lifetime ?? 0,
+      // Each store stamps its own: the ring's ticket lifetime, the cache's.
+      lifetime: 0,
       ageAdd: 0,
       serverName: this.ch.serverName,
       alpnProtocol: info.alpnProtocol,
