@@ -27,11 +27,15 @@ let root: { dir: string; cleanup: () => Promise<void> };
 let firefox: Firefox | undefined;
 
 before(async () => {
-  pki = await getPki();
   root = await tempDir('keyward-firefox-');
-  firefox = await Firefox.launch({ profileDir: root.dir, trust: [{ nickname: 'keyward test CA', certPath: pki.ca.certPath }] });
-  const { browserVersion } = await firefox.newSession();
-  assert.match(browserVersion, /^\d+\./);
+  // Firefox starts while the test PKI is made; the CA is trusted once both are ready.
+  const started = Firefox.launch({ profileDir: root.dir }).then(async (ff) => {
+    firefox = ff;
+    return ff.newSession();
+  });
+  [pki] = await Promise.all([getPki(), started]);
+  assert.match((await started).browserVersion, /^\d+\./);
+  await browser().trustCa(pki.ca.certPem);
 });
 
 after(async () => {

@@ -1,8 +1,8 @@
 /**
  * Headless Firefox ESR driven over Marionette, Firefox's own remote protocol (no
- * geckodriver, no Selenium): a fresh profile whose NSS database trusts the test CA, a
- * small client for Marionette's JSON-over-TCP protocol, and what Firefox itself says about
- * a page's TLS connection (group, scheme, delegated credential), read in the chrome
+ * geckodriver, no Selenium): a fresh profile, a small client for Marionette's JSON-over-TCP
+ * protocol, the test CA trusted in the profile's NSS database, and what Firefox itself says
+ * about a page's TLS connection (group, scheme, delegated credential), read in the chrome
  * context.
  *
  * Every command has a timeout; Firefox runs in a process group of its own (it starts
@@ -10,10 +10,10 @@
  * process exits first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
-import { createNssDb, type TrustedCa } from './nss.js';
 
 /** Marionette's wire protocol version this client speaks. */
 const MARIONETTE_PROTOCOL = 3;
@@ -62,8 +62,6 @@ export interface FirefoxSecurityInfo {
 export interface FirefoxOptions {
   /** An empty directory for the profile (the caller removes it). */
   profileDir: string;
-  /** CAs the profile's NSS database trusts for TLS servers. */
-  trust?: readonly TrustedCa[];
   /** More preferences for user.js. */
   prefs?: Readonly<Record<string, string | number | boolean>>;
   /** Limit for start-up until Marionette answers (default 20 s). */
@@ -127,14 +125,13 @@ export class Firefox {
   }
 
   /**
-   * Starts `firefox-esr --headless --marionette` on a fresh profile (user.js preferences, an
-   * NSS database trusting `trust`), connects to Marionette and checks its protocol version.
-   * `-remote-allow-system-access` lets {@link securityInfo} read the chrome context.
+   * Starts `firefox-esr --headless --marionette` on a fresh profile (user.js preferences),
+   * connects to Marionette and checks its protocol version. `-remote-allow-system-access`
+   * opens the chrome context to {@link trustCa}, {@link securityInfo} and {@link pref}.
    */
   static async launch(opts: FirefoxOptions): Promise<Firefox> {
     const { profileDir } = opts;
     await writeFile(join(profileDir, 'user.js'), userJs({ ...BASE_PREFS, ...opts.prefs }));
-    await createNssDb(profileDir, opts.trust ?? []);
     const child = spawn('firefox-esr', ['--headless', '--marionette', '-remote-allow-system-access', '--no-remote', '--profile', profileDir, 'about:blank'], {
       detached: true,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -271,6 +268,21 @@ export class Firefox {
           isDelegatedCredential: si.isDelegatedCredential,
           serverCertSubject: si.serverCert ? si.serverCert.subjectName : '',
         };`),
+    );
+  }
+
+  /**
+   * Trusts a CA certificate (PEM) for TLS servers from now on, in the running profile's NSS
+   * database (nsIX509CertDB, trust "C,,"), as certutil would before start.
+   */
+  async trustCa(certPem: string): Promise<void> {
+    const base64 = new X509Certificate(certPem).raw.toString('base64');
+    await this.inChrome(() =>
+      this.executeScript<void>(
+        `const [der] = arguments;
+         Cc['@mozilla.org/security/x509certdb;1'].getService(Ci.nsIX509CertDB).addCertFromBase64(der, 'C,,');`,
+        [base64],
+      ),
     );
   }
 

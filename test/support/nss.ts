@@ -1,8 +1,7 @@
 /**
  * NSS peers (Debian's libnss3-tools, NSS 3.87 on bookworm): a throwaway certificate
  * database that trusts the test CA (`certutil`), and `tstclnt` runs bounded in time with
- * what they negotiated parsed from their output. Firefox's profile uses the same kind of
- * database (test/support/firefox.ts).
+ * what they negotiated parsed from their output.
  *
  * tstclnt's quirks: with stdin at EOF before the handshake ends it spins on poll() and never
  * exits, and without `-Q` it never exits after the handshake either; so every run here
