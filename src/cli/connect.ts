@@ -5,11 +5,12 @@
  * line on stderr says what was negotiated, as key=value with IANA names.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../node/clientSocket.js';
 import type { TlsHandshakeError } from '../node/engineSocket.js';
 import { schemeName } from '../tls/crypto/signatureSchemes.js';
+import { parseClientSession } from '../tls/resumption/clientSession.js';
 import { alertName } from '../tls/wire/alerts.js';
 import { openClientCredentials } from './clientCredentials.js';
 import { addKeyOptions, keySettingsFromFlags, keySourceOptions, positiveInt, type KeyFlagValues, type KeySpecList } from './frontOptions.js';
@@ -26,6 +27,8 @@ export interface ConnectFlags extends KeyFlagValues {
   pskIdentity?: string;
   insecure?: boolean;
   timeout?: number;
+  sessIn?: string;
+  sessOut?: string;
 }
 
 /** Where the command reads and writes (the process's streams, or a test's). */
@@ -51,7 +54,7 @@ export function subjectLine(cert: X509Certificate): string {
   return cert.subject.split('\n').reverse().join(',');
 }
 
-/** The one line `connect` prints once connected. */
+/** The one line `connect` prints once connected (ending in `resumed=yes` when a session was resumed). */
 export function connectedLine(s: KeywardClientSocket): string {
   const n = s.negotiated;
   const leaf = s.getPeerX509Certificate();
@@ -63,6 +66,7 @@ export function connectedLine(s: KeywardClientSocket): string {
     ['alpn', n.alpnProtocol],
     ['subject', leaf ? subjectLine(leaf) : undefined],
   ];
+  if (s.isSessionReused()) fields.push(['resumed', 'yes']);
   return `connected ${fields.map(([k, v]) => `${k}=${v ?? '-'}`).join(' ')}`;
 }
 
@@ -91,6 +95,7 @@ export async function runConnect(target: string, f: ConnectFlags, keySpecs: KeyS
       handshakeTimeout: f.timeout ?? 30_000,
     };
     if (f.ca !== undefined) options.ca = readText(f.ca, '--ca');
+    if (f.sessIn !== undefined) options.session = readSession(f.sessIn);
     if (f.tlsVersion !== undefined) options.minVersion = options.maxVersion = f.tlsVersion === '1.3' ? 'TLSv1.3' : 'TLSv1.2';
     const { certificate, psk } = await openClientCredentials(keys, f.pskIdentity, sources);
     if (certificate) {
@@ -104,6 +109,10 @@ export async function runConnect(target: string, f: ConnectFlags, keySpecs: KeyS
     } catch (err) {
       throw new CliError((err as Error).message);
     }
+    if (f.sessOut !== undefined) {
+      const path = f.sessOut;
+      socket.on('session', (session: Buffer) => saveSession(path, session, io));
+    }
     return await relay(socket, io);
   } finally {
     await sources.close();
@@ -115,6 +124,41 @@ function readText(path: string, flag: string): string {
     return readFileSync(path, 'utf8');
   } catch (err) {
     throw new CliError(`${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** A session `--sess-out` saved, checked before it is offered (a bad file is an error naming it). */
+function readSession(path: string): Buffer {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new CliError(`--sess-in ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    parseClientSession(bytes);
+  } catch (err) {
+    throw new CliError(`--sess-in ${path}: ${(err as Error).message}`);
+  }
+  return bytes;
+}
+
+/**
+ * Writes the latest session to `path`, readable by the owner only (it holds the session's
+ * PSK): a new file of mode 0600 renamed over the old one, so no reader sees half of it.
+ */
+function saveSession(path: string, session: Buffer, io: ConnectIo): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, session, { mode: 0o600, flag: 'wx' });
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Nothing was written.
+    }
+    io.stderr.write(`keyward: connect: --sess-out ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
   }
 }
 
@@ -163,6 +207,8 @@ export function registerConnectCommand(program: Command): void {
   addKeyOptions(cmd, keySpecs)
     .option('--psk-identity <identity>', 'the PSK identity to use')
     .option('--insecure', "do not verify the server's certificate (still reported on stderr)")
+    .option('--sess-out <file>', 'save the session the server gives (TLS 1.3: the last ticket) to FILE, mode 0600, to resume with --sess-in')
+    .option('--sess-in <file>', 'offer the session saved in FILE by --sess-out (a full handshake if the server does not take it)')
     .addOption(new Option('--timeout <ms>', 'handshake timeout (default 30000)').argParser(positiveInt))
     .action(async (target: string, f: ConnectFlags) => {
       const code = await runConnect(target, f, keySpecs, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
