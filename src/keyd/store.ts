@@ -753,15 +753,19 @@ export class SealedStore {
     return stored;
   }
 
-  /** Removes a PSK's record; false when there was none. */
-  async deletePsk(identity: Uint8Array): Promise<boolean> {
+  /** Removes a PSK's record and wipes it from memory; false when there was none. */
+  deletePsk(identity: Uint8Array): Promise<boolean> {
+    return this.#removeSecret(this.#psks, Buffer.from(identity).toString('hex'), PSKS_DIR, pskFileName(identity));
+  }
+
+  /** Unlinks a secret's sealed file (fsyncing the folder), forgets it and zeroes it; false when there was none. */
+  async #removeSecret<T extends { secret: Buffer }>(records: Map<string, T>, key: string, sub: string, file: string): Promise<boolean> {
     this.#checkOpen();
-    const hex = Buffer.from(identity).toString('hex');
-    const old = this.#psks.get(hex);
+    const old = records.get(key);
     if (!old) return false;
-    await unlink(join(this.dir, PSKS_DIR, pskFileName(identity)));
-    await fsyncDir(join(this.dir, PSKS_DIR));
-    this.#psks.delete(hex);
+    await unlink(join(this.dir, sub, file));
+    await fsyncDir(join(this.dir, sub));
+    records.delete(key);
     old.secret.fill(0);
     return true;
   }
@@ -788,16 +792,9 @@ export class SealedStore {
   }
 
   /** Removes a ticket key's record and wipes it from memory; false when there was none. */
-  async deleteTicketKey(name: Uint8Array): Promise<boolean> {
-    this.#checkOpen();
+  deleteTicketKey(name: Uint8Array): Promise<boolean> {
     const nameHex = Buffer.from(name).toString('hex');
-    const old = this.#ticketKeys.get(nameHex);
-    if (!old) return false;
-    await unlink(join(this.dir, TICKET_KEYS_DIR, `${nameHex}.json`));
-    await fsyncDir(join(this.dir, TICKET_KEYS_DIR));
-    this.#ticketKeys.delete(nameHex);
-    old.secret.fill(0);
-    return true;
+    return this.#removeSecret(this.#ticketKeys, nameHex, TICKET_KEYS_DIR, `${nameHex}.json`);
   }
 
   /** Wipes the store key, PSK and ticket key secrets from memory. The store cannot be used after. */
