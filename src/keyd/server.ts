@@ -116,7 +116,9 @@ async function startTicketKeys(settings: TicketKeySettings, store: SealedStore, 
       metrics.ticketKeyRotations.inc();
       logger.info({ made: r.made, removed: r.removed }, 'ticket keys rotated');
       const reason = `made ${r.made.length}, removed ${r.removed.length} expired`;
-      void audit.append({ client: '-', op: 'ticket-key-rotate', outcome: 'ok', ticketKeys: r.made.join(','), reason }).catch((e: Error) => logger.error({ err: e.message }, 'audit write failed'));
+      void audit
+        .append({ client: '-', op: 'ticket-key-rotate', outcome: 'ok', ...(r.made.length > 0 ? { ticketKeys: r.made.join(',') } : {}), reason })
+        .catch((e: Error) => logger.error({ err: e.message }, 'audit write failed'));
     },
     onError: (e) => logger.error({ err: e.message }, 'ticket key rotation failed; retrying (the keys served stay valid until they expire)'),
   });
