@@ -1,7 +1,8 @@
 /**
- * Two `keyward serve` fronts sharing keyd-served ticket keys resume each other's sessions:
- * front A issues the ticket (openssl s_client -sess_out), front B resumes it (-sess_in),
- * and keyd's audit log shows the full handshake's signature and none for the resumed one.
+ * Two `keyward serve` fronts sharing keyd-served ticket keys resume each other's sessions,
+ * TLS 1.3 and TLS 1.2 (RFC 5077 tickets): front A issues the ticket (openssl s_client
+ * -sess_out), front B resumes it (-sess_in), and keyd's audit log shows the full
+ * handshake's signature and none for the resumed one.
  */
 import assert from 'node:assert/strict';
 import { createPrivateKey } from 'node:crypto';
@@ -91,5 +92,18 @@ describe('a fleet of fronts with keyd-served ticket keys', { timeout: 120_000 },
     const s3 = parseOpensslOutput(third);
     assert.ok(s3.handshakeOk && !s3.reused, third.stdout + third.stderr);
     assert.equal(await signs(), afterFull + 1);
+  });
+
+  test('TLS 1.2: an RFC 5077 ticket from front A resumes on front B, with no signature in keyd', async () => {
+    const [a, b] = fronts;
+    const sess = join(root.dir, 'a12.sess');
+    const first = await opensslClient(a.port, { servername: 'localhost', cafile: pki.ca.certPath, args: ['-tls1_2', '-sess_out', sess] });
+    const s1 = parseOpensslOutput(first);
+    assert.ok(s1.handshakeOk && !s1.reused && s1.protocol === 'TLSv1.2', first.stdout + first.stderr);
+    const afterFull = await signs();
+    const second = await opensslClient(b.port, { servername: 'localhost', cafile: pki.ca.certPath, args: ['-tls1_2', '-sess_in', sess] });
+    const s2 = parseOpensslOutput(second);
+    assert.ok(s2.reused && s2.protocol === 'TLSv1.2', `front B did not resume front A's TLS 1.2 session:\n${second.stdout}`);
+    assert.equal(await signs(), afterFull, 'the resumed handshake made no key-holder call');
   });
 });
