@@ -22,6 +22,8 @@ export { parseEndpoint, type Endpoint } from './proxy/endpoint.js';
 export { openPkcs11Key, Pkcs11Key, type OpenPkcs11KeyOptions } from './keys/pkcs11Key.js';
 export { KeywardTLSSocket, TlsHandshakeError, type KeywardTLSSocketOptions } from './node/tlsSocket.js';
 export { connect, KeywardClientSocket, clientConfigFrom, type KeywardConnectOptions } from './node/clientSocket.js';
+export { KeywardAgent, type KeywardAgentOptions } from './node/agent.js';
+export { TicketKeyRing, type TicketKeyRingOptions } from './tls/resumption/ticketKeys.js';
 export { CertificateVerificationError, verifyChain, type CheckServerIdentity } from './node/peerVerification.js';
 export { TlsClientConnection } from './tls/engine/clientConnection.js';
 export { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig } from './tls/engine/clientConfig.js';
