@@ -56,14 +56,15 @@ function perfRecord(pid: number, file: string): () => Promise<void> {
 const PERF_ENTRIES: [string, RegExp[]][] = [
   ['x25519/EC key generation (generateKeyPairSync)', [/KeyPairGenTraits<node::crypto::NidKeyPairGenTraits> >::Run$/]],
   ['  of which the public key encoded (SPKI DER export)', [/ManagedEVPPKey::ToEncodedPublicKey$/]],
-  ['ECDH/X25519 shared secret (diffieHellman)', [/DiffieHellman::Stateless$/]],
+  // Node 20 names it DiffieHellman::Stateless, Node 24 a DHBits job.
+  ['ECDH/X25519 shared secret (diffieHellman)', [/DiffieHellman::Stateless$/, /CryptoJob<node::crypto::DHBitsTraits>::Run$/]],
   ['signature jobs, sign + verify (crypto.sign/verify)', [/CryptoJob<node::crypto::SignTraits>::Run$/]],
   ['  of which EVP_DigestSignFinal', [/^EVP_DigestSignFinal$/]],
   ['  of which EVP_DigestVerifyFinal', [/^EVP_DigestVerifyFinal$/]],
   ['HMAC (createHmac: new, init, update, digest)', [/node::crypto::Hmac::New/, /node::crypto::Hmac::HmacInit/, /node::crypto::Hmac::HmacUpdate/, /node::crypto::Hmac::HmacDigest/]],
   ['hash (createHash: new, update, digest)', [/node::crypto::Hash::New/, /node::crypto::Hash::HashUpdate/, /node::crypto::Hash::HashDigest/]],
   ['AEAD (createCipheriv/Decipheriv: new, init, update, final, tag)', [/CipherBase::New/, /CipherBase::InitIv/, /CipherBase::Update\(v8/, /CipherBase::Final\(v8/, /CipherBase::SetAAD\(v8/, /CipherBase::SetAuthTag\(v8/, /CipherBase::GetAuthTag\(v8/]],
-  ['KeyObject made from bytes (createPublicKey/createSecretKey...)', [/KeyObjectHandle::Init/]],
+  ['KeyObject made from bytes (createPrivateKey/createPublicKey: raw, JWK; an X25519 private key computes its public half)', [/KeyObjectHandle::Init$/]],
   ['OpenSSL algorithm lookups (fetch/namemap, inside the above)', [/^ossl_method_store_fetch$/, /^ossl_namemap_name2num$/, /^ossl_method_store_do_all$/]],
   ['socket writes (libuv try-write, kernel)', [/LibuvStreamWrap::DoTryWrite/, /^uv__write$/]],
   ['socket reads, kernel part', [/^ksys_read$/]],
