@@ -20,7 +20,8 @@ import { TlsServerConnection } from '../../src/tls/engine/serverConnection.js';
 import type { ClientSession } from '../../src/tls/resumption/clientSession.js';
 import { TicketKeyRing } from '../../src/tls/resumption/ticketKeys.js';
 import { alertName } from '../../src/tls/wire/alerts.js';
-import { ExtensionType, HandshakeType } from '../../src/tls/wire/constants.js';
+import { ContentType, ExtensionType, HandshakeType } from '../../src/tls/wire/constants.js';
+import { encodeNewSessionTicket13 } from '../../src/tls/wire/messages13.js';
 import { pskKeyExchangeModesExt } from '../../src/tls/wire/extensionCodecs.js';
 import { parseServerHello } from '../../src/tls/wire/serverHello.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
@@ -258,6 +259,24 @@ describe('TLS 1.3 resumption, keyward client and server engines', () => {
     assert.equal(serverHello?.keyShare, undefined, 'psk_ke: no key share');
     // keyward's own client offers psk_dhe_ke only, so it refuses the answer it did not ask for.
     assert.equal(alert(taken.clientError), 'missing_extension');
+  });
+
+  it('the client takes tickets at any time after the handshake, up to the protocol bound (a 65,535-byte ticket)', async () => {
+    const w = await world();
+    const r = connect(w, { server: { ticketCount: 0 } });
+    assert.equal(r.sessions.length, 0);
+    const send = (nst: Uint8Array) => {
+      const out: Uint8Array[] = [];
+      r.server.conn.record.write(ContentType.handshake, nst, out);
+      r.client.conn.receive(Buffer.concat(out));
+      return r.client.conn.takeEvents();
+    };
+    const big = send(encodeNewSessionTicket13({ lifetime: 600, ageAdd: 7, nonce: Uint8Array.of(9), ticket: Buffer.alloc(65_535, 1), extensions: [] }));
+    const session = big.find((e) => e.type === 'session');
+    assert.equal(session && session.type === 'session' ? session.session.ticket.length : 0, 65_535);
+    // Lifetime 0 means discard at once (RFC 8446 4.6.1): no session, and no error either.
+    assert.deepEqual(send(encodeNewSessionTicket13({ lifetime: 0, ageAdd: 7, nonce: Uint8Array.of(10), ticket: Buffer.alloc(10, 1), extensions: [] })), []);
+    assert.equal(r.client.conn.isConnected, true);
   });
 
   it('a selected_identity out of range is illegal_parameter at the client', async () => {

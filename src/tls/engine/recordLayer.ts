@@ -272,6 +272,9 @@ function aad12(seq: number, type: number, length: number): Uint8Array {
   return a;
 }
 
+/** Messages accepted up to the protocol's own bound, whatever maxMessage says: the hellos and NewSessionTicket. */
+const BOUNDED_BY_PROTOCOL = new Set<number>([HandshakeType.client_hello, HandshakeType.server_hello, HandshakeType.new_session_ticket]);
+
 /**
  * Reassembles handshake messages from handshake-record fragments (RFC 8446 5.1:
  * messages may be split across records and several may share one).
@@ -282,8 +285,8 @@ export class HandshakeAssembler {
   private length = 0;
   /**
    * `maxMessage` caps the messages whose size the protocol leaves open (Certificate above
-   * all); the hellos get the protocol's own bound (a legal ClientHello reaches 131,396
-   * bytes) and the fixed-size messages theirs, whichever is smaller.
+   * all); the hellos and NewSessionTicket get the protocol's own bound (a legal ClientHello
+   * reaches 131,396 bytes) and the fixed-size messages theirs, whichever is smaller.
    */
   constructor(private readonly maxMessage: number) {}
 
@@ -306,7 +309,7 @@ export class HandshakeAssembler {
     const type = head[0];
     const len = (head[1] << 16) | (head[2] << 8) | head[3];
     const protocolMax = protocolMaxBody(type);
-    const limit = type === HandshakeType.client_hello || type === HandshakeType.server_hello ? protocolMax : Math.min(this.maxMessage, protocolMax);
+    const limit = BOUNDED_BY_PROTOCOL.has(type) ? protocolMax : Math.min(this.maxMessage, protocolMax);
     if (len > limit) throw new TlsAlertError(AlertDescription.decode_error, `handshake message of type ${type} and ${len} bytes exceeds the limit of ${limit}`);
     if (this.length < 4 + len) return null;
     // Joined once, when whole: a message that came in many small records costs one copy.

@@ -19,6 +19,13 @@ export const MAX_CLIENT_HELLO_BODY = 2 + 32 + (1 + 32) + (2 + 0xfffe) + (1 + 0xf
  */
 export const MAX_SERVER_HELLO_BODY = 2 + 32 + (1 + 32) + 2 + 1 + (2 + 0xffff);
 
+/**
+ * TLS 1.3 NewSessionTicket: ticket_lifetime(4) ticket_age_add(4) ticket_nonce<0..255>(1+255)
+ * ticket<1..2^16-1>(2+65535) extensions<0..2^16-2>(2+65534) = 131,337 bytes (RFC 5077's TLS
+ * 1.2 one is smaller).
+ */
+export const MAX_NEW_SESSION_TICKET_BODY = 4 + 4 + (1 + 0xff) + (2 + 0xffff) + (2 + 0xfffe);
+
 /** Any handshake message: its length field is 24 bits. */
 export const MAX_HANDSHAKE_BODY = 0xffffff;
 
@@ -33,6 +40,8 @@ export function protocolMaxBody(type: number): number {
       return MAX_CLIENT_HELLO_BODY;
     case HandshakeType.server_hello:
       return MAX_SERVER_HELLO_BODY;
+    case HandshakeType.new_session_ticket:
+      return MAX_NEW_SESSION_TICKET_BODY;
     case HandshakeType.hello_request:
     case HandshakeType.server_hello_done:
     case HandshakeType.end_of_early_data:
