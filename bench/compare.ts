@@ -164,6 +164,17 @@ function printHsRow(label: string, runs: Map<Impl, HsRun[]>): void {
   console.log(`  ratio node:tls µs / keyward µs (above 1: keyward cheaper): ${parts.join('; ')}`);
 }
 
+/** Runs one row or section; a failure is printed and the bench goes on with the next. */
+async function guarded(what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    failures.push(what);
+    console.log(`\n${what}: FAILED: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+const failures: string[] = [];
+
 // ------------------------------------------------------------------ targets
 
 interface Target {
@@ -204,7 +215,7 @@ async function handshakeSections(sites: SiteKey[]): Promise<void> {
       // The same version, suite and group for every server, or the rows compare different work.
       const p = await Promise.all(servers.map((s) => probe(s, TLS13)));
       console.log(`\n${site.label}: TLS 1.3 probe per server: ${p.map((r, i) => `${servers[i].impl} ${String(r.suite)} ${String(r.tickets)} ticket(s)`).join('; ')}`);
-      if (sections.has('tls13')) {
+      if (sections.has('tls13')) await guarded(`TLS 1.3 ${site.label}`, async () => {
         const row = await handshakeRow(`TLS 1.3 full handshake, ${site.label}, x25519, AES-128-GCM`, servers, TLS13);
         hsTargets(row, `TLS 1.3 ${site.label}`, 0.85);
         const n = medianRun(row.runs.get('node')!);
@@ -214,13 +225,13 @@ async function handshakeSections(sites: SiteKey[]): Promise<void> {
         // Front and key process share CPU 0: one core's capacity is 1e6 / (front + key process µs).
         targets.push({ what: `TLS 1.3 ${site.label}, front + key process on one core: hs/s per core`, ratio: n.frontUs / (kp.frontUs + kp.holderUs), goal: 0.75 });
         targets.push({ what: `TLS 1.3 ${site.label}, keyd front CPU/hs vs key in process`, ratio: local.frontUs / kd.frontUs, goal: 0.95 });
-      }
-      if (sections.has('tls12')) {
+      });
+      if (sections.has('tls12')) await guarded(`TLS 1.2 ${site.label}`, async () => {
         const cipher = site.type === 'rsa-2048' ? 'ECDHE-RSA-AES128-GCM-SHA256' : 'ECDHE-ECDSA-AES128-GCM-SHA256';
         const row = await handshakeRow(`TLS 1.2 full handshake, ${cipher}, ${site.label}, x25519`, servers, tls12(cipher));
         hsTargets(row, `TLS 1.2 ${cipher}`, 0.85);
-      }
-      if (sections.has('resumed')) await resumedRows(site, servers);
+      });
+      if (sections.has('resumed')) await guarded(`resumed ${site.label}`, () => resumedRows(site, servers));
     } finally {
       for (const s of servers) await s.child.stop();
     }
@@ -438,11 +449,11 @@ async function main(): Promise<void> {
     const sites = keyd.sites;
     const p256 = sites[0];
 
-    if (sections.has('tls13') || sections.has('tls12') || sections.has('resumed')) await handshakeSections(sites);
-    if (sections.has('hybrid')) await hybridSection(p256);
-    if (sections.has('bulk')) await bulkSection(p256);
-    if (sections.has('memory')) await memorySection(p256);
-    if (sections.has('keyd')) await keydSection(p256);
+    if (sections.has('tls13') || sections.has('tls12') || sections.has('resumed')) await guarded('handshake rows', () => handshakeSections(sites));
+    if (sections.has('hybrid')) await guarded('hybrid rows', () => hybridSection(p256));
+    if (sections.has('bulk')) await guarded('bulk rows', () => bulkSection(p256));
+    if (sections.has('memory')) await guarded('memory rows', () => memorySection(p256));
+    if (sections.has('keyd')) await guarded('keyd sign row', () => keydSection(p256));
 
     if (targets.length > 0) {
       console.log('\nIssue 15 targets (ratios as above: node:tls µs / keyward µs unless marked ≤):');
@@ -451,6 +462,7 @@ async function main(): Promise<void> {
         console.log(`  ${t.what.padEnd(86)} ${x(t.ratio).padStart(6)}  goal ${t.atMost ? '≤' : '≥'} ${t.goal.toFixed(2)}x  ${met ? 'met' : 'MISSED'}`);
       }
     }
+    if (failures.length > 0) console.log(`\nrows that FAILED (see above): ${failures.join(', ')}`);
     console.log(`\ntotal ${f((performance.now() - started) / 1000)} s; load average at end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   } finally {
     await keyd?.child.stop();

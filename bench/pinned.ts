@@ -93,7 +93,7 @@ export function runJson(core: number, command: string, args: string[], timeoutMs
       clearTimeout(t);
       const last = out.trim().split('\n').pop() ?? '';
       if (code === 0 && last) resolve(JSON.parse(last) as Json);
-      else reject(new Error(`${command} ${args.slice(0, 2).join(' ')} exited ${code ?? signal}: ${err.trim()}`));
+      else reject(new Error(`${command} ${args.slice(0, 2).join(' ')} exited ${code ?? signal}${last ? '' : ' with no output'}: ${err.trim()}`));
     });
   });
 }
