@@ -282,7 +282,8 @@ async function hybridSection(site: SiteKey): Promise<void> {
       printHsRow(`TLS 1.3 full handshake, ${site.label}, ${group}, servers on Node ${execFileSync(node24, ['--version'], { encoding: 'utf8' }).trim()} (load: node:tls client on Node 24)`, rows[group]);
     }
     const premium = (impl: Impl): number => medianRun(rows.X25519MLKEM768.get(impl)!).frontUs - medianRun(rows.X25519.get(impl)!).frontUs;
-    console.log(`  X25519MLKEM768 over x25519, server µs/hs: node:tls +${f(premium('node'))}, keyward +${f(premium('local'))}`);
+    const signed = (n: number): string => `${n >= 0 ? '+' : ''}${f(n)}`;
+    console.log(`  X25519MLKEM768 over x25519, server µs/hs: node:tls ${signed(premium('node'))}, keyward ${signed(premium('local'))}`);
     const n = medianRun(rows.X25519MLKEM768.get('node')!);
     targets.push({ what: `TLS 1.3 ${site.label} X25519MLKEM768 (Node 24), key in process: front CPU/hs`, ratio: n.frontUs / medianRun(rows.X25519MLKEM768.get('local')!).frontUs, goal: 0.85 });
   } finally {

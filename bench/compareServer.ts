@@ -110,22 +110,17 @@ function sendBytes(sock: Duplex, total: number): void {
 /** A key holder that answers each signature after `ms`, and not before "release". */
 class HeldKey implements KeyOperations {
   pending = 0;
+  readonly publicKey: KeyOperations['publicKey'];
+  readonly schemes: KeyOperations['schemes'];
+  readonly keyId: string;
   #released = false;
   #waiting: (() => void)[] = [];
 
   constructor(
     private readonly inner: KeyOperations,
     private readonly ms: number,
-  ) {}
-
-  get publicKey() {
-    return this.inner.publicKey;
-  }
-  get schemes() {
-    return this.inner.schemes;
-  }
-  get keyId() {
-    return this.inner.keyId;
+  ) {
+    ({ publicKey: this.publicKey, schemes: this.schemes, keyId: this.keyId } = inner);
   }
 
   async sign(scheme: SignatureScheme, message: Uint8Array, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
