@@ -2,6 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import { suiteInfo, type CipherSuiteInfo } from '../tls/crypto/cipherSuites.js';
 import { hashLength } from '../tls/crypto/hash.js';
 import { Transcript } from '../tls/crypto/transcript.js';
+import { receivedCertificateBody } from '../tls/engine/certificateCompression.js';
+import { DEFAULT_MAX_HANDSHAKE_MESSAGE } from '../tls/engine/defaults.js';
 import { parseCertificate13, parseCertificateRequest13 } from '../tls/wire/certificate13.js';
 import { certificateVerifyContent, parseCertificateVerify } from '../tls/wire/certificateVerify.js';
 import { parseClientHello, type ClientHello } from '../tls/wire/clientHello.js';
@@ -20,9 +22,11 @@ import type { SignPurpose } from './keyOperations.js';
  * (one carrying its public key: keyd knows no certificate, so not its dates or names):
  *
  * - TLS 1.3 server CertificateVerify: ClientHello, [HelloRetryRequest, ClientHello,]
- *   ServerHello, EncryptedExtensions, [CertificateRequest,] Certificate. The transcript
- *   hash (with the suite's hash, and the message_hash step after a HelloRetryRequest) must
- *   give exactly the input; the Certificate's leaf must carry this key's public key.
+ *   ServerHello, EncryptedExtensions, [CertificateRequest,] Certificate (or an RFC 8879
+ *   CompressedCertificate in an algorithm the ClientHello offered, decompressed within the
+ *   handshake-message limit). The transcript hash (with the suite's hash, and the
+ *   message_hash step after a HelloRetryRequest) must give exactly the input; the
+ *   Certificate's leaf must carry this key's public key.
  * - TLS 1.3 client CertificateVerify: the same up to the server's Certificate (the
  *   CertificateRequest required), then the server's CertificateVerify and Finished and the
  *   client's Certificate, whose leaf must carry this key's public key.
@@ -117,6 +121,14 @@ class Sequence {
     return m;
   }
 
+  /** The next message, which must be of one of `types`. */
+  nextOf(types: readonly HandshakeType[]): HandshakeMessage {
+    const m = this.msgs[this.i];
+    if (!m || !types.includes(m.type)) this.fail();
+    this.i++;
+    return m;
+  }
+
   /** The next message if it is of `type`. */
   optional(type: HandshakeType): HandshakeMessage | undefined {
     return this.msgs[this.i]?.type === type ? this.next(type) : undefined;
@@ -132,9 +144,19 @@ class Sequence {
 }
 
 const TLS13_EXPECTED = {
-  server: 'ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, [CertificateRequest,] Certificate',
-  client: 'ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, CertificateRequest, Certificate, CertificateVerify, Finished, Certificate',
+  server: 'ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, [CertificateRequest,] Certificate or CompressedCertificate',
+  client: 'ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, CertificateRequest, Certificate or CompressedCertificate, CertificateVerify, Finished, Certificate',
 };
+
+/** The server's Certificate body, from a Certificate or a CompressedCertificate in an algorithm the ClientHello offered. */
+function serverCertificateBody(seq: Sequence, offered: readonly number[] | undefined): Uint8Array {
+  const m = seq.nextOf([HandshakeType.certificate, HandshakeType.compressed_certificate]);
+  try {
+    return receivedCertificateBody(m, offered, DEFAULT_MAX_HANDSHAKE_MESSAGE);
+  } catch (e) {
+    refuse(`the server's certificate message: ${(e as Error).message}`);
+  }
+}
 
 function checkTls13(message: Uint8Array, msgs: HandshakeMessage[], key: BoundKey, side: 'server' | 'client'): string | undefined {
   const seq = new Sequence(msgs, TLS13_EXPECTED[side]);
@@ -158,7 +180,7 @@ function checkTls13(message: Uint8Array, msgs: HandshakeMessage[], key: BoundKey
   parseEncryptedExtensions(seq.next(HandshakeType.encrypted_extensions).body);
   const request = side === 'client' ? seq.next(HandshakeType.certificate_request) : seq.optional(HandshakeType.certificate_request);
   if (request && parseCertificateRequest13(request.body).context.length !== 0) refuse('the CertificateRequest has a non-empty certificate_request_context');
-  const serverCert = parseCertificate13(seq.next(HandshakeType.certificate).body);
+  const serverCert = parseCertificate13(serverCertificateBody(seq, clientHelloOf(hello).compressCertificate));
   if (serverCert.context.length !== 0) refuse('a server Certificate has a non-empty certificate_request_context');
   let own = serverCert;
   if (side === 'client') {

@@ -119,9 +119,9 @@ describe('bound mode: the handshake messages each side sends with its signature 
   const otherKey: BoundKey = { spki: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }), servesName: () => true };
 
   const cases = [
-    { name: 'TLS 1.3', version: 'TLSv1.3' as const, types: [1, 2, 8, 13, 11, 15, 20, 11] },
+    { name: 'TLS 1.3', version: 'TLSv1.3' as const, types: [1, 2, 8, 13, 25, 15, 20, 11] },
     // The client's share is for P-384, which the server does not take: it asks for x25519.
-    { name: 'TLS 1.3 after a HelloRetryRequest', version: 'TLSv1.3' as const, types: [1, 2, 1, 2, 8, 13, 11, 15, 20, 11], groups: [NamedGroup.secp384r1, NamedGroup.x25519], serverGroups: [NamedGroup.x25519] },
+    { name: 'TLS 1.3 after a HelloRetryRequest', version: 'TLSv1.3' as const, types: [1, 2, 1, 2, 8, 13, 25, 15, 20, 11], groups: [NamedGroup.secp384r1, NamedGroup.x25519], serverGroups: [NamedGroup.x25519] },
     { name: 'TLS 1.2', version: 'TLSv1.2' as const, types: [1, 2, 11, 12, 13, 14, 11, 16] },
   ];
   for (const t of cases) {

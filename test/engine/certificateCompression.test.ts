@@ -1,11 +1,12 @@
 // RFC 8879 certificate compression: the algorithm a server picks from a peer's offer, the
 // CompressedCertificate made once per Certificate message (so once per chain) with real
 // node:zlib brotli and zlib output, and the receiving side's decompression refusing
-// bombs, length mismatches, corrupt and trailing data with the alerts RFC 8879 names.
+// bombs, length mismatches, corrupt and trailing data with the alerts RFC 8879 names;
+// then keyward's client and server negotiating it as configured, and keyd's bound check
+// of a signature request whose Certificate came compressed.
 import assert from 'node:assert/strict';
 import { brotliCompressSync, brotliDecompressSync, constants as zlibConstants, deflateSync, inflateSync } from 'node:zlib';
 import { before, describe, it } from 'node:test';
-import { parsePemChain } from '../../src/tls/engine/certificates.js';
 import {
   DEFAULT_CERTIFICATE_COMPRESSION,
   chooseCertificateCompression,
@@ -19,6 +20,12 @@ import { encodeCertificate13, encodeCompressedCertificate, parseCertificate13, p
 import { CertificateCompressionAlgorithm } from '../../src/tls/wire/compressedCertificate.js';
 import { HandshakeType } from '../../src/tls/wire/constants.js';
 import { parseHandshakeMessage } from '../../src/tls/wire/framing.js';
+import { checkBoundSignInput, type BoundKey } from '../../src/keys/boundSignInput.js';
+import { LocalKey } from '../../src/keys/localKey.js';
+import { certifiedKey, parsePemChain, type CertifiedKey } from '../../src/tls/engine/certificates.js';
+import { resolveClientConfig, type ClientConfig, type ClientConfigInput } from '../../src/tls/engine/clientConfig.js';
+import { resolveServerConfig, type ServerConfig, type ServerConfigInput } from '../../src/tls/engine/config.js';
+import { handshakePair, type Pair } from '../support/enginePair.js';
 import { getPki } from '../support/pki.js';
 import { decodeErr, expectAlert, illegal } from '../wire/expectAlert.js';
 
@@ -187,5 +194,55 @@ describe('decompressCertificate', () => {
   it('a malformed CompressedCertificate is decode_error', () => {
     decodeErr(() => decompressCertificate(Uint8Array.of(0, 2, 0, 1, 0), BOTH, LIMIT));
     decodeErr(() => decompressCertificate(Uint8Array.of(0, 2, 0, 1, 0, 0, 0, 0), BOTH, LIMIT), /shorter than 1/);
+  });
+});
+
+describe('keyward client and server negotiate it (sans-IO)', () => {
+  let pki: Awaited<ReturnType<typeof getPki>>;
+  let serverKey: CertifiedKey;
+  before(async () => {
+    pki = await getPki();
+    serverKey = certifiedKey(pki.server['ecdsa-p256'].chainPem, new LocalKey(pki.server['ecdsa-p256'].keyPem));
+  });
+  const server = (input: Partial<ServerConfigInput> = {}) => resolveServerConfig({ certificates: [serverKey], ...input });
+  const client = (input: ClientConfigInput = {}) => resolveClientConfig({ serverName: 'localhost', ...input });
+  /** The type of the certificate message in the messages the server's sign request carries (bound mode). */
+  const certificateType = (p: Pair) => p.s.signs[0].context.handshakeMessages!.map((m) => m[0]).find((t) => t === 11 || t === 25);
+
+  it('brotli by default on both sides; the info says so on both; zlib when that is all one side takes', async () => {
+    const cases: [string, ServerConfig, ClientConfig, number | undefined][] = [
+      ['defaults', server(), client(), brotli],
+      ['client offers zlib only', server(), client({ certificateCompression: [zlib] }), zlib],
+      ['server prefers zlib', server({ certificateCompression: [zlib, brotli] }), client(), zlib],
+      ['server compresses nothing', server({ certificateCompression: [] }), client(), undefined],
+      ['client offers nothing', server(), client({ certificateCompression: [] }), undefined],
+    ];
+    for (const [name, s, c, expected] of cases) {
+      const p = await handshakePair(s, c);
+      assert.ok(p.client.isConnected && p.server.isConnected, `${name}: ${p.c.error?.message ?? p.s.error?.message}`);
+      assert.equal(p.server.info.certificateCompression, expected, name);
+      assert.equal(p.client.info.certificateCompression, expected, name);
+      assert.equal(certificateType(p), expected === undefined ? HandshakeType.certificate : HandshakeType.compressed_certificate, name);
+    }
+  });
+
+  it("keyd's bound check takes the CompressedCertificate it is shown, in an algorithm the ClientHello offered only", async () => {
+    const p = await handshakePair(server(), client({ certificateCompression: [brotli] }));
+    const r = p.s.signs[0];
+    const key: BoundKey = { spki: serverKey.publicKey.export({ type: 'spki', format: 'der' }), servesName: (n) => n === 'localhost' };
+    assert.equal(certificateType(p), HandshakeType.compressed_certificate);
+    assert.deepEqual(checkBoundSignInput(r.message, r.context.purpose!, r.context.handshakeMessages!, key), { ok: true, serverName: 'localhost' });
+    // The same handshake with its CompressedCertificate made with zlib, which the ClientHello did not list.
+    const asZlib = compressCertificateMessage(encodeCertificate13(new Uint8Array(0), serverKey.chain), zlib);
+    const messages = r.context.handshakeMessages!.map((m) => (m[0] === HandshakeType.compressed_certificate ? asZlib : m));
+    const refusal = checkBoundSignInput(r.message, r.context.purpose!, messages, key);
+    assert.equal(refusal.ok, false);
+    if (!refusal.ok) assert.match(refusal.reason, /the server's certificate message: illegal_parameter: CompressedCertificate uses zlib, which was not offered/);
+  });
+
+  it('a configured algorithm must be brotli or zlib, once', () => {
+    assert.throws(() => server({ certificateCompression: [zstd as SupportedCompressionAlgorithm] }), /certificateCompression: zstd is not supported/);
+    assert.throws(() => server({ certificateCompression: [brotli, brotli] }), /brotli is listed twice/);
+    assert.throws(() => client({ certificateCompression: [7 as SupportedCompressionAlgorithm] }), /algorithm 7 is not supported/);
   });
 });

@@ -3,7 +3,8 @@
 // preferring the hybrid negotiates it on every Node; a server with the default groups picks
 // what the README says for this Node. Chromium's net log (every handshake message, and what
 // each connection negotiated) confirms it from the client's side and shows its ClientHello
-// offering brotli certificate compression, and the server flight it received.
+// offering brotli certificate compression, and the server flight it received: a brotli
+// CompressedCertificate (RFC 8879) standing for the chain's Certificate.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +14,9 @@ import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
 import { parseClientHello } from '../../src/tls/wire/clientHello.js';
 import { CertificateCompressionAlgorithm } from '../../src/tls/wire/compressedCertificate.js';
 import { HandshakeType } from '../../src/tls/wire/constants.js';
+import { encodeCertificate13, parseCompressedCertificate } from '../../src/tls/wire/certificate13.js';
+import { parseHandshakeMessage } from '../../src/tls/wire/framing.js';
+import { parsePemChain } from '../../src/tls/engine/certificates.js';
 import { launchChromium, readNetLog, tlsConnections, type ChromiumTlsConnection } from '../support/chromium.js';
 import { groupWithHybridClient } from '../support/expectedGroup.js';
 import { tempDir } from '../support/keydFixture.js';
@@ -75,6 +79,8 @@ describe('Chromium (headless)', () => {
     try {
       assert.equal(await load(server.url), 'TLSv1.3 X25519MLKEM768');
       assertAllSessions(server, NamedGroup.X25519MLKEM768);
+      // RFC 8879: Chromium offers brotli, and the server says it sent its Certificate so.
+      for (const s of server.sessions) assert.equal(s.certificateCompression, CertificateCompressionAlgorithm.brotli);
     } finally {
       await server.close();
     }
@@ -113,7 +119,11 @@ describe('Chromium (headless)', () => {
       const shares = ch.keyShares?.map((s) => s.group).filter((g) => (g & 0x0f0f) !== 0x0a0a);
       assert.deepEqual(shares, [NamedGroup.X25519MLKEM768, NamedGroup.x25519]);
       assert.deepEqual(ch.compressCertificate, [CertificateCompressionAlgorithm.brotli]);
-      assert.deepEqual(serverFlight(c), [HandshakeType.server_hello, HandshakeType.encrypted_extensions, HandshakeType.certificate, HandshakeType.certificate_verify, HandshakeType.finished]);
+      assert.deepEqual(serverFlight(c), [HandshakeType.server_hello, HandshakeType.encrypted_extensions, HandshakeType.compressed_certificate, HandshakeType.certificate_verify, HandshakeType.finished]);
+      const compressed = parseCompressedCertificate(c.received.find((m) => m.type === HandshakeType.compressed_certificate)!.bytes.subarray(4));
+      assert.equal(compressed.algorithm, CertificateCompressionAlgorithm.brotli);
+      const chain = parsePemChain(pki.server['ecdsa-p256'].chainPem).map((x) => new Uint8Array(x.raw));
+      assert.equal(compressed.uncompressedLength, parseHandshakeMessage(encodeCertificate13(new Uint8Array(0), chain)).body.length);
     }
 
     const defaults = to(ports.defaults);

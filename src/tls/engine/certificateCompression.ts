@@ -24,6 +24,20 @@ export type SupportedCompressionAlgorithm = CertificateCompressionAlgorithm.brot
 export const DEFAULT_CERTIFICATE_COMPRESSION: readonly SupportedCompressionAlgorithm[] = [CertificateCompressionAlgorithm.brotli, CertificateCompressionAlgorithm.zlib];
 
 /**
+ * Checks a configured `certificateCompression` list: brotli and zlib only (what node:zlib
+ * has on every supported Node), each once. An empty list turns compression off.
+ */
+export function checkCompressionAlgorithms(list: readonly number[], what: string): readonly SupportedCompressionAlgorithm[] {
+  const seen = new Set<number>();
+  for (const a of list) {
+    if (!DEFAULT_CERTIFICATE_COMPRESSION.some((d) => d === a)) throw new Error(`${what}: ${compressionAlgorithmName(a)} is not supported (brotli and zlib are)`);
+    if (seen.has(a)) throw new Error(`${what}: ${compressionAlgorithmName(a)} is listed twice`);
+    seen.add(a);
+  }
+  return list as readonly SupportedCompressionAlgorithm[];
+}
+
+/**
  * The algorithm to compress our Certificate with: the first of `preference` that the peer
  * listed in its compress_certificate extension, or undefined to send a plain Certificate
  * (no extension, no common algorithm, or an empty preference).

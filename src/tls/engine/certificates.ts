@@ -1,4 +1,5 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
+import type { CurrentDelegatedCredential } from '../../keys/delegatedCredentials.js';
 import { premasterDecryptionOf, type CertificateKey, type KeyOperations, type PremasterDecryption } from '../../keys/keyOperations.js';
 import { schemeInfo, schemeName, schemesForKey, schemesForVersion, verifySignature, verifySignature12, type SignatureScheme, type TlsVersion } from '../crypto/signatureSchemes.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -18,6 +19,21 @@ export interface CertifiedKey {
   readonly names: readonly string[];
   /** Schemes both the certificate's key type and the key holder support, in preference order. */
   readonly schemes: readonly SignatureScheme[];
+  /**
+   * Delegated credentials for this certificate (RFC 9345), TLS 1.3 only: a client that
+   * offers them gets the current one and a CertificateVerify signed with its key, without
+   * a key-holder call; every other client, and every handshake while there is none, gets
+   * the key holder's signature.
+   */
+  readonly delegatedCredentials?: DelegatedCredentialSource;
+}
+
+/**
+ * Where a server finds the delegated credential to serve now (a DelegatedCredentialManager):
+ * undefined when there is none, and never one past its expiry.
+ */
+export interface DelegatedCredentialSource {
+  current(now?: number): CurrentDelegatedCredential | undefined;
 }
 
 /** Splits a PEM bundle into DER certificates, in file order. */
@@ -48,7 +64,11 @@ function sameKey(a: KeyObject, b: KeyObject): boolean {
  * Pairs a certificate chain with its key holder, checking that the key holder's public
  * key is the certificate's (so a wrong key fails at start, not at the first handshake).
  */
-export function certifiedKey(chain: string | Buffer | readonly X509Certificate[], key: CertificateKey, opts: { names?: readonly string[] } = {}): CertifiedKey {
+export function certifiedKey(
+  chain: string | Buffer | readonly X509Certificate[],
+  key: CertificateKey,
+  opts: { names?: readonly string[]; delegatedCredentials?: DelegatedCredentialSource } = {},
+): CertifiedKey {
   const certs = typeof chain === 'string' || Buffer.isBuffer(chain) ? parsePemChain(chain) : [...chain];
   if (certs.length === 0) throw new Error('no certificate found in the chain');
   const leaf = certs[0];
@@ -65,6 +85,7 @@ export function certifiedKey(chain: string | Buffer | readonly X509Certificate[]
     decrypter: premasterDecryptionOf(key),
     names: opts.names?.map((n) => n.toLowerCase()) ?? dnsNamesOf(leaf),
     schemes,
+    ...(opts.delegatedCredentials ? { delegatedCredentials: opts.delegatedCredentials } : {}),
   };
 }
 

@@ -9,14 +9,16 @@ import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/sig
 import { Transcript } from '../crypto/transcript.js';
 import type { ClientSession } from '../resumption/clientSession.js';
 import { AlertDescription } from '../wire/alerts.js';
-import { encodeCertificate13, parseCertificate13, parseCertificateRequest13, type CertificateRequest13 } from '../wire/certificate13.js';
+import { encodeCertificate13, parseCertificate13, parseCertificateRequest13, parseCompressedCertificate, type CertificateRequest13 } from '../wire/certificate13.js';
 import { certificateVerifyContent, encodeCertificateVerify, parseCertificateVerify } from '../wire/certificateVerify.js';
 import { encodeClientHello } from '../wire/clientHello.js';
 import { DOWNGRADE_TLS12, ExtensionType, HandshakeType, TLS12, TLS13 } from '../wire/constants.js';
 import { TlsAlertError, decodeError, illegalParameter, unexpectedMessage } from '../wire/errors.js';
 import {
   alpnExt,
+  compressCertificateExt,
   cookieExt,
+  delegatedCredentialSchemesExt,
   ecPointFormatsExt,
   extendedMasterSecretExt,
   keyShareClientExt,
@@ -33,8 +35,10 @@ import { encodeFinished, parseFinished } from '../wire/finished.js';
 import { parseEncryptedExtensions } from '../wire/messages13.js';
 import { PskKeyExchangeMode, preSharedKeyOfferExt, pskBindersOffset, writePskBinders } from '../wire/preSharedKey.js';
 import { parseServerHello, type ServerHello } from '../wire/serverHello.js';
+import { receivedCertificateBody } from './certificateCompression.js';
 import { checkHolderSignature, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ClientConfig } from './clientConfig.js';
+import { verifyPeerDelegatedCredential, type VerifiedDelegatedCredential } from './delegatedCredentialCheck.js';
 import { Client12Handshake, sessionOffer12, type ClientHelloSent, type SessionOffer12 } from './client12.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 import { localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
@@ -66,6 +70,8 @@ interface ResumptionOffer {
 interface ServerChain {
   readonly chain: readonly Uint8Array[];
   readonly leaf: X509Certificate;
+  /** A delegated credential on the leaf that passed RFC 9345 4.1.3: its key, not the leaf's, signs CertificateVerify. */
+  readonly dc?: VerifiedDelegatedCredential;
 }
 
 /** The client's answer to a CertificateRequest, decided when the request arrives. */
@@ -100,8 +106,8 @@ const WAITS: { readonly [K in State['name']]?: Wait } = {
   awaitServerHello: { on: 'message', expect: [HandshakeType.server_hello] },
   awaitServerHelloAfterRetry: { on: 'message', expect: [HandshakeType.server_hello] },
   awaitEncryptedExtensions: { on: 'message', expect: [HandshakeType.encrypted_extensions] },
-  awaitCertificateOrRequest: { on: 'message', expect: [HandshakeType.certificate_request, HandshakeType.certificate] },
-  awaitCertificate: { on: 'message', expect: [HandshakeType.certificate] },
+  awaitCertificateOrRequest: { on: 'message', expect: [HandshakeType.certificate_request, HandshakeType.certificate, HandshakeType.compressed_certificate] },
+  awaitCertificate: { on: 'message', expect: [HandshakeType.certificate, HandshakeType.compressed_certificate] },
   awaitCertificateVerify: { on: 'message', expect: [HandshakeType.certificate_verify] },
   awaitFinished: { on: 'message', expect: [HandshakeType.finished] },
   keySchedule: { on: 'message', expect: [] },
@@ -212,6 +218,8 @@ export class Client13Handshake implements Handshake {
     exts.push(signatureAlgorithmsExt.encode(config.signatureSchemes));
     if (cookie) exts.push(cookieExt.encode(cookie));
     if (this.offers13) exts.push(recordSizeLimitExt.encode(OWN_RECORD_SIZE_LIMIT));
+    if (this.offers13 && config.certificateCompression.length > 0) exts.push(compressCertificateExt.encode(config.certificateCompression));
+    if (this.offers13 && config.delegatedCredentials.length > 0) exts.push(delegatedCredentialSchemesExt.encode(config.delegatedCredentials));
     const offer = this.offer;
     if (offer) {
       // psk_dhe_ke only: a resumed connection still runs (EC)DHE (forward secrecy).
@@ -411,16 +419,24 @@ export class Client13Handshake implements Handshake {
   // ---- 4.4.2 Certificate, judged by the driver ----
 
   private handleCertificate(msg: HandshakeMessage, s: Session, auth: ClientAuth | undefined): void {
-    const cert = parseCertificate13(msg.body);
+    const config = this.config;
+    const cert = parseCertificate13(receivedCertificateBody(msg, config.certificateCompression, config.maxHandshakeMessage));
+    if (msg.type === HandshakeType.compressed_certificate) this.host.info.certificateCompression = parseCompressedCertificate(msg.body).algorithm;
     if (cert.context.length !== 0) throw illegalParameter('server Certificate with a request context');
     // 4.4.2.4: a server's Certificate may not be empty.
     if (cert.entries.length === 0) throw decodeError('server sent no certificate');
     const chain = cert.entries.map((e) => e.data);
     const leaf = readCertificate(chain[0], 'server');
+    // RFC 9345 4.1.1: a credential counts on the end-entity entry only (others are ignored),
+    // and only when asked for; 4.1.3: one that fails a check is illegal_parameter.
+    const dcExtension = cert.entries[0].extensions.find((e) => e.type === ExtensionType.delegated_credential);
+    if (dcExtension && config.delegatedCredentials.length === 0) throw unexpectedMessage('server sent a delegated credential, which was not offered');
+    const offer = { credentialSchemes: config.delegatedCredentials, signatureAlgorithms: config.signatureSchemes };
+    const dc = dcExtension && verifyPeerDelegatedCredential(dcExtension.data, chain[0], leaf.publicKey, offer, this.host.now());
     this.hash(s, msg.raw);
     this.host.info.peerCertificates = chain;
-    const id = this.host.requestPeerVerification({ peer: 'server', chain, serverName: this.config.serverName });
-    this.state = { name: 'verifyingServer', s, auth, server: { chain, leaf }, id };
+    const id = this.host.requestPeerVerification({ peer: 'server', chain, serverName: config.serverName });
+    this.state = { name: 'verifyingServer', s, auth, server: { chain, leaf, ...(dc ? { dc } : {}) }, id };
   }
 
   peerVerified(id: number): void {
@@ -434,12 +450,16 @@ export class Client13Handshake implements Handshake {
   private handleCertificateVerify(msg: HandshakeMessage, st: Extract<State, { name: 'awaitCertificateVerify' }>): void {
     const cv = parseCertificateVerify(msg.body);
     const info = schemeInfo(cv.scheme);
-    if (!info || !info.tls13 || !this.config.signatureSchemes.includes(cv.scheme)) throw illegalParameter('server signed with a scheme that was not offered');
+    const dc = st.server.dc;
+    // RFC 9345 4.1.3: with a credential, CertificateVerify is its key's, in its dc_cert_verify_algorithm.
+    if (dc && cv.scheme !== dc.scheme) throw illegalParameter("server signed with a scheme other than its delegated credential's");
+    if (!dc && (!info || !info.tls13 || !this.config.signatureSchemes.includes(cv.scheme))) throw illegalParameter('server signed with a scheme that was not offered');
     const content = certificateVerifyContent(st.s.transcript.current(), 'server');
-    if (!verifySignature(st.server.leaf.publicKey, cv.scheme, content, cv.signature)) {
-      throw new TlsAlertError(AlertDescription.decrypt_error, 'server CertificateVerify does not verify against its certificate');
+    if (!verifySignature(dc ? dc.publicKey : st.server.leaf.publicKey, cv.scheme, content, cv.signature)) {
+      throw new TlsAlertError(AlertDescription.decrypt_error, `server CertificateVerify does not verify against its ${dc ? 'delegated credential' : 'certificate'}`);
     }
     this.host.info.signatureScheme = cv.scheme;
+    if (dc) this.host.info.delegatedCredential = true;
     this.hash(st.s, msg.raw);
     this.state = { name: 'awaitFinished', s: st.s, auth: st.auth };
   }

@@ -1,3 +1,4 @@
+import { DC_KEY_KINDS } from '../../keys/delegatedCredentialIssuer.js';
 import type { PskOperations } from '../../keys/keyOperations.js';
 import { suiteInfo, type CipherSuite } from '../crypto/cipherSuites.js';
 import { isKnownGroup, type NamedGroup } from '../crypto/groups.js';
@@ -5,6 +6,7 @@ import { schemeInfo } from '../crypto/signatureSchemes.js';
 import type { Extension } from '../wire/extensions.js';
 import type { ClientSession } from '../resumption/clientSession.js';
 import type { CertifiedKey } from './certificates.js';
+import { checkCompressionAlgorithms, DEFAULT_CERTIFICATE_COMPRESSION, type SupportedCompressionAlgorithm } from './certificateCompression.js';
 import { DEFAULT_GROUPS, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS12_SUITES, DEFAULT_TLS13_SUITES, VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 
 /**
@@ -51,14 +53,24 @@ export interface ClientConfig {
   helloExtensions?: (built: Extension[]) => Extension[];
   /** A session from an earlier connection (a `session` event) to offer for resumption. */
   session?: ClientSession;
+  /** RFC 8879: algorithms offered for the server's Certificate, in preference order (default brotli, zlib; []: none). */
+  certificateCompression: readonly SupportedCompressionAlgorithm[];
+  /**
+   * RFC 9345: the schemes listed in the delegated_credential extension, so a server may
+   * sign with a delegated credential (checked as 4.1.3 says); empty (the default): not offered.
+   */
+  delegatedCredentials: readonly number[];
 }
 
-/** The options a user passes; everything has a default. */
-export type ClientConfigInput = Partial<ClientConfig>;
+/**
+ * The options a user passes; everything has a default. `delegatedCredentials: true` offers
+ * the TLS 1.3 ECDSA and Ed25519 schemes of `signatureSchemes`; a list offers those schemes.
+ */
+export type ClientConfigInput = Partial<Omit<ClientConfig, 'delegatedCredentials'>> & { delegatedCredentials?: boolean | readonly number[] };
 
 /** Fills in defaults and checks the combination, with messages that name the problem. */
 export function resolveClientConfig(input: ClientConfigInput = {}): ClientConfig {
-  const defined = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as ClientConfigInput;
+  const { delegatedCredentials, ...defined } = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as ClientConfigInput;
   const psk = defined.psk;
   const config: ClientConfig = {
     alpnProtocols: [],
@@ -70,8 +82,12 @@ export function resolveClientConfig(input: ClientConfigInput = {}): ClientConfig
     signatureSchemes: VERIFIED_SIGNATURE_SCHEMES,
     compatibilityMode: true,
     maxHandshakeMessage: DEFAULT_MAX_HANDSHAKE_MESSAGE,
+    certificateCompression: DEFAULT_CERTIFICATE_COMPRESSION,
     ...defined,
+    delegatedCredentials: [],
   };
+  config.delegatedCredentials = delegatedCredentialSchemes(delegatedCredentials, config.signatureSchemes);
+  checkCompressionAlgorithms(config.certificateCompression, 'certificateCompression');
   for (const s of config.tls13CipherSuites) if (suiteInfo(s)?.version !== 'TLSv1.3') throw new Error(`not a TLS 1.3 cipher suite: 0x${Number(s).toString(16)}`);
   for (const s of config.tls12CipherSuites) {
     const info = suiteInfo(s);
@@ -88,4 +104,13 @@ export function resolveClientConfig(input: ClientConfigInput = {}): ClientConfig
   if (config.maxVersion === 'TLSv1.3' && config.tls13CipherSuites.length === 0) throw new Error('no TLS 1.3 cipher suites configured');
   if (config.minVersion === 'TLSv1.2' && config.tls12CipherSuites.length === 0 && config.maxVersion === 'TLSv1.2') throw new Error('no TLS 1.2 cipher suites configured');
   return config;
+}
+
+/** The schemes a client offers for delegated credentials: `true` takes the signature schemes a credential key can use. */
+function delegatedCredentialSchemes(option: boolean | readonly number[] | undefined, signatureSchemes: readonly number[]): readonly number[] {
+  if (option === undefined || option === false) return [];
+  if (option === true) return signatureSchemes.filter((s) => schemeInfo(s)!.tls13 && DC_KEY_KINDS.includes(schemeInfo(s)!.key));
+  if (option.length === 0) throw new Error('delegatedCredentials: an empty scheme list (use false to not offer delegated credentials)');
+  for (const s of option) if (!schemeInfo(s)?.tls13) throw new Error(`delegatedCredentials: 0x${s.toString(16)} is not a TLS 1.3 signature scheme keyward verifies`);
+  return option;
 }

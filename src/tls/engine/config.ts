@@ -4,7 +4,9 @@ import { isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/group
 import { DEFAULT_GROUPS, DEFAULT_MAX_EARLY_DATA_SKIP, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS12_SUITES, DEFAULT_TLS13_SUITES } from './defaults.js';
 import type { SessionCache12 } from '../resumption/sessionCache12.js';
 import type { TicketKeyRing } from '../resumption/ticketKeys.js';
+import { encodeCertificate13 } from '../wire/certificate13.js';
 import type { CertifiedKey } from './certificates.js';
+import { checkCompressionAlgorithms, compressCertificateMessage, DEFAULT_CERTIFICATE_COMPRESSION, type SupportedCompressionAlgorithm } from './certificateCompression.js';
 
 /** Where the engine gets randomness; tests inject a fixed one to replay RFC 8448. */
 export type RandomSource = (length: number) => Uint8Array;
@@ -69,6 +71,12 @@ export interface ServerConfig {
   sessionCache12?: SessionCache12;
   /** Accept TLS 1.3 psk_ke (resumption without (EC)DHE, no forward secrecy). Default false: psk_dhe_ke only. */
   allowPskOnlyKeyExchange: boolean;
+  /**
+   * RFC 8879: the algorithms a TLS 1.3 Certificate is compressed with, in preference order,
+   * for a client that offers one of them (default brotli, then zlib; [] sends it plain).
+   * Each chain is compressed once, when the configuration is resolved.
+   */
+  certificateCompression: readonly SupportedCompressionAlgorithm[];
 }
 
 /** What a server asking for client certificates sends. */
@@ -98,6 +106,7 @@ export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
     maxEarlyDataSkip: DEFAULT_MAX_EARLY_DATA_SKIP,
     ticketCount: 2,
     allowPskOnlyKeyExchange: false,
+    certificateCompression: DEFAULT_CERTIFICATE_COMPRESSION,
     ...stripUndefined(input),
     certificates: input.certificates,
   };
@@ -115,6 +124,11 @@ export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
   if (config.minVersion === 'TLSv1.3' && config.maxVersion === 'TLSv1.2') throw new Error('minVersion is above maxVersion');
   if (!Number.isInteger(config.ticketCount) || config.ticketCount < 0 || config.ticketCount > MAX_TICKET_COUNT) {
     throw new Error(`ticketCount must be an integer from 0 to ${MAX_TICKET_COUNT}`);
+  }
+  checkCompressionAlgorithms(config.certificateCompression, 'certificateCompression');
+  // Brotli at its best quality takes milliseconds per chain: paid here, not by the first handshake.
+  if (config.maxVersion === 'TLSv1.3') {
+    for (const c of config.certificates) for (const a of config.certificateCompression) compressCertificateMessage(encodeCertificate13(new Uint8Array(0), c.chain), a);
   }
   return config;
 }

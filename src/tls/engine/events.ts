@@ -95,6 +95,13 @@ export interface NegotiatedInfo {
   helloRetry?: boolean;
   /** Whether this handshake resumed an earlier session (no certificate, no key-holder call). */
   resumed?: boolean;
+  /** TLS 1.3: the RFC 8879 algorithm (2 brotli, 1 zlib) the server's Certificate came compressed with, when it did. */
+  certificateCompression?: number;
+  /**
+   * TLS 1.3: the server signed CertificateVerify with a delegated credential (RFC 9345)
+   * rather than the certificate's key, so no key holder signed for this handshake.
+   */
+  delegatedCredential?: boolean;
   /** TLS 1.2: whether the RFC 7627 extended master secret was used. */
   extendedMasterSecret?: boolean;
   /** TLS 1.2 PSK suites: the identity the client named (UTF-8 as sent, lossy). */

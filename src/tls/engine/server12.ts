@@ -199,7 +199,8 @@ export class Server12Handshake implements Handshake {
     // whose session state says who the peer was (PSK identities are not kept).
     const resumable = this.extended && (sel.kx === 'ECDHE_ECDSA' || sel.kx === 'ECDHE_RSA' || sel.kx === 'RSA');
     if (resumable && config.sessionCache12) this.sessionId = host.random(32);
-    this.issueTicket = resumable && config.ticketKeys !== undefined && ch.sessionTicket !== undefined;
+    // A ring whose keyd keys all expired seals nothing: no ticket is promised then.
+    this.issueTicket = resumable && ch.sessionTicket !== undefined && config.ticketKeys?.canSeal() === true;
 
     // 7.4.1.3 ServerHello.
     const exts: ExtensionOut[] = [];
@@ -274,10 +275,11 @@ export class Server12Handshake implements Handshake {
     exts.push(extExtendedMasterSecret());
     if (alpn !== undefined) exts.push(extAlpn(alpn));
     // No server_name: RFC 6066 3 forbids it when resuming.
-    if (r.reissueTicket) exts.push(sessionTicketExt.encode(new Uint8Array(0)));
+    const reissue = r.reissueTicket && config.ticketKeys?.canSeal() === true;
+    if (reissue) exts.push(sessionTicketExt.encode(new Uint8Array(0)));
     // RFC 5246 7.4.1.3 / RFC 5077 3.4: the client's session id comes back, saying "resumed".
     this.sendMessage(encodeServerHello({ random: this.serverRandom, sessionId: ch.sessionId, cipherSuite: r.suite.suite, extensions: exts }));
-    if (r.reissueTicket) this.sendTicket({ ...r.state, issuedAt: host.now() });
+    if (reissue) this.sendTicket({ ...r.state, issuedAt: host.now() });
     const keys = this.keysFor(Buffer.from(r.state.secret));
     this.sendChangeCipherSpecAndFinished(keys);
     return { name: 'awaitChangeCipherSpec', keys };
@@ -553,13 +555,23 @@ export class Server12Handshake implements Handshake {
     };
   }
 
-  /** RFC 5077 3.3: NewSessionTicket, lifetime hint = the key ring's ticket lifetime. */
+  /**
+   * RFC 5077 3.3: NewSessionTicket, lifetime hint = the key ring's ticket lifetime. Should the
+   * ring's last key expire after the ServerHello promised a ticket, the ticket is empty, as
+   * 3.3 allows a server that changed its mind; the handshake goes on.
+   */
   private sendTicket(session: SessionState): void {
     const ring = this.config.ticketKeys!;
     const plain = encodeSessionState({ ...session, lifetime: ring.ticketLifetime });
-    const ticket = ring.seal(plain);
-    plain.fill(0);
-    this.sendMessage(encodeNewSessionTicket12({ lifetimeHint: ring.ticketLifetime, ticket }));
+    let ticket: Uint8Array;
+    try {
+      ticket = ring.seal(plain);
+    } catch {
+      ticket = new Uint8Array(0);
+    } finally {
+      plain.fill(0);
+    }
+    this.sendMessage(encodeNewSessionTicket12({ lifetimeHint: ticket.length > 0 ? ring.ticketLifetime : 0, ticket }));
   }
 
   /** Keeps the session under the id we sent; a fatal alert later drops it (RFC 5246 7.2.2). */

@@ -15,7 +15,6 @@ import { encodeCertificateRequest13, parseCertificate13 } from '../wire/certific
 import { parseCertificateVerify } from '../wire/certificateVerify.js';
 import { certificateAuthoritiesExt, signatureAlgorithmsExt } from '../wire/extensionCodecs.js';
 import {
-  encodeCertificate13,
   certificateVerifyContent,
   encodeCertificateVerify,
   encodeEncryptedExtensions,
@@ -40,6 +39,7 @@ import { VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 import { localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
 import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
+import { serverCertificate13 } from './serverCertificate13.js';
 
 /** Our own record_size_limit: the largest TLS 1.3 inner plaintext, 2^14 + 1 (RFC 8449 4). */
 export const OWN_RECORD_SIZE_LIMIT = (1 << 14) + 1;
@@ -325,7 +325,11 @@ export class Server13Handshake implements Handshake {
     const encryptedExtensions = this.encryptedExtensions(ch, alpn, choice.byName);
     // 4.3.2: ask for a client certificate (mutual TLS), naming the schemes and CAs we accept.
     const certificateRequest = config.clientAuth ? this.certificateRequest(config.clientAuth.certificateAuthorities) : undefined;
-    const certificate = encodeCertificate13(new Uint8Array(0), cert.chain);
+    // RFC 9345: a client that takes the current delegated credential gets it, signed for below with its key.
+    const served = serverCertificate13(cert, ch, config.certificateCompression, host.now());
+    const certificate = served.message;
+    const dc = served.delegatedCredential;
+    if (served.compression !== undefined) host.info.certificateCompression = served.compression;
     this.transcript.update(encryptedExtensions);
     if (certificateRequest) this.transcript.update(certificateRequest);
     this.transcript.update(certificate);
@@ -337,16 +341,25 @@ export class Server13Handshake implements Handshake {
     // the (EC)DHE secret nor any encryption: ask for it first, so the key holder works
     // while the rest of the flight is computed (see TlsConnection.runDeferredWork).
     const input = certificateVerifyContent(this.transcript.current());
-    host.info.signatureScheme = choice.scheme;
-    const context: OperationContext = {
-      ...host.operationContext(),
-      tlsVersion: 'TLSv1.3',
-      purpose: 'tls13-server-certificate-verify',
-      // A copy: the list is emptied once the signature is in, and a holder may keep the request.
-      handshakeMessages: [...this.hashedMessages],
-    };
-    const opId = host.requestKeyOperation({ kind: 'sign', key: cert.key, scheme: choice.scheme, message: input, context });
-    const sig: PendingSignature = { opId, cert, scheme: choice.scheme, input };
+    host.info.signatureScheme = dc ? dc.scheme : choice.scheme;
+    let sig: PendingSignature | undefined;
+    let dcSignature: Uint8Array | undefined;
+    if (dc) {
+      // Tens of microseconds with the credential's EC or EdDSA key: no key holder, no wait.
+      dcSignature = dc.sign(input);
+      host.info.delegatedCredential = true;
+      this.hashedMessages.length = 0;
+    } else {
+      const context: OperationContext = {
+        ...host.operationContext(),
+        tlsVersion: 'TLSv1.3',
+        purpose: 'tls13-server-certificate-verify',
+        // A copy: the list is emptied once the signature is in, and a holder may keep the request.
+        handshakeMessages: [...this.hashedMessages],
+      };
+      const opId = host.requestKeyOperation({ kind: 'sign', key: cert.key, scheme: choice.scheme, message: input, context });
+      sig = { opId, cert, scheme: choice.scheme, input };
+    }
 
     host.defer(() => {
       // A bad key share fails here, before anything was sent: the peer sees only the alert.
@@ -360,10 +373,15 @@ export class Server13Handshake implements Handshake {
         host.sendHandshake(encryptedExtensions);
         if (certificateRequest) host.sendHandshake(certificateRequest);
         host.sendHandshake(certificate);
-        this.state = { name: 'awaitSignature', sig, secrets: hs };
+        if (sig) {
+          this.state = { name: 'awaitSignature', sig, secrets: hs };
+          return;
+        }
+        this.sendMessage(encodeCertificateVerify(dc!.scheme, dcSignature!));
+        this.sendServerFinished(hs);
       });
     });
-    this.state = { name: 'signingBeforeKeys', sig };
+    this.state = sig ? { name: 'signingBeforeKeys', sig } : { name: 'keySchedule' };
   }
 
   /**

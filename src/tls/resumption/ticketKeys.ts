@@ -89,6 +89,15 @@ export class TicketKeyRing {
     this.external = true;
   }
 
+  /**
+   * Whether `seal` can seal now: false only for a ring fed by `install` whose keys have all
+   * expired (keyd out of reach for longer than a rotation period and a ticket lifetime).
+   */
+  canSeal(): boolean {
+    this.retire();
+    return !this.external || this.keys.length > 0;
+  }
+
   /** Seals `plaintext` under the current key (making or rotating it first when due). */
   seal(plaintext: Uint8Array): Buffer {
     const k = this.currentKey();
