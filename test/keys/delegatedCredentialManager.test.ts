@@ -14,74 +14,16 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { DelegatedCredentialIssuer, DelegatedCredentialRequest } from '../../src/keys/delegatedCredentialIssuer.js';
-import { DelegatedCredentialManager, checkCertificateCanDelegate, type DelegatedCredentialEvent, type DelegatedCredentialManagerOptions, type ManagerTimers } from '../../src/keys/delegatedCredentials.js';
-import { KeyOperationError, type OperationContext } from '../../src/keys/keyOperations.js';
-import { LocalDelegatedCredentialIssuer } from '../../src/keys/localDelegatedCredentialIssuer.js';
+import { DelegatedCredentialManager, checkCertificateCanDelegate, type DelegatedCredentialEvent, type DelegatedCredentialManagerOptions } from '../../src/keys/delegatedCredentials.js';
 import { delegatedCredentialExt } from '../../src/tls/wire/delegatedCredential.js';
 import { certificateVerifyContent } from '../../src/tls/wire/certificateVerify.js';
 import { delegationCert, notBeforeOf, verifiesByHand, type DelegationCert } from '../support/delegationPki.js';
+import { FakeClock, TestIssuer } from '../support/dcClock.js';
 import { tempDir } from '../support/keydFixture.js';
 import { keySecretNeedles, scanProcessMemory } from '../support/memscan.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
-
-/** Timers on a clock that moves only when told. */
-class FakeClock implements ManagerTimers {
-  t: number;
-  #next = 1;
-  readonly #timers = new Map<number, { at: number; fn: () => void }>();
-  constructor(start: number) {
-    this.t = start;
-  }
-  now = (): number => this.t;
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.t + Math.max(0, ms), fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.#timers.delete(h as number);
-  }
-  /** Moves to `t + ms`, running due timers in order and letting the manager finish each issue. */
-  async advance(ms: number, m: DelegatedCredentialManager): Promise<void> {
-    const target = this.t + ms;
-    for (;;) {
-      let due: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.#timers) if (e[1].at <= target && (!due || e[1].at < due[1].at)) due = e;
-      if (!due) break;
-      this.#timers.delete(due[0]);
-      this.t = due[1].at;
-      due[1].fn();
-      await m.idle();
-    }
-    this.t = target;
-  }
-}
-
-/** A local issuer on the fake clock that can be made to fail. */
-class TestIssuer implements DelegatedCredentialIssuer {
-  readonly inner: LocalDelegatedCredentialIssuer;
-  calls = 0;
-  failing = false;
-  readonly requests: DelegatedCredentialRequest[] = [];
-  constructor(cert: DelegationCert, clock: FakeClock) {
-    this.inner = new LocalDelegatedCredentialIssuer(cert.privateKey, { now: clock.now });
-  }
-  get keyId(): string {
-    return this.inner.keyId;
-  }
-  get publicKey() {
-    return this.inner.publicKey;
-  }
-  issueDelegatedCredential(req: DelegatedCredentialRequest, ctx: OperationContext, signal: AbortSignal): Promise<Uint8Array> {
-    this.calls++;
-    this.requests.push(req);
-    if (this.failing) return Promise.reject(new KeyOperationError('unavailable', 'keyd is down (test)'));
-    return this.inner.issueDelegatedCredential(req, ctx, signal);
-  }
-}
 
 let cert: DelegationCert;
 
