@@ -33,6 +33,7 @@ import {
   here,
   root,
   runJson,
+  runText,
   sleep,
   startChild,
   startKeydWithSites,
@@ -127,14 +128,21 @@ function medianRun(runs: HsRun[]): HsRun {
   return m;
 }
 
+type RunFn = (s: Server, runSeconds: number) => Promise<HsRun>;
+/** The Go load generator with these arguments. */
+const goLoad =
+  (loadArgs: string[]): RunFn =>
+  (s, runSeconds) =>
+    handshakeRun(s, loadArgs, runSeconds);
+
 /** Alternating runs over the row's servers, the first server rotating each round. */
-async function handshakeRow(label: string, servers: Server[], loadArgs: string[]): Promise<HsRow> {
-  for (const s of servers) await handshakeRun(s, loadArgs, warmSeconds);
+async function handshakeRow(label: string, servers: Server[], run: RunFn): Promise<HsRow> {
+  for (const s of servers) await run(s, warmSeconds);
   const runs = new Map<Impl, HsRun[]>(servers.map((s) => [s.impl, []]));
   for (let r = 0; r < repeats; r++) {
     for (let i = 0; i < servers.length; i++) {
       const s = servers[(i + r) % servers.length];
-      runs.get(s.impl)!.push(await handshakeRun(s, loadArgs, seconds));
+      runs.get(s.impl)!.push(await run(s, seconds));
     }
   }
   printHsRow(label, runs);
@@ -216,7 +224,7 @@ async function handshakeSections(sites: SiteKey[]): Promise<void> {
       const p = await Promise.all(servers.map((s) => probe(s, TLS13)));
       console.log(`\n${site.label}: TLS 1.3 probe per server: ${p.map((r, i) => `${servers[i].impl} ${String(r.suite)} ${String(r.tickets)} ticket(s)`).join('; ')}`);
       if (sections.has('tls13')) await guarded(`TLS 1.3 ${site.label}`, async () => {
-        const row = await handshakeRow(`TLS 1.3 full handshake, ${site.label}, x25519, AES-128-GCM`, servers, TLS13);
+        const row = await handshakeRow(`TLS 1.3 full handshake, ${site.label}, x25519, AES-128-GCM`, servers, goLoad(TLS13));
         hsTargets(row, `TLS 1.3 ${site.label}`, 0.85);
         const n = medianRun(row.runs.get('node')!);
         const kp = medianRun(row.runs.get('keyproc')!);
@@ -228,7 +236,7 @@ async function handshakeSections(sites: SiteKey[]): Promise<void> {
       });
       if (sections.has('tls12')) await guarded(`TLS 1.2 ${site.label}`, async () => {
         const cipher = site.type === 'rsa-2048' ? 'ECDHE-RSA-AES128-GCM-SHA256' : 'ECDHE-ECDSA-AES128-GCM-SHA256';
-        const row = await handshakeRow(`TLS 1.2 full handshake, ${cipher}, ${site.label}, x25519`, servers, tls12(cipher));
+        const row = await handshakeRow(`TLS 1.2 full handshake, ${cipher}, ${site.label}, x25519`, servers, goLoad(tls12(cipher)));
         hsTargets(row, `TLS 1.2 ${cipher}`, 0.85);
       });
       if (sections.has('resumed')) await guarded(`resumed ${site.label}`, () => resumedRows(site, servers));
@@ -238,25 +246,43 @@ async function handshakeSections(sites: SiteKey[]): Promise<void> {
   }
 }
 
-/** Resumed handshakes: measured when keyward's server resumes (the probe offers it the session it gave). */
+/**
+ * TLS 1.2 resumed handshakes by OpenSSL's `s_time -reuse`, one connection at a time: Go
+ * 1.19's client sends no extended_master_secret, and keyward keeps no TLS 1.2 session
+ * without it (RFC 7627 5.3). Its CPU comes from bash's `times` (its children's).
+ */
+const stimeLoad =
+  (cipher: string): RunFn =>
+  async (s, runSeconds) => {
+    const a0 = (await s.child.ask('stat')).secure as number;
+    const f0 = procCpuMicros(s.child.pid);
+    const t0 = performance.now();
+    const out = await runText(LOAD_CORE, 'bash', ['-c', `openssl s_time -connect 127.0.0.1:${s.port} -reuse -time ${Math.max(1, Math.round(runSeconds))} -tls1_2 -cipher ${cipher}; times`], (runSeconds + 60) * 1000);
+    const wall = (performance.now() - t0) / 1000;
+    const f1 = procCpuMicros(s.child.pid);
+    // The first connection of -reuse is a full handshake that makes the session.
+    const hs = ((await s.child.ask('stat')).secure as number) - a0 - 1;
+    const marks = /^[r*]+$/m.exec(out)?.[0] ?? '';
+    const [user, sys] = [...(out.trim().split('\n').pop() ?? '').matchAll(/(\d+)m([\d.]+)s/g)].map((m) => (Number(m[1]) * 60 + Number(m[2])) * 1e6);
+    if (hs <= 0 || marks.length === 0) throw new Error(`${IMPL_LABEL[s.impl]}: s_time made no connection`);
+    return { rate: hs / wall, frontUs: (f1 - f0) / hs, holderUs: 0, genUs: (user + sys) / marks.length, p50: NaN, p99: NaN, errors: Math.abs(marks.length - hs), resumedShare: [...marks].filter((c) => c === 'r').length / marks.length };
+  };
+
+/** Resumed handshakes: measured when every server resumes (a probe offers each the session it gave). */
 async function resumedRows(site: SiteKey, servers: Server[]): Promise<void> {
   const rowServers = servers.filter((s) => s.impl === 'node' || s.impl === 'local' || s.impl === 'keyproc');
   const cipher = site.type === 'rsa-2048' ? 'ECDHE-RSA-AES128-GCM-SHA256' : 'ECDHE-ECDSA-AES128-GCM-SHA256';
-  for (const [version, args] of [
-    ['TLS 1.3', TLS13],
-    ['TLS 1.2', tls12(cipher)],
-  ] as const) {
-    const probes = await Promise.all(rowServers.map((s) => probe(s, [...args])));
-    const declining = rowServers.filter((_, i) => probes[i].resumes !== true);
-    if (declining.length > 0) {
-      console.log(
-        `\n${version} resumed handshake, ${site.label}: NOT MEASURED: ${declining.map((s) => IMPL_LABEL[s.impl]).join(', ')} did not resume in the probe (tickets given: ${probes.map((p, i) => `${rowServers[i].impl} ${String(p.tickets)}`).join(', ')})`,
-      );
-      continue;
-    }
-    const row = await handshakeRow(`${version} resumed handshake (psk_dhe_ke / session), ${site.label}, x25519`, rowServers, [...args, '-resume']);
-    hsTargets(row, `${version} resumed ${site.label}`, 1.0);
+  const probes = await Promise.all(rowServers.map((s) => probe(s, TLS13)));
+  const declining = rowServers.filter((_, i) => probes[i].resumes !== true);
+  if (declining.length > 0) {
+    console.log(`\nTLS 1.3 resumed handshake, ${site.label}: NOT MEASURED: ${declining.map((s) => IMPL_LABEL[s.impl]).join(', ')} did not resume in the probe (tickets given: ${probes.map((p, i) => `${rowServers[i].impl} ${String(p.tickets)}`).join(', ')})`);
+  } else {
+    const row = await handshakeRow(`TLS 1.3 resumed handshake (psk_dhe_ke), ${site.label}, x25519; ${concurrency} in flight`, rowServers, goLoad([...TLS13, '-resume']));
+    hsTargets(row, `TLS 1.3 resumed ${site.label}`, 1.0);
   }
+  const row = await handshakeRow(`TLS 1.2 resumed handshake (openssl s_time -reuse, one at a time), ${cipher}, ${site.label}`, rowServers, stimeLoad(cipher));
+  for (const [impl, rs] of row.runs) if (medianRun(rs).resumedShare < 0.99) console.log(`  ${IMPL_LABEL[impl]}: only ${f(medianRun(rs).resumedShare * 100)}% resumed`);
+  hsTargets(row, `TLS 1.2 resumed ${site.label}`, 1.0);
 }
 
 /** X25519MLKEM768 vs x25519 on Node 24 (node:crypto's ML-KEM; Node 20's node:tls has no hybrid). */
@@ -266,10 +292,10 @@ async function hybridSection(site: SiteKey): Promise<void> {
   const servers = [await startServer('node', site, groups, node24), await startServer('local', site, groups, node24)];
   try {
     const rows: Record<string, Map<Impl, HsRun[]>> = {};
+    const version = execFileSync(node24, ['--version'], { encoding: 'utf8' }).trim();
     for (const group of ['X25519MLKEM768', 'X25519']) {
-      rows[group] = new Map(servers.map((s) => [s.impl, []]));
       // The Go 1.19 load generator has no X25519MLKEM768: a node:tls client on Node 24 offers one group.
-      const run = async (s: Server, secs: number): Promise<HsRun> => {
+      const run: RunFn = async (s, secs) => {
         const a0 = (await s.child.ask('stat')).secure as number;
         const f0 = procCpuMicros(s.child.pid);
         const g = await runJson(LOAD_CORE, node24, [join(here, 'benchLoad.js'), 'handshakes', String(s.port), String(concurrency), String(secs), group], (secs + 60) * 1000);
@@ -277,9 +303,7 @@ async function hybridSection(site: SiteKey): Promise<void> {
         const hs = ((await s.child.ask('stat')).secure as number) - a0;
         return { rate: hs / (g.seconds as number), frontUs: (f1 - f0) / hs, holderUs: 0, genUs: (g.cpuUs as number) / (g.handshakes as number), p50: g.p50 as number, p99: g.p99 as number, errors: g.errors as number, resumedShare: 0 };
       };
-      for (const s of servers) await run(s, warmSeconds);
-      for (let r = 0; r < repeats; r++) for (let i = 0; i < servers.length; i++) rows[group].get(servers[(i + r) % servers.length].impl)!.push(await run(servers[(i + r) % servers.length], seconds));
-      printHsRow(`TLS 1.3 full handshake, ${site.label}, ${group}, servers on Node ${execFileSync(node24, ['--version'], { encoding: 'utf8' }).trim()} (load: node:tls client on Node 24)`, rows[group]);
+      rows[group] = (await handshakeRow(`TLS 1.3 full handshake, ${site.label}, ${group}, servers on Node ${version} (load: node:tls client on Node 24)`, servers, run)).runs;
     }
     const premium = (impl: Impl): number => medianRun(rows.X25519MLKEM768.get(impl)!).frontUs - medianRun(rows.X25519.get(impl)!).frontUs;
     const signed = (n: number): string => `${n >= 0 ? '+' : ''}${f(n)}`;

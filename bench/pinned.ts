@@ -80,8 +80,8 @@ export function startChild(core: number, command: string, args: string[], label:
   };
 }
 
-/** Runs a pinned program to completion (killed after timeoutMs) and returns its last JSON line. */
-export function runJson(core: number, command: string, args: string[], timeoutMs: number): Promise<Json> {
+/** Runs a pinned program to completion (killed after timeoutMs) and returns its standard output. */
+export function runText(core: number, command: string, args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const proc = spawn('taskset', ['-c', String(core), command, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -91,11 +91,16 @@ export function runJson(core: number, command: string, args: string[], timeoutMs
     const t = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
     proc.on('exit', (code, signal) => {
       clearTimeout(t);
-      const last = out.trim().split('\n').pop() ?? '';
-      if (code === 0 && last) resolve(JSON.parse(last) as Json);
-      else reject(new Error(`${command} ${args.slice(0, 2).join(' ')} exited ${code ?? signal}${last ? '' : ' with no output'}: ${err.trim()}`));
+      if (code === 0 && out.trim()) resolve(out);
+      else reject(new Error(`${command} ${args.slice(0, 2).join(' ')} exited ${code ?? signal}${out.trim() ? '' : ' with no output'}: ${err.trim()}`));
     });
   });
+}
+
+/** Runs a pinned program to completion (killed after timeoutMs) and returns its last JSON line. */
+export async function runJson(core: number, command: string, args: string[], timeoutMs: number): Promise<Json> {
+  const out = await runText(core, command, args, timeoutMs);
+  return JSON.parse(out.trim().split('\n').pop()!) as Json;
 }
 
 /** Builds bench/loadgen when needed (bench/setup.sh) and returns its path. */
