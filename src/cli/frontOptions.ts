@@ -4,6 +4,7 @@
  * overrides the configuration file's value.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { holderMaxValidity, parseDcValidity, DEFAULT_DC_VALIDITY_MS } from './delegation.js';
 import { CliError, type KeySourceOptions, type KeySpec, type PskSpec } from './keySources.js';
 import { loadRoleConfig, mergeSettings, RoleConfigError, type CertificateEntry, type FrontSettings, type ProxySettings, type Role } from './roleConfig.js';
 
@@ -62,6 +63,8 @@ export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: {
     .addOption(new Option('--min-version <version>', 'lowest TLS version accepted (default TLSv1.2)').choices(['TLSv1.2', 'TLSv1.3']))
     .option('--rsa-key-exchange', 'also offer TLS 1.2 RSA key exchange for old clients (no forward secrecy; the key holder decrypts the premaster)')
     .option('--ticket-keys-keyd', "session ticket keys from the --keyd key server (rotated there, shared by the fleet's fronts so they resume each other's sessions; the front's rule in keyd needs \"ticketKeys\": true)")
+    .option('--delegated-credentials', "RFC 9345: the certificate's key holder (keyd, key process, --key) signs a short-lived credential whose key this process makes in memory; TLS 1.3 clients that offer them (Firefox, NSS) are served without a key-holder call (the certificate needs DelegationUsage: keyward certs issue --delegation)")
+    .option('--dc-validity <duration>', 'with --delegated-credentials: validity of each credential, 5m to 7d (default 1h; keyd signs up to its own maximum, 6h unless configured)')
     .option('--psk-hint <hint>', 'PSK identity hint sent to clients')
     .addOption(new Option('--psk-unknown <mode>', 'answer to an unknown PSK identity (with --psk-file)').choices(['random', 'reject']))
     .option('--user <user>', 'once listening and the key processes started, drop this process from root to this user for good (name, uid or uid:gid)');
@@ -96,6 +99,8 @@ export interface FrontFlagValues extends KeyFlagValues {
   pskHint?: string;
   pskUnknown?: 'random' | 'reject';
   user?: string;
+  delegatedCredentials?: boolean;
+  dcValidity?: string;
 }
 
 /** The certificates and where their keys and PSKs are, from the key flags (only flags actually given). */
@@ -129,7 +134,18 @@ export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList
   if (o.ticketKeysKeyd) s.keyd = { ...s.keyd, ticketKeys: true };
   s.psk = definedFields({ ...s.psk, hint: o.pskHint, unknown: o.pskUnknown });
   s.tls = definedFields({ alpn: o.alpn?.split(',').filter(Boolean), minVersion: o.minVersion, rsaKeyExchange: o.rsaKeyExchange });
+  s.delegatedCredentials = definedFields({ enabled: o.delegatedCredentials ? true : undefined, validity: o.dcValidity });
   return s;
+}
+
+/** The delegated-credential settings when they are on, checked: their validity in ms. */
+export function delegationSettings(s: FrontSettings): { validityMs: number } | undefined {
+  const d = s.delegatedCredentials;
+  if (d?.enabled !== true) {
+    if (d?.validity !== undefined && d.enabled === undefined) throw new CliError('--dc-validity needs --delegated-credentials');
+    return undefined;
+  }
+  return { validityMs: d.validity === undefined ? DEFAULT_DC_VALIDITY_MS : parseDcValidity(d.validity) };
 }
 
 /** `o` without its undefined fields, or undefined when none is left (a group no flag set). */
@@ -153,7 +169,9 @@ export function resolveSettings<R extends Role>(role: R, configPath: string | un
 
 /** Where keys come from, for KeySources. */
 export function keySourceOptions(s: FrontSettings): KeySourceOptions {
+  const dc = delegationSettings(s);
   return {
+    ...(dc ? { delegatedCredentials: { maxValidityMs: holderMaxValidity(dc.validityMs) } } : {}),
     keyProcess: s.keyProcess === true,
     pskProcess: s.psk?.process === true,
     ...(s.keyUser !== undefined ? { keyUser: s.keyUser } : {}),

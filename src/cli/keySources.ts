@@ -6,10 +6,12 @@
  * or --psk-file in this process). Every failure becomes a CliError whose message names the file,
  * address or URI and the reason, never key bytes or a PIN.
  */
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, type KeyOperations, type PskOperations } from '../keys/keyOperations.js';
+import { LocalDelegatedCredentialIssuer } from '../keys/localDelegatedCredentialIssuer.js';
 import { LocalKey } from '../keys/localKey.js';
 import { LocalPsk } from '../keys/localPsk.js';
 import { parsePskEntries } from '../keys/pskFile.js';
@@ -62,6 +64,11 @@ export interface KeySourceOptions {
   pkcs11?: { module?: string; pinFile?: string };
   /** Where key processes report exits and restarts (default: stderr). */
   log?: (line: string) => void;
+  /**
+   * Delegated credentials are wanted (--delegated-credentials): key processes start able to
+   * sign them, for at most `maxValidityMs` (default 6 h), and in-process keys get an issuer.
+   */
+  delegatedCredentials?: { maxValidityMs?: number };
 }
 
 /** Where the TLS 1.2 PSKs are held. */
@@ -91,6 +98,12 @@ export interface OpenedKey {
   backend: 'local' | 'key-process' | 'keyd' | 'pkcs11';
   /** The key process's pid, for --key-process. */
   pid?(): number | undefined;
+  /**
+   * With KeySourceOptions.delegatedCredentials: what signs this certificate's delegated
+   * credentials (keyd, the key process, or an issuer over the in-process key), or why
+   * nothing can.
+   */
+  delegation?: { issuer: DelegatedCredentialIssuer } | { unavailable: string };
 }
 
 function errorCode(err: unknown): string {
@@ -158,6 +171,7 @@ export class KeySources {
   #ticketKeys: TicketKeyFetcher | undefined;
   #keyd: Promise<KeydClient> | undefined;
   #client: KeydClient | undefined;
+  readonly #onClose: (() => void)[] = [];
 
   constructor(opts: KeySourceOptions) {
     this.#opts = opts;
@@ -215,16 +229,20 @@ export class KeySources {
     } catch (err) {
       throw new CliError(`cannot read key file ${path}: ${errorCode(err)}`);
     }
+    let privateKey: KeyObject;
     let key: LocalKey;
     try {
-      key = new LocalKey(data);
+      privateKey = createPrivateKey(data);
+      key = new LocalKey(privateKey);
     } catch {
       throw new CliError(`${path} is not a usable private key (PEM: PKCS#8, PKCS#1 or SEC1)`);
     } finally {
       data.fill(0);
     }
     if (key.keyId !== keyIdOf(leaf.publicKey)) throw mismatch(certPath, path);
-    return { key, backend: 'local', describe: () => `in this process, read from ${path} (--key without --key-process)` };
+    const dc = this.#opts.delegatedCredentials;
+    const delegation = dc && { issuer: new LocalDelegatedCredentialIssuer(privateKey, dc.maxValidityMs !== undefined ? { maxValidityMs: dc.maxValidityMs } : {}) };
+    return { key, backend: 'local', describe: () => `in this process, read from ${path} (--key without --key-process)`, ...(delegation ? { delegation } : {}) };
   }
 
   async #fromKeyProcess(certPath: string, leaf: X509Certificate, path: string): Promise<OpenedKey> {
@@ -236,7 +254,8 @@ export class KeySources {
     const logger: KeyProcessLogger = { info: (obj, msg) => msg !== 'key process ready' && info(obj, msg), warn: fmt('warn'), error: fmt('error') };
     let key;
     try {
-      key = await startKeyProcess({ keyPath: path, keyUser: this.#opts.keyUser, expectedPublicKey: leaf.publicKey, logger });
+      const dc = this.#opts.delegatedCredentials;
+      key = await startKeyProcess({ keyPath: path, keyUser: this.#opts.keyUser, expectedPublicKey: leaf.publicKey, logger, ...(dc ? { delegatedCredentials: dc } : {}) });
     } catch (err) {
       const msg = (err as Error).message;
       if (/does not match/.test(msg)) throw mismatch(certPath, `${path}, in a key process`);
@@ -249,6 +268,7 @@ export class KeySources {
       backend: 'key-process',
       pid: () => key.pid,
       describe: () => `in a separate key process (pid ${key.pid ?? 'restarting'}${user}); this process never read ${path}`,
+      ...(this.#opts.delegatedCredentials ? { delegation: { issuer: key } } : {}),
     };
   }
 
@@ -286,7 +306,12 @@ export class KeySources {
     }
     if (key.keyId !== keyIdOf(leaf.publicKey)) throw mismatch(certPath, `keyd key ${keyId}`);
     const where = this.#opts.keyd!.addresses.join(', ');
-    return { key, backend: 'keyd', describe: () => `in keyd (${where}), key id ${keyId.slice(0, 16)}…; this process holds only the public key` };
+    return {
+      key,
+      backend: 'keyd',
+      describe: () => `in keyd (${where}), key id ${keyId.slice(0, 16)}…; this process holds only the public key`,
+      ...(this.#opts.delegatedCredentials ? { delegation: { issuer: key } } : {}),
+    };
   }
 
   async #fromPkcs11(certPath: string, leaf: X509Certificate, uri: string): Promise<OpenedKey> {
@@ -308,6 +333,7 @@ export class KeySources {
     return {
       key,
       backend: 'pkcs11',
+      ...(this.#opts.delegatedCredentials ? { delegation: { unavailable: 'a --pkcs11 key does not sign delegated credentials (put the key in keyd or a key process for that)' } } : {}),
       describe: () => `in PKCS#11 token "${i.tokenLabel}", object "${i.objectLabel}"${i.sensitive && !i.extractable ? ', sensitive and not extractable' : ''}${soft}`,
     };
   }
@@ -383,8 +409,14 @@ export class KeySources {
     return this.#ticketKeys;
   }
 
+  /** Runs `fn` first thing in close() (what uses the keys stops before they close: delegated-credential renewals). */
+  onClose(fn: () => void): void {
+    this.#onClose.push(fn);
+  }
+
   /** Closes every key and PSK holder opened (key processes, PKCS#11 sessions, the keyd connections). */
   async close(): Promise<void> {
+    for (const fn of this.#onClose.splice(0)) fn();
     this.#ticketKeys?.close();
     const keys = this.#opened.splice(0);
     const psks = this.#psks.splice(0);

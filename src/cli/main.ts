@@ -9,6 +9,7 @@ import {
   addFrontOptions,
   certificateSpecs,
   definedFields,
+  delegationSettings,
   frontSettingsFromFlags,
   keySourceOptions,
   positiveInt,
@@ -59,6 +60,15 @@ Session tickets: by default this front makes its own ticket keys (in memory,
 rotated hourly). --ticket-keys-keyd takes them from keyd instead, so that every
 front of a fleet resumes the sessions of the others (keyd rotates them; the
 front's rule in keyd.json needs "ticketKeys": true; tls:// keyd addresses only).
+
+Delegated credentials (RFC 9345): --delegated-credentials [--dc-validity 1h]. The
+key holder (keyd, whose rule for this front needs "delegatedCredentials": true; a
+key process; or --key in this process) signs a short-lived credential for a key
+this process makes in memory, renewed before expiry. TLS 1.3 clients that offer
+them (Firefox, NSS tstclnt -B) get it and a handshake signed with its key, no
+key-holder call; every other client gets the key holder's signature. The
+certificate needs DelegationUsage (keyward certs issue --delegation) and
+digitalSignature; the start lines say per certificate whether they are on.
 
 TLS 1.2 PSK suites (PSK-AES128-GCM-SHA256, ECDHE-PSK-AES128-GCM-SHA256,
 ECDHE-PSK-CHACHA20-POLY1305; --cert is optional then):
@@ -113,6 +123,7 @@ export function buildProgram(): Command {
       const { certs, keys } = certificateSpecs(s);
       const psk = pskSettings(s);
       ticketKeysFromKeyd(s);
+      const dc = delegationSettings(s);
       const running = await serve({
         listen: s.listen ?? '127.0.0.1:8443',
         certs,
@@ -124,6 +135,7 @@ export function buildProgram(): Command {
         ...(s.clientAuth?.ca !== undefined ? { clientCa: s.clientAuth.ca, requireClientCert: s.clientAuth.required === true } : {}),
         ...(psk ? { psk } : {}),
         sources: keySourceOptions(s),
+        ...(dc ? { delegatedCredentials: dc } : {}),
         ...s.limits,
       });
       stopOnSignals(() => running.close());
@@ -135,7 +147,10 @@ export function buildProgram(): Command {
         throw err;
       }
       process.stdout.write(`keyward: this front runs as uid ${runsAs.uid}, gid ${runsAs.gid}${runsAs.user !== undefined ? ` (--user ${runsAs.user}: root dropped for good)` : ''}\n`);
-      for (const c of running.certificates) process.stdout.write(`keyward: ${c.certPath}: private key ${c.describe()}\n`);
+      for (const c of running.certificates) {
+        process.stdout.write(`keyward: ${c.certPath}: private key ${c.describe()}\n`);
+        if (c.delegation) process.stdout.write(`keyward: ${c.certPath}: ${c.delegation}\n`);
+      }
       if (running.psk) process.stdout.write(`keyward: ${running.psk.describe()}\n`);
       if (running.ticketKeys) process.stdout.write(`keyward: session ticket keys from keyd (${running.ticketKeys.stats.keyNames.length} key(s)); this front keeps them in memory only\n`);
       const { address, port } = running.address;

@@ -18,6 +18,7 @@ import {
   addFrontOptions,
   definedFields,
   certificateSpecs,
+  delegationSettings,
   frontSettingsFromFlags,
   keySourceOptions,
   nonNegativeInt,
@@ -28,6 +29,7 @@ import {
   type FrontFlagValues,
   type KeySpecList,
 } from './frontOptions.js';
+import type { DelegationLog } from './delegation.js';
 import { CliError, KeySources } from './keySources.js';
 import type { ProxySettings } from './roleConfig.js';
 import { loadCertificates } from './serve.js';
@@ -130,11 +132,14 @@ interface OpenedGeneration {
   generation: ProxyGeneration | ProxyClientGeneration;
   /** Where it relays to: the upstream, or the target in client mode. */
   to: string;
-  certificates: { cert: string; key: string }[];
+  certificates: { cert: string; key: string; delegatedCredentials?: string }[];
 }
 
-/** Opens the key holders of `s` and builds a proxy generation; closes what it opened on failure. */
-export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGeneration> {
+/**
+ * Opens the key holders of `s` and builds a proxy generation; closes what it opened on
+ * failure. `log` gets delegated-credential renewal failures and expiries.
+ */
+export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promise<OpenedGeneration> {
   if (s.client) return openClientGeneration(s, s.client);
   if (s.upstream === undefined) throw new CliError('--upstream is required: HOST:PORT or unix:/path of the application behind the proxy');
   const upstream = endpointOf(s.upstream, '--upstream');
@@ -155,12 +160,22 @@ export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGener
   try {
     if (psk?.identityHint !== undefined && Buffer.byteLength(psk.identityHint, 'utf8') > 0xffff) throw new CliError('--psk-hint is longer than 65535 bytes');
     const { certs, keys } = certificateSpecs(s);
-    const loaded = await loadCertificates({ listen: '', certs, keys, sources: keySourceOptions(s), ...(psk ? { psk } : {}) }, sources);
+    const dc = delegationSettings(s);
+    const dcLog: DelegationLog | undefined = log && ((level, message, fields) => log[level](fields, message));
+    const loaded = await loadCertificates(
+      { listen: '', certs, keys, sources: keySourceOptions(s), ...(psk ? { psk } : {}), ...(dc ? { delegatedCredentials: { ...dc, ...(dcLog ? { log: dcLog } : {}) } } : {}) },
+      sources,
+    );
     const openedPsk = psk ? await sources.openPsk(psk.source, psk.unknownIdentity) : undefined;
     // Each generation fetches anew: the keys are keyd's, so tickets outlive a reload.
     const ticketKeys = ticketKeysFromKeyd(s) ? await sources.openTicketKeys() : undefined;
     const generation: ProxyGeneration = {
-      certificates: loaded.certificates.map((c, i) => ({ cert: c.cert, key: c.key, holder: loaded.served[i].backend })),
+      certificates: loaded.certificates.map((c, i) => ({
+        cert: c.cert,
+        key: c.key,
+        holder: loaded.served[i].backend,
+        ...(c.delegatedCredentials ? { delegatedCredentials: c.delegatedCredentials } : {}),
+      })),
       ...(openedPsk ? { psk: { holder: openedPsk.holder, label: openedPsk.backend, ...(psk?.identityHint !== undefined ? { identityHint: psk.identityHint } : {}) } } : {}),
       tls: {
         ...(s.tls?.alpn && s.tls.alpn.length > 0 ? { ALPNProtocols: s.tls.alpn } : {}),
@@ -176,7 +191,11 @@ export async function openProxyGeneration(s: ProxySettings): Promise<OpenedGener
       limits: s.limits ?? {},
       release: () => sources.close(),
     };
-    return { generation, to: formatEndpoint(upstream), certificates: loaded.served.map((c) => ({ cert: c.certPath, key: c.describe() })) };
+    return {
+      generation,
+      to: formatEndpoint(upstream),
+      certificates: loaded.served.map((c) => ({ cert: c.certPath, key: c.describe(), ...(c.delegation ? { delegatedCredentials: c.delegation } : {}) })),
+    };
   } catch (err) {
     await sources.close();
     throw err;
@@ -192,6 +211,7 @@ async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettin
     [s.clientAuth, '--client-ca, --client-auth (clientAuth)'],
     [s.tls?.rsaKeyExchange, '--rsa-key-exchange (tls.rsaKeyExchange)'],
     [s.keyd?.ticketKeys || undefined, '--ticket-keys-keyd (keyd.ticketKeys)'],
+    [s.delegatedCredentials?.enabled || undefined, '--delegated-credentials (delegatedCredentials)'],
   ];
   const given = serverOnly.filter(([v]) => v !== undefined).map(([, name]) => name);
   if (given.length > 0) throw new CliError(`client mode relays to --target: ${given.join(', ')} belong to server mode`);
@@ -252,7 +272,7 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
   const listen = endpointOf(settings.listen ?? '127.0.0.1:8443', '--listen', true);
   const metricsListen = settings.metrics?.listen !== undefined ? endpointOf(settings.metrics.listen, '--metrics-listen', true) : undefined;
   if (metricsListen?.kind === 'unix') throw new CliError('--metrics-listen must be HOST:PORT');
-  const opened = await openProxyGeneration(settings);
+  const opened = await openProxyGeneration(settings, log);
   let proxy: KeywardProxy;
   try {
     proxy = new KeywardProxy({ listen, logger: log, ...(metricsListen?.kind === 'tcp' ? { metricsListen: { host: metricsListen.host, port: metricsListen.port } } : {}) }, opened.generation);
@@ -291,7 +311,7 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
       try {
         const next = reread();
         if (next.listen !== undefined && next.listen !== (settings.listen ?? '127.0.0.1:8443')) log.warn({ listen: next.listen }, 'reload: a new listen address needs a restart; keeping the old one');
-        const g = await openProxyGeneration(next);
+        const g = await openProxyGeneration(next, log);
         try {
           proxy.reload(g.generation);
         } catch (err) {

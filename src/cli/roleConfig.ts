@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseEndpoint } from '../proxy/endpoint.js';
+import { parseDcValidity } from './delegation.js';
 import { childPath, JsonSyntaxError, parseJsonWithLines } from './jsonLines.js';
 
 /** A certificate chain and where its key is (at most one of key, pkcs11, keydKeyId; none: keyd by the certificate's key id). */
@@ -34,6 +35,12 @@ export interface FrontSettings {
   clientAuth?: { ca?: string; required?: boolean };
   /** Drop from root to this user once listening and the key processes are started. */
   user?: string;
+  /**
+   * Delegated credentials (RFC 9345; --delegated-credentials, --dc-validity): on with
+   * `enabled`, each valid for `validity` (30m, 1h, 2d; default 1h). In the file: true, or
+   * { "validity": "2h" } (on), or { "enabled": false }.
+   */
+  delegatedCredentials?: { enabled?: boolean; validity?: string };
   limits?: FrontLimitSettings;
   log?: { level?: string };
 }
@@ -182,6 +189,24 @@ const certificateEntry = object(
   },
 );
 
+const dcValidity: Check = (v, p, ctx) => {
+  const s = str(v, p, ctx) as string | undefined;
+  if (s === undefined) return undefined;
+  try {
+    parseDcValidity(s, p);
+    return s;
+  } catch (err) {
+    return problem(ctx, p, (err as Error).message.replace(`${p} ${s}: `, ''));
+  }
+};
+
+/** true, false, or an object whose presence means on unless it says `"enabled": false`. */
+const delegatedCredentials: Check = (v, p, ctx) => {
+  if (typeof v === 'boolean') return { enabled: v };
+  const o = object({ enabled: bool, validity: dcValidity })(v, p, ctx) as { enabled?: boolean; validity?: string } | undefined;
+  return o && { enabled: true, ...o };
+};
+
 const frontFields: Record<string, Check> = {
   listen: endpoint(true),
   certificates: list(certificateEntry),
@@ -205,6 +230,7 @@ const frontFields: Record<string, Check> = {
   tls: object({ alpn: list(str), minVersion: oneOf('TLSv1.2', 'TLSv1.3'), rsaKeyExchange: bool }),
   clientAuth: object({ ca: file, required: bool }),
   user: str,
+  delegatedCredentials,
   limits: object({ handshakeTimeoutMs: int(1), maxConnections: int(1), maxConnectionsPerSource: int(1) }),
   log: object({ level: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
 };

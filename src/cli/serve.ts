@@ -15,6 +15,8 @@ import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { certifiedKey } from '../tls/engine/certificates.js';
 import { SourceLimit } from '../proxy/sourceLimit.js';
 import type { TicketKeyFetcher } from '../keys/ticketKeyFetcher.js';
+import type { DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
+import { DEFAULT_DC_VALIDITY_MS, holderMaxValidity, startDelegation, type DelegationLog } from './delegation.js';
 import { CliError, KeySources, type KeySourceOptions, type KeySpec, type OpenedKey, type OpenedPsk, type PskSpec } from './keySources.js';
 import { demoPage } from './page.js';
 
@@ -64,6 +66,13 @@ export interface ServeOptions {
   maxConnections?: number;
   /** Client connections open at once from one IP address (default: no such limit). */
   maxConnectionsPerSource?: number;
+  /**
+   * Delegated credentials (RFC 9345; --delegated-credentials): each certificate whose key
+   * can sign them gets a credential of `validityMs` (default 1 h), renewed before expiry;
+   * TLS 1.3 clients that offer them are served without a key-holder call. `log` gets
+   * renewal failures and expiries (default: stderr lines).
+   */
+  delegatedCredentials?: { validityMs?: number; log?: DelegationLog };
 }
 
 /** serve's defaults: a connection that does not finish its handshake in time gives its slot back. */
@@ -77,6 +86,8 @@ export interface ServedCertificate {
   describe(): string;
   /** For a key process: its current pid. */
   pid?(): number | undefined;
+  /** With delegatedCredentials: whether they are on for this certificate (until when), or why not. */
+  delegation?: string;
 }
 
 /** A running `serve`. */
@@ -139,6 +150,10 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
   const keys: KeyOperations[] = [];
   try {
     for (let i = 0; i < opts.certs.length; i++) await loadOne(i);
+    // Asked for, and possible for none: say why rather than run without them unnoticed.
+    if (opts.delegatedCredentials && opts.certs.length > 0 && !certificates.some((c) => c.delegatedCredentials)) {
+      throw new CliError(`--delegated-credentials: ${served.map((c) => `${c.certPath}: ${c.delegation ?? ''}`).join('; ')}`);
+    }
   } catch (err) {
     // Keys from keyFor are this function's to close; those from `sources` are closed with it.
     if (opts.keyFor) await Promise.allSettled(keys.map((k) => k.close?.()));
@@ -151,13 +166,14 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
     const { pem, leaf } = readCertificate(certPath, isolated);
     let key: KeyOperations;
     let entry: ServedCertificate;
+    let opened: OpenedKey | undefined;
     if (opts.keyFor) {
       key = await opts.keyFor(i, pem);
       keys.push(key);
       const description = opts.keyDescription ?? 'held by the program that embeds keyward';
       entry = { certPath, keyId: key.keyId, backend: 'custom', describe: () => description };
     } else {
-      const opened = await sources.open(certPath, leaf, specs[i]);
+      opened = await sources.open(certPath, leaf, specs[i]);
       key = opened.key;
       keys.push(key);
       entry = { certPath, keyId: keyIdOf(leaf.publicKey), backend: opened.backend, describe: withProtection(opened.describe, key), ...(opened.pid ? { pid: opened.pid } : {}) };
@@ -169,10 +185,30 @@ export async function loadCertificates(opts: ServeOptions, sources: KeySources):
       if (/do not match/.test(msg)) throw new CliError(`the certificate ${certPath} and the key do not match (key: ${entry.describe()})`);
       throw new CliError(`${certPath}: ${msg}`);
     }
-    certificates.push({ cert: pem, key });
+    let delegatedCredentials;
+    const dc = opts.delegatedCredentials;
+    if (dc) {
+      const d = await startDelegation(certPath, new Uint8Array(leaf.raw), opened ?? { delegation: customDelegation(key) }, dc.validityMs ?? DEFAULT_DC_VALIDITY_MS, dc.log ?? stderrLog);
+      if (d.manager) {
+        const m = d.manager;
+        sources.onClose(() => m.stop());
+        delegatedCredentials = m;
+      }
+      entry.delegation = d.status;
+    }
+    certificates.push({ cert: pem, key, ...(delegatedCredentials ? { delegatedCredentials } : {}) });
     served.push(entry);
   }
 }
+
+/** A key from keyFor signs delegated credentials when it is an issuer (keyd's RemoteKey, a KeyProcessKey). */
+function customDelegation(key: KeyOperations): OpenedKey['delegation'] {
+  const issuer = key as Partial<DelegatedCredentialIssuer>;
+  return typeof issuer.issueDelegatedCredential === 'function' ? { issuer: issuer as DelegatedCredentialIssuer } : { unavailable: 'the key given by the program does not sign delegated credentials' };
+}
+
+/** serve's default log for delegated-credential events: one stderr line each. */
+const stderrLog: DelegationLog = (level, message, fields) => process.stderr.write(`keyward: ${level}: ${message} ${JSON.stringify(fields)}\n`);
 
 /** A key process's description says plainly what keeps the front out of its memory (KeyProcessHost.describeProtection). */
 function withProtection(describe: () => string, holder: unknown): () => string {
@@ -237,7 +273,8 @@ function limitPerSource(server: NetServer, limit: SourceLimit): void {
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen);
   const alpn = opts.alpn ?? ['h2', 'http/1.1'];
-  const sources = new KeySources(opts.sources ?? {});
+  const dcValidity = opts.delegatedCredentials && (opts.delegatedCredentials.validityMs ?? DEFAULT_DC_VALIDITY_MS);
+  const sources = new KeySources({ ...opts.sources, ...(dcValidity ? { delegatedCredentials: { maxValidityMs: holderMaxValidity(dcValidity) } } : {}) });
   let loaded;
   let psk: OpenedPsk | undefined;
   let ticketKeys: TicketKeyFetcher | undefined;

@@ -44,6 +44,12 @@ export interface KeywardConnectOptions extends EngineSocketOptions {
    * rejectUnauthorized) when its server chain still verifies; otherwise a full handshake runs.
    */
   session?: Buffer | Uint8Array;
+  /**
+   * Offer delegated credentials (RFC 9345): `true` for the TLS 1.3 ECDSA and Ed25519
+   * schemes, or a list of SignatureScheme code points. A server's credential is checked as
+   * RFC 9345 4.1.3 says; `negotiated.delegatedCredential` tells whether one was used.
+   */
+  delegatedCredentials?: boolean | readonly number[];
   /** Engine options beyond node:tls's (signature schemes, compatibility mode, ...). */
   engine?: ClientConfigInput;
 }
@@ -102,6 +108,7 @@ export function clientConfigFrom(options: KeywardConnectOptions): ClientConfig {
     certificate,
     psk: options.psk,
     session: session && (options.rejectUnauthorized === false || sessionChainVerifies(session, serverName ?? host, options)) ? session : undefined,
+    delegatedCredentials: options.delegatedCredentials,
     ...options.engine,
   });
 }

@@ -1,7 +1,7 @@
 import { Server as NetServer, type Socket } from 'node:net';
 import type { KeyOperations } from '../keys/keyOperations.js';
 import type { X509Certificate } from 'node:crypto';
-import { certifiedKey, subjectNameDer, type CertifiedKey } from '../tls/engine/certificates.js';
+import { certifiedKey, subjectNameDer, type CertifiedKey, type DelegatedCredentialSource } from '../tls/engine/certificates.js';
 import { resolveServerConfig, type ServerConfig, type ServerConfigInput } from '../tls/engine/config.js';
 import { SessionCache12 } from '../tls/resumption/sessionCache12.js';
 import { TicketKeyRing } from '../tls/resumption/ticketKeys.js';
@@ -15,6 +15,13 @@ export interface CertificateWithKey {
   key: KeyOperations;
   /** Names to serve instead of the certificate's DNS names. */
   names?: string[];
+  /**
+   * Delegated credentials for this certificate (RFC 9345): a DelegatedCredentialManager
+   * whose issuer is this certificate's key holder. TLS 1.3 clients that offer them are
+   * served the current credential and a CertificateVerify signed with its key (no
+   * key-holder call); every other client gets the key holder's signature.
+   */
+  delegatedCredentials?: DelegatedCredentialSource;
 }
 
 /** Options of `createServer`, in the spirit of `tls.createServer`'s. */
@@ -36,7 +43,7 @@ export interface KeywardServerOptions extends Omit<Partial<ServerConfigInput>, '
 }
 
 function toCertifiedKey(c: CertificateWithKey | CertifiedKey): CertifiedKey {
-  return 'chain' in c ? c : certifiedKey(c.cert, c.key, { names: c.names });
+  return 'chain' in c ? c : certifiedKey(c.cert, c.key, { names: c.names, ...(c.delegatedCredentials ? { delegatedCredentials: c.delegatedCredentials } : {}) });
 }
 
 /** Builds the engine configuration from server options. */

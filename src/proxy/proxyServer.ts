@@ -23,6 +23,7 @@ import type { TlsAcceptor } from '../node/acceptor.js';
 import type { KeywardTLSSocket, TlsHandshakeError } from '../node/tlsSocket.js';
 import { groupName } from '../tls/crypto/groups.js';
 import { schemeName } from '../tls/crypto/signatureSchemes.js';
+import type { DelegatedCredentialSource } from '../tls/engine/certificates.js';
 import { clearStaleSocket, formatEndpoint, type Endpoint } from './endpoint.js';
 import { KeyOperationGate } from './keyGate.js';
 import { ProxyMetrics, startMetricsListener } from './metrics.js';
@@ -69,6 +70,8 @@ export interface ProxyCertificate {
   /** 'keyd', 'key-process', 'pkcs11', 'local', ... */
   holder: string;
   names?: string[];
+  /** Delegated credentials signed by `key`'s holder (RFC 9345), served to TLS 1.3 clients that offer them. */
+  delegatedCredentials?: DelegatedCredentialSource;
 }
 
 /** Everything a reload can change. */
@@ -278,7 +281,12 @@ export class KeywardProxy {
   }
 
   #terminatingSide(g: ProxyGeneration, limits: ProxyLimits): TerminatingSide {
-    const certificates = g.certificates.map((c) => ({ cert: c.cert, key: this.gate.wrapKey(c.key, c.holder), ...(c.names ? { names: c.names } : {}) }));
+    const certificates = g.certificates.map((c) => ({
+      cert: c.cert,
+      key: this.gate.wrapKey(c.key, c.holder),
+      ...(c.names ? { names: c.names } : {}),
+      ...(c.delegatedCredentials ? { delegatedCredentials: c.delegatedCredentials } : {}),
+    }));
     const psk = g.psk ? { holder: this.gate.wrapPsk(g.psk.holder, g.psk.label), ...(g.psk.identityHint !== undefined ? { identityHint: g.psk.identityHint } : {}) } : undefined;
     const acceptor = tlsAcceptorFrom({
       ...g.tls,
@@ -456,7 +464,8 @@ export class KeywardProxy {
       version: n.version ?? 'none',
       suite: n.cipherName ?? 'none',
       group: n.group !== undefined ? groupName(n.group) : 'none',
-      key_holder: this.#holderOf.get(tls.connectionId) ?? 'none',
+      // A handshake signed with a delegated credential asked no key holder.
+      key_holder: this.#holderOf.get(tls.connectionId) ?? (n.delegatedCredential ? 'delegated-credential' : 'none'),
       outcome,
     });
   }
@@ -514,7 +523,7 @@ export class KeywardProxy {
         alpn: n?.alpnProtocol || null,
         version: n?.version ?? null,
         cipher: n?.cipherName ?? null,
-        keyHolder: (tls && this.#holderOf.get(tls.connectionId)) ?? null,
+        keyHolder: (tls && this.#holderOf.get(tls.connectionId)) ?? (n?.delegatedCredential ? 'delegated-credential' : null),
         // Server mode: the client's verified identity; client mode: the target's.
         ...(clientMode ? { serverCn: (tls && peerCommonName(tls)) ?? null } : { clientCn: (tls && peerCommonName(tls)) ?? null }),
         upstream: upstream ?? null,

@@ -4,7 +4,9 @@
 // both sides (the server's record, Firefox's own security info); a server with the default
 // groups picks what the README says for this Node (the hybrid on Node 24.7+, x25519 before).
 // Its ClientHello, captured through a proxy, also offers certificate compression and
-// delegated credentials.
+// delegated credentials; the server compresses its Certificate with brotli. Firefox accepts
+// a delegated credential (RFC 9345) from a server whose certificate key is in keyd or in a
+// key process, reports it, and keyd signs nothing for those handshakes.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { NamedGroup, groupName } from '../../src/tls/crypto/groups.js';
@@ -12,6 +14,7 @@ import { SignatureScheme, schemeName } from '../../src/tls/crypto/signatureSchem
 import { parseClientHello } from '../../src/tls/wire/clientHello.js';
 import { CertificateCompressionAlgorithm } from '../../src/tls/wire/compressedCertificate.js';
 import { HandshakeType } from '../../src/tls/wire/constants.js';
+import { startDcFronts, type DcFronts } from '../support/dcFronts.js';
 import { groupWithHybridClient } from '../support/expectedGroup.js';
 import { Firefox } from '../support/firefox.js';
 import { tempDir } from '../support/keydFixture.js';
@@ -54,6 +57,13 @@ async function load(url: string): Promise<string> {
   return browser().executeScript<string>('return document.getElementById("tls").textContent');
 }
 
+/** The connections that were not resumed: at least one. */
+function fullHandshakes(server: PageServer): PageServer['sessions'] {
+  const full = server.sessions.filter((s) => !s.resumed);
+  assert.ok(full.length >= 1, `no full handshake; handshake errors: ${server.errors.join('; ') || 'none'}`);
+  return full;
+}
+
 /** Every connection the server established, all with `group`. */
 function assertAllSessions(server: PageServer, group: number): void {
   assert.ok(server.sessions.length >= 1, `no connection established; handshake errors: ${server.errors.join('; ') || 'none'}`);
@@ -71,6 +81,8 @@ describe('Firefox ESR (headless, Marionette)', () => {
     try {
       assert.equal(await load(`https://localhost:${proxy.port}/`), 'TLSv1.3 X25519MLKEM768');
       assertAllSessions(server, NamedGroup.X25519MLKEM768);
+      // Firefox may open a second connection that resumes the first (no certificate then).
+      for (const session of fullHandshakes(server)) assert.equal(session.certificateCompression, CertificateCompressionAlgorithm.brotli);
 
       const info = await browser().securityInfo();
       assert.deepEqual(info, {
@@ -107,6 +119,35 @@ describe('Firefox ESR (headless, Marionette)', () => {
       assert.equal((await browser().securityInfo())?.keaGroupName, FIREFOX_GROUP[groupWithHybridClient]);
     } finally {
       await server.close();
+    }
+  });
+
+  describe('delegated credentials', () => {
+    let fronts: DcFronts;
+    before(async () => {
+      fronts = await startDcFronts();
+    });
+    after(async () => {
+      await fronts?.close();
+    });
+
+    for (const name of ['keyd', 'key process']) {
+      it(`accepts a delegated credential and reports it, the certificate key in ${name}; keyd signs nothing for it`, async () => {
+        const holder = name === 'keyd' ? fronts.keyd : fronts.keyProcess;
+        const before = await fronts.audit();
+        const server = await startPageServer({ certificates: [holder.certificate] });
+        try {
+          assert.match(await load(server.url), /^TLSv1\.3 /);
+          const info = await browser().securityInfo();
+          assert.equal(info?.isDelegatedCredential, true, JSON.stringify(info));
+          assert.equal(info?.signatureSchemeName, 'ECDSA-P256-SHA256');
+          for (const session of fullHandshakes(server)) assert.equal(session.delegatedCredential, true);
+          assert.deepEqual(server.errors, []);
+        } finally {
+          await server.close();
+        }
+        assert.deepEqual(await fronts.audit(), { ...before, delegatedCredential: 1 }, 'one credential signed at start, no sign since');
+      });
     }
   });
 });
