@@ -29,7 +29,19 @@ export { TlsClientConnection } from './tls/engine/clientConnection.js';
 export { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig } from './tls/engine/clientConfig.js';
 export { TlsConnection } from './tls/engine/connection.js';
 export { TlsServerConnection } from './tls/engine/serverConnection.js';
-export { certifiedKey, type CertifiedKey } from './tls/engine/certificates.js';
+export { certifiedKey, type CertifiedKey, type DelegatedCredentialSource } from './tls/engine/certificates.js';
+export {
+  DelegatedCredentialManager,
+  checkCertificateCanDelegate,
+  type DelegatedCredentialManagerOptions,
+  type CurrentDelegatedCredential,
+  type DelegatedCredentialEvent,
+  type DelegatedCredentialStats,
+  type DelegatedCredentialKeyType,
+  type CanDelegate,
+} from './keys/delegatedCredentials.js';
+export { type DelegatedCredentialIssuer, type DelegatedCredentialRequest, type DelegationSide } from './keys/delegatedCredentialIssuer.js';
+export { LocalDelegatedCredentialIssuer, type LocalDelegatedCredentialIssuerOptions } from './keys/localDelegatedCredentialIssuer.js';
 export { resolveServerConfig, type ServerConfig, type ServerConfigInput } from './tls/engine/config.js';
 export type {
   EngineEvent,
@@ -54,3 +66,4 @@ export {
 export { SignatureScheme } from './tls/crypto/signatureSchemes.js';
 export { CipherSuite } from './tls/crypto/cipherSuites.js';
 export { NamedGroup } from './tls/crypto/groups.js';
+export { CertificateCompressionAlgorithm } from './tls/wire/compressedCertificate.js';

@@ -29,6 +29,7 @@ export interface ConnectFlags extends KeyFlagValues {
   timeout?: number;
   sessIn?: string;
   sessOut?: string;
+  delegatedCredentials?: boolean;
 }
 
 /** Where the command reads and writes (the process's streams, or a test's). */
@@ -54,7 +55,10 @@ export function subjectLine(cert: X509Certificate): string {
   return cert.subject.split('\n').reverse().join(',');
 }
 
-/** The one line `connect` prints once connected (ending in `resumed=yes` when a session was resumed). */
+/**
+ * The one line `connect` prints once connected (ending in `resumed=yes` when a session was
+ * resumed, `dc=yes` when the server signed with a delegated credential).
+ */
 export function connectedLine(s: KeywardClientSocket): string {
   const n = s.negotiated;
   const leaf = s.getPeerX509Certificate();
@@ -67,6 +71,7 @@ export function connectedLine(s: KeywardClientSocket): string {
     ['subject', leaf ? subjectLine(leaf) : undefined],
   ];
   if (s.isSessionReused()) fields.push(['resumed', 'yes']);
+  if (n.delegatedCredential) fields.push(['dc', 'yes']);
   return `connected ${fields.map(([k, v]) => `${k}=${v ?? '-'}`).join(' ')}`;
 }
 
@@ -93,6 +98,7 @@ export async function runConnect(target: string, f: ConnectFlags, keySpecs: KeyS
       groups: list(f.groups),
       cipherSuites: list(f.cipher),
       handshakeTimeout: f.timeout ?? 30_000,
+      ...(f.delegatedCredentials ? { delegatedCredentials: true } : {}),
     };
     if (f.ca !== undefined) options.ca = readText(f.ca, '--ca');
     if (f.sessIn !== undefined) options.session = readSession(f.sessIn);
@@ -209,6 +215,7 @@ export function registerConnectCommand(program: Command): void {
     .option('--insecure', "do not verify the server's certificate (still reported on stderr)")
     .option('--sess-out <file>', 'save the session the server gives (TLS 1.3: the last ticket) to FILE, mode 0600, to resume with --sess-in')
     .option('--sess-in <file>', 'offer the session saved in FILE by --sess-out (a full handshake if the server does not take it)')
+    .option('--delegated-credentials', "offer delegated credentials (RFC 9345): a server may sign with one, checked as RFC 9345 4.1.3 says; the connected line then ends in dc=yes")
     .addOption(new Option('--timeout <ms>', 'handshake timeout (default 30000)').argParser(positiveInt))
     .action(async (target: string, f: ConnectFlags) => {
       const code = await runConnect(target, f, keySpecs, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
