@@ -32,6 +32,7 @@ export function demoPage(keyDescription: string | ((connectionId: string | undef
       ['hello retry', tls.helloRetry ? 'yes' : 'no'],
       ['private key', describe(socket?.connectionId)],
     ];
+    if (tls.delegatedCredential) facts.push(['signed by', 'a delegated credential (RFC 9345): a short-lived key in this process that the private key above certified; no key-holder call']);
     // Mutual TLS: who the client is, and whether its certificate verified.
     const client = socket?.getPeerX509Certificate();
     if (client) facts.push(['client', `${client.subject.split('\n').reverse().join(',')} (${socket?.authorized ? 'verified' : 'not verified'})`]);

@@ -3,7 +3,8 @@
  * (child processes): serve with the key in a key process and in the process itself, proxy
  * with the key in keyd and its settings from a configuration file; each says at start that
  * credentials are on, `tstclnt -B` gets one, a client that does not offer them gets the
- * key holder's signature, and the proxy's metrics count handshakes by who signed. A
+ * key holder's signature, serve's page says a credential signed keyward's client's
+ * handshake, and the proxy's metrics count handshakes by who signed. A
  * certificate that cannot delegate, and bad or lone --dc-validity values, are refused at
  * start with the reason.
  */
@@ -16,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import { issueCertificate } from '../../src/cli/pki.js';
 import type { Keyd } from '../../src/keyd/server.js';
 import { connectKeydAdmin } from '../../src/keys/remoteKey.js';
+import { connect } from '../../src/node/clientSocket.js';
 import { fetchText, metricValue, startTestKeyd, tempDir } from '../support/keydFixture.js';
 import { runKeyward, startKeyward, startServe, type KeywardChild } from '../support/keywardCli.js';
 import { describeRun } from '../support/keywardServer.js';
@@ -73,6 +75,20 @@ async function assertServesCredentialsToThoseWhoAsk(port: number): Promise<void>
   assert.equal(without.summary.delegatedCredential, false);
 }
 
+/** serve's page over keyward's client, offering delegated credentials. */
+async function page(port: number): Promise<string> {
+  const socket = connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.ca.certPem, ALPNProtocols: ['http/1.1'], delegatedCredentials: true });
+  socket.setEncoding('utf8');
+  let text = '';
+  socket.on('data', (d: string) => (text += d));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('secureConnect', () => socket.write('GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
+    socket.once('close', () => resolve());
+    socket.once('error', reject);
+  });
+  return text;
+}
+
 describe('--delegated-credentials', () => {
   for (const [where, args] of [
     ['a key process', ['--key-process', '--key']],
@@ -84,6 +100,7 @@ describe('--delegated-credentials', () => {
         child = await startServe(['--cert', dcChain, ...args, dcKey, '--delegated-credentials', '--dc-validity', '2h']);
         assert.match(child.stdout(), /keyward: .*dc-chain\.pem: delegated credentials on: the current one expires at \S+ and is renewed before/);
         await assertServesCredentialsToThoseWhoAsk(child.port);
+        assert.match(await page(child.port), /^signed by: a delegated credential \(RFC 9345\)/m, "the page says who signed keyward's client's handshake");
       } finally {
         await child?.stop();
       }
