@@ -144,8 +144,8 @@ class Sequence {
 }
 
 const TLS13_EXPECTED = {
-  server: 'ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, [CertificateRequest,] Certificate or CompressedCertificate',
-  client: 'ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, CertificateRequest, Certificate or CompressedCertificate, CertificateVerify, Finished, Certificate',
+  server: 'ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, [CertificateRequest,] Certificate',
+  client: 'ClientHello, [HelloRetryRequest, ClientHello,] ServerHello, EncryptedExtensions, CertificateRequest, Certificate, CertificateVerify, Finished, Certificate',
 };
 
 /** The server's Certificate body, from a Certificate or a CompressedCertificate in an algorithm the ClientHello offered. */
