@@ -27,14 +27,13 @@ export const DEFAULT_CERTIFICATE_COMPRESSION: readonly SupportedCompressionAlgor
  * Checks a configured `certificateCompression` list: brotli and zlib only (what node:zlib
  * has on every supported Node), each once. An empty list turns compression off.
  */
-export function checkCompressionAlgorithms(list: readonly number[], what: string): readonly SupportedCompressionAlgorithm[] {
+export function checkCompressionAlgorithms(list: readonly number[], what: string): void {
   const seen = new Set<number>();
   for (const a of list) {
     if (!DEFAULT_CERTIFICATE_COMPRESSION.some((d) => d === a)) throw new Error(`${what}: ${compressionAlgorithmName(a)} is not supported (brotli and zlib are)`);
     if (seen.has(a)) throw new Error(`${what}: ${compressionAlgorithmName(a)} is listed twice`);
     seen.add(a);
   }
-  return list as readonly SupportedCompressionAlgorithm[];
 }
 
 /**
