@@ -1,9 +1,9 @@
 /**
  * What a TLS client (`keyward connect`, `keyward proxy --client`) authenticates with: a
- * client certificate whose key is in a key holder, and/or a TLS 1.2 PSK in a PSK holder,
+ * client certificate whose key is in a key holder, and/or a PSK in a PSK holder,
  * opened from the same key settings (flags or configuration file) as a server front's.
  */
-import type { CertificateKey, PskOperations } from '../keys/keyOperations.js';
+import type { CertificateKey, PskOperations, Tls13PskOperations } from '../keys/keyOperations.js';
 import { certificateSpecs, keySourceOptions, pskSettings } from './frontOptions.js';
 import { CliError, type KeySources } from './keySources.js';
 import type { FrontSettings } from './roleConfig.js';
@@ -19,9 +19,9 @@ export interface ClientCertificate {
   describe(): string;
 }
 
-/** A client's TLS 1.2 PSK: the identity it sends, the holder of the key. */
+/** A client's PSK (TLS 1.2, or TLS 1.3 external): the identity it sends, the holder of the key. */
 export interface ClientPsk {
-  holder: PskOperations;
+  holder: PskOperations & Tls13PskOperations;
   identity: string;
   backend: string;
   describe(): string;

@@ -7,13 +7,14 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../node/clientSocket.js';
+import { connect, suiteByName, type KeywardClientSocket, type KeywardConnectOptions } from '../node/clientSocket.js';
+import { suiteInfo } from '../tls/crypto/cipherSuites.js';
 import type { TlsHandshakeError } from '../node/engineSocket.js';
 import { schemeName } from '../tls/crypto/signatureSchemes.js';
 import { parseClientSession } from '../tls/resumption/clientSession.js';
 import { alertName } from '../tls/wire/alerts.js';
 import { openClientCredentials } from './clientCredentials.js';
-import { addKeyOptions, keySettingsFromFlags, keySourceOptions, positiveInt, type KeyFlagValues, type KeySpecList } from './frontOptions.js';
+import { addKeyOptions, keySettingsFromFlags, keySourceOptions, positiveInt, pskHashOption, type KeyFlagValues, type KeySpecList } from './frontOptions.js';
 import { CliError, KeySources } from './keySources.js';
 
 /** The flags of `keyward connect`, as commander gives them (the key flags are serve's: addKeyOptions). */
@@ -25,6 +26,8 @@ export interface ConnectFlags extends KeyFlagValues {
   groups?: string;
   cipher?: string;
   pskIdentity?: string;
+  pskHash?: 'sha256' | 'sha384';
+  tls13PskKe?: boolean;
   insecure?: boolean;
   timeout?: number;
   sessIn?: string;
@@ -70,6 +73,7 @@ export function connectedLine(s: KeywardClientSocket): string {
     ['alpn', n.alpnProtocol],
     ['subject', leaf ? subjectLine(leaf) : undefined],
   ];
+  if (n.pskIdentity !== undefined) fields.push(['psk', n.pskIdentity]);
   if (s.isSessionReused()) fields.push(['resumed', 'yes']);
   if (n.delegatedCredential) fields.push(['dc', 'yes']);
   return `connected ${fields.map(([k, v]) => `${k}=${v ?? '-'}`).join(' ')}`;
@@ -108,7 +112,17 @@ export async function runConnect(target: string, f: ConnectFlags, keySpecs: KeyS
       options.cert = certificate.cert;
       options.key = certificate.key;
     }
-    if (psk) options.psk = { holder: psk.holder, identity: psk.identity };
+    if (!psk && (f.pskHash !== undefined || f.tls13PskKe)) throw new CliError('--psk-hash and --tls13-psk-ke need a PSK (--psk-identity with --psk-keyd, --psk-process --psk-file or --psk-file)');
+    if (psk) {
+      // The PSK is offered in each version the connection may use: TLS 1.3 as an external PSK, TLS 1.2 with PSK suites.
+      const versions = pskVersions(f);
+      if (versions.includes('1.2')) options.psk = { holder: psk.holder, identity: psk.identity };
+      if (versions.includes('1.3')) {
+        options.tls13Psk = { holder: psk.holder, identity: psk.identity, ...(f.pskHash ? { hash: f.pskHash } : {}), ...(f.tls13PskKe ? { keyExchange: 'psk_ke' as const } : {}) };
+      } else if (f.pskHash !== undefined || f.tls13PskKe) {
+        throw new CliError('--psk-hash and --tls13-psk-ke are for a TLS 1.3 PSK: this connection is TLS 1.2 only');
+      }
+    }
     let socket: KeywardClientSocket;
     try {
       socket = connect(options);
@@ -123,6 +137,20 @@ export async function runConnect(target: string, f: ConnectFlags, keySpecs: KeyS
   } finally {
     await sources.close();
   }
+}
+
+/** The versions a PSK connection offers: --tls-version, else those of the --cipher suites, else both. */
+function pskVersions(f: ConnectFlags): ('1.3' | '1.2')[] {
+  if (f.tlsVersion !== undefined) return [f.tlsVersion];
+  const suites = list(f.cipher);
+  if (suites === undefined) return ['1.3', '1.2'];
+  let versions: string[];
+  try {
+    versions = suites.map((name) => suiteInfo(suiteByName(name))!.version);
+  } catch (err) {
+    throw new CliError(`--cipher: ${(err as Error).message}`);
+  }
+  return (['1.3', '1.2'] as const).filter((v) => versions.includes(`TLSv${v}`));
 }
 
 function readText(path: string, flag: string): string {
@@ -211,7 +239,9 @@ export function registerConnectCommand(program: Command): void {
     .option('--cipher <list>', 'cipher suites by IANA name, comma-separated, e.g. TLS_AES_128_GCM_SHA256');
   // The client key and PSK: the same flags as serve's (one --cert here).
   addKeyOptions(cmd, keySpecs)
-    .option('--psk-identity <identity>', 'the PSK identity to use')
+    .option('--psk-identity <identity>', 'the PSK identity to use: a TLS 1.3 external PSK and TLS 1.2 PSK suites, or the one --tls-version names')
+    .addOption(pskHashOption())
+    .option('--tls13-psk-ke', 'TLS 1.3 PSK: offer psk_ke only (no (EC)DHE, so no forward secrecy)')
     .option('--insecure', "do not verify the server's certificate (still reported on stderr)")
     .option('--sess-out <file>', 'save the session the server gives (TLS 1.3: the last ticket) to FILE, mode 0600, to resume with --sess-in')
     .option('--sess-in <file>', 'offer the session saved in FILE by --sess-out (a full handshake if the server does not take it)')

@@ -50,9 +50,9 @@ export function addKeyOptions(cmd: Command, keySpecs: KeySpecList): Command {
     .addOption(new Option('--pkcs11 <uri>', "RFC 7512 URI of a --cert's private key in a PKCS#11 token (repeat)").argParser(keyOption((uri) => ({ kind: 'pkcs11', uri }))))
     .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (else module-path in the URI)')
     .option('--pkcs11-pin-file <file>', "file holding the token's user PIN (else pin-value or pin-source in the URI)")
-    .option('--psk-keyd', 'TLS 1.2 PSK suites with the PSKs held by the --keyd key server')
-    .option('--psk-process', 'TLS 1.2 PSK suites with --psk-file read by a forked key process; this process never opens it')
-    .option('--psk-file <file>', 'PSK file, "identity:hexkey" per line (read by this process unless --psk-process)');
+    .option('--psk-keyd', 'PSKs held by the --keyd key server (TLS 1.2 PSK suites; TLS 1.3 too with --tls13-psk)')
+    .option('--psk-process', 'PSKs in --psk-file, read by a forked key process; this process never opens it')
+    .option('--psk-file <file>', 'PSK file, "identity:hexkey [sha256|sha384]" per line (read by this process unless --psk-process)');
 }
 
 /** Adds the flags of a TLS server front: --config, the key flags, TLS options, the PSK hint and policy, --user. */
@@ -68,6 +68,22 @@ export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: {
     .option('--psk-hint <hint>', 'PSK identity hint sent to clients')
     .addOption(new Option('--psk-unknown <mode>', 'answer to an unknown PSK identity (with --psk-file)').choices(['random', 'reject']))
     .option('--user <user>', 'once listening and the key processes started, drop this process from root to this user for good (name, uid or uid:gid)');
+}
+
+/** serve's TLS 1.3 external-PSK flags; the PSK comes from the PSK source flags (--psk-keyd, --psk-process --psk-file, --psk-file). */
+export function addTls13PskServerOptions(cmd: Command): Command {
+  return cmd
+    .option('--tls13-psk', 'also take TLS 1.3 external PSKs from the PSK source: its holder runs their key schedule (docs/tls13-psk.md)')
+    .addOption(
+      new Option('--tls13-psk-identity <identity>', 'an identity taken over TLS 1.3 (repeat); required with --cert: any other identity gets the certificate handshake').argParser(collect),
+    )
+    .option('--tls13-psk-ke', 'TLS 1.3 PSKs: also accept psk_ke (no (EC)DHE, so no forward secrecy) from a client that offers no (EC)DHE this server shares')
+    .addOption(pskHashOption());
+}
+
+/** --psk-hash, for serve --tls13-psk and connect. */
+export function pskHashOption(): Option {
+  return new Option('--psk-hash <hash>', 'the hash the TLS 1.3 PSK is used with (RFC 8446 4.2.11; default sha256)').choices(['sha256', 'sha384']);
 }
 
 /** The key flags' values, as commander gives them (addKeyOptions). */
@@ -101,6 +117,11 @@ export interface FrontFlagValues extends KeyFlagValues {
   user?: string;
   delegatedCredentials?: boolean;
   dcValidity?: string;
+  /** serve only (addTls13PskServerOptions). */
+  tls13Psk?: boolean;
+  tls13PskIdentity?: string[];
+  tls13PskKe?: boolean;
+  pskHash?: 'sha256' | 'sha384';
 }
 
 /** The certificates and where their keys and PSKs are, from the key flags (only flags actually given). */
@@ -132,7 +153,7 @@ export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList
   if (o.listen !== undefined) s.listen = o.listen;
   if (o.user !== undefined) s.user = o.user;
   if (o.ticketKeysKeyd) s.keyd = { ...s.keyd, ticketKeys: true };
-  s.psk = definedFields({ ...s.psk, hint: o.pskHint, unknown: o.pskUnknown });
+  s.psk = definedFields({ ...s.psk, hint: o.pskHint, unknown: o.pskUnknown, tls13: o.tls13Psk, tls13Identities: o.tls13PskIdentity, tls13PskKe: o.tls13PskKe, hash: o.pskHash });
   s.tls = definedFields({ alpn: o.alpn?.split(',').filter(Boolean), minVersion: o.minVersion, rsaKeyExchange: o.rsaKeyExchange });
   s.delegatedCredentials = definedFields({ enabled: o.delegatedCredentials ? true : undefined, validity: o.dcValidity });
   return s;
@@ -212,16 +233,30 @@ export function certificateSpecs(s: FrontSettings): { certs: string[]; keys: (Ke
   };
 }
 
+/** How a server uses its PSKs over TLS 1.3 (serve --tls13-psk). */
+export interface Tls13PskSettings {
+  hash?: 'sha256' | 'sha384';
+  identities?: string[];
+  allowPskOnly?: boolean;
+}
+
 /** The PSK settings as serve's options, checking that the combination makes sense. */
-export function pskSettings(s: FrontSettings): { source: PskSpec; identityHint?: string; unknownIdentity?: 'random' | 'reject' } | undefined {
+export function pskSettings(s: FrontSettings): { source: PskSpec; identityHint?: string; unknownIdentity?: 'random' | 'reject'; tls13?: Tls13PskSettings } | undefined {
   const p = s.psk;
   if (!p) return undefined;
   if (p.keyd && (p.process || p.file !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source');
   if (p.process && p.file === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads)');
+  if (!p.tls13 && (p.tls13Identities !== undefined || p.tls13PskKe !== undefined || p.hash !== undefined)) throw new CliError('--tls13-psk-identity, --tls13-psk-ke and --psk-hash go with --tls13-psk');
   const source: PskSpec | undefined = p.keyd ? { kind: 'keyd' } : p.file !== undefined ? { kind: p.process ? 'process' : 'file', path: p.file } : undefined;
   if (!source) {
-    if (p.hint !== undefined || p.unknown !== undefined) throw new CliError('--psk-hint and --psk-unknown need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
+    if (p.hint !== undefined || p.unknown !== undefined || p.tls13) {
+      throw new CliError('--psk-hint, --psk-unknown and --tls13-psk need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
+    }
     return undefined;
   }
-  return { source, ...(p.hint !== undefined ? { identityHint: p.hint } : {}), ...(p.unknown ? { unknownIdentity: p.unknown } : {}) };
+  if (p.tls13 && (s.certificates?.length ?? 0) > 0 && p.tls13Identities === undefined) {
+    throw new CliError('--tls13-psk with --cert needs --tls13-psk-identity ID (repeat): an identity not listed, a stale ticket say, then gets the certificate handshake instead of decrypt_error');
+  }
+  const tls13: Tls13PskSettings | undefined = p.tls13 ? definedFields({ hash: p.hash, identities: p.tls13Identities, allowPskOnly: p.tls13PskKe }) ?? {} : undefined;
+  return { source, ...(p.hint !== undefined ? { identityHint: p.hint } : {}), ...(p.unknown ? { unknownIdentity: p.unknown } : {}), ...(tls13 ? { tls13 } : {}) };
 }

@@ -10,7 +10,7 @@ import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } fr
 import { readFileSync } from 'node:fs';
 import type { DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { keyIdOf } from '../keys/keyId.js';
-import { KeyOperationError, type KeyOperations, type PskOperations } from '../keys/keyOperations.js';
+import { KeyOperationError, type KeyOperations, type PskOperations, type Tls13PskOperations } from '../keys/keyOperations.js';
 import { LocalDelegatedCredentialIssuer } from '../keys/localDelegatedCredentialIssuer.js';
 import { LocalKey } from '../keys/localKey.js';
 import { LocalPsk } from '../keys/localPsk.js';
@@ -71,7 +71,7 @@ export interface KeySourceOptions {
   delegatedCredentials?: { maxValidityMs?: number };
 }
 
-/** Where the TLS 1.2 PSKs are held. */
+/** Where the PSKs are held (TLS 1.2 PSK suites and TLS 1.3 external PSKs). */
 export type PskSpec =
   /** --psk-keyd: keyd holds them (provisioned with `keyward keys put-psk`); needs --keyd. */
   | { kind: 'keyd' }
@@ -82,7 +82,8 @@ export type PskSpec =
 
 /** The PSK holder of a `serve` run, with what the page and the log say about it. */
 export interface OpenedPsk {
-  holder: PskOperations;
+  /** Every holder answers both versions' operations. */
+  holder: PskOperations & Tls13PskOperations;
   backend: 'local' | 'key-process' | 'keyd';
   describe(): string;
   /** The PSK process's pid, for --psk-process. */

@@ -7,6 +7,7 @@ import { registerCertsCommands } from './certsCommand.js';
 import { registerConnectCommand } from './connect.js';
 import {
   addFrontOptions,
+  addTls13PskServerOptions,
   certificateSpecs,
   definedFields,
   delegationSettings,
@@ -78,6 +79,17 @@ ECDHE-PSK-CHACHA20-POLY1305; --cert is optional then):
   in-process    --psk-file psks.txt          (a baseline, not isolation)
   An unknown identity gets a random master secret (the handshake fails at Finished);
   --psk-unknown reject sends unknown_psk_identity instead. --psk-hint sets the hint.
+  psks.txt lines may end in the PSK's TLS 1.3 hash: "identity:hexkey sha384".
+
+TLS 1.3 external PSKs (--tls13-psk, the PSK from the same source; its holder runs
+the key schedule, so the PSK, the Early Secret and the binder key never enter this
+process; no Certificate, no 0-RTT):
+  --tls13-psk [--psk-hash sha384] [--tls13-psk-ke]
+  With --cert also --tls13-psk-identity ID (repeat): an identity not listed gets the
+  certificate handshake; a listed one with a wrong binder gets decrypt_error. Without
+  --cert every identity goes to the holder, and an unknown one ends in decrypt_error
+  like a wrong binder. --tls13-psk-ke accepts psk_ke (no (EC)DHE, no forward secrecy)
+  from clients that offer no (EC)DHE this server shares.
 
 Examples:
   keyward serve --listen 0.0.0.0:443 --cert site.pem --key-process --key site-key.pem --key-user keyward
@@ -110,7 +122,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--handshake-timeout <ms>', 'close a connection that has not finished its TLS handshake after this long (default 10000)').argParser(positiveInt))
     .addOption(new Option('--max-connections <n>', 'connections open at once; more are closed at accept (default 10000)').argParser(positiveInt))
     .addOption(new Option('--max-connections-per-source <n>', 'connections open at once from one IP address (default: no such limit)').argParser(positiveInt));
-  addFrontOptions(serveCmd, keySpecs, { alpn: 'h2,http/1.1' })
+  addTls13PskServerOptions(addFrontOptions(serveCmd, keySpecs, { alpn: 'h2,http/1.1' }))
     .addHelpText('after', SERVE_HELP)
     .action(async (o: FrontFlagValues & { clientCa?: string; requireClientCert?: boolean; handshakeTimeout?: number; maxConnections?: number; maxConnectionsPerSource?: number }) => {
       const flags: FrontSettings = {

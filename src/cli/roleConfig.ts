@@ -29,7 +29,21 @@ export interface FrontSettings {
   /** `ticketKeys`: the session ticket keys come from keyd (--ticket-keys-keyd). */
   keyd?: { addresses?: string[]; ca?: string; cert?: string; key?: string; bound?: boolean; deadlineMs?: number; ticketKeys?: boolean };
   pkcs11?: { module?: string; pinFile?: string };
-  psk?: { keyd?: boolean; file?: string; process?: boolean; hint?: string; unknown?: 'random' | 'reject' };
+  /**
+   * Where the PSKs are and how a server uses them. `tls13`, `hash`, `tls13Identities` and
+   * `tls13PskKe` (serve only): TLS 1.3 external PSKs from the same source (--tls13-psk ...).
+   */
+  psk?: {
+    keyd?: boolean;
+    file?: string;
+    process?: boolean;
+    hint?: string;
+    unknown?: 'random' | 'reject';
+    tls13?: boolean;
+    hash?: 'sha256' | 'sha384';
+    tls13Identities?: string[];
+    tls13PskKe?: boolean;
+  };
   tls?: { alpn?: string[]; minVersion?: 'TLSv1.2' | 'TLSv1.3'; rsaKeyExchange?: boolean };
   /** Mutual TLS toward clients: `ca` of client certificates; `required` refuses clients without one (default: true for proxy, false for serve). */
   clientAuth?: { ca?: string; required?: boolean };
@@ -207,6 +221,8 @@ const delegatedCredentials: Check = (v, p, ctx) => {
   return o && { enabled: true, ...o };
 };
 
+const pskFields: Record<string, Check> = { keyd: bool, file, process: bool, hint: str, unknown: oneOf('random', 'reject') };
+
 const frontFields: Record<string, Check> = {
   listen: endpoint(true),
   certificates: list(certificateEntry),
@@ -226,13 +242,19 @@ const frontFields: Record<string, Check> = {
     ticketKeys: bool,
   }),
   pkcs11: object({ module: file, pinFile: file }),
-  psk: object({ keyd: bool, file, process: bool, hint: str, unknown: oneOf('random', 'reject') }),
+  psk: object(pskFields),
   tls: object({ alpn: list(str), minVersion: oneOf('TLSv1.2', 'TLSv1.3'), rsaKeyExchange: bool }),
   clientAuth: object({ ca: file, required: bool }),
   user: str,
   delegatedCredentials,
   limits: object({ handshakeTimeoutMs: int(1), maxConnections: int(1), maxConnectionsPerSource: int(1) }),
   log: object({ level: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
+};
+
+/** serve takes TLS 1.3 external PSKs as well (the proxy does not yet). */
+const serveFields: Record<string, Check> = {
+  ...frontFields,
+  psk: object({ ...pskFields, tls13: bool, hash: oneOf('sha256', 'sha384'), tls13Identities: list(str, true), tls13PskKe: bool }),
 };
 
 const proxyFields: Record<string, Check> = {
@@ -267,7 +289,7 @@ const proxyFields: Record<string, Check> = {
 /** Validates a parsed configuration object for `role`; `lineOf` gives a path's line. */
 export function validateRoleConfig<R extends Role>(role: R, value: unknown, source: string, baseDir: string, lineOf: (path: string) => number | undefined = () => undefined): R extends 'proxy' ? ProxySettings : FrontSettings {
   const ctx: Ctx = { problems: [], lineOf, baseDir };
-  const out = object(role === 'proxy' ? proxyFields : frontFields)(value, '', ctx);
+  const out = object(role === 'proxy' ? proxyFields : serveFields)(value, '', ctx);
   if (ctx.problems.length > 0) throw new RoleConfigError(source, ctx.problems);
   return out as R extends 'proxy' ? ProxySettings : FrontSettings;
 }

@@ -22,7 +22,7 @@ import { demoPage } from './page.js';
 
 export { CliError, type KeySpec, type KeySourceOptions, type PskSpec } from './keySources.js';
 
-/** TLS 1.2 PSK suites of a `serve` run (RFC 4279 PSK and RFC 5489 ECDHE_PSK). */
+/** The PSKs of a `serve` run: TLS 1.2 PSK suites (RFC 4279 PSK and RFC 5489 ECDHE_PSK), and TLS 1.3 external PSKs with `tls13`. */
 export interface ServePskOptions {
   /** Where the PSKs are held. */
   source: PskSpec;
@@ -30,6 +30,8 @@ export interface ServePskOptions {
   identityHint?: string;
   /** Unknown identity with a PSK file: random master secret (default) or unknown_psk_identity. */
   unknownIdentity?: 'random' | 'reject';
+  /** Also TLS 1.3 external PSKs (--tls13-psk): the hash, the identities taken (required with certificates), psk_ke. */
+  tls13?: { hash?: 'sha256' | 'sha384'; identities?: string[]; allowPskOnly?: boolean };
 }
 
 /** What `serve` needs: where to listen, the certificates, and where their keys are. */
@@ -38,7 +40,7 @@ export interface ServeOptions {
   listen: string;
   /** Certificate chain files, PEM, leaf first. May be empty when `psk` is given (a PSK-only server). */
   certs: string[];
-  /** Also offer TLS 1.2 PSK suites, the PSKs held where `psk.source` says. */
+  /** Also offer TLS 1.2 PSK suites (and TLS 1.3 external PSKs with `psk.tls13`), the PSKs held where `psk.source` says. */
   psk?: ServePskOptions;
   /** Key options in command-line order: the k-th goes with the k-th certificate; the rest (and undefined entries) use keyd. */
   keys?: (KeySpec | undefined)[];
@@ -95,7 +97,7 @@ export interface RunningServer {
   server: http2.Http2Server & WithTlsAcceptor;
   address: AddressInfo;
   certificates: ServedCertificate[];
-  /** The PSK holder, when PSK suites are on. */
+  /** The PSK holder, when PSKs are on. */
   psk?: { backend: OpenedPsk['backend']; describe(): string; pid?(): number | undefined };
   /** The keyd-served ticket keys (--ticket-keys-keyd). */
   ticketKeys?: TicketKeyFetcher;
@@ -317,6 +319,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
     ...(opts.clientCa !== undefined ? { requestCert: true, ca: readClientCa(opts.clientCa), rejectUnauthorized: opts.requireClientCert === true } : {}),
     ...(psk ? { psk: { holder: psk.holder, ...(opts.psk?.identityHint !== undefined ? { identityHint: opts.psk.identityHint } : {}) } } : {}),
+    ...(psk && opts.psk?.tls13 ? { tls13Psk: { holder: psk.holder, ...opts.psk.tls13 } } : {}),
     ...(ticketKeys ? { ticketKeys: ticketKeys.ring } : {}),
   };
   let server: http2.Http2Server & WithTlsAcceptor;

@@ -5,9 +5,10 @@ import { LocalKey } from '../keys/localKey.js';
 import { CipherSuite, suiteInfo } from '../tls/crypto/cipherSuites.js';
 import { NamedGroup } from '../tls/crypto/groups.js';
 import { certifiedKey, type CertifiedKey } from '../tls/engine/certificates.js';
-import { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig } from '../tls/engine/clientConfig.js';
+import { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig, type ClientTls13PskConfig } from '../tls/engine/clientConfig.js';
 import { TlsClientConnection } from '../tls/engine/clientConnection.js';
 import type { PeerVerdict, PeerVerificationRequest } from '../tls/engine/events.js';
+import { AlertDescription } from '../tls/wire/alerts.js';
 import { parseClientSession, type ClientSession } from '../tls/resumption/clientSession.js';
 import { EngineSocket, type EngineSocketOptions, type TlsHandshakeError } from './engineSocket.js';
 import { judgeChain, trustAnchors, type CheckServerIdentity } from './peerVerification.js';
@@ -38,6 +39,12 @@ export interface KeywardConnectOptions extends EngineSocketOptions {
   key?: string | Buffer | CertificateKey;
   /** TLS 1.2 PSK: the PSK stays in the holder (key process, keyd, local). */
   psk?: ClientPskConfig;
+  /**
+   * TLS 1.3 external PSK: the holder keeps the PSK and runs its key schedule. If the server
+   * does not take it and sends a certificate instead, the certificate is verified against
+   * `ca`; without `ca` this PSK client accepts no certificate (unless rejectUnauthorized is false).
+   */
+  tls13Psk?: ClientTls13PskConfig;
   /**
    * A session to resume, as a `session` event or `getSession()` gave it (node:tls's
    * option). It is offered only to the same server name, within its lifetime, and (with
@@ -107,6 +114,7 @@ export function clientConfigFrom(options: KeywardConnectOptions): ClientConfig {
     groups: options.groups?.map(groupByName),
     certificate,
     psk: options.psk,
+    tls13Psk: options.tls13Psk,
     session: session && (options.rejectUnauthorized === false || sessionChainVerifies(session, serverName ?? host, options)) ? session : undefined,
     delegatedCredentials: options.delegatedCredentials,
     ...options.engine,
@@ -183,6 +191,13 @@ export class KeywardClientSocket extends EngineSocket {
   }
 
   protected judgePeer(_req: PeerVerificationRequest): PeerVerdict {
+    // A PSK client without trust anchors: the server did not take the PSK, and no certificate can stand in for it.
+    if (this.config.tls13Psk && this.options.ca === undefined && this.options.rejectUnauthorized !== false) {
+      this.authorized = false;
+      const reason = 'the server did not take the PSK and sent a certificate, and this PSK client has no trust anchors (ca)';
+      this.authorizationError = new Error(reason);
+      return { ok: false, alert: AlertDescription.handshake_failure, reason };
+    }
     const host = this.config.serverName ?? this.options.host ?? 'localhost';
     const r = judgeChain(
       this.peerChain,

@@ -41,7 +41,7 @@ import type { ClientConfig } from './clientConfig.js';
 import { verifyPeerDelegatedCredential, type VerifiedDelegatedCredential } from './delegatedCredentialCheck.js';
 import { Client12Handshake, sessionOffer12, type ClientHelloSent, type SessionOffer12 } from './client12.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
-import { localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
+import { holderKeyStages, localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
 import { OWN_RECORD_SIZE_LIMIT } from './server13.js';
 
 /** TLS_EMPTY_RENEGOTIATION_INFO_SCSV is not sent: the renegotiation_info extension says the same (RFC 5746 3.4). */
@@ -60,10 +60,20 @@ interface Negotiated {
 /** The handshake traffic secrets, from the ServerHello on. */
 interface Session extends Negotiated, TrafficPair {}
 
-/** A session from an earlier connection offered for resumption (RFC 8446 4.2.11), and its key schedule. */
-interface ResumptionOffer {
-  readonly session: ClientSession;
+/**
+ * The PSK offered (RFC 8446 4.2.11) and its key schedule: a session from an earlier
+ * connection (a ticket, its PSK in the front), or an external PSK whose holder computes
+ * the binder and every secret.
+ */
+interface PskOffer {
   readonly stages: KeyStages13;
+  readonly identity: Uint8Array;
+  /** obfuscated_ticket_age at the moment a hello is sent (0 for an external PSK). */
+  readonly age: () => number;
+  /** psk_key_exchange_modes to send. */
+  readonly modes: Uint8Array;
+  /** The session resumed; absent for an external PSK. */
+  readonly session?: ClientSession;
 }
 
 /** The server's certificate chain, once received. */
@@ -136,7 +146,11 @@ export class Client13Handshake implements Handshake {
   /** TLS 1.2 resumption: the session offered and the SessionTicket extension (client12). */
   private readonly offer12: SessionOffer12 | undefined;
   private readonly runner: StageRunner;
-  private offer: ResumptionOffer | undefined;
+  private offer: PskOffer | undefined;
+  /** The psk_key_exchange_modes of the last hello (empty without a PSK offer). */
+  private offeredModes: Uint8Array = new Uint8Array(0);
+  /** Whether the server took the PSK (a ticket or an external one): it authenticates with it, not with a certificate. */
+  private pskAccepted = false;
   /** The key schedule once the ServerHello chose between the offered session and a full handshake. */
   private stages: KeyStages13 | undefined;
   /** The (EC)DHE shared secret, which every stage after the handshake secrets names. */
@@ -152,7 +166,7 @@ export class Client13Handshake implements Handshake {
     this.offer12 = this.offers12 ? sessionOffer12(config, host.now(), host.random) : undefined;
     this.sessionId = this.offer12?.sessionId ?? (config.compatibilityMode && config.maxVersion === 'TLSv1.3' ? host.random(32) : new Uint8Array(0));
     host.info.serverName = config.serverName;
-    this.offer = this.resumptionOffer(config.session);
+    this.offer = this.externalPskOffer() ?? this.resumptionOffer(config.session);
     const kx = host.keyShareFactory(config.groups[0]);
     this.state = { name: 'awaitServerHello', kx, hello1: this.sendClientHello(kx) };
   }
@@ -184,14 +198,42 @@ export class Client13Handshake implements Handshake {
    * for the same server name, still within its lifetime, whose suite's hash one of our
    * suites shares.
    */
-  private resumptionOffer(session: ClientSession | undefined): ResumptionOffer | undefined {
+  private resumptionOffer(session: ClientSession | undefined): PskOffer | undefined {
     if (!session || !this.offers13 || session.version !== 'TLSv1.3') return undefined;
     const info = suiteInfo(session.cipherSuite);
     if (info?.version !== 'TLSv1.3' || !this.config.tls13CipherSuites.some((c) => suiteInfo(c)!.hash === info.hash)) return undefined;
     if (session.serverName !== this.config.serverName) return undefined;
     const age = this.host.now() - session.receivedAt;
     if (age < 0 || age >= session.lifetime * 1000 || session.secret.length !== hashLength(info.hash)) return undefined;
-    return { session, stages: localKeyStages(info.hash, session.secret) };
+    return {
+      session,
+      stages: localKeyStages(info.hash, session.secret),
+      identity: session.ticket,
+      age: () => (Math.max(0, Math.floor(this.host.now() - session.receivedAt)) + session.ageAdd) >>> 0,
+      // psk_dhe_ke only: a resumed connection still runs (EC)DHE (forward secrecy).
+      modes: Uint8Array.of(PskKeyExchangeMode.psk_dhe_ke),
+    };
+  }
+
+  /**
+   * The external PSK of `config.tls13Psk`: the holder computes its binder (and, if the
+   * server takes it, every secret). psk_dhe_ke unless psk_ke is asked for. No early data:
+   * keyward never sends 0-RTT (docs/tls13-psk.md).
+   */
+  private externalPskOffer(): PskOffer | undefined {
+    const p = this.config.tls13Psk;
+    if (!p || !this.offers13) return undefined;
+    const identity = typeof p.identity === 'string' ? Buffer.from(p.identity, 'utf8') : Uint8Array.from(p.identity);
+    const stages = holderKeyStages({
+      holder: p.holder,
+      identity,
+      hash: p.hash ?? 'sha256',
+      context: () => ({ ...this.host.operationContext(), tlsVersion: 'TLSv1.3' }),
+      // A session after an external PSK handshake would rest on the PSK, not on a chain this client could check again: none is kept.
+      resumption: false,
+    });
+    const mode = p.keyExchange === 'psk_ke' ? PskKeyExchangeMode.psk_ke : PskKeyExchangeMode.psk_dhe_ke;
+    return { stages, identity, age: () => 0, modes: Uint8Array.of(mode) };
   }
 
   // ---- 4.1.2 ClientHello ----
@@ -221,11 +263,10 @@ export class Client13Handshake implements Handshake {
     if (this.offers13 && config.certificateCompression.length > 0) exts.push(compressCertificateExt.encode(config.certificateCompression));
     if (this.offers13 && config.delegatedCredentials.length > 0) exts.push(delegatedCredentialSchemesExt.encode(config.delegatedCredentials));
     const offer = this.offer;
+    this.offeredModes = offer ? offer.modes : new Uint8Array(0);
     if (offer) {
-      // psk_dhe_ke only: a resumed connection still runs (EC)DHE (forward secrecy).
-      exts.push(pskKeyExchangeModesExt.encode(Uint8Array.of(PskKeyExchangeMode.psk_dhe_ke)));
-      const age = Math.max(0, Math.floor(this.host.now() - offer.session.receivedAt));
-      const identity = { identity: offer.session.ticket, obfuscatedTicketAge: (age + offer.session.ageAdd) >>> 0 };
+      exts.push(pskKeyExchangeModesExt.encode(offer.modes));
+      const identity = { identity: offer.identity, obfuscatedTicketAge: offer.age() };
       exts.push(preSharedKeyOfferExt.encode({ identities: [identity], binders: [Buffer.alloc(hashLength(offer.stages.hash))] }));
     }
     const extensions = config.helloExtensions ? config.helloExtensions(exts) : exts;
@@ -308,12 +349,20 @@ export class Client13Handshake implements Handshake {
       return this.handleHelloRetryRequest(msg, sh, st.kx, n);
     }
     checkSolicited(sh.extensions, this.offeredExtensions, 'ServerHello');
+    const modes = this.offeredModes;
     const stages = this.keyStagesFor(sh, n);
     const share = sh.keyShare;
-    if (!share) throw new TlsAlertError(AlertDescription.missing_extension, 'ServerHello without a key share (PSK-only handshakes are not offered)');
-    if (share.group !== st.kx.group) throw illegalParameter('server key share is not for the group of our share');
-    info.group = share.group;
-    this.dhe = st.kx.computeSharedSecret(share.keyExchange);
+    if (share) {
+      // 4.2.9: with a PSK the mode is the server's pick among ours; a key share means psk_dhe_ke.
+      if (this.pskAccepted && !modes.includes(PskKeyExchangeMode.psk_dhe_ke)) throw illegalParameter('server sent a key share, but psk_dhe_ke was not offered');
+      if (share.group !== st.kx.group) throw illegalParameter('server key share is not for the group of our share');
+      info.group = share.group;
+      this.dhe = st.kx.computeSharedSecret(share.keyExchange);
+    } else if (!this.pskAccepted) {
+      throw new TlsAlertError(AlertDescription.missing_extension, 'ServerHello without a key share or a PSK');
+    } else if (!modes.includes(PskKeyExchangeMode.psk_ke)) {
+      throw new TlsAlertError(AlertDescription.missing_extension, 'ServerHello without a key share, but psk_ke was not offered');
+    }
     this.hash(n, msg.raw);
     if (this.host.handshakeFragmentPending()) throw unexpectedMessage('ServerHello and encrypted data share a record');
     this.state = { name: 'keySchedule' };
@@ -327,8 +376,8 @@ export class Client13Handshake implements Handshake {
   }
 
   /**
-   * 4.2.11: the server took the offered session (selected_identity 0, the only one offered,
-   * with a suite of the session's hash) or not (a full handshake, the offer forgotten).
+   * 4.2.11: the server took the offered PSK (selected_identity 0, the only one offered,
+   * with a suite of the PSK's hash) or not (a certificate handshake, the offer forgotten).
    */
   private keyStagesFor(sh: ServerHello, n: Negotiated): KeyStages13 {
     const offer = this.offer;
@@ -339,10 +388,15 @@ export class Client13Handshake implements Handshake {
     }
     if (!offer) throw illegalParameter('server selected a PSK that was not offered');
     if (sh.selectedIdentity !== 0) throw illegalParameter(`server selected PSK identity ${sh.selectedIdentity}, but only one was offered`);
-    if (offer.stages.hash !== n.suite.hash) throw illegalParameter("server chose a cipher suite whose hash is not the resumed session's");
+    if (offer.stages.hash !== n.suite.hash) throw illegalParameter("server chose a cipher suite whose hash is not the PSK's");
     const info = this.host.info;
-    info.resumed = true;
-    info.peerCertificates = offer.session.peerCertificates;
+    this.pskAccepted = true;
+    if (offer.session) {
+      info.resumed = true;
+      info.peerCertificates = offer.session.peerCertificates;
+    } else {
+      info.pskIdentity = Buffer.from(offer.identity).toString('utf8');
+    }
     return (this.stages = offer.stages);
   }
 
@@ -401,8 +455,8 @@ export class Client13Handshake implements Handshake {
     // keyward sends no early data, so a server cannot have accepted any (4.2.10).
     if (ee.earlyData) throw illegalParameter('server accepted early data, which was not sent');
     this.hash(s, msg.raw);
-    // 4.2.11: a server that took the session authenticates with it, not with a certificate.
-    this.state = this.host.info.resumed ? { name: 'awaitFinished', s } : { name: 'awaitCertificateOrRequest', s };
+    // 4.2.11: a server that took the PSK authenticates with it, not with a certificate.
+    this.state = this.pskAccepted ? { name: 'awaitFinished', s } : { name: 'awaitCertificateOrRequest', s };
   }
 
   // ---- 4.3.2 CertificateRequest ----
@@ -516,9 +570,8 @@ export class Client13Handshake implements Handshake {
     this.host.flush();
     this.host.setWriteKey(aead(s, app.client));
     this.state = { name: 'keySchedule' };
-    // 4.6.1: the tickets the server sends next stand for PSKs derived from this secret.
     const stages = this.stages!;
-    this.runner.run(stages.resumptionMasterSecret(this.dhe, s.transcript.current()), (rms) => {
+    const complete = (rms: Buffer | undefined) => {
       stages.wipe();
       this.dhe?.fill(0);
       this.dhe = null;
@@ -530,9 +583,13 @@ export class Client13Handshake implements Handshake {
         readSecret: app.server,
         writeSecret: app.client,
         exporterMaster: app.exporter,
-        resumptionMasterSecret: rms,
+        ...(rms ? { resumptionMasterSecret: rms } : {}),
       });
-    });
+    };
+    // 4.6.1: the tickets the server sends next stand for PSKs derived from this secret (none without it: they are ignored).
+    const rmsStage = stages.resumptionMasterSecret;
+    if (!rmsStage) return complete(undefined);
+    this.runner.run(rmsStage.call(stages, this.dhe, s.transcript.current()), complete);
   }
 
   /** Hashes a message into the transcript, and keeps it for a key holder that checks what it signs (bound mode). */

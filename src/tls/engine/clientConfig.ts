@@ -1,5 +1,5 @@
 import { DC_KEY_KINDS } from '../../keys/delegatedCredentialIssuer.js';
-import type { PskOperations } from '../../keys/keyOperations.js';
+import type { PskOperations, Tls13PskOperations } from '../../keys/keyOperations.js';
 import { suiteInfo, type CipherSuite } from '../crypto/cipherSuites.js';
 import { isKnownGroup, type NamedGroup } from '../crypto/groups.js';
 import { schemeInfo } from '../crypto/signatureSchemes.js';
@@ -25,6 +25,21 @@ export interface ClientPskConfig {
   identity: string | Uint8Array;
 }
 
+/**
+ * TLS 1.3 external PSK for a client (RFC 8446 4.2.11): `holder` computes the binder and
+ * every secret of the key schedule; the PSK, the Early Secret and the binder key never
+ * enter the engine (docs/tls13-psk.md).
+ */
+export interface ClientTls13PskConfig {
+  holder: Tls13PskOperations;
+  /** The identity offered (UTF-8 string or bytes), matched by the server byte for byte. */
+  identity: string | Uint8Array;
+  /** The PSK's hash (RFC 8446 4.2.11); default sha256. Only TLS 1.3 suites of this hash are offered by default. */
+  hash?: 'sha256' | 'sha384';
+  /** The mode offered: psk_dhe_ke (default, forward secrecy) or psk_ke (no (EC)DHE, no forward secrecy). */
+  keyExchange?: 'psk_dhe_ke' | 'psk_ke';
+}
+
 /** Configuration of a TLS client engine. Build it with `resolveClientConfig`. */
 export interface ClientConfig {
   /** SNI and the name the server's certificate is checked against; none for an IP address. */
@@ -40,8 +55,14 @@ export interface ClientConfig {
   signatureSchemes: readonly number[];
   /** Client certificate and its key holder, sent when the server asks for one. */
   certificate?: CertifiedKey;
-  /** TLS 1.2 PSK suites; when set, only PSK suites (and TLS 1.2) are offered. */
+  /** TLS 1.2 PSK suites; when set, only PSK suites are offered in TLS 1.2 (and TLS 1.2 only, unless tls13Psk is set too). */
   psk?: ClientPskConfig;
+  /**
+   * TLS 1.3 external PSK, offered in every ClientHello. A server that does not take it and
+   * sends a certificate is verified as usual (with no trust anchors, the driver refuses it).
+   * Not with `session`. TLS 1.3 only unless `psk` is set too.
+   */
+  tls13Psk?: ClientTls13PskConfig;
   /** Send a 32-byte legacy_session_id and a ChangeCipherSpec, as RFC 8446 D.4 middlebox compatibility. Default true. */
   compatibilityMode: boolean;
   maxHandshakeMessage: number;
@@ -72,11 +93,15 @@ export type ClientConfigInput = Partial<Omit<ClientConfig, 'delegatedCredentials
 export function resolveClientConfig(input: ClientConfigInput = {}): ClientConfig {
   const { delegatedCredentials, ...defined } = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as ClientConfigInput;
   const psk = defined.psk;
+  const tls13Psk = defined.tls13Psk;
+  const pskHash = tls13Psk?.hash ?? 'sha256';
   const config: ClientConfig = {
     alpnProtocols: [],
-    minVersion: 'TLSv1.2',
-    maxVersion: psk ? 'TLSv1.2' : 'TLSv1.3',
-    tls13CipherSuites: DEFAULT_TLS13_SUITES,
+    // A TLS 1.3 PSK client offers TLS 1.2 only with a TLS 1.2 PSK as well (its fallback would otherwise be a certificate).
+    minVersion: tls13Psk && !psk ? 'TLSv1.3' : 'TLSv1.2',
+    maxVersion: psk && !tls13Psk ? 'TLSv1.2' : 'TLSv1.3',
+    // 4.2.11: the PSK is usable only with a suite of its hash; offering others invites a suite that cannot take it.
+    tls13CipherSuites: tls13Psk ? DEFAULT_TLS13_SUITES.filter((s) => suiteInfo(s)!.hash === pskHash) : DEFAULT_TLS13_SUITES,
     tls12CipherSuites: psk ? DEFAULT_CLIENT_PSK_SUITES : DEFAULT_CLIENT_TLS12_SUITES,
     groups: DEFAULT_GROUPS,
     signatureSchemes: VERIFIED_SIGNATURE_SCHEMES,
@@ -100,7 +125,8 @@ export function resolveClientConfig(input: ClientConfigInput = {}): ClientConfig
   for (const s of config.signatureSchemes) if (!schemeInfo(s)) throw new Error(`unsupported signature scheme 0x${s.toString(16)}`);
   for (const p of config.alpnProtocols) if (p.length === 0 || p.length > 255) throw new Error(`invalid ALPN protocol name "${p}"`);
   if (config.minVersion === 'TLSv1.3' && config.maxVersion === 'TLSv1.2') throw new Error('minVersion is above maxVersion');
-  if (psk && config.maxVersion === 'TLSv1.3') throw new Error('a PSK client speaks TLS 1.2 only (TLS 1.3 external PSKs are not implemented yet)');
+  if (psk && config.maxVersion === 'TLSv1.3' && !tls13Psk) throw new Error('psk is a TLS 1.2 PSK: with maxVersion TLSv1.3 give tls13Psk as well');
+  if (tls13Psk) checkTls13Psk(tls13Psk, config);
   if (config.maxVersion === 'TLSv1.3' && config.tls13CipherSuites.length === 0) throw new Error('no TLS 1.3 cipher suites configured');
   if (config.minVersion === 'TLSv1.2' && config.tls12CipherSuites.length === 0 && config.maxVersion === 'TLSv1.2') throw new Error('no TLS 1.2 cipher suites configured');
   return config;
@@ -113,4 +139,18 @@ function delegatedCredentialSchemes(option: boolean | readonly number[] | undefi
   if (option.length === 0) throw new Error('delegatedCredentials: an empty scheme list (use false to not offer delegated credentials)');
   for (const s of option) if (!schemeInfo(s)?.tls13) throw new Error(`delegatedCredentials: 0x${s.toString(16)} is not a TLS 1.3 signature scheme keyward verifies`);
   return option;
+}
+
+function checkTls13Psk(p: ClientTls13PskConfig, config: ClientConfig): void {
+  for (const m of ['tls13Binder', 'tls13HandshakeSecrets', 'tls13ApplicationSecrets'] as const) {
+    if (typeof p.holder?.[m] !== 'function') throw new Error(`tls13Psk.holder must implement ${m}`);
+  }
+  const hash = p.hash ?? 'sha256';
+  if (hash !== 'sha256' && hash !== 'sha384') throw new Error('tls13Psk.hash must be sha256 or sha384');
+  const n = typeof p.identity === 'string' ? Buffer.byteLength(p.identity, 'utf8') : p.identity?.length;
+  if (!n || n > 0xffff) throw new Error('tls13Psk.identity must be 1 to 65535 bytes');
+  if (p.keyExchange !== undefined && p.keyExchange !== 'psk_dhe_ke' && p.keyExchange !== 'psk_ke') throw new Error('tls13Psk.keyExchange must be psk_dhe_ke or psk_ke');
+  if (config.maxVersion !== 'TLSv1.3') throw new Error('tls13Psk is a TLS 1.3 PSK: maxVersion is TLSv1.2');
+  if (!config.tls13CipherSuites.some((s) => suiteInfo(s)!.hash === hash)) throw new Error(`tls13Psk: no TLS 1.3 cipher suite of the PSK hash ${hash}`);
+  if (config.session) throw new Error('tls13Psk and session are not offered together: give one PSK');
 }

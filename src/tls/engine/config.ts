@@ -1,4 +1,4 @@
-import type { KeyOperations, PskOperations } from '../../keys/keyOperations.js';
+import type { KeyOperations, PskOperations, Tls13PskOperations } from '../../keys/keyOperations.js';
 import { suiteInfo, type CipherSuite } from '../crypto/cipherSuites.js';
 import { isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { DEFAULT_GROUPS, DEFAULT_MAX_EARLY_DATA_SKIP, DEFAULT_MAX_HANDSHAKE_MESSAGE, DEFAULT_TLS12_SUITES, DEFAULT_TLS13_SUITES } from './defaults.js';
@@ -21,6 +21,29 @@ export interface PskConfig {
   identityHint?: string;
 }
 
+/**
+ * TLS 1.3 external PSKs (RFC 8446 4.2.11) whose key schedule runs in `holder`: the PSK,
+ * Early Secret, binder key and Handshake/Master Secrets never enter the engine
+ * (docs/tls13-psk.md).
+ */
+export interface Tls13PskServerConfig {
+  holder: Tls13PskOperations;
+  /** The hash the external PSKs are used with (each PSK has one: RFC 8446 4.2.11); default sha256. */
+  hash?: 'sha256' | 'sha384';
+  /**
+   * The identities this server takes (exact bytes; a string is UTF-8). An offered identity
+   * not listed is a PSK this server cannot use, ignored as RFC 8446 4.2.11 allows: the
+   * handshake goes on with a certificate, or fails with handshake_failure without one.
+   * Required with certificates (else a client's stale ticket would end in decrypt_error
+   * instead of a certificate handshake). Absent on a PSK-only server: every offered
+   * identity that is not one of this server's tickets goes to the holder, and an unknown
+   * one ends in decrypt_error exactly like a wrong binder.
+   */
+  identities?: readonly (string | Uint8Array)[];
+  /** Accept psk_ke (no (EC)DHE, no forward secrecy) when the client offers it and no (EC)DHE can be had. Default false. */
+  allowPskOnly?: boolean;
+}
+
 /** Configuration of a TLS server engine. Build it with `resolveServerConfig`. */
 export interface ServerConfig {
   /** Certificate chains with their keys, in preference order. */
@@ -40,6 +63,8 @@ export interface ServerConfig {
   requireExtendedMasterSecret: boolean;
   /** TLS 1.2 PSK suites; off when absent. */
   psk?: PskConfig;
+  /** TLS 1.3 external PSKs; off when absent. */
+  tls13Psk?: Tls13PskServerConfig;
   /** Key-exchange groups in server preference order. */
   groups: readonly NamedGroup[];
   /** ALPN protocols in server preference order; empty: ALPN not used. */
@@ -85,13 +110,13 @@ export interface ClientAuthConfig {
   readonly certificateAuthorities: readonly Uint8Array[];
 }
 
-/** The options a user passes; everything has a default but the certificates. */
+/** The options a user passes; everything has a default but the certificates (empty for a PSK-only server). */
 export type ServerConfigInput = Partial<ServerConfig> & { certificates: readonly CertifiedKey[] };
 
 /** Fills in defaults and checks the combination, with messages that name the problem. */
 export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
-  // A PSK-only server (TLS 1.2 PSK suites) needs no certificate.
-  if (input.certificates.length === 0 && !input.psk) throw new Error('a TLS server needs at least one certificate (or a PSK holder)');
+  // A PSK-only server (TLS 1.2 PSK suites, TLS 1.3 external PSKs) needs no certificate.
+  if (input.certificates.length === 0 && !input.psk && !input.tls13Psk) throw new Error('a TLS server needs at least one certificate (or a PSK holder: psk, tls13Psk)');
   const config: ServerConfig = {
     unknownServerName: 'default',
     tls13CipherSuites: DEFAULT_TLS13_SUITES,
@@ -118,6 +143,12 @@ export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
   }
   if (config.psk && typeof config.psk.holder?.tls12MasterSecret !== 'function') throw new Error('psk.holder must implement tls12MasterSecret');
   if (config.psk?.identityHint !== undefined && Buffer.byteLength(config.psk.identityHint, 'utf8') > 0xffff) throw new Error('psk.identityHint is too long');
+  if (config.tls13Psk) checkTls13Psk(config.tls13Psk, config);
+  // Without a certificate or a TLS 1.3 PSK there is nothing to answer a TLS 1.3 hello with.
+  if (config.certificates.length === 0 && !config.tls13Psk) {
+    if (input.minVersion === 'TLSv1.3') throw new Error('minVersion TLSv1.3 needs a certificate or tls13Psk');
+    config.maxVersion = 'TLSv1.2';
+  }
   for (const g of config.groups) if (!isKnownGroup(g)) throw new Error(`unsupported group ${g}`);
   if (config.groups.length === 0 || config.tls13CipherSuites.length === 0) throw new Error('no groups or no cipher suites configured');
   for (const p of config.alpnProtocols) if (p.length === 0 || p.length > 255) throw new Error(`invalid ALPN protocol name "${p}"`);
@@ -131,6 +162,23 @@ export function resolveServerConfig(input: ServerConfigInput): ServerConfig {
     for (const c of config.certificates) for (const a of config.certificateCompression) compressCertificateMessage(encodeCertificate13(new Uint8Array(0), c.chain), a);
   }
   return config;
+}
+
+function checkTls13Psk(p: Tls13PskServerConfig, config: ServerConfig): void {
+  for (const m of ['tls13VerifyBinder', 'tls13HandshakeSecrets', 'tls13ApplicationSecrets'] as const) {
+    if (typeof p.holder?.[m] !== 'function') throw new Error(`tls13Psk.holder must implement ${m}`);
+  }
+  const hash = p.hash ?? 'sha256';
+  if (hash !== 'sha256' && hash !== 'sha384') throw new Error('tls13Psk.hash must be sha256 or sha384');
+  if (!config.tls13CipherSuites.some((s) => suiteInfo(s)!.hash === hash)) throw new Error(`tls13Psk: no TLS 1.3 cipher suite of the PSK hash ${hash}`);
+  if (config.maxVersion !== 'TLSv1.3') throw new Error('tls13Psk needs maxVersion TLSv1.3');
+  for (const id of p.identities ?? []) {
+    const n = typeof id === 'string' ? Buffer.byteLength(id, 'utf8') : id.length;
+    if (n === 0 || n > 0xffff) throw new Error('tls13Psk.identities: an identity is 1 to 65535 bytes');
+  }
+  if (config.certificates.length > 0 && p.identities === undefined) {
+    throw new Error('tls13Psk.identities is required on a server that also has certificates: an identity not listed (a stale ticket, say) then gets the certificate handshake instead of decrypt_error');
+  }
 }
 
 /** Most TLS 1.3 tickets sent after one handshake (each costs a seal and a record). */

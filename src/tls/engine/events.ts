@@ -1,4 +1,13 @@
-import type { KeyOperations, OperationContext, PremasterDecryption, PskMasterSecretRequest, PskOperations } from '../../keys/keyOperations.js';
+import type {
+  KeyOperations,
+  OperationContext,
+  PremasterDecryption,
+  PskMasterSecretRequest,
+  PskOperations,
+  Tls13PskOperations,
+  Tls13PskRequest,
+  Tls13PskScheduleRequest,
+} from '../../keys/keyOperations.js';
 import type { SignatureScheme } from '../crypto/signatureSchemes.js';
 import type { ClientSession } from '../resumption/clientSession.js';
 import type { AlertDescription } from '../wire/alerts.js';
@@ -8,7 +17,7 @@ import type { AlertDescription } from '../wire/alerts.js';
  * start/resume/cancel), keyed by `kind`. The driver performs it with the holder it names
  * and answers `completeKeyOperation(id, result)` or `failKeyOperation(id, error)`.
  */
-export type KeyOperationRequest = SignRequest | DecryptPremasterRequest | PskMasterSecretOperation;
+export type KeyOperationRequest = SignRequest | DecryptPremasterRequest | PskMasterSecretOperation | Tls13PskOperation;
 
 /** Sign with a certificate key: a CertificateVerify (either role) or a TLS 1.2 ServerKeyExchange. */
 export interface SignRequest {
@@ -41,6 +50,27 @@ export interface PskMasterSecretOperation {
   readonly kind: 'pskMasterSecret';
   readonly holder: PskOperations;
   readonly request: PskMasterSecretRequest;
+  readonly context: OperationContext;
+}
+
+/** One step of the TLS 1.3 key schedule of an external PSK, as the holder's method of that name takes it (docs/tls13-psk.md). */
+export type Tls13PskStepRequest =
+  | { readonly step: 'binder'; readonly request: Tls13PskRequest & { transcriptHash: Uint8Array } }
+  | { readonly step: 'verify-binder'; readonly request: Tls13PskRequest & { transcriptHash: Uint8Array; binder: Uint8Array } }
+  | { readonly step: 'handshake-secrets' | 'application-secrets' | 'resumption-master-secret'; readonly request: Tls13PskScheduleRequest };
+
+/**
+ * TLS 1.3 external PSK (either role): a stage of the key schedule run by the PSK holder,
+ * which keeps the PSK, the Early Secret, the binder key and the Handshake and Master
+ * Secrets. The result is the step's output as bytes: the binder; one byte, 1 or 0, for the
+ * binder verdict; client ‖ server handshake traffic secrets; client ‖ server application
+ * traffic secrets ‖ exporter master secret; the resumption master secret.
+ */
+export interface Tls13PskOperation {
+  readonly id: number;
+  readonly kind: 'tls13Psk';
+  readonly holder: Tls13PskOperations;
+  readonly step: Tls13PskStepRequest;
   readonly context: OperationContext;
 }
 

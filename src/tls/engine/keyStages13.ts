@@ -1,7 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { HashName } from '../crypto/hash.js';
+import type { OperationContext, Tls13PskOperations } from '../../keys/keyOperations.js';
+import { hashLength, type HashName } from '../crypto/hash.js';
 import { KeySchedule13 } from '../crypto/keySchedule13.js';
-import type { NewKeyOperation } from './events.js';
+import { AlertDescription } from '../wire/alerts.js';
+import { TlsAlertError } from '../wire/errors.js';
+import type { NewKeyOperation, Tls13PskStepRequest } from './events.js';
 import type { HandshakeHost, Wait } from './handshakeHost.js';
 
 /**
@@ -21,8 +24,8 @@ export interface TrafficPair {
  * the stages docs/tls13-psk.md names: each takes a transcript hash (and, from the
  * handshake stage on, the (EC)DHE secret, null for psk_ke) and returns transcript-bound
  * secrets only. `localKeyStages` computes them in the front (no PSK, or a resumption PSK);
- * a key holder's implementation for external PSKs answers with key operations instead,
- * which the handshakes already wait on through {@link StageRunner}.
+ * `holderKeyStages` (external PSKs) answers with key operations that the PSK holder runs,
+ * which the handshakes wait on through {@link StageRunner}.
  */
 export interface KeyStages13 {
   readonly hash: HashName;
@@ -34,8 +37,11 @@ export interface KeyStages13 {
   handshakeSecrets(dheSecret: Uint8Array | null, helloHash: Uint8Array): StageResult<TrafficPair>;
   /** `handshakeHash` = Hash(ClientHello..server Finished); `exporter` is the exporter master secret. */
   applicationSecrets(dheSecret: Uint8Array | null, handshakeHash: Uint8Array): StageResult<TrafficPair & { readonly exporter: Buffer }>;
-  /** `clientFinishedHash` = Hash(ClientHello..client Finished). */
-  resumptionMasterSecret(dheSecret: Uint8Array | null, clientFinishedHash: Uint8Array): StageResult<Buffer>;
+  /**
+   * `clientFinishedHash` = Hash(ClientHello..client Finished). Absent when the schedule
+   * gives none (a PSK holder without it): then no tickets follow the handshake.
+   */
+  resumptionMasterSecret?(dheSecret: Uint8Array | null, clientFinishedHash: Uint8Array): StageResult<Buffer>;
   /** The handshake is over (or failed): forget what the stages keep. */
   wipe(): void;
 }
@@ -54,6 +60,59 @@ export function localKeyStages(hash: HashName, psk?: Uint8Array): KeyStages13 {
     applicationSecrets: (_dhe, h) => ({ value: ks.applicationSecrets(h) }),
     resumptionMasterSecret: (_dhe, h) => ({ value: ks.resumptionMasterSecret(h) }),
     wipe: () => ks.wipe(),
+  };
+}
+
+/** What {@link holderKeyStages} needs: the holder, the PSK it keeps and how a request is described. */
+export interface HolderStagesOptions {
+  readonly holder: Tls13PskOperations;
+  /** The external PSK's identity, exact bytes. */
+  readonly identity: Uint8Array;
+  /** The PSK's hash, which the suite's must be (RFC 8446 4.2.11). */
+  readonly hash: 'sha256' | 'sha384';
+  /** The connection's audit context, asked for at each request. */
+  readonly context: () => OperationContext;
+  /** Whether to ask for the resumption master secret (the holder must offer it). */
+  readonly resumption: boolean;
+}
+
+/**
+ * The stages of an external PSK that its holder keeps (docs/tls13-psk.md): every stage is
+ * a `tls13Psk` key operation, and only transcript-bound values come back. Each answer is
+ * checked for its length: a holder that answers otherwise fails the handshake with
+ * internal_error, never a short key.
+ */
+export function holderKeyStages(opts: HolderStagesOptions): KeyStages13 {
+  const { holder, identity, hash } = opts;
+  const n = hashLength(hash);
+  const stage = <T>(step: Tls13PskStepRequest, parts: number, decode: (secrets: Buffer[]) => T): StageResult<T> => ({
+    operation: { kind: 'tls13Psk', holder, step, context: opts.context() },
+    decode: (result) => {
+      if (result.length !== parts * n) throw new TlsAlertError(AlertDescription.internal_error, `the PSK holder answered ${result.length} bytes to ${step.step} (expected ${parts * n})`);
+      const secrets = Array.from({ length: parts }, (_, i) => Buffer.from(result.subarray(i * n, (i + 1) * n)));
+      result.fill(0);
+      return decode(secrets);
+    },
+  });
+  const schedule = (step: 'handshake-secrets' | 'application-secrets' | 'resumption-master-secret', dheSecret: Uint8Array | null, transcriptHash: Uint8Array): Tls13PskStepRequest => ({
+    step,
+    request: { identity, hash, dheSecret, transcriptHash },
+  });
+  return {
+    hash,
+    binder: (transcriptHash) => stage({ step: 'binder', request: { identity, hash, transcriptHash } }, 1, ([b]) => b),
+    verifyBinder: (transcriptHash, binder) => ({
+      operation: { kind: 'tls13Psk', holder, step: { step: 'verify-binder', request: { identity, hash, transcriptHash, binder } }, context: opts.context() },
+      decode: (result) => {
+        if (result.length !== 1 || result[0] > 1) throw new TlsAlertError(AlertDescription.internal_error, 'the PSK holder answered a malformed binder verdict');
+        return result[0] === 1;
+      },
+    }),
+    handshakeSecrets: (dhe, h) => stage(schedule('handshake-secrets', dhe, h), 2, ([client, server]) => ({ client, server })),
+    applicationSecrets: (dhe, h) => stage(schedule('application-secrets', dhe, h), 3, ([client, server, exporter]) => ({ client, server, exporter })),
+    ...(opts.resumption && holder.tls13ResumptionMasterSecret ? { resumptionMasterSecret: (dhe: Uint8Array | null, h: Uint8Array) => stage(schedule('resumption-master-secret', dhe, h), 1, ([rms]) => rms) } : {}),
+    // Nothing PSK-derived is kept here: the holder keeps it.
+    wipe: () => {},
   };
 }
 

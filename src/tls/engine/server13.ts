@@ -34,10 +34,10 @@ import {
 import { encodeNewSessionTicket13 } from '../wire/messages13.js';
 import { PskKeyExchangeMode, preSharedKeySelectedExt } from '../wire/preSharedKey.js';
 import { checkHolderSignature, chooseCertificate, readCertificate, type CertifiedKey } from './certificates.js';
-import type { ServerConfig } from './config.js';
+import type { ServerConfig, Tls13PskServerConfig } from './config.js';
 import { VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
-import { localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
+import { holderKeyStages, localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
 import { chooseAlpn, chooseGroup, chooseSuite } from './negotiation.js';
 import { serverCertificate13 } from './serverCertificate13.js';
 
@@ -60,6 +60,37 @@ interface OfferedTicket {
   /** Its place among the offered identities (the ServerHello's selected_identity). */
   readonly index: number;
   readonly state: SessionState;
+}
+
+/** The tickets of a ClientHello: the first usable one, and the places of every identity that opened as this server's ticket. */
+interface OfferedTickets {
+  readonly usable?: OfferedTicket;
+  readonly opened: ReadonlySet<number>;
+}
+
+/** An offered identity that is an external PSK for the holder (not one of this server's tickets). */
+interface OfferedExternalPsk {
+  readonly index: number;
+  readonly identity: Uint8Array;
+}
+
+/** The PSK a handshake goes on with once its binder verifies: its place, its key schedule, and what accepting it records. */
+interface ChosenPsk {
+  readonly index: number;
+  readonly stages: KeyStages13;
+  readonly accept: () => void;
+}
+
+/** The listed identities of a tls13Psk configuration (hex of their bytes), computed once per configuration. */
+const LISTED_IDENTITIES = new WeakMap<Tls13PskServerConfig, ReadonlySet<string> | null>();
+
+function listedIdentities(p: Tls13PskServerConfig): ReadonlySet<string> | null {
+  let set = LISTED_IDENTITIES.get(p);
+  if (set === undefined) {
+    set = p.identities ? new Set(p.identities.map((id) => Buffer.from(typeof id === 'string' ? Buffer.from(id, 'utf8') : id).toString('hex'))) : null;
+    LISTED_IDENTITIES.set(p, set);
+  }
+  return set;
 }
 
 type State =
@@ -93,10 +124,11 @@ const EXPECT_NOTHING: Wait = { on: 'message', expect: [] };
 
 /**
  * TLS 1.3 server handshake (RFC 8446). The steps read in the RFC's order: process the
- * ClientHello (4.1.2) and its resumption ticket (4.2.11), maybe ask for a retry (4.1.4),
- * send ServerHello (4.1.3), EncryptedExtensions (4.3.1), then either Certificate (4.4.2)
- * and CertificateVerify (4.4.3, signed by the key holder) or, resuming, nothing of the
- * kind, and Finished (4.4.4); read the client's Finished and send NewSessionTickets (4.6.1).
+ * ClientHello (4.1.2) and its PSKs (4.2.11: a resumption ticket, or an external PSK whose
+ * holder runs the key schedule), maybe ask for a retry (4.1.4), send ServerHello (4.1.3),
+ * EncryptedExtensions (4.3.1), then either Certificate (4.4.2) and CertificateVerify
+ * (4.4.3, signed by the key holder) or, with a PSK, nothing of the kind, and Finished
+ * (4.4.4); read the client's Finished and send NewSessionTickets (4.6.1).
  */
 export class Server13Handshake implements Handshake {
   private state: State = { name: 'keySchedule' };
@@ -111,6 +143,8 @@ export class Server13Handshake implements Handshake {
   private dhe: Uint8Array | null = null;
   /** The session this handshake resumes, if it does. */
   private resumedFrom: SessionState | undefined;
+  /** Whether a PSK (a ticket or an external one) authenticates this handshake: no certificates then. */
+  private pskAuthenticated = false;
   private compatCcsSent = false;
 
   constructor(
@@ -122,8 +156,13 @@ export class Server13Handshake implements Handshake {
     this.firstHello = ch;
     this.runner = new StageRunner(host);
     checkClientHello13(ch, false);
-    const suite = chooseSuite(ch.cipherSuites, config.tls13CipherSuites);
-    if (suite === undefined) throw new TlsAlertError(AlertDescription.handshake_failure, 'no TLS 1.3 cipher suite in common');
+    const preferred = chooseSuite(ch.cipherSuites, config.tls13CipherSuites);
+    if (preferred === undefined) throw new TlsAlertError(AlertDescription.handshake_failure, 'no TLS 1.3 cipher suite in common');
+    const tickets = this.offeredTickets(ch, suiteInfo(preferred)!.hash);
+    // An external PSK is used with its own hash (4.2.11): the suite follows it, unless a ticket is taken.
+    const pskHash = config.tls13Psk?.hash ?? 'sha256';
+    const external = !tickets.usable && this.externalPsk(ch, tickets.opened, pskHash);
+    const suite = (external && chooseSuite(ch.cipherSuites, config.tls13CipherSuites.filter((c) => suiteInfo(c)!.hash === pskHash))) || preferred;
     this.suite = suiteInfo(suite)!;
     this.transcript = new Transcript(this.suite.hash);
     this.stages = localKeyStages(this.suite.hash);
@@ -135,7 +174,7 @@ export class Server13Handshake implements Handshake {
     // keyward never accepts 0-RTT: the client's early records are skipped up to the limit
     // (RFC 8446 4.2.10), under the handshake key or, after a HelloRetryRequest, before it.
     if (ch.earlyData) host.record.skipUndecryptableBytes(config.maxEarlyDataSkip);
-    this.respond(ch, chRaw, undefined);
+    this.respond(ch, chRaw, undefined, this.suite.hash === suiteInfo(preferred)!.hash ? tickets : undefined);
   }
 
   get wait(): Wait {
@@ -168,61 +207,124 @@ export class Server13Handshake implements Handshake {
 
   /**
    * Answers a ClientHello (the first, or the second after a retry for `share`'s group):
-   * resumption when a ticket is usable and the key exchange modes allow it (psk_dhe_ke
-   * first: it keeps forward secrecy), else a retry or a certificate handshake.
+   * with a PSK when one is usable and the key exchange modes allow it (psk_dhe_ke first: it
+   * keeps forward secrecy), else a retry or a certificate handshake. A ticket of this
+   * server's goes before an external PSK: it costs no call to the holder, and it comes from
+   * a handshake this server authenticated (RFC 8446 4.2.11 leaves the choice to the server).
    */
-  private respond(ch: ClientHello, raw: Uint8Array, share: KeyShareEntry | undefined): void {
-    const ticket = this.usableTicket(ch);
+  private respond(ch: ClientHello, raw: Uint8Array, share: KeyShareEntry | undefined, tickets = this.offeredTickets(ch, this.suite.hash)): void {
+    const ticket = tickets.usable;
+    const external = ticket ? undefined : this.externalPsk(ch, tickets.opened, this.suite.hash);
+    const index = ticket?.index ?? external?.index;
     // 4.2.11.2: the binder covers the transcript so far and this hello up to the binders.
-    const binderHash = ticket && this.transcript.currentWith(raw.subarray(0, ch.pskOffer!.bindersOffset));
+    const binderHash = index !== undefined ? this.transcript.currentWith(raw.subarray(0, ch.pskOffer!.bindersOffset)) : undefined;
     this.transcript.update(raw);
     // No copy needed: the handshake assembler hands out views of buffers of its own.
     this.hashedMessages.push(raw);
 
     const modes = ch.pskKeyExchangeModes ?? new Uint8Array(0);
     const dheMode = modes.includes(PskKeyExchangeMode.psk_dhe_ke);
-    const pskOnlyMode = modes.includes(PskKeyExchangeMode.psk_ke) && this.config.allowPskOnlyKeyExchange;
+    const pskOnlyAllowed = ticket ? this.config.allowPskOnlyKeyExchange : this.config.tls13Psk?.allowPskOnly === true;
+    const pskOnlyMode = modes.includes(PskKeyExchangeMode.psk_ke) && pskOnlyAllowed;
     const choice = share ? { share } : chooseGroup(ch, this.config.groups);
     const offered = choice && 'share' in choice ? choice.share : undefined;
     const retryWith = choice && 'retryWith' in choice ? choice.retryWith : undefined;
-    if (ticket && binderHash) {
-      if (dheMode && offered) return this.sendResumedFlight(ch, ticket, binderHash, offered);
+    if (binderHash) {
+      const psk = () => (ticket ? this.ticketPsk(ticket) : this.holderPsk(external!));
+      if (dheMode && offered) return this.sendPskFlight(ch, psk(), binderHash, offered);
       // psk_ke only when (EC)DHE cannot be had: the client does not allow it or shares no group.
-      if (pskOnlyMode && !(dheMode && retryWith !== undefined)) return this.sendResumedFlight(ch, ticket, binderHash, undefined);
+      if (pskOnlyMode && !(dheMode && retryWith !== undefined)) return this.sendPskFlight(ch, psk(), binderHash, undefined);
     }
+    if (ticket) ticket.state.secret.fill(0);
     if (retryWith !== undefined) return this.sendHelloRetryRequest(retryWith);
     if (!offered) throw new TlsAlertError(AlertDescription.handshake_failure, 'no key exchange group in common');
     this.sendServerFlight(ch, offered.group, offered.keyExchange);
   }
 
   /**
-   * The first offered ticket that opens and may be resumed here (RFC 8446 4.2.11, 4.6.1):
-   * TLS 1.3, the same suite hash, within its lifetime and seven days of the full handshake,
-   * a client age close to ours, the same SNI, and a client certificate when this server asks
-   * for one. Anything else is ignored: the handshake goes on without it.
+   * The offered tickets: the first that opens and may be resumed here (RFC 8446 4.2.11,
+   * 4.6.1): TLS 1.3, a suite of `hash`, within its lifetime and seven days of the full
+   * handshake, a client age close to ours, the same SNI, and a client certificate when this
+   * server asks for one. Anything else is ignored: the handshake goes on without it.
    */
-  private usableTicket(ch: ClientHello): OfferedTicket | undefined {
+  private offeredTickets(ch: ClientHello, hash: CipherSuiteInfo['hash']): OfferedTickets {
     const ring = this.config.ticketKeys;
     const offer = ch.pskOffer;
-    if (!ring || !offer) return undefined;
+    const opened = new Set<number>();
+    if (!ring || !offer) return { opened };
     const now = this.host.now();
     for (let index = 0; index < offer.identities.length; index++) {
       const id = offer.identities[index];
-      const opened = ring.open(id.identity);
-      if (!opened) continue;
-      const state = parseSessionState(opened.plaintext);
-      opened.plaintext.fill(0);
+      const sealed = ring.open(id.identity);
+      if (!sealed) continue;
+      opened.add(index);
+      const state = parseSessionState(sealed.plaintext);
+      sealed.plaintext.fill(0);
       if (!state) continue;
       const usable =
         state.version === 'TLSv1.3' &&
-        suiteInfo(state.cipherSuite)?.hash === this.suite.hash &&
+        suiteInfo(state.cipherSuite)?.hash === hash &&
         state.serverName === ch.serverName &&
         !(this.config.clientAuth && state.peerCertificates.length === 0) &&
         sessionAgeProblem(state, now, id.obfuscatedTicketAge) === undefined;
-      if (usable) return { index, state };
+      if (usable) return { usable: { index, state }, opened };
       state.secret.fill(0);
     }
+    return { opened };
+  }
+
+  /**
+   * The first offered identity that is an external PSK for the holder: not one of this
+   * server's tickets (those never leave the front), listed when the configuration lists
+   * identities, offered with a mode this server takes, and the suite of the PSK's hash.
+   */
+  private externalPsk(ch: ClientHello, tickets: ReadonlySet<number>, hash: CipherSuiteInfo['hash']): OfferedExternalPsk | undefined {
+    const p = this.config.tls13Psk;
+    const offer = ch.pskOffer;
+    if (!p || !offer || hash !== (p.hash ?? 'sha256')) return undefined;
+    const modes = ch.pskKeyExchangeModes ?? new Uint8Array(0);
+    if (!modes.includes(PskKeyExchangeMode.psk_dhe_ke) && !(p.allowPskOnly && modes.includes(PskKeyExchangeMode.psk_ke))) return undefined;
+    const listed = listedIdentities(p);
+    for (let index = 0; index < offer.identities.length; index++) {
+      const identity = offer.identities[index].identity;
+      if (tickets.has(index) || (listed && !listed.has(Buffer.from(identity).toString('hex')))) continue;
+      return { index, identity };
+    }
     return undefined;
+  }
+
+  /** A ticket's PSK: the session's resumption PSK, in the front (it is worth this session only). */
+  private ticketPsk(ticket: OfferedTicket): ChosenPsk {
+    const stages = localKeyStages(this.suite.hash, ticket.state.secret);
+    ticket.state.secret.fill(0);
+    return {
+      index: ticket.index,
+      stages,
+      accept: () => {
+        this.resumedFrom = ticket.state;
+        this.host.info.resumed = true;
+        this.host.info.peerCertificates = ticket.state.peerCertificates;
+      },
+    };
+  }
+
+  /** An external PSK: its key schedule runs in the holder, which alone has the PSK. */
+  private holderPsk(offer: OfferedExternalPsk): ChosenPsk {
+    const p = this.config.tls13Psk!;
+    const stages = holderKeyStages({
+      holder: p.holder,
+      identity: Uint8Array.from(offer.identity),
+      hash: p.hash ?? 'sha256',
+      context: () => ({ ...this.host.operationContext(), tlsVersion: 'TLSv1.3' }),
+      resumption: true,
+    });
+    return {
+      index: offer.index,
+      stages,
+      accept: () => {
+        this.host.info.pskIdentity = Buffer.from(offer.identity).toString('utf8');
+      },
+    };
   }
 
   /** 4.1.4: ask for a share of `group`; the transcript restarts from message_hash(ClientHello1). */
@@ -303,6 +405,7 @@ export class Server13Handshake implements Handshake {
     const config = this.config;
 
     // Choose the certificate and everything else before any output, so a refusal is a clean alert.
+    if (config.certificates.length === 0) throw new TlsAlertError(AlertDescription.handshake_failure, 'no PSK this server takes was offered, and it has no certificate');
     if (!ch.signatureAlgorithms) throw new TlsAlertError(AlertDescription.missing_extension, 'no signature_algorithms');
     const choice = chooseCertificate(config.certificates, ch.serverName, ch.signatureAlgorithms, 'TLSv1.3', config.unknownServerName);
     if (!choice.ok) {
@@ -385,16 +488,18 @@ export class Server13Handshake implements Handshake {
   }
 
   /**
-   * 4.2.11, 4.6.1: resumption. The binder proves the client holds the ticket's PSK; then
-   * ServerHello (with selected_identity, and a key share unless psk_ke), EncryptedExtensions
-   * and Finished: no certificate, no signature, no call to the key holder.
+   * 4.2.11, 4.6.1: a PSK handshake (resumption, or an external PSK). The binder proves the
+   * client holds the PSK (a wrong one, or an identity the holder does not know, is
+   * decrypt_error: 4.2.11 says abort); then ServerHello (with selected_identity, and a key
+   * share unless psk_ke), EncryptedExtensions and Finished: no certificate, no signature.
+   * No early data either: keyward declines 0-RTT (docs/tls13-psk.md).
    */
-  private sendResumedFlight(ch: ClientHello, ticket: OfferedTicket, binderHash: Uint8Array, share: KeyShareEntry | undefined): void {
+  private sendPskFlight(ch: ClientHello, psk: ChosenPsk, binderHash: Uint8Array, share: KeyShareEntry | undefined): void {
     const host = this.host;
     const alpn = chooseAlpn(ch.alpn, this.config.alpnProtocols);
-    this.stages = localKeyStages(this.suite.hash, ticket.state.secret);
-    ticket.state.secret.fill(0);
-    this.runner.run(this.stages.verifyBinder(binderHash, ch.pskOffer!.binders[ticket.index]), (ok) => {
+    this.stages = psk.stages;
+    this.state = { name: 'keySchedule' };
+    this.runner.run(this.stages.verifyBinder(binderHash, ch.pskOffer!.binders[psk.index]), (ok) => {
       if (!ok) throw new TlsAlertError(AlertDescription.decrypt_error, 'PSK binder does not verify');
       const exts: ExtensionOut[] = [];
       if (share) {
@@ -403,10 +508,9 @@ export class Server13Handshake implements Handshake {
         exts.push(extKeyShareServer(share.group, kx.publicKey));
         host.info.group = share.group;
       }
-      exts.push(extSupportedVersionsServer(TLS13), preSharedKeySelectedExt.encode(ticket.index));
-      this.resumedFrom = ticket.state;
-      host.info.resumed = true;
-      host.info.peerCertificates = ticket.state.peerCertificates;
+      exts.push(extSupportedVersionsServer(TLS13), preSharedKeySelectedExt.encode(psk.index));
+      psk.accept();
+      this.pskAuthenticated = true;
       const sh = this.serverHello(exts);
       this.transcript.update(sh);
       host.sendHandshake(sh);
@@ -414,7 +518,7 @@ export class Server13Handshake implements Handshake {
       this.sendCompatCcs();
       this.runner.run(this.stages.handshakeSecrets(this.dhe, this.transcript.current()), (hs) => {
         this.useHandshakeKeys(ch, hs);
-        // RFC 6066 3 and OpenSSL: no server_name acknowledgement when resuming.
+        // RFC 6066 3 and OpenSSL: no server_name acknowledgement when resuming (nor with an external PSK: SNI chose nothing).
         this.sendMessage(this.encryptedExtensions(ch, alpn, false));
         this.sendServerFinished(hs);
       });
@@ -469,7 +573,7 @@ export class Server13Handshake implements Handshake {
       host.setWriteKey(this.aead(app.server));
       const secrets: AfterServerFinished = { clientHandshakeSecret: hs.client, clientAppSecret: app.client, serverAppSecret: app.server, exporterMaster: app.exporter };
       // 4.3.2: a server authenticating with a PSK does not ask for a certificate.
-      this.state = this.config.clientAuth && !this.resumedFrom ? { name: 'awaitClientCertificate', secrets } : { name: 'awaitFinished', secrets };
+      this.state = this.config.clientAuth && !this.pskAuthenticated ? { name: 'awaitClientCertificate', secrets } : { name: 'awaitFinished', secrets };
     });
   }
 
@@ -528,10 +632,12 @@ export class Server13Handshake implements Handshake {
       this.state = { name: 'done' };
       this.host.handshakeComplete({ version: 'TLSv1.3', hash: h, aead: this.suite.aead, readSecret: st.clientAppSecret, writeSecret: st.serverAppSecret, exporterMaster: st.exporterMaster });
     };
-    if (!this.config.ticketKeys || this.config.ticketCount === 0) return complete();
+    // A PSK holder that gives no resumption master secret: no tickets after its handshakes.
+    const rmsStage = this.stages.resumptionMasterSecret;
+    if (!this.config.ticketKeys || this.config.ticketCount === 0 || !rmsStage) return complete();
     // The resumption master secret covers the client's Finished (and its certificate with mTLS).
     this.state = { name: 'keySchedule' };
-    this.runner.run(this.stages.resumptionMasterSecret(this.dhe, this.transcript.current()), (rms) => {
+    this.runner.run(rmsStage.call(this.stages, this.dhe, this.transcript.current()), (rms) => {
       this.sendTickets(rms);
       rms.fill(0);
       complete();
