@@ -196,7 +196,7 @@ describe('TLS 1.3 external PSK with real peers, the PSK in a key holder', { time
     assert.deepEqual(s.sessions.map((x) => x.negotiated.pskIdentity), [undefined, ID]);
   });
 
-  it('tickets after a PSK handshake (the holder gives the resumption master secret): openssl resumes without the PSK', async () => {
+  it('tickets after a PSK handshake (the holder gives the resumption master secret): openssl resumes without the PSK, the identity kept', async () => {
     const s = await pskServer(keydPsk);
     const sess = join(dir.dir, 'psk.sess');
     const first = await sClient(s.port, ['-psk', HEX, '-sess_out', sess]);
@@ -205,6 +205,7 @@ describe('TLS 1.3 external PSK with real peers, the PSK in a key holder', { time
     const second = await opensslClient(s.port, { args: ['-tls1_3', '-sess_in', sess], input: 'again\n', waitFor: 'again', timeoutMs: 10_000 });
     assert.match(second.stdout, /again/, second.stdout + second.stderr);
     assert.equal(s.sessions.at(-1)!.negotiated.resumed, true);
+    assert.equal(s.sessions.at(-1)!.negotiated.pskIdentity, ID, 'the ticket carries the identity the PSK handshake authenticated');
   });
 
   it('a PSK-only client meeting a certificate: refused without trust anchors, verified with them', async () => {

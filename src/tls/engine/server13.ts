@@ -145,6 +145,8 @@ export class Server13Handshake implements Handshake {
   private resumedFrom: SessionState | undefined;
   /** Whether a PSK (a ticket or an external one) authenticates this handshake: no certificates then. */
   private pskAuthenticated = false;
+  /** The external PSK identity this handshake took, which its tickets carry. */
+  private externalIdentity: Uint8Array | undefined;
   private compatCcsSent = false;
 
   constructor(
@@ -265,7 +267,8 @@ export class Server13Handshake implements Handshake {
         state.version === 'TLSv1.3' &&
         suiteInfo(state.cipherSuite)?.hash === hash &&
         state.serverName === ch.serverName &&
-        !(this.config.clientAuth && state.peerCertificates.length === 0) &&
+        // A server asking for client certificates resumes only sessions that authenticated the client (a certificate or an external PSK).
+        !(this.config.clientAuth && state.peerCertificates.length === 0 && !state.pskIdentity) &&
         sessionAgeProblem(state, now, id.obfuscatedTicketAge) === undefined;
       if (usable) return { usable: { index, state }, opened };
       state.secret.fill(0);
@@ -304,6 +307,7 @@ export class Server13Handshake implements Handshake {
         this.resumedFrom = ticket.state;
         this.host.info.resumed = true;
         this.host.info.peerCertificates = ticket.state.peerCertificates;
+        if (ticket.state.pskIdentity) this.host.info.pskIdentity = Buffer.from(ticket.state.pskIdentity).toString('utf8');
       },
     };
   }
@@ -322,6 +326,7 @@ export class Server13Handshake implements Handshake {
       index: offer.index,
       stages,
       accept: () => {
+        this.externalIdentity = offer.identity;
         this.host.info.pskIdentity = Buffer.from(offer.identity).toString('utf8');
       },
     };
@@ -646,15 +651,17 @@ export class Server13Handshake implements Handshake {
 
   /**
    * 4.6.1: `ticketCount` NewSessionTickets, each a distinct nonce and ticket_age_add, the
-   * ticket the sealed session state: its PSK, suite, SNI, ALPN, the client's certificates and
-   * when the full handshake authenticated (kept through resumptions, so a session never
-   * outlives seven days). No early_data extension: keyward does not take 0-RTT.
+   * ticket the sealed session state: its PSK, suite, SNI, ALPN, the client's certificates or
+   * external PSK identity, and when the full handshake authenticated (kept through
+   * resumptions, so a session never outlives seven days). No early_data extension: keyward
+   * does not take 0-RTT.
    */
   private sendTickets(rms: Uint8Array): void {
     const host = this.host;
     const ring = this.config.ticketKeys!;
     const now = host.now();
     const authenticatedAt = this.resumedFrom?.authenticatedAt ?? now;
+    const pskIdentity = this.externalIdentity ?? this.resumedFrom?.pskIdentity;
     const lifetime = Math.min(ring.ticketLifetime, Math.floor((authenticatedAt + MAX_TICKET_LIFETIME * 1000 - now) / 1000));
     if (lifetime <= 0) return;
     for (let i = 0; i < this.config.ticketCount; i++) {
@@ -672,6 +679,7 @@ export class Server13Handshake implements Handshake {
         alpnProtocol: host.info.alpnProtocol,
         extendedMasterSecret: false,
         peerCertificates: host.info.peerCertificates ?? [],
+        ...(pskIdentity ? { pskIdentity } : {}),
       };
       const plain = encodeSessionState(state);
       state.secret.fill(0);

@@ -34,6 +34,8 @@ export interface SessionState {
   readonly extendedMasterSecret: boolean;
   /** The peer's certificate chain (DER), when it authenticated with one (mutual TLS). */
   readonly peerCertificates: readonly Uint8Array[];
+  /** TLS 1.3: the external PSK identity the full handshake authenticated the client with (reported again on resumption). */
+  readonly pskIdentity?: Uint8Array;
 }
 
 /** Format byte of the encoding below: a ticket of another format is not opened (full handshake). */
@@ -57,6 +59,8 @@ export function encodeSessionState(s: SessionState): Uint8Array {
   w.block(3, (chain) => {
     for (const cert of s.peerCertificates) chain.vec24(cert);
   });
+  // Optional and last, so a state without it reads as before.
+  if (s.pskIdentity) w.vec16(s.pskIdentity);
   return w.finish();
 }
 
@@ -84,6 +88,7 @@ export function parseSessionState(bytes: Uint8Array): SessionState | null {
     const chain = r.sub24('session peer certificates');
     const peerCertificates: Uint8Array[] = [];
     while (!chain.atEnd()) peerCertificates.push(Buffer.from(chain.vec24(1)));
+    const pskIdentity = r.atEnd() ? undefined : Buffer.from(r.vec16(1));
     r.end();
     if (lifetime > MAX_TICKET_LIFETIME || flags > 1) return null;
     return {
@@ -98,6 +103,7 @@ export function parseSessionState(bytes: Uint8Array): SessionState | null {
       alpnProtocol: alpnProtocol === '' ? undefined : alpnProtocol,
       extendedMasterSecret: flags === 1,
       peerCertificates,
+      ...(pskIdentity ? { pskIdentity } : {}),
     };
   } catch {
     return null;
