@@ -9,11 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { createPrivateKey, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { LocalKey } from '../../src/keys/localKey.js';
 import { localPsk } from '../../src/keys/localPsk.js';
 import type { OperationContext, Tls13PskOperations } from '../../src/keys/keyOperations.js';
+import { connect } from '../../src/node/clientSocket.js';
 import { runKeyOperation } from '../../src/node/keyOperationRunner.js';
+import { createServer } from '../../src/node/server.js';
 import { CipherSuite } from '../../src/tls/crypto/cipherSuites.js';
 import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { cryptoParams, schemeInfo } from '../../src/tls/crypto/signatureSchemes.js';
@@ -270,5 +273,38 @@ describe('TLS 1.3 external PSK: keyward client and server, the key schedule in t
     const c = resolveClientConfig({ tls13Psk: { holder, identity: ID, hash: 'sha384' } });
     assert.deepEqual(c.tls13CipherSuites, [CipherSuite.TLS_AES_256_GCM_SHA384], 'only suites of the PSK hash are offered');
     assert.equal(c.minVersion, 'TLSv1.3');
+  });
+});
+
+describe('TLS 1.3 external PSK through the Node adapter', () => {
+  it('a holder step is cancelled when the connection goes away (the handshake timeout here)', async () => {
+    const inner = localPsk(new Map([[ID, PSK]]));
+    let aborted: unknown;
+    const stuck: Tls13PskOperations = {
+      ...Object.fromEntries((['tls13Binder', 'tls13HandshakeSecrets', 'tls13ApplicationSecrets'] as const).map((m) => [m, inner[m].bind(inner)])),
+      // A holder that never answers on its own: only the abort ends the wait.
+      tls13VerifyBinder: (_req, _ctx, signal) =>
+        new Promise<boolean>((_resolve, reject) =>
+          signal.addEventListener('abort', () => {
+            aborted = signal.reason;
+            reject(signal.reason as Error);
+          }),
+        ),
+    } as Tls13PskOperations;
+    const server = createServer({ certificates: [], tls13Psk: { holder: stuck }, handshakeTimeout: 300 });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const port = (server.address() as { port: number }).port;
+      const client = connect({ port, host: '127.0.0.1', tls13Psk: { holder: inner, identity: ID }, handshakeTimeout: 5_000 });
+      client.on('error', () => undefined);
+      await once(server, 'tlsClientError');
+      await new Promise((r) => setTimeout(r, 50));
+      assert.ok(aborted instanceof Error && (aborted as { code?: string }).code === 'aborted', `the holder's signal was aborted: ${String(aborted)}`);
+      client.destroy();
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
   });
 });

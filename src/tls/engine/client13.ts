@@ -133,7 +133,9 @@ const WAITS: { readonly [K in State['name']]?: Wait } = {
  * driver), CertificateVerify (4.4.3) and Finished (4.4.4); then the client's own
  * Certificate and CertificateVerify when asked (signed by the key holder) and Finished.
  * With `config.session` it offers that session (4.2.11); when the server takes it, no
- * certificate comes and the session's chain stands for the server's.
+ * certificate comes and the session's chain stands for the server's. With
+ * `config.tls13Psk` it offers that external PSK instead, whose holder computes the binder
+ * and every secret; a server that takes it authenticates with it, not with a certificate.
  */
 export class Client13Handshake implements Handshake {
   private state: State;
