@@ -11,8 +11,8 @@ export {
   type WithTlsAcceptor,
 } from './node/http.js';
 export { TlsAcceptor } from './node/acceptor.js';
-export { startKeyProcess, KeyProcessKey, type KeyProcessOptions } from './keys/keyProcess.js';
-export { connectRemoteKey, connectKeydAdmin, RemoteKey, KeydClient, KeydAdmin, type RemoteKeyOptions, type KeydClientOptions } from './keys/remoteKey.js';
+export { startKeyProcess, KeyProcessKey, startPskProcess, KeyProcessPsk, type KeyProcessOptions, type PskProcessOptions } from './keys/keyProcess.js';
+export { connectRemoteKey, connectRemotePsk, connectKeydAdmin, RemoteKey, RemotePsk, KeydClient, KeydAdmin, type RemoteKeyOptions, type KeydClientOptions } from './keys/remoteKey.js';
 export { startKeyd, type Keyd, type StartKeydOptions } from './keyd/server.js';
 export { loadKeydConfig, parseKeydConfig, KeydConfigError, type KeydConfig } from './keyd/config.js';
 export { verifyAuditLog } from './keyd/audit.js';
@@ -26,7 +26,7 @@ export { KeywardAgent, type KeywardAgentOptions } from './node/agent.js';
 export { TicketKeyRing, type TicketKeyRingOptions } from './tls/resumption/ticketKeys.js';
 export { CertificateVerificationError, verifyChain, type CheckServerIdentity } from './node/peerVerification.js';
 export { TlsClientConnection } from './tls/engine/clientConnection.js';
-export { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig } from './tls/engine/clientConfig.js';
+export { resolveClientConfig, type ClientConfig, type ClientConfigInput, type ClientPskConfig, type ClientTls13PskConfig } from './tls/engine/clientConfig.js';
 export { TlsConnection } from './tls/engine/connection.js';
 export { TlsServerConnection } from './tls/engine/serverConnection.js';
 export { certifiedKey, type CertifiedKey, type DelegatedCredentialSource } from './tls/engine/certificates.js';
@@ -42,13 +42,15 @@ export {
 } from './keys/delegatedCredentials.js';
 export { type DelegatedCredentialIssuer, type DelegatedCredentialRequest, type DelegationSide } from './keys/delegatedCredentialIssuer.js';
 export { LocalDelegatedCredentialIssuer, type LocalDelegatedCredentialIssuerOptions } from './keys/localDelegatedCredentialIssuer.js';
-export { resolveServerConfig, type ServerConfig, type ServerConfigInput } from './tls/engine/config.js';
+export { resolveServerConfig, type ServerConfig, type ServerConfigInput, type Tls13PskServerConfig } from './tls/engine/config.js';
 export type {
   EngineEvent,
   KeyOperationRequest,
   SignRequest,
   DecryptPremasterRequest,
   PskMasterSecretOperation,
+  Tls13PskOperation,
+  Tls13PskStepRequest,
   PeerVerificationRequest,
   PeerVerdict,
   NegotiatedInfo,
@@ -62,6 +64,7 @@ export {
   type PremasterDecryption,
   type OperationContext,
   type PskOperations,
+  type Tls13PskOperations,
 } from './keys/keyOperations.js';
 export { SignatureScheme } from './tls/crypto/signatureSchemes.js';
 export { CipherSuite } from './tls/crypto/cipherSuites.js';

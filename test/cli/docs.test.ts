@@ -28,7 +28,7 @@ import { freePort } from '../proxy/harness.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The documents whose snippets this test owns (docs/keyd.md and others are checked by their own tests). */
-const DOCS = ['README.md', 'docs/architecture.md', 'docs/security.md', 'docs/proxy.md', 'docs/configuration.md', 'docs/pki.md', 'docs/deployment.md', 'docs/delegated-credentials.md'];
+const DOCS = ['README.md', 'docs/architecture.md', 'docs/security.md', 'docs/proxy.md', 'docs/configuration.md', 'docs/pki.md', 'docs/deployment.md', 'docs/delegated-credentials.md', 'docs/tls13-psk.md'];
 const PORTS = [7443, 8080, 8443, 8444];
 
 interface Block {
