@@ -3,7 +3,8 @@
  *
  *   node dist/bench/benchLoad.js handshakes PORT CONCURRENCY SECONDS [GROUP] [TLS12_JSON]
  *
- * TLS12_JSON: {"cipher":"ECDHE-RSA-AES128-GCM-SHA256"} and optionally "psk":{"identity","hex"}: a TLS 1.2 handshake with that suite.
+ * TLS12_JSON: {"cipher":"ECDHE-RSA-AES128-GCM-SHA256"} and optionally "psk":{"identity","hex"}: a TLS 1.2 handshake with that suite;
+ * {"tls13Psk":{"identity","hex"}}: a TLS 1.3 handshake with that external PSK.
  *   node dist/bench/benchLoad.js bulk PORT MEGABYTES
  *
  * Prints one JSON line of results.
@@ -12,8 +13,12 @@ import tls from 'node:tls';
 
 const [kind, portArg, a, b, groupArg = 'X25519', tls12Arg] = process.argv.slice(2);
 const port = Number(portArg);
-const tls12: { cipher: string; psk?: { identity: string; hex: string } } | undefined = tls12Arg ? JSON.parse(tls12Arg) : undefined;
-const versionOptions: tls.ConnectionOptions = tls12
+const extra: { cipher?: string; psk?: { identity: string; hex: string }; tls13Psk?: { identity: string; hex: string } } | undefined = tls12Arg ? JSON.parse(tls12Arg) : undefined;
+const tls13Psk = extra?.tls13Psk;
+const tls12 = extra?.cipher !== undefined ? (extra as { cipher: string; psk?: { identity: string; hex: string } }) : undefined;
+const versionOptions: tls.ConnectionOptions = tls13Psk
+  ? { minVersion: 'TLSv1.3', ciphers: 'PSK', pskCallback: () => ({ identity: tls13Psk.identity, psk: Buffer.from(tls13Psk.hex, 'hex') }) }
+  : tls12
   ? {
       minVersion: 'TLSv1.2',
       maxVersion: 'TLSv1.2',
