@@ -109,7 +109,7 @@ async function connected(port: number, source: string[], pskKe: boolean): Promis
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`keyward connect did not connect: ${err}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  assert.match(err, new RegExp(`^connected version=TLSv1\\.3 suite=TLS_AES_128_GCM_SHA256 group=${pskKe ? '-' : 'X25519'} sigalg=- alpn=http/1.1 subject=- psk=${IDENTITY}$`, 'm'));
+  assert.match(err, new RegExp(`^connected version=TLSv1\\.3 suite=TLS_AES_128_GCM_SHA256 group=${pskKe ? '-' : '(X25519|X25519MLKEM768)'} sigalg=- alpn=http/1.1 subject=- psk=${IDENTITY}$`, 'm'));
   return child;
 }
 
