@@ -5,7 +5,7 @@
  * file read in-process the same scan finds them (the control that proves the scan works).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -14,7 +14,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { sServer, stopSServers } from '../client/clientHelpers.js';
 import { tempDir } from '../support/keydFixture.js';
-import { KEYWARD_BIN } from '../support/keywardCli.js';
+import { startConnect } from '../support/keywardCli.js';
 import { keySecretNeedles, scanProcessMemory, type Needle } from '../support/memscan.js';
 import { getPki, type PkiFixtures } from '../support/pki.js';
 
@@ -58,16 +58,7 @@ async function pskServer(): Promise<number> {
 
 /** Runs `keyward connect ARGS` and resolves once it printed its connected line (the connection stays open). */
 async function connected(args: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [KEYWARD_BIN, 'connect', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  cleanups.push(() => child.kill('SIGKILL'));
-  let err = '';
-  child.stderr.on('data', (d) => (err += String(d)));
-  const deadline = Date.now() + 20_000;
-  while (!/^connected /m.test(err)) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`keyward connect did not connect: ${err}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return child;
+  return (await startConnect(args, cleanups)).child;
 }
 
 async function scan(child: ChildProcess, needles: readonly Needle[]): Promise<string[]> {

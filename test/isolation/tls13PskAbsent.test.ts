@@ -10,7 +10,7 @@
  * identity of each step.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Keyd } from '../../src/keyd/server.js';
 import { localPsk } from '../../src/keys/localPsk.js';
 import { makeKeydPki, readAudit, startTestKeyd, tempDir, type KeydPki } from '../support/keydFixture.js';
-import { KEYWARD_BIN, runKeyward, startServe, type KeywardChild } from '../support/keywardCli.js';
+import { runKeyward, startConnect, startServe, type KeywardChild } from '../support/keywardCli.js';
 import { scanProcessMemory, type Needle } from '../support/memscan.js';
 import { opensslClient } from '../support/peers.js';
 
@@ -68,7 +68,7 @@ let keyd: Keyd;
 let auditFile: string;
 let pskFile: string;
 const servers: KeywardChild[] = [];
-const clients: ChildProcess[] = [];
+const cleanups: Array<() => unknown> = [];
 
 before(async () => {
   root = await tempDir('keyward-tls13-psk-absent-');
@@ -85,7 +85,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of clients) c.kill('SIGKILL');
+  for (const c of cleanups) c();
   await Promise.all(servers.map((s) => s.stop()));
   await keyd?.close();
   await root?.cleanup();
@@ -99,17 +99,9 @@ async function serve(source: string[]): Promise<KeywardChild> {
 
 /** `keyward connect` over TLS 1.3 with the PSK; resolves once connected (the connection stays open). */
 async function connected(port: number, source: string[], pskKe: boolean): Promise<ChildProcess> {
-  const args = ['connect', `127.0.0.1:${port}`, ...source, '--psk-identity', IDENTITY, '--tls-version', '1.3', '--alpn', 'http/1.1', ...(pskKe ? ['--tls13-psk-ke'] : [])];
-  const child = spawn(process.execPath, [KEYWARD_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  clients.push(child);
-  let err = '';
-  child.stderr.on('data', (d) => (err += String(d)));
-  const deadline = Date.now() + 20_000;
-  while (!/^connected /m.test(err)) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`keyward connect did not connect: ${err}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.match(err, new RegExp(`^connected version=TLSv1\\.3 suite=TLS_AES_128_GCM_SHA256 group=${pskKe ? '-' : '(X25519|X25519MLKEM768)'} sigalg=- alpn=http/1.1 subject=- psk=${IDENTITY}$`, 'm'));
+  const args = [`127.0.0.1:${port}`, ...source, '--psk-identity', IDENTITY, '--tls-version', '1.3', '--alpn', 'http/1.1', ...(pskKe ? ['--tls13-psk-ke'] : [])];
+  const { child, stderr } = await startConnect(args, cleanups);
+  assert.match(stderr, new RegExp(`^connected version=TLSv1\\.3 suite=TLS_AES_128_GCM_SHA256 group=${pskKe ? '-' : '(X25519|X25519MLKEM768)'} sigalg=- alpn=http/1.1 subject=- psk=${IDENTITY}$`, 'm'));
   return child;
 }
 

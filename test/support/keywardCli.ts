@@ -138,6 +138,24 @@ export function startServe(args: readonly string[], opts: StartOptions = {}): Pr
   return startKeyward(['serve', '--listen', '127.0.0.1:0', ...args], opts);
 }
 
+/**
+ * Runs `keyward connect ARGS` and resolves once it printed its connected line, with that
+ * stderr so far; the connection stays open (stdin open) until the child is killed, which
+ * `cleanups` gets a function for.
+ */
+export async function startConnect(args: readonly string[], cleanups: Array<() => unknown>): Promise<{ child: ChildProcess; stderr: string }> {
+  const child = spawn(process.execPath, [KEYWARD_BIN, 'connect', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  cleanups.push(() => child.kill('SIGKILL'));
+  let err = '';
+  child.stderr!.on('data', (d) => (err += String(d)));
+  const deadline = Date.now() + 20_000;
+  while (!/^connected /m.test(err)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`keyward connect did not connect: ${err}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { child, stderr: err };
+}
+
 /** Runs `node bin/keyward.js ARGS` to its end (bounded), e.g. for usage errors. */
 export function runKeyward(args: readonly string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<RunResult> {
   return runProcess(process.execPath, [KEYWARD_BIN, ...args], { env: { ...process.env, ...(opts.env ?? {}) }, timeoutMs: opts.timeoutMs ?? 20_000 });
