@@ -111,8 +111,12 @@ describe('Chromium (headless)', () => {
       assert.equal(c.netError, undefined, 'no handshake failed');
       assert.equal(c.result?.version, 'TLS 1.3');
       assert.equal(groupName(c.result.keyExchangeGroup), 'X25519MLKEM768');
-      assert.equal(c.result.peerSignatureAlgorithm, SignatureScheme.ecdsa_secp256r1_sha256);
-      assert.equal(c.result.isResumed, false);
+    }
+    // Chromium may resume a later connection with the server's ticket: no Certificate then.
+    const full = hybrid.filter((c) => c.result?.isResumed === false);
+    assert.ok(full.length >= 1, 'at least one full handshake');
+    for (const c of full) {
+      assert.equal(c.result!.peerSignatureAlgorithm, SignatureScheme.ecdsa_secp256r1_sha256);
       const hello = c.sent.find((m) => m.type === HandshakeType.client_hello);
       assert.ok(hello, 'the ClientHello is in the net log');
       const ch = parseClientHello(hello.bytes.subarray(4));
