@@ -8,7 +8,6 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { illegalParameter } from '../wire/errors.js';
-import { secureRandom } from './random.js';
 
 /**
  * One ephemeral Diffie-Hellman key pair of a key-exchange group: the public value as it
@@ -70,8 +69,8 @@ const pkcs8Prefix: Readonly<Record<string, Buffer>> = {
 /**
  * Whether this Node imports raw keys (`format: 'raw-private'`/`'raw-public'`, Node 24.x and
  * later). It is the cheapest documented way to make an OKP key from chosen bytes (~43 µs with
- * the public half); without it the documented ways are generateKeyPairSync (random keys) and
- * PKCS#8 DER (fixed keys; ~500 µs on Node 20's OpenSSL, so tests only).
+ * the public half); without it the documented way is PKCS#8 DER (~430 µs on Node 20's
+ * OpenSSL 3.0, so fixed test keys only).
  */
 const rawKeyImport: boolean = (() => {
   try {
@@ -91,25 +90,30 @@ export const generateKeyPairSpki = generateKeyPairSync as unknown as (
   options: { publicKeyEncoding: { type: 'spki'; format: 'der' }; prime?: Buffer; generator?: number },
 ) => { privateKey: KeyObject; publicKey: Buffer };
 
-/** The raw public key at the end of an X25519/X448 SPKI (RFC 8410: a 12-byte header, then the key). */
-function spkiRawPublic(spki: Buffer, size: number): Buffer {
-  return spki.subarray(spki.length - size);
-}
+/** generateKeyPairSync with only the public half encoded, as a JWK (documented; absent from @types/node's overloads). */
+const generateKeyPairJwk = generateKeyPairSync as unknown as (
+  type: 'x25519' | 'x448',
+  options: { publicKeyEncoding: { format: 'jwk' } },
+) => { privateKey: KeyObject; publicKey: { x?: unknown } };
 
 /**
  * An OKP key pair: the private KeyObject and the raw public key.
- * Keys made by generateKeyPairSync get their public half encoded by the key generation job
- * itself: exporting it from the KeyObject afterwards (as a JWK) can deadlock Node 20 when a
- * garbage collection during the export finalizes the generation job, which takes the lock
- * the export holds (seen under load in bench/groups.ts).
+ * A fresh key comes from generateKeyPairSync, whose job encodes the public half itself, as a
+ * JWK: ~41 µs for X25519 on Node 20 and 24, where an SPKI DER encoding costs ~80 µs more on
+ * Node 20 (OpenSSL 3.0's encoder lookup) and importing random bytes as PKCS#8 ~430 µs.
+ * Exporting the public half from a generated KeyObject afterwards instead can deadlock Node
+ * 20 when a garbage collection during the export finalizes the generation job (seen under
+ * load in bench/groups.ts, and again with `node --gc-interval`; the job's own encoding was not).
  */
 function okpKeyPair(curve: EcCurve, fixedPrivate: Uint8Array | undefined): { privateKey: KeyObject; publicKey: Buffer } {
   const type = curve.curve === 'x25519' ? 'x25519' : 'x448';
-  if (fixedPrivate === undefined && !rawKeyImport) {
-    const kp = generateKeyPairSpki(type, { publicKeyEncoding: { type: 'spki', format: 'der' } });
-    return { privateKey: kp.privateKey, publicKey: spkiRawPublic(kp.publicKey, curve.size) };
+  if (fixedPrivate === undefined) {
+    const kp = generateKeyPairJwk(type, { publicKeyEncoding: { format: 'jwk' } });
+    const publicKey = Buffer.from(String(kp.publicKey.x), 'base64url');
+    if (publicKey.length !== curve.size) throw new Error(`${curve.name} key generation gave a ${publicKey.length}-byte public key`);
+    return { privateKey: kp.privateKey, publicKey };
   }
-  const d = fixedPrivate === undefined ? secureRandom(curve.size) : bufferView(fixedPrivate);
+  const d = bufferView(fixedPrivate);
   let privateKey: KeyObject;
   try {
     privateKey = rawKeyImport
@@ -117,8 +121,6 @@ function okpKeyPair(curve: EcCurve, fixedPrivate: Uint8Array | undefined): { pri
       : createPrivateKey({ key: Buffer.concat([pkcs8Prefix[type], d]), format: 'der', type: 'pkcs8' });
   } catch {
     throw new Error(`cannot build a ${curve.name} private key`);
-  } finally {
-    if (fixedPrivate === undefined) d.fill(0);
   }
   // Imported keys have no generation job: reading the public half is safe, and a JWK is cheaper than DER SPKI on Node 20.
   const x = createPublicKey(privateKey).export({ format: 'jwk' }).x;
