@@ -15,9 +15,13 @@
  *   npm run bench                       the whole run (~10 min)
  *   npm run bench -- --quick            a ~2 min subset (P-256 rows, shorter runs, one repeat)
  *   npm run bench -- --only tls13,bulk  sections: tls13 tls12 resumed hybrid bulk memory keyd
- *   options: --seconds S (per run), --repeats N, --concurrency C, --node PATH (run the servers,
+ *   options: --seconds S (per run), --warm S (load per server before a row's runs; default 8,
+ *            2 with --quick), --repeats N, --concurrency C, --node PATH (run the servers,
  *            keyd and the bare sign loop on another Node, e.g. the pinned Node 24), --nodelay
- *            (TCP_NODELAY on both servers' accepted sockets; both leave Nagle on by default)
+ *            (TCP_NODELAY on both servers' accepted sockets; both leave Nagle on by default),
+ *            --baseline DIR (also run keyward's servers, in the same alternating rounds, from
+ *            another built checkout, e.g. `git worktree add DIR HEAD~1 && (cd DIR && npm ci && npm run build)`,
+ *            and print each one's CPU per operation now against it)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -38,6 +42,7 @@ import {
   startChild,
   startKeydWithSites,
   startServer as startPinnedServer,
+  type Build,
   type Impl,
   type Json,
   type Keyd,
@@ -59,11 +64,19 @@ const seconds = Number(option('seconds') ?? (quick ? 1.5 : 4));
 const repeats = Number(option('repeats') ?? (quick ? 1 : 3));
 const concurrency = Number(option('concurrency') ?? 16);
 const serverNode = option('node') ?? process.execPath;
-const warmSeconds = quick ? 0.5 : 1;
+/**
+ * Load before the measured runs of a row, per server. V8 keeps compiling for a while: at
+ * ~600 handshakes/s a key process spent ~100 µs per signature in TurboFan after 2 s of
+ * load and ~5 after 15 s (a front likewise), so short warm-ups charge start-up to the rows.
+ */
+const warmSeconds = Number(option('warm') ?? (quick ? 2 : 8));
 const bulkMB = quick ? 32 : 128;
 /** 128 MiB moves in ~0.4 s: several transfers per run keep the 10 ms CPU ticks a small error. */
 const bulkTransfers = quick ? 1 : 4;
 const noDelay = process.argv.includes('--nodelay');
+/** --baseline DIR: also run keyward's servers from the built checkout in DIR (e.g. the commit before a change). */
+const baselineDir = option('baseline');
+const baseline: Build | undefined = baselineDir ? { benchDir: join(baselineDir, 'dist', 'bench'), tag: 'baseline' } : undefined;
 const idleCount = quick ? 2000 : 10_000;
 const pendingCount = quick ? 1000 : 5000;
 const keyTypes: KeyType[] = quick ? ['ecdsa-p256'] : ['ecdsa-p256', 'rsa-2048'];
@@ -77,8 +90,25 @@ function loadgen(args: string[], timeoutMs = (seconds + 60) * 1000): Promise<Jso
 }
 
 let keyd: Keyd | undefined;
-function startServer(impl: Impl, site: SiteKey, extra: Json = {}, node = serverNode): Promise<Server> {
-  return startPinnedServer(impl, site, keyd, node, { noDelay, ...extra });
+function startServer(impl: Impl, site: SiteKey, extra: Json = {}, node = serverNode, build?: Build): Promise<Server> {
+  return startPinnedServer(impl, site, keyd, node, { noDelay, ...extra }, [], build);
+}
+
+/**
+ * With --baseline: each keyward server's CPU per operation here against the same server
+ * from the baseline build, measured in the same alternating rounds (below 1: cheaper now).
+ */
+function printBaselineChange<T>(med: Map<string, T>, figures: (m: T) => number[], names: string[], unit: string): void {
+  if (!baseline) return;
+  for (const [name, before] of med) {
+    if (!name.endsWith(`@${baseline.tag}`)) continue;
+    const now = med.get(name.slice(0, -baseline.tag.length - 1));
+    if (!now) continue;
+    const b = figures(before);
+    const a = figures(now);
+    const parts = names.map((n, i) => (b[i] > 0 ? `${n} ${f(b[i])} → ${f(a[i])} ${unit} (${x(a[i] / b[i])})` : '')).filter((p) => p !== '');
+    console.log(`  ${name.split('@')[0]} now vs ${baseline.tag}: ${parts.join(', ')}`);
+  }
 }
 
 // ------------------------------------------------------------------ handshake rows
@@ -104,7 +134,7 @@ async function handshakeRun(s: Server, loadArgs: string[], runSeconds: number): 
   // The server also counted the load generator's priming handshake of a resumed row.
   const hs = ((await s.child.ask('stat')).secure as number) - a0 - (g.primed as number);
   const genHs = g.handshakes as number;
-  if (hs === 0) throw new Error(`${IMPL_LABEL[s.impl]}: no handshake completed (${String(g.firstError ?? '')})`);
+  if (hs === 0) throw new Error(`${s.label}: no handshake completed (${String(g.firstError ?? '')})`);
   return {
     rate: hs / (g.seconds as number),
     frontUs: (f1 - f0) / hs,
@@ -119,7 +149,8 @@ async function handshakeRun(s: Server, loadArgs: string[], runSeconds: number): 
 
 interface HsRow {
   label: string;
-  runs: Map<Impl, HsRun[]>;
+  /** By server name: the impl, or impl@tag for a baseline build's server. */
+  runs: Map<string, HsRun[]>;
 }
 
 function medianRun(runs: HsRun[]): HsRun {
@@ -138,27 +169,29 @@ const goLoad =
 /** Alternating runs over the row's servers, the first server rotating each round. */
 async function handshakeRow(label: string, servers: Server[], run: RunFn): Promise<HsRow> {
   for (const s of servers) await run(s, warmSeconds);
-  const runs = new Map<Impl, HsRun[]>(servers.map((s) => [s.impl, []]));
+  const runs = new Map<string, HsRun[]>(servers.map((s) => [s.name, []]));
   for (let r = 0; r < repeats; r++) {
     for (let i = 0; i < servers.length; i++) {
       const s = servers[(i + r) % servers.length];
-      runs.get(s.impl)!.push(await run(s, seconds));
+      runs.get(s.name)!.push(await run(s, seconds));
     }
   }
-  printHsRow(label, runs);
+  printHsRow(label, runs, servers);
   return { label, runs };
 }
 
-function printHsRow(label: string, runs: Map<Impl, HsRun[]>): void {
+function printHsRow(label: string, runs: Map<string, HsRun[]>, servers: Server[]): void {
+  const labelOf = (name: string): string => servers.find((s) => s.name === name)?.label ?? name;
   console.log(`\n${label}`);
-  console.log('  server                         hs/s  front µs/hs (spread)  holder µs/hs  front+holder  load µs/hs  p50 ms  p99 ms  resumed  errors');
+  const w = Math.max(29, ...servers.map((s) => s.label.length));
+  console.log(`  ${'server'.padEnd(w)}  hs/s  front µs/hs (spread)  holder µs/hs  front+holder  load µs/hs  p50 ms  p99 ms  resumed  errors`);
   const med = new Map([...runs].map(([impl, rs]) => [impl, medianRun(rs)]));
   for (const [impl, rs] of runs) {
     const m = med.get(impl)!;
     const fronts = rs.map((r) => r.frontUs);
     const spread = rs.length > 1 ? `(${f(Math.min(...fronts))}–${f(Math.max(...fronts))})` : '';
     console.log(
-      `  ${IMPL_LABEL[impl].padEnd(29)} ${f(m.rate).padStart(5)} ${f(m.frontUs).padStart(7)} ${spread.padStart(13)} ${(m.holderUs ? f(m.holderUs) : '-').padStart(13)} ${f(m.frontUs + m.holderUs).padStart(13)} ${f(m.genUs).padStart(11)} ${f(m.p50, 2).padStart(7)} ${f(m.p99, 2).padStart(7)} ${(f(m.resumedShare * 100) + '%').padStart(8)} ${f(m.errors).padStart(7)}`,
+      `  ${labelOf(impl).padEnd(w)} ${f(m.rate).padStart(5)} ${f(m.frontUs).padStart(7)} ${spread.padStart(13)} ${(m.holderUs ? f(m.holderUs) : '-').padStart(13)} ${f(m.frontUs + m.holderUs).padStart(13)} ${f(m.genUs).padStart(11)} ${f(m.p50, 2).padStart(7)} ${f(m.p99, 2).padStart(7)} ${(f(m.resumedShare * 100) + '%').padStart(8)} ${f(m.errors).padStart(7)}`,
     );
   }
   const node = med.get('node');
@@ -170,6 +203,7 @@ function printHsRow(label: string, runs: Map<Impl, HsRun[]>): void {
     parts.push(`${impl} front ${x(node.frontUs / m.frontUs)}${both}, hs/s ${x(m.rate / node.rate)}`);
   }
   console.log(`  ratio node:tls µs / keyward µs (above 1: keyward cheaper): ${parts.join('; ')}`);
+  printBaselineChange(med, (m) => [m.frontUs, m.holderUs], ['front', 'holder'], 'µs/hs');
 }
 
 /** Runs one row or section; a failure is printed and the bench goes on with the next. */
@@ -220,9 +254,10 @@ async function handshakeSections(sites: SiteKey[]): Promise<void> {
     const servers: Server[] = [];
     try {
       for (const impl of impls) servers.push(await startServer(impl, site));
+      if (baseline) for (const impl of ['local', 'keyproc'] as const) servers.push(await startServer(impl, site, {}, serverNode, baseline));
       // The same version, suite and group for every server, or the rows compare different work.
       const p = await Promise.all(servers.map((s) => probe(s, TLS13)));
-      console.log(`\n${site.label}: TLS 1.3 probe per server: ${p.map((r, i) => `${servers[i].impl} ${String(r.suite)} ${String(r.tickets)} ticket(s)`).join('; ')}`);
+      console.log(`\n${site.label}: TLS 1.3 probe per server: ${p.map((r, i) => `${servers[i].name} ${String(r.suite)} ${String(r.tickets)} ticket(s)`).join('; ')}`);
       if (sections.has('tls13')) await guarded(`TLS 1.3 ${site.label}`, async () => {
         const row = await handshakeRow(`TLS 1.3 full handshake, ${site.label}, x25519, AES-128-GCM`, servers, goLoad(TLS13));
         hsTargets(row, `TLS 1.3 ${site.label}`, 0.85);
@@ -264,7 +299,7 @@ const stimeLoad =
     const hs = ((await s.child.ask('stat')).secure as number) - a0 - 1;
     const marks = /^[r*]+$/m.exec(out)?.[0] ?? '';
     const [user, sys] = [...(out.trim().split('\n').pop() ?? '').matchAll(/(\d+)m([\d.]+)s/g)].map((m) => (Number(m[1]) * 60 + Number(m[2])) * 1e6);
-    if (hs <= 0 || marks.length === 0) throw new Error(`${IMPL_LABEL[s.impl]}: s_time made no connection`);
+    if (hs <= 0 || marks.length === 0) throw new Error(`${s.label}: s_time made no connection`);
     return { rate: hs / wall, frontUs: (f1 - f0) / hs, holderUs: 0, genUs: (user + sys) / marks.length, p50: NaN, p99: NaN, errors: Math.abs(marks.length - hs), resumedShare: [...marks].filter((c) => c === 'r').length / marks.length };
   };
 
@@ -275,13 +310,13 @@ async function resumedRows(site: SiteKey, servers: Server[]): Promise<void> {
   const probes = await Promise.all(rowServers.map((s) => probe(s, TLS13)));
   const declining = rowServers.filter((_, i) => probes[i].resumes !== true);
   if (declining.length > 0) {
-    console.log(`\nTLS 1.3 resumed handshake, ${site.label}: NOT MEASURED: ${declining.map((s) => IMPL_LABEL[s.impl]).join(', ')} did not resume in the probe (tickets given: ${probes.map((p, i) => `${rowServers[i].impl} ${String(p.tickets)}`).join(', ')})`);
+    console.log(`\nTLS 1.3 resumed handshake, ${site.label}: NOT MEASURED: ${declining.map((s) => s.label).join(', ')} did not resume in the probe (tickets given: ${probes.map((p, i) => `${rowServers[i].name} ${String(p.tickets)}`).join(', ')})`);
   } else {
     const row = await handshakeRow(`TLS 1.3 resumed handshake (psk_dhe_ke), ${site.label}, x25519; ${concurrency} in flight`, rowServers, goLoad([...TLS13, '-resume']));
     hsTargets(row, `TLS 1.3 resumed ${site.label}`, 1.0);
   }
   const row = await handshakeRow(`TLS 1.2 resumed handshake (openssl s_time -reuse, one at a time), ${cipher}, ${site.label}`, rowServers, stimeLoad(cipher));
-  for (const [impl, rs] of row.runs) if (medianRun(rs).resumedShare < 0.99) console.log(`  ${IMPL_LABEL[impl]}: only ${f(medianRun(rs).resumedShare * 100)}% resumed`);
+  for (const [name, rs] of row.runs) if (medianRun(rs).resumedShare < 0.99) console.log(`  ${rowServers.find((s) => s.name === name)?.label ?? name}: only ${f(medianRun(rs).resumedShare * 100)}% resumed`);
   hsTargets(row, `TLS 1.2 resumed ${site.label}`, 1.0);
 }
 
@@ -291,7 +326,7 @@ async function hybridSection(site: SiteKey): Promise<void> {
   const groups = { groups: ['X25519MLKEM768', 'x25519'] };
   const servers = [await startServer('node', site, groups, node24), await startServer('local', site, groups, node24)];
   try {
-    const rows: Record<string, Map<Impl, HsRun[]>> = {};
+    const rows: Record<string, Map<string, HsRun[]>> = {};
     const version = execFileSync(node24, ['--version'], { encoding: 'utf8' }).trim();
     for (const group of ['X25519MLKEM768', 'X25519']) {
       // The Go 1.19 load generator has no X25519MLKEM768: a node:tls client on Node 24 offers one group.
@@ -325,6 +360,7 @@ interface BulkRun {
 
 async function bulkSection(site: SiteKey): Promise<void> {
   const servers = [await startServer('node', site), await startServer('local', site)];
+  if (baseline) servers.push(await startServer('local', site, {}, serverNode, baseline));
   try {
     /** `transfers` connections of `mb` MiB up, then as many down; CPU per MiB over each direction's transfers. */
     const once = async (s: Server, mb: number, transfers: number): Promise<BulkRun> => {
@@ -344,23 +380,25 @@ async function bulkSection(site: SiteKey): Promise<void> {
       return { upMBps: up.mbps, downMBps: down.mbps, upUsPerMB: up.us, downUsPerMB: down.us, genUsPerMB: (up.gen + down.gen) / 2 };
     };
     for (const s of servers) await once(s, 16, 1);
-    const runs = new Map<Impl, BulkRun[]>(servers.map((s) => [s.impl, []]));
-    for (let r = 0; r < repeats; r++) for (let i = 0; i < servers.length; i++) runs.get(servers[(i + r) % servers.length].impl)!.push(await once(servers[(i + r) % servers.length], bulkMB, bulkTransfers));
+    const runs = new Map<string, BulkRun[]>(servers.map((s) => [s.name, []]));
+    for (let r = 0; r < repeats; r++) for (let i = 0; i < servers.length; i++) runs.get(servers[(i + r) % servers.length].name)!.push(await once(servers[(i + r) % servers.length], bulkMB, bulkTransfers));
     console.log(`\nBulk, ${bulkMB} MiB each way over one connection, ${bulkTransfers} such connection(s) per direction and run (${site.label} certificate, TLS 1.3, AES-128-GCM); MB = MiB`);
-    console.log('  server                      up MB/s  down MB/s  up µs/MB (spread)   down µs/MB (spread)   up MB/s/core  down MB/s/core  load µs/MB');
-    const med = new Map<Impl, BulkRun>();
+    const w = Math.max(26, ...servers.map((s) => s.label.length));
+    console.log(`  ${'server'.padEnd(w)}   up MB/s  down MB/s  up µs/MB (spread)   down µs/MB (spread)   up MB/s/core  down MB/s/core  load µs/MB`);
+    const med = new Map<string, BulkRun>();
     for (const [impl, rs] of runs) {
       const m = {} as Record<keyof BulkRun, number>;
       for (const k of Object.keys(rs[0]) as (keyof BulkRun)[]) m[k] = median(rs.map((r) => r[k]));
       med.set(impl, m);
       const spread = (k: keyof BulkRun): string => (rs.length > 1 ? `(${f(Math.min(...rs.map((r) => r[k])))}–${f(Math.max(...rs.map((r) => r[k])))})` : '');
       console.log(
-        `  ${IMPL_LABEL[impl].padEnd(26)} ${f(m.upMBps).padStart(8)} ${f(m.downMBps).padStart(10)} ${f(m.upUsPerMB).padStart(9)} ${spread('upUsPerMB').padStart(11)} ${f(m.downUsPerMB).padStart(9)} ${spread('downUsPerMB').padStart(13)} ${f(1e6 / m.upUsPerMB).padStart(13)} ${f(1e6 / m.downUsPerMB).padStart(15)} ${f(m.genUsPerMB).padStart(11)}`,
+        `  ${servers.find((s) => s.name === impl)!.label.padEnd(w)} ${f(m.upMBps).padStart(8)} ${f(m.downMBps).padStart(10)} ${f(m.upUsPerMB).padStart(9)} ${spread('upUsPerMB').padStart(11)} ${f(m.downUsPerMB).padStart(9)} ${spread('downUsPerMB').padStart(13)} ${f(1e6 / m.upUsPerMB).padStart(13)} ${f(1e6 / m.downUsPerMB).padStart(15)} ${f(m.genUsPerMB).padStart(11)}`,
       );
     }
     const n = med.get('node')!;
     const k = med.get('local')!;
     console.log(`  ratio node:tls µs/MB / keyward µs/MB (= MB/s per server core; above 1: keyward cheaper): upload ${x(n.upUsPerMB / k.upUsPerMB)}, download ${x(n.downUsPerMB / k.downUsPerMB)}; wall MB/s upload ${x(k.upMBps / n.upMBps)}, download ${x(k.downMBps / n.downMBps)}`);
+    printBaselineChange(med, (m) => [m.upUsPerMB, m.downUsPerMB], ['upload', 'download'], 'µs/MB');
     targets.push({ what: 'Bulk upload, MB/s per server core', ratio: n.upUsPerMB / k.upUsPerMB, goal: 0.85 });
     targets.push({ what: 'Bulk download, MB/s per server core', ratio: n.downUsPerMB / k.downUsPerMB, goal: 0.85 });
   } finally {

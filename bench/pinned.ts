@@ -128,6 +128,9 @@ export const IMPL_LABEL: Record<Impl, string> = {
 
 export interface Server {
   impl: Impl;
+  /** Unique in a run: the impl, or impl@tag for a server from a baseline build. */
+  name: string;
+  label: string;
   child: Child;
   port: number;
   /** The key process (it inherits CPU 0 from its front) or keyd: their CPU is the holder's. */
@@ -170,8 +173,17 @@ export async function startKeydWithSites(dir: string, node: string, types: KeyTy
   return { child, socket, sites };
 }
 
-/** Starts bench/compareServer.js pinned to CPU 0 on Node `node`; `nodeFlags` go before the script. */
-export async function startServer(impl: Impl, site: SiteKey, keyd: Keyd | undefined, node: string, extra: Json = {}, nodeFlags: string[] = []): Promise<Server> {
+/** Another build of keyward to run servers from: its `dist/bench` folder, and a tag for its rows. */
+export interface Build {
+  benchDir: string;
+  tag: string;
+}
+
+/**
+ * Starts bench/compareServer.js pinned to CPU 0 on Node `node`; `nodeFlags` go before the
+ * script. `build`: run the server of another build (a baseline checkout) instead of this one.
+ */
+export async function startServer(impl: Impl, site: SiteKey, keyd: Keyd | undefined, node: string, extra: Json = {}, nodeFlags: string[] = [], build?: Build): Promise<Server> {
   const spec: Json = {
     impl: impl === 'node' ? 'node' : 'keyward',
     key: impl === 'node' ? 'local' : impl,
@@ -182,8 +194,9 @@ export async function startServer(impl: Impl, site: SiteKey, keyd: Keyd | undefi
     groups: ['x25519'],
     ...extra,
   };
-  const child = startChild(SERVER_CORE, node, ['--expose-gc', ...nodeFlags, join(here, 'compareServer.js'), JSON.stringify(spec)], `server ${impl}`);
+  const name = build ? `${impl}@${build.tag}` : impl;
+  const child = startChild(SERVER_CORE, node, ['--expose-gc', ...nodeFlags, join(build?.benchDir ?? here, 'compareServer.js'), JSON.stringify(spec)], `server ${name}`);
   const first = await child.next(30_000);
   const holderPid = impl === 'keyproc' ? (first.holderPid as number) : impl === 'keyd' ? keyd!.child.pid : null;
-  return { impl, child, port: first.port as number, holderPid };
+  return { impl, name, label: build ? `${IMPL_LABEL[impl]} [${build.tag}]` : IMPL_LABEL[impl], child, port: first.port as number, holderPid };
 }

@@ -5,7 +5,7 @@
  * V8, the kernel; JavaScript named through --perf-basic-prof on the front). Same set-up as
  * `npm run bench`: server on CPU 0, bench/loadgen on CPU 1.
  *
- *   node dist/bench/profile.js [--seconds 10] [--perf] [--node PATH] [--out DIR] [SCENARIO...]
+ *   node dist/bench/profile.js [--seconds 10] [--warm 10] [--perf] [--node PATH] [--out DIR] [SCENARIO...]
  *
  * Scenarios (default: all): node-hs, local-hs, keyproc-hs (TLS 1.3 full handshakes, ECDSA
  * P-256, x25519), node-down, local-down, node-up, local-up (bulk, 128 MiB per connection).
@@ -24,6 +24,8 @@ function option(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 const seconds = Number(option('seconds') ?? 10);
+/** Load before the measured window: V8 keeps compiling for seconds at a few hundred handshakes/s (see compare.ts). */
+const warmSeconds = Number(option('warm') ?? 10);
 const withPerf = process.argv.includes('--perf');
 const node = option('node') ?? process.execPath;
 const out = option('out') ?? mkdtempSync(join(tmpdir(), 'keyward-profile-'));
@@ -37,7 +39,7 @@ const SCENARIOS: Record<string, { impl: Impl; kind: 'hs' | 'down' | 'up' }> = {
   'node-up': { impl: 'node', kind: 'up' },
   'local-up': { impl: 'local', kind: 'up' },
 };
-const valueOptions = new Set(['--seconds', '--node', '--out']);
+const valueOptions = new Set(['--seconds', '--warm', '--node', '--out']);
 const chosen = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !valueOptions.has(all[i - 1]));
 for (const c of chosen) if (!SCENARIOS[c]) throw new Error(`unknown scenario ${c} (${Object.keys(SCENARIOS).join(' ')})`);
 const BULK_MB = 128;
@@ -117,7 +119,7 @@ async function scenario(name: string, keyd: Keyd, loadgen: string): Promise<void
     } while (performance.now() < until);
   };
   try {
-    await load(2); // JIT warm-up
+    await load(warmSeconds); // JIT warm-up
     const before = await s.child.ask('stat');
     const f0 = procCpuMicros(s.child.pid);
     const h0 = s.holderPid ? procCpuMicros(s.holderPid) : 0;

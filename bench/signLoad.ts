@@ -6,22 +6,41 @@
  *       connection (keyd's own CPU is read from /proc by the caller)
  *   node dist/bench/signLoad.js bare KEY.pem SECONDS
  *       a bare synchronous crypto.sign loop over the same inputs, in this process
+ *   node dist/bench/signLoad.js keyproc KEY.pem SECONDS INFLIGHT
+ *       the same signatures through a key process this process starts (run it pinned:
+ *       `taskset -c 0 node ...`, and the key process shares the core, as behind a front)
  *
- * Both print {"signs","seconds","cpuUs"} (cpuUs: this process's CPU over the loop).
+ * Each prints {"signs","seconds","cpuUs"} (cpuUs: this process's CPU over the loop); keyproc
+ * adds "holderCpuUs", the key process's CPU from /proc.
  */
 import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { OperationContext } from '../src/keys/keyOperations.js';
+import type { KeyOperations, OperationContext } from '../src/keys/keyOperations.js';
+import { startKeyProcess } from '../src/keys/keyProcess.js';
 import { connectRemoteKey } from '../src/keys/remoteKey.js';
 import { SignatureScheme } from '../src/tls/crypto/signatureSchemes.js';
-import { certificateVerifyInput } from './keysProc.js';
+import { certificateVerifyInput, procCpuMicros } from './keysProc.js';
 
 const [mode, a, b, c, d] = process.argv.slice(2);
 const CTX: OperationContext = { tlsVersion: 'TLSv1.3', purpose: 'tls13-server-certificate-verify', serverName: 'localhost' };
 
-function report(signs: number, t0: number, c0: NodeJS.CpuUsage): void {
+function report(signs: number, t0: number, c0: NodeJS.CpuUsage, extra: Record<string, number> = {}): void {
   const cpu = process.cpuUsage(c0);
-  process.stdout.write(JSON.stringify({ signs, seconds: (performance.now() - t0) / 1000, cpuUs: cpu.user + cpu.system }) + '\n');
+  process.stdout.write(JSON.stringify({ signs, seconds: (performance.now() - t0) / 1000, cpuUs: cpu.user + cpu.system, ...extra }) + '\n');
+}
+
+/** `inflight` loops signing one input after another with `key` until `seconds` have passed. */
+async function signLoop(key: KeyOperations, seconds: number, inflight: number): Promise<number> {
+  const until = performance.now() + seconds * 1000;
+  let n = 0;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < until) {
+      await key.sign(SignatureScheme.ecdsa_secp256r1_sha256, certificateVerifyInput(), CTX, new AbortController().signal);
+      n++;
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, worker));
+  return n;
 }
 
 if (mode === 'bare') {
@@ -38,20 +57,20 @@ if (mode === 'bare') {
   report(n, t0, c0);
 } else if (mode === 'keyd') {
   const key = await connectRemoteKey({ addresses: [a], keyId: b });
-  const until = performance.now() + Number(c) * 1000;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  let n = 0;
-  const worker = async (): Promise<void> => {
-    while (performance.now() < until) {
-      await key.sign(SignatureScheme.ecdsa_secp256r1_sha256, certificateVerifyInput(), CTX, new AbortController().signal);
-      n++;
-    }
-  };
-  await Promise.all(Array.from({ length: Number(d) }, worker));
-  report(n, t0, c0);
+  report(await signLoop(key, Number(c), Number(d)), t0, c0);
+  await key.close();
+} else if (mode === 'keyproc') {
+  const key = await startKeyProcess({ keyPath: a });
+  await signLoop(key, 1, Number(c)); // warm-up: both processes' JIT
+  const h0 = procCpuMicros(key.pid!);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const n = await signLoop(key, Number(b), Number(c));
+  report(n, t0, c0, { holderCpuUs: procCpuMicros(key.pid!) - h0 });
   await key.close();
 } else {
-  process.stderr.write('usage: signLoad.js keyd ADDRESS KEY_ID SECONDS INFLIGHT | bare KEY.pem SECONDS\n');
+  process.stderr.write('usage: signLoad.js keyd ADDRESS KEY_ID SECONDS INFLIGHT | bare KEY.pem SECONDS | keyproc KEY.pem SECONDS INFLIGHT\n');
   process.exit(2);
 }
