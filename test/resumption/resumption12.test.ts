@@ -310,6 +310,12 @@ describe('TLS 1.2 resumption between keyward engines', () => {
     assert.deepEqual(r.server.info.peerCertificates?.map((c) => Buffer.from(c)), first.server.info.peerCertificates?.map((c) => Buffer.from(c)));
   });
 
+  it('a session made without a client certificate does not resume on a server that asks for one (shared ticket keys)', async () => {
+    const st = await setup();
+    const session = await firstSession(st);
+    assertFull(await run(st.config({ clientAuth: { certificateAuthorities: [] } }), { session }, st.clock));
+  });
+
   it('PSK handshakes leave no session to resume', async () => {
     const st = await setup();
     const { localPsk } = await import('../../src/keys/localPsk.js');

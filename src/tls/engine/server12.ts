@@ -571,6 +571,8 @@ export class Server12Handshake implements Handshake {
     } finally {
       plain.fill(0);
     }
+    // A ticket past the u16 the message allows (a huge client chain inside) is sent empty (RFC 5077 3.3).
+    if (ticket.length > 0xffff) ticket = new Uint8Array(0);
     this.sendMessage(encodeNewSessionTicket12({ lifetimeHint: ticket.length > 0 ? ring.ticketLifetime : 0, ticket }));
   }
 
@@ -632,6 +634,8 @@ function findResumption(config: ServerConfig, ch: ClientHello, now: number): Res
   if (!suite || suite.version !== 'TLSv1.2' || !ch.cipherSuites.includes(suite.suite) || !config.tls12CipherSuites.includes(suite.suite)) return undefined;
   if (suite.keyExchange === 'RSA' && !config.rsaKeyExchange) return undefined;
   if (state.serverName !== ch.serverName) return undefined;
+  // A server asking for client certificates resumes only sessions that authenticated the client.
+  if (config.clientAuth && state.peerCertificates.length === 0) return undefined;
   if (!state.extendedMasterSecret) return undefined;
   if (!ch.extendedMasterSecret) {
     throw new TlsAlertError(AlertDescription.handshake_failure, 'the session used the extended master secret and the ClientHello resuming it does not offer it (RFC 7627 5.3)');

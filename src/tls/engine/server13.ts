@@ -93,6 +93,13 @@ function listedIdentities(p: Tls13PskServerConfig): ReadonlySet<string> | null {
   return set;
 }
 
+/** Whether `config` still takes the external PSK `identity` (a ticket from a withdrawn PSK does not resume). */
+function stillTakesPsk(p: Tls13PskServerConfig | undefined, identity: Uint8Array): boolean {
+  if (!p) return false;
+  const listed = listedIdentities(p);
+  return listed === null || listed.has(Buffer.from(identity).toString('hex'));
+}
+
 type State =
   | { readonly name: 'awaitClientHello2'; readonly group: NamedGroup; readonly cookie?: Uint8Array }
   /** The key holder signs while the (EC)DHE secret and handshake keys are computed (deferred work). */
@@ -269,6 +276,8 @@ export class Server13Handshake implements Handshake {
         state.serverName === ch.serverName &&
         // A server asking for client certificates resumes only sessions that authenticated the client (a certificate or an external PSK).
         !(this.config.clientAuth && state.peerCertificates.length === 0 && !state.pskIdentity) &&
+        // A session from an external PSK lives only as long as this server still takes that PSK.
+        (state.pskIdentity === undefined || stillTakesPsk(this.config.tls13Psk, state.pskIdentity)) &&
         sessionAgeProblem(state, now, id.obfuscatedTicketAge) === undefined;
       if (usable) return { usable: { index, state }, opened };
       state.secret.fill(0);
@@ -692,6 +701,8 @@ export class Server13Handshake implements Handshake {
       } finally {
         plain.fill(0);
       }
+      // A ticket past the u16 the message allows (a huge client chain inside) is not sent.
+      if (ticket.length > 0xffff) return;
       host.sendHandshake(encodeNewSessionTicket13({ lifetime, ageAdd, nonce, ticket, extensions: [] }));
     }
     host.flush();
