@@ -650,8 +650,16 @@ export class KeydService {
     rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
     const grant = this.#grant(session);
     if (step === 'binder' || step === 'verify-binder') this.#takeToken(grant);
-    if (!grant.mayUsePsk(req.identity)) throw refused('not permitted to use this PSK identity');
     if (ctx.tlsVersion !== 'TLSv1.3') throw new KeyOperationError('bad-request', `${FrameType[frame.type]} is for TLS 1.3 (CTX_TLS_VERSION 0x0304)`);
+    if (!grant.mayUsePsk(req.identity)) {
+      if (step !== 'verify-binder') throw refused('not permitted to use this PSK identity');
+      // A binder check the front may not make is answered "not accepted" after the same
+      // work, as a wrong binder is: the peer gets decrypt_error either way and learns
+      // nothing of which identities exist. keyd's own record says refused.
+      this.#tls13.verifyBinder({ ...req, binder: req.binder ?? new Uint8Array(0) });
+      rec.outcome = 'refused';
+      return { type: FrameType.RESULT, body: outputWriter(Uint8Array.of(0)) };
+    }
     if (step === 'verify-binder') {
       const v = this.#tls13.verifyBinder({ ...req, binder: req.binder ?? new Uint8Array(0) });
       rec.outcome = v.outcome;
