@@ -114,6 +114,21 @@ describe('ticket keys', () => {
     assert.throws(() => a.install([{ name: Buffer.alloc(16), secret: Buffer.alloc(31), createdAt: 0 }]), /32 bytes/);
   });
 
+  it('an installed ring seals with the newest key whose period has begun, and moves to the next one when its time comes (keyd out of reach)', () => {
+    let t = 1_000_000;
+    const ring = new TicketKeyRing({ now: () => t, rotateEvery: 3_600_000, ticketLifetime: 7200 });
+    const key = (b: number, createdAt: number) => ({ name: Buffer.alloc(16, b), secret: Buffer.alloc(32, b), createdAt });
+    // As keyd hands them out: the sealing key first, an older one still accepted, the next one a period ahead.
+    ring.install([key(2, t - 1000), key(1, t - 3_601_000), key(3, t + 3_599_000)]);
+    const nameOf = (ticket: Buffer): number => ticket[0];
+    assert.equal(nameOf(ring.seal(Buffer.from('a'))), 2);
+    assert.equal(ring.open(ring.seal(Buffer.from('a')))?.currentKey, true);
+    t += 3_600_000;
+    const later = ring.seal(Buffer.from('b'));
+    assert.equal(nameOf(later), 3);
+    assert.equal(ring.open(later)?.currentKey, true);
+  });
+
   it('never shows key material when inspected', () => {
     const secret = Buffer.alloc(32, 0xab);
     const ring = new TicketKeyRing();

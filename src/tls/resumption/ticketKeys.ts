@@ -125,7 +125,7 @@ export class TicketKeyRing {
       decipher.setAAD(k.name);
       decipher.setAuthTag(t.subarray(t.length - TAG_LENGTH));
       const plaintext = Buffer.concat([decipher.update(body), decipher.final()]);
-      return { plaintext, currentKey: index === 0 && !this.rotationDue(k) };
+      return { plaintext, currentKey: k === this.sealingKey() && !this.rotationDue(k) };
     } catch {
       return null;
     }
@@ -141,9 +141,22 @@ export class TicketKeyRing {
     return !this.external && this.now() - k.createdAt >= this.rotateEvery;
   }
 
+  /**
+   * The key that seals now: the newest of a ring that makes its own; of an installed ring,
+   * the newest whose sealing period has begun (keyd hands out the next key a period
+   * ahead, so a front that cannot reach keyd still moves on to it when its time comes).
+   */
+  private sealingKey(): TicketKey | undefined {
+    if (!this.external) return this.keys[0];
+    const now = this.now();
+    let best: TicketKey | undefined;
+    for (const k of this.keys) if (k.createdAt <= now && (best === undefined || k.createdAt > best.createdAt)) best = k;
+    return best ?? this.keys[0];
+  }
+
   private currentKey(): TicketKey {
     this.retire();
-    const newest = this.keys[0];
+    const newest = this.sealingKey();
     if (newest !== undefined && !this.rotationDue(newest)) return newest;
     if (this.external) {
       if (newest === undefined) throw new Error('no ticket key installed (the keyd ticket keys have expired)');
