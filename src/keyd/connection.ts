@@ -220,6 +220,7 @@ export class KeydConnection {
     // zeroed once the socket has taken it (TLS has encrypted it by then).
     this.#flush();
     const frame = encodeFrame(type, id, body);
+    if (body instanceof Uint8Array) body.fill(0);
     if (!this.socket.write(frame, () => frame.fill(0))) this.socket.pause();
   }
 

@@ -65,7 +65,7 @@ export interface Reply {
   type: FrameType.RESULT | FrameType.ERROR;
   /** A signature's result stays in its writer until its frame is built (one copy). */
   body: Uint8Array | TlvWriter;
-  /** The frame carries secrets (ticket keys): it is written alone and zeroed once written. */
+  /** The frame carries secrets (ticket keys, PSK-derived secrets): it is written alone, and it and a byte body are zeroed once written. */
   wipe?: boolean;
 }
 
@@ -628,8 +628,8 @@ export class KeydService {
     }
     const ms = pskMasterSecret(psk.secret, req);
     try {
-      // Copied out before the wipe below.
-      return { type: FrameType.RESULT, body: outputWriter(ms).finish() };
+      // Copied out before the wipe below; the frame is zeroed once written.
+      return { type: FrameType.RESULT, body: outputWriter(ms).finish(), wipe: true };
     } finally {
       ms.fill(0);
     }
@@ -684,8 +684,8 @@ export class KeydService {
         secrets.push(...Object.values(t));
         body = trafficSecretsWriter(t);
       }
-      // Copied out before the wipe below.
-      return { type: FrameType.RESULT, body: body.finish() };
+      // Copied out before the wipe below; the frame is zeroed once written.
+      return { type: FrameType.RESULT, body: body.finish(), wipe: true };
     } finally {
       for (const x of secrets) x.fill(0);
     }
