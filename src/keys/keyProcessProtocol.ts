@@ -324,20 +324,27 @@ export class FrameDecoder {
 export class FrameWriter {
   #queue: Buffer[] = [];
   #scheduled = false;
+  #held = false;
 
   constructor(private readonly write: (b: Buffer) => void) {}
 
   send(frame: Buffer): void {
     this.#queue.push(frame);
-    if (!this.#scheduled) {
+    if (!this.#scheduled && !this.#held) {
       this.#scheduled = true;
       setImmediate(this.#flush);
     }
   }
 
-  /** Writes what is queued now, instead of at the end of this turn of the loop. */
+  /** Frames sent from now wait for the caller's flush(), with no end-of-turn write scheduled for them. */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** Writes what is queued now, instead of at the end of this turn of the loop; ends a hold. */
   flush(): void {
-    // The end-of-turn write stays scheduled; it finds nothing, or what came after.
+    this.#held = false;
+    // An end-of-turn write already scheduled stays; it finds nothing, or what came after.
     this.#writeOut();
   }
 
