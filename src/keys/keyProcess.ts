@@ -341,6 +341,7 @@ export class KeyProcessHost extends EventEmitter {
           const where = this.#pending.get(id) === p ? this.#pending : this.#waiting.get(id) === p ? this.#waiting : undefined;
           if (!where) return;
           where.delete(id);
+          this.#idleCheck();
           // Tell the child to drop the work if it has not started it yet.
           if (where === this.#pending) this.#channel?.writer.send(encodeFrame(FrameType.cancel, id));
           reject(new KeyOperationError('aborted', 'operation aborted'));
@@ -374,6 +375,7 @@ export class KeyProcessHost extends EventEmitter {
       const msg = f.payload.length > 1 ? f.payload.subarray(1).toString('utf8') : 'key process error';
       p.reject(new KeyOperationError(code, `key process: ${msg}`));
     }
+    this.#idleCheck();
   }
 
   #attach(ch: Channel): void {
@@ -448,11 +450,7 @@ export class KeyProcessHost extends EventEmitter {
     this.emit('restart', { pid: ch.child.pid, restarts: this.#restarts } satisfies KeyProcessRestart);
   }
 
-  /**
-   * Runs the deadline sweep while work is outstanding. An answer or an abort does not stop
-   * it; the next sweep that finds nothing pending does, so a lone handshake's operation
-   * costs no timer of its own.
-   */
+  /** Runs the deadline sweep while work is outstanding. */
   #busy(): void {
     if (!this.#sweepTimer) {
       this.#sweepTimer = setInterval(() => this.#sweep(), 100);

@@ -399,8 +399,6 @@ function failStart(channel: Socket, msg: string): void {
 function serveFrames(channel: Socket, out: FrameWriter, onFrame: (f: Frame) => void, ready: Buffer, afterRead?: () => void): void {
   const decoder = new FrameDecoder();
   channel.on('data', (chunk: Buffer) => {
-    // The replies of this read leave in one write below: no end-of-turn write for them.
-    out.hold();
     try {
       decoder.push(chunk, onFrame);
     } catch {

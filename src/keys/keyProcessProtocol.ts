@@ -324,27 +324,20 @@ export class FrameDecoder {
 export class FrameWriter {
   #queue: Buffer[] = [];
   #scheduled = false;
-  #held = false;
 
   constructor(private readonly write: (b: Buffer) => void) {}
 
   send(frame: Buffer): void {
     this.#queue.push(frame);
-    if (!this.#scheduled && !this.#held) {
+    if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(this.#flush);
     }
   }
 
-  /** Frames sent from now wait for the caller's flush(), with no end-of-turn write scheduled for them. */
-  hold(): void {
-    this.#held = true;
-  }
-
-  /** Writes what is queued now, instead of at the end of this turn of the loop; ends a hold. */
+  /** Writes what is queued now, instead of at the end of this turn of the loop. */
   flush(): void {
-    this.#held = false;
-    // An end-of-turn write already scheduled stays; it finds nothing, or what came after.
+    // The end-of-turn write stays scheduled; it finds nothing, or what came after.
     this.#writeOut();
   }
 
