@@ -12,7 +12,7 @@
  *   of the primary figure, and every ratio is node:tls µs / keyward µs, so above 1 is
  *   keyward cheaper.
  *
- *   npm run bench                       the whole run (~10 min)
+ *   npm run bench                       the whole run (~14 min)
  *   npm run bench -- --quick            a ~2 min subset (P-256 rows, shorter runs, one repeat)
  *   npm run bench -- --only tls13,bulk  sections: tls13 tls12 resumed hybrid bulk memory keyd
  *   options: --seconds S (per run), --warm S (load per server before a row's runs; default 8,
