@@ -1,0 +1,416 @@
+/**
+ * A security probe of a real keyd process on loopback: what its mutual-TLS port does with
+ * peers that are not fronts (plain TCP, no certificate, another CA, certificates out of
+ * their validity period, TLS 1.2), what its framing does with hostile frames, and what each
+ * operation answers a front outside its grant. Every probe talks raw frames over real sockets.
+ */
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, publicEncrypt, constants, randomBytes, webcrypto } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { after, before, test } from 'node:test';
+import * as x509 from '@peculiar/x509';
+import { createCa, issueCertificate, type Issuer } from '../../src/cli/pki.js';
+import {
+  FrameDecoder,
+  FrameType,
+  Tag,
+  TlvFields,
+  TlvWriter,
+  decodeError,
+  encodeDecryptPremasterRequest,
+  encodeFrame,
+  encodePskMasterSecretRequest,
+  encodeSignRequest,
+  encodeTls13PskRequest,
+  type Frame,
+} from '../../src/keyd/protocol.js';
+import { connectKeydAdmin, type KeydAdmin } from '../../src/keys/remoteKey.js';
+import type { OperationContext } from '../../src/keys/keyOperations.js';
+import type { Tls13PskStep } from '../../src/keys/tls13PskSteps.js';
+import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
+import { certificateVerifyInput, keydConfigJson, readAudit, spawnKeyd, tempDir, writeKeydConfig, type KeydChild } from '../support/keydFixture.js';
+
+const CTX13: OperationContext = { tlsVersion: 'TLSv1.3', purpose: 'tls13-server-certificate-verify' };
+const CTX12: OperationContext = { tlsVersion: 'TLSv1.2' };
+
+interface Cert {
+  certPem: string;
+  keyPem: string;
+}
+
+let root: { dir: string; cleanup: () => Promise<void> };
+let ca: Issuer;
+let caPath: string;
+const certs: Record<string, Cert> = {};
+let keyd: KeydChild;
+let auditPath: string;
+let admin: KeydAdmin;
+const keyIds: Record<string, string> = {};
+let rsaPublic: ReturnType<typeof createPublicKey>;
+
+/** A client certificate of `issuer` valid from `notBefore` to `notAfter` (the CLI's issuer only makes current ones). */
+async function certWithDates(issuer: Issuer, commonName: string, notBefore: Date, notAfter: Date): Promise<Cert> {
+  const crypto = webcrypto as unknown as Crypto;
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = await crypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const caKey = await crypto.subtle.importKey('pkcs8', createPrivateKey(issuer.keyPem).export({ type: 'pkcs8', format: 'der' }), alg, false, ['sign']);
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: randomBytes(8).toString('hex').replace(/^./, '4'),
+      subject: [{ CN: [commonName] }],
+      issuer: new x509.X509Certificate(issuer.certPem).subjectName,
+      notBefore,
+      notAfter,
+      publicKey: keys.publicKey,
+      signingKey: caKey,
+      signingAlgorithm: alg,
+      extensions: [new x509.BasicConstraintsExtension(false, undefined, true), new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false)],
+    },
+    crypto,
+  );
+  const der = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
+  return { certPem: cert.toString('pem'), keyPem: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }) as string };
+}
+
+/** A raw connection to keyd: frames out, frames in, and whether keyd closed it. */
+class RawFront {
+  readonly frames: Frame[] = [];
+  readonly closed: Promise<void>;
+  #decoder = new FrameDecoder(64 << 20);
+  #waiters: Array<() => void> = [];
+  isClosed = false;
+
+  constructor(readonly socket: TLSSocket | ReturnType<typeof netConnect>) {
+    socket.on('error', () => undefined);
+    socket.on('data', (d: Buffer) => {
+      for (const f of this.#decoder.push(d)) this.frames.push({ ...f, body: Buffer.from(f.body) });
+      this.#wake();
+    });
+    this.closed = new Promise((r) =>
+      socket.once('close', () => {
+        this.isClosed = true;
+        this.#wake();
+        r();
+      }),
+    );
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Connects as `name` (a certificate from `certs`), or with no certificate. */
+  static async tls(name: string | undefined, extra: Record<string, unknown> = {}): Promise<RawFront> {
+    const c = name ? certs[name] : undefined;
+    const socket = tlsConnect({ host: '127.0.0.1', port: keyd.tls!.port, ca: ca.certPem, servername: 'localhost', ...(c ? { cert: c.certPem, key: c.keyPem } : {}), ...extra });
+    const f = new RawFront(socket);
+    await new Promise<void>((resolve) => {
+      socket.once('secureConnect', resolve);
+      socket.once('close', resolve);
+    });
+    return f;
+  }
+
+  send(type: number, id: number, body: Uint8Array | TlvWriter = new Uint8Array(0), version = 1): void {
+    this.socket.write(encodeFrame(type, id, body, version));
+  }
+
+  /** Waits until `n` frames arrived in all, the connection closed, or `ms` passed. */
+  async waitFrames(n: number, ms = 3000): Promise<Frame[]> {
+    const until = Date.now() + ms;
+    while (this.frames.length < n && !this.isClosed && Date.now() < until) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, until - Date.now());
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+    return this.frames;
+  }
+
+  /** One request, its answer (or undefined if none came). */
+  async ask(type: number, id: number, body: Uint8Array | TlvWriter = new Uint8Array(0), ms = 3000): Promise<Frame | undefined> {
+    const n = this.frames.length;
+    this.send(type, id, body);
+    await this.waitFrames(n + 1, ms);
+    return this.frames.slice(n).find((f) => f.id === id);
+  }
+
+  /** Whether keyd answers a PING: an authenticated connection does. */
+  async pingAnswered(ms = 2000): Promise<boolean> {
+    if (this.isClosed) return false;
+    const f = await this.ask(FrameType.PING, 0xabcd, new Uint8Array(0), ms);
+    return f?.type === FrameType.PONG;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** "RESULT" or "code: message" of an answer frame. */
+function answerOf(f: Frame | undefined): string {
+  if (!f) return 'no answer';
+  if (f.type === FrameType.RESULT) return 'RESULT';
+  if (f.type === FrameType.ERROR) {
+    const e = decodeError(f.body);
+    return `${e.code}: ${e.message}`;
+  }
+  return `frame type ${f.type}`;
+}
+
+before(async () => {
+  root = await tempDir('keyd-probe-');
+  ca = await createCa({ commonName: 'probe CA' });
+  caPath = join(root.dir, 'ca.pem');
+  await writeFile(caPath, ca.certPem);
+  const server = await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: 'keyd', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
+  await writeFile(join(root.dir, 'keyd-cert.pem'), server.certPem);
+  await writeFile(join(root.dir, 'keyd-key.pem'), server.keyPem, { mode: 0o600 });
+  for (const name of ['front', 'stranger', 'limited', 'hog']) certs[name] = await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: name, usage: 'client' });
+  const otherCa = await createCa({ commonName: 'another CA' });
+  certs['other-ca'] = await issueCertificate(otherCa, { keyType: 'ecdsa-p256', commonName: 'front', usage: 'client' });
+  const day = 86_400_000;
+  certs.expired = await certWithDates(ca, 'front', new Date(Date.now() - 10 * day), new Date(Date.now() - day));
+  certs.future = await certWithDates(ca, 'front', new Date(Date.now() + day), new Date(Date.now() + 10 * day));
+  certs.current = await certWithDates(ca, 'front', new Date(Date.now() - day), new Date(Date.now() + day));
+
+  const json = keydConfigJson(root.dir, undefined, {
+    tls: { cert: join(root.dir, 'keyd-cert.pem'), key: join(root.dir, 'keyd-key.pem'), clientCa: caPath },
+    limits: { frameTimeoutMs: 800, maxInFlightPerConnection: 4, maxConcurrentOps: 1, handshakeTimeoutMs: 2000 },
+    clients: [
+      { id: 'cn:front', keys: ['a.example', 'rsa.example'], psks: ['granted'] },
+      { id: 'cn:limited', keys: ['a.example'], psks: ['granted'], rateLimit: { perSecond: 1, burst: 3 } },
+      { id: 'cn:hog', keys: ['a.example'] },
+      { id: 'unix', keys: ['*'], psks: ['*'], admin: true },
+    ],
+  });
+  auditPath = (json.audit as { file: string }).file;
+  keyd = await spawnKeyd(await writeKeydConfig(root.dir, json));
+  admin = await connectKeydAdmin({ addresses: [`unix:${keyd.unix!}`] });
+  keyIds.a = (await admin.putKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, ['a.example'])).keyId;
+  keyIds.b = (await admin.putKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, ['b.example'])).keyId;
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  rsaPublic = rsa.publicKey;
+  keyIds.rsa = (await admin.putKey(rsa.privateKey, ['rsa.example'])).keyId;
+  await admin.putPsk(Buffer.from('granted'), randomBytes(32));
+  await admin.putPsk(Buffer.from('other'), randomBytes(32));
+});
+
+after(async () => {
+  admin?.close();
+  await keyd?.kill('SIGTERM');
+  await root?.cleanup();
+});
+
+test('transport: only a current client certificate of keyd\'s CA, over TLS 1.3, gets an authenticated connection', async () => {
+  // Plain TCP speaking keyd's protocol to the TLS port: never answered, closed.
+  const plain = new RawFront(netConnect({ host: '127.0.0.1', port: keyd.tls!.port }));
+  plain.send(FrameType.PING, 1);
+  await Promise.race([plain.closed, new Promise((r) => setTimeout(r, 3000))]);
+  assert.ok(plain.isClosed, 'plain TCP is closed');
+  assert.equal(plain.frames.length, 0);
+
+  for (const name of [undefined, 'other-ca', 'expired', 'future']) {
+    const f = await RawFront.tls(name);
+    assert.equal(await f.pingAnswered(), false, `${name ?? 'no certificate'}: no answer`);
+    await Promise.race([f.closed, new Promise((r) => setTimeout(r, 3000))]);
+    assert.ok(f.isClosed, `${name ?? 'no certificate'}: closed`);
+  }
+  // TLS 1.2 (any suite, the weak ones included) is not offered: the handshake fails.
+  const old = await RawFront.tls('front', { maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA:ECDHE-ECDSA-AES128-SHA' });
+  assert.equal(await old.pingAnswered(), false, 'TLS 1.2');
+  // The control: the same CA, in its validity period.
+  const ok = await RawFront.tls('current');
+  assert.ok(await ok.pingAnswered(), 'a current certificate is served');
+  // TLS 1.3 has no renegotiation; Node refuses to start one.
+  const reneg = await new Promise<Error | null>((r) => (ok.socket as TLSSocket).renegotiate({}, (e) => r(e)));
+  assert.match(String(reneg), /wrong ssl version/);
+  assert.ok(await ok.pingAnswered(), 'still served');
+  ok.close();
+});
+
+test('framing: bad lengths close with a connection error; unknown types, versions and ids are answered and the connection stays', async () => {
+  for (const len of [0, 5, 0xffffffff, (1 << 20) + 1]) {
+    const f = await RawFront.tls('front');
+    const b = Buffer.alloc(10);
+    b.writeUInt32BE(len >>> 0, 0);
+    b[4] = 1;
+    b[5] = FrameType.PING;
+    f.socket.write(b);
+    await f.waitFrames(1);
+    await Promise.race([f.closed, new Promise((r) => setTimeout(r, 3000))]);
+    assert.equal(f.frames[0]?.id, 0, `length ${len}: connection error`);
+    assert.match(answerOf(f.frames[0]), /^bad-request: frame (length|of)/, `length ${len}`);
+    assert.ok(f.isClosed, `length ${len}: closed`);
+  }
+  const f = await RawFront.tls('front');
+  assert.match(answerOf(await f.ask(0x7f, 1)), /^unsupported: unknown frame type 0x7f/);
+  assert.match(answerOf(await f.ask(FrameType.RESULT, 2)), /^bad-request: RESULT is not a request/);
+  const v2 = await (async () => {
+    const n = f.frames.length;
+    f.send(FrameType.PING, 3, new Uint8Array(0), 2);
+    await f.waitFrames(n + 1);
+    return f.frames[n];
+  })();
+  assert.match(answerOf(v2), /^unsupported: protocol version 2/);
+  assert.deepEqual([...(TlvFields.parse(v2.body, 'e').opt(Tag.SUPPORTED_VERSION) ?? [])], [1]);
+  assert.match(answerOf(await f.ask(FrameType.GET_KEY, 0)), /^bad-request: request id 0 is reserved/);
+  // A truncated TLV field, a string with a NUL byte, a name with a path in it, a very long name.
+  assert.match(answerOf(await f.ask(FrameType.GET_KEY, 4, Buffer.of(Tag.SERVER_NAME, 0, 0, 9, 0x61))), /^bad-request: GET_KEY: truncated field/);
+  const name = (s: string | Buffer): TlvWriter => new TlvWriter().bytes(Tag.SERVER_NAME, Buffer.from(s));
+  assert.match(answerOf(await f.ask(FrameType.GET_KEY, 5, name(Buffer.from('a.example\0.evil')))), /^bad-request: .*control characters/);
+  assert.match(answerOf(await f.ask(FrameType.GET_KEY, 6, name('../../etc/passwd'))), /^bad-request: not a valid server name/);
+  assert.match(answerOf(await f.ask(FrameType.GET_KEY, 7, name('a'.repeat(300)))), /^bad-request: .*longer than 255 bytes/);
+  assert.ok(await f.pingAnswered(), 'the connection is still served');
+  f.close();
+});
+
+test('framing: a frame trickled a byte per write is answered; one that never ends is closed at the frame timeout', async () => {
+  const f = await RawFront.tls('front');
+  const frame = encodeFrame(FrameType.PING, 9, Buffer.from('trickle'));
+  for (const b of frame) {
+    f.socket.write(Buffer.of(b));
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await f.waitFrames(1);
+  assert.equal(f.frames[0]?.type, FrameType.PONG);
+  f.socket.write(frame.subarray(0, 7));
+  const t0 = Date.now();
+  await Promise.race([f.closed, new Promise((r) => setTimeout(r, 4000))]);
+  assert.ok(f.isClosed, 'closed');
+  assert.ok(Date.now() - t0 >= 700, `closed after ${Date.now() - t0} ms, not before the 800 ms frame timeout`);
+});
+
+test('framing: requests beyond the in-flight cap are refused, a reused id too; a cancelled request gets no answer', async () => {
+  const f = await RawFront.tls('front');
+  const body = (i: number): Uint8Array =>
+    encodeDecryptPremasterRequest({ key: { keyId: keyIds.rsa }, ciphertext: randomBytes(256), clientVersion: 0x0303, ctx: { ...CTX12, connectionId: `cap-${i}` } });
+  // Ten requests in one write (the cap is 4), id 3 twice, id 10 cancelled at once.
+  const writes = [...Array.from({ length: 10 }, (_, i) => encodeFrame(FrameType.DECRYPT_PREMASTER, i + 1, body(i))), encodeFrame(FrameType.DECRYPT_PREMASTER, 3, body(99))];
+  f.socket.write(Buffer.concat(writes));
+  await f.waitFrames(11, 5000);
+  const byId = new Map<number, string[]>();
+  for (const fr of f.frames) byId.set(fr.id, [...(byId.get(fr.id) ?? []), answerOf(fr)]);
+  const results = [...byId.values()].flat();
+  assert.equal(results.filter((a) => a === 'RESULT').length, 4, results.join('\n'));
+  assert.equal(results.filter((a) => /^unavailable: more than 4 requests in flight/.test(a)).length, 6, results.join('\n'));
+  assert.ok(byId.get(3)!.some((a) => /^(bad-request: request id 3 is already in flight|unavailable)/.test(a)));
+
+  const n = f.frames.length;
+  f.socket.write(Buffer.concat([encodeFrame(FrameType.DECRYPT_PREMASTER, 50, body(50)), encodeFrame(FrameType.CANCEL, 50), encodeFrame(FrameType.CANCEL, 51)]));
+  await f.waitFrames(n + 1, 800);
+  assert.equal(f.frames.length, n, 'no answer to a cancelled request, none to a CANCEL');
+  assert.ok(await f.pingAnswered());
+  f.close();
+});
+
+/** Every operation on something outside the `front` rule's grant. */
+function outsideGrant(): Array<{ what: string; type: number; body: Uint8Array }> {
+  const psk = (step: Tls13PskStep): Uint8Array =>
+    encodeTls13PskRequest({ step, req: { identity: Buffer.from('other'), hash: 'sha256', transcriptHash: randomBytes(32), dheSecret: step === 'binder' || step === 'verify-binder' ? null : randomBytes(32), ...(step === 'verify-binder' ? { binder: randomBytes(32) } : {}) }, ctx: { tlsVersion: 'TLSv1.3' } });
+  return [
+    { what: 'SIGN', type: FrameType.SIGN, body: encodeSignRequest({ key: { keyId: keyIds.b }, scheme: SignatureScheme.ecdsa_secp256r1_sha256, message: certificateVerifyInput(), ctx: CTX13 }) },
+    { what: 'SIGN by name', type: FrameType.SIGN, body: encodeSignRequest({ key: { serverName: 'b.example' }, scheme: SignatureScheme.ecdsa_secp256r1_sha256, message: certificateVerifyInput(), ctx: CTX13 }) },
+    { what: 'GET_KEY', type: FrameType.GET_KEY, body: new TlvWriter().bytes(Tag.KEY_ID, Buffer.from(keyIds.b, 'hex')).finish() },
+    { what: 'DECRYPT_PREMASTER', type: FrameType.DECRYPT_PREMASTER, body: encodeDecryptPremasterRequest({ key: { keyId: keyIds.b }, ciphertext: randomBytes(256), clientVersion: 0x0303, ctx: CTX12 }) },
+    { what: 'PSK_MASTER_SECRET', type: FrameType.PSK_MASTER_SECRET, body: encodePskMasterSecretRequest({ req: { identity: Buffer.from('other'), otherSecret: null, hash: 'sha256', extended: true, seed: randomBytes(32) }, ctx: CTX12 }) },
+    { what: 'TLS13_PSK_BINDER', type: FrameType.TLS13_PSK_BINDER, body: psk('binder') },
+    { what: 'TLS13_PSK_HANDSHAKE_SECRETS', type: FrameType.TLS13_PSK_HANDSHAKE_SECRETS, body: psk('handshake-secrets') },
+    { what: 'TLS13_PSK_APPLICATION_SECRETS', type: FrameType.TLS13_PSK_APPLICATION_SECRETS, body: psk('application-secrets') },
+    { what: 'TLS13_PSK_RESUMPTION_SECRET', type: FrameType.TLS13_PSK_RESUMPTION_SECRET, body: psk('resumption-master-secret') },
+    { what: 'GET_TICKET_KEYS', type: FrameType.GET_TICKET_KEYS, body: new Uint8Array(0) },
+    { what: 'LIST_KEYS', type: FrameType.LIST_KEYS, body: new Uint8Array(0) },
+    { what: 'PUT_PSK', type: FrameType.PUT_PSK, body: new TlvWriter().bytes(Tag.PSK_IDENTITY, Buffer.from('x')).bytes(Tag.PSK_SECRET, randomBytes(32)).finish() },
+  ];
+}
+
+test('authorization: each operation outside the grant is refused and audited; a binder check answers "not accepted"', async () => {
+  for (const who of ['front', 'stranger']) {
+    const f = await RawFront.tls(who);
+    let id = 100;
+    for (const c of outsideGrant()) {
+      const a = answerOf(await f.ask(c.type, id++, c.body));
+      assert.match(a, /^refused: /, `${who} ${c.what}`);
+    }
+    const verify = encodeTls13PskRequest({ step: 'verify-binder', req: { identity: Buffer.from('other'), hash: 'sha256', transcriptHash: randomBytes(32), dheSecret: null, binder: randomBytes(32) }, ctx: { tlsVersion: 'TLSv1.3' } });
+    const v = await f.ask(FrameType.TLS13_PSK_VERIFY_BINDER, id, verify);
+    if (who === 'front') assert.deepEqual([...TlvFields.parse(v!.body, 'r').req(Tag.OUTPUT)], [0], 'not accepted');
+    else assert.match(answerOf(v), /^refused: identity cn:stranger is not authorized/);
+    f.close();
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  const lines = (await readAudit(auditPath)).filter((l) => l.client === 'cn:front' || l.client === 'cn:stranger');
+  const refused = lines.filter((l) => l.outcome === 'refused');
+  assert.equal(refused.length, 2 * (outsideGrant().length + 1), JSON.stringify(lines.map((l) => [l.client, l.op, l.outcome])));
+});
+
+test('sign inputs that are not exactly a handshake input are refused: context, padding, lengths, groups, points', async () => {
+  const f = await RawFront.tls('front');
+  const cv = certificateVerifyInput();
+  const ske = (group: number, pointLen: number, first = 4): Buffer => Buffer.concat([randomBytes(64), Buffer.of(3, group >> 8, group & 0xff, pointLen, first), randomBytes(pointLen - 1)]);
+  const cases: Array<[string, Uint8Array, number]> = [
+    ['context string off by one letter', Buffer.concat([cv.subarray(0, 70), Buffer.from('X'), cv.subarray(71)]), 0x0403],
+    ['a tab among the 64 spaces', Buffer.concat([Buffer.from('\t'), cv.subarray(1)]), 0x0403],
+    ['no 0x00 after the context', Buffer.concat([cv.subarray(0, 97), Buffer.of(1), cv.subarray(98)]), 0x0403],
+    ['a 31-byte transcript hash', cv.subarray(0, cv.length - 1), 0x0403],
+    ['a 33-byte transcript hash', Buffer.concat([cv, Buffer.of(0)]), 0x0403],
+    ['a 64-byte transcript hash', Buffer.concat([cv, randomBytes(32)]), 0x0403],
+    ['PKCS#1 v1.5 in TLS 1.3', cv, 0x0401],
+    ['ServerKeyExchange on ffdhe2048', ske(0x0100, 65), 0x0403],
+    ['ServerKeyExchange with a P-256 point one byte short', ske(23, 64), 0x0403],
+    ['ServerKeyExchange with a trailing byte', Buffer.concat([ske(23, 65), Buffer.of(0)]), 0x0403],
+    ['ServerKeyExchange, explicit-prime curve type', Buffer.concat([randomBytes(64), Buffer.of(1, 0, 23, 65), randomBytes(65)]), 0x0403],
+    ['a bare SHA-256 digest', randomBytes(32), 0x0403],
+    ['a TLS 1.2 client CertificateVerify without bound mode', Buffer.concat([1, 2, 11, 12, 13, 14, 11, 16].map((t) => Buffer.of(t, 0, 0, 0))), 0x0403],
+  ];
+  let id = 1;
+  for (const [what, message, scheme] of cases) {
+    const a = answerOf(await f.ask(FrameType.SIGN, id++, encodeSignRequest({ key: { keyId: keyIds.a }, scheme, message, ctx: { tlsVersion: 'TLSv1.3' } })));
+    assert.match(a, /^(refused|unsupported): sign input refused/, what);
+  }
+  // The control: the exact shapes are signed.
+  assert.equal(answerOf(await f.ask(FrameType.SIGN, id++, encodeSignRequest({ key: { keyId: keyIds.a }, scheme: 0x0403, message: cv, ctx: CTX13 }))), 'RESULT');
+  assert.equal(answerOf(await f.ask(FrameType.SIGN, id, encodeSignRequest({ key: { keyId: keyIds.a }, scheme: 0x0403, message: ske(23, 65), ctx: CTX12 }))), 'RESULT');
+  f.close();
+});
+
+test('RSA premaster decryption is no padding oracle: every ciphertext gets 48 bytes, the same frame, the same audit outcome', async () => {
+  const f = await RawFront.tls('front');
+  const good = Buffer.concat([Buffer.of(3, 3), randomBytes(46)]);
+  const enc = (m: Buffer, padding = constants.RSA_PKCS1_PADDING): Buffer => publicEncrypt({ key: rsaPublic, padding }, m);
+  const cases: Array<[string, Uint8Array]> = [
+    ['valid', enc(good)],
+    ['wrong client_version', enc(Buffer.concat([Buffer.of(3, 1), randomBytes(46)]))],
+    ['47-byte premaster', enc(randomBytes(47))],
+    ['OAEP instead of PKCS#1 v1.5', enc(good, constants.RSA_PKCS1_OAEP_PADDING)],
+    ['random bytes', randomBytes(256)],
+    ['all 0xff (above the modulus)', Buffer.alloc(256, 0xff)],
+    ['one byte', Buffer.of(1)],
+    ['257 bytes', randomBytes(257)],
+  ];
+  const lengths = new Set<number>();
+  let id = 1;
+  for (const [what, ciphertext] of cases) {
+    const r = await f.ask(FrameType.DECRYPT_PREMASTER, id++, encodeDecryptPremasterRequest({ key: { keyId: keyIds.rsa }, ciphertext, clientVersion: 0x0303, ctx: { ...CTX12, connectionId: `oracle-${id}` } }));
+    assert.equal(answerOf(r), 'RESULT', what);
+    const out = TlvFields.parse(r!.body, 'r').req(Tag.OUTPUT);
+    assert.equal(out.length, 48, what);
+    if (what === 'valid') assert.deepEqual(Buffer.from(out), good);
+    lengths.add(r!.body.length);
+  }
+  assert.equal(lengths.size, 1);
+  await new Promise((r) => setTimeout(r, 100));
+  const lines = (await readAudit(auditPath)).filter((l) => String(l.connectionId).startsWith('oracle-'));
+  assert.equal(lines.length, cases.length);
+  assert.ok(lines.every((l) => l.outcome === 'ok' && l.reason === undefined), JSON.stringify(lines));
+  f.close();
+});
