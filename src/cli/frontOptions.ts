@@ -70,18 +70,25 @@ export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: {
     .option('--user <user>', 'once listening and the key processes started, drop this process from root to this user for good (name, uid or uid:gid)');
 }
 
-/** serve's TLS 1.3 external-PSK flags; the PSK comes from the PSK source flags (--psk-keyd, --psk-process --psk-file, --psk-file). */
-export function addTls13PskServerOptions(cmd: Command): Command {
+/**
+ * The TLS 1.3 external-PSK flags of a server (serve, proxy); the PSK comes from the PSK
+ * source flags (--psk-keyd, --psk-process --psk-file, --psk-file). `clientToo`: the proxy,
+ * whose client mode reads --tls13-psk-ke and --psk-hash as `keyward connect` does.
+ */
+export function addTls13PskServerOptions(cmd: Command, clientToo = false): Command {
   return cmd
     .option('--tls13-psk', 'also take TLS 1.3 external PSKs from the PSK source: its holder runs their key schedule (docs/tls13-psk.md)')
     .addOption(
       new Option('--tls13-psk-identity <identity>', 'an identity taken over TLS 1.3 (repeat); required with --cert: any other identity gets the certificate handshake').argParser(collect),
     )
-    .option('--tls13-psk-ke', 'TLS 1.3 PSKs: also accept psk_ke (no (EC)DHE, so no forward secrecy) from a client that offers no (EC)DHE this server shares')
+    .option(
+      '--tls13-psk-ke',
+      `TLS 1.3 PSKs: also accept psk_ke (no (EC)DHE, so no forward secrecy) from a client that offers no (EC)DHE this server shares${clientToo ? '; client mode: offer psk_ke only' : ''}`,
+    )
     .addOption(pskHashOption());
 }
 
-/** --psk-hash, for serve --tls13-psk and connect. */
+/** --psk-hash, for serve --tls13-psk, proxy and connect. */
 export function pskHashOption(): Option {
   return new Option('--psk-hash <hash>', 'the hash the TLS 1.3 PSK is used with (RFC 8446 4.2.11; default sha256)').choices(['sha256', 'sha384']);
 }
@@ -240,14 +247,21 @@ export interface Tls13PskSettings {
   allowPskOnly?: boolean;
 }
 
-/** The PSK settings as serve's options, checking that the combination makes sense. */
-export function pskSettings(s: FrontSettings): { source: PskSpec; identityHint?: string; unknownIdentity?: 'random' | 'reject'; tls13?: Tls13PskSettings } | undefined {
+/** Where the PSKs are (--psk-keyd, --psk-process --psk-file, --psk-file), checking the sources given are one; undefined without one. */
+export function pskSource(s: FrontSettings): PskSpec | undefined {
   const p = s.psk;
   if (!p) return undefined;
   if (p.keyd && (p.process || p.file !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source');
   if (p.process && p.file === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads)');
+  return p.keyd ? { kind: 'keyd' } : p.file !== undefined ? { kind: p.process ? 'process' : 'file', path: p.file } : undefined;
+}
+
+/** A server's PSK settings (serve, proxy), checking that the combination makes sense. */
+export function pskSettings(s: FrontSettings): { source: PskSpec; identityHint?: string; unknownIdentity?: 'random' | 'reject'; tls13?: Tls13PskSettings } | undefined {
+  const p = s.psk;
+  if (!p) return undefined;
+  const source = pskSource(s);
   if (!p.tls13 && (p.tls13Identities !== undefined || p.tls13PskKe !== undefined || p.hash !== undefined)) throw new CliError('--tls13-psk-identity, --tls13-psk-ke and --psk-hash go with --tls13-psk');
-  const source: PskSpec | undefined = p.keyd ? { kind: 'keyd' } : p.file !== undefined ? { kind: p.process ? 'process' : 'file', path: p.file } : undefined;
   if (!source) {
     if (p.hint !== undefined || p.unknown !== undefined || p.tls13) {
       throw new CliError('--psk-hint, --psk-unknown and --tls13-psk need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');

@@ -11,11 +11,15 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { pino, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../proxy/endpoint.js';
+import { groupByName, suiteByName } from '../node/clientSocket.js';
+import type { KeywardServerOptions } from '../node/server.js';
 import { KeywardProxy, type ProxyClientGeneration, type ProxyGeneration } from '../proxy/proxyServer.js';
-import { openClientCredentials } from './clientCredentials.js';
+import { suiteInfo } from '../tls/crypto/cipherSuites.js';
+import { clientPskOffer, openClientCredentials } from './clientCredentials.js';
 import { dropFrontPrivileges } from './frontUser.js';
 import {
   addFrontOptions,
+  addTls13PskServerOptions,
   definedFields,
   certificateSpecs,
   delegationSettings,
@@ -38,6 +42,9 @@ import { stopOnSignals } from './signals.js';
 const PROXY_HELP = `
 Keys: the same flags as "keyward serve" (see keyward serve --help): --key-process
 --key, --keyd ..., --pkcs11 ..., or --key alone (in this process, a baseline).
+PSKs: --psk-keyd (with --keyd), --psk-process --psk-file F, or --psk-file F alone
+(in this process, a baseline); TLS 1.2 PSK suites, and TLS 1.3 external PSKs with
+--tls13-psk (the holder runs their key schedule: docs/tls13-psk.md).
 
 Examples:
   keyward proxy --listen 0.0.0.0:443 --upstream 127.0.0.1:8080 \\
@@ -47,12 +54,18 @@ Examples:
   keyward proxy --listen 127.0.0.1:8443 --upstream unix:/run/app.sock \\
                 --cert a.pem --cert b.pem --keyd unix:/run/keyward/keyd.sock \\
                 --route b.example.com=127.0.0.1:9000 --proxy-protocol
+  keyward proxy --listen 0.0.0.0:8883 --upstream 127.0.0.1:1883 \\
+                --psk-process --psk-file psks.txt --tls13-psk
+                (PSK-only, e.g. an MQTT broker: TLS 1.3 and TLS 1.2 PSK)
 
 Client mode (plaintext in, TLS out; ghostunnel's client):
   keyward proxy --client --listen 127.0.0.1:8080 --target api.example.com:443 \\
                 --ca ca.pem --cert client.pem --key-process --key client-key.pem
-  The client certificate's key and a TLS 1.2 PSK (--psk-identity) use the key
-  flags above; --servername, --ca, --alpn set the TLS toward the target.
+  keyward proxy --client --listen 127.0.0.1:1883 --target broker:8883 \\
+                --psk-identity sensor-7 --psk-keyd --keyd unix:/run/keyward/keyd.sock
+  The client certificate's key and the PSK (--psk-identity) use the key flags
+  above; --servername, --ca, --alpn, --min-version, --max-version, --groups,
+  --cipher, --psk-hash, --tls13-psk-ke set the TLS toward the target.
 
 Signals: SIGHUP reloads the configuration file and the certificates (new
 connections get them; open ones keep theirs; a reload that fails keeps the
@@ -60,7 +73,8 @@ running configuration and logs why). SIGTERM or SIGINT stop accepting, let open
 connections finish within --shutdown-grace, and exit 0.
 
 Logs: pino JSON on stdout; one "connection" line per connection with time,
-client, sni, outcome, durationMs and bytes.`;
+client, sni, version, cipher, keyHolder, pskIdentity, outcome, durationMs and
+bytes (docs/proxy.md). No key, PIN or PSK is ever logged.`;
 
 interface ProxyFlagValues extends FrontFlagValues {
   upstream?: string;
@@ -83,6 +97,10 @@ interface ProxyFlagValues extends FrontFlagValues {
   servername?: string;
   ca?: string;
   pskIdentity?: string;
+  insecure?: boolean;
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  groups?: string;
+  cipher?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -90,9 +108,10 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 /** The proxy settings the command line gave. */
 function proxySettingsFromFlags(o: ProxyFlagValues, keySpecs: KeySpecList): ProxySettings {
   const s: ProxySettings = frontSettingsFromFlags(o, keySpecs);
-  const client = { target: o.target, servername: o.servername, ca: o.ca, pskIdentity: o.pskIdentity };
-  // --target, --servername, --ca and --psk-identity only exist in client mode: they imply it.
+  const client = { target: o.target, servername: o.servername, ca: o.ca, pskIdentity: o.pskIdentity, insecure: o.insecure };
+  // --target, --servername, --ca, --psk-identity and --insecure only exist in client mode: they imply it.
   if (o.client || definedFields(client)) s.client = definedFields(client) ?? {};
+  s.tls = definedFields({ ...s.tls, maxVersion: o.maxVersion, groups: namesFromFlag(o.groups, '--groups', groupByName), ciphers: namesFromFlag(o.cipher, '--cipher', suiteByName) });
   if (o.upstream !== undefined) s.upstream = o.upstream;
   if (o.route !== undefined) {
     s.routes = {};
@@ -119,6 +138,48 @@ function proxySettingsFromFlags(o: ProxyFlagValues, keySpecs: KeySpecList): Prox
   return s;
 }
 
+/** A comma-separated list of names `byName` knows (groups, cipher suites); an unknown one is an error naming the flag. */
+function namesFromFlag(value: string | undefined, flag: string, byName: (name: string) => unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(',').map((v) => v.trim()).filter(Boolean);
+  if (names.length === 0) throw new CliError(`${flag}: expected a comma-separated list, got "${value}"`);
+  for (const name of names) {
+    try {
+      byName(name);
+    } catch (err) {
+      throw new CliError(`${flag}: ${(err as Error).message}`);
+    }
+  }
+  return names;
+}
+
+/**
+ * The server's groups, suites and versions from `tls`: the listed suites split by version;
+ * suites of one version only serve that version.
+ */
+function serverTlsChoices(t: ProxySettings['tls']): Pick<KeywardServerOptions, 'groups' | 'tls13CipherSuites' | 'tls12CipherSuites' | 'minVersion' | 'maxVersion'> {
+  const suites = t?.ciphers?.map(suiteByName);
+  const tls13 = suites?.filter((x) => suiteInfo(x)!.version === 'TLSv1.3');
+  const tls12 = suites?.filter((x) => suiteInfo(x)!.version === 'TLSv1.2');
+  let minVersion = t?.minVersion;
+  let maxVersion = t?.maxVersion;
+  if (tls13 && tls13.length === 0) {
+    if (maxVersion === 'TLSv1.3' || minVersion === 'TLSv1.3') throw new CliError('--cipher (tls.ciphers) lists no TLS 1.3 suite, yet TLS 1.3 is asked for (--min-version/--max-version)');
+    maxVersion = 'TLSv1.2';
+  }
+  if (tls12 && tls12.length === 0) {
+    if (maxVersion === 'TLSv1.2') throw new CliError('--cipher (tls.ciphers) lists no TLS 1.2 suite, yet --max-version (tls.maxVersion) is TLSv1.2');
+    minVersion = 'TLSv1.3';
+  }
+  return {
+    ...(t?.groups ? { groups: t.groups.map(groupByName) } : {}),
+    ...(tls13 && tls13.length > 0 ? { tls13CipherSuites: tls13 } : {}),
+    ...(tls12 && tls12.length > 0 ? { tls12CipherSuites: tls12 } : {}),
+    ...(minVersion ? { minVersion } : {}),
+    ...(maxVersion ? { maxVersion } : {}),
+  };
+}
+
 function endpointOf(text: string, what: string, allowPortZero = false): Endpoint {
   try {
     return parseEndpoint(text, what, allowPortZero);
@@ -133,6 +194,8 @@ interface OpenedGeneration {
   /** Where it relays to: the upstream, or the target in client mode. */
   to: string;
   certificates: { cert: string; key: string; delegatedCredentials?: string }[];
+  /** Where the PSKs are, and the versions they are used in. */
+  psk?: { holder: string; tls12: boolean; tls13: boolean; identity?: string };
 }
 
 /**
@@ -140,7 +203,7 @@ interface OpenedGeneration {
  * failure. `log` gets delegated-credential renewal failures and expiries.
  */
 export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promise<OpenedGeneration> {
-  if (s.client) return openClientGeneration(s, s.client);
+  if (s.client) return openClientGeneration(s, s.client, log);
   if (s.upstream === undefined) throw new CliError('--upstream is required: HOST:PORT or unix:/path of the application behind the proxy');
   const upstream = endpointOf(s.upstream, '--upstream');
   const routes: Record<string, Endpoint> = {};
@@ -176,10 +239,19 @@ export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promi
         holder: loaded.served[i].backend,
         ...(c.delegatedCredentials ? { delegatedCredentials: c.delegatedCredentials } : {}),
       })),
-      ...(openedPsk ? { psk: { holder: openedPsk.holder, label: openedPsk.backend, ...(psk?.identityHint !== undefined ? { identityHint: psk.identityHint } : {}) } } : {}),
+      ...(openedPsk
+        ? {
+            psk: {
+              holder: openedPsk.holder,
+              label: openedPsk.backend,
+              ...(psk?.identityHint !== undefined ? { identityHint: psk.identityHint } : {}),
+              ...(psk?.tls13 ? { tls13: psk.tls13 } : {}),
+            },
+          }
+        : {}),
       tls: {
         ...(s.tls?.alpn && s.tls.alpn.length > 0 ? { ALPNProtocols: s.tls.alpn } : {}),
-        ...(s.tls?.minVersion ? { minVersion: s.tls.minVersion } : {}),
+        ...serverTlsChoices(s.tls),
         ...(s.tls?.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
         // Mutual TLS: required (default) refuses clients without a certificate from the CA; optional lets them in unauthorized.
         ...(clientCa !== undefined ? { requestCert: true, rejectUnauthorized: s.clientAuth?.required !== false, ca: clientCa } : {}),
@@ -195,6 +267,7 @@ export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promi
       generation,
       to: formatEndpoint(upstream),
       certificates: loaded.served.map((c) => ({ cert: c.certPath, key: c.describe(), ...(c.delegation ? { delegatedCredentials: c.delegation } : {}) })),
+      ...(openedPsk ? { psk: { holder: openedPsk.describe(), tls12: true, tls13: psk?.tls13 !== undefined } } : {}),
     };
   } catch (err) {
     await sources.close();
@@ -203,7 +276,7 @@ export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promi
 }
 
 /** Client mode: the target, the TLS toward it, the client certificate's key and the PSK in their holders. */
-async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettings['client']>): Promise<OpenedGeneration> {
+async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettings['client']>, log?: Logger): Promise<OpenedGeneration> {
   const serverOnly: [unknown, string][] = [
     [s.upstream, '--upstream (upstream)'],
     [s.routes, '--route (routes)'],
@@ -212,6 +285,10 @@ async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettin
     [s.tls?.rsaKeyExchange, '--rsa-key-exchange (tls.rsaKeyExchange)'],
     [s.keyd?.ticketKeys || undefined, '--ticket-keys-keyd (keyd.ticketKeys)'],
     [s.delegatedCredentials?.enabled || undefined, '--delegated-credentials (delegatedCredentials)'],
+    [s.psk?.tls13 || undefined, '--tls13-psk (psk.tls13)'],
+    [s.psk?.tls13Identities, '--tls13-psk-identity (psk.tls13Identities)'],
+    [s.psk?.hint, '--psk-hint (psk.hint)'],
+    [s.psk?.unknown, '--psk-unknown (psk.unknown)'],
   ];
   const given = serverOnly.filter(([v]) => v !== undefined).map(([, name]) => name);
   if (given.length > 0) throw new CliError(`client mode relays to --target: ${given.join(', ')} belong to server mode`);
@@ -229,21 +306,34 @@ async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettin
   }
   const sources = new KeySources(keySourceOptions(s));
   try {
+    const t = s.tls;
+    // Checked before any holder opens: a bad combination is an error, not a half-started client.
+    const offer = clientPskOffer(c.pskIdentity !== undefined, { ...t, cipherSuites: t?.ciphers, hash: s.psk?.hash, pskKe: s.psk?.tls13PskKe }, { cipher: '--cipher (tls.ciphers)' });
     const { certificate, psk } = await openClientCredentials(s, c.pskIdentity, sources);
+    if (c.insecure) log?.warn({ target: formatEndpoint(target) }, "client.insecure (--insecure): the target's certificate is NOT verified; anyone on the path can pose as the target. For tests only");
     const generation: ProxyClientGeneration = {
       target: { host: target.host, port: target.port },
       tls: {
         ...(c.servername !== undefined ? { servername: c.servername } : {}),
         ...(ca !== undefined ? { ca } : {}),
-        ...(s.tls?.alpn && s.tls.alpn.length > 0 ? { ALPNProtocols: s.tls.alpn } : {}),
-        ...(s.tls?.minVersion ? { minVersion: s.tls.minVersion } : {}),
+        ...(c.insecure ? { rejectUnauthorized: false } : {}),
+        ...(t?.alpn && t.alpn.length > 0 ? { ALPNProtocols: t.alpn } : {}),
+        ...(t?.minVersion ? { minVersion: t.minVersion } : {}),
+        ...(t?.maxVersion ? { maxVersion: t.maxVersion } : {}),
+        ...(t?.groups ? { groups: t.groups } : {}),
+        ...(t?.ciphers ? { cipherSuites: t.ciphers } : {}),
       },
       ...(certificate ? { certificate: { cert: certificate.cert, key: certificate.key, holder: certificate.backend } } : {}),
-      ...(psk ? { psk: { holder: psk.holder, label: psk.backend, identity: psk.identity } } : {}),
+      ...(psk && offer ? { psk: { holder: psk.holder, label: psk.backend, identity: psk.identity, tls12: offer.tls12, ...(offer.tls13 ? { tls13: offer.tls13 } : {}) } } : {}),
       limits: s.limits ?? {},
       release: () => sources.close(),
     };
-    return { generation, to: formatEndpoint(target), certificates: certificate ? [{ cert: certificate.certPath, key: certificate.describe() }] : [] };
+    return {
+      generation,
+      to: formatEndpoint(target),
+      certificates: certificate ? [{ cert: certificate.certPath, key: certificate.describe() }] : [],
+      ...(psk && offer ? { psk: { holder: psk.describe(), tls12: offer.tls12, tls13: offer.tls13 !== undefined, identity: psk.identity } } : {}),
+    };
   } catch (err) {
     await sources.close();
     throw err;
@@ -302,6 +392,7 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
       runsAs,
       ...(addresses.metrics ? { metrics: `http://${formatEndpoint({ kind: 'tcp', host: addresses.metrics.address, port: addresses.metrics.port })}/metrics` } : {}),
       certificates: opened.certificates,
+      ...(opened.psk ? { psk: opened.psk } : {}),
     },
     'keyward proxy listening',
   );
@@ -318,7 +409,7 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
           await g.generation.release?.();
           throw new Error(`invalid TLS settings: ${(err as Error).message}`, { cause: err });
         }
-        log.info({ [next.client ? 'target' : 'upstream']: g.to, certificates: g.certificates }, 'configuration reloaded: new connections use it');
+        log.info({ [next.client ? 'target' : 'upstream']: g.to, certificates: g.certificates, ...(g.psk ? { psk: g.psk } : {}) }, 'configuration reloaded: new connections use it');
         return true;
       } catch (err) {
         proxy.metrics.reloads.inc({ outcome: 'refused' });
@@ -353,8 +444,11 @@ export function registerProxyCommand(program: Command): void {
     .option('--upstream <addr>', 'where to relay: HOST:PORT or unix:/path')
     .addOption(new Option('--route <name=addr>', 'connections whose SNI is NAME (or matches *.domain) go to ADDR instead (repeat)').argParser(collect))
     .option('--proxy-protocol', 'send a PROXY protocol v2 header (client address, SNI, ALPN, TLS version and cipher) first on each upstream connection');
-  addFrontOptions(cmd, keySpecs, {});
+  addTls13PskServerOptions(addFrontOptions(cmd, keySpecs, {}), true);
   cmd
+    .addOption(new Option('--max-version <version>', 'highest TLS version used (default TLSv1.3)').choices(['TLSv1.2', 'TLSv1.3']))
+    .option('--groups <list>', 'key-exchange groups in preference order, comma-separated: X25519MLKEM768, X25519, X448, P-256, P-384, P-521 (client mode: a share is sent for the first)')
+    .option('--cipher <list>', 'cipher suites by IANA name in preference order, comma-separated, e.g. TLS_AES_128_GCM_SHA256,TLS_PSK_WITH_AES_128_CCM_8; suites of one version only limit it to that version')
     .option('--client-ca <ca.pem>', 'ask clients for a certificate issued by this CA (mutual TLS); its CN goes upstream in the PROXY v2 header')
     .addOption(new Option('--client-auth <mode>', 'with --client-ca: refuse clients without a valid certificate (required, the default) or let them in unauthenticated (optional)').choices(['required', 'optional']))
     .addOption(new Option('--handshake-timeout <ms>', 'time a client has to finish the TLS handshake (default 10000)').argParser(positiveInt))
@@ -371,7 +465,8 @@ export function registerProxyCommand(program: Command): void {
     .option('--target <host:port>', 'client mode: the TLS server to connect to')
     .option('--servername <name>', "client mode: SNI and the name the target's certificate must carry (default: the target's host, when a name)")
     .option('--ca <ca.pem>', "client mode: trust anchors for the target's certificate (default: Node's root store)")
-    .option('--psk-identity <identity>', 'client mode: the TLS 1.2 PSK identity to send (with --psk-keyd, --psk-process --psk-file or --psk-file)')
+    .option('--psk-identity <identity>', 'client mode: the PSK identity to use, as a TLS 1.3 external PSK and with TLS 1.2 PSK suites (--min-version/--max-version for one), the PSK from --psk-keyd, --psk-process --psk-file or --psk-file')
+    .option('--insecure', "client mode: do NOT verify the target's certificate (for tests only: anyone on the path can pose as the target; logged as a warning)")
     .addHelpText('after', PROXY_HELP)
     .action(async (o: ProxyFlagValues) => {
       const flags = proxySettingsFromFlags(o, keySpecs);

@@ -5,13 +5,22 @@
  * letting memory grow with a flood of half-open handshakes. A wrapped key also reports
  * each operation's latency and outcome, for the metrics.
  */
-import { KeyOperationError, type CertificateKey, type OperationContext, type PskMasterSecretRequest, type PskOperations } from '../keys/keyOperations.js';
+import {
+  KeyOperationError,
+  type CertificateKey,
+  type OperationContext,
+  type PskMasterSecretRequest,
+  type PskOperations,
+  type Tls13PskOperations,
+  type Tls13PskScheduleRequest,
+} from '../keys/keyOperations.js';
 import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 
 /** One finished key operation, as the metrics see it. */
 export interface KeyOperationReport {
   holder: string;
-  operation: 'sign' | 'decrypt' | 'psk';
+  /** `psk`: a TLS 1.2 PSK master secret; `tls13-psk`: a step of a TLS 1.3 external PSK's key schedule. */
+  operation: 'sign' | 'decrypt' | 'psk' | 'tls13-psk';
   /** 'ok', 'refused-busy' (queue full), or the KeyOperationError code. */
   outcome: string;
   /** Seconds from the request to the answer, queueing included. */
@@ -130,12 +139,23 @@ export class KeyOperationGate {
     return wrapped;
   }
 
-  /** `psk` with every operation passing through this gate, reported as `holder`. */
-  wrapPsk(psk: PskOperations, holder: string): PskOperations {
-    return {
+  /** `psk` with every operation passing through this gate (TLS 1.2 and, when it has them, TLS 1.3 steps), reported as `holder`. */
+  wrapPsk<P extends PskOperations & Partial<Tls13PskOperations>>(psk: P, holder: string): PskOperations & Partial<Tls13PskOperations> {
+    const wrapped: PskOperations & Partial<Tls13PskOperations> = {
       tls12MasterSecret: (req: PskMasterSecretRequest, ctx: OperationContext, signal: AbortSignal) =>
         this.run(holder, 'psk', ctx, signal, () => psk.tls12MasterSecret(req, ctx, signal)),
       ...(psk.close ? { close: () => psk.close!() } : {}),
     };
+    const step = <R, T>(op: ((req: R, ctx: OperationContext, signal: AbortSignal) => Promise<T>) | undefined) =>
+      op && ((req: R, ctx: OperationContext, signal: AbortSignal) => this.run(holder, 'tls13-psk', ctx, signal, () => op.call(psk, req, ctx, signal)));
+    const tls13: Partial<Tls13PskOperations> = {
+      tls13Binder: step(psk.tls13Binder),
+      tls13VerifyBinder: step(psk.tls13VerifyBinder),
+      tls13HandshakeSecrets: step<Tls13PskScheduleRequest, { client: Uint8Array; server: Uint8Array }>(psk.tls13HandshakeSecrets),
+      tls13ApplicationSecrets: step(psk.tls13ApplicationSecrets),
+      tls13ResumptionMasterSecret: step(psk.tls13ResumptionMasterSecret),
+    };
+    for (const [name, op] of Object.entries(tls13)) if (op) Object.assign(wrapped, { [name]: op });
+    return wrapped;
   }
 }
