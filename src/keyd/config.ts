@@ -24,6 +24,11 @@ export interface KeydLimits {
   maxQueuedOps: number;
   /** Open authenticated connections per listener, default 1024. Pre-handshake connections have their own budget. */
   maxConnections: number;
+  /**
+   * Open mutual-TLS connections per client certificate, default 64: one certificate (a
+   * compromised front, or one no rule names) cannot take every slot of `maxConnections`.
+   */
+  maxConnectionsPerCertificate: number;
   /** Connections still in their TLS handshake, default 256; when full, the oldest of the busiest source is closed. */
   maxPendingHandshakes: number;
   /** Connections still in their TLS handshake from one source address, default 16; when full, that source's oldest is closed. */
@@ -115,6 +120,7 @@ const DEFAULT_LIMITS: KeydLimits = {
   maxConcurrentOps: 64,
   maxQueuedOps: 100_000,
   maxConnections: 1024,
+  maxConnectionsPerCertificate: 64,
   maxPendingHandshakes: 256,
   maxPendingPerSource: 16,
   handshakeTimeoutMs: 5_000,
@@ -440,6 +446,7 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
       limits.maxConcurrentOps = c.int(o.maxConcurrentOps, 'limits.maxConcurrentOps', 1, 65536, DEFAULT_LIMITS.maxConcurrentOps) ?? 0;
       limits.maxQueuedOps = c.int(o.maxQueuedOps, 'limits.maxQueuedOps', 0, 1e7, DEFAULT_LIMITS.maxQueuedOps) ?? 0;
       limits.maxConnections = c.int(o.maxConnections, 'limits.maxConnections', 1, 1e6, DEFAULT_LIMITS.maxConnections) ?? 0;
+      limits.maxConnectionsPerCertificate = c.int(o.maxConnectionsPerCertificate, 'limits.maxConnectionsPerCertificate', 1, 1e6, DEFAULT_LIMITS.maxConnectionsPerCertificate) ?? 0;
       limits.maxPendingHandshakes = c.int(o.maxPendingHandshakes, 'limits.maxPendingHandshakes', 1, 1e6, DEFAULT_LIMITS.maxPendingHandshakes) ?? 0;
       limits.maxPendingPerSource = c.int(o.maxPendingPerSource, 'limits.maxPendingPerSource', 1, 1e6, DEFAULT_LIMITS.maxPendingPerSource) ?? 0;
       limits.handshakeTimeoutMs = c.int(o.handshakeTimeoutMs, 'limits.handshakeTimeoutMs', 100, 600_000, DEFAULT_LIMITS.handshakeTimeoutMs) ?? 0;

@@ -428,7 +428,7 @@ const MAX_TLV_VALUE = 0xffffff;
  */
 export class TlvWriter {
   readonly #tags: number[] = [];
-  readonly #values: Array<Uint8Array | string> = [];
+  readonly #values: Array<Uint8Array | string | TlvWriter> = [];
   readonly #sizes: number[] = [];
   #length = 0;
 
@@ -437,7 +437,7 @@ export class TlvWriter {
     return this.#length;
   }
 
-  #add(tag: Tag, value: Uint8Array | string, size: number): this {
+  #add(tag: Tag, value: Uint8Array | string | TlvWriter, size: number): this {
     if (size > MAX_TLV_VALUE) throw new RangeError(`TLV value of ${size} bytes exceeds the u24 length`);
     this.#tags.push(tag);
     this.#values.push(value);
@@ -466,6 +466,14 @@ export class TlvWriter {
     return this.#add(tag, s, Buffer.byteLength(s, 'utf8'));
   }
 
+  /**
+   * A nested TLV body as one field, laid out in place when this writer is: no buffer of its
+   * own, so a nested secret (a ticket key) exists only in the frame, which keyd wipes.
+   */
+  nested(tag: Tag, inner: TlvWriter): this {
+    return this.#add(tag, inner, inner.length);
+  }
+
   u16List(tag: Tag, values: readonly number[]): this {
     const b = new Uint8Array(values.length * 2);
     values.forEach((v, i) => {
@@ -487,6 +495,7 @@ export class TlvWriter {
       o += 4;
       const v = this.#values[i];
       if (typeof v === 'string') out.write(v, o, size, 'utf8');
+      else if (v instanceof TlvWriter) v.writeTo(out, o);
       else out.set(v, o);
       o += size;
     }
@@ -1008,7 +1017,7 @@ function readKeyInfo(body: Uint8Array): KeyInfo {
 /** RESULT of GET_KEY: one KEY_ENTRY per matching key (by id: one; by name: newest first). */
 export function encodeKeyInfos(keys: readonly KeyInfo[]): Uint8Array {
   const w = new TlvWriter();
-  for (const k of keys) w.bytes(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k).finish());
+  for (const k of keys) w.nested(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k));
   return w.finish();
 }
 
@@ -1020,12 +1029,12 @@ export function decodeKeyInfos(body: Uint8Array): KeyInfo[] {
 /** RESULT of LIST_KEYS: KEY_ENTRY and PSK_ENTRY fields. */
 export function encodeListKeysResult(r: ListKeysResult): Uint8Array {
   const w = new TlvWriter();
-  for (const k of r.keys) w.bytes(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k).finish());
+  for (const k of r.keys) w.nested(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k));
   for (const p of r.psks) {
     const e = new TlvWriter().bytes(Tag.PSK_IDENTITY, p.identity);
     if (p.createdAt !== undefined) e.str(Tag.CREATED_AT, p.createdAt);
     if (p.hash !== undefined) e.u8(Tag.PRF_HASH, PRF_HASHES.indexOf(p.hash) + 1);
-    w.bytes(Tag.PSK_ENTRY, e.finish());
+    w.nested(Tag.PSK_ENTRY, e);
   }
   return w.finish();
 }
@@ -1049,14 +1058,14 @@ export function decodeListKeysResult(body: Uint8Array): ListKeysResult {
 export const MAX_TICKET_KEYS = 64;
 
 /**
- * RESULT of GET_TICKET_KEYS, in its writer: the secrets are referenced, not copied, so the
- * only copy made is the frame itself (which keyd wipes once written).
+ * RESULT of GET_TICKET_KEYS, in its writer: the secrets are referenced, not copied, and the
+ * entries are nested writers, so the only copy made is the frame itself (which keyd wipes
+ * once written).
  */
 export function ticketKeysWriter(r: TicketKeysResult): TlvWriter {
   const w = new TlvWriter().u32(Tag.ROTATE_EVERY_MS, r.rotateEveryMs).u32(Tag.TICKET_LIFETIME, r.ticketLifetimeSeconds).u32(Tag.NEXT_ROTATION_MS, Math.max(0, Math.round(r.nextRotationMs)));
   for (const k of r.keys) {
-    const e = new TlvWriter().bytes(Tag.TICKET_KEY_NAME, k.name).bytes(Tag.TICKET_KEY_SECRET, k.secret).str(Tag.CREATED_AT, new Date(k.createdAt).toISOString());
-    w.bytes(Tag.TICKET_KEY, e.finish());
+    w.nested(Tag.TICKET_KEY, new TlvWriter().bytes(Tag.TICKET_KEY_NAME, k.name).bytes(Tag.TICKET_KEY_SECRET, k.secret).str(Tag.CREATED_AT, new Date(k.createdAt).toISOString()));
   }
   return w;
 }

@@ -203,6 +203,8 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     const connections = new Set<KeydConnection>();
 
     const established = { tls: 0, unix: 0 };
+    /** Open mutual-TLS connections by client certificate (its sha256 identity). */
+    const perCertificate = new Map<string, number>();
     const accept = (socket: Socket, peer: PeerIdentity, transport: 'tls' | 'unix', remote: string): void => {
       // Slots are for authenticated fronts: one past the budget is closed at once.
       if (established[transport] >= config.limits.maxConnections) {
@@ -210,6 +212,18 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         logger.warn({ client: peer.display, front: remote, transport, maxConnections: config.limits.maxConnections }, 'closing connection: connection limit reached');
         socket.destroy();
         return;
+      }
+      // One certificate (a compromised front, or one no rule names) must not take every slot.
+      const cert = transport === 'tls' ? (peer.ids.find((i) => i.startsWith('sha256:')) ?? peer.display) : undefined;
+      if (cert !== undefined) {
+        const n = perCertificate.get(cert) ?? 0;
+        if (n >= config.limits.maxConnectionsPerCertificate) {
+          metrics.connectionsClosed.inc({ reason: 'certificate-limit' });
+          logger.warn({ client: peer.display, front: remote, transport, maxConnectionsPerCertificate: config.limits.maxConnectionsPerCertificate }, 'closing connection: connection limit of this client certificate reached');
+          socket.destroy();
+          return;
+        }
+        perCertificate.set(cert, n + 1);
       }
       const session: Session = { peer, grant: authz.resolve(peer), transport, remote };
       const conn = new KeydConnection(socket, session, service, config.limits, logger, (reason) => metrics.connectionsClosed.inc({ reason }));
@@ -220,6 +234,11 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       socket.once('close', () => {
         connections.delete(conn);
         established[transport] -= 1;
+        if (cert !== undefined) {
+          const left = (perCertificate.get(cert) ?? 1) - 1;
+          if (left > 0) perCertificate.set(cert, left);
+          else perCertificate.delete(cert);
+        }
         metrics.connections.dec({ transport, state: 'established' });
         logger.info({ client: peer.display, front: remote, transport }, 'front disconnected');
       });

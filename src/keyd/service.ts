@@ -532,7 +532,8 @@ export class KeydService {
     // A raw RSA operation on the loop (node:crypto has no asynchronous form): charged to the inline budget.
     const premaster = await this.d.queue.submit((s) => this.#inline.run(() => decrypt(req.ciphertext, req.clientVersion, req.ctx, s)), signal());
     try {
-      return { type: FrameType.RESULT, body: outputWriter(premaster).finish() };
+      // A real premaster and the random one a bad ciphertext gets leave alike, and are zeroed once written.
+      return { type: FrameType.RESULT, body: outputWriter(premaster).finish(), wipe: true };
     } finally {
       premaster.fill(0);
     }
@@ -621,14 +622,13 @@ export class KeydService {
       // PSK, and the answer takes the same work as a real one, so neither its content nor
       // its timing tells a TLS peer (through the front) which identities exist.
       rec.outcome = 'unknown-psk-identity';
-      const decoy = randomBytes(UNKNOWN_PSK_DECOY_LENGTH);
-      const ms = pskMasterSecret(decoy, req);
-      decoy.fill(0);
-      return { type: FrameType.RESULT, body: outputWriter(ms) };
     }
-    const ms = pskMasterSecret(psk.secret, req);
+    const decoy = psk ? undefined : randomBytes(UNKNOWN_PSK_DECOY_LENGTH);
+    const ms = pskMasterSecret(psk?.secret ?? decoy!, req);
+    decoy?.fill(0);
     try {
-      // Copied out before the wipe below; the frame is zeroed once written.
+      // Real or decoy, the answer leaves the same way: copied out before the wipe below,
+      // written alone, the frame zeroed once written.
       return { type: FrameType.RESULT, body: outputWriter(ms).finish(), wipe: true };
     } finally {
       ms.fill(0);
@@ -639,8 +639,8 @@ export class KeydService {
    * A TLS 1.3 external-PSK step (docs/tls13-psk.md): only binders, a binder verdict and
    * transcript-bound secrets leave; the Early, Handshake and Master Secrets exist for the
    * duration of the call. Rights are checked from the configuration alone, before the
-   * store, as for TLS 1.2 PSKs; the binder steps (one per handshake) take a rate-limit
-   * token. The audit line names the identity and the outcome: for a binder check `ok`,
+   * store, as for TLS 1.2 PSKs; the handshake-secrets step (one per handshake) takes a
+   * rate-limit token. The audit line names the identity and the outcome: for a binder check `ok`,
    * `bad-binder`, `wrong-hash` or `unknown-psk-identity`, while the front only ever learns
    * "not accepted".
    */
@@ -649,7 +649,10 @@ export class KeydService {
     this.#fillContext(rec, ctx);
     rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
     const grant = this.#grant(session);
-    if (step === 'binder' || step === 'verify-binder') this.#takeToken(grant);
+    // Every TLS 1.3 PSK handshake, client or server, takes its handshake traffic secrets
+    // exactly once, and cannot finish without them: one token there bounds the handshakes
+    // even of a front that skips the binder steps (it may: they are its own checks).
+    if (step === 'handshake-secrets') this.#takeToken(grant);
     if (ctx.tlsVersion !== 'TLSv1.3') throw new KeyOperationError('bad-request', `${FrameType[frame.type]} is for TLS 1.3 (CTX_TLS_VERSION 0x0304)`);
     if (!grant.mayUsePsk(req.identity)) {
       if (step !== 'verify-binder') throw refused('not permitted to use this PSK identity');

@@ -32,7 +32,9 @@ import { connectKeydAdmin, type KeydAdmin } from '../../src/keys/remoteKey.js';
 import type { OperationContext } from '../../src/keys/keyOperations.js';
 import type { Tls13PskStep } from '../../src/keys/tls13PskSteps.js';
 import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
-import { certificateVerifyInput, keydConfigJson, readAudit, spawnKeyd, tempDir, writeKeydConfig, type KeydChild } from '../support/keydFixture.js';
+import { pskMasterSecret } from '../../src/tls/crypto/prf12.js';
+import { certificateVerifyInput, fetchText, keydConfigJson, metricValue, readAudit, spawnKeyd, tempDir, writeKeydConfig, type KeydChild } from '../support/keydFixture.js';
+import { scanProcessMemory, type Needle } from '../support/memscan.js';
 
 const CTX13: OperationContext = { tlsVersion: 'TLSv1.3', purpose: 'tls13-server-certificate-verify' };
 const CTX12: OperationContext = { tlsVersion: 'TLSv1.2' };
@@ -51,6 +53,7 @@ let auditPath: string;
 let admin: KeydAdmin;
 const keyIds: Record<string, string> = {};
 let rsaPublic: ReturnType<typeof createPublicKey>;
+const GRANTED_PSK = randomBytes(32);
 
 /** A client certificate of `issuer` valid from `notBefore` to `notAfter` (the CLI's issuer only makes current ones). */
 async function certWithDates(issuer: Issuer, commonName: string, notBefore: Date, notAfter: Date): Promise<Cert> {
@@ -175,7 +178,7 @@ before(async () => {
   const server = await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: 'keyd', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
   await writeFile(join(root.dir, 'keyd-cert.pem'), server.certPem);
   await writeFile(join(root.dir, 'keyd-key.pem'), server.keyPem, { mode: 0o600 });
-  for (const name of ['front', 'stranger', 'limited', 'hog']) certs[name] = await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: name, usage: 'client' });
+  for (const name of ['front', 'stranger', 'limited', 'hog', 'tickets']) certs[name] = await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: name, usage: 'client' });
   const otherCa = await createCa({ commonName: 'another CA' });
   certs['other-ca'] = await issueCertificate(otherCa, { keyType: 'ecdsa-p256', commonName: 'front', usage: 'client' });
   const day = 86_400_000;
@@ -185,11 +188,12 @@ before(async () => {
 
   const json = keydConfigJson(root.dir, undefined, {
     tls: { cert: join(root.dir, 'keyd-cert.pem'), key: join(root.dir, 'keyd-key.pem'), clientCa: caPath },
-    limits: { frameTimeoutMs: 800, maxInFlightPerConnection: 4, maxConcurrentOps: 1, handshakeTimeoutMs: 2000 },
+    limits: { frameTimeoutMs: 800, maxInFlightPerConnection: 4, maxConcurrentOps: 1, handshakeTimeoutMs: 2000, maxConnectionsPerCertificate: 3 },
     clients: [
       { id: 'cn:front', keys: ['a.example', 'rsa.example'], psks: ['granted'] },
       { id: 'cn:limited', keys: ['a.example'], psks: ['granted'], rateLimit: { perSecond: 1, burst: 3 } },
       { id: 'cn:hog', keys: ['a.example'] },
+      { id: 'cn:tickets', keys: [], psks: [], ticketKeys: true },
       { id: 'unix', keys: ['*'], psks: ['*'], admin: true },
     ],
   });
@@ -201,7 +205,7 @@ before(async () => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
   rsaPublic = rsa.publicKey;
   keyIds.rsa = (await admin.putKey(rsa.privateKey, ['rsa.example'])).keyId;
-  await admin.putPsk(Buffer.from('granted'), randomBytes(32));
+  await admin.putPsk(Buffer.from('granted'), GRANTED_PSK);
   await admin.putPsk(Buffer.from('other'), randomBytes(32));
 });
 
@@ -413,4 +417,70 @@ test('RSA premaster decryption is no padding oracle: every ciphertext gets 48 by
   assert.equal(lines.length, cases.length);
   assert.ok(lines.every((l) => l.outcome === 'ok' && l.reason === undefined), JSON.stringify(lines));
   f.close();
+});
+
+test('rate limit: a front that skips the binder steps still takes a token per TLS 1.3 PSK handshake', async () => {
+  const f = await RawFront.tls('limited');
+  const hs = (i: number): Buffer =>
+    encodeFrame(FrameType.TLS13_PSK_HANDSHAKE_SECRETS, i, encodeTls13PskRequest({ step: 'handshake-secrets', req: { identity: Buffer.from('granted'), hash: 'sha256', transcriptHash: randomBytes(32), dheSecret: randomBytes(32) }, ctx: { tlsVersion: 'TLSv1.3' } }));
+  // The bucket holds 3 tokens and refills one a second: 8 handshakes at once cannot all pass.
+  f.socket.write(Buffer.concat(Array.from({ length: 8 }, (_, i) => hs(i + 1))));
+  await f.waitFrames(8);
+  const answers = f.frames.map(answerOf);
+  assert.ok(answers.filter((a) => a === 'RESULT').length <= 4, answers.join('\n'));
+  assert.ok(answers.filter((a) => a === 'rate-limited: rate limit exceeded for this front').length >= 4, answers.join('\n'));
+  f.close();
+});
+
+test('one client certificate cannot take every connection slot: past its own budget it is closed, others are still served', async () => {
+  const hogs = [];
+  for (let i = 0; i < 3; i++) {
+    const h = await RawFront.tls('hog');
+    assert.ok(await h.pingAnswered(), `hog connection ${i + 1}`);
+    hogs.push(h);
+  }
+  const extra = await RawFront.tls('hog');
+  assert.equal(await extra.pingAnswered(), false, 'the fourth connection of one certificate');
+  await Promise.race([extra.closed, new Promise((r) => setTimeout(r, 2000))]);
+  assert.ok(extra.isClosed);
+  const front = await RawFront.tls('front');
+  assert.ok(await front.pingAnswered(), 'another certificate is served');
+  const m = (await fetchText(`http://127.0.0.1:${keyd.metrics!.port}/metrics`)).text;
+  assert.equal(metricValue(m, 'keyd_connections_closed_total', { reason: 'certificate-limit' }), 1);
+  // A slot given back is usable again.
+  hogs.pop()!.close();
+  await new Promise((r) => setTimeout(r, 200));
+  const again = await RawFront.tls('hog');
+  assert.ok(await again.pingAnswered(), 'a slot given back');
+  for (const h of [...hogs, again, front]) h.close();
+});
+
+test('secret replies leave no copy in keyd\'s memory: ticket keys, an RSA premaster, a PSK master secret', async () => {
+  const needles: Needle[] = [];
+  const tickets = await RawFront.tls('tickets');
+  for (let i = 1; i <= 5; i++) {
+    const r = await tickets.ask(FrameType.GET_TICKET_KEYS, i);
+    assert.equal(answerOf(r), 'RESULT');
+    if (i > 1) continue;
+    for (const e of TlvFields.parse(r!.body, 'r').all(Tag.TICKET_KEY)) {
+      const secret = TlvFields.parse(e, 'k').req(Tag.TICKET_KEY_SECRET);
+      // keyd holds the key itself; a copy with its field header is a leftover of a reply.
+      needles.push({ name: 'TICKET_KEY_SECRET field', bytes: Buffer.concat([Buffer.of(Tag.TICKET_KEY_SECRET, 0, 0, 32), secret]) });
+    }
+  }
+  const f = await RawFront.tls('front');
+  const premaster = Buffer.concat([Buffer.of(3, 3), randomBytes(46)]);
+  const ct = publicEncrypt({ key: rsaPublic, padding: constants.RSA_PKCS1_PADDING }, premaster);
+  const dr = await f.ask(FrameType.DECRYPT_PREMASTER, 1, encodeDecryptPremasterRequest({ key: { keyId: keyIds.rsa }, ciphertext: ct, clientVersion: 0x0303, ctx: CTX12 }));
+  assert.deepEqual(Buffer.from(TlvFields.parse(dr!.body, 'r').req(Tag.OUTPUT)), premaster);
+  needles.push({ name: 'premaster', bytes: premaster });
+  const req = { identity: Buffer.from('granted'), otherSecret: null, hash: 'sha256' as const, extended: true, seed: randomBytes(32) };
+  const ms = await f.ask(FrameType.PSK_MASTER_SECRET, 2, encodePskMasterSecretRequest({ req, ctx: CTX12 }));
+  assert.deepEqual(Buffer.from(TlvFields.parse(ms!.body, 'r').req(Tag.OUTPUT)), pskMasterSecret(GRANTED_PSK, req));
+  needles.push({ name: 'PSK master secret', bytes: pskMasterSecret(GRANTED_PSK, req) });
+  tickets.close();
+  f.close();
+  const scan = await scanProcessMemory(keyd.pid, needles);
+  assert.ok(scan.bytesScanned > 10_000_000, `scanned ${scan.bytesScanned} bytes`);
+  assert.deepEqual(scan.found, []);
 });
