@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, publicEncrypt, constants, randomBytes, webcrypto } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
 import * as x509 from '@peculiar/x509';
@@ -109,9 +109,9 @@ class RawFront {
   }
 
   /** Connects as `name` (a certificate from `certs`), or with no certificate. */
-  static async tls(name: string | undefined, extra: Record<string, unknown> = {}): Promise<RawFront> {
+  static async tls(name: string | undefined, extra: Record<string, unknown> = {}, port = keyd.tls!.port): Promise<RawFront> {
     const c = name ? certs[name] : undefined;
-    const socket = tlsConnect({ host: '127.0.0.1', port: keyd.tls!.port, ca: ca.certPem, servername: 'localhost', ...(c ? { cert: c.certPem, key: c.keyPem } : {}), ...extra });
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, servername: 'localhost', ...(c ? { cert: c.certPem, key: c.keyPem } : {}), ...extra });
     const f = new RawFront(socket);
     await new Promise<void>((resolve) => {
       socket.once('secureConnect', resolve);
@@ -292,6 +292,40 @@ test('framing: a frame trickled a byte per write is answered; one that never end
   await Promise.race([f.closed, new Promise((r) => setTimeout(r, 4000))]);
   assert.ok(f.isClosed, 'closed');
   assert.ok(Date.now() - t0 >= 700, `closed after ${Date.now() - t0} ms, not before the 800 ms frame timeout`);
+});
+
+test('framing: frames trickled a byte per TLS record cost keyd about their own size in memory, not a Buffer per byte', async () => {
+  // A keyd of its own, whose frame timeout outlasts the trickle.
+  const dir = join(root.dir, 'trickle');
+  await mkdir(dir);
+  const json = keydConfigJson(dir, undefined, {
+    tls: { cert: join(root.dir, 'keyd-cert.pem'), key: join(root.dir, 'keyd-key.pem'), clientCa: caPath },
+    limits: { frameTimeoutMs: 60_000 },
+    clients: [{ id: 'cn:front', keys: [], psks: [] }],
+  });
+  const k = await spawnKeyd(await writeKeydConfig(dir, json));
+  try {
+    const rssKb = async (): Promise<number> => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${k.pid}/status`, 'utf8'))![1]);
+    const conns = await Promise.all([1, 2, 3, 4].map(() => RawFront.tls('front', {}, k.tls!.port)));
+    const header = encodeFrame(FrameType.PING, 1, Buffer.alloc(0)).subarray(0, 6);
+    header.writeUInt32BE(1 << 19, 0);
+    for (const c of conns) await new Promise((r) => c.socket.write(header, r));
+    const before = await rssKb();
+    // 4 x 40,000 one-byte records (each write waits for the last, so each is a record of its own).
+    await Promise.all(
+      conns.map(async (c) => {
+        for (let i = 0; i < 40_000; i++) await new Promise((r) => c.socket.write(Buffer.of(0x41), r));
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const grownKb = (await rssKb()) - before;
+    assert.ok(conns.every((c) => !c.isClosed), 'the frames are still open');
+    // A Buffer per record held ~600 bytes per byte here (~95 MB); assembled, the frames take 160 KB plus garbage.
+    assert.ok(grownKb < 40 * 1024, `keyd grew by ${grownKb} kB for 160 kB of frames`);
+    for (const c of conns) c.close();
+  } finally {
+    await k.kill('SIGTERM');
+  }
 });
 
 test('framing: requests beyond the in-flight cap are refused, a reused id too; a cancelled request gets no answer', async () => {
