@@ -172,6 +172,8 @@ export class KeywardProxy {
   readonly #connections = new Set<Connection>();
   /** Which key holder answered for a connection (set by the gate's reports). */
   readonly #holderOf = new Map<string, string>();
+  /** The PSK identity a connection's key operations named (kept for the access line of a handshake that failed there). */
+  readonly #pskIdentityOf = new Map<string, string>();
   #current: Generation;
   #metricsServer: HttpServer | undefined;
   #metricsAddress: AddressInfo | undefined;
@@ -186,6 +188,7 @@ export class KeywardProxy {
     this.gate = new KeyOperationGate(limits.maxPendingKeyOps, limits.maxQueuedKeyOps, (r) => {
       this.metrics.keyOperation(r);
       if (r.connectionId) this.#holderOf.set(r.connectionId, r.holder);
+      if (r.connectionId && r.pskIdentity !== undefined) this.#pskIdentityOf.set(r.connectionId, r.pskIdentity);
     });
     this.metrics = new ProxyMetrics({ keyGateState: () => ({ running: this.gate.running, queued: this.gate.queued }) });
     this.#current = this.#build(generation);
@@ -359,7 +362,10 @@ export class KeywardProxy {
       if (!this.#connections.delete(conn)) return;
       this.metrics.openConnections.dec();
       this.#accessLog(tls, client, outcome, started, conn, upstream);
-      if (tls) this.#holderOf.delete(tls.connectionId);
+      if (tls) {
+        this.#holderOf.delete(tls.connectionId);
+        this.#pskIdentityOf.delete(tls.connectionId);
+      }
     };
     const side = g.side;
     if (side.kind === 'originate') void this.#originate(raw, conn, g, side, endHandshake).then(({ tls, outcome }) => closed(tls, outcome, formatEndpoint(side.target)));
@@ -552,8 +558,9 @@ export class KeywardProxy {
         keyHolder: (tls && this.#holderOf.get(tls.connectionId)) ?? (n?.delegatedCredential ? 'delegated-credential' : null),
         // Server mode: the client's verified identity; client mode: the target's.
         ...(clientMode ? { serverCn: (tls && peerCommonName(tls)) ?? null } : { clientCn: (tls && peerCommonName(tls)) ?? null }),
-        // The identity a PSK handshake used (the client's in server mode, ours in client mode); never the key.
-        pskIdentity: n?.pskIdentity ?? null,
+        // The identity a PSK handshake used (the client's in server mode, ours in client mode), or the one the
+        // holder refused when it failed there; never the key.
+        pskIdentity: n?.pskIdentity ?? (tls && this.#pskIdentityOf.get(tls.connectionId)) ?? null,
         upstream: upstream ?? null,
         outcome,
         durationMs: Math.round((performance.now() - started) * 10) / 10,

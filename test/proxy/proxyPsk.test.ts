@@ -160,13 +160,16 @@ describe('keyward proxy with PSKs', { timeout: 120_000 }, () => {
     process.kill(c.pid, 'SIGHUP');
     await waitFor(() => logLines(c).some((l) => l.msg === 'configuration reloaded: new connections use it'), 'the reload line', 10_000);
     await sClient(c.port, ['-tls1_3'], 'TLS 1.3 after the reload');
-    await waitFor(() => access(c).length === 3, 'three access lines', 10_000);
+    // A device with the wrong key: refused, and the line names the identity it tried.
+    await opensslClient(c.port, { args: ['-tls1_3', '-psk', randomBytes(32).toString('hex'), '-psk_identity', ID], timeoutMs: 10_000 });
+    await waitFor(() => access(c).length === 4, 'four access lines', 10_000);
     assert.deepEqual(
-      access(c).map((l) => [l.version, l.cipher, l.pskIdentity, l.keyHolder]),
+      access(c).map((l) => [l.version, l.cipher, l.pskIdentity, l.keyHolder, l.outcome]),
       [
-        [null, null, null, null],
-        ['TLSv1.2', 'TLS_PSK_WITH_AES_128_CCM_8', ID, 'keyd'],
-        ['TLSv1.3', 'TLS_AES_128_GCM_SHA256', ID, 'keyd'],
+        [null, null, null, null, 'ERR_TLS_ALERT_SENT_PROTOCOL_VERSION'],
+        ['TLSv1.2', 'TLS_PSK_WITH_AES_128_CCM_8', ID, 'keyd', 'ok'],
+        ['TLSv1.3', 'TLS_AES_128_GCM_SHA256', ID, 'keyd', 'ok'],
+        ['TLSv1.3', 'TLS_AES_128_GCM_SHA256', ID, 'keyd', 'ERR_TLS_ALERT_SENT_DECRYPT_ERROR'],
       ],
     );
   });
