@@ -7,6 +7,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, publicEncrypt, constants, randomBytes, webcrypto } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -33,7 +34,7 @@ import type { OperationContext } from '../../src/keys/keyOperations.js';
 import type { Tls13PskStep } from '../../src/keys/tls13PskSteps.js';
 import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
 import { pskMasterSecret } from '../../src/tls/crypto/prf12.js';
-import { certificateVerifyInput, fetchText, keydConfigJson, metricValue, readAudit, spawnKeyd, tempDir, writeKeydConfig, type KeydChild } from '../support/keydFixture.js';
+import { KEYD_CLI, TEST_PASSPHRASE, certificateVerifyInput, fetchText, keydConfigJson, metricValue, readAudit, spawnKeyd, tempDir, writeKeydConfig, type KeydChild } from '../support/keydFixture.js';
 import { scanProcessMemory, type Needle } from '../support/memscan.js';
 
 const CTX13: OperationContext = { tlsVersion: 'TLSv1.3', purpose: 'tls13-server-certificate-verify' };
@@ -517,4 +518,53 @@ test('secret replies leave no copy in keyd\'s memory: ticket keys, an RSA premas
   const scan = await scanProcessMemory(keyd.pid, needles);
   assert.ok(scan.bytesScanned > 10_000_000, `scanned ${scan.bytesScanned} bytes`);
   assert.deepEqual(scan.found, []);
+});
+
+test('a full disk (the audit log hits the file size limit): no result leaves without its line, /healthz says so, keyd stays up', async () => {
+  const dir = join(root.dir, 'full');
+  await mkdir(dir);
+  const json = keydConfigJson(dir, undefined, {
+    tls: { cert: join(root.dir, 'keyd-cert.pem'), key: join(root.dir, 'keyd-key.pem'), clientCa: caPath },
+    clients: [{ id: 'cn:front', keys: ['*'], psks: [] }, { id: 'unix', keys: [], psks: [], admin: true }],
+  });
+  const config = await writeKeydConfig(dir, json);
+  // RLIMIT_FSIZE of 32 KiB: writes beyond it fail with EFBIG (Node ignores SIGXFSZ), as on a full disk.
+  const child = spawn('sh', ['-c', 'ulimit -f 64; exec "$0" "$@"', process.execPath, KEYD_CLI, 'keyd', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KEYD_TEST_PASSPHRASE: TEST_PASSPHRASE },
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    const until = Date.now() + 15_000;
+    while (!out.includes('"keyd ready"') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const ready = JSON.parse(out.split('\n').find((l) => l.includes('"keyd ready"'))!) as { tls: string; unix: string; metrics: string };
+    const a = await connectKeydAdmin({ addresses: [`unix:${ready.unix}`] });
+    const keyId = (await a.putKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, ['a.example'])).keyId;
+    a.close();
+    const f = await RawFront.tls('front', {}, Number(ready.tls.split(':')[1]));
+    const answers: string[] = [];
+    for (let id = 1; id <= 200; id++) {
+      answers.push(answerOf(await f.ask(FrameType.SIGN, id, encodeSignRequest({ key: { keyId }, scheme: 0x0403, message: certificateVerifyInput(), ctx: CTX13 }))));
+    }
+    const firstRefused = answers.findIndex((x) => x !== 'RESULT');
+    assert.ok(firstRefused > 0, 'some signatures before the limit');
+    assert.ok(answers.slice(firstRefused).every((x) => x === 'unavailable: keyd audit log unavailable'), answers.slice(firstRefused).join('\n'));
+    const lines = (await readFile((json.audit as { file: string }).file, 'utf8')).split('\n');
+    assert.equal(lines.filter((l) => l.includes('"op":"sign"') && l.includes('"outcome":"ok"')).length, firstRefused, 'one written line per result');
+    assert.deepEqual(await fetchText(`http://${ready.metrics}/healthz`), { status: 503, text: 'audit log unavailable\n' });
+    assert.ok(await f.pingAnswered(), 'keyd is up');
+    f.close();
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    // The torn last line: keyd does not start on it until someone has looked.
+    const again = await spawnKeyd(config, 10_000).then(
+      (k) => k.kill().then(() => 'started'),
+      (e: Error) => e.message,
+    );
+    assert.match(again, /audit log \S+ ends with an incomplete line \(a torn write\?\)/);
+  } finally {
+    child.kill('SIGKILL');
+  }
 });
