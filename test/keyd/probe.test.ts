@@ -23,6 +23,7 @@ import {
   TlvWriter,
   decodeError,
   encodeDecryptPremasterRequest,
+  encodeIssueDelegatedCredentialRequest,
   encodeFrame,
   encodePskMasterSecretRequest,
   encodeSignRequest,
@@ -356,7 +357,15 @@ test('framing: requests beyond the in-flight cap are refused, a reused id too; a
 function outsideGrant(): Array<{ what: string; type: number; body: Uint8Array }> {
   const psk = (step: Tls13PskStep): Uint8Array =>
     encodeTls13PskRequest({ step, req: { identity: Buffer.from('other'), hash: 'sha256', transcriptHash: randomBytes(32), dheSecret: step === 'binder' || step === 'verify-binder' ? null : randomBytes(32), ...(step === 'verify-binder' ? { binder: randomBytes(32) } : {}) }, ctx: { tlsVersion: 'TLSv1.3' } });
+  const dc = (keyId: string): Uint8Array =>
+    encodeIssueDelegatedCredentialRequest({
+      key: { keyId },
+      request: { certificate: randomBytes(300), credential: { validTime: 3600, certVerifyAlgorithm: 0x0403, spki: randomBytes(91) }, algorithm: 0x0403, side: 'server' },
+      ctx: { tlsVersion: 'TLSv1.3' },
+    });
   return [
+    { what: 'ISSUE_DELEGATED_CREDENTIAL, key outside the grant', type: FrameType.ISSUE_DELEGATED_CREDENTIAL, body: dc(keyIds.b) },
+    { what: 'ISSUE_DELEGATED_CREDENTIAL without the grant', type: FrameType.ISSUE_DELEGATED_CREDENTIAL, body: dc(keyIds.a) },
     { what: 'SIGN', type: FrameType.SIGN, body: encodeSignRequest({ key: { keyId: keyIds.b }, scheme: SignatureScheme.ecdsa_secp256r1_sha256, message: certificateVerifyInput(), ctx: CTX13 }) },
     { what: 'SIGN by name', type: FrameType.SIGN, body: encodeSignRequest({ key: { serverName: 'b.example' }, scheme: SignatureScheme.ecdsa_secp256r1_sha256, message: certificateVerifyInput(), ctx: CTX13 }) },
     { what: 'GET_KEY', type: FrameType.GET_KEY, body: new TlvWriter().bytes(Tag.KEY_ID, Buffer.from(keyIds.b, 'hex')).finish() },
@@ -515,6 +524,12 @@ test('secret replies leave no copy in keyd\'s memory: ticket keys, an RSA premas
   needles.push({ name: 'PSK master secret', bytes: pskMasterSecret(GRANTED_PSK, req) });
   tickets.close();
   f.close();
+  // Nor in anything keyd printed (its logs), in hex or base64.
+  const printed = keyd.stdout() + keyd.stderr() + (await readFile(auditPath, 'utf8'));
+  for (const n of [...needles, { name: 'PSK', bytes: GRANTED_PSK }]) {
+    const bare = n.bytes.subarray(n.bytes.length - 32);
+    for (const text of [bare.toString('hex'), bare.toString('base64').slice(0, 40), bare.toString('base64url').slice(0, 40)]) assert.ok(!printed.includes(text), `${n.name} in keyd's output`);
+  }
   const scan = await scanProcessMemory(keyd.pid, needles);
   assert.ok(scan.bytesScanned > 10_000_000, `scanned ${scan.bytesScanned} bytes`);
   assert.deepEqual(scan.found, []);
