@@ -415,6 +415,7 @@ test('sign inputs that are not exactly a handshake input are refused: context, p
     ['PKCS#1 v1.5 in TLS 1.3', cv, 0x0401],
     ['ServerKeyExchange on ffdhe2048', ske(0x0100, 65), 0x0403],
     ['ServerKeyExchange with a P-256 point one byte short', ske(23, 64), 0x0403],
+    ['ServerKeyExchange with a P-256 point that is not uncompressed', ske(23, 65, 2), 0x0403],
     ['ServerKeyExchange with a trailing byte', Buffer.concat([ske(23, 65), Buffer.of(0)]), 0x0403],
     ['ServerKeyExchange, explicit-prime curve type', Buffer.concat([randomBytes(64), Buffer.of(1, 0, 23, 65), randomBytes(65)]), 0x0403],
     ['a bare SHA-256 digest', randomBytes(32), 0x0403],
@@ -552,9 +553,11 @@ test('a full disk (the audit log hits the file size limit): no result leaves wit
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   try {
-    const until = Date.now() + 15_000;
-    while (!out.includes('"keyd ready"') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    const ready = JSON.parse(out.split('\n').find((l) => l.includes('"keyd ready"'))!) as { tls: string; unix: string; metrics: string };
+    const until = Date.now() + 30_000;
+    while (!out.includes('"keyd ready"') && child.exitCode === null && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const line = out.split('\n').find((l) => l.includes('"keyd ready"'));
+    assert.ok(line, `keyd did not start: ${out}`);
+    const ready = JSON.parse(line) as { tls: string; unix: string; metrics: string };
     const a = await connectKeydAdmin({ addresses: [`unix:${ready.unix}`] });
     const keyId = (await a.putKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, ['a.example'])).keyId;
     a.close();
