@@ -46,10 +46,10 @@ export async function openClientCredentials(s: FrontSettings, pskIdentity: strin
   if (p?.hint !== undefined || p?.unknown !== undefined) throw new CliError('--psk-hint and --psk-unknown are a server\'s: a client sends --psk-identity');
   const source = pskSource(s);
   if (source === undefined) {
-    if (pskIdentity !== undefined) throw new CliError('--psk-identity needs a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
+    if (pskIdentity !== undefined) throw new CliError('--psk-identity needs a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file (in a file: psk.keyd or psk.file)');
     return certificate ? { certificate } : {};
   }
-  if (pskIdentity === undefined) throw new CliError('a PSK needs --psk-identity (the identity this client sends)');
+  if (pskIdentity === undefined) throw new CliError('a PSK needs --psk-identity (the identity this client sends; in the proxy\'s file: client.pskIdentity)');
   const opened = await sources.openPsk(source);
   return { ...(certificate ? { certificate } : {}), psk: { holder: opened.holder, identity: pskIdentity, backend: opened.backend, describe: () => opened.describe() } };
 }

@@ -50,7 +50,7 @@ export function addKeyOptions(cmd: Command, keySpecs: KeySpecList): Command {
     .addOption(new Option('--pkcs11 <uri>', "RFC 7512 URI of a --cert's private key in a PKCS#11 token (repeat)").argParser(keyOption((uri) => ({ kind: 'pkcs11', uri }))))
     .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (else module-path in the URI)')
     .option('--pkcs11-pin-file <file>', "file holding the token's user PIN (else pin-value or pin-source in the URI)")
-    .option('--psk-keyd', 'PSKs held by the --keyd key server (TLS 1.2 PSK suites; TLS 1.3 too with --tls13-psk)')
+    .option('--psk-keyd', "PSKs held by the --keyd key server (a server's TLS 1.2 PSK suites, TLS 1.3 too with --tls13-psk; a client's --psk-identity)")
     .option('--psk-process', 'PSKs in --psk-file, read by a forked key process; this process never opens it')
     .option('--psk-file <file>', 'PSK file, "identity:hexkey [sha256|sha384]" per line (read by this process unless --psk-process)');
 }
@@ -251,8 +251,8 @@ export interface Tls13PskSettings {
 export function pskSource(s: FrontSettings): PskSpec | undefined {
   const p = s.psk;
   if (!p) return undefined;
-  if (p.keyd && (p.process || p.file !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source');
-  if (p.process && p.file === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads)');
+  if (p.keyd && (p.process || p.file !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source (in a file: psk.keyd or psk.file)');
+  if (p.process && p.file === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads; in a file: psk.file)');
   return p.keyd ? { kind: 'keyd' } : p.file !== undefined ? { kind: p.process ? 'process' : 'file', path: p.file } : undefined;
 }
 
@@ -261,10 +261,10 @@ export function pskSettings(s: FrontSettings): { source: PskSpec; identityHint?:
   const p = s.psk;
   if (!p) return undefined;
   const source = pskSource(s);
-  if (!p.tls13 && (p.tls13Identities !== undefined || p.tls13PskKe !== undefined || p.hash !== undefined)) throw new CliError('--tls13-psk-identity, --tls13-psk-ke and --psk-hash go with --tls13-psk');
+  if (!p.tls13 && (p.tls13Identities !== undefined || p.tls13PskKe !== undefined || p.hash !== undefined)) throw new CliError('--tls13-psk-identity, --tls13-psk-ke and --psk-hash go with --tls13-psk (in a file: psk.tls13Identities, psk.tls13PskKe and psk.hash go with psk.tls13)');
   if (!source) {
     if (p.hint !== undefined || p.unknown !== undefined || p.tls13) {
-      throw new CliError('--psk-hint, --psk-unknown and --tls13-psk need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
+      throw new CliError('--psk-hint, --psk-unknown and --tls13-psk need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file (in a file: psk.keyd or psk.file)');
     }
     return undefined;
   }

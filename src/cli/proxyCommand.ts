@@ -204,13 +204,13 @@ interface OpenedGeneration {
  */
 export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promise<OpenedGeneration> {
   if (s.client) return openClientGeneration(s, s.client, log);
-  if (s.upstream === undefined) throw new CliError('--upstream is required: HOST:PORT or unix:/path of the application behind the proxy');
+  if (s.upstream === undefined) throw new CliError('--upstream (upstream) is required: HOST:PORT or unix:/path of the application behind the proxy');
   const upstream = endpointOf(s.upstream, '--upstream');
   const routes: Record<string, Endpoint> = {};
   for (const [name, target] of Object.entries(s.routes ?? {})) routes[name] = endpointOf(target, `--route ${name}`);
   let clientCa: string | undefined;
   if (s.clientAuth) {
-    if (s.clientAuth.ca === undefined) throw new CliError('mutual TLS toward clients needs --client-ca (the CA that issues client certificates)');
+    if (s.clientAuth.ca === undefined) throw new CliError('mutual TLS toward clients needs --client-ca (clientAuth.ca): the CA that issues client certificates');
     try {
       clientCa = readFileSync(s.clientAuth.ca, 'utf8');
     } catch (err) {
@@ -401,6 +401,9 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
     reloading ??= (async () => {
       try {
         const next = reread();
+        if ((next.client === undefined) !== (settings.client === undefined)) {
+          throw new Error(`a reload cannot switch to ${next.client ? 'client' : 'server'} mode (the file's client section): restart the proxy`);
+        }
         if (next.listen !== undefined && next.listen !== (settings.listen ?? '127.0.0.1:8443')) log.warn({ listen: next.listen }, 'reload: a new listen address needs a restart; keeping the old one');
         const g = await openProxyGeneration(next, log);
         try {
@@ -443,7 +446,7 @@ export function registerProxyCommand(program: Command): void {
     .option('--listen <addr>', 'address to listen on: HOST:PORT (port 0: any free port) or unix:/path (default 127.0.0.1:8443)')
     .option('--upstream <addr>', 'where to relay: HOST:PORT or unix:/path')
     .addOption(new Option('--route <name=addr>', 'connections whose SNI is NAME (or matches *.domain) go to ADDR instead (repeat)').argParser(collect))
-    .option('--proxy-protocol', 'send a PROXY protocol v2 header (client address, SNI, ALPN, TLS version and cipher) first on each upstream connection');
+    .option('--proxy-protocol', "send a PROXY protocol v2 header (client address, SNI, ALPN, TLS version, cipher, the client certificate's CN or the PSK identity) first on each upstream connection");
   addTls13PskServerOptions(addFrontOptions(cmd, keySpecs, {}), true);
   cmd
     .addOption(new Option('--max-version <version>', 'highest TLS version used (default TLSv1.3)').choices(['TLSv1.2', 'TLSv1.3']))
@@ -451,13 +454,13 @@ export function registerProxyCommand(program: Command): void {
     .option('--cipher <list>', 'cipher suites by IANA name in preference order, comma-separated, e.g. TLS_AES_128_GCM_SHA256,TLS_PSK_WITH_AES_128_CCM_8; suites of one version only limit it to that version')
     .option('--client-ca <ca.pem>', 'ask clients for a certificate issued by this CA (mutual TLS); its CN goes upstream in the PROXY v2 header')
     .addOption(new Option('--client-auth <mode>', 'with --client-ca: refuse clients without a valid certificate (required, the default) or let them in unauthenticated (optional)').choices(['required', 'optional']))
-    .addOption(new Option('--handshake-timeout <ms>', 'time a client has to finish the TLS handshake (default 10000)').argParser(positiveInt))
+    .addOption(new Option('--handshake-timeout <ms>', 'time the TLS handshake may take: with a client, or in client mode with the target (default 10000)').argParser(positiveInt))
     .addOption(new Option('--idle-timeout <ms>', 'close a connection idle this long; 0: never (default 300000)').argParser(nonNegativeInt))
     .addOption(new Option('--max-connections <n>', 'client connections open at once; more are closed at accept (default 10000)').argParser(positiveInt))
     .addOption(new Option('--max-connections-per-source <n>', 'client connections open at once from one IP address (default: no such limit)').argParser(positiveInt))
     .addOption(new Option('--max-pending-key-ops <n>', 'key operations running in key holders at once (default 64)').argParser(positiveInt))
     .addOption(new Option('--max-queued-key-ops <n>', 'key operations waiting for a slot; more fail their handshake (default 1024)').argParser(nonNegativeInt))
-    .addOption(new Option('--upstream-connect-timeout <ms>', 'time to connect to the upstream (default 5000)').argParser(positiveInt))
+    .addOption(new Option('--upstream-connect-timeout <ms>', 'time to connect to the upstream, or in client mode to the target (default 5000)').argParser(positiveInt))
     .addOption(new Option('--shutdown-grace <ms>', 'on SIGTERM, time open connections get to finish (default 10000)').argParser(nonNegativeInt))
     .option('--metrics-listen <addr>', 'serve Prometheus metrics on HOST:PORT/metrics')
     .addOption(new Option('--log-level <level>', 'log level (default info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))

@@ -9,13 +9,15 @@
  *   and limits TLS 1.2 to the one suite listed;
  * - client mode, the PSK in keyd: openssl s_server -nocert -psk as the target over TLS 1.3
  *   (the groups and suite the file asks for), then over TLS 1.2 after a reload; the same scan;
- * - usage errors naming the flag or the file's field, never showing the PSK.
+ * - a reload that would switch modes is refused;
+ * - usage errors naming the flag or the file's field, never showing the PSK; --insecure.
  */
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createCa } from '../../src/cli/pki.js';
 import type { Keyd } from '../../src/keyd/server.js';
 import { sServer, stopSServers } from '../client/clientHelpers.js';
 import { fetchText, makeKeydPki, metricValue, startTestKeyd, tempDir, type KeydPki } from '../support/keydFixture.js';
@@ -206,9 +208,15 @@ describe('keyward proxy with PSKs', { timeout: 120_000 }, () => {
     const m = await fetchText(String(start.metrics));
     assert.equal(metricValue(m.text, 'keyward_proxy_handshakes_total', { version: 'TLSv1.3', group: 'secp256r1', key_holder: 'keyd', outcome: 'ok' }), 1);
     assert.deepEqual(await scan(c.pid), []);
+
+    // A reload cannot turn a client into a server: refused, the client mode kept.
+    await writeFile(cfg, JSON.stringify({ listen: '127.0.0.1:0', upstream: `127.0.0.1:${up.port}`, keyd: keydSection(), psk: { keyd: true } }));
+    process.kill(c.pid, 'SIGHUP');
+    await waitFor(() => logLines(c).some((l) => l.msg === 'reload refused: keeping the running configuration'), 'the refusal', 10_000);
+    assert.match(String(logLines(c).find((l) => l.msg === 'reload refused: keeping the running configuration')!.reason), /a reload cannot switch to server mode/);
   });
 
-  test('usage errors name the flag or the field and never show the PSK; --insecure is a warning', async () => {
+  test('usage errors name the flag or the field and never show the PSK; --insecure reaches an unverified target, with a warning', async () => {
     const bad = join(root.dir, 'bad-tls.json');
     await writeFile(bad, JSON.stringify({ listen: '127.0.0.1:0', upstream: '127.0.0.1:1', psk: { file: pskFile, tls13: true }, tls: { groups: ['X25519', 'P-999'], ciphers: ['TLS_NOPE'], maxVersion: '1.3' } }, null, 2));
     const serverArgs = ['proxy', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:1', '--psk-file', pskFile];
@@ -230,8 +238,15 @@ describe('keyward proxy with PSKs', { timeout: 120_000 }, () => {
       assert.match(r.stderr, re, args.join(' '));
       assert.ok(!r.stderr.includes(HEX) && !r.stdout.includes(HEX));
     }
-    const insecure = await proxy(['--client', '--listen', '127.0.0.1:0', '--target', '127.0.0.1:1', '--insecure']);
+    // --insecure reaches a target whose certificate nothing vouches for, and says so at start.
+    const selfSigned = await createCa({ commonName: 'nobody vouches for this' });
+    await writeFile(join(root.dir, 'self.pem'), selfSigned.certPem);
+    await writeFile(join(root.dir, 'self-key.pem'), selfSigned.keyPem, { mode: 0o600 });
+    const target = await sServer(['-cert', join(root.dir, 'self.pem'), '-key', join(root.dir, 'self-key.pem')]);
+    const insecure = await proxy(['--client', '--listen', '127.0.0.1:0', '--target', `127.0.0.1:${target.port}`, '--insecure']);
     const warning = logLines(insecure).find((l) => l.level === 40);
     assert.match(String(warning?.msg), /client\.insecure \(--insecure\): the target's certificate is NOT verified/);
+    await sendPlain(insecure.port, 'unverified');
+    await waitFor(() => target.output().includes('unverified'), `s_server to print the line:\n${target.output()}`, 10_000);
   });
 });
