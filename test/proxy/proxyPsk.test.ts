@@ -4,7 +4,8 @@
  * - server mode, the PSKs in a key process (flags): openssl s_client -psk over TLS 1.3 and
  *   TLS 1.2 and gnutls-cli over TLS 1.3 reach an upstream; the access log and the PROXY v2
  *   header name the identity; a scan of the proxy's memory finds no PSK-equivalent secret
- *   (and finds the PSK with --psk-file alone, the control);
+ *   (and finds the PSK with --psk-file alone, the control); a device added to the PSK file
+ *   connects after SIGHUP;
  * - server mode from a configuration file, the PSKs in keyd: SIGHUP turns TLS 1.3 PSKs on
  *   and limits TLS 1.2 to the one suite listed;
  * - client mode, the PSK in keyd: openssl s_server -nocert -psk as the target over TLS 1.3
@@ -14,7 +15,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createCa } from '../../src/cli/pki.js';
@@ -141,6 +142,15 @@ describe('keyward proxy with PSKs', { timeout: 120_000 }, () => {
     assert.equal(metricValue(m.text, 'keyward_proxy_key_operation_seconds_count', { key_holder: 'key-process', operation: 'tls13-psk', outcome: 'ok' }), 8);
     assert.deepEqual(await scan(c.pid), []);
     assert.ok(!c.stdout().includes(HEX) && !c.stderr().includes(HEX));
+
+    // A new device: its line appended to the file, SIGHUP, and it connects (a new key process reads the file).
+    const newPsk = randomBytes(32).toString('hex');
+    await appendFile(pskFile, `sensor-8:${newPsk}\n`);
+    process.kill(c.pid, 'SIGHUP');
+    await waitFor(() => logLines(c).some((l) => l.msg === 'configuration reloaded: new connections use it'), 'the reload line', 10_000);
+    const r = await opensslClient(c.port, { args: ['-tls1_3', '-psk', newPsk, '-psk_identity', 'sensor-8'], input: 'new device\n', waitFor: 'new device', timeoutMs: 10_000 });
+    assert.ok(r.stdout.includes('new device'), r.stdout + r.stderr);
+    await waitFor(() => access(c).some((l) => l.pskIdentity === 'sensor-8' && l.outcome === 'ok'), 'the new device in the access log', 10_000);
     // The control that shows the scan can fail: --psk-file alone reads the PSK into the proxy.
     const inProcess = await proxy(['--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${up.port}`, '--proxy-protocol', '--psk-file', pskFile, '--tls13-psk']);
     await sClient(inProcess.port, ['-tls1_3'], 'PSK in the proxy');
