@@ -62,7 +62,8 @@ export interface KeydConfig {
     tls?: { host: string; port: number };
     unix?: { path: string; mode: number; identity: string };
   };
-  tls?: { certFile: string; keyFile: string; clientCaFile: string };
+  /** `crlFile`: CRLs of the client CA(s) (PEM), re-read when it changes. */
+  tls?: { certFile: string; keyFile: string; clientCaFile: string; crlFile?: string };
   store: {
     dir: string;
     passphraseEnv?: string;
@@ -348,12 +349,13 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
 
   let tls: KeydConfig['tls'];
   if (top.tls !== undefined) {
-    const t = c.obj(top.tls, 'tls', ['cert', 'key', 'clientCa']);
+    const t = c.obj(top.tls, 'tls', ['cert', 'key', 'clientCa', 'crl']);
     if (t) {
       const certFile = c.file(t.cert, 'tls.cert');
       const keyFile = c.file(t.key, 'tls.key');
       const clientCaFile = c.file(t.clientCa, 'tls.clientCa');
-      if (certFile && keyFile && clientCaFile) tls = { certFile, keyFile, clientCaFile };
+      const crlFile = t.crl === undefined ? undefined : c.file(t.crl, 'tls.crl');
+      if (certFile && keyFile && clientCaFile) tls = { certFile, keyFile, clientCaFile, ...(crlFile ? { crlFile } : {}) };
     }
   } else if (l?.tls !== undefined) {
     c.fail('tls', 'listen.tls needs tls.cert, tls.key and tls.clientCa (mutual TLS is mandatory)');

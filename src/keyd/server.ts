@@ -4,6 +4,7 @@
  * There is no unauthenticated transport. Metrics are served on a separate listener.
  */
 import type { KeyObject } from 'node:crypto';
+import { unwatchFile, watchFile } from 'node:fs';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
@@ -14,6 +15,7 @@ import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
 import { SyslogTlsSink } from './auditSink.js';
 import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
+import { loadClientCrls, type ClientCrls } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
 import { HandshakeGuard } from './handshakeGuard.js';
@@ -24,6 +26,9 @@ import { KeydService, type Session } from './service.js';
 import { SealedStore, type KekSource } from './store.js';
 import { TicketKeyKeeper, type TicketKeySettings } from './ticketKeys.js';
 import { registerStoredKey } from './storeKey.js';
+
+/** How often keyd looks for a new `tls.crl` file. */
+const CRL_POLL_MS = 1000;
 
 /** Options for {@link startKeyd} beyond the config file. */
 export interface StartKeydOptions {
@@ -201,11 +206,13 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       ...(ticketKeys ? { ticketKeys } : {}),
     });
     const connections = new Set<KeydConnection>();
+    /** The client certificate (DER) of each mutual-TLS connection, for revocations that come later. */
+    const tlsCertificates = new Map<KeydConnection, Buffer>();
 
     const established = { tls: 0, unix: 0 };
     /** Open mutual-TLS connections by client certificate (its sha256 identity). */
     const perCertificate = new Map<string, number>();
-    const accept = (socket: Socket, peer: PeerIdentity, transport: 'tls' | 'unix', remote: string): void => {
+    const accept = (socket: Socket, peer: PeerIdentity, transport: 'tls' | 'unix', remote: string, certificate?: Buffer): void => {
       // Slots are for authenticated fronts: one past the budget is closed at once.
       if (established[transport] >= config.limits.maxConnections) {
         metrics.connectionsClosed.inc({ reason: 'connection-limit' });
@@ -228,11 +235,13 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       const session: Session = { peer, grant: authz.resolve(peer), transport, remote };
       const conn = new KeydConnection(socket, session, service, config.limits, logger, (reason) => metrics.connectionsClosed.inc({ reason }));
       connections.add(conn);
+      if (certificate) tlsCertificates.set(conn, certificate);
       established[transport] += 1;
       metrics.connections.inc({ transport, state: 'established' });
       logger.info({ client: peer.display, front: remote, transport, authorized: session.grant !== undefined }, 'front connected');
       socket.once('close', () => {
         connections.delete(conn);
+        tlsCertificates.delete(conn);
         established[transport] -= 1;
         if (cert !== undefined) {
           const left = (perCertificate.get(cert) ?? 1) - 1;
@@ -249,7 +258,14 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     let tlsAddress: { host: string; port: number } | undefined;
     if (config.listen.tls) {
       if (!config.tls) throw new Error('listen.tls needs the tls section');
-      const [cert, key, ca] = await Promise.all([readFile(config.tls.certFile), readFile(config.tls.keyFile), readFile(config.tls.clientCaFile)]);
+      const tlsFiles = config.tls;
+      const [cert, key, ca] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
+      let crls: ClientCrls | undefined;
+      if (tlsFiles.crlFile) {
+        const loaded = await loadClientCrls(tlsFiles.crlFile, tlsFiles.clientCaFile).catch((e: Error) => Promise.reject(new Error(`tls.crl: ${e.message}`)));
+        logger.info({ file: tlsFiles.crlFile, crls: loaded.crls, revoked: loaded.revokedCount, nextUpdate: loaded.nextUpdate }, 'client CRL loaded');
+        crls = loaded;
+      }
       // Raw TCP connections pass the handshake guard before the TLS server sees them.
       const hsGuard = new HandshakeGuard(
         { maxPending: config.limits.maxPendingHandshakes, maxPendingPerSource: config.limits.maxPendingPerSource, timeoutMs: config.limits.handshakeTimeoutMs },
@@ -272,14 +288,44 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           minVersion: 'TLSv1.3',
           maxVersion: 'TLSv1.3',
           handshakeTimeout: config.limits.handshakeTimeoutMs,
+          ...(crls ? { crl: crls.pem } : {}),
         },
         (socket: TLSSocket) => {
           hsGuard.authenticated(socket);
-          const peer = identityOfCertificate(socket.getPeerCertificate());
-          accept(socket, peer, 'tls', `${socket.remoteAddress}:${socket.remotePort}`);
+          const peerCert = socket.getPeerCertificate();
+          accept(socket, identityOfCertificate(peerCert), 'tls', `${socket.remoteAddress}:${socket.remotePort}`, peerCert.raw);
         },
       );
       key.fill(0);
+      if (tlsFiles.crlFile) {
+        const crlFile = tlsFiles.crlFile;
+        // A revocation takes effect within seconds, without a restart: new handshakes are
+        // checked against the new CRLs, and connections of a revoked certificate are closed.
+        const reload = async (): Promise<void> => {
+          let next: ClientCrls;
+          try {
+            next = await loadClientCrls(crlFile, tlsFiles.clientCaFile);
+          } catch (e) {
+            logger.error({ file: crlFile, err: (e as Error).message }, 'client CRL not reloaded; the previous one stays in force');
+            return;
+          }
+          const [c, k, a] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
+          srv.setSecureContext({ cert: c, key: k, ca: a, crl: next.pem, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+          k.fill(0);
+          logger.info({ file: crlFile, crls: next.crls, revoked: next.revokedCount, nextUpdate: next.nextUpdate }, 'client CRL loaded');
+          for (const [conn, der] of tlsCertificates) {
+            if (!next.revokes(der)) continue;
+            logger.warn({ client: conn.session.peer.display, front: conn.session.remote }, 'closing connection: its client certificate is revoked');
+            metrics.connectionsClosed.inc({ reason: 'revoked' });
+            void service.auditRejected(conn.session, 'protocol', 'refused', 'client certificate revoked (tls.crl)');
+            conn.destroy();
+          }
+        };
+        watchFile(crlFile, { interval: CRL_POLL_MS, persistent: false }, (now, before) => {
+          if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino) void reload();
+        });
+        cleanups.push(() => unwatchFile(crlFile));
+      }
       srv.on('tlsClientError', (e: NodeJS.ErrnoException, s: TLSSocket) => {
         // Node reports a handshake timeout here but leaves the socket open: close it.
         s.destroy();

@@ -37,6 +37,7 @@ import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
 import { pskMasterSecret } from '../../src/tls/crypto/prf12.js';
 import { KEYD_CLI, TEST_PASSPHRASE, certificateVerifyInput, fetchText, keydConfigJson, metricValue, readAudit, spawnKeyd, tempDir, writeKeydConfig, type KeydChild } from '../support/keydFixture.js';
 import { scanProcessMemory, type Needle } from '../support/memscan.js';
+import { runProcess } from '../support/processes.js';
 
 const CTX13: OperationContext = { tlsVersion: 'TLSv1.3', purpose: 'tls13-server-certificate-verify' };
 const CTX12: OperationContext = { tlsVersion: 'TLSv1.2' };
@@ -49,6 +50,7 @@ interface Cert {
 let root: { dir: string; cleanup: () => Promise<void> };
 let ca: Issuer;
 let caPath: string;
+let crlPath: string;
 const certs: Record<string, Cert> = {};
 let keyd: KeydChild;
 let auditPath: string;
@@ -79,6 +81,26 @@ async function certWithDates(issuer: Issuer, commonName: string, notBefore: Date
   );
   const der = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
   return { certPem: cert.toString('pem'), keyPem: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }) as string };
+}
+
+/** A CRL of `issuer` revoking `revoked` (certificates), valid for a day. */
+async function crlPem(issuer: Issuer, revoked: Cert[]): Promise<string> {
+  const crypto = webcrypto as unknown as Crypto;
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const signingKey = await crypto.subtle.importKey('pkcs8', createPrivateKey(issuer.keyPem).export({ type: 'pkcs8', format: 'der' }), alg, false, ['sign']);
+  const crl = await x509.X509CrlGenerator.create(
+    {
+      issuer: new x509.X509Certificate(issuer.certPem).subjectName,
+      thisUpdate: new Date(Date.now() - 60_000),
+      nextUpdate: new Date(Date.now() + 86_400_000),
+      entries: revoked.map((c) => ({ serialNumber: new x509.X509Certificate(c.certPem).serialNumber })),
+      signingKey,
+      signingAlgorithm: alg,
+    },
+    crypto,
+  );
+  // As `openssl ca -gencrl` writes it (the library says "BEGIN CRL").
+  return crl.toString('pem').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----');
 }
 
 /** A raw connection to keyd: frames out, frames in, and whether keyd closed it. */
@@ -180,7 +202,7 @@ before(async () => {
   const server = await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: 'keyd', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' });
   await writeFile(join(root.dir, 'keyd-cert.pem'), server.certPem);
   await writeFile(join(root.dir, 'keyd-key.pem'), server.keyPem, { mode: 0o600 });
-  for (const name of ['front', 'stranger', 'limited', 'hog', 'tickets']) certs[name] = await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: name, usage: 'client' });
+  for (const name of ['front', 'stranger', 'limited', 'hog', 'tickets', 'revoked', 'later']) certs[name] = await issueCertificate(ca, { keyType: 'ecdsa-p256', commonName: name, usage: 'client' });
   const otherCa = await createCa({ commonName: 'another CA' });
   certs['other-ca'] = await issueCertificate(otherCa, { keyType: 'ecdsa-p256', commonName: 'front', usage: 'client' });
   const day = 86_400_000;
@@ -188,11 +210,15 @@ before(async () => {
   certs.future = await certWithDates(ca, 'front', new Date(Date.now() + day), new Date(Date.now() + 10 * day));
   certs.current = await certWithDates(ca, 'front', new Date(Date.now() - day), new Date(Date.now() + day));
 
+  crlPath = join(root.dir, 'crl.pem');
+  await writeFile(crlPath, await crlPem(ca, [certs.revoked]));
   const json = keydConfigJson(root.dir, undefined, {
-    tls: { cert: join(root.dir, 'keyd-cert.pem'), key: join(root.dir, 'keyd-key.pem'), clientCa: caPath },
+    tls: { cert: join(root.dir, 'keyd-cert.pem'), key: join(root.dir, 'keyd-key.pem'), clientCa: caPath, crl: crlPath },
     limits: { frameTimeoutMs: 800, maxInFlightPerConnection: 4, maxConcurrentOps: 1, handshakeTimeoutMs: 2000, maxConnectionsPerCertificate: 3 },
     clients: [
       { id: 'cn:front', keys: ['a.example', 'rsa.example'], psks: ['granted'] },
+      { id: 'cn:later', keys: ['a.example'] },
+      { id: 'cn:revoked', keys: ['a.example'] },
       { id: 'cn:limited', keys: ['a.example'], psks: ['granted'], rateLimit: { perSecond: 1, burst: 3 } },
       { id: 'cn:hog', keys: ['a.example'] },
       { id: 'cn:tickets', keys: [], psks: [], ticketKeys: true },
@@ -242,6 +268,30 @@ test('transport: only a current client certificate of keyd\'s CA, over TLS 1.3, 
   assert.match(String(reneg), /wrong ssl version/);
   assert.ok(await ok.pingAnswered(), 'still served');
   ok.close();
+});
+
+test('revocation (tls.crl): a revoked certificate is refused; one revoked later is cut off within seconds, without a restart', async () => {
+  const revoked = await RawFront.tls('revoked');
+  assert.equal(await revoked.pingAnswered(), false, 'revoked at start');
+  const later = await RawFront.tls('later');
+  assert.ok(await later.pingAnswered(), 'not revoked yet');
+  // A CRL keyd cannot use (signed by another CA) is not taken: the one in force stays.
+  await writeFile(crlPath, await crlPem(await createCa({ commonName: 'probe CA' }), [certs.front]));
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.ok(await later.pingAnswered(), 'a bad CRL changes nothing');
+  assert.match(keyd.stdout(), /client CRL not reloaded; the previous one stays in force/);
+  await writeFile(crlPath, await crlPem(ca, [certs.revoked, certs.later]));
+  await Promise.race([later.closed, new Promise((r) => setTimeout(r, 5000))]);
+  assert.ok(later.isClosed, 'the established connection of a newly revoked certificate is closed');
+  assert.equal(await (await RawFront.tls('later')).pingAnswered(), false, 'and it cannot connect again');
+  const front = await RawFront.tls('front');
+  assert.ok(await front.pingAnswered(), 'other fronts are served');
+  front.close();
+  const m = (await fetchText(`http://127.0.0.1:${keyd.metrics!.port}/metrics`)).text;
+  assert.equal(metricValue(m, 'keyd_connections_closed_total', { reason: 'revoked' }), 1);
+  assert.ok((await readAudit(auditPath)).some((l) => l.client === 'cn:later' && l.outcome === 'refused' && l.reason === 'client certificate revoked (tls.crl)'));
+  const check = await runProcess(process.execPath, [KEYD_CLI, 'keyd', '--config', join(root.dir, 'keyd.json'), '--check'], { env: { ...process.env, KEYD_TEST_PASSPHRASE: TEST_PASSPHRASE } });
+  assert.match(check.stdout, /ok +tls\.crl: \S+crl\.pem: 1 CRL\(s\) of tls\.clientCa, 2 certificate\(s\) revoked, next update by /);
 });
 
 test('framing: bad lengths close with a connection error; unknown types, versions and ids are answered and the connection stays', async () => {
