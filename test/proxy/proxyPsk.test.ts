@@ -6,6 +6,7 @@
  *   header name the identity; a scan of the proxy's memory finds no PSK-equivalent secret
  *   (and finds the PSK with --psk-file alone, the control); a device added to the PSK file
  *   connects after SIGHUP;
+ * - server mode with a certificate and PSKs on one port (--tls13-psk-identity);
  * - server mode from a configuration file, the PSKs in keyd: SIGHUP turns TLS 1.3 PSKs on
  *   and limits TLS 1.2 to the one suite listed;
  * - client mode, the PSK in keyd: openssl s_server -nocert -psk as the target over TLS 1.3
@@ -25,7 +26,7 @@ import { fetchText, makeKeydPki, metricValue, startTestKeyd, tempDir, type KeydP
 import { runKeyward, startKeyward, type KeywardChild } from '../support/keywardCli.js';
 import { scanProcessMemory, type Needle } from '../support/memscan.js';
 import { gnutlsCli, opensslClient } from '../support/peers.js';
-import { echoHandler, logLines, startUpstream, waitFor, type TestUpstream } from './harness.js';
+import { connectTls, echoHandler, logLines, makeProxyPki, startUpstream, waitFor, type TestUpstream } from './harness.js';
 
 const READY = /"listen":"127\.0\.0\.1:(\d+)".*"msg":"keyward proxy listening"/;
 const ID = 'sensor-7';
@@ -155,6 +156,32 @@ describe('keyward proxy with PSKs', { timeout: 120_000 }, () => {
     const inProcess = await proxy(['--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${up.port}`, '--proxy-protocol', '--psk-file', pskFile, '--tls13-psk']);
     await sClient(inProcess.port, ['-tls1_3'], 'PSK in the proxy');
     assert.ok((await scan(inProcess.pid)).includes('PSK bytes'), 'the in-process PSK is found');
+  });
+
+  test('server mode with a certificate beside the PSKs: a listed identity gets its PSK, a client without one the certificate, on one port', async () => {
+    const ppki = await makeProxyPki();
+    try {
+      const c = await proxy([
+        '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${up.port}`, '--proxy-protocol',
+        '--cert', ppki.localhost.chainPath, '--key-process', '--key', ppki.localhost.keyPath,
+        '--psk-process', '--psk-file', pskFile, '--tls13-psk', '--tls13-psk-identity', ID,
+      ]);
+      await sClient(c.port, ['-tls1_3'], 'a device');
+      const s = await connectTls(c.port, ppki);
+      s.write('a browser\n');
+      await new Promise((resolve) => s.once('data', resolve));
+      s.destroy();
+      await waitFor(() => access(c).length === 2, 'two access lines', 10_000);
+      assert.deepEqual(
+        access(c).map((l) => [l.sni, l.pskIdentity, l.outcome]),
+        [
+          [null, ID, 'ok'],
+          ['localhost', null, 'ok'],
+        ],
+      );
+    } finally {
+      await ppki.cleanup();
+    }
   });
 
   test('server mode from a configuration file, the PSKs in keyd: SIGHUP turns TLS 1.3 PSKs on and keeps TLS 1.2 to the suite listed', async () => {
