@@ -13,10 +13,12 @@ export interface HandshakeMessage {
   readonly raw: Uint8Array;
 }
 
-/** Frames a handshake message: msg_type(1) length(3) body. */
+/** Frames a handshake message: msg_type(1) length(3) body. Encoders that build the body with a Writer frame it there instead (`w.u8(type).block(3, ...)`): no second copy. */
 export function handshakeMessage(type: HandshakeType, body: Uint8Array): Uint8Array {
   if (body.length >= 1 << 24) throw new RangeError(`handshake body of ${body.length} bytes does not fit a 24-bit length`);
-  const out = new Uint8Array(4 + body.length);
+  // From the Buffer pool (see writer.ts), as a plain Uint8Array.
+  const b = Buffer.allocUnsafe(4 + body.length);
+  const out = new Uint8Array(b.buffer, b.byteOffset, b.length);
   out[0] = type;
   out[1] = (body.length >>> 16) & 0xff;
   out[2] = (body.length >>> 8) & 0xff;
