@@ -3,14 +3,14 @@
  * session becomes one reply (or none, when the request was cancelled). Every request is
  * authorized, counted and audited; the audit line is written to the log file before the reply is returned (fsync in small batches).
  */
-import { createPrivateKey, createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
 import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput, type AcceptedDelegation, type DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { InlineSignBudget } from '../keys/inlineSignBudget.js';
-import { Tls13PskSteps } from '../keys/tls13PskSteps.js';
+import { Tls13PskSteps, withDecoy } from '../keys/tls13PskSteps.js';
 import { checkSignInput, versionOfPurpose } from '../keys/signingPolicy.js';
 import { schemeFitsVersion, schemeName, schemesForKey, verifySignature, verifySignature12, type TlsVersion } from '../tls/crypto/signatureSchemes.js';
 import type { AuditLog, AuditRecord } from './audit.js';
@@ -119,9 +119,6 @@ function errorReply(code: WireErrorCode, message: string): Reply {
 function refused(message: string): KeyOperationError {
   return new KeyOperationError('refused', message);
 }
-
-/** Length of the random PSK an unknown identity's answer is derived from (a common PSK length). */
-const UNKNOWN_PSK_DECOY_LENGTH = 32;
 
 /** A sign request refused by the signing policy (its input, or its scheme for the key): always logged. */
 class SignInputRefused extends KeyOperationError {}
@@ -623,9 +620,7 @@ export class KeydService {
       // its timing tells a TLS peer (through the front) which identities exist.
       rec.outcome = 'unknown-psk-identity';
     }
-    const decoy = psk ? undefined : randomBytes(UNKNOWN_PSK_DECOY_LENGTH);
-    const ms = pskMasterSecret(psk?.secret ?? decoy!, req);
-    decoy?.fill(0);
+    const ms = withDecoy(psk?.secret, (secret) => pskMasterSecret(secret, req));
     try {
       // Real or decoy, the answer leaves the same way: copied out before the wipe below,
       // written alone, the frame zeroed once written.
