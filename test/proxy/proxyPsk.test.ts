@@ -17,6 +17,7 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { appendFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createCa } from '../../src/cli/pki.js';
@@ -93,17 +94,15 @@ async function scan(pid: number): Promise<string[]> {
   return r.found;
 }
 
-/** openssl s_client with the PSK; resolves with what came back through the proxy and the echo upstream. */
-async function sClient(port: number, args: string[], line: string): Promise<string> {
+/** openssl s_client with the PSK: `line` must come back through the proxy and the echo upstream. */
+async function sClient(port: number, args: string[], line: string): Promise<void> {
   const r = await opensslClient(port, { args: [...args, '-psk', HEX, '-psk_identity', ID], input: `${line}\n`, waitFor: line, timeoutMs: 10_000 });
   assert.ok(r.stdout.includes(line), `${args.join(' ')}: ${r.stdout}${r.stderr}`);
-  return r.stdout;
 }
 
 /** A plaintext connection to a client-mode proxy: sends `line` and leaves. */
-async function sendPlain(port: number, line: string): Promise<void> {
-  const { connect } = await import('node:net');
-  await new Promise<void>((resolve, reject) => {
+function sendPlain(port: number, line: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     const s = connect(port, '127.0.0.1', () => s.end(`${line}\n`));
     s.on('error', reject);
     s.on('close', () => resolve());
