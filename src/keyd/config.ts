@@ -29,6 +29,12 @@ export interface KeydLimits {
    * compromised front, or one no rule names) cannot take every slot of `maxConnections`.
    */
   maxConnectionsPerCertificate: number;
+  /**
+   * Error answers (refusals, malformed or unsupported requests) per client identity and
+   * second that get audit and log lines of their own, default 100; beyond it they are
+   * counted in one summary line per second (errorLineBudget.ts).
+   */
+  auditedErrorsPerSecond: number;
   /** Connections still in their TLS handshake, default 256; when full, the oldest of the busiest source is closed. */
   maxPendingHandshakes: number;
   /** Connections still in their TLS handshake from one source address, default 16; when full, that source's oldest is closed. */
@@ -122,6 +128,7 @@ const DEFAULT_LIMITS: KeydLimits = {
   maxQueuedOps: 100_000,
   maxConnections: 1024,
   maxConnectionsPerCertificate: 64,
+  auditedErrorsPerSecond: 100,
   maxPendingHandshakes: 256,
   maxPendingPerSource: 16,
   handshakeTimeoutMs: 5_000,
@@ -449,6 +456,7 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
       limits.maxQueuedOps = c.int(o.maxQueuedOps, 'limits.maxQueuedOps', 0, 1e7, DEFAULT_LIMITS.maxQueuedOps) ?? 0;
       limits.maxConnections = c.int(o.maxConnections, 'limits.maxConnections', 1, 1e6, DEFAULT_LIMITS.maxConnections) ?? 0;
       limits.maxConnectionsPerCertificate = c.int(o.maxConnectionsPerCertificate, 'limits.maxConnectionsPerCertificate', 1, 1e6, DEFAULT_LIMITS.maxConnectionsPerCertificate) ?? 0;
+      limits.auditedErrorsPerSecond = c.int(o.auditedErrorsPerSecond, 'limits.auditedErrorsPerSecond', 1, 1e6, DEFAULT_LIMITS.auditedErrorsPerSecond) ?? 0;
       limits.maxPendingHandshakes = c.int(o.maxPendingHandshakes, 'limits.maxPendingHandshakes', 1, 1e6, DEFAULT_LIMITS.maxPendingHandshakes) ?? 0;
       limits.maxPendingPerSource = c.int(o.maxPendingPerSource, 'limits.maxPendingPerSource', 1, 1e6, DEFAULT_LIMITS.maxPendingPerSource) ?? 0;
       limits.handshakeTimeoutMs = c.int(o.handshakeTimeoutMs, 'limits.handshakeTimeoutMs', 100, 600_000, DEFAULT_LIMITS.handshakeTimeoutMs) ?? 0;

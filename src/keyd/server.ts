@@ -18,6 +18,7 @@ import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js
 import { loadClientCrls, type ClientCrls } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
+import { ErrorLineBudget } from './errorLineBudget.js';
 import { HandshakeGuard } from './handshakeGuard.js';
 import { KeydMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 import { WorkQueue } from './queue.js';
@@ -193,7 +194,15 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     const authz = new Authorizer(config.clients);
     const ticketKeys = config.ticketKeys ? await startTicketKeys(config.ticketKeys, store, audit, metrics, logger) : undefined;
     if (ticketKeys) cleanups.push(() => ticketKeys.close());
+    const errorLines = new ErrorLineBudget(config.limits.auditedErrorsPerSecond, (client, count) => {
+      const reason = `${count} error answers not audited one by one (over ${config.limits.auditedErrorsPerSecond}/s for this client)`;
+      logger.warn({ client, count }, 'error answers beyond the audited rate: counted, not written one by one');
+      void audit.append({ client, op: 'errors', outcome: 'suppressed', reason }).catch((e: Error) => logger.error({ err: e.message }, 'audit write failed'));
+    });
+    // Before the audit log closes: its last summary is written.
+    cleanups.push(() => errorLines.close());
     const service = new KeydService({
+      errorLines,
       registry,
       store,
       audit,

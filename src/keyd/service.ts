@@ -49,6 +49,7 @@ import { keyInfoOf, servesName, type KeyRegistry, type RegisteredKey } from './r
 import { StoreError, type SealedStore } from './store.js';
 import type { TicketKeyKeeper } from './ticketKeys.js';
 import { registerStoredKey } from './storeKey.js';
+import type { ErrorLineBudget } from './errorLineBudget.js';
 
 /** Who is on the other end of a connection. */
 export interface Session {
@@ -67,6 +68,8 @@ export interface Reply {
   body: Uint8Array | TlvWriter;
   /** The frame carries secrets (ticket keys, PSK-derived secrets): it is written alone, and it and a byte body are zeroed once written. */
   wipe?: boolean;
+  /** An error beyond its client's budget of error lines: counted in a summary line instead of a line of its own (ErrorLineBudget). */
+  unaudited?: boolean;
 }
 
 /** What the service needs. */
@@ -85,6 +88,8 @@ export interface ServiceDeps {
   now?: () => number;
   /** The fleet's ticket keys, when a client rule grants `ticketKeys`. */
   ticketKeys?: TicketKeyKeeper;
+  /** How many error answers per client get audit and log lines of their own; none: all. */
+  errorLines?: ErrorLineBudget;
 }
 
 const OP_NAMES: Partial<Record<FrameType, string>> = {
@@ -202,6 +207,10 @@ export class KeydService {
     }
     if (out instanceof Promise) return this.#finishLater(out, rec, t0, signal);
     this.#measure(rec, t0);
+    if (out.unaudited) {
+      this.#done();
+      return out;
+    }
     // Mode 'always': the fsync comes first; a CANCEL meanwhile still discards the result.
     if (!this.d.audit.writeIsEnough) return this.#audited(out, rec, signal);
     return this.#auditNow(out, rec);
@@ -254,6 +263,10 @@ export class KeydService {
       reply = this.#failed(e, rec, signal().aborted);
     }
     this.#measure(rec, t0);
+    if (reply.unaudited) {
+      this.#done();
+      return signal().aborted ? null : reply;
+    }
     if (!this.d.audit.writeIsEnough) return this.#audited(reply, rec, signal);
     // The result leaves as soon as its line is written, not at the end of this turn.
     reply = this.#auditNow(reply, rec);
@@ -281,8 +294,9 @@ export class KeydService {
     const { code, message } = this.#describe(e, rec);
     rec.outcome = aborted ? 'cancelled' : code;
     rec.reason = message;
+    if (code === 'refused' || code === 'rate-limited') this.d.metrics.refusals.inc({ reason: code });
+    if (this.d.errorLines && !this.d.errorLines.take(rec.client)) return { ...errorReply(code, message), unaudited: true };
     if (code === 'refused' || code === 'rate-limited' || e instanceof SignInputRefused) {
-      if (code === 'refused' || code === 'rate-limited') this.d.metrics.refusals.inc({ reason: code });
       this.d.logger.warn({ client: rec.client, front: rec.front, op: rec.op, keyId: rec.keyId, serverName: rec.serverName, reason: message }, 'request refused');
     } else if (code === 'internal') {
       this.d.logger.error({ client: rec.client, op: rec.op, keyId: rec.keyId, err: message }, 'operation failed');
@@ -329,6 +343,7 @@ export class KeydService {
   /** Audits a request that never reached an operation (e.g. unknown version or type). */
   async auditRejected(session: Session, op: string, code: WireErrorCode, reason: string): Promise<void> {
     this.d.metrics.operations.inc({ key: 'none', op, outcome: code });
+    if (this.d.errorLines && !this.d.errorLines.take(session.peer.display)) return;
     await this.d.audit.append({ client: session.peer.display, op, outcome: code, front: session.remote, reason }).catch(() => undefined);
   }
 

@@ -636,3 +636,24 @@ test('a full disk (the audit log hits the file size limit): no result leaves wit
     child.kill('SIGKILL');
   }
 });
+
+test('a flood of refused requests cannot fill the disk: beyond the audited rate errors are counted in a summary line', async () => {
+  const f = await RawFront.tls('stranger');
+  const sign = encodeFrame(FrameType.SIGN, 1, encodeSignRequest({ key: { keyId: keyIds.a }, scheme: 0x0403, message: certificateVerifyInput(), ctx: CTX13 }));
+  const before = (await readAudit(auditPath)).filter((l) => l.client === 'cn:stranger').length;
+  const n = 2000;
+  f.socket.write(Buffer.concat(Array.from({ length: n }, (_, i) => { const b = Buffer.from(sign); b.writeUInt32BE(i + 1, 6); return b; })));
+  await f.waitFrames(n, 10_000);
+  assert.equal(f.frames.filter((x) => /^refused: identity cn:stranger is not authorized/.test(answerOf(x))).length, n, 'every request is still answered');
+  await new Promise((r) => setTimeout(r, 1500));
+  const lines = (await readAudit(auditPath)).filter((l) => l.client === 'cn:stranger').slice(before);
+  const summaries = lines.filter((l) => l.op === 'errors' && l.outcome === 'suppressed');
+  const own = lines.length - summaries.length;
+  // Written one by one: at most the bucket (100) plus what refilled meanwhile; the rest counted.
+  assert.ok(own >= 100 && own < 400, `${own} lines of their own`);
+  const counted = summaries.reduce((sum, l) => sum + Number(/^(\d+) error answers not audited one by one \(over 100\/s for this client\)$/.exec(String(l.reason))![1]), 0);
+  assert.equal(own + counted, n, 'every refusal is in the log, one by one or counted');
+  const m = (await fetchText(`http://127.0.0.1:${keyd.metrics!.port}/metrics`)).text;
+  assert.ok(metricValue(m, 'keyd_refusals_total', { reason: 'refused' }) >= n);
+  f.close();
+});
