@@ -42,7 +42,17 @@ export interface ConnectIo {
 }
 
 /** Names of the key-exchange groups in the connected line. */
-const GROUP_NAMES: Record<number, string> = { 0x17: 'secp256r1', 0x18: 'secp384r1', 0x19: 'secp521r1', 0x1d: 'X25519', 0x1e: 'X448', 0x11ec: 'X25519MLKEM768' };
+const GROUP_NAMES: Record<number, string> = {
+  0x17: 'secp256r1',
+  0x18: 'secp384r1',
+  0x19: 'secp521r1',
+  0x1d: 'X25519',
+  0x1e: 'X448',
+  0x100: 'ffdhe2048',
+  0x101: 'ffdhe3072',
+  0x102: 'ffdhe4096',
+  0x11ec: 'X25519MLKEM768',
+};
 
 /** HOST:PORT, [IPv6]:PORT. */
 export function parseTarget(target: string): { host: string; port: number } {
@@ -215,7 +225,7 @@ export function registerConnectCommand(program: Command): void {
     .option('--ca <ca.pem>', "trust anchors for the server's certificate (default: Node's root store)")
     .option('--alpn <list>', 'ALPN protocols to offer, comma-separated, e.g. h2,http/1.1')
     .addOption(new Option('--tls-version <version>', 'only this TLS version').choices(['1.3', '1.2']))
-    .option('--groups <list>', 'key-exchange groups in preference order, e.g. X25519,P-256 (a share is sent for the first)')
+    .option('--groups <list>', 'key-exchange groups in preference order, e.g. X25519,P-256 or ffdhe2048 (TLS 1.3 only); a share is sent for the first')
     .option('--cipher <list>', 'cipher suites by IANA name, comma-separated, e.g. TLS_AES_128_GCM_SHA256');
   // The client key and PSK: the same flags as serve's (one --cert here).
   addKeyOptions(cmd, keySpecs)

@@ -11,10 +11,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { pino, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../proxy/endpoint.js';
-import { groupByName, suiteByName } from '../node/clientSocket.js';
-import type { KeywardServerOptions } from '../node/server.js';
 import { KeywardProxy, type ProxyClientGeneration, type ProxyGeneration } from '../proxy/proxyServer.js';
-import { suiteInfo } from '../tls/crypto/cipherSuites.js';
 import { clientPskOffer, openClientCredentials } from './clientCredentials.js';
 import { dropFrontPrivileges } from './frontUser.js';
 import {
@@ -29,6 +26,7 @@ import {
   positiveInt,
   pskSettings,
   resolveSettings,
+  serverTlsChoices,
   ticketKeysFromKeyd,
   type FrontFlagValues,
   type KeySpecList,
@@ -98,9 +96,6 @@ interface ProxyFlagValues extends FrontFlagValues {
   ca?: string;
   pskIdentity?: string;
   insecure?: boolean;
-  maxVersion?: 'TLSv1.2' | 'TLSv1.3';
-  groups?: string;
-  cipher?: string;
 }
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -111,7 +106,6 @@ function proxySettingsFromFlags(o: ProxyFlagValues, keySpecs: KeySpecList): Prox
   const client = { target: o.target, servername: o.servername, ca: o.ca, pskIdentity: o.pskIdentity, insecure: o.insecure };
   // --target, --servername, --ca, --psk-identity and --insecure only exist in client mode: they imply it.
   if (o.client || definedFields(client)) s.client = definedFields(client) ?? {};
-  s.tls = definedFields({ ...s.tls, maxVersion: o.maxVersion, groups: namesFromFlag(o.groups, '--groups', groupByName), ciphers: namesFromFlag(o.cipher, '--cipher', suiteByName) });
   if (o.upstream !== undefined) s.upstream = o.upstream;
   if (o.route !== undefined) {
     s.routes = {};
@@ -136,48 +130,6 @@ function proxySettingsFromFlags(o: ProxyFlagValues, keySpecs: KeySpecList): Prox
   if (o.metricsListen !== undefined) s.metrics = { listen: o.metricsListen };
   if (o.logLevel !== undefined) s.log = { level: o.logLevel };
   return s;
-}
-
-/** A comma-separated list of names `byName` knows (groups, cipher suites); an unknown one is an error naming the flag. */
-function namesFromFlag(value: string | undefined, flag: string, byName: (name: string) => unknown): string[] | undefined {
-  if (value === undefined) return undefined;
-  const names = value.split(',').map((v) => v.trim()).filter(Boolean);
-  if (names.length === 0) throw new CliError(`${flag}: expected a comma-separated list, got "${value}"`);
-  for (const name of names) {
-    try {
-      byName(name);
-    } catch (err) {
-      throw new CliError(`${flag}: ${(err as Error).message}`);
-    }
-  }
-  return names;
-}
-
-/**
- * The server's groups, suites and versions from `tls`: the listed suites split by version;
- * suites of one version only serve that version.
- */
-function serverTlsChoices(t: ProxySettings['tls']): Pick<KeywardServerOptions, 'groups' | 'tls13CipherSuites' | 'tls12CipherSuites' | 'minVersion' | 'maxVersion'> {
-  const suites = t?.ciphers?.map(suiteByName);
-  const tls13 = suites?.filter((x) => suiteInfo(x)!.version === 'TLSv1.3');
-  const tls12 = suites?.filter((x) => suiteInfo(x)!.version === 'TLSv1.2');
-  let minVersion = t?.minVersion;
-  let maxVersion = t?.maxVersion;
-  if (tls13 && tls13.length === 0) {
-    if (maxVersion === 'TLSv1.3' || minVersion === 'TLSv1.3') throw new CliError('--cipher (tls.ciphers) lists no TLS 1.3 suite, yet TLS 1.3 is asked for (--min-version/--max-version)');
-    maxVersion = 'TLSv1.2';
-  }
-  if (tls12 && tls12.length === 0) {
-    if (maxVersion === 'TLSv1.2') throw new CliError('--cipher (tls.ciphers) lists no TLS 1.2 suite, yet --max-version (tls.maxVersion) is TLSv1.2');
-    minVersion = 'TLSv1.3';
-  }
-  return {
-    ...(t?.groups ? { groups: t.groups.map(groupByName) } : {}),
-    ...(tls13 && tls13.length > 0 ? { tls13CipherSuites: tls13 } : {}),
-    ...(tls12 && tls12.length > 0 ? { tls12CipherSuites: tls12 } : {}),
-    ...(minVersion ? { minVersion } : {}),
-    ...(maxVersion ? { maxVersion } : {}),
-  };
 }
 
 function endpointOf(text: string, what: string, allowPortZero = false): Endpoint {
@@ -447,11 +399,8 @@ export function registerProxyCommand(program: Command): void {
     .option('--upstream <addr>', 'where to relay: HOST:PORT or unix:/path')
     .addOption(new Option('--route <name=addr>', 'connections whose SNI is NAME (or matches *.domain) go to ADDR instead (repeat)').argParser(collect))
     .option('--proxy-protocol', "send a PROXY protocol v2 header (client address, SNI, ALPN, TLS version, cipher, the client certificate's CN or the PSK identity) first on each upstream connection");
-  addTls13PskServerOptions(addFrontOptions(cmd, keySpecs, {}), true);
+  addTls13PskServerOptions(addFrontOptions(cmd, keySpecs, { clientMode: true }), true);
   cmd
-    .addOption(new Option('--max-version <version>', 'highest TLS version used (default TLSv1.3)').choices(['TLSv1.2', 'TLSv1.3']))
-    .option('--groups <list>', 'key-exchange groups in preference order, comma-separated: X25519MLKEM768, X25519, X448, P-256, P-384, P-521 (client mode: a share is sent for the first)')
-    .option('--cipher <list>', 'cipher suites by IANA name in preference order, comma-separated, e.g. TLS_AES_128_GCM_SHA256,TLS_PSK_WITH_AES_128_CCM_8; suites of one version only limit it to that version')
     .option('--client-ca <ca.pem>', 'ask clients for a certificate issued by this CA (mutual TLS); its CN goes upstream in the PROXY v2 header')
     .addOption(new Option('--client-auth <mode>', 'with --client-ca: refuse clients without a valid certificate (required, the default) or let them in unauthenticated (optional)').choices(['required', 'optional']))
     .addOption(new Option('--handshake-timeout <ms>', 'time the TLS handshake may take: with a client, or in client mode with the target (default 10000)').argParser(positiveInt))

@@ -46,7 +46,7 @@ export interface FrontSettings {
     tls13Identities?: string[];
     tls13PskKe?: boolean;
   };
-  /** `maxVersion`, `groups` and `ciphers` (IANA names): the proxy's only. */
+  /** Versions, ALPN, key-exchange `groups` (groupByName's names) and `ciphers` (IANA names), in preference order. */
   tls?: { alpn?: string[]; minVersion?: 'TLSv1.2' | 'TLSv1.3'; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; rsaKeyExchange?: boolean; groups?: string[]; ciphers?: string[] };
   /** Mutual TLS toward clients: `ca` of client certificates; `required` refuses clients without one (default: true for proxy, false for serve). */
   clientAuth?: { ca?: string; required?: boolean };
@@ -274,7 +274,14 @@ const frontFields: Record<string, Check> = {
   }),
   pkcs11: object({ module: file, pinFile: file }),
   psk: object(pskFields),
-  tls: object({ alpn: list(str), minVersion: oneOf('TLSv1.2', 'TLSv1.3'), rsaKeyExchange: bool }),
+  tls: object({
+    alpn: list(str),
+    minVersion: oneOf('TLSv1.2', 'TLSv1.3'),
+    maxVersion: oneOf('TLSv1.2', 'TLSv1.3'),
+    rsaKeyExchange: bool,
+    groups: namesOf(groupByName),
+    ciphers: namesOf(suiteByName),
+  }),
   clientAuth: object({ ca: file, required: bool }),
   user: str,
   delegatedCredentials,
@@ -284,14 +291,6 @@ const frontFields: Record<string, Check> = {
 
 const proxyFields: Record<string, Check> = {
   ...frontFields,
-  tls: object({
-    alpn: list(str),
-    minVersion: oneOf('TLSv1.2', 'TLSv1.3'),
-    maxVersion: oneOf('TLSv1.2', 'TLSv1.3'),
-    rsaKeyExchange: bool,
-    groups: namesOf(groupByName),
-    ciphers: namesOf(suiteByName),
-  }),
   upstream: endpoint(false),
   routes: (v, p, ctx) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return problem(ctx, p, `expected an object of server name to upstream, got ${describe(v)}`);
