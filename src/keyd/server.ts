@@ -187,10 +187,16 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     }
     for (const k of opts.keys ?? []) registry.add({ ops: k.ops, serverNames: k.serverNames, source: 'embedded' });
 
-    const queue = new WorkQueue(config.limits.maxConcurrentOps, config.limits.maxQueuedOps, (running, queued) => {
-      metrics.inFlight.set(running);
-      metrics.queued.set(queued);
-    });
+    // One client may fill a quarter of the queue: the others still find room.
+    const queue = new WorkQueue(
+      config.limits.maxConcurrentOps,
+      config.limits.maxQueuedOps,
+      (running, queued) => {
+        metrics.inFlight.set(running);
+        metrics.queued.set(queued);
+      },
+      Math.max(1, Math.floor(config.limits.maxQueuedOps / 4)),
+    );
     const authz = new Authorizer(config.clients);
     const ticketKeys = config.ticketKeys ? await startTicketKeys(config.ticketKeys, store, audit, metrics, logger) : undefined;
     if (ticketKeys) cleanups.push(() => ticketKeys.close());

@@ -528,7 +528,7 @@ export class KeydService {
     const ops = key.ops;
     if (ops.signNow) return result(ops.signNow(req.scheme, req.message, ctx));
     if (ops.signBlocking && this.#signInline(lastOfRead)) return result(this.#inline.run(() => ops.signBlocking!(req.scheme, req.message, ctx)));
-    return this.d.queue.submit((s) => ops.sign(req.scheme, req.message, ctx, s), signal()).then(result);
+    return this.d.queue.submit((s) => ops.sign(req.scheme, req.message, ctx, s), signal(), rec.client).then(result);
   }
 
   async #decryptPremaster(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Promise<Reply> {
@@ -542,7 +542,7 @@ export class KeydService {
     // RSA key exchange exists only in TLS 1.2; anything else is not a handshake input.
     if (req.ctx.tlsVersion !== 'TLSv1.2') throw refused('premaster decryption is for TLS 1.2 only');
     // A raw RSA operation on the loop (node:crypto has no asynchronous form): charged to the inline budget.
-    const premaster = await this.d.queue.submit((s) => this.#inline.run(() => decrypt(req.ciphertext, req.clientVersion, req.ctx, s)), signal());
+    const premaster = await this.d.queue.submit((s) => this.#inline.run(() => decrypt(req.ciphertext, req.clientVersion, req.ctx, s)), signal(), rec.client);
     try {
       // A real premaster and the random one a bad ciphertext gets leave alike, and are zeroed once written.
       return { type: FrameType.RESULT, body: outputWriter(premaster).finish(), wipe: true };
@@ -586,9 +586,9 @@ export class KeydService {
     const ops = key.ops;
     // An embedded holder that issues credentials itself (a key process) gets the request whole: its `sign` takes handshake shapes only.
     const issuer = (ops as Partial<DelegatedCredentialIssuer>).issueDelegatedCredential?.bind(ops);
-    if (issuer) return this.d.queue.submit((s) => issuer(req, opCtx, s), signal()).then(result);
+    if (issuer) return this.d.queue.submit((s) => issuer(req, opCtx, s), signal(), rec.client).then(result);
     if (ops.signNow) return result(ops.signNow(req.algorithm, input, opCtx));
-    return this.d.queue.submit((s) => ops.sign(req.algorithm, input, opCtx, s), signal()).then(result);
+    return this.d.queue.submit((s) => ops.sign(req.algorithm, input, opCtx, s), signal(), rec.client).then(result);
   }
 
   /**

@@ -183,6 +183,14 @@ class RawFront {
   }
 }
 
+/** A keyd of its own in a subfolder `name`, with keyd's certificate and the probe's client CA. */
+async function ownKeyd(name: string, extra: Record<string, unknown>): Promise<KeydChild> {
+  const dir = join(root.dir, name);
+  await mkdir(dir);
+  const json = keydConfigJson(dir, undefined, { tls: { cert: join(root.dir, 'keyd-cert.pem'), key: join(root.dir, 'keyd-key.pem'), clientCa: caPath }, ...extra });
+  return spawnKeyd(await writeKeydConfig(dir, json));
+}
+
 /** "RESULT" or "code: message" of an answer frame. */
 function answerOf(f: Frame | undefined): string {
   if (!f) return 'no answer';
@@ -348,14 +356,7 @@ test('framing: a frame trickled a byte per write is answered; one that never end
 
 test('framing: frames trickled a byte per TLS record cost keyd about their own size in memory, not a Buffer per byte', async () => {
   // A keyd of its own, whose frame timeout outlasts the trickle.
-  const dir = join(root.dir, 'trickle');
-  await mkdir(dir);
-  const json = keydConfigJson(dir, undefined, {
-    tls: { cert: join(root.dir, 'keyd-cert.pem'), key: join(root.dir, 'keyd-key.pem'), clientCa: caPath },
-    limits: { frameTimeoutMs: 60_000 },
-    clients: [{ id: 'cn:front', keys: [], psks: [] }],
-  });
-  const k = await spawnKeyd(await writeKeydConfig(dir, json));
+  const k = await ownKeyd('trickle', { limits: { frameTimeoutMs: 60_000 }, clients: [{ id: 'cn:front', keys: [], psks: [] }] });
   try {
     const rssKb = async (): Promise<number> => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${k.pid}/status`, 'utf8'))![1]);
     const conns = await Promise.all([1, 2, 3, 4].map(() => RawFront.tls('front', {}, k.tls!.port)));
@@ -656,4 +657,33 @@ test('a flood of refused requests cannot fill the disk: beyond the audited rate 
   const m = (await fetchText(`http://127.0.0.1:${keyd.metrics!.port}/metrics`)).text;
   assert.ok(metricValue(m, 'keyd_refusals_total', { reason: 'refused' }) >= n);
   f.close();
+});
+
+test('fair queueing: a front with thousands of RSA signatures queued does not hold up another front\'s next one', async () => {
+  const k = await ownKeyd('fair', {
+    limits: { maxConcurrentOps: 1, maxQueuedOps: 2400 },
+    clients: [{ id: 'cn:hog', keys: ['*'], psks: [] }, { id: 'cn:front', keys: ['*'], psks: [] }, { id: 'unix', keys: [], psks: [], admin: true }],
+  });
+  try {
+    const a = await connectKeydAdmin({ addresses: [`unix:${k.unix!}`] });
+    const keyId = (await a.putKey(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, ['rsa.example'])).keyId;
+    a.close();
+    const sign = (id: number): Buffer => encodeFrame(FrameType.SIGN, id, encodeSignRequest({ key: { keyId }, scheme: SignatureScheme.rsa_pss_rsae_sha256, message: certificateVerifyInput(), ctx: CTX13 }));
+    const hog = await RawFront.tls('hog', {}, k.tls!.port);
+    const front = await RawFront.tls('front', {}, k.tls!.port);
+    const n = 600;
+    hog.socket.write(Buffer.concat(Array.from({ length: n }, (_, i) => sign(i + 1))));
+    await hog.waitFrames(5);
+    // Over a quarter of the queue: the hog's share is full, the rest of the queue is not.
+    hog.socket.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => sign(n + i + 1))));
+    assert.equal(answerOf(await front.ask(FrameType.SIGN, 1, sign(1).subarray(10), 20_000)), 'RESULT');
+    const hogDone = hog.frames.filter((f) => f.type === FrameType.RESULT).length;
+    assert.ok(hogDone < n / 2, `the front waited for ${hogDone} of the hog's ${n} signatures`);
+    await hog.waitFrames(n + 100, 30_000);
+    assert.ok(hog.frames.some((f) => answerOf(f) === "unavailable: keyd is overloaded (this client's share of the operation queue is full)"));
+    hog.close();
+    front.close();
+  } finally {
+    await k.kill('SIGTERM');
+  }
 });
