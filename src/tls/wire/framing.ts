@@ -13,7 +13,7 @@ export interface HandshakeMessage {
   readonly raw: Uint8Array;
 }
 
-/** Frames a handshake message: msg_type(1) length(3) body. Encoders that build the body with a Writer frame it there instead (`w.u8(type).block(3, ...)`): no second copy. */
+/** Frames a handshake message: msg_type(1) length(3) body. */
 export function handshakeMessage(type: HandshakeType, body: Uint8Array): Uint8Array {
   if (body.length >= 1 << 24) throw new RangeError(`handshake body of ${body.length} bytes does not fit a 24-bit length`);
   // From the Buffer pool (see writer.ts), as a plain Uint8Array.

@@ -2,7 +2,9 @@
  * `n` bytes for a writer to fill, from Node's shared Buffer pool when small: a handshake
  * encodes a dozen messages and extensions, and a typed array of its own for each (malloc,
  * zero-fill, an ArrayBuffer for the GC to sweep) cost more than writing them. A plain
- * Uint8Array view, so callers see the type they always did.
+ * Uint8Array view, so callers see the type they always did. What finish() returns is a view
+ * of that shared memory: an encoding an application keeps (a client session) is copied
+ * out, and one holding a secret is wiped by its caller.
  */
 function allocate(n: number): Uint8Array {
   const b = Buffer.allocUnsafe(n);
