@@ -7,9 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from '../../src/node/clientSocket.js';
 import { tempDir } from '../support/keydFixture.js';
 import { runKeyward, startConnect, startKeyward, startServe, type KeywardChild } from '../support/keywardCli.js';
 import { opensslClient, parseOpensslOutput } from '../support/peers.js';
@@ -90,9 +92,19 @@ describe('keyward serve: --max-version, --groups, --cipher', { timeout: 90_000 }
     assert.equal(tls12.group, 'X25519', 'TLS 1.2 has no DHE suite: the ECDHE group of the list');
   });
 
-  it('keyward connect --groups ffdhe2048 negotiates it with that server', async () => {
+  it('keyward connect --groups ffdhe2048, and the node API groups option, negotiate it with that server', async () => {
     const { stderr } = await startConnect(['127.0.0.1:' + flagged.port, '--ca', pki.ca.certPath, '--servername', 'localhost', '--groups', 'ffdhe2048'], cleanups);
     assert.match(stderr, /^connected version=TLSv1\.3 suite=TLS_AES_256_GCM_SHA384 group=ffdhe2048 /m);
+
+    const socket = tlsConnect({ host: '127.0.0.1', port: flagged.port, servername: 'localhost', ca: pki.ca.certPem, groups: ['ffdhe3072', 'ffdhe2048'] });
+    try {
+      await once(socket, 'secureConnect');
+      // The server prefers ffdhe2048; the client's first share (ffdhe3072) is not in its list: a HelloRetryRequest.
+      assert.deepEqual(socket.getEphemeralKeyInfo(), { type: 'DH', name: 'ffdhe2048', size: 2048 });
+      assert.equal(socket.negotiated.helloRetry, true);
+    } finally {
+      socket.destroy();
+    }
   });
 
   it('--max-version TLSv1.2: a TLS 1.3 hello is refused, TLS 1.2 is served', async () => {
