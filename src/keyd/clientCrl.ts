@@ -8,6 +8,7 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { webcrypto } from 'node:crypto';
+import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 const PEM_CRL = /-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g;
@@ -68,4 +69,18 @@ export async function loadClientCrls(crlFile: string, caFile: string, now = Date
       return revoked.has(`${cert.issuerName.toString()}|${cert.serialNumber.toLowerCase()}`);
     },
   };
+}
+
+/**
+ * Watches `crlFile` (its status polled every `intervalMs`) and, when it changes, hands the
+ * new CRLs to `onLoaded`; `onRejected` gets the reason when loadClientCrls refuses them or
+ * `onLoaded` fails. Returns the function that stops watching.
+ */
+export function watchClientCrls(crlFile: string, caFile: string, intervalMs: number, onLoaded: (crls: ClientCrls) => Promise<void>, onRejected: (e: Error) => void): () => void {
+  const listener = (now: Stats, before: Stats): void => {
+    if (now.mtimeMs === before.mtimeMs && now.size === before.size && now.ino === before.ino) return;
+    loadClientCrls(crlFile, caFile).then(onLoaded).catch(onRejected);
+  };
+  watchFile(crlFile, { interval: intervalMs, persistent: false }, listener);
+  return () => unwatchFile(crlFile, listener);
 }

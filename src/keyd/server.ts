@@ -3,8 +3,7 @@
  * operations to authenticated fronts over mutual TLS (TLS 1.3 only) and/or a Unix socket.
  * There is no unauthenticated transport. Metrics are served on a separate listener.
  */
-import type { KeyObject } from 'node:crypto';
-import { unwatchFile, watchFile } from 'node:fs';
+import { constants as tlsConstants, type KeyObject } from 'node:crypto';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
@@ -15,7 +14,7 @@ import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
 import { SyslogTlsSink } from './auditSink.js';
 import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
-import { loadClientCrls, type ClientCrls } from './clientCrl.js';
+import { loadClientCrls, watchClientCrls, type ClientCrls } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
 import { ErrorLineBudget } from './errorLineBudget.js';
@@ -303,10 +302,20 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           minVersion: 'TLSv1.3',
           maxVersion: 'TLSv1.3',
           handshakeTimeout: config.limits.handshakeTimeoutMs,
+          // No session tickets: see isSessionReused below.
+          secureOptions: tlsConstants.SSL_OP_NO_TICKET,
           ...(crls ? { crl: crls.pem } : {}),
         },
         (socket: TLSSocket) => {
           hsGuard.authenticated(socket);
+          // A resumed session skips the certificate checks (validity, CRL) a full handshake
+          // makes; keyd's clients never resume, so only a peer replaying an old session would.
+          if (socket.isSessionReused()) {
+            logger.warn({ front: `${socket.remoteAddress}:${socket.remotePort}` }, 'closing connection: a resumed TLS session (keyd checks the client certificate in a full handshake only)');
+            metrics.connectionsClosed.inc({ reason: 'resumed-session' });
+            socket.destroy();
+            return;
+          }
           const peerCert = socket.getPeerCertificate();
           accept(socket, identityOfCertificate(peerCert), 'tls', `${socket.remoteAddress}:${socket.remotePort}`, peerCert.raw);
         },
@@ -316,17 +325,13 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         const crlFile = tlsFiles.crlFile;
         // A revocation takes effect within seconds, without a restart: new handshakes are
         // checked against the new CRLs, and connections of a revoked certificate are closed.
-        const reload = async (): Promise<void> => {
-          let next: ClientCrls;
-          try {
-            next = await loadClientCrls(crlFile, tlsFiles.clientCaFile);
-          } catch (e) {
-            logger.error({ file: crlFile, err: (e as Error).message }, 'client CRL not reloaded; the previous one stays in force');
-            return;
-          }
+        const inForce = async (next: ClientCrls): Promise<void> => {
           const [c, k, a] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
-          srv.setSecureContext({ cert: c, key: k, ca: a, crl: next.pem, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
-          k.fill(0);
+          try {
+            srv.setSecureContext({ cert: c, key: k, ca: a, crl: next.pem, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', secureOptions: tlsConstants.SSL_OP_NO_TICKET });
+          } finally {
+            k.fill(0);
+          }
           logger.info({ file: crlFile, crls: next.crls, revoked: next.revokedCount, nextUpdate: next.nextUpdate }, 'client CRL loaded');
           for (const [conn, der] of tlsCertificates) {
             if (!next.revokes(der)) continue;
@@ -336,10 +341,10 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
             conn.destroy();
           }
         };
-        watchFile(crlFile, { interval: CRL_POLL_MS, persistent: false }, (now, before) => {
-          if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino) void reload();
-        });
-        cleanups.push(() => unwatchFile(crlFile));
+        const stop = watchClientCrls(crlFile, tlsFiles.clientCaFile, CRL_POLL_MS, inForce, (e) =>
+          logger.error({ file: crlFile, err: e.message }, 'client CRL not reloaded; the previous one stays in force'),
+        );
+        cleanups.push(stop);
       }
       srv.on('tlsClientError', (e: NodeJS.ErrnoException, s: TLSSocket) => {
         // Node reports a handshake timeout here but leaves the socket open: close it.
