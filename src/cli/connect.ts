@@ -43,7 +43,17 @@ export interface ConnectIo {
 }
 
 /** Names of the key-exchange groups in the connected line. */
-const GROUP_NAMES: Record<number, string> = { 0x17: 'secp256r1', 0x18: 'secp384r1', 0x19: 'secp521r1', 0x1d: 'X25519', 0x1e: 'X448', 0x11ec: 'X25519MLKEM768' };
+const GROUP_NAMES: Record<number, string> = {
+  0x17: 'secp256r1',
+  0x18: 'secp384r1',
+  0x19: 'secp521r1',
+  0x1d: 'X25519',
+  0x1e: 'X448',
+  0x100: 'ffdhe2048',
+  0x101: 'ffdhe3072',
+  0x102: 'ffdhe4096',
+  0x11ec: 'X25519MLKEM768',
+};
 
 /** HOST:PORT, [IPv6]:PORT. */
 export function parseTarget(target: string): { host: string; port: number } {
