@@ -16,7 +16,7 @@ export type ExtraKeyType = 'ecdsa-p521' | 'ed448' | 'rsa-pss';
 export interface MatrixCerts {
   pki: PkiFixtures;
   byType: Record<ExtraKeyType, CertFiles>;
-  /** ECDSA P-256 leaf whose DER is about 60 KB (1700 SAN entries). */
+  /** ECDSA P-256 leaf whose DER is about 60 KB (1150 SAN entries). */
   large: CertFiles;
 }
 
@@ -61,7 +61,7 @@ async function build(): Promise<MatrixCerts> {
       caKeyPath,
       'matrix-large',
       { keyPath: pki.server['ecdsa-p256'].keyPath },
-      Array.from({ length: 1700 }, (_, i) => `DNS:host${String(i).padStart(4, '0')}.a-long-name-to-fill-the-certificate.test`),
+      Array.from({ length: 1150 }, (_, i) => `DNS:host${String(i).padStart(4, '0')}.a-long-name-to-fill-the-certificate.test`),
     ),
   ]);
   return { pki, byType: { 'ecdsa-p521': p521, ed448, 'rsa-pss': pss }, large };
