@@ -146,8 +146,8 @@ describe('openssl s_client x keyward server: TLS 1.2 suites, HelloRetryRequest, 
 
   it('-max_send_frag 512 -split_send_frag 512: 3000 bytes arrive in small records and echo back whole', async () => {
     const mark = p521.mark();
-    const line = `${token('big')}${'x'.repeat(3000)}`;
-    const { why, run } = await sClient(p521, ['-tls1_3', '-max_send_frag', '512', '-split_send_frag', '512'], { input: `${line}\n`, waitFor: line.slice(-40) });
+    const line = `${'x'.repeat(3000)}${token('big')}`;
+    const { why, run } = await sClient(p521, ['-tls1_3', '-max_send_frag', '512', '-split_send_frag', '512'], { input: `${line}\n`, waitFor: line.slice(-20) });
     assert.ok(run.stdout.includes(line), why);
     assert.equal(receivedText(onlySession(p521, mark)), `${line}\n`);
   });
@@ -155,8 +155,8 @@ describe('openssl s_client x keyward server: TLS 1.2 suites, HelloRetryRequest, 
   it('-maxfraglen 512 (RFC 6066 max_fragment_length): not echoed; keyward keeps its record size and the client accepts it', async () => {
     const proxy = await startRecordProxy(p521.port);
     try {
-      const line = `${token('mfl')}${'y'.repeat(2000)}`;
-      const run = await opensslClient(proxy.port, { cafile: certs.pki.ca.certPath, args: ['-tls1_2', '-maxfraglen', '512'], input: `${line}\n`, waitFor: line.slice(-40), timeoutMs: 10_000 });
+      const line = `${'y'.repeat(2000)}${token('mfl')}`;
+      const run = await opensslClient(proxy.port, { cafile: certs.pki.ca.certPath, args: ['-tls1_2', '-maxfraglen', '512'], input: `${line}\n`, waitFor: line.slice(-20), timeoutMs: 10_000 });
       assert.ok(run.stdout.includes(line), describeRun(run));
       await waitUntil(() => proxy.connections[0]?.closed === true, 'the proxied connection to close');
       const big = proxy.connections[0].serverRecords().filter((r) => r.type === 23 && r.length > 512 + 64);
