@@ -72,12 +72,15 @@ const GROUP_NAMES: Record<string, NamedGroup> = {
   secp384r1: NamedGroup.secp384r1,
   'p-521': NamedGroup.secp521r1,
   secp521r1: NamedGroup.secp521r1,
+  ffdhe2048: NamedGroup.ffdhe2048,
+  ffdhe3072: NamedGroup.ffdhe3072,
+  ffdhe4096: NamedGroup.ffdhe4096,
 };
 
 /** NamedGroup of a group name (X25519, P-256, secp384r1, ...); throws naming the unknown one. */
 export function groupByName(name: string): NamedGroup {
   const g = GROUP_NAMES[name.toLowerCase()];
-  if (g === undefined) throw new Error(`unknown group "${name}" (known: X25519MLKEM768, X25519, X448, P-256, P-384, P-521)`);
+  if (g === undefined) throw new Error(`unknown group "${name}" (known: X25519MLKEM768, X25519, X448, P-256, P-384, P-521, ffdhe2048, ffdhe3072, ffdhe4096)`);
   return g;
 }
 

@@ -234,9 +234,16 @@ describe('keyward client x gnutls-serv and node:tls', () => {
 });
 
 describe('keyward connect (the command)', () => {
-  it('names the ffdhe group it negotiated and the P-521 signature', async () => {
+  it('names the ffdhe group it negotiated (after a HelloRetryRequest) and the P-521 signature', async () => {
     const s = await server(certs.byType['ecdsa-p521'], ['-tls1_3', '-groups', 'ffdhe2048']);
     const { stderr } = await startConnect([`127.0.0.1:${s.port}`, '--ca', certs.pki.ca.certPath, '--servername', 'localhost'], cleanups);
     assert.match(stderr, /^connected version=TLSv1\.3 .*group=ffdhe2048 sigalg=ecdsa_secp521r1_sha512 /m);
+  });
+
+  it('--groups takes the ffdhe names: ffdhe3072 offered first gets no HelloRetryRequest', async () => {
+    const s = await server(certs.byType['ecdsa-p521'], ['-tls1_3', '-groups', 'ffdhe3072', '-msg']);
+    const { stderr } = await startConnect([`127.0.0.1:${s.port}`, '--ca', certs.pki.ca.certPath, '--servername', 'localhost', '--groups', 'ffdhe3072,X25519'], cleanups);
+    assert.match(stderr, /group=ffdhe3072 /);
+    assert.equal((s.output().match(/<<< .*ClientHello/g) ?? []).length, 1, s.output());
   });
 });
