@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { generateKeyExchange, NamedGroup } from '../../src/tls/crypto/groups.js';
+import { ffdheParameters, generateKeyExchange, NamedGroup } from '../../src/tls/crypto/groups.js';
 import { AlertDescription as A, alertName } from '../../src/tls/wire/alerts.js';
 import type { HandshakeType } from '../../src/tls/wire/constants.js';
 import { clientHelloBody, clientHelloRecord, defaultExtensions, ext, handshakeMsg, record, x25519Share } from '../support/clientHelloBuilder.js';
@@ -69,6 +69,14 @@ async function serverSent(mark: ReturnType<EchoServer['mark']>, alert: A): Promi
 const noExt = (type: number) => defaultExtensions().filter((e) => e.type !== type);
 const tls12Only = { cipherSuites: [0xc02b], extensions: [ext.supportedGroups([29, 23]), ext.signatureAlgorithms([0x0403]), ext.raw(23, []), ext.raw(0xff01, [0])] };
 const chMessage = () => Buffer.from(handshakeMsg(1, clientHelloBody()));
+const oneGroupHello = (group: number, key: Uint8Array) => clientHelloRecord({ extensions: [...noExt(51).filter((e) => e.type !== 10), ext.supportedGroups([group]), ext.keyShare([{ group, key }])] });
+const p256Hello = (key: Uint8Array) => oneGroupHello(NamedGroup.secp256r1, key);
+const ffdheHello = (key: Uint8Array) => oneGroupHello(NamedGroup.ffdhe2048, key);
+/** An ffdhe2048 public value: `n` itself, or p + n for a negative `n`; 256 bytes. */
+function ffdheShare(n: number): Buffer {
+  const p = BigInt(`0x${Buffer.from(ffdheParameters(NamedGroup.ffdhe2048).p).toString('hex')}`);
+  return Buffer.from((n < 0 ? p + BigInt(n) : BigInt(n)).toString(16).padStart(512, '0'), 'hex');
+}
 
 describe('ClientHello and records in the clear: the alert, in the clear, then close', () => {
   const cases: [string, () => Uint8Array[], A][] = [
@@ -98,6 +106,11 @@ describe('ClientHello and records in the clear: the alert, in the clear, then cl
     ['zero-length application data before the ClientHello: unexpected_message', () => [record(23, new Uint8Array(0))], A.unexpected_message],
     ['an unknown handshake type first: unexpected_message', () => [record(22, handshakeMsg(0x7f as HandshakeType, new Uint8Array(4)), 0x0301)], A.unexpected_message],
     ['an SSL 2.0 ClientHello: unexpected_message', () => [Buffer.from('8031010003001800000010000039000038000035', 'hex')], A.unexpected_message],
+    ['no cipher suites: decode_error (cipher_suites<2..2^16-2>)', () => [clientHelloRecord({ cipherSuites: [] })], A.decode_error],
+    ['only an obsolete curve (secp192r1): handshake_failure', () => [clientHelloRecord({ extensions: [...noExt(51).filter((e) => e.type !== 10), ext.supportedGroups([0x13]), ext.keyShare([{ group: 0x13, key: new Uint8Array(49).fill(4) }])] })], A.handshake_failure],
+    ['an ffdhe2048 share Y = 1: illegal_parameter (RFC 8446 4.2.8.1: 1 < Y < p-1)', () => [ffdheHello(ffdheShare(1))], A.illegal_parameter],
+    ['an ffdhe2048 share Y = p-1: illegal_parameter', () => [ffdheHello(ffdheShare(-1))], A.illegal_parameter],
+    ['a compressed P-256 point: illegal_parameter (RFC 8446 4.2.8.2: uncompressed only)', () => [p256Hello(Buffer.concat([Buffer.of(2), Buffer.from(generateKeyExchange(NamedGroup.secp256r1).publicKey).subarray(1, 33)]))], A.illegal_parameter],
   ];
   for (const [name, bytes, alert] of cases) {
     it(name, async () => {
@@ -172,8 +185,15 @@ describe('ClientHello and records in the clear: the alert, in the clear, then cl
   });
 });
 
-/** A TLS 1.3 handshake with MiniClient over a raw socket, then `after`; returns the alerts it decrypts and the data echoed. */
-async function afterHandshake13(after: (c: MiniClient) => Uint8Array[], settleMs = 0): Promise<{ alerts: number[]; data: string; closed: boolean; mark: ReturnType<EchoServer['mark']> }> {
+/**
+ * A TLS 1.3 handshake with MiniClient over a raw socket, then `after`; returns the alerts it
+ * decrypts and the data echoed. With `beforeFinished`, `after` replaces the client's Finished.
+ */
+async function afterHandshake13(
+  after: (c: MiniClient) => Uint8Array[],
+  settleMs = 0,
+  beforeFinished = false,
+): Promise<{ alerts: number[]; data: string; closed: boolean; mark: ReturnType<EchoServer['mark']> }> {
   const mark = server.mark();
   const mini = new MiniClient({}, NamedGroup.x25519);
   const raw = new Raw(server.port);
@@ -183,9 +203,11 @@ async function afterHandshake13(after: (c: MiniClient) => Uint8Array[], settleMs
       mini.receive([raw.fresh()]);
       return mini.serverFinished;
     }, 'the server flight');
-    raw.send(mini.finishedRecord());
-    await waitUntil(() => server.since(mark).sessions.length === 1, 'the server to complete the handshake');
-    mini.receive([raw.fresh()]);
+    if (!beforeFinished) {
+      raw.send(mini.finishedRecord());
+      await waitUntil(() => server.since(mark).sessions.length === 1, 'the server to complete the handshake');
+      mini.receive([raw.fresh()]);
+    }
     mini.alerts = [];
     mini.appData = [];
     raw.send(...after(mini));
@@ -228,6 +250,30 @@ describe('after a TLS 1.3 handshake: the alert under the application key, then c
     assert.deepEqual(r.alerts, []);
     assert.equal(r.closed, false);
     assert.equal(r.data, 'still here');
+  });
+});
+
+describe('in the TLS 1.3 handshake, in place of the client Finished: the alert, then close', () => {
+  const finished = (length: number) => (c: MiniClient) => [c.protectUnderHandshakeKey(22, handshakeMsg(20, new Uint8Array(length)))];
+  const cases: [string, (c: MiniClient) => Uint8Array[], A][] = [
+    ['a Finished of 31 bytes (SHA-256 suite): decode_error', finished(31), A.decode_error],
+    ['a Finished that does not verify: decrypt_error (RFC 8446 4.4.4)', finished(32), A.decrypt_error],
+    ['application data under the handshake key: unexpected_message', (c) => [c.protectUnderHandshakeKey(23, Buffer.from('early'))], A.unexpected_message],
+    ['a KeyUpdate before Finished: unexpected_message', (c) => [c.protectUnderHandshakeKey(22, handshakeMsg(24, Uint8Array.of(0)))], A.unexpected_message],
+    ['an unrequested client Certificate: unexpected_message', (c) => [c.protectUnderHandshakeKey(22, handshakeMsg(11, Uint8Array.of(0, 0, 0, 0)))], A.unexpected_message],
+  ];
+  for (const [name, probe, alert] of cases) {
+    it(name, async () => {
+      const r = await afterHandshake13(probe, 0, true);
+      assert.deepEqual(r.alerts.map((a) => alertName(a)), [alertName(alert)]);
+      await serverSent(r.mark, alert);
+    });
+  }
+
+  it('a plaintext alert from a client that could not read the server flight: logged as received, closed, nothing sent', async () => {
+    const r = await afterHandshake13(() => [record(21, Uint8Array.of(2, A.bad_certificate))], 0, true);
+    assert.deepEqual(r.alerts, []);
+    await waitUntil(() => server.since(r.mark).errors.some((e) => e.alertReceived === A.bad_certificate), 'the server to report the client alert');
   });
 });
 
