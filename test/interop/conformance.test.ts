@@ -242,6 +242,11 @@ describe('after a TLS 1.3 handshake: the alert under the application key, then c
     });
   }
 
+  it('the refused plaintext alert is named in the server\'s error', async () => {
+    const r = await afterHandshake13(() => [record(21, Uint8Array.of(1, A.close_notify))]);
+    await waitUntil(() => server.since(r.mark).sessions.some((x) => /plaintext alert close_notify after the handshake/.test(x.error?.message ?? '')), 'the error naming the alert');
+  });
+
   it('kept open: empty application data, a KeyUpdate asking for ours, a warning user_canceled, maximal padding; data still echoes', async () => {
     const r = await afterHandshake13(
       (c) => [c.protect(23, new Uint8Array(0)), c.keyUpdateRecord(true), c.protect(21, Uint8Array.of(1, A.user_canceled)), c.protect(23, Buffer.from('still here'), 16384 - 'still here'.length)],
