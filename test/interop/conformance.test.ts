@@ -143,6 +143,20 @@ describe('ClientHello and records in the clear: the alert, in the clear, then cl
     }
   });
 
+  it('a ClientHello record cut short, then the client half-closes: the server closes at once, sending nothing', async () => {
+    for (const cut of [2, 50]) {
+      const c = new Raw(server.port);
+      try {
+        c.send(Buffer.from(clientHelloRecord()).subarray(0, cut));
+        c.socket.end();
+        await c.closedSoon(`a record cut after ${cut} bytes`);
+        assert.equal(c.received.length, 0);
+      } finally {
+        c.destroy();
+      }
+    }
+  });
+
   it('accepted as they are: GREASE in every list, legacy_version 0x0305 with no supported_versions (TLS 1.2 answer), user_canceled between fragments', async () => {
     const share = x25519Share();
     const hellos: [Uint8Array[], number][] = [
