@@ -7,13 +7,12 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { connect, suiteByName, type KeywardClientSocket, type KeywardConnectOptions } from '../node/clientSocket.js';
-import { suiteInfo } from '../tls/crypto/cipherSuites.js';
+import { connect, type KeywardClientSocket, type KeywardConnectOptions } from '../node/clientSocket.js';
 import type { TlsHandshakeError } from '../node/engineSocket.js';
 import { schemeName } from '../tls/crypto/signatureSchemes.js';
 import { parseClientSession } from '../tls/resumption/clientSession.js';
 import { alertName } from '../tls/wire/alerts.js';
-import { openClientCredentials } from './clientCredentials.js';
+import { clientPskOffer, openClientCredentials } from './clientCredentials.js';
 import { addKeyOptions, keySettingsFromFlags, keySourceOptions, positiveInt, pskHashOption, type KeyFlagValues, type KeySpecList } from './frontOptions.js';
 import { CliError, KeySources } from './keySources.js';
 
@@ -122,16 +121,11 @@ export async function runConnect(target: string, f: ConnectFlags, keySpecs: KeyS
       options.cert = certificate.cert;
       options.key = certificate.key;
     }
-    if (!psk && (f.pskHash !== undefined || f.tls13PskKe)) throw new CliError('--psk-hash and --tls13-psk-ke need a PSK (--psk-identity with --psk-keyd, --psk-process --psk-file or --psk-file)');
-    if (psk) {
-      // The PSK is offered in each version the connection may use: TLS 1.3 as an external PSK, TLS 1.2 with PSK suites.
-      const versions = pskVersions(f);
-      if (versions.includes('1.2')) options.psk = { holder: psk.holder, identity: psk.identity };
-      if (versions.includes('1.3')) {
-        options.tls13Psk = { holder: psk.holder, identity: psk.identity, ...(f.pskHash ? { hash: f.pskHash } : {}), ...(f.tls13PskKe ? { keyExchange: 'psk_ke' as const } : {}) };
-      } else if (f.pskHash !== undefined || f.tls13PskKe) {
-        throw new CliError('--psk-hash and --tls13-psk-ke are for a TLS 1.3 PSK: this connection is TLS 1.2 only');
-      }
+    // The PSK is offered in each version the connection may use: TLS 1.3 as an external PSK, TLS 1.2 with PSK suites.
+    const offer = clientPskOffer(psk !== undefined, { minVersion: options.minVersion, maxVersion: options.maxVersion, cipherSuites: options.cipherSuites, hash: f.pskHash, pskKe: f.tls13PskKe });
+    if (psk && offer) {
+      if (offer.tls12) options.psk = { holder: psk.holder, identity: psk.identity };
+      if (offer.tls13) options.tls13Psk = { holder: psk.holder, identity: psk.identity, ...offer.tls13 };
     }
     let socket: KeywardClientSocket;
     try {
@@ -147,20 +141,6 @@ export async function runConnect(target: string, f: ConnectFlags, keySpecs: KeyS
   } finally {
     await sources.close();
   }
-}
-
-/** The versions a PSK connection offers: --tls-version, else those of the --cipher suites, else both. */
-function pskVersions(f: ConnectFlags): ('1.3' | '1.2')[] {
-  if (f.tlsVersion !== undefined) return [f.tlsVersion];
-  const suites = list(f.cipher);
-  if (suites === undefined) return ['1.3', '1.2'];
-  let versions: string[];
-  try {
-    versions = suites.map((name) => suiteInfo(suiteByName(name))!.version);
-  } catch (err) {
-    throw new CliError(`--cipher: ${(err as Error).message}`);
-  }
-  return (['1.3', '1.2'] as const).filter((v) => versions.includes(`TLSv${v}`));
 }
 
 function readText(path: string, flag: string): string {
@@ -245,7 +225,7 @@ export function registerConnectCommand(program: Command): void {
     .option('--ca <ca.pem>', "trust anchors for the server's certificate (default: Node's root store)")
     .option('--alpn <list>', 'ALPN protocols to offer, comma-separated, e.g. h2,http/1.1')
     .addOption(new Option('--tls-version <version>', 'only this TLS version').choices(['1.3', '1.2']))
-    .option('--groups <list>', 'key-exchange groups in preference order, e.g. X25519,P-256 (a share is sent for the first)')
+    .option('--groups <list>', 'key-exchange groups in preference order, e.g. X25519,P-256 or ffdhe2048 (TLS 1.3 only); a share is sent for the first')
     .option('--cipher <list>', 'cipher suites by IANA name, comma-separated, e.g. TLS_AES_128_GCM_SHA256');
   // The client key and PSK: the same flags as serve's (one --cert here).
   addKeyOptions(cmd, keySpecs)

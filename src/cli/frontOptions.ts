@@ -4,6 +4,9 @@
  * overrides the configuration file's value.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { GROUP_NAME_LIST, groupByName, suiteByName } from '../node/clientSocket.js';
+import type { KeywardServerOptions } from '../node/server.js';
+import { suiteInfo } from '../tls/crypto/cipherSuites.js';
 import { holderMaxValidity, parseDcValidity, DEFAULT_DC_VALIDITY_MS } from './delegation.js';
 import { CliError, type KeySourceOptions, type KeySpec, type PskSpec } from './keySources.js';
 import { loadRoleConfig, mergeSettings, RoleConfigError, type CertificateEntry, type FrontSettings, type ProxySettings, type Role } from './roleConfig.js';
@@ -50,17 +53,27 @@ export function addKeyOptions(cmd: Command, keySpecs: KeySpecList): Command {
     .addOption(new Option('--pkcs11 <uri>', "RFC 7512 URI of a --cert's private key in a PKCS#11 token (repeat)").argParser(keyOption((uri) => ({ kind: 'pkcs11', uri }))))
     .option('--pkcs11-module <path>', 'PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (else module-path in the URI)')
     .option('--pkcs11-pin-file <file>', "file holding the token's user PIN (else pin-value or pin-source in the URI)")
-    .option('--psk-keyd', 'PSKs held by the --keyd key server (TLS 1.2 PSK suites; TLS 1.3 too with --tls13-psk)')
+    .option('--psk-keyd', "PSKs held by the --keyd key server (a server's TLS 1.2 PSK suites, TLS 1.3 too with --tls13-psk; a client's --psk-identity)")
     .option('--psk-process', 'PSKs in --psk-file, read by a forked key process; this process never opens it')
     .option('--psk-file <file>', 'PSK file, "identity:hexkey [sha256|sha384]" per line (read by this process unless --psk-process)');
 }
 
-/** Adds the flags of a TLS server front: --config, the key flags, TLS options, the PSK hint and policy, --user. */
-export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: { alpn?: string }): Command {
+/**
+ * Adds the flags of a TLS server front: --config, the key flags, TLS options (versions,
+ * groups, suites), the PSK hint and policy, --user. `clientMode`: the proxy, whose
+ * --client mode uses the TLS options toward its target.
+ */
+export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: { alpn?: string; clientMode?: boolean }): Command {
   cmd.option('--config <file>', 'JSON configuration file (docs/configuration.md); flags given here override it');
   return addKeyOptions(cmd, keySpecs)
     .option('--alpn <list>', `ALPN protocols in preference order${defaults.alpn ? ` (default ${defaults.alpn})` : ' (default: none)'}`)
     .addOption(new Option('--min-version <version>', 'lowest TLS version accepted (default TLSv1.2)').choices(['TLSv1.2', 'TLSv1.3']))
+    .addOption(new Option('--max-version <version>', 'highest TLS version used (default TLSv1.3)').choices(['TLSv1.2', 'TLSv1.3']))
+    .option(
+      '--groups <list>',
+      `key-exchange groups in preference order, comma-separated: ${GROUP_NAME_LIST} (the ffdhe groups: TLS 1.3 only)${defaults.clientMode ? '; client mode: a share is sent for the first' : ''}`,
+    )
+    .option('--cipher <list>', 'cipher suites by IANA name in preference order, comma-separated, e.g. TLS_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384; suites of one version only limit it to that version')
     .option('--rsa-key-exchange', 'also offer TLS 1.2 RSA key exchange for old clients (no forward secrecy; the key holder decrypts the premaster)')
     .option('--ticket-keys-keyd', "session ticket keys from the --keyd key server (rotated there, shared by the fleet's fronts so they resume each other's sessions; the front's rule in keyd needs \"ticketKeys\": true)")
     .option('--delegated-credentials', "RFC 9345: the certificate's key holder (keyd, key process, --key) signs a short-lived credential whose key this process makes in memory; TLS 1.3 clients that offer them (Firefox, NSS) are served without a key-holder call (the certificate needs DelegationUsage: keyward certs issue --delegation)")
@@ -70,18 +83,25 @@ export function addFrontOptions(cmd: Command, keySpecs: KeySpecList, defaults: {
     .option('--user <user>', 'once listening and the key processes started, drop this process from root to this user for good (name, uid or uid:gid)');
 }
 
-/** serve's TLS 1.3 external-PSK flags; the PSK comes from the PSK source flags (--psk-keyd, --psk-process --psk-file, --psk-file). */
-export function addTls13PskServerOptions(cmd: Command): Command {
+/**
+ * The TLS 1.3 external-PSK flags of a server (serve, proxy); the PSK comes from the PSK
+ * source flags (--psk-keyd, --psk-process --psk-file, --psk-file). `clientToo`: the proxy,
+ * whose client mode reads --tls13-psk-ke and --psk-hash as `keyward connect` does.
+ */
+export function addTls13PskServerOptions(cmd: Command, clientToo = false): Command {
   return cmd
     .option('--tls13-psk', 'also take TLS 1.3 external PSKs from the PSK source: its holder runs their key schedule (docs/tls13-psk.md)')
     .addOption(
       new Option('--tls13-psk-identity <identity>', 'an identity taken over TLS 1.3 (repeat); required with --cert: any other identity gets the certificate handshake').argParser(collect),
     )
-    .option('--tls13-psk-ke', 'TLS 1.3 PSKs: also accept psk_ke (no (EC)DHE, so no forward secrecy) from a client that offers no (EC)DHE this server shares')
+    .option(
+      '--tls13-psk-ke',
+      `TLS 1.3 PSKs: also accept psk_ke (no (EC)DHE, so no forward secrecy) from a client that offers no (EC)DHE this server shares${clientToo ? '; client mode: offer psk_ke only' : ''}`,
+    )
     .addOption(pskHashOption());
 }
 
-/** --psk-hash, for serve --tls13-psk and connect. */
+/** --psk-hash, for serve --tls13-psk, proxy and connect. */
 export function pskHashOption(): Option {
   return new Option('--psk-hash <hash>', 'the hash the TLS 1.3 PSK is used with (RFC 8446 4.2.11; default sha256)').choices(['sha256', 'sha384']);
 }
@@ -111,6 +131,11 @@ export interface FrontFlagValues extends KeyFlagValues {
   listen?: string;
   alpn?: string;
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** Comma-separated group names (--groups). */
+  groups?: string;
+  /** Comma-separated IANA cipher suite names (--cipher). */
+  cipher?: string;
   rsaKeyExchange?: boolean;
   pskHint?: string;
   pskUnknown?: 'random' | 'reject';
@@ -154,9 +179,64 @@ export function frontSettingsFromFlags(o: FrontFlagValues, keySpecs: KeySpecList
   if (o.user !== undefined) s.user = o.user;
   if (o.ticketKeysKeyd) s.keyd = { ...s.keyd, ticketKeys: true };
   s.psk = definedFields({ ...s.psk, hint: o.pskHint, unknown: o.pskUnknown, tls13: o.tls13Psk, tls13Identities: o.tls13PskIdentity, tls13PskKe: o.tls13PskKe, hash: o.pskHash });
-  s.tls = definedFields({ alpn: o.alpn?.split(',').filter(Boolean), minVersion: o.minVersion, rsaKeyExchange: o.rsaKeyExchange });
+  s.tls = definedFields({
+    alpn: o.alpn?.split(',').filter(Boolean),
+    minVersion: o.minVersion,
+    maxVersion: o.maxVersion,
+    rsaKeyExchange: o.rsaKeyExchange,
+    groups: namesFromFlag(o.groups, '--groups', groupByName),
+    ciphers: namesFromFlag(o.cipher, '--cipher', suiteByName),
+  });
   s.delegatedCredentials = definedFields({ enabled: o.delegatedCredentials ? true : undefined, validity: o.dcValidity });
   return s;
+}
+
+/** A comma-separated list of names `byName` knows (groups, cipher suites); an unknown one is an error naming the flag. */
+function namesFromFlag(value: string | undefined, flag: string, byName: (name: string) => unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(',').map((v) => v.trim()).filter(Boolean);
+  if (names.length === 0) throw new CliError(`${flag}: expected a comma-separated list, got "${value}"`);
+  for (const name of names) known(name, flag, byName);
+  return names;
+}
+
+/** `byName(name)`; an unknown name is an error naming `flag`. */
+function known<T>(name: string, flag: string, byName: (name: string) => T): T {
+  try {
+    return byName(name);
+  } catch (err) {
+    throw new CliError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A server's groups, suites and versions from `tls` (serve, proxy): the listed suites split
+ * by version; suites of one version only serve that version. Errors name the flag and the
+ * file's field.
+ */
+export function serverTlsChoices(t: FrontSettings['tls']): Pick<KeywardServerOptions, 'groups' | 'tls13CipherSuites' | 'tls12CipherSuites' | 'minVersion' | 'maxVersion'> {
+  const groups = t?.groups?.map((name) => known(name, '--groups (tls.groups)', groupByName));
+  const suites = t?.ciphers?.map((name) => known(name, '--cipher (tls.ciphers)', suiteByName));
+  const tls13 = suites?.filter((x) => suiteInfo(x)!.version === 'TLSv1.3');
+  const tls12 = suites?.filter((x) => suiteInfo(x)!.version === 'TLSv1.2');
+  let minVersion = t?.minVersion;
+  let maxVersion = t?.maxVersion;
+  if (minVersion === 'TLSv1.3' && maxVersion === 'TLSv1.2') throw new CliError('--min-version (tls.minVersion) TLSv1.3 is above --max-version (tls.maxVersion) TLSv1.2');
+  if (tls13 && tls13.length === 0) {
+    if (maxVersion === 'TLSv1.3' || minVersion === 'TLSv1.3') throw new CliError('--cipher (tls.ciphers) lists no TLS 1.3 suite, yet TLS 1.3 is asked for (--min-version/--max-version)');
+    maxVersion = 'TLSv1.2';
+  }
+  if (tls12 && tls12.length === 0) {
+    if (maxVersion === 'TLSv1.2') throw new CliError('--cipher (tls.ciphers) lists no TLS 1.2 suite, yet --max-version (tls.maxVersion) is TLSv1.2');
+    minVersion = 'TLSv1.3';
+  }
+  return {
+    ...(groups ? { groups } : {}),
+    ...(tls13 && tls13.length > 0 ? { tls13CipherSuites: tls13 } : {}),
+    ...(tls12 && tls12.length > 0 ? { tls12CipherSuites: tls12 } : {}),
+    ...(minVersion ? { minVersion } : {}),
+    ...(maxVersion ? { maxVersion } : {}),
+  };
 }
 
 /** The delegated-credential settings when they are on, checked: their validity in ms. */
@@ -240,17 +320,24 @@ export interface Tls13PskSettings {
   allowPskOnly?: boolean;
 }
 
-/** The PSK settings as serve's options, checking that the combination makes sense. */
+/** Where the PSKs are (--psk-keyd, --psk-process --psk-file, --psk-file), checking the sources given are one; undefined without one. */
+export function pskSource(s: FrontSettings): PskSpec | undefined {
+  const p = s.psk;
+  if (!p) return undefined;
+  if (p.keyd && (p.process || p.file !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source (in a file: psk.keyd or psk.file)');
+  if (p.process && p.file === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads; in a file: psk.file)');
+  return p.keyd ? { kind: 'keyd' } : p.file !== undefined ? { kind: p.process ? 'process' : 'file', path: p.file } : undefined;
+}
+
+/** A server's PSK settings (serve, proxy), checking that the combination makes sense. */
 export function pskSettings(s: FrontSettings): { source: PskSpec; identityHint?: string; unknownIdentity?: 'random' | 'reject'; tls13?: Tls13PskSettings } | undefined {
   const p = s.psk;
   if (!p) return undefined;
-  if (p.keyd && (p.process || p.file !== undefined)) throw new CliError('--psk-keyd and --psk-file/--psk-process are alternatives: give one PSK source');
-  if (p.process && p.file === undefined) throw new CliError('--psk-process needs --psk-file (the file the key process reads)');
-  if (!p.tls13 && (p.tls13Identities !== undefined || p.tls13PskKe !== undefined || p.hash !== undefined)) throw new CliError('--tls13-psk-identity, --tls13-psk-ke and --psk-hash go with --tls13-psk');
-  const source: PskSpec | undefined = p.keyd ? { kind: 'keyd' } : p.file !== undefined ? { kind: p.process ? 'process' : 'file', path: p.file } : undefined;
+  const source = pskSource(s);
+  if (!p.tls13 && (p.tls13Identities !== undefined || p.tls13PskKe !== undefined || p.hash !== undefined)) throw new CliError('--tls13-psk-identity, --tls13-psk-ke and --psk-hash go with --tls13-psk (in a file: psk.tls13Identities, psk.tls13PskKe and psk.hash go with psk.tls13)');
   if (!source) {
     if (p.hint !== undefined || p.unknown !== undefined || p.tls13) {
-      throw new CliError('--psk-hint, --psk-unknown and --tls13-psk need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file');
+      throw new CliError('--psk-hint, --psk-unknown and --tls13-psk need a PSK source: --psk-keyd, --psk-process --psk-file, or --psk-file (in a file: psk.keyd or psk.file)');
     }
     return undefined;
   }

@@ -91,6 +91,14 @@ process; no Certificate, no 0-RTT):
   like a wrong binder. --tls13-psk-ke accepts psk_ke (no (EC)DHE, no forward secrecy)
   from clients that offer no (EC)DHE this server shares.
 
+Versions, groups and suites: --min-version, --max-version, --groups, --cipher
+(tls.minVersion, tls.maxVersion, tls.groups, tls.ciphers with --config). The
+ffdhe groups are for TLS 1.3 only (keyward has no DHE suite); suites of one
+version only limit the server to that version; an unknown name exits 2 naming
+the flag.
+  keyward serve --cert site.pem --key-process --key site-key.pem \\
+                --groups ffdhe2048,X25519 --cipher TLS_AES_256_GCM_SHA384
+
 Examples:
   keyward serve --listen 0.0.0.0:443 --cert site.pem --key-process --key site-key.pem --key-user keyward
   keyward serve --listen 127.0.0.1:0 --cert a.pem --cert b.pem --keyd unix:/run/keyward/keyd.sock
@@ -142,6 +150,9 @@ export function buildProgram(): Command {
         keys,
         alpn: s.tls?.alpn ?? ['h2', 'http/1.1'],
         minVersion: s.tls?.minVersion ?? 'TLSv1.2',
+        ...(s.tls?.maxVersion ? { maxVersion: s.tls.maxVersion } : {}),
+        ...(s.tls?.groups ? { groups: s.tls.groups } : {}),
+        ...(s.tls?.ciphers ? { ciphers: s.tls.ciphers } : {}),
         rsaKeyExchange: s.tls?.rsaKeyExchange === true,
         // serve lets clients without a certificate see the page unless told to require one.
         ...(s.clientAuth?.ca !== undefined ? { clientCa: s.clientAuth.ca, requireClientCert: s.clientAuth.required === true } : {}),

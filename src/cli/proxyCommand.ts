@@ -12,10 +12,11 @@ import type { AddressInfo } from 'node:net';
 import { pino, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../proxy/endpoint.js';
 import { KeywardProxy, type ProxyClientGeneration, type ProxyGeneration } from '../proxy/proxyServer.js';
-import { openClientCredentials } from './clientCredentials.js';
+import { clientPskOffer, openClientCredentials } from './clientCredentials.js';
 import { dropFrontPrivileges } from './frontUser.js';
 import {
   addFrontOptions,
+  addTls13PskServerOptions,
   definedFields,
   certificateSpecs,
   delegationSettings,
@@ -25,6 +26,7 @@ import {
   positiveInt,
   pskSettings,
   resolveSettings,
+  serverTlsChoices,
   ticketKeysFromKeyd,
   type FrontFlagValues,
   type KeySpecList,
@@ -38,6 +40,9 @@ import { stopOnSignals } from './signals.js';
 const PROXY_HELP = `
 Keys: the same flags as "keyward serve" (see keyward serve --help): --key-process
 --key, --keyd ..., --pkcs11 ..., or --key alone (in this process, a baseline).
+PSKs: --psk-keyd (with --keyd), --psk-process --psk-file F, or --psk-file F alone
+(in this process, a baseline); TLS 1.2 PSK suites, and TLS 1.3 external PSKs with
+--tls13-psk (the holder runs their key schedule: docs/tls13-psk.md).
 
 Examples:
   keyward proxy --listen 0.0.0.0:443 --upstream 127.0.0.1:8080 \\
@@ -47,12 +52,18 @@ Examples:
   keyward proxy --listen 127.0.0.1:8443 --upstream unix:/run/app.sock \\
                 --cert a.pem --cert b.pem --keyd unix:/run/keyward/keyd.sock \\
                 --route b.example.com=127.0.0.1:9000 --proxy-protocol
+  keyward proxy --listen 0.0.0.0:8883 --upstream 127.0.0.1:1883 \\
+                --psk-process --psk-file psks.txt --tls13-psk
+                (PSK-only, e.g. an MQTT broker: TLS 1.3 and TLS 1.2 PSK)
 
 Client mode (plaintext in, TLS out; ghostunnel's client):
   keyward proxy --client --listen 127.0.0.1:8080 --target api.example.com:443 \\
                 --ca ca.pem --cert client.pem --key-process --key client-key.pem
-  The client certificate's key and a TLS 1.2 PSK (--psk-identity) use the key
-  flags above; --servername, --ca, --alpn set the TLS toward the target.
+  keyward proxy --client --listen 127.0.0.1:1883 --target broker:8883 \\
+                --psk-identity sensor-7 --psk-keyd --keyd unix:/run/keyward/keyd.sock
+  The client certificate's key and the PSK (--psk-identity) use the key flags
+  above; --servername, --ca, --alpn, --min-version, --max-version, --groups,
+  --cipher, --psk-hash, --tls13-psk-ke set the TLS toward the target.
 
 Signals: SIGHUP reloads the configuration file and the certificates (new
 connections get them; open ones keep theirs; a reload that fails keeps the
@@ -60,7 +71,8 @@ running configuration and logs why). SIGTERM or SIGINT stop accepting, let open
 connections finish within --shutdown-grace, and exit 0.
 
 Logs: pino JSON on stdout; one "connection" line per connection with time,
-client, sni, outcome, durationMs and bytes.`;
+client, sni, version, cipher, keyHolder, pskIdentity, outcome, durationMs and
+bytes (docs/proxy.md). No key, PIN or PSK is ever logged.`;
 
 interface ProxyFlagValues extends FrontFlagValues {
   upstream?: string;
@@ -83,6 +95,7 @@ interface ProxyFlagValues extends FrontFlagValues {
   servername?: string;
   ca?: string;
   pskIdentity?: string;
+  insecure?: boolean;
 }
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -90,8 +103,8 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 /** The proxy settings the command line gave. */
 function proxySettingsFromFlags(o: ProxyFlagValues, keySpecs: KeySpecList): ProxySettings {
   const s: ProxySettings = frontSettingsFromFlags(o, keySpecs);
-  const client = { target: o.target, servername: o.servername, ca: o.ca, pskIdentity: o.pskIdentity };
-  // --target, --servername, --ca and --psk-identity only exist in client mode: they imply it.
+  const client = { target: o.target, servername: o.servername, ca: o.ca, pskIdentity: o.pskIdentity, insecure: o.insecure };
+  // --target, --servername, --ca, --psk-identity and --insecure only exist in client mode: they imply it.
   if (o.client || definedFields(client)) s.client = definedFields(client) ?? {};
   if (o.upstream !== undefined) s.upstream = o.upstream;
   if (o.route !== undefined) {
@@ -133,6 +146,8 @@ interface OpenedGeneration {
   /** Where it relays to: the upstream, or the target in client mode. */
   to: string;
   certificates: { cert: string; key: string; delegatedCredentials?: string }[];
+  /** Where the PSKs are, and the versions they are used in. */
+  psk?: { holder: string; tls12: boolean; tls13: boolean; identity?: string };
 }
 
 /**
@@ -140,14 +155,14 @@ interface OpenedGeneration {
  * failure. `log` gets delegated-credential renewal failures and expiries.
  */
 export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promise<OpenedGeneration> {
-  if (s.client) return openClientGeneration(s, s.client);
-  if (s.upstream === undefined) throw new CliError('--upstream is required: HOST:PORT or unix:/path of the application behind the proxy');
+  if (s.client) return openClientGeneration(s, s.client, log);
+  if (s.upstream === undefined) throw new CliError('--upstream (upstream) is required: HOST:PORT or unix:/path of the application behind the proxy');
   const upstream = endpointOf(s.upstream, '--upstream');
   const routes: Record<string, Endpoint> = {};
   for (const [name, target] of Object.entries(s.routes ?? {})) routes[name] = endpointOf(target, `--route ${name}`);
   let clientCa: string | undefined;
   if (s.clientAuth) {
-    if (s.clientAuth.ca === undefined) throw new CliError('mutual TLS toward clients needs --client-ca (the CA that issues client certificates)');
+    if (s.clientAuth.ca === undefined) throw new CliError('mutual TLS toward clients needs --client-ca (clientAuth.ca): the CA that issues client certificates');
     try {
       clientCa = readFileSync(s.clientAuth.ca, 'utf8');
     } catch (err) {
@@ -176,10 +191,19 @@ export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promi
         holder: loaded.served[i].backend,
         ...(c.delegatedCredentials ? { delegatedCredentials: c.delegatedCredentials } : {}),
       })),
-      ...(openedPsk ? { psk: { holder: openedPsk.holder, label: openedPsk.backend, ...(psk?.identityHint !== undefined ? { identityHint: psk.identityHint } : {}) } } : {}),
+      ...(openedPsk
+        ? {
+            psk: {
+              holder: openedPsk.holder,
+              label: openedPsk.backend,
+              ...(psk?.identityHint !== undefined ? { identityHint: psk.identityHint } : {}),
+              ...(psk?.tls13 ? { tls13: psk.tls13 } : {}),
+            },
+          }
+        : {}),
       tls: {
         ...(s.tls?.alpn && s.tls.alpn.length > 0 ? { ALPNProtocols: s.tls.alpn } : {}),
-        ...(s.tls?.minVersion ? { minVersion: s.tls.minVersion } : {}),
+        ...serverTlsChoices(s.tls),
         ...(s.tls?.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
         // Mutual TLS: required (default) refuses clients without a certificate from the CA; optional lets them in unauthorized.
         ...(clientCa !== undefined ? { requestCert: true, rejectUnauthorized: s.clientAuth?.required !== false, ca: clientCa } : {}),
@@ -195,6 +219,7 @@ export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promi
       generation,
       to: formatEndpoint(upstream),
       certificates: loaded.served.map((c) => ({ cert: c.certPath, key: c.describe(), ...(c.delegation ? { delegatedCredentials: c.delegation } : {}) })),
+      ...(openedPsk ? { psk: { holder: openedPsk.describe(), tls12: true, tls13: psk?.tls13 !== undefined } } : {}),
     };
   } catch (err) {
     await sources.close();
@@ -203,7 +228,7 @@ export async function openProxyGeneration(s: ProxySettings, log?: Logger): Promi
 }
 
 /** Client mode: the target, the TLS toward it, the client certificate's key and the PSK in their holders. */
-async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettings['client']>): Promise<OpenedGeneration> {
+async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettings['client']>, log?: Logger): Promise<OpenedGeneration> {
   const serverOnly: [unknown, string][] = [
     [s.upstream, '--upstream (upstream)'],
     [s.routes, '--route (routes)'],
@@ -212,6 +237,10 @@ async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettin
     [s.tls?.rsaKeyExchange, '--rsa-key-exchange (tls.rsaKeyExchange)'],
     [s.keyd?.ticketKeys || undefined, '--ticket-keys-keyd (keyd.ticketKeys)'],
     [s.delegatedCredentials?.enabled || undefined, '--delegated-credentials (delegatedCredentials)'],
+    [s.psk?.tls13 || undefined, '--tls13-psk (psk.tls13)'],
+    [s.psk?.tls13Identities, '--tls13-psk-identity (psk.tls13Identities)'],
+    [s.psk?.hint, '--psk-hint (psk.hint)'],
+    [s.psk?.unknown, '--psk-unknown (psk.unknown)'],
   ];
   const given = serverOnly.filter(([v]) => v !== undefined).map(([, name]) => name);
   if (given.length > 0) throw new CliError(`client mode relays to --target: ${given.join(', ')} belong to server mode`);
@@ -229,21 +258,34 @@ async function openClientGeneration(s: ProxySettings, c: NonNullable<ProxySettin
   }
   const sources = new KeySources(keySourceOptions(s));
   try {
+    const t = s.tls;
+    // Checked before any holder opens: a bad combination is an error, not a half-started client.
+    const offer = clientPskOffer(c.pskIdentity !== undefined, { ...t, cipherSuites: t?.ciphers, hash: s.psk?.hash, pskKe: s.psk?.tls13PskKe }, { cipher: '--cipher (tls.ciphers)' });
     const { certificate, psk } = await openClientCredentials(s, c.pskIdentity, sources);
+    if (c.insecure) log?.warn({ target: formatEndpoint(target) }, "client.insecure (--insecure): the target's certificate is NOT verified; anyone on the path can pose as the target. For tests only");
     const generation: ProxyClientGeneration = {
       target: { host: target.host, port: target.port },
       tls: {
         ...(c.servername !== undefined ? { servername: c.servername } : {}),
         ...(ca !== undefined ? { ca } : {}),
-        ...(s.tls?.alpn && s.tls.alpn.length > 0 ? { ALPNProtocols: s.tls.alpn } : {}),
-        ...(s.tls?.minVersion ? { minVersion: s.tls.minVersion } : {}),
+        ...(c.insecure ? { rejectUnauthorized: false } : {}),
+        ...(t?.alpn && t.alpn.length > 0 ? { ALPNProtocols: t.alpn } : {}),
+        ...(t?.minVersion ? { minVersion: t.minVersion } : {}),
+        ...(t?.maxVersion ? { maxVersion: t.maxVersion } : {}),
+        ...(t?.groups ? { groups: t.groups } : {}),
+        ...(t?.ciphers ? { cipherSuites: t.ciphers } : {}),
       },
       ...(certificate ? { certificate: { cert: certificate.cert, key: certificate.key, holder: certificate.backend } } : {}),
-      ...(psk ? { psk: { holder: psk.holder, label: psk.backend, identity: psk.identity } } : {}),
+      ...(psk && offer ? { psk: { holder: psk.holder, label: psk.backend, identity: psk.identity, tls12: offer.tls12, ...(offer.tls13 ? { tls13: offer.tls13 } : {}) } } : {}),
       limits: s.limits ?? {},
       release: () => sources.close(),
     };
-    return { generation, to: formatEndpoint(target), certificates: certificate ? [{ cert: certificate.certPath, key: certificate.describe() }] : [] };
+    return {
+      generation,
+      to: formatEndpoint(target),
+      certificates: certificate ? [{ cert: certificate.certPath, key: certificate.describe() }] : [],
+      ...(psk && offer ? { psk: { holder: psk.describe(), tls12: offer.tls12, tls13: offer.tls13 !== undefined, identity: psk.identity } } : {}),
+    };
   } catch (err) {
     await sources.close();
     throw err;
@@ -302,6 +344,7 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
       runsAs,
       ...(addresses.metrics ? { metrics: `http://${formatEndpoint({ kind: 'tcp', host: addresses.metrics.address, port: addresses.metrics.port })}/metrics` } : {}),
       certificates: opened.certificates,
+      ...(opened.psk ? { psk: opened.psk } : {}),
     },
     'keyward proxy listening',
   );
@@ -310,6 +353,9 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
     reloading ??= (async () => {
       try {
         const next = reread();
+        if ((next.client === undefined) !== (settings.client === undefined)) {
+          throw new Error(`a reload cannot switch to ${next.client ? 'client' : 'server'} mode (the file's client section): restart the proxy`);
+        }
         if (next.listen !== undefined && next.listen !== (settings.listen ?? '127.0.0.1:8443')) log.warn({ listen: next.listen }, 'reload: a new listen address needs a restart; keeping the old one');
         const g = await openProxyGeneration(next, log);
         try {
@@ -318,7 +364,7 @@ export async function startProxy(settings: ProxySettings, reread: () => ProxySet
           await g.generation.release?.();
           throw new Error(`invalid TLS settings: ${(err as Error).message}`, { cause: err });
         }
-        log.info({ [next.client ? 'target' : 'upstream']: g.to, certificates: g.certificates }, 'configuration reloaded: new connections use it');
+        log.info({ [next.client ? 'target' : 'upstream']: g.to, certificates: g.certificates, ...(g.psk ? { psk: g.psk } : {}) }, 'configuration reloaded: new connections use it');
         return true;
       } catch (err) {
         proxy.metrics.reloads.inc({ outcome: 'refused' });
@@ -352,18 +398,18 @@ export function registerProxyCommand(program: Command): void {
     .option('--listen <addr>', 'address to listen on: HOST:PORT (port 0: any free port) or unix:/path (default 127.0.0.1:8443)')
     .option('--upstream <addr>', 'where to relay: HOST:PORT or unix:/path')
     .addOption(new Option('--route <name=addr>', 'connections whose SNI is NAME (or matches *.domain) go to ADDR instead (repeat)').argParser(collect))
-    .option('--proxy-protocol', 'send a PROXY protocol v2 header (client address, SNI, ALPN, TLS version and cipher) first on each upstream connection');
-  addFrontOptions(cmd, keySpecs, {});
+    .option('--proxy-protocol', "send a PROXY protocol v2 header (client address, SNI, ALPN, TLS version, cipher, the client certificate's CN or the PSK identity) first on each upstream connection");
+  addTls13PskServerOptions(addFrontOptions(cmd, keySpecs, { clientMode: true }), true);
   cmd
     .option('--client-ca <ca.pem>', 'ask clients for a certificate issued by this CA (mutual TLS); its CN goes upstream in the PROXY v2 header')
     .addOption(new Option('--client-auth <mode>', 'with --client-ca: refuse clients without a valid certificate (required, the default) or let them in unauthenticated (optional)').choices(['required', 'optional']))
-    .addOption(new Option('--handshake-timeout <ms>', 'time a client has to finish the TLS handshake (default 10000)').argParser(positiveInt))
+    .addOption(new Option('--handshake-timeout <ms>', 'time the TLS handshake may take: with a client, or in client mode with the target (default 10000)').argParser(positiveInt))
     .addOption(new Option('--idle-timeout <ms>', 'close a connection idle this long; 0: never (default 300000)').argParser(nonNegativeInt))
     .addOption(new Option('--max-connections <n>', 'client connections open at once; more are closed at accept (default 10000)').argParser(positiveInt))
     .addOption(new Option('--max-connections-per-source <n>', 'client connections open at once from one IP address (default: no such limit)').argParser(positiveInt))
     .addOption(new Option('--max-pending-key-ops <n>', 'key operations running in key holders at once (default 64)').argParser(positiveInt))
     .addOption(new Option('--max-queued-key-ops <n>', 'key operations waiting for a slot; more fail their handshake (default 1024)').argParser(nonNegativeInt))
-    .addOption(new Option('--upstream-connect-timeout <ms>', 'time to connect to the upstream (default 5000)').argParser(positiveInt))
+    .addOption(new Option('--upstream-connect-timeout <ms>', 'time to connect to the upstream, or in client mode to the target (default 5000)').argParser(positiveInt))
     .addOption(new Option('--shutdown-grace <ms>', 'on SIGTERM, time open connections get to finish (default 10000)').argParser(nonNegativeInt))
     .option('--metrics-listen <addr>', 'serve Prometheus metrics on HOST:PORT/metrics')
     .addOption(new Option('--log-level <level>', 'log level (default info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
@@ -371,7 +417,8 @@ export function registerProxyCommand(program: Command): void {
     .option('--target <host:port>', 'client mode: the TLS server to connect to')
     .option('--servername <name>', "client mode: SNI and the name the target's certificate must carry (default: the target's host, when a name)")
     .option('--ca <ca.pem>', "client mode: trust anchors for the target's certificate (default: Node's root store)")
-    .option('--psk-identity <identity>', 'client mode: the TLS 1.2 PSK identity to send (with --psk-keyd, --psk-process --psk-file or --psk-file)')
+    .option('--psk-identity <identity>', 'client mode: the PSK identity to use, as a TLS 1.3 external PSK and with TLS 1.2 PSK suites (--min-version/--max-version for one), the PSK from --psk-keyd, --psk-process --psk-file or --psk-file')
+    .option('--insecure', "client mode: do NOT verify the target's certificate (for tests only: anyone on the path can pose as the target; logged as a warning)")
     .addHelpText('after', PROXY_HELP)
     .action(async (o: ProxyFlagValues) => {
       const flags = proxySettingsFromFlags(o, keySpecs);

@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { groupByName, suiteByName } from '../node/clientSocket.js';
 import { parseEndpoint } from '../proxy/endpoint.js';
 import { parseDcValidity } from './delegation.js';
 import { childPath, JsonSyntaxError, parseJsonWithLines } from './jsonLines.js';
@@ -31,7 +32,8 @@ export interface FrontSettings {
   pkcs11?: { module?: string; pinFile?: string };
   /**
    * Where the PSKs are and how a server uses them. `tls13`, `hash`, `tls13Identities` and
-   * `tls13PskKe` (serve only): TLS 1.3 external PSKs from the same source (--tls13-psk ...).
+   * `tls13PskKe`: TLS 1.3 external PSKs from the same source (--tls13-psk ...); a client
+   * (proxy client mode) reads `hash` and `tls13PskKe` (offer psk_ke only) as connect does.
    */
   psk?: {
     keyd?: boolean;
@@ -44,7 +46,8 @@ export interface FrontSettings {
     tls13Identities?: string[];
     tls13PskKe?: boolean;
   };
-  tls?: { alpn?: string[]; minVersion?: 'TLSv1.2' | 'TLSv1.3'; rsaKeyExchange?: boolean };
+  /** Versions, ALPN, key-exchange `groups` (groupByName's names) and `ciphers` (IANA names), in preference order. */
+  tls?: { alpn?: string[]; minVersion?: 'TLSv1.2' | 'TLSv1.3'; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; rsaKeyExchange?: boolean; groups?: string[]; ciphers?: string[] };
   /** Mutual TLS toward clients: `ca` of client certificates; `required` refuses clients without one (default: true for proxy, false for serve). */
   clientAuth?: { ca?: string; required?: boolean };
   /** Drop from root to this user once listening and the key processes are started. */
@@ -82,6 +85,8 @@ export interface ProxyClientSettings {
   /** Trust anchors for the target's certificate (default: Node's root store). */
   ca?: string;
   pskIdentity?: string;
+  /** Do not verify the target's certificate (--insecure): for tests only. */
+  insecure?: boolean;
 }
 
 /** Settings of `proxy` beyond the shared ones. */
@@ -221,7 +226,33 @@ const delegatedCredentials: Check = (v, p, ctx) => {
   return o && { enabled: true, ...o };
 };
 
-const pskFields: Record<string, Check> = { keyd: bool, file, process: bool, hint: str, unknown: oneOf('random', 'reject') };
+const pskFields: Record<string, Check> = {
+  keyd: bool,
+  file,
+  process: bool,
+  hint: str,
+  unknown: oneOf('random', 'reject'),
+  tls13: bool,
+  hash: oneOf('sha256', 'sha384'),
+  tls13Identities: list(str, true),
+  tls13PskKe: bool,
+};
+
+/** A list of names each `byName` knows (groups, cipher suites): an unknown one is named with the field. */
+const namesOf =
+  (byName: (name: string) => unknown): Check =>
+  (v, p, ctx) => {
+    const names = list(str, true)(v, p, ctx) as (string | undefined)[] | undefined;
+    names?.forEach((name, i) => {
+      if (name === undefined) return;
+      try {
+        byName(name);
+      } catch (err) {
+        problem(ctx, childPath(p, i), (err as Error).message);
+      }
+    });
+    return names;
+  };
 
 const frontFields: Record<string, Check> = {
   listen: endpoint(true),
@@ -243,18 +274,19 @@ const frontFields: Record<string, Check> = {
   }),
   pkcs11: object({ module: file, pinFile: file }),
   psk: object(pskFields),
-  tls: object({ alpn: list(str), minVersion: oneOf('TLSv1.2', 'TLSv1.3'), rsaKeyExchange: bool }),
+  tls: object({
+    alpn: list(str),
+    minVersion: oneOf('TLSv1.2', 'TLSv1.3'),
+    maxVersion: oneOf('TLSv1.2', 'TLSv1.3'),
+    rsaKeyExchange: bool,
+    groups: namesOf(groupByName),
+    ciphers: namesOf(suiteByName),
+  }),
   clientAuth: object({ ca: file, required: bool }),
   user: str,
   delegatedCredentials,
   limits: object({ handshakeTimeoutMs: int(1), maxConnections: int(1), maxConnectionsPerSource: int(1) }),
   log: object({ level: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
-};
-
-/** serve takes TLS 1.3 external PSKs as well (the proxy does not yet). */
-const serveFields: Record<string, Check> = {
-  ...frontFields,
-  psk: object({ ...pskFields, tls13: bool, hash: oneOf('sha256', 'sha384'), tls13Identities: list(str, true), tls13PskKe: bool }),
 };
 
 const proxyFields: Record<string, Check> = {
@@ -272,7 +304,7 @@ const proxyFields: Record<string, Check> = {
     return out;
   },
   proxyProtocol: bool,
-  client: object({ target: endpoint(false, false), servername: str, ca: file, pskIdentity: str }),
+  client: object({ target: endpoint(false, false), servername: str, ca: file, pskIdentity: str, insecure: bool }),
   limits: object({
     handshakeTimeoutMs: int(1),
     idleTimeoutMs: int(0),
@@ -289,7 +321,7 @@ const proxyFields: Record<string, Check> = {
 /** Validates a parsed configuration object for `role`; `lineOf` gives a path's line. */
 export function validateRoleConfig<R extends Role>(role: R, value: unknown, source: string, baseDir: string, lineOf: (path: string) => number | undefined = () => undefined): R extends 'proxy' ? ProxySettings : FrontSettings {
   const ctx: Ctx = { problems: [], lineOf, baseDir };
-  const out = object(role === 'proxy' ? proxyFields : serveFields)(value, '', ctx);
+  const out = object(role === 'proxy' ? proxyFields : frontFields)(value, '', ctx);
   if (ctx.problems.length > 0) throw new RoleConfigError(source, ctx.problems);
   return out as R extends 'proxy' ? ProxySettings : FrontSettings;
 }

@@ -17,6 +17,7 @@ import { SourceLimit } from '../proxy/sourceLimit.js';
 import type { TicketKeyFetcher } from '../keys/ticketKeyFetcher.js';
 import type { DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { DEFAULT_DC_VALIDITY_MS, holderMaxValidity, startDelegation, type DelegationLog } from './delegation.js';
+import { serverTlsChoices } from './frontOptions.js';
 import { CliError, KeySources, type KeySourceOptions, type KeySpec, type OpenedKey, type OpenedPsk, type PskSpec } from './keySources.js';
 import { demoPage } from './page.js';
 
@@ -51,6 +52,12 @@ export interface ServeOptions {
   rsaKeyExchange?: boolean;
   /** Lowest TLS version accepted (default TLSv1.2). */
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** Highest TLS version used (default TLSv1.3). */
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** Key-exchange groups by name in preference order (X25519, P-256, ffdhe2048, ...; --groups); default: the engine's. */
+  groups?: string[];
+  /** Cipher suites by IANA name in preference order (--cipher); the suites of one version only limit the server to it. */
+  ciphers?: string[];
   /** Mutual TLS: ask clients for a certificate issued by this CA file (PEM). */
   clientCa?: string;
   /** With clientCa: refuse clients without a valid certificate (else they are served, unauthenticated). */
@@ -274,6 +281,8 @@ function limitPerSource(server: NetServer, limit: SourceLimit): void {
 /** Runs the HTTPS (and h2) page server; resolves once it is listening. */
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { host, port } = parseListen(opts.listen);
+  // Checked before any key holder starts: a bad name or version pair is a usage error.
+  const tlsChoices = serverTlsChoices({ minVersion: opts.minVersion, maxVersion: opts.maxVersion, groups: opts.groups, ciphers: opts.ciphers });
   const alpn = opts.alpn ?? ['h2', 'http/1.1'];
   const dcValidity = opts.delegatedCredentials && (opts.delegatedCredentials.validityMs ?? DEFAULT_DC_VALIDITY_MS);
   const sources = new KeySources({ ...opts.sources, ...(dcValidity ? { delegatedCredentials: { maxValidityMs: holderMaxValidity(dcValidity) } } : {}) });
@@ -316,7 +325,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     handshakeTimeout: opts.handshakeTimeoutMs ?? SERVE_DEFAULT_LIMITS.handshakeTimeoutMs,
     ALPNProtocols: alpn,
     ...(opts.rsaKeyExchange ? { rsaKeyExchange: true } : {}),
-    ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
+    ...tlsChoices,
     ...(opts.clientCa !== undefined ? { requestCert: true, ca: readClientCa(opts.clientCa), rejectUnauthorized: opts.requireClientCert === true } : {}),
     ...(psk ? { psk: { holder: psk.holder, ...(opts.psk?.identityHint !== undefined ? { identityHint: opts.psk.identityHint } : {}) } } : {}),
     ...(psk && opts.psk?.tls13 ? { tls13Psk: { holder: psk.holder, ...opts.psk.tls13 } } : {}),

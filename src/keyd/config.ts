@@ -24,6 +24,17 @@ export interface KeydLimits {
   maxQueuedOps: number;
   /** Open authenticated connections per listener, default 1024. Pre-handshake connections have their own budget. */
   maxConnections: number;
+  /**
+   * Open mutual-TLS connections per client certificate, default 64: one certificate (a
+   * compromised front, or one no rule names) cannot take every slot of `maxConnections`.
+   */
+  maxConnectionsPerCertificate: number;
+  /**
+   * Error answers (refusals, malformed or unsupported requests) per client identity and
+   * second that get audit and log lines of their own, default 100; beyond it they are
+   * counted in one summary line per second (errorLineBudget.ts).
+   */
+  auditedErrorsPerSecond: number;
   /** Connections still in their TLS handshake, default 256; when full, the oldest of the busiest source is closed. */
   maxPendingHandshakes: number;
   /** Connections still in their TLS handshake from one source address, default 16; when full, that source's oldest is closed. */
@@ -57,7 +68,8 @@ export interface KeydConfig {
     tls?: { host: string; port: number };
     unix?: { path: string; mode: number; identity: string };
   };
-  tls?: { certFile: string; keyFile: string; clientCaFile: string };
+  /** `crlFile`: CRLs of the client CA(s) (PEM), re-read when it changes. */
+  tls?: { certFile: string; keyFile: string; clientCaFile: string; crlFile?: string };
   store: {
     dir: string;
     passphraseEnv?: string;
@@ -115,6 +127,8 @@ const DEFAULT_LIMITS: KeydLimits = {
   maxConcurrentOps: 64,
   maxQueuedOps: 100_000,
   maxConnections: 1024,
+  maxConnectionsPerCertificate: 64,
+  auditedErrorsPerSecond: 100,
   maxPendingHandshakes: 256,
   maxPendingPerSource: 16,
   handshakeTimeoutMs: 5_000,
@@ -342,12 +356,13 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
 
   let tls: KeydConfig['tls'];
   if (top.tls !== undefined) {
-    const t = c.obj(top.tls, 'tls', ['cert', 'key', 'clientCa']);
+    const t = c.obj(top.tls, 'tls', ['cert', 'key', 'clientCa', 'crl']);
     if (t) {
       const certFile = c.file(t.cert, 'tls.cert');
       const keyFile = c.file(t.key, 'tls.key');
       const clientCaFile = c.file(t.clientCa, 'tls.clientCa');
-      if (certFile && keyFile && clientCaFile) tls = { certFile, keyFile, clientCaFile };
+      const crlFile = t.crl === undefined ? undefined : c.file(t.crl, 'tls.crl');
+      if (certFile && keyFile && clientCaFile) tls = { certFile, keyFile, clientCaFile, ...(crlFile ? { crlFile } : {}) };
     }
   } else if (l?.tls !== undefined) {
     c.fail('tls', 'listen.tls needs tls.cert, tls.key and tls.clientCa (mutual TLS is mandatory)');
@@ -440,6 +455,8 @@ export function parseKeydConfig(raw: unknown, baseDir: string, source = 'keyd.js
       limits.maxConcurrentOps = c.int(o.maxConcurrentOps, 'limits.maxConcurrentOps', 1, 65536, DEFAULT_LIMITS.maxConcurrentOps) ?? 0;
       limits.maxQueuedOps = c.int(o.maxQueuedOps, 'limits.maxQueuedOps', 0, 1e7, DEFAULT_LIMITS.maxQueuedOps) ?? 0;
       limits.maxConnections = c.int(o.maxConnections, 'limits.maxConnections', 1, 1e6, DEFAULT_LIMITS.maxConnections) ?? 0;
+      limits.maxConnectionsPerCertificate = c.int(o.maxConnectionsPerCertificate, 'limits.maxConnectionsPerCertificate', 1, 1e6, DEFAULT_LIMITS.maxConnectionsPerCertificate) ?? 0;
+      limits.auditedErrorsPerSecond = c.int(o.auditedErrorsPerSecond, 'limits.auditedErrorsPerSecond', 1, 1e6, DEFAULT_LIMITS.auditedErrorsPerSecond) ?? 0;
       limits.maxPendingHandshakes = c.int(o.maxPendingHandshakes, 'limits.maxPendingHandshakes', 1, 1e6, DEFAULT_LIMITS.maxPendingHandshakes) ?? 0;
       limits.maxPendingPerSource = c.int(o.maxPendingPerSource, 'limits.maxPendingPerSource', 1, 1e6, DEFAULT_LIMITS.maxPendingPerSource) ?? 0;
       limits.handshakeTimeoutMs = c.int(o.handshakeTimeoutMs, 'limits.handshakeTimeoutMs', 100, 600_000, DEFAULT_LIMITS.handshakeTimeoutMs) ?? 0;

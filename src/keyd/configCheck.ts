@@ -1,7 +1,7 @@
 /**
  * `keyward keyd --check`: beyond the configuration's syntax, whether the files it names
- * exist and belong together, without starting keyd: the TLS certificate, its key and the
- * client CA; the store and its key-encryption key (the store is opened, which never
+ * exist and belong together, without starting keyd: the TLS certificate, its key, the
+ * client CA and its CRLs; the store and its key-encryption key (the store is opened, which never
  * writes); the audit log's folder and last line, and the audit public key; the audit
  * sink's files; PKCS#11 modules and PIN files. Messages name the setting and the file,
  * never a secret.
@@ -12,6 +12,7 @@ import { access, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { keyIdOf } from '../keys/keyId.js';
 import { readAuditTail } from './audit.js';
+import { loadClientCrls } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { SealedStore } from './store.js';
 
@@ -85,6 +86,13 @@ export async function checkKeydFiles(config: KeydConfig, env: NodeJS.ProcessEnv 
   if (config.tls) {
     await checkCertAndKey(out, 'tls.cert', config.tls.certFile, 'tls.key', config.tls.keyFile);
     await checkCaFile(out, 'tls.clientCa', config.tls.clientCaFile);
+    const crlFile = config.tls.crlFile;
+    if (crlFile) {
+      await loadClientCrls(crlFile, config.tls.clientCaFile).then(
+        (c) => out.push({ ok: true, setting: 'tls.crl', message: `${crlFile}: ${c.crls} CRL(s) of tls.clientCa, ${c.revokedCount} certificate(s) revoked${c.nextUpdate ? `, next update by ${c.nextUpdate.toISOString()}` : ''}` }),
+        (e: Error) => out.push({ ok: false, setting: 'tls.crl', message: (e as NodeJS.ErrnoException).code ? `cannot read ${crlFile} or tls.clientCa (${why(e)})` : e.message }),
+      );
+    }
   }
   if (config.listen.unix) {
     const dir = dirname(config.listen.unix.path);

@@ -24,7 +24,7 @@ export class KeydMetrics {
   readonly queued: Gauge;
   /** Open front connections by transport and state ('handshake': not authenticated yet; 'established'). */
   readonly connections: Gauge<'transport' | 'state'>;
-  /** Connections keyd closed itself, by reason (handshake-timeout, evicted, connection-limit, frame-timeout, idle-timeout). */
+  /** Connections keyd closed itself, by reason (handshake-timeout, evicted, connection-limit, certificate-limit, revoked, resumed-session, frame-timeout, idle-timeout). */
   readonly connectionsClosed: Counter<'reason'>;
   /** Sign requests refused because the input is not a TLS handshake signature input. */
   readonly refusedSignInputs: Counter;

@@ -339,18 +339,25 @@ export function encodeFrame(type: number, id: number, body: Uint8Array | TlvWrit
 const EMPTY = new Uint8Array(0);
 
 /**
- * Splits a byte stream into frames. Holds partial frames across chunks and copies only
- * when a frame straddles chunks. A length field below the header size or above the
+ * Splits a byte stream into frames. A frame whole within one chunk is a view of it (no
+ * copy); a frame that straddles chunks is assembled in a buffer of its own as its bytes
+ * arrive, grown by doubling up to the frame's length: a peer trickling a frame a byte per
+ * TLS record costs keyd that frame's bytes, not a Buffer object per byte (which was ~600
+ * bytes of memory per byte sent). A length field below the header size or above the
  * maximum is a fatal protocol error (the stream cannot be resynchronised): `push` throws
  * KeyOperationError('bad-request') and the caller must close the connection.
  */
 export class FrameDecoder {
-  private chunks: Buffer[] = [];
-  private total = 0;
+  /** The straddling frame being assembled: `partial[0, partialLength)` are its first bytes. */
+  private partial: Buffer | undefined;
+  private partialLength = 0;
+  /** Its whole size (length field included), once the length field is in; 0 before. */
+  private partialSize = 0;
 
   /**
-   * `wipeConsumed`: zero the bytes of the reads a frame spanning several reads was copied
-   * from (for a socket's own buffers; off by default, as it writes to what `push` is given).
+   * `wipeConsumed`: zero the bytes of the reads a straddling frame was copied from, and the
+   * assembly buffers it outgrew (for a socket's own buffers; off by default, as it writes
+   * to what `push` is given).
    */
   constructor(
     private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES,
@@ -359,59 +366,81 @@ export class FrameDecoder {
 
   /** Bytes buffered and not yet part of a complete frame. */
   get buffered(): number {
-    return this.total;
+    return this.partialLength;
   }
 
   /** Feeds bytes; returns the frames completed by them, in order. */
   push(chunk: Uint8Array): Frame[] {
     if (chunk.length === 0) return [];
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
-    this.chunks.push(buf);
-    this.total += buf.length;
     const frames: Frame[] = [];
-    while (this.total >= LENGTH_BYTES) {
-      const len = this.peekLength();
-      if (len < FRAME_HEADER_BYTES) throw new KeyOperationError('bad-request', `frame length ${len} is shorter than the ${FRAME_HEADER_BYTES}-byte header`);
-      if (len > this.maxFrameBytes) throw new KeyOperationError('bad-request', `frame of ${len} bytes exceeds the ${this.maxFrameBytes}-byte maximum`);
-      if (this.total < LENGTH_BYTES + len) break;
-      const f = this.take(LENGTH_BYTES + len);
-      frames.push({ version: f[4], type: f[5], id: f.readUInt32BE(6), body: f.subarray(10) });
+    let off = 0;
+    if (this.partial) {
+      off = this.continuePartial(buf, frames);
+      if (this.wipeConsumed) buf.fill(0, 0, off);
+    }
+    while (buf.length - off >= LENGTH_BYTES) {
+      const size = LENGTH_BYTES + this.checkLength(buf.readUInt32BE(off));
+      if (buf.length - off < size) break;
+      frames.push(frameOf(buf.subarray(off, off + size)));
+      off += size;
+    }
+    if (off < buf.length) {
+      // The start of a frame that ends in a later chunk.
+      this.partialSize = buf.length - off >= LENGTH_BYTES ? LENGTH_BYTES + this.checkLength(buf.readUInt32BE(off)) : 0;
+      this.append(buf, off, buf.length - off);
+      if (this.wipeConsumed) buf.fill(0, off);
     }
     return frames;
   }
 
-  private peekLength(): number {
-    const first = this.chunks[0];
-    if (first.length >= LENGTH_BYTES) return first.readUInt32BE(0);
-    const head = Buffer.concat(this.chunks, Math.min(this.total, 16));
-    return head.readUInt32BE(0);
+  /** Adds the bytes of `buf` that belong to the frame being assembled; returns how many. */
+  private continuePartial(buf: Buffer, frames: Frame[]): number {
+    let off = 0;
+    if (this.partialSize === 0) {
+      off = Math.min(LENGTH_BYTES - this.partialLength, buf.length);
+      this.append(buf, 0, off);
+      if (this.partialLength < LENGTH_BYTES) return off;
+      this.partialSize = LENGTH_BYTES + this.checkLength(this.partial!.readUInt32BE(0));
+    }
+    const k = Math.min(this.partialSize - this.partialLength, buf.length - off);
+    this.append(buf, off, k);
+    off += k;
+    if (this.partialLength === this.partialSize) {
+      frames.push(frameOf(this.partial!.subarray(0, this.partialSize)));
+      this.partial = undefined;
+      this.partialLength = 0;
+      this.partialSize = 0;
+    }
+    return off;
   }
 
-  private take(n: number): Buffer {
-    const first = this.chunks[0];
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let off = 0;
-      while (off < n) {
-        const c = this.chunks[0];
-        const k = Math.min(c.length, n - off);
-        c.copy(out, off, 0, k);
-        // The bytes now live in `out`, which its reader wipes when they are secret (keys,
-        // PSKs, ticket keys): the consumed part of the socket's read is not left behind.
-        if (this.wipeConsumed) c.fill(0, 0, k);
-        off += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
-    }
-    this.total -= n;
-    return out;
+  private checkLength(len: number): number {
+    if (len < FRAME_HEADER_BYTES) throw new KeyOperationError('bad-request', `frame length ${len} is shorter than the ${FRAME_HEADER_BYTES}-byte header`);
+    if (len > this.maxFrameBytes) throw new KeyOperationError('bad-request', `frame of ${len} bytes exceeds the ${this.maxFrameBytes}-byte maximum`);
+    return len;
   }
+
+  /** Copies `n` bytes of `buf` from `from` into the assembly buffer, doubling it (up to the frame's size) when full. */
+  private append(buf: Buffer, from: number, n: number): void {
+    const need = this.partialLength + n;
+    if (!this.partial || this.partial.length < need) {
+      const cap = Math.max(need, Math.min(Math.max(2 * (this.partial?.length ?? 0), 64), this.partialSize || LENGTH_BYTES));
+      const grown = Buffer.allocUnsafe(cap);
+      if (this.partial) {
+        this.partial.copy(grown, 0, 0, this.partialLength);
+        // The frame may hold secrets (keys, PSKs): its outgrown copy is not left behind.
+        if (this.wipeConsumed) this.partial.fill(0);
+      }
+      this.partial = grown;
+    }
+    buf.copy(this.partial, this.partialLength, from, from + n);
+    this.partialLength = need;
+  }
+}
+
+function frameOf(f: Buffer): Frame {
+  return { version: f[4], type: f[5], id: f.readUInt32BE(6), body: f.subarray(10) };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -428,7 +457,7 @@ const MAX_TLV_VALUE = 0xffffff;
  */
 export class TlvWriter {
   readonly #tags: number[] = [];
-  readonly #values: Array<Uint8Array | string> = [];
+  readonly #values: Array<Uint8Array | string | TlvWriter> = [];
   readonly #sizes: number[] = [];
   #length = 0;
 
@@ -437,7 +466,7 @@ export class TlvWriter {
     return this.#length;
   }
 
-  #add(tag: Tag, value: Uint8Array | string, size: number): this {
+  #add(tag: Tag, value: Uint8Array | string | TlvWriter, size: number): this {
     if (size > MAX_TLV_VALUE) throw new RangeError(`TLV value of ${size} bytes exceeds the u24 length`);
     this.#tags.push(tag);
     this.#values.push(value);
@@ -466,6 +495,14 @@ export class TlvWriter {
     return this.#add(tag, s, Buffer.byteLength(s, 'utf8'));
   }
 
+  /**
+   * A nested TLV body as one field, laid out in place when this writer is: no buffer of its
+   * own, so a nested secret (a ticket key) exists only in the frame, which keyd wipes.
+   */
+  nested(tag: Tag, inner: TlvWriter): this {
+    return this.#add(tag, inner, inner.length);
+  }
+
   u16List(tag: Tag, values: readonly number[]): this {
     const b = new Uint8Array(values.length * 2);
     values.forEach((v, i) => {
@@ -487,6 +524,7 @@ export class TlvWriter {
       o += 4;
       const v = this.#values[i];
       if (typeof v === 'string') out.write(v, o, size, 'utf8');
+      else if (v instanceof TlvWriter) v.writeTo(out, o);
       else out.set(v, o);
       o += size;
     }
@@ -1008,7 +1046,7 @@ function readKeyInfo(body: Uint8Array): KeyInfo {
 /** RESULT of GET_KEY: one KEY_ENTRY per matching key (by id: one; by name: newest first). */
 export function encodeKeyInfos(keys: readonly KeyInfo[]): Uint8Array {
   const w = new TlvWriter();
-  for (const k of keys) w.bytes(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k).finish());
+  for (const k of keys) w.nested(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k));
   return w.finish();
 }
 
@@ -1020,12 +1058,12 @@ export function decodeKeyInfos(body: Uint8Array): KeyInfo[] {
 /** RESULT of LIST_KEYS: KEY_ENTRY and PSK_ENTRY fields. */
 export function encodeListKeysResult(r: ListKeysResult): Uint8Array {
   const w = new TlvWriter();
-  for (const k of r.keys) w.bytes(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k).finish());
+  for (const k of r.keys) w.nested(Tag.KEY_ENTRY, writeKeyInfo(new TlvWriter(), k));
   for (const p of r.psks) {
     const e = new TlvWriter().bytes(Tag.PSK_IDENTITY, p.identity);
     if (p.createdAt !== undefined) e.str(Tag.CREATED_AT, p.createdAt);
     if (p.hash !== undefined) e.u8(Tag.PRF_HASH, PRF_HASHES.indexOf(p.hash) + 1);
-    w.bytes(Tag.PSK_ENTRY, e.finish());
+    w.nested(Tag.PSK_ENTRY, e);
   }
   return w.finish();
 }
@@ -1049,14 +1087,14 @@ export function decodeListKeysResult(body: Uint8Array): ListKeysResult {
 export const MAX_TICKET_KEYS = 64;
 
 /**
- * RESULT of GET_TICKET_KEYS, in its writer: the secrets are referenced, not copied, so the
- * only copy made is the frame itself (which keyd wipes once written).
+ * RESULT of GET_TICKET_KEYS, in its writer: the secrets are referenced, not copied, and the
+ * entries are nested writers, so the only copy made is the frame itself (which keyd wipes
+ * once written).
  */
 export function ticketKeysWriter(r: TicketKeysResult): TlvWriter {
   const w = new TlvWriter().u32(Tag.ROTATE_EVERY_MS, r.rotateEveryMs).u32(Tag.TICKET_LIFETIME, r.ticketLifetimeSeconds).u32(Tag.NEXT_ROTATION_MS, Math.max(0, Math.round(r.nextRotationMs)));
   for (const k of r.keys) {
-    const e = new TlvWriter().bytes(Tag.TICKET_KEY_NAME, k.name).bytes(Tag.TICKET_KEY_SECRET, k.secret).str(Tag.CREATED_AT, new Date(k.createdAt).toISOString());
-    w.bytes(Tag.TICKET_KEY, e.finish());
+    w.nested(Tag.TICKET_KEY, new TlvWriter().bytes(Tag.TICKET_KEY_NAME, k.name).bytes(Tag.TICKET_KEY_SECRET, k.secret).str(Tag.CREATED_AT, new Date(k.createdAt).toISOString()));
   }
   return w;
 }

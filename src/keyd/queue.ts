@@ -1,8 +1,11 @@
 /**
- * Bounded concurrency for key operations. Work beyond the limit waits in a FIFO queue,
- * where cancellation removes it before it starts (a CANCEL frame, a closed connection).
- * Work already running is told through its AbortSignal; whether it can stop depends on
- * the key holder (a PKCS#11 C_Sign cannot), and its result is discarded either way.
+ * Bounded concurrency for key operations. Work beyond the limit waits in a queue per
+ * client, served in turn (round robin), so a front that pipelines thousands of RSA
+ * signatures delays another front's next one by at most one operation per busy client,
+ * not by its whole backlog; cancellation removes work before it starts (a CANCEL frame, a
+ * closed connection). Work already running is told through its AbortSignal; whether it
+ * can stop depends on the key holder (a PKCS#11 C_Sign cannot), and its result is
+ * discarded either way.
  */
 import { KeyOperationError } from '../keys/keyOperations.js';
 
@@ -13,23 +16,37 @@ interface Entry {
   reject: (e: unknown) => void;
   onAbort: () => void;
   dropped: boolean;
+  client: ClientQueue;
+}
+
+/** One client's waiting work, oldest first from `head`. */
+interface ClientQueue {
+  key: string;
+  items: Entry[];
+  head: number;
+  /** Entries waiting (not dropped). */
+  waiting: number;
 }
 
 /** Observes queue depth changes (for metrics). */
 export type QueueObserver = (running: number, queued: number) => void;
 
-/** A FIFO of key operations with at most `limit` running at once and `maxQueued` waiting. */
+/**
+ * Key operations with at most `limit` running at once and `maxQueued` waiting, of which
+ * one client holds at most `maxQueuedPerClient`.
+ */
 export class WorkQueue {
   #running = 0;
   #queued = 0;
-  #items: Entry[] = [];
-  #head = 0;
+  /** Clients with work waiting, in turn order. */
+  readonly #clients = new Map<string, ClientQueue>();
   #idleWaiters: Array<() => void> = [];
 
   constructor(
     private readonly limit: number,
     private readonly maxQueued: number,
     private readonly observe: QueueObserver = () => {},
+    private readonly maxQueuedPerClient = maxQueued,
   ) {}
 
   get running(): number {
@@ -41,14 +58,19 @@ export class WorkQueue {
   }
 
   /**
-   * Runs `run` when a slot is free. Rejects with KeyOperationError('aborted') if `signal`
-   * fires while the work is still queued (it never starts), and with 'unavailable' when
-   * the queue is full.
+   * Runs `run` when a slot is free, after the work `client` queued before and in turn with
+   * other clients'. Rejects with KeyOperationError('aborted') if `signal` fires while the
+   * work is still queued (it never starts), and with 'unavailable' when the queue, or this
+   * client's share of it, is full.
    */
-  submit<T>(run: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
+  submit<T>(run: (signal: AbortSignal) => Promise<T>, signal: AbortSignal, client = ''): Promise<T> {
     if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'cancelled before it started'));
     if (this.#running < this.limit) return this.#start(run, signal);
     if (this.#queued >= this.maxQueued) return Promise.reject(new KeyOperationError('unavailable', 'keyd is overloaded (operation queue full)'));
+    let q = this.#clients.get(client);
+    if (q && q.waiting >= this.maxQueuedPerClient) return Promise.reject(new KeyOperationError('unavailable', "keyd is overloaded (this client's share of the operation queue is full)"));
+    if (!q) this.#clients.set(client, (q = { key: client, items: [], head: 0, waiting: 0 }));
+    const cq = q;
     return new Promise<T>((resolve, reject) => {
       const entry: Entry = {
         run,
@@ -56,16 +78,20 @@ export class WorkQueue {
         resolve: resolve as (v: unknown) => void,
         reject,
         dropped: false,
+        client: cq,
         onAbort: () => {
           if (entry.dropped) return;
           entry.dropped = true;
           this.#queued -= 1;
+          cq.waiting -= 1;
+          if (cq.waiting === 0) this.#clients.delete(cq.key);
           this.#notify();
           reject(new KeyOperationError('aborted', 'cancelled before it started'));
         },
       };
       signal.addEventListener('abort', entry.onAbort, { once: true });
-      this.#items.push(entry);
+      cq.items.push(entry);
+      cq.waiting += 1;
       this.#queued += 1;
       this.#notify();
     });
@@ -87,21 +113,33 @@ export class WorkQueue {
     });
   }
 
+  /** Starts waiting work while slots are free: the first client in turn, which then goes last. */
   #next(): void {
-    while (this.#running < this.limit && this.#head < this.#items.length) {
-      const e = this.#items[this.#head];
-      this.#items[this.#head] = undefined as unknown as Entry;
-      this.#head += 1;
-      if (e.dropped) continue;
+    while (this.#running < this.limit && this.#clients.size > 0) {
+      const q = this.#clients.values().next().value as ClientQueue;
+      this.#clients.delete(q.key);
+      let e: Entry | undefined;
+      while (q.head < q.items.length && !e) {
+        const c = q.items[q.head];
+        q.items[q.head] = undefined as unknown as Entry;
+        q.head += 1;
+        if (!c.dropped) e = c;
+      }
+      if (!e) continue;
       e.dropped = true;
       this.#queued -= 1;
+      q.waiting -= 1;
+      // Back at the end of the turn order while it has work waiting.
+      if (q.waiting > 0) {
+        // Compact now and then so the array does not grow without bound.
+        if (q.head > 1024 && q.head * 2 > q.items.length) {
+          q.items = q.items.slice(q.head);
+          q.head = 0;
+        }
+        this.#clients.set(q.key, q);
+      }
       e.signal.removeEventListener('abort', e.onAbort);
       this.#start(e.run, e.signal).then(e.resolve, e.reject);
-    }
-    // Compact now and then so the array does not grow without bound.
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
     }
   }
 

@@ -3,7 +3,7 @@
  * operations to authenticated fronts over mutual TLS (TLS 1.3 only) and/or a Unix socket.
  * There is no unauthenticated transport. Metrics are served on a separate listener.
  */
-import type { KeyObject } from 'node:crypto';
+import { constants as tlsConstants, type KeyObject } from 'node:crypto';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
@@ -14,8 +14,10 @@ import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
 import { SyslogTlsSink } from './auditSink.js';
 import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
+import { loadClientCrls, watchClientCrls, type ClientCrls } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
+import { ErrorLineBudget } from './errorLineBudget.js';
 import { HandshakeGuard } from './handshakeGuard.js';
 import { KeydMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 import { WorkQueue } from './queue.js';
@@ -24,6 +26,9 @@ import { KeydService, type Session } from './service.js';
 import { SealedStore, type KekSource } from './store.js';
 import { TicketKeyKeeper, type TicketKeySettings } from './ticketKeys.js';
 import { registerStoredKey } from './storeKey.js';
+
+/** How often keyd looks for a new `tls.crl` file. */
+const CRL_POLL_MS = 1000;
 
 /** Options for {@link startKeyd} beyond the config file. */
 export interface StartKeydOptions {
@@ -181,14 +186,28 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     }
     for (const k of opts.keys ?? []) registry.add({ ops: k.ops, serverNames: k.serverNames, source: 'embedded' });
 
-    const queue = new WorkQueue(config.limits.maxConcurrentOps, config.limits.maxQueuedOps, (running, queued) => {
-      metrics.inFlight.set(running);
-      metrics.queued.set(queued);
-    });
+    // One client may fill a quarter of the queue: the others still find room.
+    const queue = new WorkQueue(
+      config.limits.maxConcurrentOps,
+      config.limits.maxQueuedOps,
+      (running, queued) => {
+        metrics.inFlight.set(running);
+        metrics.queued.set(queued);
+      },
+      Math.max(1, Math.floor(config.limits.maxQueuedOps / 4)),
+    );
     const authz = new Authorizer(config.clients);
     const ticketKeys = config.ticketKeys ? await startTicketKeys(config.ticketKeys, store, audit, metrics, logger) : undefined;
     if (ticketKeys) cleanups.push(() => ticketKeys.close());
+    const errorLines = new ErrorLineBudget(config.limits.auditedErrorsPerSecond, (client, count) => {
+      const reason = `${count} error answers not audited one by one (over ${config.limits.auditedErrorsPerSecond}/s for this client)`;
+      logger.warn({ client, count }, 'error answers beyond the audited rate: counted, not written one by one');
+      void audit.append({ client, op: 'errors', outcome: 'suppressed', reason }).catch((e: Error) => logger.error({ err: e.message }, 'audit write failed'));
+    });
+    // Before the audit log closes: its last summary is written.
+    cleanups.push(() => errorLines.close());
     const service = new KeydService({
+      errorLines,
       registry,
       store,
       audit,
@@ -201,9 +220,13 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       ...(ticketKeys ? { ticketKeys } : {}),
     });
     const connections = new Set<KeydConnection>();
+    /** The client certificate (DER) of each mutual-TLS connection, for revocations that come later. */
+    const tlsCertificates = new Map<KeydConnection, Buffer>();
 
     const established = { tls: 0, unix: 0 };
-    const accept = (socket: Socket, peer: PeerIdentity, transport: 'tls' | 'unix', remote: string): void => {
+    /** Open mutual-TLS connections by client certificate (its sha256 identity). */
+    const perCertificate = new Map<string, number>();
+    const accept = (socket: Socket, peer: PeerIdentity, transport: 'tls' | 'unix', remote: string, certificate?: Buffer): void => {
       // Slots are for authenticated fronts: one past the budget is closed at once.
       if (established[transport] >= config.limits.maxConnections) {
         metrics.connectionsClosed.inc({ reason: 'connection-limit' });
@@ -211,15 +234,34 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         socket.destroy();
         return;
       }
+      // One certificate (a compromised front, or one no rule names) must not take every slot.
+      const cert = transport === 'tls' ? (peer.ids.find((i) => i.startsWith('sha256:')) ?? peer.display) : undefined;
+      if (cert !== undefined) {
+        const n = perCertificate.get(cert) ?? 0;
+        if (n >= config.limits.maxConnectionsPerCertificate) {
+          metrics.connectionsClosed.inc({ reason: 'certificate-limit' });
+          logger.warn({ client: peer.display, front: remote, transport, maxConnectionsPerCertificate: config.limits.maxConnectionsPerCertificate }, 'closing connection: connection limit of this client certificate reached');
+          socket.destroy();
+          return;
+        }
+        perCertificate.set(cert, n + 1);
+      }
       const session: Session = { peer, grant: authz.resolve(peer), transport, remote };
       const conn = new KeydConnection(socket, session, service, config.limits, logger, (reason) => metrics.connectionsClosed.inc({ reason }));
       connections.add(conn);
+      if (certificate) tlsCertificates.set(conn, certificate);
       established[transport] += 1;
       metrics.connections.inc({ transport, state: 'established' });
       logger.info({ client: peer.display, front: remote, transport, authorized: session.grant !== undefined }, 'front connected');
       socket.once('close', () => {
         connections.delete(conn);
+        tlsCertificates.delete(conn);
         established[transport] -= 1;
+        if (cert !== undefined) {
+          const left = (perCertificate.get(cert) ?? 1) - 1;
+          if (left > 0) perCertificate.set(cert, left);
+          else perCertificate.delete(cert);
+        }
         metrics.connections.dec({ transport, state: 'established' });
         logger.info({ client: peer.display, front: remote, transport }, 'front disconnected');
       });
@@ -230,7 +272,14 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     let tlsAddress: { host: string; port: number } | undefined;
     if (config.listen.tls) {
       if (!config.tls) throw new Error('listen.tls needs the tls section');
-      const [cert, key, ca] = await Promise.all([readFile(config.tls.certFile), readFile(config.tls.keyFile), readFile(config.tls.clientCaFile)]);
+      const tlsFiles = config.tls;
+      const [cert, key, ca] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
+      let crls: ClientCrls | undefined;
+      if (tlsFiles.crlFile) {
+        const loaded = await loadClientCrls(tlsFiles.crlFile, tlsFiles.clientCaFile).catch((e: Error) => Promise.reject(new Error(`tls.crl: ${e.message}`)));
+        logger.info({ file: tlsFiles.crlFile, crls: loaded.crls, revoked: loaded.revokedCount, nextUpdate: loaded.nextUpdate }, 'client CRL loaded');
+        crls = loaded;
+      }
       // Raw TCP connections pass the handshake guard before the TLS server sees them.
       const hsGuard = new HandshakeGuard(
         { maxPending: config.limits.maxPendingHandshakes, maxPendingPerSource: config.limits.maxPendingPerSource, timeoutMs: config.limits.handshakeTimeoutMs },
@@ -253,14 +302,50 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           minVersion: 'TLSv1.3',
           maxVersion: 'TLSv1.3',
           handshakeTimeout: config.limits.handshakeTimeoutMs,
+          // No session tickets: see isSessionReused below.
+          secureOptions: tlsConstants.SSL_OP_NO_TICKET,
+          ...(crls ? { crl: crls.pem } : {}),
         },
         (socket: TLSSocket) => {
           hsGuard.authenticated(socket);
-          const peer = identityOfCertificate(socket.getPeerCertificate());
-          accept(socket, peer, 'tls', `${socket.remoteAddress}:${socket.remotePort}`);
+          // A resumed session skips the certificate checks (validity, CRL) a full handshake
+          // makes; keyd's clients never resume, so only a peer replaying an old session would.
+          if (socket.isSessionReused()) {
+            logger.warn({ front: `${socket.remoteAddress}:${socket.remotePort}` }, 'closing connection: a resumed TLS session (keyd checks the client certificate in a full handshake only)');
+            metrics.connectionsClosed.inc({ reason: 'resumed-session' });
+            socket.destroy();
+            return;
+          }
+          const peerCert = socket.getPeerCertificate();
+          accept(socket, identityOfCertificate(peerCert), 'tls', `${socket.remoteAddress}:${socket.remotePort}`, peerCert.raw);
         },
       );
       key.fill(0);
+      if (tlsFiles.crlFile) {
+        const crlFile = tlsFiles.crlFile;
+        // A revocation takes effect within seconds, without a restart: new handshakes are
+        // checked against the new CRLs, and connections of a revoked certificate are closed.
+        const inForce = async (next: ClientCrls): Promise<void> => {
+          const [c, k, a] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
+          try {
+            srv.setSecureContext({ cert: c, key: k, ca: a, crl: next.pem, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', secureOptions: tlsConstants.SSL_OP_NO_TICKET });
+          } finally {
+            k.fill(0);
+          }
+          logger.info({ file: crlFile, crls: next.crls, revoked: next.revokedCount, nextUpdate: next.nextUpdate }, 'client CRL loaded');
+          for (const [conn, der] of tlsCertificates) {
+            if (!next.revokes(der)) continue;
+            logger.warn({ client: conn.session.peer.display, front: conn.session.remote }, 'closing connection: its client certificate is revoked');
+            metrics.connectionsClosed.inc({ reason: 'revoked' });
+            void service.auditRejected(conn.session, 'protocol', 'refused', 'client certificate revoked (tls.crl)');
+            conn.destroy();
+          }
+        };
+        const stop = watchClientCrls(crlFile, tlsFiles.clientCaFile, CRL_POLL_MS, inForce, (e) =>
+          logger.error({ file: crlFile, err: e.message }, 'client CRL not reloaded; the previous one stays in force'),
+        );
+        cleanups.push(stop);
+      }
       srv.on('tlsClientError', (e: NodeJS.ErrnoException, s: TLSSocket) => {
         // Node reports a handshake timeout here but leaves the socket open: close it.
         s.destroy();

@@ -3,14 +3,14 @@
  * session becomes one reply (or none, when the request was cancelled). Every request is
  * authorized, counted and audited; the audit line is written to the log file before the reply is returned (fsync in small batches).
  */
-import { createPrivateKey, createPublicKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type SignPurpose } from '../keys/keyOperations.js';
 import { checkBoundSignInput } from '../keys/boundSignInput.js';
 import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCredentialInput, type AcceptedDelegation, type DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
 import { InlineSignBudget } from '../keys/inlineSignBudget.js';
-import { Tls13PskSteps } from '../keys/tls13PskSteps.js';
+import { Tls13PskSteps, withDecoy } from '../keys/tls13PskSteps.js';
 import { checkSignInput, versionOfPurpose } from '../keys/signingPolicy.js';
 import { schemeFitsVersion, schemeName, schemesForKey, verifySignature, verifySignature12, type TlsVersion } from '../tls/crypto/signatureSchemes.js';
 import type { AuditLog, AuditRecord } from './audit.js';
@@ -49,6 +49,7 @@ import { keyInfoOf, servesName, type KeyRegistry, type RegisteredKey } from './r
 import { StoreError, type SealedStore } from './store.js';
 import type { TicketKeyKeeper } from './ticketKeys.js';
 import { registerStoredKey } from './storeKey.js';
+import type { ErrorLineBudget } from './errorLineBudget.js';
 
 /** Who is on the other end of a connection. */
 export interface Session {
@@ -67,6 +68,8 @@ export interface Reply {
   body: Uint8Array | TlvWriter;
   /** The frame carries secrets (ticket keys, PSK-derived secrets): it is written alone, and it and a byte body are zeroed once written. */
   wipe?: boolean;
+  /** An error beyond its client's budget of error lines: counted in a summary line instead of a line of its own (ErrorLineBudget). */
+  unaudited?: boolean;
 }
 
 /** What the service needs. */
@@ -85,6 +88,8 @@ export interface ServiceDeps {
   now?: () => number;
   /** The fleet's ticket keys, when a client rule grants `ticketKeys`. */
   ticketKeys?: TicketKeyKeeper;
+  /** How many error answers per client get audit and log lines of their own; none: all. */
+  errorLines?: ErrorLineBudget;
 }
 
 const OP_NAMES: Partial<Record<FrameType, string>> = {
@@ -119,9 +124,6 @@ function errorReply(code: WireErrorCode, message: string): Reply {
 function refused(message: string): KeyOperationError {
   return new KeyOperationError('refused', message);
 }
-
-/** Length of the random PSK an unknown identity's answer is derived from (a common PSK length). */
-const UNKNOWN_PSK_DECOY_LENGTH = 32;
 
 /** A sign request refused by the signing policy (its input, or its scheme for the key): always logged. */
 class SignInputRefused extends KeyOperationError {}
@@ -205,6 +207,10 @@ export class KeydService {
     }
     if (out instanceof Promise) return this.#finishLater(out, rec, t0, signal);
     this.#measure(rec, t0);
+    if (out.unaudited) {
+      this.#done();
+      return out;
+    }
     // Mode 'always': the fsync comes first; a CANCEL meanwhile still discards the result.
     if (!this.d.audit.writeIsEnough) return this.#audited(out, rec, signal);
     return this.#auditNow(out, rec);
@@ -257,6 +263,10 @@ export class KeydService {
       reply = this.#failed(e, rec, signal().aborted);
     }
     this.#measure(rec, t0);
+    if (reply.unaudited) {
+      this.#done();
+      return signal().aborted ? null : reply;
+    }
     if (!this.d.audit.writeIsEnough) return this.#audited(reply, rec, signal);
     // The result leaves as soon as its line is written, not at the end of this turn.
     reply = this.#auditNow(reply, rec);
@@ -284,8 +294,9 @@ export class KeydService {
     const { code, message } = this.#describe(e, rec);
     rec.outcome = aborted ? 'cancelled' : code;
     rec.reason = message;
+    if (code === 'refused' || code === 'rate-limited') this.d.metrics.refusals.inc({ reason: code });
+    if (this.d.errorLines && !this.d.errorLines.take(rec.client)) return { ...errorReply(code, message), unaudited: true };
     if (code === 'refused' || code === 'rate-limited' || e instanceof SignInputRefused) {
-      if (code === 'refused' || code === 'rate-limited') this.d.metrics.refusals.inc({ reason: code });
       this.d.logger.warn({ client: rec.client, front: rec.front, op: rec.op, keyId: rec.keyId, serverName: rec.serverName, reason: message }, 'request refused');
     } else if (code === 'internal') {
       this.d.logger.error({ client: rec.client, op: rec.op, keyId: rec.keyId, err: message }, 'operation failed');
@@ -332,6 +343,7 @@ export class KeydService {
   /** Audits a request that never reached an operation (e.g. unknown version or type). */
   async auditRejected(session: Session, op: string, code: WireErrorCode, reason: string): Promise<void> {
     this.d.metrics.operations.inc({ key: 'none', op, outcome: code });
+    if (this.d.errorLines && !this.d.errorLines.take(session.peer.display)) return;
     await this.d.audit.append({ client: session.peer.display, op, outcome: code, front: session.remote, reason }).catch(() => undefined);
   }
 
@@ -516,7 +528,7 @@ export class KeydService {
     const ops = key.ops;
     if (ops.signNow) return result(ops.signNow(req.scheme, req.message, ctx));
     if (ops.signBlocking && this.#signInline(lastOfRead)) return result(this.#inline.run(() => ops.signBlocking!(req.scheme, req.message, ctx)));
-    return this.d.queue.submit((s) => ops.sign(req.scheme, req.message, ctx, s), signal()).then(result);
+    return this.d.queue.submit((s) => ops.sign(req.scheme, req.message, ctx, s), signal(), rec.client).then(result);
   }
 
   async #decryptPremaster(frame: Frame, session: Session, rec: AuditRecord, signal: () => AbortSignal): Promise<Reply> {
@@ -530,9 +542,10 @@ export class KeydService {
     // RSA key exchange exists only in TLS 1.2; anything else is not a handshake input.
     if (req.ctx.tlsVersion !== 'TLSv1.2') throw refused('premaster decryption is for TLS 1.2 only');
     // A raw RSA operation on the loop (node:crypto has no asynchronous form): charged to the inline budget.
-    const premaster = await this.d.queue.submit((s) => this.#inline.run(() => decrypt(req.ciphertext, req.clientVersion, req.ctx, s)), signal());
+    const premaster = await this.d.queue.submit((s) => this.#inline.run(() => decrypt(req.ciphertext, req.clientVersion, req.ctx, s)), signal(), rec.client);
     try {
-      return { type: FrameType.RESULT, body: outputWriter(premaster).finish() };
+      // A real premaster and the random one a bad ciphertext gets leave alike, and are zeroed once written.
+      return { type: FrameType.RESULT, body: outputWriter(premaster).finish(), wipe: true };
     } finally {
       premaster.fill(0);
     }
@@ -573,9 +586,9 @@ export class KeydService {
     const ops = key.ops;
     // An embedded holder that issues credentials itself (a key process) gets the request whole: its `sign` takes handshake shapes only.
     const issuer = (ops as Partial<DelegatedCredentialIssuer>).issueDelegatedCredential?.bind(ops);
-    if (issuer) return this.d.queue.submit((s) => issuer(req, opCtx, s), signal()).then(result);
+    if (issuer) return this.d.queue.submit((s) => issuer(req, opCtx, s), signal(), rec.client).then(result);
     if (ops.signNow) return result(ops.signNow(req.algorithm, input, opCtx));
-    return this.d.queue.submit((s) => ops.sign(req.algorithm, input, opCtx, s), signal()).then(result);
+    return this.d.queue.submit((s) => ops.sign(req.algorithm, input, opCtx, s), signal(), rec.client).then(result);
   }
 
   /**
@@ -621,14 +634,11 @@ export class KeydService {
       // PSK, and the answer takes the same work as a real one, so neither its content nor
       // its timing tells a TLS peer (through the front) which identities exist.
       rec.outcome = 'unknown-psk-identity';
-      const decoy = randomBytes(UNKNOWN_PSK_DECOY_LENGTH);
-      const ms = pskMasterSecret(decoy, req);
-      decoy.fill(0);
-      return { type: FrameType.RESULT, body: outputWriter(ms) };
     }
-    const ms = pskMasterSecret(psk.secret, req);
+    const ms = withDecoy(psk?.secret, (secret) => pskMasterSecret(secret, req));
     try {
-      // Copied out before the wipe below; the frame is zeroed once written.
+      // Real or decoy, the answer leaves the same way: copied out before the wipe below,
+      // written alone, the frame zeroed once written.
       return { type: FrameType.RESULT, body: outputWriter(ms).finish(), wipe: true };
     } finally {
       ms.fill(0);
@@ -639,8 +649,8 @@ export class KeydService {
    * A TLS 1.3 external-PSK step (docs/tls13-psk.md): only binders, a binder verdict and
    * transcript-bound secrets leave; the Early, Handshake and Master Secrets exist for the
    * duration of the call. Rights are checked from the configuration alone, before the
-   * store, as for TLS 1.2 PSKs; the binder steps (one per handshake) take a rate-limit
-   * token. The audit line names the identity and the outcome: for a binder check `ok`,
+   * store, as for TLS 1.2 PSKs; the handshake-secrets step (one per handshake) takes a
+   * rate-limit token. The audit line names the identity and the outcome: for a binder check `ok`,
    * `bad-binder`, `wrong-hash` or `unknown-psk-identity`, while the front only ever learns
    * "not accepted".
    */
@@ -649,7 +659,10 @@ export class KeydService {
     this.#fillContext(rec, ctx);
     rec.pskIdentity = Buffer.from(req.identity).toString('hex').slice(0, 128);
     const grant = this.#grant(session);
-    if (step === 'binder' || step === 'verify-binder') this.#takeToken(grant);
+    // Every TLS 1.3 PSK handshake, client or server, takes its handshake traffic secrets
+    // exactly once, and cannot finish without them: one token there bounds the handshakes
+    // even of a front that skips the binder steps (it may: they are its own checks).
+    if (step === 'handshake-secrets') this.#takeToken(grant);
     if (ctx.tlsVersion !== 'TLSv1.3') throw new KeyOperationError('bad-request', `${FrameType[frame.type]} is for TLS 1.3 (CTX_TLS_VERSION 0x0304)`);
     if (!grant.mayUsePsk(req.identity)) {
       if (step !== 'verify-binder') throw refused('not permitted to use this PSK identity');

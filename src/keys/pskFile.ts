@@ -49,8 +49,3 @@ export function parsePskEntries(data: Uint8Array, name: string): Map<string, Psk
   if (out.size === 0) throw new Error(`${name} holds no PSK (expected identity:hexkey lines)`);
   return out;
 }
-
-/** {@link parsePskEntries} without the hashes: identity → PSK bytes. */
-export function parsePskFile(data: Uint8Array, name: string): Map<string, Buffer> {
-  return new Map([...parsePskEntries(data, name)].map(([identity, e]) => [identity, e.secret]));
-}

@@ -78,6 +78,8 @@ function isTls12ServerKeyExchange(m: Uint8Array): boolean {
   const group = (m[65] << 8) | m[66];
   const pointLen = ECDHE_POINT_LENGTHS.get(group);
   if (pointLen === undefined || m[67] !== pointLen) return false;
+  // NIST curve points are uncompressed in TLS 1.2 (RFC 8422 5.4.1): a first byte of 4.
+  if (group <= 25 && m[68] !== 4) return false;
   return m.length === 68 + pointLen;
 }
 

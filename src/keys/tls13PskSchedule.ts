@@ -9,19 +9,12 @@
 import { createHmac } from 'node:crypto';
 import { emptyHash, hashLength } from '../tls/crypto/hash.js';
 import { deriveSecret, hkdfExpandLabel, hkdfExtract } from '../tls/crypto/hkdf.js';
+import { tls13BinderKey, tls13EarlySecret, tls13ResumptionMasterSecret } from '../tls/crypto/keySchedule13.js';
 
 /** The hashes TLS 1.3 suites use. */
 export type Tls13PskHash = 'sha256' | 'sha384';
 
-/** "ext binder" for an external PSK (every holder's), "res binder" for a resumption PSK (RFC 8448's traces). */
-export type BinderKind = 'external' | 'resumption';
-
 const EMPTY = new Uint8Array(0);
-
-/** Early Secret = HKDF-Extract(0, PSK). PSK-equivalent: the caller zeroes it. */
-function earlySecret(h: Tls13PskHash, psk: Uint8Array): Buffer {
-  return hkdfExtract(h, Buffer.alloc(hashLength(h)), psk);
-}
 
 /** Runs `f` on `secret` and zeroes it afterwards, whatever happens. */
 function using<T>(secret: Buffer, f: (s: Buffer) => T): T {
@@ -33,12 +26,14 @@ function using<T>(secret: Buffer, f: (s: Buffer) => T): T {
 }
 
 /**
- * The PSK binder (RFC 8446 4.2.11.2): HMAC(finished_key(binder_key), truncatedHelloHash),
- * binder_key = Derive-Secret(Early Secret, "ext binder" | "res binder", "").
+ * The binder of an external PSK (RFC 8446 4.2.11.2): HMAC(finished_key(binder_key),
+ * truncatedHelloHash), binder_key = Derive-Secret(Early Secret, "ext binder", ""). The
+ * engine's tls13FinishedVerifyData computes the same HMAC but leaves its finished_key
+ * (PSK-derived) unwiped, hence this one.
  */
-export function tls13PskBinder(h: Tls13PskHash, psk: Uint8Array, truncatedHelloHash: Uint8Array, kind: BinderKind = 'external'): Buffer {
-  return using(earlySecret(h, psk), (es) =>
-    using(deriveSecret(h, es, kind === 'external' ? 'ext binder' : 'res binder', emptyHash(h)), (binderKey) =>
+export function tls13PskBinder(h: Tls13PskHash, psk: Uint8Array, truncatedHelloHash: Uint8Array): Buffer {
+  return using(tls13EarlySecret(h, psk), (es) =>
+    using(tls13BinderKey(h, es, true), (binderKey) =>
       using(hkdfExpandLabel(h, binderKey, 'finished', EMPTY, hashLength(h)), (finishedKey) => createHmac(h, finishedKey).update(truncatedHelloHash).digest()),
     ),
   );
@@ -46,10 +41,12 @@ export function tls13PskBinder(h: Tls13PskHash, psk: Uint8Array, truncatedHelloH
 
 /**
  * Handshake Secret = HKDF-Extract(Derive-Secret(ES, "derived", ""), (EC)DHE or zeros):
- * psk_ke (dheSecret null) has no (EC)DHE, so Hash.length zeros go in (RFC 8446 7.1).
+ * psk_ke (dheSecret null) has no (EC)DHE, so Hash.length zeros go in (RFC 8446 7.1). The
+ * engine's tls13HandshakeSecrets and tls13ApplicationSecrets leave their "derived" salt
+ * (PSK-equivalent under psk_ke) unwiped, hence these.
  */
 function handshakeSecret(h: Tls13PskHash, psk: Uint8Array, dheSecret: Uint8Array | null): Buffer {
-  return using(earlySecret(h, psk), (es) =>
+  return using(tls13EarlySecret(h, psk), (es) =>
     using(deriveSecret(h, es, 'derived', emptyHash(h)), (derived) => hkdfExtract(h, derived, dheSecret ?? Buffer.alloc(hashLength(h)))),
   );
 }
@@ -78,5 +75,5 @@ export function tls13PskApplicationSecrets(h: Tls13PskHash, psk: Uint8Array, dhe
 
 /** resumption_master_secret; `clientFinishedHash` = Hash(ClientHello..client Finished). */
 export function tls13PskResumptionMasterSecret(h: Tls13PskHash, psk: Uint8Array, dheSecret: Uint8Array | null, clientFinishedHash: Uint8Array): Buffer {
-  return using(masterSecret(h, psk, dheSecret), (ms) => deriveSecret(h, ms, 'res master', clientFinishedHash));
+  return using(masterSecret(h, psk, dheSecret), (ms) => tls13ResumptionMasterSecret(h, ms, clientFinishedHash));
 }

@@ -34,6 +34,20 @@ export type Tls13PskStep = 'binder' | 'verify-binder' | 'handshake-secrets' | 'a
 /** How a verifyBinder went, for the holder's audit (the caller only ever sees `accepted`). */
 export type BinderOutcome = 'ok' | 'bad-binder' | 'unknown-psk-identity' | 'wrong-hash';
 
+/**
+ * Runs `run` on `psk`, or on a random decoy PSK when there is none. The decoy is drawn
+ * either way (a few microseconds), so that whether an identity exists does not show in
+ * the time an answer takes.
+ */
+export function withDecoy<T>(psk: Uint8Array | undefined, run: (psk: Uint8Array) => T): T {
+  const decoy = randomBytes(DECOY_PSK_LENGTH);
+  try {
+    return run(psk ?? decoy);
+  } finally {
+    decoy.fill(0);
+  }
+}
+
 function bad(message: string): KeyOperationError {
   return new KeyOperationError('bad-request', message);
 }
@@ -69,19 +83,10 @@ export class Tls13PskSteps {
     const entry = this.lookup(req.identity);
     if (!entry) {
       if (this.unknownIdentity === 'reject') throw new UnknownPskIdentityError();
-      return this.#withDecoy(run);
+      return withDecoy(undefined, run);
     }
     if (entry.hash !== req.hash) throw bad(`this PSK is for ${entry.hash}, not ${req.hash} (RFC 8446 4.2.11: a PSK is used with its own hash only)`);
-    return run(entry.secret);
-  }
-
-  #withDecoy<T>(run: (psk: Uint8Array) => T): T {
-    const decoy = randomBytes(DECOY_PSK_LENGTH);
-    try {
-      return run(decoy);
-    } finally {
-      decoy.fill(0);
-    }
+    return withDecoy(entry.secret, run);
   }
 
   /** Client: the binder over Hash(ClientHello truncated before the binders). */
@@ -111,7 +116,7 @@ export class Tls13PskSteps {
         expected.fill(0);
       }
     };
-    const accepted = usable ? compute(entry.secret) : this.#withDecoy(compute);
+    const accepted = withDecoy(usable ? entry.secret : undefined, compute);
     const outcome: BinderOutcome = accepted ? 'ok' : entry === undefined ? 'unknown-psk-identity' : usable ? 'bad-binder' : 'wrong-hash';
     return { accepted, outcome };
   }

@@ -32,7 +32,7 @@ export interface KeywardConnectOptions extends EngineSocketOptions {
   maxVersion?: 'TLSv1.2' | 'TLSv1.3';
   /** Cipher suites by IANA name (TLS 1.3 and 1.2 together), in preference order. */
   cipherSuites?: readonly string[];
-  /** Key-exchange groups by name (X25519MLKEM768, X25519, P-256, P-384, P-521, X448); a share is sent for the first. */
+  /** Key-exchange groups by name (X25519MLKEM768, X25519, P-256, P-384, P-521, X448, and for TLS 1.3 ffdhe2048, ffdhe3072, ffdhe4096); a share is sent for the first. */
   groups?: readonly string[];
   /** Client certificate chain (PEM) and its key holder; node:tls's `cert` with a `key` that is a PEM or any KeyOperations. */
   cert?: string | Buffer;
@@ -72,15 +72,19 @@ const GROUP_NAMES: Record<string, NamedGroup> = {
   secp384r1: NamedGroup.secp384r1,
   'p-521': NamedGroup.secp521r1,
   secp521r1: NamedGroup.secp521r1,
+  // RFC 7919 finite-field groups: TLS 1.3 key shares only (keyward has no TLS 1.2 DHE suite).
   ffdhe2048: NamedGroup.ffdhe2048,
   ffdhe3072: NamedGroup.ffdhe3072,
   ffdhe4096: NamedGroup.ffdhe4096,
 };
 
-/** NamedGroup of a group name (X25519, P-256, secp384r1, ...); throws naming the unknown one. */
+/** The group names {@link groupByName} knows, one spelling each, for help texts and errors. */
+export const GROUP_NAME_LIST = 'X25519MLKEM768, X25519, X448, P-256, P-384, P-521, ffdhe2048, ffdhe3072, ffdhe4096';
+
+/** NamedGroup of a group name (X25519, P-256, secp384r1, ffdhe2048, ...); throws naming the unknown one. */
 export function groupByName(name: string): NamedGroup {
   const g = GROUP_NAMES[name.toLowerCase()];
-  if (g === undefined) throw new Error(`unknown group "${name}" (known: X25519MLKEM768, X25519, X448, P-256, P-384, P-521, ffdhe2048, ffdhe3072, ffdhe4096)`);
+  if (g === undefined) throw new Error(`unknown group "${name}" (known: ${GROUP_NAME_LIST})`);
   return g;
 }
 

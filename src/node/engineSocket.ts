@@ -70,6 +70,36 @@ function concat(chunks: Uint8Array[]): Buffer {
   return Buffer.concat(chunks);
 }
 
+/** Sealed output below this many bytes goes to the socket as one joined buffer (handshake flights, small writes). */
+const GATHER_FROM = 16 * 1024;
+/** In a gathered write, pieces below this (record headers, tags, TLS 1.3's content-type byte) are joined with their neighbours. */
+const JOIN_BELOW = 1024;
+
+/**
+ * Writes sealed records to the TCP socket; returns what `write` returns. A large output
+ * (application data: 16 KiB records) goes as one gathered write, corked: each ciphertext
+ * piece as it came from the cipher, the small pieces between them joined, so the
+ * ciphertext is not copied again (one copy of a 64 KiB write cost ~100 µs per MiB).
+ */
+function writeSealed(raw: Socket, pieces: Uint8Array[]): boolean {
+  let total = 0;
+  for (const p of pieces) total += p.length;
+  if (pieces.length === 1 || total < GATHER_FROM) return raw.write(concat(pieces));
+  raw.cork();
+  let from = 0;
+  for (let i = 0; i < pieces.length; i++) {
+    if (pieces[i].length < JOIN_BELOW) continue;
+    if (from < i) raw.write(concat(pieces.slice(from, i)));
+    raw.write(pieces[i]);
+    from = i + 1;
+  }
+  if (from < pieces.length) raw.write(concat(pieces.slice(from)));
+  raw.uncork();
+  // What one write would have said: corked writes report the whole batch as buffered,
+  // even when uncork then hands it all to the kernel at once.
+  return raw.writableLength < raw.writableHighWaterMark;
+}
+
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new KeyOperationError('internal', String(err));
 }
@@ -403,7 +433,7 @@ export abstract class EngineSocket extends Duplex {
   private writeEngineOutput(): void {
     const out = this.engine.takeOutput();
     if (out.length === 0 || !this.rawSocket.writable) return;
-    if (!this.rawSocket.write(concat(out)) && !this.outputBackpressure) {
+    if (!writeSealed(this.rawSocket, out) && !this.outputBackpressure) {
       this.outputBackpressure = true;
       this.updateRawFlow();
       this.rawSocket.once('drain', () => {
@@ -564,7 +594,7 @@ export abstract class EngineSocket extends Duplex {
     if (!this.engineCall(() => this.engine.write(chunk))) return cb(new Error('TLS connection failed'));
     const raw = this.rawSocket;
     if (!raw.writable) return cb(new Error('TCP connection is closed'));
-    if (raw.write(concat(this.engine.takeOutput()))) return cb();
+    if (writeSealed(raw, this.engine.takeOutput())) return cb();
     const done = (err?: Error) => {
       raw.off('drain', onDrain);
       raw.off('close', onClose);

@@ -5,18 +5,28 @@
  * letting memory grow with a flood of half-open handshakes. A wrapped key also reports
  * each operation's latency and outcome, for the metrics.
  */
-import { KeyOperationError, type CertificateKey, type OperationContext, type PskMasterSecretRequest, type PskOperations } from '../keys/keyOperations.js';
+import {
+  KeyOperationError,
+  type CertificateKey,
+  type OperationContext,
+  type PskMasterSecretRequest,
+  type PskOperations,
+  type Tls13PskOperations,
+} from '../keys/keyOperations.js';
 import type { SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 
 /** One finished key operation, as the metrics see it. */
 export interface KeyOperationReport {
   holder: string;
-  operation: 'sign' | 'decrypt' | 'psk';
+  /** `psk`: a TLS 1.2 PSK master secret; `tls13-psk`: a step of a TLS 1.3 external PSK's key schedule. */
+  operation: 'sign' | 'decrypt' | 'psk' | 'tls13-psk';
   /** 'ok', 'refused-busy' (queue full), or the KeyOperationError code. */
   outcome: string;
   /** Seconds from the request to the answer, queueing included. */
   seconds: number;
   connectionId?: string;
+  /** The PSK identity a PSK operation named (UTF-8 decoded): public, sent in the clear by the client. */
+  pskIdentity?: string;
 }
 
 /** TLS 1.2 RSA premaster decryption, which an RSA key holder may offer beside signing. */
@@ -58,9 +68,17 @@ export class KeyOperationGate {
   }
 
   /** Runs `op` within the limit, reporting it under `holder`. */
-  async run<T>(holder: string, operation: KeyOperationReport['operation'], ctx: OperationContext, signal: AbortSignal, op: () => Promise<T>): Promise<T> {
+  async run<T>(holder: string, operation: KeyOperationReport['operation'], ctx: OperationContext, signal: AbortSignal, op: () => Promise<T>, pskIdentity?: Uint8Array): Promise<T> {
     const started = performance.now();
-    const done = (outcome: string) => this.report({ holder, operation, outcome, seconds: (performance.now() - started) / 1000, ...(ctx.connectionId ? { connectionId: ctx.connectionId } : {}) });
+    const done = (outcome: string) =>
+      this.report({
+        holder,
+        operation,
+        outcome,
+        seconds: (performance.now() - started) / 1000,
+        ...(ctx.connectionId ? { connectionId: ctx.connectionId } : {}),
+        ...(pskIdentity ? { pskIdentity: Buffer.from(pskIdentity).toString('utf8') } : {}),
+      });
     try {
       await this.#acquire(signal);
     } catch (err) {
@@ -130,12 +148,23 @@ export class KeyOperationGate {
     return wrapped;
   }
 
-  /** `psk` with every operation passing through this gate, reported as `holder`. */
-  wrapPsk(psk: PskOperations, holder: string): PskOperations {
-    return {
+  /** `psk` with every operation passing through this gate (TLS 1.2 and, when it has them, TLS 1.3 steps), reported as `holder`. */
+  wrapPsk(psk: PskOperations & Partial<Tls13PskOperations>, holder: string): PskOperations & Partial<Tls13PskOperations> {
+    const wrapped: PskOperations & Partial<Tls13PskOperations> = {
       tls12MasterSecret: (req: PskMasterSecretRequest, ctx: OperationContext, signal: AbortSignal) =>
-        this.run(holder, 'psk', ctx, signal, () => psk.tls12MasterSecret(req, ctx, signal)),
+        this.run(holder, 'psk', ctx, signal, () => psk.tls12MasterSecret(req, ctx, signal), req.identity),
       ...(psk.close ? { close: () => psk.close!() } : {}),
     };
+    const step = <R extends { identity: Uint8Array }, T>(op: ((req: R, ctx: OperationContext, signal: AbortSignal) => Promise<T>) | undefined) =>
+      op && ((req: R, ctx: OperationContext, signal: AbortSignal) => this.run(holder, 'tls13-psk', ctx, signal, () => op.call(psk, req, ctx, signal), req.identity));
+    const tls13: Partial<Tls13PskOperations> = {
+      tls13Binder: step(psk.tls13Binder),
+      tls13VerifyBinder: step(psk.tls13VerifyBinder),
+      tls13HandshakeSecrets: step(psk.tls13HandshakeSecrets),
+      tls13ApplicationSecrets: step(psk.tls13ApplicationSecrets),
+      tls13ResumptionMasterSecret: step(psk.tls13ResumptionMasterSecret),
+    };
+    for (const [name, op] of Object.entries(tls13)) if (op) Object.assign(wrapped, { [name]: op });
+    return wrapped;
   }
 }

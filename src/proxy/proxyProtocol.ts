@@ -22,6 +22,8 @@ export const PP2 = {
   KEYWARD_GROUP: 0xe0,
   /** keyward's own: the handshake signature scheme, e.g. "ecdsa_secp256r1_sha256". */
   KEYWARD_SIGNATURE: 0xe1,
+  /** keyward's own: the identity of the PSK the client authenticated with (UTF-8, as the handshake decoded it). */
+  KEYWARD_PSK_IDENTITY: 0xe2,
 } as const;
 
 /** PP2_TYPE_SSL client bits. */
@@ -46,6 +48,8 @@ export interface ProxyHeaderInfo {
     clientCn?: string;
     group?: string;
     signatureScheme?: string;
+    /** The PSK identity the client authenticated with (TLS 1.2 PSK or TLS 1.3 external PSK). */
+    pskIdentity?: string;
   };
 }
 
@@ -110,6 +114,7 @@ export function encodeProxyV2(info: ProxyHeaderInfo): Buffer {
     tlvs.push(tlv(PP2.SSL, Buffer.concat([head, ...sub])));
     if (info.tls.group) tlvs.push(tlv(PP2.KEYWARD_GROUP, Buffer.from(info.tls.group, 'latin1')));
     if (info.tls.signatureScheme) tlvs.push(tlv(PP2.KEYWARD_SIGNATURE, Buffer.from(info.tls.signatureScheme, 'latin1')));
+    if (info.tls.pskIdentity !== undefined) tlvs.push(tlv(PP2.KEYWARD_PSK_IDENTITY, Buffer.from(info.tls.pskIdentity, 'utf8')));
   }
   let command = 0x21; // version 2, PROXY
   let family = 0x00;
@@ -214,6 +219,7 @@ export function decodeProxyV2(b: Buffer): DecodedProxyV2 | undefined {
     else if (t.type === PP2.UNIQUE_ID) out.uniqueId = t.value.toString('latin1');
     else if (t.type === PP2.KEYWARD_GROUP) (out.tls ??= {}).group = t.value.toString('latin1');
     else if (t.type === PP2.KEYWARD_SIGNATURE) (out.tls ??= {}).signatureScheme = t.value.toString('latin1');
+    else if (t.type === PP2.KEYWARD_PSK_IDENTITY) (out.tls ??= {}).pskIdentity = t.value.toString('utf8');
     else if (t.type === PP2.SSL) {
       if (t.value.length < 5) throw new ProxyHeaderError('PROXY v2 SSL TLV shorter than 5 bytes');
       const tls = (out.tls ??= {});

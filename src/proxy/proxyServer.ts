@@ -15,7 +15,7 @@
 import { Server as NetServer, createConnection, type AddressInfo, type Socket } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
-import type { CertificateKey, KeyOperations, PskOperations } from '../keys/keyOperations.js';
+import type { CertificateKey, KeyOperations, PskOperations, Tls13PskOperations } from '../keys/keyOperations.js';
 import { clientConfigFrom, connect, type KeywardClientSocket, type KeywardConnectOptions } from '../node/clientSocket.js';
 import type { EngineSocket } from '../node/engineSocket.js';
 import { tlsAcceptorFrom, type KeywardServerOptions } from '../node/server.js';
@@ -77,10 +77,18 @@ export interface ProxyCertificate {
 /** Everything a reload can change. */
 export interface ProxyGeneration {
   certificates: ProxyCertificate[];
-  /** TLS 1.2 PSK suites, the PSKs in `holder`. */
-  psk?: { holder: PskOperations; label: string; identityHint?: string };
+  /**
+   * TLS 1.2 PSK suites, the PSKs in `holder`; with `tls13`, TLS 1.3 external PSKs too, their
+   * key schedule run by the same holder (its hash, the identities taken, psk_ke allowed).
+   */
+  psk?: {
+    holder: PskOperations & Partial<Tls13PskOperations>;
+    label: string;
+    identityHint?: string;
+    tls13?: { hash?: 'sha256' | 'sha384'; identities?: readonly string[]; allowPskOnly?: boolean };
+  };
   /** Engine options (ALPN, versions, suites, groups, ...). */
-  tls?: Omit<KeywardServerOptions, 'certificates' | 'psk' | 'handshakeTimeout' | 'allowHalfOpen'>;
+  tls?: Omit<KeywardServerOptions, 'certificates' | 'psk' | 'tls13Psk' | 'handshakeTimeout' | 'allowHalfOpen'>;
   upstream: Endpoint;
   /** Server name (exact or `*.domain`) to upstream; others go to `upstream`. */
   routes?: Readonly<Record<string, Endpoint>>;
@@ -95,11 +103,20 @@ export interface ProxyGeneration {
 export interface ProxyClientGeneration {
   target: { host: string; port: number };
   /** connect()'s options: servername, ca, ALPNProtocols, versions, suites, groups, rejectUnauthorized. */
-  tls?: Omit<KeywardConnectOptions, 'host' | 'port' | 'socket' | 'handshakeTimeout' | 'allowHalfOpen' | 'cert' | 'key' | 'psk'>;
+  tls?: Omit<KeywardConnectOptions, 'host' | 'port' | 'socket' | 'handshakeTimeout' | 'allowHalfOpen' | 'cert' | 'key' | 'psk' | 'tls13Psk'>;
   /** The client certificate, its key in `holder` (named as in the metrics). */
   certificate?: { cert: string | Buffer; key: CertificateKey; holder: string };
-  /** A TLS 1.2 PSK: the identity sent, the key in `holder`. */
-  psk?: { holder: PskOperations; label: string; identity: string };
+  /**
+   * A PSK: the identity sent, the key in `holder`; offered with TLS 1.2 PSK suites unless
+   * `tls12` is false, and as a TLS 1.3 external PSK with `tls13` (its hash; psk_ke only).
+   */
+  psk?: {
+    holder: PskOperations & Partial<Tls13PskOperations>;
+    label: string;
+    identity: string;
+    tls12?: boolean;
+    tls13?: { hash?: 'sha256' | 'sha384'; keyExchange?: 'psk_dhe_ke' | 'psk_ke' };
+  };
   limits?: Partial<ProxyLimits>;
   release?: () => Promise<void>;
 }
@@ -155,6 +172,8 @@ export class KeywardProxy {
   readonly #connections = new Set<Connection>();
   /** Which key holder answered for a connection (set by the gate's reports). */
   readonly #holderOf = new Map<string, string>();
+  /** The PSK identity a connection's key operations named (kept for the access line of a handshake that failed there). */
+  readonly #pskIdentityOf = new Map<string, string>();
   #current: Generation;
   #metricsServer: HttpServer | undefined;
   #metricsAddress: AddressInfo | undefined;
@@ -169,6 +188,7 @@ export class KeywardProxy {
     this.gate = new KeyOperationGate(limits.maxPendingKeyOps, limits.maxQueuedKeyOps, (r) => {
       this.metrics.keyOperation(r);
       if (r.connectionId) this.#holderOf.set(r.connectionId, r.holder);
+      if (r.connectionId && r.pskIdentity !== undefined) this.#pskIdentityOf.set(r.connectionId, r.pskIdentity);
     });
     this.metrics = new ProxyMetrics({ keyGateState: () => ({ running: this.gate.running, queued: this.gate.queued }) });
     this.#current = this.#build(generation);
@@ -268,12 +288,14 @@ export class KeywardProxy {
   }
 
   #originatingSide(g: ProxyClientGeneration): OriginatingSide {
+    const psk = g.psk && this.gate.wrapPsk(g.psk.holder, g.psk.label);
     const options: KeywardConnectOptions = {
       ...g.tls,
       host: g.target.host,
       port: g.target.port,
       ...(g.certificate ? { cert: g.certificate.cert, key: this.gate.wrapKey(g.certificate.key, g.certificate.holder) } : {}),
-      ...(g.psk ? { psk: { holder: this.gate.wrapPsk(g.psk.holder, g.psk.label), identity: g.psk.identity } } : {}),
+      ...(g.psk && psk && g.psk.tls12 !== false ? { psk: { holder: psk, identity: g.psk.identity } } : {}),
+      ...(g.psk?.tls13 && psk ? { tls13Psk: { holder: psk as Tls13PskOperations, identity: g.psk.identity, ...g.psk.tls13 } } : {}),
     };
     // Bad settings (a certificate that does not match its key, an unknown group) fail here, not per connection.
     clientConfigFrom(options);
@@ -287,11 +309,14 @@ export class KeywardProxy {
       ...(c.names ? { names: c.names } : {}),
       ...(c.delegatedCredentials ? { delegatedCredentials: c.delegatedCredentials } : {}),
     }));
-    const psk = g.psk ? { holder: this.gate.wrapPsk(g.psk.holder, g.psk.label), ...(g.psk.identityHint !== undefined ? { identityHint: g.psk.identityHint } : {}) } : undefined;
+    const pskHolder = g.psk && this.gate.wrapPsk(g.psk.holder, g.psk.label);
+    const psk = g.psk && pskHolder ? { holder: pskHolder, ...(g.psk.identityHint !== undefined ? { identityHint: g.psk.identityHint } : {}) } : undefined;
     const acceptor = tlsAcceptorFrom({
       ...g.tls,
       certificates,
       ...(psk ? { psk } : {}),
+      // The holder's own methods are checked by the engine: one without the TLS 1.3 steps is refused there.
+      ...(g.psk?.tls13 && pskHolder ? { tls13Psk: { holder: pskHolder as Tls13PskOperations, ...g.psk.tls13 } } : {}),
       handshakeTimeout: limits.handshakeTimeoutMs,
       // The relay decides when each direction ends.
       allowHalfOpen: true,
@@ -330,12 +355,17 @@ export class KeywardProxy {
       this.#maybeRelease(g);
     };
     const started = performance.now();
+    // Read now: a destroyed socket no longer knows its peer.
+    const client = peer(raw.remoteAddress, raw.remotePort);
     const closed = (tls: EngineSocket | undefined, outcome: string, upstream: string | undefined) => {
       endHandshake();
       if (!this.#connections.delete(conn)) return;
       this.metrics.openConnections.dec();
-      this.#accessLog(tls, peer(raw.remoteAddress, raw.remotePort), outcome, started, conn, upstream);
-      if (tls) this.#holderOf.delete(tls.connectionId);
+      this.#accessLog(tls, client, outcome, started, conn, upstream);
+      if (tls) {
+        this.#holderOf.delete(tls.connectionId);
+        this.#pskIdentityOf.delete(tls.connectionId);
+      }
     };
     const side = g.side;
     if (side.kind === 'originate') void this.#originate(raw, conn, g, side, endHandshake).then(({ tls, outcome }) => closed(tls, outcome, formatEndpoint(side.target)));
@@ -509,6 +539,8 @@ export class KeywardProxy {
         ...(n.group !== undefined ? { group: groupName(n.group) } : {}),
         ...(n.signatureScheme !== undefined ? { signatureScheme: schemeName(n.signatureScheme) } : {}),
         ...(cn ? { clientCn: cn } : {}),
+        // Bounded so the header always fits (RFC 8446 allows identities of 64 KiB).
+        ...(n.pskIdentity !== undefined && Buffer.byteLength(n.pskIdentity, 'utf8') <= MAX_PROXY_PSK_IDENTITY ? { pskIdentity: n.pskIdentity } : {}),
       },
     });
   }
@@ -526,6 +558,9 @@ export class KeywardProxy {
         keyHolder: (tls && this.#holderOf.get(tls.connectionId)) ?? (n?.delegatedCredential ? 'delegated-credential' : null),
         // Server mode: the client's verified identity; client mode: the target's.
         ...(clientMode ? { serverCn: (tls && peerCommonName(tls)) ?? null } : { clientCn: (tls && peerCommonName(tls)) ?? null }),
+        // The identity a PSK handshake used (the client's in server mode, ours in client mode), or the one the
+        // holder refused when it failed there; never the key.
+        pskIdentity: n?.pskIdentity ?? (tls && this.#pskIdentityOf.get(tls.connectionId)) ?? null,
         upstream: upstream ?? null,
         outcome,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
@@ -537,6 +572,9 @@ export class KeywardProxy {
     );
   }
 }
+
+/** Longest PSK identity (UTF-8 bytes) carried in the PROXY v2 header; a longer one is left out. */
+const MAX_PROXY_PSK_IDENTITY = 1024;
 
 /** The generation's limits over the defaults (a limit left undefined keeps its default). */
 function limitsOf(g: ProxyGeneration | ProxyClientGeneration): ProxyLimits {

@@ -70,7 +70,7 @@ describe('keyward serve: clear usage errors', { timeout: 120_000 }, () => {
   test('--help documents every key backend and the listening line', async () => {
     const r = await runKeyward(['serve', '--help']);
     assert.equal(r.code, 0);
-    for (const opt of ['--key-process', '--key-user', '--keyd <address>', '--keyd-ca', '--keyd-cert', '--keyd-key <', '--keyd-key-id', '--keyd-deadline', '--pkcs11 <uri>', '--pkcs11-module', '--pkcs11-pin-file', '--rsa-key-exchange', '--min-version', 'tls://HOST:PORT', 'unix:/', 'keyward listening on https://HOST:PORT/']) {
+    for (const opt of ['--key-process', '--key-user', '--keyd <address>', '--keyd-ca', '--keyd-cert', '--keyd-key <', '--keyd-key-id', '--keyd-deadline', '--pkcs11 <uri>', '--pkcs11-module', '--pkcs11-pin-file', '--rsa-key-exchange', '--min-version', '--max-version', '--groups <list>', '--cipher <list>', 'ffdhe2048', 'tls://HOST:PORT', 'unix:/', 'keyward listening on https://HOST:PORT/']) {
       assert.ok(r.stdout.includes(opt), `--help does not mention ${opt}`);
     }
   });

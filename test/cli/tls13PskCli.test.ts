@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { validateRoleConfig } from '../../src/cli/roleConfig.js';
 import { tempDir } from '../support/keydFixture.js';
 import { runKeyward, startServe, type KeywardChild } from '../support/keywardCli.js';
 import { opensslClient, parseOpensslOutput } from '../support/peers.js';
@@ -70,8 +69,6 @@ describe('serve --tls13-psk and connect with a PSK, from the command line', { ti
     assert.match(s.stdout(), /PSKs in a separate key process/);
     const psk = await page(s.port, 'known');
     assert.match(psk.stdout, /HTTP\/1\.1 200/, psk.stderr);
-    // The proxy does not take TLS 1.3 PSKs: its file says so rather than ignoring the field.
-    assert.throws(() => validateRoleConfig('proxy', { psk: { tls13: true } }, 'front.json', root.dir), /psk\.tls13: unknown field/);
   });
 
   it('usage errors name the flag, and never show the PSK', async () => {

@@ -6,6 +6,9 @@ import { NamedGroup } from '../../src/tls/crypto/groups.js';
 import { clientHelloBody, clientHelloRecord, defaultExtensions, ext, handshakeMsg, record, x25519Share } from '../support/clientHelloBuilder.js';
 import { alertSent, feed, harness, records } from '../support/engineHarness.js';
 import { MiniClient } from '../support/miniClient.js';
+import { heldElsewhere } from '../support/heldElsewhere.js';
+import { LocalKey } from '../../src/keys/localKey.js';
+import type { KeyObject } from 'node:crypto';
 import type { ServerConfigInput } from '../../src/tls/engine/config.js';
 
 async function expectAlert(input: Uint8Array | Uint8Array[], alert: A, overrides: Partial<ServerConfigInput> = {}): Promise<void> {
@@ -192,17 +195,25 @@ test('encrypted phase: inner plaintext over 2^14 is record_overflow', async () =
   feed(conn, c.finishedRecord(), h.privateKey);
   assert.equal(alertSent(feed(conn, c.protect(23, new Uint8Array((1 << 14) + 1)), h.privateKey).events), A.record_overflow);
 });
-test('key holder: a signature that does not verify is never sent (internal_error)', async () => {
-  const h = await harness();
-  const conn = new TlsServerConnection(h.config);
-  const c = new MiniClient();
-  const step = feed(conn, c.clientHelloRecord(), h.privateKey, (sig) => {
-    const bad = Buffer.from(sig);
-    bad[bad.length - 3] ^= 1;
-    return bad;
+// Only a LocalKey itself is trusted to sign right (node:crypto with the certificate's key):
+// any other holder, a LocalKey's subclass included, has its signature checked.
+class SubclassedLocalKey extends LocalKey {}
+for (const [name, holder] of [
+  ['a holder other than a LocalKey', (k: KeyObject) => heldElsewhere(new LocalKey(k))],
+  ['a subclass of LocalKey', (k: KeyObject) => new SubclassedLocalKey(k)],
+] as const) {
+  test(`key holder: a signature that does not verify is never sent (internal_error), ${name}`, async () => {
+    const h = await harness({}, 'ecdsa-p256', holder);
+    const conn = new TlsServerConnection(h.config);
+    const c = new MiniClient();
+    const step = feed(conn, c.clientHelloRecord(), h.privateKey, (sig) => {
+      const bad = Buffer.from(sig);
+      bad[bad.length - 3] ^= 1;
+      return bad;
+    });
+    assert.equal(alertSent(step.events), A.internal_error);
+    c.receive(step.out);
+    assert.ok(!c.serverMessages.some((m) => m.type === 15), 'no CertificateVerify was sent');
+    assert.deepEqual(c.alerts, [A.internal_error]);
   });
-  assert.equal(alertSent(step.events), A.internal_error);
-  c.receive(step.out);
-  assert.ok(!c.serverMessages.some((m) => m.type === 15), 'no CertificateVerify was sent');
-  assert.deepEqual(c.alerts, [A.internal_error]);
-});
+}

@@ -18,6 +18,8 @@ import { AlertDescription } from '../../src/tls/wire/alerts.js';
 import { TicketKeyRing } from '../../src/tls/resumption/ticketKeys.js';
 import { parseSessionState } from '../../src/tls/resumption/sessionState.js';
 import { parseNewSessionTicket13 } from '../../src/tls/wire/messages13.js';
+import type { KeyOperations } from '../../src/keys/keyOperations.js';
+import { heldElsewhere } from '../support/heldElsewhere.js';
 import { simple1RttTicket } from '../support/rfc8448ResumptionVectors.js';
 import { helloRetry, rfc8448ServerRsaKey, simple1Rtt } from '../support/rfc8448Vectors.js';
 
@@ -87,7 +89,7 @@ function signatureOf(certificateVerify: Uint8Array): Buffer {
 const body = (record: Uint8Array) => Buffer.from(record.subarray(5));
 
 /** The RFC's server: its self-signed RSA certificate, and its RSA key held by a LocalKey. */
-function rfcCertifiedKey(): { cert: CertifiedKey; key: LocalKey } {
+function rfcCertifiedKey(holder: (k: LocalKey) => KeyOperations = (k) => k): { cert: CertifiedKey; key: LocalKey } {
   const k = rfc8448ServerRsaKey;
   const jwk = {
     kty: 'RSA',
@@ -106,7 +108,7 @@ function rfcCertifiedKey(): { cert: CertifiedKey; key: LocalKey } {
   const derLen = msg.readUIntBE(8, 3);
   const der = msg.subarray(11, 11 + derLen);
   // The certificate's CN is "rsa"; the RFC's server answers SNI "server" with it.
-  return { cert: certifiedKey([new X509Certificate(der)], key, { names: ['server'] }), key };
+  return { cert: certifiedKey([new X509Certificate(der)], holder(key), { names: ['server'] }), key };
 }
 
 /** A random source that hands out the RFC's server random once and refuses anything else. */
@@ -152,8 +154,8 @@ function config3(cert: CertifiedKey, ticketKeys?: TicketKeyRing): ServerConfig {
 }
 
 /** With `ticketKeys`, one ticket follows the handshake; its ticket_age_add is the RFC's. */
-function connection3(ticketKeys?: TicketKeyRing): { conn: TlsServerConnection; key: LocalKey } {
-  const { cert, key } = rfcCertifiedKey();
+function connection3(ticketKeys?: TicketKeyRing, holder?: (k: LocalKey) => KeyOperations): { conn: TlsServerConnection; key: LocalKey } {
+  const { cert, key } = rfcCertifiedKey(holder);
   const serverRandom = fixedRandom(simple1Rtt.serverRandom);
   const ageAdd = Buffer.alloc(4);
   ageAdd.writeUInt32BE(parseNewSessionTicket13(simple1RttTicket.newSessionTicket.subarray(4)).ageAdd);
@@ -362,7 +364,8 @@ describe('RFC 8448 section 3: Simple 1-RTT Handshake', () => {
     });
 
     it('a signature that does not verify is never sent: internal_error and no CertificateVerify', () => {
-      const { conn } = connection3();
+      // A key holder other than an in-process LocalKey (whose node:crypto signatures are not checked again).
+      const { conn } = connection3(undefined, heldElsewhere);
       const { request } = hello3(conn);
       const sig = signatureOf(simple1Rtt.certificateVerify);
       sig[sig.length - 1] ^= 0x01;

@@ -50,10 +50,7 @@ describe('backpressure', () => {
     const chunk = patternBytes(CHUNK, 3);
     const stats = { falseWrites: 0, maxWritable: 0, maxRawWritable: 0, maxArrayBuffersDelta: 0, sent: 0 };
     const baseline = await liveArrayBufferBytes();
-    // Buffers still referenced, sampled every 2 MiB sent: what the two ends really hold.
-    const sampleMemory = async (): Promise<void> => {
-      stats.maxArrayBuffersDelta = Math.max(stats.maxArrayBuffersDelta, (await liveArrayBufferBytes()) - baseline);
-    };
+    let sampledAt = -Infinity;
     let serverDone!: Promise<void>;
     const { srv, port } = await server((socket) => {
       serverDone = (async () => {
@@ -62,12 +59,18 @@ describe('backpressure', () => {
           stats.sent += CHUNK;
           stats.maxWritable = Math.max(stats.maxWritable, socket.writableLength);
           stats.maxRawWritable = Math.max(stats.maxRawWritable, socket.rawSocket.writableLength);
-          if (stats.sent % (2 * MiB) === 0) await sampleMemory();
-          if (!ok) {
-            stats.falseWrites++;
-            // Generous: on a loaded 2-core machine the slow reader can fall far behind.
-            await once(socket, 'drain', 60_000);
+          if (ok) continue;
+          stats.falseWrites++;
+          // Listen before anything else is awaited: the 'drain' may come during the sampling.
+          // Generous: on a loaded 2-core machine the slow reader can fall far behind.
+          const drained = once(socket, 'drain', 60_000);
+          // Buffers still referenced, sampled (at most every 2 MiB) while the writer is blocked,
+          // when both ends hold the most: what they really keep.
+          if (stats.sent - sampledAt >= 2 * MiB) {
+            sampledAt = stats.sent;
+            stats.maxArrayBuffersDelta = Math.max(stats.maxArrayBuffersDelta, (await liveArrayBufferBytes()) - baseline);
           }
+          await drained;
         }
         socket.end();
       })();
@@ -106,6 +109,88 @@ describe('backpressure', () => {
       console.log(
         `# 50 MiB: write() false ${stats.falseWrites} times; peak TLS writableLength ${stats.maxWritable}, TCP ${stats.maxRawWritable}; live buffers +${(stats.maxArrayBuffersDelta / MiB).toFixed(1)} MiB`,
       );
+    } finally {
+      await stopServer(srv);
+    }
+  });
+
+  it('write() and drain per write, for writes of 1 B to 1 MiB: false is followed by exactly one drain, true leaves nothing to wait for, buffers stay bounded', async () => {
+    // Sizes around one record (16 KiB), the Writable high-water marks (16 KiB on Node 20,
+    // 64 KiB on Node 24) and many records in one write, so that single, joined and
+    // gathered socket writes all occur, both while the kernel takes them at once and
+    // while it does not.
+    const sizes = [1, 700, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 40_000, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 150_000, MiB];
+    const TOTAL = 24 * MiB;
+    const RECORD = 16 * 1024;
+    /** Bytes on the wire for `n` bytes of application data: TLS 1.3 records of 16 KiB, 22 bytes each over. */
+    const sealed = (n: number): number => n + Math.ceil(n / RECORD) * 22;
+    const stats = { writes: 0, falseWrites: 0, drains: 0, callbacks: 0, maxOver: -Infinity, maxRawOver: -Infinity };
+    const problems: string[] = [];
+    const expected = createHash('sha256');
+    let serverDone!: Promise<void>;
+    const { srv, port } = await server((socket) => {
+      socket.on('drain', () => stats.drains++);
+      serverDone = (async () => {
+        let sent = 0;
+        for (let i = 0; sent < TOTAL; i++) {
+          const chunk = patternBytes(Math.min(sizes[i % sizes.length], TOTAL - sent), i);
+          expected.update(chunk);
+          sent += chunk.length;
+          const n = stats.writes++;
+          const ok = socket.write(chunk, (err) => {
+            if (err) problems.push(`write ${n}: ${err.message}`);
+            else if (stats.callbacks++ !== n) problems.push(`write ${n}: callback out of order`);
+          });
+          // Writable's own bound: what it held below its mark, plus this chunk. The TCP
+          // socket's: what it held below its mark, plus the records of one batch of what
+          // the TLS socket holds (at most its mark plus the largest write).
+          stats.maxOver = Math.max(stats.maxOver, socket.writableLength - (socket.writableHighWaterMark + chunk.length));
+          const raw = socket.rawSocket;
+          stats.maxRawOver = Math.max(stats.maxRawOver, raw.writableLength - (raw.writableHighWaterMark + sealed(socket.writableHighWaterMark + MiB)));
+          if (ok) {
+            if (socket.writableNeedDrain) problems.push(`write ${n} of ${chunk.length} returned true but a drain is pending`);
+            // Passed down at once and reported done: the TCP socket must be below its mark too.
+            if (socket.writableLength === 0 && raw.writableLength >= raw.writableHighWaterMark) {
+              problems.push(`write ${n} of ${chunk.length} returned true with ${raw.writableLength} bytes held by the TCP socket`);
+            }
+            continue;
+          }
+          stats.falseWrites++;
+          const before = stats.drains;
+          await once(socket, 'drain', 30_000);
+          if (stats.drains !== before + 1) problems.push(`write ${n} of ${chunk.length}: ${stats.drains - before} drains`);
+        }
+        await new Promise<void>((resolve) => socket.end(resolve));
+      })();
+    });
+    try {
+      const client = await connect(port, ca);
+      const hash = createHash('sha256');
+      let received = 0;
+      let sinceNap = 0;
+      // Slower than the writer: 10 ms of not reading after every 256 KiB.
+      client.on('data', (d: Buffer) => {
+        hash.update(d);
+        received += d.length;
+        sinceNap += d.length;
+        if (sinceNap >= 256 * 1024) {
+          sinceNap = 0;
+          client.pause();
+          setTimeout(() => client.resume(), 10);
+        }
+      });
+      await withTimeout(once(client, 'end', 60_000), 60_000, 'all data');
+      await withTimeout(serverDone, 10_000, 'server writer');
+      client.destroy();
+      assert.deepEqual(problems, []);
+      assert.equal(received, TOTAL);
+      assert.equal(hash.digest('hex'), expected.digest('hex'));
+      assert.equal(stats.callbacks, stats.writes, 'every write callback ran');
+      assert.equal(stats.drains, stats.falseWrites, "one 'drain' per write that returned false, none otherwise");
+      assert.ok(stats.falseWrites > 0 && stats.falseWrites < stats.writes, `write() returned false ${stats.falseWrites} of ${stats.writes} times`);
+      assert.ok(stats.maxOver <= 0, `TLS writableLength went ${stats.maxOver} bytes over its high-water mark plus the write`);
+      assert.ok(stats.maxRawOver <= 0, `TCP writableLength went ${stats.maxRawOver} bytes over its high-water mark plus one batch`);
+      console.log(`# per-write backpressure: ${stats.writes} writes, ${stats.falseWrites} returned false, ${stats.drains} drains`);
     } finally {
       await stopServer(srv);
     }

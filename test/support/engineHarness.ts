@@ -3,6 +3,7 @@
  * answered at once with a signature made here.
  */
 import { createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import type { KeyOperations } from '../../src/keys/keyOperations.js';
 import { LocalKey } from '../../src/keys/localKey.js';
 import { cryptoParams, schemeInfo } from '../../src/tls/crypto/signatureSchemes.js';
 import { certifiedKey } from '../../src/tls/engine/certificates.js';
@@ -16,11 +17,12 @@ export interface Harness {
   privateKey: KeyObject;
 }
 
-export async function harness(overrides: Partial<ServerConfigInput> = {}, keyType: KeyType = 'ecdsa-p256'): Promise<Harness> {
+/** `holder` makes the certificate's key holder from the private key (default: a LocalKey; see heldElsewhere.ts). */
+export async function harness(overrides: Partial<ServerConfigInput> = {}, keyType: KeyType = 'ecdsa-p256', holder: (k: KeyObject) => KeyOperations = (k) => new LocalKey(k)): Promise<Harness> {
   const pki = await getPki();
   const files = pki.server[keyType];
   const privateKey = createPrivateKey(files.keyPem);
-  const config = resolveServerConfig({ certificates: [certifiedKey(files.chainPem, new LocalKey(privateKey))], ...overrides });
+  const config = resolveServerConfig({ certificates: [certifiedKey(files.chainPem, holder(privateKey))], ...overrides });
   return { config, privateKey };
 }
 

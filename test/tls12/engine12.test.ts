@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { KeyOperationError, type PskOperations } from '../../src/keys/keyOperations.js';
+import { KeyOperationError, type KeyOperations, type PskOperations } from '../../src/keys/keyOperations.js';
 import { LocalKey } from '../../src/keys/localKey.js';
 import { localPsk } from '../../src/keys/localPsk.js';
 import { CipherSuite } from '../../src/tls/crypto/cipherSuites.js';
@@ -16,6 +16,7 @@ import { TlsServerConnection } from '../../src/tls/engine/serverConnection.js';
 import { AlertDescription as A } from '../../src/tls/wire/alerts.js';
 import { handshakeMsg, record } from '../support/clientHelloBuilder.js';
 import { MiniClient12, type MiniClient12Options } from '../support/miniClient12.js';
+import { heldElsewhere } from '../support/heldElsewhere.js';
 import { getPki, type KeyType } from '../support/pki.js';
 
 const C = CipherSuite;
@@ -26,12 +27,12 @@ interface Setup {
   privateKey?: KeyObject;
 }
 
-async function setup(keyType: KeyType | null, overrides: Partial<ServerConfigInput> = {}): Promise<Setup> {
+async function setup(keyType: KeyType | null, overrides: Partial<ServerConfigInput> = {}, holder: (k: LocalKey) => KeyOperations = (k) => k): Promise<Setup> {
   const pki = await getPki();
   if (keyType === null) return { conn: new TlsServerConnection(resolveServerConfig({ certificates: [], ...overrides })) };
   const files = pki.server[keyType];
   const privateKey = createPrivateKey(files.keyPem);
-  const config = resolveServerConfig({ certificates: [certifiedKey(files.chainPem, new LocalKey(privateKey))], ...overrides });
+  const config = resolveServerConfig({ certificates: [certifiedKey(files.chainPem, holder(new LocalKey(privateKey)))], ...overrides });
   return { conn: new TlsServerConnection(config), privateKey };
 }
 
@@ -287,7 +288,8 @@ describe('TLS 1.2 alerts', () => {
   });
 
   it('a signature that does not verify is never sent: internal_error', async () => {
-    const s = await setup('ecdsa-p256');
+    // A key holder other than an in-process LocalKey (whose node:crypto signatures are not checked again).
+    const s = await setup('ecdsa-p256', {}, heldElsewhere);
     const c = new MiniClient12({});
     const d = await drive(s, [c.clientHelloRecord()], { tamperSignature: true });
     assert.equal(alertOf(d), A.internal_error);

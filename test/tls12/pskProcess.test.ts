@@ -14,7 +14,7 @@ import { KeyOperationError, UnknownPskIdentityError, type OperationContext, type
 import { KeyProcessPsk, startKeyProcess, startPskProcess } from '../../src/keys/keyProcess.js';
 import { FrameDecoder, FrameType, decodeErrorCode, encodeFrame, encodePskMasterSecret, encodeSign } from '../../src/keys/keyProcessProtocol.js';
 import { localPsk } from '../../src/keys/localPsk.js';
-import { parsePskFile } from '../../src/keys/pskFile.js';
+import { parsePskEntries } from '../../src/keys/pskFile.js';
 import { tempDir } from '../support/keydFixture.js';
 
 const CHILD_SCRIPT = fileURLToPath(new URL('../../src/keys/keyProcessChild.js', import.meta.url));
@@ -173,10 +173,10 @@ describe('PSK key process', { timeout: 30_000 }, () => {
     await assert.rejects(startPskProcess({ pskPath: empty }), /holds no PSK/);
   });
 
-  it('parsePskFile: identities up to the last colon, duplicates refused', () => {
-    const m = parsePskFile(Buffer.from('a:b:0102\r\nc:ff\n'), 'f');
+  it('parsePskEntries: identities up to the last colon, duplicates refused', () => {
+    const m = parsePskEntries(Buffer.from('a:b:0102\r\nc:ff\n'), 'f');
     assert.deepEqual([...m.keys()], ['a:b', 'c']);
-    assert.deepEqual(m.get('a:b'), Buffer.of(1, 2));
-    assert.throws(() => parsePskFile(Buffer.from('a:01\na:02\n'), 'f'), /f line 2: identity "a" appears twice/);
+    assert.deepEqual(m.get('a:b'), { secret: Buffer.of(1, 2), hash: 'sha256' });
+    assert.throws(() => parsePskEntries(Buffer.from('a:01\na:02\n'), 'f'), /f line 2: identity "a" appears twice/);
   });
 });

@@ -87,11 +87,30 @@ export function hkdfLabel(label: string, context: Uint8Array, length: number, wi
   return info;
 }
 
+// HkdfLabel || 0x01 with an empty context never changes for a label and length ("key",
+// "iv", "finished", "traffic upd": ten per handshake), so it is built once. RFC 8446's
+// labels only: an application's exporter label is not kept.
+const emptyContextInfo = new Map<string, Map<number, Buffer>>();
+
+function emptyContextLabel(label: string, length: number): Buffer {
+  let byLength = emptyContextInfo.get(label);
+  let info = byLength?.get(length);
+  if (info === undefined) {
+    info = hkdfLabel(label, EMPTY, length, true);
+    if (!byLength && labelCache.has(label) && emptyContextInfo.size < MAX_CACHED_LABELS) emptyContextInfo.set(label, (byLength = new Map()));
+    if (byLength && byLength.size < 8) byLength.set(length, info);
+  }
+  return info;
+}
+
+const EMPTY = new Uint8Array(0);
+
 /** HKDF-Expand-Label (RFC 8446 7.1). `label` is given without the "tls13 " prefix. */
 export function hkdfExpandLabel(h: HashName, secret: Uint8Array, label: string, context: Uint8Array, length: number): Buffer {
   const hl = hashLength(h);
   if (length <= hl && length > 0) {
-    const t = createHmac(h, secret).update(hkdfLabel(label, context, length, true)).digest();
+    const info = context.length === 0 ? emptyContextLabel(label, length) : hkdfLabel(label, context, length, true);
+    const t = createHmac(h, secret).update(info).digest();
     return length === hl ? t : t.subarray(0, length);
   }
   return hkdfExpand(h, secret, hkdfLabel(label, context, length), length);

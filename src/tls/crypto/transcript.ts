@@ -14,6 +14,8 @@ export class Transcript {
   private ctx: Hash;
   private messages = 0;
   private replaced = false;
+  /** current()'s answer until the next message: a server asks twice for Hash(ClientHello..server Finished). */
+  private currentHash: Buffer | null = null;
 
   constructor(h: HashName) {
     hashLength(h); // rejects unknown names early
@@ -25,11 +27,15 @@ export class Transcript {
   update(handshakeMessage: Uint8Array): void {
     this.ctx.update(handshakeMessage);
     this.messages++;
+    this.currentHash = null;
   }
 
-  /** Transcript-Hash of everything added so far; the transcript continues. */
+  /**
+   * Transcript-Hash of everything added so far; the transcript continues. Asked again
+   * before another message is added, it returns the same Buffer: callers do not modify it.
+   */
   current(): Buffer {
-    return this.ctx.copy().digest();
+    return (this.currentHash ??= this.ctx.copy().digest());
   }
 
   /**
@@ -47,6 +53,7 @@ export class Transcript {
     t.ctx = this.ctx.copy();
     t.messages = this.messages;
     t.replaced = this.replaced;
+    t.currentHash = this.currentHash;
     return t;
   }
 
@@ -64,5 +71,6 @@ export class Transcript {
     const header = Buffer.of(MESSAGE_HASH_TYPE, 0, 0, ch1.length);
     this.ctx = createHash(this.hash).update(header).update(ch1);
     this.replaced = true;
+    this.currentHash = null;
   }
 }

@@ -50,7 +50,12 @@ export function encodeClientSession(s: ClientSession): Uint8Array {
   w.block(3, (chain) => {
     for (const cert of s.peerCertificates) chain.vec24(cert);
   });
-  return w.finish();
+  // Applications keep these bytes: a buffer of their own, not a view of the Writer's
+  // pooled memory, whose copy of the secret is wiped.
+  const pooled = w.finish();
+  const own = pooled.slice();
+  pooled.fill(0);
+  return own;
 }
 
 /** Parses `encodeClientSession`'s bytes; throws an Error naming the problem (never a partial session). */

@@ -17,7 +17,8 @@ export const CERTIFICATE_VERIFY_CONTEXT = {
 /** What a TLS 1.3 CertificateVerify signs (RFC 8446 4.4.3): 64 spaces, the context string, 0, the transcript hash. */
 export function certificateVerifyContent(transcriptHash: Uint8Array, side: 'server' | 'client' = 'server'): Buffer {
   const ctx = CERTIFICATE_VERIFY_CONTEXT[side];
-  const out = Buffer.alloc(64 + ctx.length + 1 + transcriptHash.length, 0x20);
+  // allocUnsafe: from the Buffer pool (every byte is written below).
+  const out = Buffer.allocUnsafe(64 + ctx.length + 1 + transcriptHash.length).fill(0x20, 0, 64);
   out.write(ctx, 64, 'latin1');
   out[64 + ctx.length] = 0;
   out.set(transcriptHash, 64 + ctx.length + 1);

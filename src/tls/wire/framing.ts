@@ -16,7 +16,9 @@ export interface HandshakeMessage {
 /** Frames a handshake message: msg_type(1) length(3) body. */
 export function handshakeMessage(type: HandshakeType, body: Uint8Array): Uint8Array {
   if (body.length >= 1 << 24) throw new RangeError(`handshake body of ${body.length} bytes does not fit a 24-bit length`);
-  const out = new Uint8Array(4 + body.length);
+  // From the Buffer pool (see writer.ts), as a plain Uint8Array.
+  const b = Buffer.allocUnsafe(4 + body.length);
+  const out = new Uint8Array(b.buffer, b.byteOffset, b.length);
   out[0] = type;
   out[1] = (body.length >>> 16) & 0xff;
   out[2] = (body.length >>> 8) & 0xff;

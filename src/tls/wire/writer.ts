@@ -1,4 +1,17 @@
 /**
+ * `n` bytes for a writer to fill, from Node's shared Buffer pool when small: a handshake
+ * encodes a dozen messages and extensions, and a typed array of its own for each (malloc,
+ * zero-fill, an ArrayBuffer for the GC to sweep) cost more than writing them. A plain
+ * Uint8Array view, so callers see the type they always did. What finish() returns is a view
+ * of that shared memory: an encoding an application keeps (a client session) is copied
+ * out, and one holding a secret is wiped by its caller.
+ */
+function allocate(n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
+
+/**
  * Growable byte writer with length-prefixed blocks that are back-patched on close.
  */
 export class Writer {
@@ -6,14 +19,14 @@ export class Writer {
   private pos = 0;
 
   constructor(initial = 256) {
-    this.buf = new Uint8Array(initial);
+    this.buf = allocate(initial);
   }
 
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    let size = Math.max(this.buf.length * 2, 64);
     while (size < this.pos + n) size *= 2;
-    const next = new Uint8Array(size);
+    const next = allocate(size);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
   }
@@ -83,8 +96,14 @@ export class Writer {
     return this.block(3, (w) => w.bytes(b));
   }
 
-  /** A copy of the written bytes. */
+  /**
+   * The written bytes, handed over without a copy: the writer lets go of them, and a write
+   * after this one continues in a new buffer, so what was returned never changes.
+   */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    const out = this.buf.subarray(0, this.pos);
+    // Full: the next write (if any) grows into a new buffer, copying these bytes.
+    this.buf = out;
+    return out;
   }
 }
