@@ -12,7 +12,7 @@ import { ffdheParameters, generateKeyExchange, NamedGroup } from '../../src/tls/
 import { AlertDescription as A, alertName } from '../../src/tls/wire/alerts.js';
 import type { HandshakeType } from '../../src/tls/wire/constants.js';
 import { clientHelloBody, clientHelloRecord, defaultExtensions, ext, handshakeMsg, record, x25519Share } from '../support/clientHelloBuilder.js';
-import { certificate, parseRecords, startEchoServer, waitUntil, type EchoServer } from '../support/keywardServer.js';
+import { certificate, HELLO_RETRY_RANDOM, parseRecords, parseServerHello, startEchoServer, waitUntil, type EchoServer } from '../support/keywardServer.js';
 import { MiniClient } from '../support/miniClient.js';
 import { MiniClient12 } from '../support/miniClient12.js';
 import { getPki } from '../support/pki.js';
@@ -131,6 +131,40 @@ describe('ClientHello and records in the clear: the alert, in the clear, then cl
       }
     });
   }
+
+  describe('the second ClientHello after a HelloRetryRequest', () => {
+    const noShare = () => clientHelloRecord({ extensions: [...noExt(51), ext.keyShare([])] });
+    const cases: [string, () => Uint8Array, A][] = [
+      ['an empty key_share list again: illegal_parameter (RFC 8446 4.2.8), not decode_error', noShare, A.illegal_parameter],
+      [
+        'a share for a group other than the one asked for (P-256 for x25519): illegal_parameter',
+        () => clientHelloRecord({ extensions: [...noExt(51), ext.keyShare([{ group: NamedGroup.secp256r1, key: generateKeyExchange(NamedGroup.secp256r1).publicKey }])] }),
+        A.illegal_parameter,
+      ],
+      ['a TLS 1.2 hello (no supported_versions, no key_share): missing_extension (RFC 8446 9.2)', () => clientHelloRecord(tls12Only), A.missing_extension],
+    ];
+    for (const [name, second, alert] of cases) {
+      it(name, async () => {
+        const mark = server.mark();
+        const c = new Raw(server.port);
+        try {
+          // No share at all: the server asks for one (x25519, its first group) with a HelloRetryRequest.
+          c.send(noShare());
+          await waitUntil(() => parseRecords(c.received).records.some((r) => r.type === 22), 'the HelloRetryRequest');
+          const hrr = parseServerHello(parseRecords(c.received).records[0].fragment.subarray(4));
+          assert.deepEqual(hrr.random, HELLO_RETRY_RANDOM);
+          assert.deepEqual(hrr.keyShareGroups, [NamedGroup.x25519]);
+          c.send(second());
+          await c.closedSoon(name);
+          const last = parseRecords(c.received).records.at(-1)!;
+          assert.deepEqual([last.type, ...last.fragment], [21, 2, alert], `got ${last.type === 21 ? alertName(last.fragment[1]) : `record ${last.type}`}`);
+          await serverSent(mark, alert);
+        } finally {
+          c.destroy();
+        }
+      });
+    }
+  });
 
   it('close_notify between two fragments of the ClientHello: the server closes at once, sending nothing', async () => {
     const c = new Raw(server.port);
