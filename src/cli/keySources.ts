@@ -234,11 +234,16 @@ export class KeySources {
     let key: LocalKey;
     try {
       privateKey = createPrivateKey(data);
-      key = new LocalKey(privateKey);
     } catch {
       throw new CliError(`${path} is not a usable private key (PEM: PKCS#8, PKCS#1 or SEC1)`);
     } finally {
       data.fill(0);
+    }
+    try {
+      key = new LocalKey(privateKey);
+    } catch {
+      // A key node:crypto reads but TLS signing here cannot use, e.g. an RSASSA-PSS (rsa-pss) key.
+      throw new CliError(`${path} holds a key of type ${describeKeyType(privateKey)}, which keyward cannot sign with (RSA, ECDSA P-256/P-384/P-521, Ed25519, Ed448)`);
     }
     if (key.keyId !== keyIdOf(leaf.publicKey)) throw mismatch(certPath, path);
     const dc = this.#opts.delegatedCredentials;
@@ -424,4 +429,10 @@ export class KeySources {
     await Promise.allSettled([...keys.map((k) => k.close?.()), ...psks.map((p) => p.close?.())]);
     this.#client?.close();
   }
+}
+
+/** "rsa-pss", "ec secp256k1"...: a key's type as node:crypto names it, for errors. */
+function describeKeyType(key: KeyObject): string {
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  return `${key.asymmetricKeyType ?? 'unknown'}${curve ? ` ${curve}` : ''}`;
 }

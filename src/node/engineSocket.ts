@@ -466,6 +466,11 @@ export abstract class EngineSocket extends Duplex {
         break;
       case 'peerClosed':
         this.peerSentCloseNotify = true;
+        // A close_notify before the handshake is done ends it: nothing more will come.
+        if (!this.established) {
+          this.failHandshake(new TlsHandshakeError('peer sent close_notify during the TLS handshake', undefined, AlertDescription.close_notify, 'ECONNRESET'));
+          break;
+        }
         this.endReadable();
         break;
       case 'error':

@@ -391,6 +391,11 @@ export class TlsConnection implements HandshakeHost {
     const hs = this.handshake;
     switch (type) {
       case ContentType.alert:
+        // A plaintext alert is read during the handshake only (a peer that could not derive
+        // the keys); once established, one would let anyone on the path forge a close_notify.
+        if (!encrypted && this.isConnected && !this.tls12) {
+          throw unexpectedMessage(`plaintext alert${fragment.length === 2 ? ` ${alertName(fragment[1])}` : ''} after the handshake`);
+        }
         return this.handleAlert(fragment);
       case ContentType.change_cipher_spec:
         if (hs?.wait.on === 'changeCipherSpec' && hs.handleChangeCipherSpec) {

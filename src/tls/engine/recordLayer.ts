@@ -159,7 +159,7 @@ export class RecordLayer {
     if (!this.readAead || (this.mode === 'tls13' && type === ContentType.change_cipher_spec)) {
       // After a HelloRetryRequest no key is set yet: rejected 0-RTT records are recognised by
       // their outer type alone and skipped within the same budget (RFC 8446 4.2.10).
-      if (!this.readAead && this.mode === 'tls13' && type === ContentType.application_data && len <= this.skipBudget) {
+      if (!this.readAead && this.mode === 'tls13' && type === ContentType.application_data && this.skipBudget > 0 && len <= this.skipBudget) {
         this.skipBudget -= len;
         return SKIPPED;
       }
@@ -182,7 +182,8 @@ export class RecordLayer {
     const plain = this.readAead!.open(this.readSeq, header, body);
     if (!plain) {
       // Rejected 0-RTT data is skipped, up to a budget (RFC 8446 4.2.10).
-      if (body.length <= this.skipBudget) {
+      // A budget of 0 skips nothing: an empty record is not rejected early data.
+      if (this.skipBudget > 0 && body.length <= this.skipBudget) {
         this.skipBudget -= body.length;
         return SKIPPED;
       }

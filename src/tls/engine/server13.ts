@@ -10,7 +10,7 @@ import { encodeSessionState, MAX_TICKET_LIFETIME, parseSessionState, sessionAgeP
 import { AlertDescription } from '../wire/alerts.js';
 import { parseClientHello, type ClientHello, type KeyShareEntry } from '../wire/clientHello.js';
 import { ExtensionType, HandshakeType, HRR_RANDOM, TLS13 } from '../wire/constants.js';
-import { TlsAlertError, decodeError, illegalParameter } from '../wire/errors.js';
+import { TlsAlertError, illegalParameter } from '../wire/errors.js';
 import { encodeCertificateRequest13, parseCertificate13 } from '../wire/certificate13.js';
 import { parseCertificateVerify } from '../wire/certificateVerify.js';
 import { certificateAuthoritiesExt, signatureAlgorithmsExt } from '../wire/extensionCodecs.js';
@@ -735,5 +735,6 @@ function checkClientHello13(ch: ClientHello, second: boolean): void {
   for (const s of ch.keyShares ?? []) {
     if (!ch.supportedGroups!.includes(s.group)) throw illegalParameter('key share for a group not in supported_groups');
   }
-  if (second && (ch.keyShares ?? []).length === 0) throw decodeError('second ClientHello without a key share');
+  // 4.2.8: the retried hello must carry the requested share; an empty list is legal syntax, so not decode_error.
+  if (second && (ch.keyShares ?? []).length === 0) throw illegalParameter('second ClientHello without a key share');
 }
