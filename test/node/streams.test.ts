@@ -38,6 +38,25 @@ function connect(port: number, ca: string, opts: tls.ConnectionOptions = {}): Pr
   );
 }
 
+/** Reads until 'end', pausing `napMs` after every `napEvery` bytes; the byte count and SHA-256 of what came. */
+async function readSlowly(client: tls.TLSSocket, napEvery: number, napMs: number): Promise<{ received: number; hash: string }> {
+  const hash = createHash('sha256');
+  let received = 0;
+  let sinceNap = 0;
+  client.on('data', (d: Buffer) => {
+    hash.update(d);
+    received += d.length;
+    sinceNap += d.length;
+    if (sinceNap >= napEvery) {
+      sinceNap = 0;
+      client.pause();
+      setTimeout(() => client.resume(), napMs);
+    }
+  });
+  await withTimeout(once(client, 'end', 60_000), 60_000, 'all data');
+  return { received, hash: hash.digest('hex') };
+}
+
 describe('backpressure', () => {
   let ca: string;
   before(async () => {
@@ -77,28 +96,14 @@ describe('backpressure', () => {
     });
     try {
       const client = await connect(port, ca);
-      const hash = createHash('sha256');
-      let received = 0;
-      let sinceNap = 0;
-      // Read slowly: 20 ms of not reading after every 512 KiB.
-      client.on('data', (d: Buffer) => {
-        hash.update(d);
-        received += d.length;
-        sinceNap += d.length;
-        if (sinceNap >= 512 * 1024) {
-          sinceNap = 0;
-          client.pause();
-          setTimeout(() => client.resume(), 20);
-        }
-      });
-      await withTimeout(once(client, 'end', 60_000), 60_000, 'all data');
+      const { received, hash } = await readSlowly(client, 512 * 1024, 20);
       await withTimeout(serverDone, 5_000, 'server writer');
       client.destroy();
 
       let expected = createHash('sha256');
       for (let off = 0; off < TOTAL; off += CHUNK) expected = expected.update(chunk);
       assert.equal(received, TOTAL);
-      assert.equal(hash.digest('hex'), expected.digest('hex'));
+      assert.equal(hash, expected.digest('hex'));
       assert.ok(stats.falseWrites > 10, `write() returned false ${stats.falseWrites} times: backpressure was exercised`);
       // The TLS socket holds at most its highWaterMark plus the chunk being encrypted;
       // the TCP socket at most one encrypted batch (its write waits for 'drain').
@@ -165,26 +170,13 @@ describe('backpressure', () => {
     });
     try {
       const client = await connect(port, ca);
-      const hash = createHash('sha256');
-      let received = 0;
-      let sinceNap = 0;
-      // Slower than the writer: 10 ms of not reading after every 256 KiB.
-      client.on('data', (d: Buffer) => {
-        hash.update(d);
-        received += d.length;
-        sinceNap += d.length;
-        if (sinceNap >= 256 * 1024) {
-          sinceNap = 0;
-          client.pause();
-          setTimeout(() => client.resume(), 10);
-        }
-      });
-      await withTimeout(once(client, 'end', 60_000), 60_000, 'all data');
+      // Slower than the writer.
+      const { received, hash } = await readSlowly(client, 256 * 1024, 10);
       await withTimeout(serverDone, 10_000, 'server writer');
       client.destroy();
       assert.deepEqual(problems, []);
       assert.equal(received, TOTAL);
-      assert.equal(hash.digest('hex'), expected.digest('hex'));
+      assert.equal(hash, expected.digest('hex'));
       assert.equal(stats.callbacks, stats.writes, 'every write callback ran');
       assert.equal(stats.drains, stats.falseWrites, "one 'drain' per write that returned false, none otherwise");
       assert.ok(stats.falseWrites > 0 && stats.falseWrites < stats.writes, `write() returned false ${stats.falseWrites} of ${stats.writes} times`);
