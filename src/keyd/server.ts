@@ -8,7 +8,7 @@ import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
-import type { KeyOperations } from '../keys/keyOperations.js';
+import { signaturesVouchedFor, type KeyOperations } from '../keys/keyOperations.js';
 import { probeUnixSocketFile } from '../node/unixSocketFile.js';
 import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
@@ -184,7 +184,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         logger.info({ keyId: key.keyId, token: key.info.tokenLabel, object: key.info.objectLabel, serverNames: p.serverNames }, 'PKCS#11 key opened');
       }
     }
-    for (const k of opts.keys ?? []) registry.add({ ops: k.ops, serverNames: k.serverNames, source: 'embedded' });
+    for (const k of opts.keys ?? []) registry.add({ ops: k.ops, serverNames: k.serverNames, source: 'embedded', verifyResults: !signaturesVouchedFor(k.ops) });
 
     // One client may fill a quarter of the queue: the others still find room.
     const queue = new WorkQueue(

@@ -57,6 +57,26 @@ export interface KeyOperations {
   close?(): Promise<void>;
 }
 
+/** Holders registered by {@link vouchForSignatures}. */
+const checkedSigners = new WeakSet<object>();
+
+/**
+ * Registers `holder` as one whose signatures need no second check in the engine: it signs
+ * with node:crypto (OpenSSL, which checks its own RSA-CRT results) under a key matched to
+ * the certificate at start, or it verifies what a token returned before answering (keyd).
+ * The engine verifies every other holder's signature (a PKCS#11 token in the front, any
+ * KeyOperations of an application's making) before it reaches a peer. Called by the
+ * holder's own constructor; exact classes only (a subclass may sign another way).
+ */
+export function vouchForSignatures(holder: object): void {
+  checkedSigners.add(holder);
+}
+
+/** Whether `holder` was registered with {@link vouchForSignatures}. */
+export function signaturesVouchedFor(holder: unknown): boolean {
+  return typeof holder === 'object' && holder !== null && checkedSigners.has(holder);
+}
+
 /**
  * TLS 1.2 RSA key exchange (server side): the key holder decrypts the client's
  * EncryptedPreMasterSecret. An RSA certificate key may implement it beside

@@ -22,6 +22,7 @@ import {
   KeyOperationError,
   UnknownPskIdentityError,
   type KeyOperations,
+  vouchForSignatures,
   type OperationContext,
   type PskMasterSecretRequest,
   type PskOperations,
@@ -550,6 +551,8 @@ export class KeyProcessKey extends KeyProcessHost implements KeyOperations, Dele
     const fits = new Set<number>(schemesForKey(publicKey));
     this.schemes = ch.schemes.filter((s) => fits.has(s)) as SignatureScheme[];
     this.keyId = keyIdOf(publicKey);
+    // The child signs with node:crypto under the key it showed to match the certificate.
+    if (new.target === KeyProcessKey) vouchForSignatures(this);
     if (publicKey.asymmetricKeyType === 'rsa') {
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) =>
         ciphertext.length > MAX_OPERATION_INPUT

@@ -1,11 +1,8 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { SignatureScheme, cryptoParams, schemeFitsVersion, schemeInfo, schemesForKey } from '../tls/crypto/signatureSchemes.js';
-import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
+import { KeyOperationError, vouchForSignatures, type KeyOperations, type OperationContext } from './keyOperations.js';
 import { keyIdOf } from './keyId.js';
 import { decryptPremasterImplicit } from './rsaPremaster.js';
-
-/** Keys of exactly this class (a subclass may sign some other way): see {@link signsInProcessWithNodeCrypto}. */
-const nodeCryptoSigners = new WeakSet<object>();
 
 /**
  * In-process key: the baseline backend and the comparison for the isolated ones.
@@ -34,7 +31,7 @@ export class LocalKey implements KeyOperations {
     this.schemes = schemesForKey(this.publicKey);
     if (this.schemes.length === 0) throw new Error(`unsupported key type ${key.asymmetricKeyType}`);
     this.keyId = keyIdOf(this.publicKey);
-    if (new.target === LocalKey) nodeCryptoSigners.add(this);
+    if (new.target === LocalKey) vouchForSignatures(this);
     if (key.asymmetricKeyType !== 'rsa') {
       this.signNow = (scheme, message, ctx) => this.signBlocking(scheme, message, ctx);
     } else {
@@ -97,17 +94,6 @@ export class LocalKey implements KeyOperations {
     }
     return new Uint8Array(sig.buffer, sig.byteOffset, sig.length);
   }
-}
-
-/**
- * Whether `key` is a LocalKey itself (no subclass), whose signatures are node:crypto's
- * `sign` with the private key it was made from. The engine does not verify those against
- * the certificate again (node:tls does not either): `certifiedKey` checked at start that
- * the key is the certificate's, and OpenSSL checks its own RSA-CRT results. Every other
- * holder's signature is verified before it reaches a peer.
- */
-export function signsInProcessWithNodeCrypto(key: unknown): boolean {
-  return typeof key === 'object' && key !== null && nodeCryptoSigners.has(key);
 }
 
 /** Creates a LocalKey from a PEM/DER private key or KeyObject. */

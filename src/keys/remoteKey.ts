@@ -55,6 +55,7 @@ import {
   KeyOperationError,
   UnknownPskIdentityError,
   type KeyOperations,
+  vouchForSignatures,
   type OperationContext,
   type PskMasterSecretRequest,
   type PskOperations,
@@ -739,6 +740,8 @@ export class RemoteKey implements KeyOperations, PskOperations, DelegatedCredent
     if (keyIdOf(pub) !== info.keyId) throw new KeyOperationError('internal', 'keyd sent a public key that does not match its key id');
     this.publicKey = pub;
     this.keyId = info.keyId;
+    // keyd signs with node:crypto, or verifies a token's result before it answers.
+    vouchForSignatures(this);
     const possible = new Set<number>(schemesForKey(pub));
     this.schemes = info.schemes.filter((s) => possible.has(s)) as SignatureScheme[];
     this.#psk = new RemotePsk(client, deadlineMs);

@@ -1,7 +1,6 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { CurrentDelegatedCredential } from '../../keys/delegatedCredentials.js';
-import { signsInProcessWithNodeCrypto } from '../../keys/localKey.js';
-import { premasterDecryptionOf, type CertificateKey, type KeyOperations, type PremasterDecryption } from '../../keys/keyOperations.js';
+import { premasterDecryptionOf, signaturesVouchedFor, type CertificateKey, type KeyOperations, type PremasterDecryption } from '../../keys/keyOperations.js';
 import { schemeInfo, schemeName, schemesForKey, schemesForVersion, verifySignature, verifySignature12, type SignatureScheme, type TlsVersion } from '../crypto/signatureSchemes.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { TlsAlertError } from '../wire/errors.js';
@@ -145,13 +144,14 @@ export function chooseCertificate(
 /**
  * Never send a signature that does not verify against the certificate: a faulty key
  * holder (HSM, RSA-CRT fault) could leak the key through it, a wrong key would only fail
- * at the peer. Throws internal_error. An in-process LocalKey's signature is not checked
- * (a P-256 verify costs ~95 µs of CPU on Node 20, more than the signature): it is
- * node:crypto's, with the key `certifiedKey` matched to the certificate (see
- * signsInProcessWithNodeCrypto).
+ * at the peer. Throws internal_error. Skipped for holders that vouch for their
+ * signatures (see vouchForSignatures: an in-process LocalKey, the key process, keyd,
+ * which verifies its token keys' results itself): each signs with node:crypto under a key
+ * matched to the certificate at start, and a P-256 verify costs ~95 µs of CPU on Node 20,
+ * more than the signature. A PKCS#11 token in the front is checked here.
  */
 export function checkHolderSignature(cert: CertifiedKey, scheme: SignatureScheme, input: Uint8Array, signature: Uint8Array, version: TlsVersion): void {
-  if (signsInProcessWithNodeCrypto(cert.key)) return;
+  if (signaturesVouchedFor(cert.key)) return;
   const verify = version === 'TLSv1.2' ? verifySignature12 : verifySignature;
   if (!verify(cert.publicKey, scheme, input, signature)) {
     throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(scheme)}) that does not verify against the certificate`);

@@ -12,6 +12,13 @@ export interface PlainRecord {
 }
 
 const HEADER = 5;
+/**
+ * Where a protected record that arrived split across reads is gathered to be decrypted:
+ * shared by every connection, as the engine is synchronous and nothing keeps a view of
+ * it once the record is opened (a new buffer per split record cost ~5 µs, one in four
+ * records of a bulk upload).
+ */
+const SCRATCH = Buffer.allocUnsafe(HEADER + MAX_CIPHERTEXT_12);
 const SKIPPED = Symbol('skipped');
 /** Records we read before a key is set may be at most this (plus a little slack for SSLv3-era clients). */
 const MAX_RECORD_BODY = MAX_CIPHERTEXT_12;
@@ -83,12 +90,17 @@ export class RecordLayer {
     return this.buffered;
   }
 
-  /** The next `n` buffered bytes, as a view when they lie in one chunk, else gathered; null if fewer. */
-  private peek(n: number): Buffer | null {
+  /**
+   * The next `n` buffered bytes, as a view when they lie in one chunk, else gathered; null
+   * if fewer. `transient`: the caller is done with the bytes before it returns (it decrypts
+   * them), so a record split across two reads is gathered into the shared scratch buffer
+   * instead of a new one.
+   */
+  private peek(n: number, transient = false): Buffer | null {
     if (this.buffered < n) return null;
     const first = this.chunks[0];
     if (first.length - this.head >= n) return first.subarray(this.head, this.head + n);
-    const out = Buffer.allocUnsafe(n);
+    const out = transient ? SCRATCH.subarray(0, n) : Buffer.allocUnsafe(n);
     let o = 0;
     for (let i = 0, off = this.head; o < n; i++, off = 0) {
       const c = this.chunks[i];
@@ -135,7 +147,10 @@ export class RecordLayer {
     const len = (h[3] << 8) | h[4];
     const limit = this.readAead ? (this.mode === 'tls13' ? MAX_CIPHERTEXT_13 : MAX_CIPHERTEXT_12) : MAX_RECORD_BODY;
     if (len > limit) throw new TlsAlertError(AlertDescription.record_overflow, `record of ${len} bytes`);
-    const b = this.peek(HEADER + len);
+    // A protected record is decrypted before this returns; only a plaintext one (or a TLS 1.3
+    // outer alert) is handed out as the bytes themselves.
+    const decrypts = this.readAead !== null && (this.mode === 'tls12' || type === ContentType.application_data);
+    const b = this.peek(HEADER + len, decrypts);
     if (!b) return null;
     this.consume(HEADER + len);
     const header = b.subarray(0, HEADER);
