@@ -363,6 +363,27 @@ describe('RFC 8448 section 3: Simple 1-RTT Handshake', () => {
       assert.deepEqual([alert.type, ...alert.content], [21, 2, AlertDescription.decrypt_error]);
     });
 
+    it('a failed handshake wipes the key schedule and the (EC)DHE secret', () => {
+      const { conn } = connection3();
+      flight3(conn);
+      // The server handshake's own state, reached from outside only to watch it forget.
+      const hs = (conn as unknown as { handshake: { stages: { wipe(): void }; dhe: Uint8Array | null } }).handshake;
+      const dhe = hs.dhe!;
+      assert.ok(dhe.some((b) => b !== 0), 'the shared secret is there before');
+      let wiped = 0;
+      const wipe = hs.stages.wipe;
+      hs.stages.wipe = () => {
+        wiped++;
+        wipe();
+      };
+      const fin = Buffer.from(simple1Rtt.clientFinished);
+      fin[fin.length - 1] ^= 0x80;
+      conn.receive(sealRecord(simple1Rtt.clientHandshakeKey, simple1Rtt.clientHandshakeIv, 0, 22, fin));
+      assert.equal(errorEvent(conn.takeEvents(), 'after a wrong client Finished').alertSent, AlertDescription.decrypt_error);
+      assert.equal(wiped, 1);
+      assert.ok(dhe.every((b) => b === 0), 'the shared secret is zeroed');
+    });
+
     it('a signature that does not verify is never sent: internal_error and no CertificateVerify', () => {
       // A key holder other than an in-process LocalKey (whose node:crypto signatures are not checked again).
       const { conn } = connection3(undefined, heldElsewhere);

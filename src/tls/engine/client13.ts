@@ -169,6 +169,13 @@ export class Client13Handshake implements Handshake {
     this.sessionId = this.offer12?.sessionId ?? (config.compatibilityMode && config.maxVersion === 'TLSv1.3' ? host.random(32) : new Uint8Array(0));
     host.info.serverName = config.serverName;
     this.offer = this.externalPskOffer() ?? this.resumptionOffer(config.session);
+    // A failed handshake leaves no key-schedule secret behind it.
+    host.onFatalAlert(() => {
+      this.offer?.stages.wipe();
+      this.stages?.wipe();
+      this.dhe?.fill(0);
+      this.dhe = null;
+    });
     const kx = host.keyShareFactory(config.groups[0]);
     this.state = { name: 'awaitServerHello', kx, hello1: this.sendClientHello(kx) };
   }

@@ -175,6 +175,12 @@ export class Server13Handshake implements Handshake {
     this.suite = suiteInfo(suite)!;
     this.transcript = new Transcript(this.suite.hash);
     this.stages = localKeyStages(this.suite.hash);
+    // A failed handshake leaves no key-schedule secret behind it (the stages may be replaced below).
+    host.onFatalAlert(() => {
+      this.stages.wipe();
+      this.dhe?.fill(0);
+      this.dhe = null;
+    });
     host.info.version = 'TLSv1.3';
     host.info.cipherSuite = suite;
     host.info.cipherName = this.suite.name;
