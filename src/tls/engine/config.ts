@@ -90,7 +90,11 @@ export interface ServerConfig {
    * RFC 5077 tickets. Absent: no tickets are issued and none are accepted.
    */
   ticketKeys?: TicketKeyRing;
-  /** TLS 1.3 NewSessionTickets sent after each handshake (default 2, as node:tls; 0: none; at most 16). */
+  /**
+   * TLS 1.3 NewSessionTickets sent after each full handshake (default 2, as node:tls; 0: none;
+   * at most 16); after a resumption one, to replace the ticket the client used (node:tls
+   * sends none then).
+   */
   ticketCount: number;
   /** TLS 1.2 resumption by session id; absent: session ids are not cached. */
   sessionCache12?: SessionCache12;

@@ -665,7 +665,7 @@ export class Server13Handshake implements Handshake {
   }
 
   /**
-   * 4.6.1: `ticketCount` NewSessionTickets, each a distinct nonce and ticket_age_add, the
+   * 4.6.1: `ticketCount` NewSessionTickets (one after a resumption), each a distinct nonce and ticket_age_add, the
    * ticket the sealed session state: its PSK, suite, SNI, ALPN, the client's certificates or
    * external PSK identity, and when the full handshake authenticated (kept through
    * resumptions, so a session never outlives seven days). No early_data extension: keyward
@@ -679,7 +679,10 @@ export class Server13Handshake implements Handshake {
     const pskIdentity = this.externalIdentity ?? this.resumedFrom?.pskIdentity;
     const lifetime = Math.min(ring.ticketLifetime, Math.floor((authenticatedAt + MAX_TICKET_LIFETIME * 1000 - now) / 1000));
     if (lifetime <= 0) return;
-    for (let i = 0; i < this.config.ticketCount; i++) {
+    // After a resumption one ticket replaces the one the client spent (RFC 8446 C.4: a ticket
+    // is used once); the client still holds the rest of its earlier tickets.
+    const count = this.resumedFrom ? Math.min(1, this.config.ticketCount) : this.config.ticketCount;
+    for (let i = 0; i < count; i++) {
       const nonce = Uint8Array.of(i >> 8, i & 0xff);
       const ageAdd = Buffer.from(host.random(4)).readUInt32BE(0);
       const state: SessionState = {
