@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { GROUP_NAME_LIST, groupByName, suiteByName } from '../node/clientSocket.js';
 import type { KeywardServerOptions } from '../node/server.js';
 import { suiteInfo } from '../tls/crypto/cipherSuites.js';
+import { groupSpec } from '../tls/crypto/groups.js';
 import { holderMaxValidity, parseDcValidity, DEFAULT_DC_VALIDITY_MS } from './delegation.js';
 import { CliError, type KeySourceOptions, type KeySpec, type PskSpec } from './keySources.js';
 import { loadRoleConfig, mergeSettings, RoleConfigError, type CertificateEntry, type FrontSettings, type ProxySettings, type Role } from './roleConfig.js';
@@ -228,6 +229,11 @@ export function serverTlsChoices(t: FrontSettings['tls']): Pick<KeywardServerOpt
   }
   if (tls12 && tls12.length === 0) {
     if (maxVersion === 'TLSv1.2') throw new CliError('--cipher (tls.ciphers) lists no TLS 1.2 suite, yet --max-version (tls.maxVersion) is TLSv1.2');
+    minVersion = 'TLSv1.3';
+  }
+  // keyward's TLS 1.2 suites are ECDHE only: finite-field groups alone leave TLS 1.2 nothing.
+  if (groups && !groups.some((g) => groupSpec(g).tls12 === 'ECDHE')) {
+    if (maxVersion === 'TLSv1.2') throw new CliError('--groups (tls.groups) lists no elliptic curve, which TLS 1.2 (ECDHE only) needs, yet --max-version (tls.maxVersion) is TLSv1.2');
     minVersion = 'TLSv1.3';
   }
   return {

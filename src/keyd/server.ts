@@ -317,6 +317,13 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
             return;
           }
           const peerCert = socket.getPeerCertificate();
+          // A handshake begun under the previous CRL finishes under it: check the one in force now.
+          if (crls?.revokes(peerCert.raw)) {
+            logger.warn({ front: `${socket.remoteAddress}:${socket.remotePort}` }, 'closing connection: its client certificate is revoked');
+            metrics.connectionsClosed.inc({ reason: 'revoked' });
+            socket.destroy();
+            return;
+          }
           accept(socket, identityOfCertificate(peerCert), 'tls', `${socket.remoteAddress}:${socket.remotePort}`, peerCert.raw);
         },
       );
@@ -332,6 +339,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           } finally {
             k.fill(0);
           }
+          crls = next;
           logger.info({ file: crlFile, crls: next.crls, revoked: next.revokedCount, nextUpdate: next.nextUpdate }, 'client CRL loaded');
           for (const [conn, der] of tlsCertificates) {
             if (!next.revokes(der)) continue;

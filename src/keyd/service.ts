@@ -295,7 +295,8 @@ export class KeydService {
     rec.outcome = aborted ? 'cancelled' : code;
     rec.reason = message;
     if (code === 'refused' || code === 'rate-limited') this.d.metrics.refusals.inc({ reason: code });
-    if (this.d.errorLines && !this.d.errorLines.take(rec.client)) return { ...errorReply(code, message), unaudited: true };
+    // Internal failures (a token's signature that does not verify) are always audited: a flood of junk cannot hide them.
+    if (code !== 'internal' && this.d.errorLines && !this.d.errorLines.take(rec.client)) return { ...errorReply(code, message), unaudited: true };
     if (code === 'refused' || code === 'rate-limited' || e instanceof SignInputRefused) {
       this.d.logger.warn({ client: rec.client, front: rec.front, op: rec.op, keyId: rec.keyId, serverName: rec.serverName, reason: message }, 'request refused');
     } else if (code === 'internal') {

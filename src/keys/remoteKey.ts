@@ -741,7 +741,7 @@ export class RemoteKey implements KeyOperations, PskOperations, DelegatedCredent
     this.publicKey = pub;
     this.keyId = info.keyId;
     // keyd signs with node:crypto, or verifies a token's result before it answers.
-    vouchForSignatures(this);
+    if (new.target === RemoteKey) vouchForSignatures(this);
     const possible = new Set<number>(schemesForKey(pub));
     this.schemes = info.schemes.filter((s) => possible.has(s)) as SignatureScheme[];
     this.#psk = new RemotePsk(client, deadlineMs);

@@ -7,6 +7,8 @@
  */
 import {
   KeyOperationError,
+  signaturesVouchedFor,
+  vouchForSignatures,
   type CertificateKey,
   type OperationContext,
   type PskMasterSecretRequest,
@@ -145,6 +147,8 @@ export class KeyOperationGate {
     if (decrypt) {
       wrapped.decryptPremaster = (ciphertext: Uint8Array, clientVersion: number, ctx: OperationContext, signal: AbortSignal) => this.run(holder, 'decrypt', ctx, signal, () => decrypt(ciphertext, clientVersion, ctx, signal));
     }
+    // The gate passes the holder's signature through untouched: whatever the holder vouches for, so does the wrapper.
+    if (signaturesVouchedFor(key)) vouchForSignatures(wrapped);
     return wrapped;
   }
 

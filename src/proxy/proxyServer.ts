@@ -174,6 +174,8 @@ export class KeywardProxy {
   readonly #holderOf = new Map<string, string>();
   /** The PSK identity a connection's key operations named (kept for the access line of a handshake that failed there). */
   readonly #pskIdentityOf = new Map<string, string>();
+  /** Ids of the TLS connections open now: the two maps above keep entries for these only. */
+  readonly #openIds = new Set<string>();
   #current: Generation;
   #metricsServer: HttpServer | undefined;
   #metricsAddress: AddressInfo | undefined;
@@ -187,8 +189,10 @@ export class KeywardProxy {
     const limits = { ...DEFAULT_PROXY_LIMITS, ...generation.limits };
     this.gate = new KeyOperationGate(limits.maxPendingKeyOps, limits.maxQueuedKeyOps, (r) => {
       this.metrics.keyOperation(r);
-      if (r.connectionId) this.#holderOf.set(r.connectionId, r.holder);
-      if (r.connectionId && r.pskIdentity !== undefined) this.#pskIdentityOf.set(r.connectionId, r.pskIdentity);
+      // A report that comes after its connection closed (an operation cut short) is not kept.
+      if (!r.connectionId || !this.#openIds.has(r.connectionId)) return;
+      this.#holderOf.set(r.connectionId, r.holder);
+      if (r.pskIdentity !== undefined) this.#pskIdentityOf.set(r.connectionId, r.pskIdentity.slice(0, MAX_PROXY_PSK_IDENTITY));
     });
     this.metrics = new ProxyMetrics({ keyGateState: () => ({ running: this.gate.running, queued: this.gate.queued }) });
     this.#current = this.#build(generation);
@@ -363,6 +367,7 @@ export class KeywardProxy {
       this.metrics.openConnections.dec();
       this.#accessLog(tls, client, outcome, started, conn, upstream);
       if (tls) {
+        this.#openIds.delete(tls.connectionId);
         this.#holderOf.delete(tls.connectionId);
         this.#pskIdentityOf.delete(tls.connectionId);
       }
@@ -388,6 +393,7 @@ export class KeywardProxy {
   /** Server mode: the TLS handshake with the client, then the upstream chosen by SNI. */
   #terminate(raw: Socket, conn: Connection, g: Generation, side: TerminatingSide, endHandshake: () => void, closed: (tls: EngineSocket, outcome: string, upstream: string | undefined) => void): void {
     const tls = side.acceptor.accept(raw, this);
+    this.#openIds.add(tls.connectionId);
     conn.destroy = () => tls.destroy();
     let outcome = 'handshake-incomplete';
     let upstreamText: string | undefined;
@@ -443,6 +449,7 @@ export class KeywardProxy {
       return { outcome: await closeLocal('client-error') };
     }
     const tls = connect({ ...side.options, socket: tcp, handshakeTimeout: g.limits.handshakeTimeoutMs, allowHalfOpen: true });
+    this.#openIds.add(tls.connectionId);
     conn.destroy = () => {
       tls.destroy();
       raw.destroy();

@@ -384,6 +384,21 @@ describe('RFC 8448 section 3: Simple 1-RTT Handshake', () => {
       assert.ok(dhe.every((b) => b === 0), 'the shared secret is zeroed');
     });
 
+    it('a handshake abandoned by the transport wipes its secrets; a completed one keeps no abandon callback', () => {
+      const { conn } = connection3();
+      flight3(conn);
+      const hs = (conn as unknown as { handshake: { dhe: Uint8Array | null } }).handshake;
+      const dhe = hs.dhe!;
+      conn.destroy();
+      assert.ok(dhe.every((b) => b === 0), 'the shared secret is zeroed');
+      const done = connection3().conn;
+      flight3(done);
+      done.receive(simple1Rtt.clientFinishedRecord);
+      only(done.takeEvents(), 'handshakeComplete', 'after the client Finished');
+      // Nothing registered by the handshake outlives it (it would keep the whole handshake in memory).
+      assert.equal((done as unknown as { abandonedCallbacks: unknown[] }).abandonedCallbacks.length, 0);
+    });
+
     it('a signature that does not verify is never sent: internal_error and no CertificateVerify', () => {
       // A key holder other than an in-process LocalKey (whose node:crypto signatures are not checked again).
       const { conn } = connection3(undefined, heldElsewhere);

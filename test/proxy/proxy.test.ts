@@ -11,12 +11,14 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { KeyOperationError, type KeyOperations } from '../../src/keys/keyOperations.js';
+import { KeyOperationError, signaturesVouchedFor, type KeyOperations } from '../../src/keys/keyOperations.js';
+import { KeyOperationGate } from '../../src/proxy/keyGate.js';
 import { localKey } from '../../src/keys/localKey.js';
 import { decodeProxyV2, encodeProxyV2, ProxyHeaderError } from '../../src/proxy/proxyProtocol.js';
 import { KeywardProxy } from '../../src/proxy/proxyServer.js';
 import { pino } from 'pino';
 import { groupWithNodeTlsClient } from '../support/expectedGroup.js';
+import { heldElsewhere } from '../support/heldElsewhere.js';
 import { metricValue } from '../support/keydFixture.js';
 import { connectTls, echoHandler, freePort, makeProxyPki, readAll, sha256, startTestProxy, startUpstream, waitFor, type ProxyPki } from './harness.js';
 
@@ -296,6 +298,13 @@ describe('keyward proxy (in process)', () => {
       await proxy.stop(0);
       await up.close();
     }
+  });
+
+  test('the key gate passes on what the holder vouches for: an in-process key\'s signatures are not checked twice, any other holder\'s are', () => {
+    const gate = new KeyOperationGate(1, 1, () => {});
+    const inner = localKey(pki.localhost.keyPem);
+    assert.equal(signaturesVouchedFor(gate.wrapKey(inner, 'local')), true);
+    assert.equal(signaturesVouchedFor(gate.wrapKey(heldElsewhere(inner), 'elsewhere')), false);
   });
 
   test('the idle timeout closes a relayed connection with no traffic', async () => {

@@ -234,6 +234,15 @@ describe('Writer', () => {
     assert.deepEqual([...w.finish()], [1, 2]);
   });
 
+  it('growing wipes the outgrown bytes (pooled memory), never what finish() handed out', () => {
+    const w = new Writer(4);
+    w.bytes(Uint8Array.of(9, 9, 9, 9));
+    const outgrown = (w as unknown as { buf: Uint8Array }).buf;
+    w.u8(7);
+    assert.deepEqual([...outgrown], [0, 0, 0, 0]);
+    assert.deepEqual([...w.finish()], [9, 9, 9, 9, 7]);
+  });
+
   it('round-trips through Reader', () => {
     const w = new Writer();
     w.u16(0x0303)

@@ -169,12 +169,10 @@ export class Client13Handshake implements Handshake {
     this.sessionId = this.offer12?.sessionId ?? (config.compatibilityMode && config.maxVersion === 'TLSv1.3' ? host.random(32) : new Uint8Array(0));
     host.info.serverName = config.serverName;
     this.offer = this.externalPskOffer() ?? this.resumptionOffer(config.session);
-    // A failed handshake leaves no key-schedule secret behind it.
-    host.onFatalAlert(() => {
+    // A failed or abandoned handshake leaves no key-schedule secret behind it.
+    host.onAbandoned(() => {
       this.offer?.stages.wipe();
-      this.stages?.wipe();
-      this.dhe?.fill(0);
-      this.dhe = null;
+      this.wipeSecrets();
     });
     const kx = host.keyShareFactory(config.groups[0]);
     this.state = { name: 'awaitServerHello', kx, hello1: this.sendClientHello(kx) };
@@ -384,6 +382,13 @@ export class Client13Handshake implements Handshake {
     });
   }
 
+  /** Forgets the key schedule's secrets and the (EC)DHE shared secret. */
+  private wipeSecrets(): void {
+    this.stages?.wipe();
+    this.dhe?.fill(0);
+    this.dhe = null;
+  }
+
   /**
    * 4.2.11: the server took the offered PSK (selected_identity 0, the only one offered,
    * with a suite of the PSK's hash) or not (a certificate handshake, the offer forgotten).
@@ -581,9 +586,7 @@ export class Client13Handshake implements Handshake {
     this.state = { name: 'keySchedule' };
     const stages = this.stages!;
     const complete = (rms: Buffer | undefined) => {
-      stages.wipe();
-      this.dhe?.fill(0);
-      this.dhe = null;
+      this.wipeSecrets();
       this.state = { name: 'done' };
       this.host.handshakeComplete({
         version: 'TLSv1.3',

@@ -71,6 +71,7 @@ export class TlsConnection implements HandshakeHost {
   private keyUpdatesInARow = 0;
   private sessionsEmitted = 0;
   private fatalAlertCallbacks: (() => void)[] = [];
+  private abandonedCallbacks: (() => void)[] = [];
 
   /** TLS 1.2 was negotiated (info.version is set as soon as the version is known). */
   private get tls12(): boolean {
@@ -227,6 +228,9 @@ export class TlsConnection implements HandshakeHost {
   private closeNow(): void {
     this.closed = true;
     this.handshake = null;
+    const cbs = this.abandonedCallbacks;
+    this.abandonedCallbacks = [];
+    for (const cb of cbs) cb();
   }
 
   /**
@@ -308,6 +312,10 @@ export class TlsConnection implements HandshakeHost {
     this.fatalAlertCallbacks.push(cb);
   }
 
+  onAbandoned(cb: () => void): void {
+    this.abandonedCallbacks.push(cb);
+  }
+
   emitSession(session: ClientSession): void {
     this.events.push({ type: 'session', session });
   }
@@ -320,6 +328,7 @@ export class TlsConnection implements HandshakeHost {
     this.traffic = secrets;
     // The handshake's state (its copies of the secrets among it) is not needed again.
     this.handshake = null;
+    this.abandonedCallbacks = [];
     this.events.push({ type: 'handshakeComplete' });
   }
 

@@ -102,6 +102,12 @@ export interface HandshakeHost {
   defer(work: () => void): void;
   /** Runs `cb` if the connection ends with a fatal alert, sent or received (RFC 5246 7.2.2: the session is not resumed). */
   onFatalAlert(cb: () => void): void;
+  /**
+   * Runs `cb` once if the connection ends before the handshake completes (a fatal alert,
+   * close_notify, the transport gone); forgotten when it completes, so nothing keeps the
+   * finished handshake alive.
+   */
+  onAbandoned(cb: () => void): void;
   /** Client: a session the application may keep and offer later (a `session` event, after handshakeComplete). */
   emitSession(session: ClientSession): void;
   /** The handshake hands over to another (the version's, once it is known). */

@@ -175,12 +175,8 @@ export class Server13Handshake implements Handshake {
     this.suite = suiteInfo(suite)!;
     this.transcript = new Transcript(this.suite.hash);
     this.stages = localKeyStages(this.suite.hash);
-    // A failed handshake leaves no key-schedule secret behind it (the stages may be replaced below).
-    host.onFatalAlert(() => {
-      this.stages.wipe();
-      this.dhe?.fill(0);
-      this.dhe = null;
-    });
+    // A failed or abandoned handshake leaves no key-schedule secret behind it.
+    host.onAbandoned(() => this.wipeSecrets());
     host.info.version = 'TLSv1.3';
     host.info.cipherSuite = suite;
     host.info.cipherName = this.suite.name;
@@ -635,6 +631,13 @@ export class Server13Handshake implements Handshake {
     this.state = { name: 'awaitFinished', secrets: st.secrets };
   }
 
+  /** Forgets the key schedule's secrets and the (EC)DHE shared secret (the stages may have been replaced since the start). */
+  private wipeSecrets(): void {
+    this.stages.wipe();
+    this.dhe?.fill(0);
+    this.dhe = null;
+  }
+
   /** 4.4.4: the client's Finished proves it saw the same transcript; then the tickets (4.6.1). */
   private handleClientFinished(msg: HandshakeMessage, st: AfterServerFinished): void {
     const h = this.suite.hash;
@@ -646,9 +649,7 @@ export class Server13Handshake implements Handshake {
     this.host.setReadKey(this.aead(st.clientAppSecret));
     this.hashedMessages.length = 0;
     const complete = () => {
-      this.stages.wipe();
-      this.dhe?.fill(0);
-      this.dhe = null;
+      this.wipeSecrets();
       this.state = { name: 'done' };
       this.host.handshakeComplete({ version: 'TLSv1.3', hash: h, aead: this.suite.aead, readSecret: st.clientAppSecret, writeSecret: st.serverAppSecret, exporterMaster: st.exporterMaster });
     };

@@ -17,6 +17,8 @@ function allocate(n: number): Uint8Array {
 export class Writer {
   private buf: Uint8Array;
   private pos = 0;
+  /** Whether `buf` is what finish() returned. */
+  private handedOut = false;
 
   constructor(initial = 256) {
     this.buf = allocate(initial);
@@ -28,6 +30,10 @@ export class Writer {
     while (size < this.pos + n) size *= 2;
     const next = allocate(size);
     next.set(this.buf.subarray(0, this.pos));
+    // The outgrown bytes stay in the shared pool: wipe them, they may hold a secret (a
+    // session state); not those finish() handed out, which are the caller's.
+    if (!this.handedOut) this.buf.fill(0, 0, this.pos);
+    this.handedOut = false;
     this.buf = next;
   }
 
@@ -104,6 +110,7 @@ export class Writer {
     const out = this.buf.subarray(0, this.pos);
     // Full: the next write (if any) grows into a new buffer, copying these bytes.
     this.buf = out;
+    this.handedOut = true;
     return out;
   }
 }
