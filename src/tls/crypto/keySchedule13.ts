@@ -44,6 +44,22 @@ export function tls13DerivedSecret(h: HashName, secret: Uint8Array): Buffer {
   return deriveSecret(h, secret, 'derived', emptyHash(h));
 }
 
+/** Handshake Secret = HKDF-Extract(Derive-Secret(Early Secret, "derived", ""), (EC)DHE); the salt is wiped. */
+export function tls13HandshakeSecret(h: HashName, earlySecret: Uint8Array, sharedSecret: Uint8Array): Buffer {
+  const derived = tls13DerivedSecret(h, earlySecret);
+  const hs = hkdfExtract(h, derived, sharedSecret);
+  derived.fill(0);
+  return hs;
+}
+
+/** Master Secret = HKDF-Extract(Derive-Secret(Handshake Secret, "derived", ""), 0); the salt is wiped. */
+export function tls13MasterSecret(h: HashName, handshakeSecret: Uint8Array): Buffer {
+  const derived = deriveSecret(h, handshakeSecret, 'derived', emptyHash(h));
+  const ms = hkdfExtract(h, derived, Buffer.alloc(hashLength(h)));
+  derived.fill(0);
+  return ms;
+}
+
 /**
  * Handshake Secret and the two handshake traffic secrets.
  * `helloHash` is Transcript-Hash(ClientHello..ServerHello).
@@ -54,7 +70,7 @@ export function tls13HandshakeSecrets(
   sharedSecret: Uint8Array,
   helloHash: Uint8Array,
 ): { handshakeSecret: Buffer; clientHandshakeTraffic: Buffer; serverHandshakeTraffic: Buffer } {
-  const handshakeSecret = hkdfExtract(h, tls13DerivedSecret(h, earlySecret), sharedSecret);
+  const handshakeSecret = tls13HandshakeSecret(h, earlySecret, sharedSecret);
   return {
     handshakeSecret,
     clientHandshakeTraffic: deriveSecret(h, handshakeSecret, 'c hs traffic', helloHash),
@@ -71,8 +87,7 @@ export function tls13ApplicationSecrets(
   handshakeSecret: Uint8Array,
   handshakeHash: Uint8Array,
 ): { masterSecret: Buffer; clientApplicationTraffic: Buffer; serverApplicationTraffic: Buffer; exporterMaster: Buffer } {
-  const derived = deriveSecret(h, handshakeSecret, 'derived', emptyHash(h));
-  const masterSecret = hkdfExtract(h, derived, Buffer.alloc(hashLength(h)));
+  const masterSecret = tls13MasterSecret(h, handshakeSecret);
   return {
     masterSecret,
     clientApplicationTraffic: deriveSecret(h, masterSecret, 'c ap traffic', handshakeHash),
@@ -163,7 +178,9 @@ export class KeySchedule13 {
  */
 export function tls13FinishedVerifyData(h: HashName, baseTrafficSecret: Uint8Array, transcriptHash: Uint8Array): Buffer {
   const finishedKey = hkdfExpandLabel(h, baseTrafficSecret, 'finished', EMPTY, hashLength(h));
-  return createHmac(h, finishedKey).update(transcriptHash).digest();
+  const verifyData = createHmac(h, finishedKey).update(transcriptHash).digest();
+  finishedKey.fill(0); // PSK-derived for a binder
+  return verifyData;
 }
 
 /** application_traffic_secret_N+1 (RFC 8446 7.2, KeyUpdate). */

@@ -93,8 +93,8 @@ function listedIdentities(p: Tls13PskServerConfig): ReadonlySet<string> | null {
   return set;
 }
 
-/** Whether `config` still takes the external PSK `identity` (a ticket from a withdrawn PSK does not resume). */
-function stillTakesPsk(p: Tls13PskServerConfig | undefined, identity: Uint8Array): boolean {
+/** Whether `p` takes the external PSK `identity`: listed, or no list (also: a ticket from a withdrawn PSK does not resume). */
+function takesPsk(p: Tls13PskServerConfig | undefined, identity: Uint8Array): boolean {
   if (!p) return false;
   const listed = listedIdentities(p);
   return listed === null || listed.has(Buffer.from(identity).toString('hex'));
@@ -279,7 +279,7 @@ export class Server13Handshake implements Handshake {
         // A server asking for client certificates resumes only sessions that authenticated the client (a certificate or an external PSK).
         !(this.config.clientAuth && state.peerCertificates.length === 0 && !state.pskIdentity) &&
         // A session from an external PSK lives only as long as this server still takes that PSK.
-        (state.pskIdentity === undefined || stillTakesPsk(this.config.tls13Psk, state.pskIdentity)) &&
+        (state.pskIdentity === undefined || takesPsk(this.config.tls13Psk, state.pskIdentity)) &&
         sessionAgeProblem(state, now, id.obfuscatedTicketAge) === undefined;
       if (usable) return { usable: { index, state }, opened };
       state.secret.fill(0);
@@ -298,11 +298,9 @@ export class Server13Handshake implements Handshake {
     if (!p || !offer || hash !== (p.hash ?? 'sha256')) return undefined;
     const modes = ch.pskKeyExchangeModes ?? new Uint8Array(0);
     if (!modes.includes(PskKeyExchangeMode.psk_dhe_ke) && !(p.allowPskOnly && modes.includes(PskKeyExchangeMode.psk_ke))) return undefined;
-    const listed = listedIdentities(p);
     for (let index = 0; index < offer.identities.length; index++) {
       const identity = offer.identities[index].identity;
-      if (tickets.has(index) || (listed && !listed.has(Buffer.from(identity).toString('hex')))) continue;
-      return { index, identity };
+      if (!tickets.has(index) && takesPsk(p, identity)) return { index, identity };
     }
     return undefined;
   }
