@@ -44,6 +44,8 @@ import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handsha
 import { holderKeyStages, localKeyStages, StageRunner, type KeyStages13, type TrafficPair } from './keyStages13.js';
 import { OWN_RECORD_SIZE_LIMIT } from './server13.js';
 
+const NO_MODES = new Uint8Array(0);
+
 /** TLS_EMPTY_RENEGOTIATION_INFO_SCSV is not sent: the renegotiation_info extension says the same (RFC 5746 3.4). */
 const UNCOMPRESSED = Uint8Array.of(0);
 /** legacy_record_version of the first ClientHello record. */
@@ -149,8 +151,6 @@ export class Client13Handshake implements Handshake {
   private readonly offer12: SessionOffer12 | undefined;
   private readonly runner: StageRunner;
   private offer: PskOffer | undefined;
-  /** The psk_key_exchange_modes of the last hello (empty without a PSK offer). */
-  private offeredModes: Uint8Array = new Uint8Array(0);
   /** Whether the server took the PSK (a ticket or an external one): it authenticates with it, not with a certificate. */
   private pskAccepted = false;
   /** The key schedule once the ServerHello chose between the offered session and a full handshake. */
@@ -270,7 +270,6 @@ export class Client13Handshake implements Handshake {
     if (this.offers13 && config.certificateCompression.length > 0) exts.push(compressCertificateExt.encode(config.certificateCompression));
     if (this.offers13 && config.delegatedCredentials.length > 0) exts.push(delegatedCredentialSchemesExt.encode(config.delegatedCredentials));
     const offer = this.offer;
-    this.offeredModes = offer ? offer.modes : new Uint8Array(0);
     if (offer) {
       exts.push(pskKeyExchangeModesExt.encode(offer.modes));
       const identity = { identity: offer.identity, obfuscatedTicketAge: offer.age() };
@@ -356,7 +355,8 @@ export class Client13Handshake implements Handshake {
       return this.handleHelloRetryRequest(msg, sh, st.kx, n);
     }
     checkSolicited(sh.extensions, this.offeredExtensions, 'ServerHello');
-    const modes = this.offeredModes;
+    // The modes of the hello just answered (keyStagesFor forgets the offer).
+    const modes = this.offer?.modes ?? NO_MODES;
     const stages = this.keyStagesFor(sh, n);
     const share = sh.keyShare;
     if (share) {
