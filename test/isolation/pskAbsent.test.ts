@@ -7,14 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Keyd } from '../../src/keyd/server.js';
-import { makeKeydPki, readAudit, startTestKeyd, tempDir, type KeydPki } from '../support/keydFixture.js';
-import { runKeyward, startServe, type KeywardChild } from '../support/keywardCli.js';
+import { readAudit, type KeydPki } from '../support/keydFixture.js';
+import { startServe, type KeywardChild } from '../support/keywardCli.js';
 import { scanProcessMemory, type Needle } from '../support/memscan.js';
 import { opensslClient } from '../support/peers.js';
+import type { RunResult } from '../support/processes.js';
+import { startPskKeyd } from '../support/pskKeyd.js';
 
 const PSK = randomBytes(32);
 const IDENTITY = 'psk-absent-client';
@@ -30,6 +30,7 @@ let kpki: KeydPki;
 let keyd: Keyd;
 let auditFile: string;
 let pskFile: string;
+let put: RunResult;
 const servers: KeywardChild[] = [];
 
 /** PSK and ECDHE_PSK handshakes (each with a page request) that must succeed. */
@@ -56,17 +57,8 @@ async function scan(pid: number): Promise<string[]> {
 }
 
 before(async () => {
-  root = await tempDir('keyward-psk-absent-');
-  kpki = await makeKeydPki(root.dir, ['front']);
-  const started = await startTestKeyd(root.dir, kpki);
-  keyd = started.keyd;
-  auditFile = started.config.audit.file;
-  pskFile = join(root.dir, 'psks.txt');
-  await writeFile(pskFile, `# test PSKs\n${IDENTITY}:${PSK.toString('hex')}\n`, { mode: 0o600 });
   // Provisioned as an operator would: keyward keys put-psk --identity ID --psk-file F.
-  const secretFile = join(root.dir, 'psk.hex');
-  await writeFile(secretFile, PSK.toString('hex') + '\n', { mode: 0o600 });
-  const put = await runKeyward(['keys', 'put-psk', '--identity', IDENTITY, '--psk-file', secretFile, '--hex', '--keyd', `unix:${keyd.unixPath}`]);
+  ({ root, kpki, keyd, auditFile, pskFile, put } = await startPskKeyd('keyward-psk-absent-', IDENTITY, PSK.toString('hex'), '# test PSKs\n'));
   assert.equal(put.code, 0, put.stderr);
   assert.equal(put.stdout, `stored PSK ${IDENTITY}\n`);
 });

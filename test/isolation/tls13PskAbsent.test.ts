@@ -12,15 +12,15 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Keyd } from '../../src/keyd/server.js';
 import { localPsk } from '../../src/keys/localPsk.js';
-import { makeKeydPki, readAudit, startTestKeyd, tempDir, type KeydPki } from '../support/keydFixture.js';
-import { runKeyward, startConnect, startServe, type KeywardChild } from '../support/keywardCli.js';
+import { readAudit, type KeydPki } from '../support/keydFixture.js';
+import { startConnect, startServe, type KeywardChild } from '../support/keywardCli.js';
 import { scanProcessMemory, type Needle } from '../support/memscan.js';
 import { opensslClient } from '../support/peers.js';
+import type { RunResult } from '../support/processes.js';
+import { startPskKeyd } from '../support/pskKeyd.js';
 
 const PSK = randomBytes(32);
 const IDENTITY = 'tls13-absent';
@@ -71,16 +71,8 @@ const servers: KeywardChild[] = [];
 const cleanups: Array<() => unknown> = [];
 
 before(async () => {
-  root = await tempDir('keyward-tls13-psk-absent-');
-  kpki = await makeKeydPki(root.dir, ['front']);
-  const started = await startTestKeyd(root.dir, kpki);
-  keyd = started.keyd;
-  auditFile = started.config.audit.file;
-  pskFile = join(root.dir, 'psks.txt');
-  await writeFile(pskFile, `${IDENTITY}:${PSK.toString('hex')}\n`, { mode: 0o600 });
-  const secretFile = join(root.dir, 'psk.hex');
-  await writeFile(secretFile, PSK.toString('hex') + '\n', { mode: 0o600 });
-  const put = await runKeyward(['keys', 'put-psk', '--identity', IDENTITY, '--psk-file', secretFile, '--hex', '--keyd', `unix:${keyd.unixPath}`]);
+  let put: RunResult;
+  ({ root, kpki, keyd, auditFile, pskFile, put } = await startPskKeyd('keyward-tls13-psk-absent-', IDENTITY, PSK.toString('hex')));
   assert.equal(put.code, 0, put.stderr);
 });
 

@@ -23,7 +23,9 @@ import { after, before, describe, test } from 'node:test';
 import { createCa } from '../../src/cli/pki.js';
 import type { Keyd } from '../../src/keyd/server.js';
 import { sServer, stopSServers } from '../client/clientHelpers.js';
-import { fetchText, makeKeydPki, metricValue, startTestKeyd, tempDir, type KeydPki } from '../support/keydFixture.js';
+import { fetchText, metricValue, type KeydPki } from '../support/keydFixture.js';
+import type { RunResult } from '../support/processes.js';
+import { startPskKeyd } from '../support/pskKeyd.js';
 import { runKeyward, startKeyward, type KeywardChild } from '../support/keywardCli.js';
 import { scanProcessMemory, type Needle } from '../support/memscan.js';
 import { gnutlsCli, opensslClient } from '../support/peers.js';
@@ -42,14 +44,8 @@ let up: TestUpstream;
 const children: KeywardChild[] = [];
 
 before(async () => {
-  root = await tempDir('keyward-proxy-psk-');
-  kpki = await makeKeydPki(root.dir, ['front']);
-  keyd = (await startTestKeyd(root.dir, kpki)).keyd;
-  pskFile = join(root.dir, 'psks.txt');
-  await writeFile(pskFile, `${ID}:${HEX}\n`, { mode: 0o600 });
-  const hexFile = join(root.dir, 'psk.hex');
-  await writeFile(hexFile, `${HEX}\n`, { mode: 0o600 });
-  const put = await runKeyward(['keys', 'put-psk', '--identity', ID, '--psk-file', hexFile, '--hex', '--keyd', `unix:${keyd.unixPath}`]);
+  let put: RunResult;
+  ({ root, kpki, keyd, pskFile, put } = await startPskKeyd('keyward-proxy-psk-', ID, HEX));
   assert.equal(put.code, 0, put.stderr);
   up = await startUpstream(echoHandler, { expectProxyHeader: true });
 });
