@@ -9,6 +9,7 @@
 import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { DelegatedCredentialIssuer } from '../keys/delegatedCredentialIssuer.js';
+import { describeUnusableKey } from '../tls/crypto/signatureSchemes.js';
 import { keyIdOf } from '../keys/keyId.js';
 import { KeyOperationError, type KeyOperations, type PskOperations, type Tls13PskOperations } from '../keys/keyOperations.js';
 import { LocalDelegatedCredentialIssuer } from '../keys/localDelegatedCredentialIssuer.js';
@@ -242,8 +243,8 @@ export class KeySources {
     try {
       key = new LocalKey(privateKey);
     } catch {
-      // A key node:crypto reads but TLS signing here cannot use, e.g. an RSASSA-PSS (rsa-pss) key.
-      throw new CliError(`${path} holds a key of type ${describeKeyType(privateKey)}, which keyward cannot sign with (RSA, ECDSA P-256/P-384/P-521, Ed25519, Ed448)`);
+      // A key node:crypto reads but TLS cannot sign with: secp256k1, DSA, an RSASSA-PSS key restricted to SHA-1...
+      throw new CliError(`${path} holds ${describeUnusableKey(privateKey)}`);
     }
     if (key.keyId !== keyIdOf(leaf.publicKey)) throw mismatch(certPath, path);
     const dc = this.#opts.delegatedCredentials;
@@ -431,8 +432,3 @@ export class KeySources {
   }
 }
 
-/** "rsa-pss", "ec secp256k1"...: a key's type as node:crypto names it, for errors. */
-function describeKeyType(key: KeyObject): string {
-  const curve = key.asymmetricKeyDetails?.namedCurve;
-  return `${key.asymmetricKeyType ?? 'unknown'}${curve ? ` ${curve}` : ''}`;
-}

@@ -9,7 +9,8 @@
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { createPrivateKey, createPublicKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair as generateNodeKeyPair, KeyObject, randomBytes, X509Certificate } from 'node:crypto';
+import { promisify } from 'node:util';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -37,9 +38,16 @@ export interface CreateCaOptions {
   days?: number;
 }
 
+/**
+ * Key types of a leaf: every {@link KeyType}, and 'rsa-pss-2048', an RSASSA-PSS key
+ * (id-RSASSA-PSS, no parameters: it signs with every rsa_pss_pss_* scheme). A CA cannot
+ * be one: webcrypto, which signs the certificates, has no RSASSA-PSS key.
+ */
+export type LeafKeyType = KeyType | 'rsa-pss-2048';
+
 /** Options for {@link issueCertificate}. */
 export interface IssueOptions {
-  keyType: KeyType;
+  keyType: LeafKeyType;
   commonName: string;
   /** DNS subjectAltNames; wildcards such as "*.example.test" are allowed. */
   dnsNames?: string[];
@@ -221,38 +229,23 @@ function subjectAltNames(dnsNames: string[], ipAddresses: string[]): x509.JsonGe
 /** Options for {@link issueCertificateForKey}: as {@link IssueOptions} without the key type. */
 export type IssueForKeyOptions = Omit<IssueOptions, 'keyType'>;
 
-/** The webcrypto algorithm to import a public key of this type for a certificate. */
-function importAlgorithmOf(publicKey: KeyObject): Algorithm | EcKeyImportParams | RsaHashedImportParams {
-  const t = publicKey.asymmetricKeyType;
-  if (t === 'ed25519') return { name: 'Ed25519' };
-  if (t === 'rsa') return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as RsaHashedImportParams;
-  if (t === 'rsa-pss') return { name: 'RSA-PSS', hash: 'SHA-256' } as RsaHashedImportParams;
-  if (t === 'ec') {
-    const curve = publicKey.asymmetricKeyDetails?.namedCurve;
-    if (curve === 'prime256v1') return { name: 'ECDSA', namedCurve: 'P-256' } as EcKeyImportParams;
-    if (curve === 'secp384r1') return { name: 'ECDSA', namedCurve: 'P-384' } as EcKeyImportParams;
-    if (curve === 'secp521r1') return { name: 'ECDSA', namedCurve: 'P-521' } as EcKeyImportParams;
-    throw new Error(`unsupported EC curve ${String(curve)} for a certificate`);
-  }
-  throw new Error(`unsupported public key type ${String(t)} for a certificate`);
-}
-
 /**
  * Issues a leaf certificate signed by `issuer` for a public key whose private half lives
  * elsewhere (keyd, a token, a CSR's owner): basicConstraints CA:false (critical),
- * keyUsage digitalSignature (+ keyEncipherment for RSA, for TLS 1.2 RSA key exchange),
+ * keyUsage digitalSignature (+ keyEncipherment for an rsaEncryption key, for TLS 1.2 RSA
+ * key exchange; never for an RSASSA-PSS one, RFC 4055 1.2),
  * extendedKeyUsage per `usage`, subjectAltName, subject and authority key identifiers.
  * Returns the leaf PEM and the chain (leaf + CA).
  */
 export async function issueCertificateForKey(issuer: Issuer, publicKey: KeyObject, opts: IssueForKeyOptions): Promise<{ certPem: string; chainPem: string }> {
-  const crypto = webcrypto();
   if (publicKey.type !== 'public') throw new Error('issueCertificateForKey takes a public key');
-  const cryptoKey = await crypto.subtle.importKey('spki', publicKey.export({ type: 'spki', format: 'der' }), importAlgorithmOf(publicKey), true, ['verify']);
-  return signLeaf(issuer, cryptoKey, publicKey.asymmetricKeyType === 'rsa' || publicKey.asymmetricKeyType === 'rsa-pss', opts);
+  return signLeaf(issuer, publicKey, opts);
 }
 
-async function signLeaf(issuer: Issuer, leafKey: CryptoKey, rsa: boolean, opts: IssueForKeyOptions): Promise<{ certPem: string; chainPem: string }> {
+async function signLeaf(issuer: Issuer, publicKey: KeyObject, opts: IssueForKeyOptions): Promise<{ certPem: string; chainPem: string }> {
   const crypto = webcrypto();
+  // The SPKI as it is: webcrypto would rewrite an RSASSA-PSS key's OID as rsaEncryption.
+  const leafKey = publicKey.export({ type: 'spki', format: 'der' });
   let caCert: x509.X509Certificate;
   try {
     caCert = new x509.X509Certificate(issuer.certPem);
@@ -266,7 +259,7 @@ async function signLeaf(issuer: Issuer, leafKey: CryptoKey, rsa: boolean, opts: 
     : await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto);
 
   let usageFlags = x509.KeyUsageFlags.digitalSignature;
-  if (rsa) usageFlags |= x509.KeyUsageFlags.keyEncipherment;
+  if (publicKey.asymmetricKeyType === 'rsa') usageFlags |= x509.KeyUsageFlags.keyEncipherment;
   const eku: string[] = [];
   if (opts.usage === 'server' || opts.usage === 'both') eku.push(x509.ExtendedKeyUsage.serverAuth);
   if (opts.usage === 'client' || opts.usage === 'both') eku.push(x509.ExtendedKeyUsage.clientAuth);
@@ -309,8 +302,13 @@ async function signLeaf(issuer: Issuer, leafKey: CryptoKey, rsa: boolean, opts: 
  * of the CA's (an Ed25519 leaf under an ECDSA CA is fine).
  */
 export async function issueCertificate(issuer: Issuer, opts: IssueOptions): Promise<IssuedCertificate> {
+  if (opts.keyType === 'rsa-pss-2048') {
+    const keys = await promisify(generateNodeKeyPair)('rsa-pss', { modulusLength: 2048 });
+    const { certPem, chainPem } = await signLeaf(issuer, keys.publicKey, opts);
+    return { certPem, keyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, chainPem };
+  }
   const keys = await generateKeyPair(opts.keyType);
-  const { certPem, chainPem } = await signLeaf(issuer, keys.publicKey, opts.keyType === 'rsa-2048', opts);
+  const { certPem, chainPem } = await signLeaf(issuer, KeyObject.from(keys.publicKey), opts);
   return { certPem, keyPem: await exportKeyPem(keys.privateKey), chainPem };
 }
 

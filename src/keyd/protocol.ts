@@ -173,9 +173,9 @@ const TLS_VERSIONS = new Map<OperationContext['tlsVersion'], number>([
 ]);
 
 /** Key types keyd can generate. */
-export type GeneratedKeyType = 'ec-p256' | 'ec-p384' | 'ec-p521' | 'ed25519' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
+export type GeneratedKeyType = 'ec-p256' | 'ec-p384' | 'ec-p521' | 'ed25519' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096' | 'rsa-pss-2048' | 'rsa-pss-3072';
 /** Every GeneratedKeyType. */
-export const GENERATED_KEY_TYPES: readonly GeneratedKeyType[] = ['ec-p256', 'ec-p384', 'ec-p521', 'ed25519', 'rsa-2048', 'rsa-3072', 'rsa-4096'];
+export const GENERATED_KEY_TYPES: readonly GeneratedKeyType[] = ['ec-p256', 'ec-p384', 'ec-p521', 'ed25519', 'rsa-2048', 'rsa-3072', 'rsa-4096', 'rsa-pss-2048', 'rsa-pss-3072'];
 
 /** A decoded frame. `body` may share memory with the input buffer. */
 export interface Frame {

@@ -12,7 +12,7 @@ import { DelegationRefusedError, checkDelegatedCredentialRequest, delegatedCrede
 import { InlineSignBudget } from '../keys/inlineSignBudget.js';
 import { Tls13PskSteps, withDecoy } from '../keys/tls13PskSteps.js';
 import { checkSignInput, versionOfPurpose } from '../keys/signingPolicy.js';
-import { schemeFitsVersion, schemeName, schemesForKey, verifySignature, verifySignature12, type TlsVersion } from '../tls/crypto/signatureSchemes.js';
+import { describeUnusableKey, schemeFitsVersion, schemeName, schemesForKey, verifySignature, verifySignature12, type TlsVersion } from '../tls/crypto/signatureSchemes.js';
 import type { AuditLog, AuditRecord } from './audit.js';
 import type { Authorizer, Grant, PeerIdentity } from './authz.js';
 import { keyLabel, type KeydMetrics } from './metrics.js';
@@ -143,6 +143,11 @@ function generate(type: GeneratedKeyType): Promise<KeyObject> {
         break;
       case 'ed25519':
         generateKeyPair('ed25519', {}, done(resolve, reject));
+        break;
+      case 'rsa-pss-2048':
+      case 'rsa-pss-3072':
+        // An RSASSA-PSS key without parameters: every rsa_pss_pss_* scheme, never a decryption.
+        generateKeyPair('rsa-pss', { modulusLength: Number(type.slice(8)), publicExponent: 0x10001 }, done(resolve, reject));
         break;
       default:
         generateKeyPair('rsa', { modulusLength: Number(type.slice(4)), publicExponent: 0x10001 }, done(resolve, reject));
@@ -717,7 +722,7 @@ export class KeydService {
       // The frame buffer held the key; do not leave it for the garbage collector.
       req.pkcs8.fill(0);
     }
-    if (schemesForKey(privateKey).length === 0) throw new KeyOperationError('bad-request', `unsupported key type ${String(privateKey.asymmetricKeyType)}`);
+    if (schemesForKey(privateKey).length === 0) throw new KeyOperationError('bad-request', `PRIVATE_KEY is ${describeUnusableKey(privateKey)}`);
     rec.keyId = keyIdOf(createPublicKey(privateKey));
     const existing = this.d.registry.get(rec.keyId);
     if (existing && existing.source !== 'store') throw refused(`key ${rec.keyId} is served from ${existing.source}; it cannot also be stored`);

@@ -709,7 +709,7 @@ export class SealedStore {
     if (privateKey.type !== 'private') throw new StoreError('bad-key', 'putKey needs a private key');
     const publicKey = createPublicKey(privateKey);
     const keyType = keyKindOf(publicKey);
-    if (!keyType) throw new StoreError('bad-key', `unsupported key type ${String(privateKey.asymmetricKeyType)} (TLS keys are RSA, EC P-256/384/521, Ed25519, Ed448)`);
+    if (!keyType) throw new StoreError('bad-key', `unsupported key type ${String(privateKey.asymmetricKeyType)} (TLS keys are RSA, RSASSA-PSS, EC P-256/384/521, Ed25519, Ed448)`);
     const keyId = keyIdOf(publicKey);
     const previous = this.#keys.get(keyId);
     const meta = {

@@ -15,7 +15,7 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { schemeFitsVersion, schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
+import { describeUnusableKey, isRsaKey, schemeFitsVersion, schemeInfo, schemesForKey, cryptoParams, type SignatureScheme } from '../tls/crypto/signatureSchemes.js';
 import { InlineSignBudget, inlineSignable } from './inlineSignBudget.js';
 import { NON_DUMPABLE_POLICIES, makeNonDumpable, type HardeningResult, type NonDumpablePolicy } from './keyProcessHardening.js';
 import { DelegationRefusedError, checkDcMaxValidity, issueWithPrivateKey, type DelegationHolder } from './delegatedCredentialIssuer.js';
@@ -71,7 +71,7 @@ class KeyServer {
     this.#key = key;
     this.#dcMaxValidityMs = dcMaxValidityMs;
     this.#holder = { spki: createPublicKey(key).export({ type: 'spki', format: 'der' }), schemes };
-    if (key.asymmetricKeyType === 'rsa' && inlineSignable(key.asymmetricKeyDetails?.modulusLength)) this.#inline = new InlineSignBudget();
+    if (isRsaKey(key) && inlineSignable(key.asymmetricKeyDetails?.modulusLength)) this.#inline = new InlineSignBudget();
     this.#schemes = schemes;
     this.#out = out;
   }
@@ -143,7 +143,7 @@ class KeyServer {
     const sign = (): Buffer => cryptoSign(params.algorithm, message, params.key);
     // EC and EdDSA signatures take tens of microseconds, less than a hop to the pool and
     // back: they run inline. So may an RSA one (see InlineSignBudget).
-    const rsa = this.#key.asymmetricKeyType === 'rsa';
+    const rsa = isRsaKey(this.#key);
     if (!rsa || (mayBlock && this.#inline?.allows())) {
       let sig: Buffer;
       try {
@@ -382,7 +382,7 @@ function main(): void {
   const key = loaded.key;
   const publicKey = createPublicKey(key);
   const schemes = schemesForKey(publicKey);
-  if (schemes.length === 0) return failStart(channel, `key in ${keyPath} is of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'})`);
+  if (schemes.length === 0) return failStart(channel, `key in ${keyPath} is ${describeUnusableKey(key)}`);
   const server = new KeyServer(key, schemes, out, dcMaxValidityMs);
   serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' }), ready), () => server.pump(true));
 }

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { SignatureScheme, cryptoParams, schemeFitsVersion, schemeInfo, schemesForKey } from '../tls/crypto/signatureSchemes.js';
+import { SignatureScheme, cryptoParams, describeUnusableKey, isRsaKey, schemeFitsVersion, schemeInfo, schemesForKey } from '../tls/crypto/signatureSchemes.js';
 import { KeyOperationError, vouchForSignatures, type KeyOperations, type OperationContext } from './keyOperations.js';
 import { keyIdOf } from './keyId.js';
 import { decryptPremasterImplicit } from './rsaPremaster.js';
@@ -29,12 +29,13 @@ export class LocalKey implements KeyOperations {
     this.#privateKey = key;
     this.publicKey = createPublicKey(key);
     this.schemes = schemesForKey(this.publicKey);
-    if (this.schemes.length === 0) throw new Error(`unsupported key type ${key.asymmetricKeyType}`);
+    if (this.schemes.length === 0) throw new Error(`localKey: ${describeUnusableKey(key)}`);
     this.keyId = keyIdOf(this.publicKey);
     if (new.target === LocalKey) vouchForSignatures(this);
-    if (key.asymmetricKeyType !== 'rsa') {
+    if (!isRsaKey(key)) {
       this.signNow = (scheme, message, ctx) => this.signBlocking(scheme, message, ctx);
-    } else {
+    } else if (key.asymmetricKeyType === 'rsa') {
+      // Not for an RSASSA-PSS key: RFC 4055 keeps it to signatures.
       this.decryptPremaster = (ciphertext, clientVersion, _ctx, signal) => {
         if (signal.aborted) return Promise.reject(new KeyOperationError('aborted', 'operation aborted'));
         if (!(ciphertext instanceof Uint8Array) || !Number.isInteger(clientVersion) || clientVersion < 0 || clientVersion > 0xffff) {

@@ -12,13 +12,13 @@ import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pkcs11js from 'pkcs11js';
-import { SignatureScheme, schemeFitsVersion, schemeInfo, schemesForKey, schemesForVersion, keyKindOf } from '../tls/crypto/signatureSchemes.js';
+import { SignatureScheme, describeUnusableKey, schemeFitsVersion, schemeInfo, schemesForKey, schemesForVersion, keyKindOf } from '../tls/crypto/signatureSchemes.js';
 import { KeyOperationError, type KeyOperations, type OperationContext } from './keyOperations.js';
 import { keyIdOf } from './keyId.js';
 import { acquirePkcs11Module, ckrName, resolvePkcs11ModulePath, type Pkcs11Module } from './pkcs11Module.js';
 import { Pkcs11WorkerPool, type MechanismSpec, type Pkcs11PoolStats } from './pkcs11Pool.js';
 import { PREMASTER_LENGTH } from './pkcs11Premaster.js';
-import { digestInfo, ecPublicKeyFromAttributes, ecdsaRawToDer, rsaPublicKeyFromAttributes } from './pkcs11PublicKey.js';
+import { digestInfo, ecPublicKeyFromAttributes, ecdsaRawToDer, rsaPublicKeyFromAttributes, sameRsaPublicKey } from './pkcs11PublicKey.js';
 import { formatPkcs11Id, parsePkcs11Uri, type Pkcs11Uri } from './pkcs11Uri.js';
 
 /** Options of {@link openPkcs11Key}. */
@@ -41,7 +41,10 @@ export interface OpenPkcs11KeyOptions {
   hashOnToken?: boolean;
   /**
    * The public key, e.g. from the certificate being served. Used when the token holds no
-   * public half of the key; when it does, the two must match.
+   * public half of the key; when it does, the two must match. An RSASSA-PSS public key
+   * (rsa-pss) takes the place of the token's RSA one when their modulus and exponent
+   * match: the key then signs only with rsa_pss_pss_* within its PSS parameters, and
+   * never decrypts.
    */
   publicKey?: KeyObject;
 }
@@ -469,17 +472,23 @@ export async function openPkcs11Key(opts: OpenPkcs11KeyOptions): Promise<Pkcs11K
 
     let publicKey = findPublicKey(lib, session, priv, keyType, id, label);
     if (opts.publicKey) {
-      if (publicKey && keyIdOf(publicKey) !== keyIdOf(opts.publicKey)) {
+      // PKCS#11 has no RSASSA-PSS key type: a CKK_RSA key signs CKM_RSA_PKCS_PSS, and an
+      // RSASSA-PSS certificate for its modulus makes it an rsa_pss_pss_* key (RFC 8446 4.2.3).
+      const pss = opts.publicKey.asymmetricKeyType === 'rsa-pss';
+      if (pss && keyType !== pkcs11js.CKK_RSA) throw new KeyOperationError('refused', `the RSASSA-PSS public key given needs an RSA key, not the CKK ${keyType} key on token "${token.label}"`);
+      if (publicKey && !(pss ? sameRsaPublicKey(publicKey, opts.publicKey) : keyIdOf(publicKey) === keyIdOf(opts.publicKey))) {
         throw new KeyOperationError('refused', `the public key given does not match the key on token "${token.label}"`);
       }
-      publicKey ??= opts.publicKey;
+      publicKey = pss ? opts.publicKey : (publicKey ?? opts.publicKey);
     }
     if (!publicKey) throw new KeyOperationError('unknown-key', `no public key found for ${what} on token "${token.label}" (no public-key object or certificate with its CKA_ID): pass publicKey`);
     if (keyKindOf(publicKey) === 'ed448') throw new KeyOperationError('unsupported', 'Ed448 keys are not supported by pkcs11Key');
+    if (schemesForKey(publicKey).length === 0) throw new KeyOperationError('unsupported', `the key on token "${token.label}" is ${describeUnusableKey(publicKey)}`);
 
     const mechs = new Set<number>(lib.C_GetMechanismList(token.slot));
     const plans = planSchemes(publicKey, mechs, bool(pkcs11js.CKA_SIGN), opts.hashOnToken ?? true);
-    const decrypt = keyType === pkcs11js.CKK_RSA && bool(pkcs11js.CKA_DECRYPT) && mechs.has(pkcs11js.CKM_RSA_PKCS);
+    // Not under an RSASSA-PSS public key: RFC 4055 keeps such a key to signatures.
+    const decrypt = keyKindOf(publicKey) === 'rsa' && bool(pkcs11js.CKA_DECRYPT) && mechs.has(pkcs11js.CKM_RSA_PKCS);
     if (plans.size === 0 && !decrypt) throw new KeyOperationError('unsupported', `the key on token "${token.label}" can neither sign nor decrypt with a mechanism keyward uses`);
 
     pool = await Pkcs11WorkerPool.start({ modulePath: mod.path, slotId: new Uint8Array(token.slot), keyHandle: new Uint8Array(priv) }, sessions);

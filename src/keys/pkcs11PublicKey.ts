@@ -73,6 +73,26 @@ export function rsaPublicKeyFromAttributes(modulus: Uint8Array, publicExponent: 
   return createPublicKey({ key: { kty: 'RSA', n: b64u(n), e: b64u(e) }, format: 'jwk' });
 }
 
+/**
+ * Whether two RSA public keys have the same modulus and exponent, whatever their
+ * AlgorithmIdentifier: an rsaEncryption and an RSASSA-PSS SPKI of one key carry the same
+ * RSAPublicKey (RFC 4055 1.2), so a token's CKK_RSA key and an RSASSA-PSS certificate for
+ * it match.
+ */
+export function sameRsaPublicKey(a: KeyObject, b: KeyObject): boolean {
+  const spkiA = a.export({ type: 'spki', format: 'der' });
+  const spkiB = b.export({ type: 'spki', format: 'der' });
+  if (spkiA.equals(spkiB)) return true;
+  const [rsa, other, otherSpki] = a.asymmetricKeyType === 'rsa' ? [a, b, spkiB] : [b, a, spkiA];
+  if (rsa.asymmetricKeyType !== 'rsa' || other.asymmetricKeyType !== 'rsa-pss') return false;
+  const d = rsa.asymmetricKeyDetails;
+  const e = other.asymmetricKeyDetails;
+  if (d?.modulusLength !== e?.modulusLength || d?.publicExponent !== e?.publicExponent) return false;
+  // Same size and exponent: the RSAPublicKeys are as long, and the other SPKI ends with its own.
+  const rsaPublicKey = rsa.export({ type: 'pkcs1', format: 'der' });
+  return otherSpki.subarray(otherSpki.length - rsaPublicKey.length).equals(rsaPublicKey);
+}
+
 function derInteger(v: Uint8Array): Buffer {
   let i = 0;
   while (i < v.length - 1 && v[i] === 0) i++;

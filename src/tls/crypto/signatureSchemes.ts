@@ -18,7 +18,12 @@ export enum SignatureScheme {
   rsa_pss_pss_sha512 = 0x080b,
 }
 
-export type KeyKind = 'rsa' | 'ec-p256' | 'ec-p384' | 'ec-p521' | 'ed25519' | 'ed448';
+/**
+ * The kinds of key TLS signs with. 'rsa' is an rsaEncryption key (rsa_pkcs1_*,
+ * rsa_pss_rsae_*); 'rsa-pss' an RSASSA-PSS key (SPKI OID id-RSASSA-PSS, RFC 4055), which
+ * signs only with rsa_pss_pss_* (RFC 8446 4.2.3) and never decrypts.
+ */
+export type KeyKind = 'rsa' | 'rsa-pss' | 'ec-p256' | 'ec-p384' | 'ec-p521' | 'ed25519' | 'ed448';
 
 export interface SchemeInfo {
   readonly scheme: SignatureScheme;
@@ -41,6 +46,9 @@ const table: SchemeInfo[] = [
   { scheme: SignatureScheme.rsa_pss_rsae_sha256, name: 'rsa_pss_rsae_sha256', key: 'rsa', hash: 'sha256', padding: 'pss', tls13: true },
   { scheme: SignatureScheme.rsa_pss_rsae_sha384, name: 'rsa_pss_rsae_sha384', key: 'rsa', hash: 'sha384', padding: 'pss', tls13: true },
   { scheme: SignatureScheme.rsa_pss_rsae_sha512, name: 'rsa_pss_rsae_sha512', key: 'rsa', hash: 'sha512', padding: 'pss', tls13: true },
+  { scheme: SignatureScheme.rsa_pss_pss_sha256, name: 'rsa_pss_pss_sha256', key: 'rsa-pss', hash: 'sha256', padding: 'pss', tls13: true },
+  { scheme: SignatureScheme.rsa_pss_pss_sha384, name: 'rsa_pss_pss_sha384', key: 'rsa-pss', hash: 'sha384', padding: 'pss', tls13: true },
+  { scheme: SignatureScheme.rsa_pss_pss_sha512, name: 'rsa_pss_pss_sha512', key: 'rsa-pss', hash: 'sha512', padding: 'pss', tls13: true },
   { scheme: SignatureScheme.rsa_pkcs1_sha256, name: 'rsa_pkcs1_sha256', key: 'rsa', hash: 'sha256', padding: 'pkcs1', tls13: false },
   { scheme: SignatureScheme.rsa_pkcs1_sha384, name: 'rsa_pkcs1_sha384', key: 'rsa', hash: 'sha384', padding: 'pkcs1', tls13: false },
   { scheme: SignatureScheme.rsa_pkcs1_sha512, name: 'rsa_pkcs1_sha512', key: 'rsa', hash: 'sha512', padding: 'pkcs1', tls13: false },
@@ -61,6 +69,8 @@ export function keyKindOf(key: KeyObject): KeyKind | undefined {
   switch (key.asymmetricKeyType) {
     case 'rsa':
       return 'rsa';
+    case 'rsa-pss':
+      return 'rsa-pss';
     case 'ed25519':
       return 'ed25519';
     case 'ed448':
@@ -77,16 +87,49 @@ export function keyKindOf(key: KeyObject): KeyKind | undefined {
   }
 }
 
+const DIGEST_BYTES = { sha256: 32, sha384: 48, sha512: 64 } as const;
+
+/**
+ * Whether an RSASSA-PSS key's parameters allow a TLS rsa_pss_pss_* signature with `hash`.
+ * RFC 8446 4.2.3 fixes MGF1 with the signed digest and a salt as long as the digest; RFC
+ * 4055 3.1: a key with parameters signs only with its hash and MGF1 hash, and a salt at
+ * least its saltLength. A key without parameters (node reports none) signs with any.
+ */
+function pssParamsAllow(key: KeyObject, hash: 'sha256' | 'sha384' | 'sha512'): boolean {
+  const d = key.asymmetricKeyDetails;
+  if (d?.hashAlgorithm === undefined) return true;
+  return d.hashAlgorithm === hash && (d.mgf1HashAlgorithm ?? d.hashAlgorithm) === hash && (d.saltLength ?? 0) <= DIGEST_BYTES[hash];
+}
+
 /** Signature schemes a key can produce, strongest-preferred order within each kind. */
 export function schemesForKey(key: KeyObject): SignatureScheme[] {
   const kind = keyKindOf(key);
   if (!kind) return [];
-  if (kind === 'rsa') {
+  if (kind === 'rsa' || kind === 'rsa-pss') {
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
     // PSS with SHA-512 needs a modulus of at least 2*64+2 bytes plus the salt; 1024-bit keys cannot.
-    return table.filter((s) => s.key === 'rsa' && (s.hash !== 'sha512' || bits >= 1024 + 8 * 2)).map((s) => s.scheme);
+    const fits = (s: SchemeInfo) => s.key === kind && (s.hash !== 'sha512' || bits >= 1024 + 8 * 2) && (kind === 'rsa' || pssParamsAllow(key, s.hash!));
+    return table.filter(fits).map((s) => s.scheme);
   }
   return table.filter((s) => s.key === kind).map((s) => s.scheme);
+}
+
+/**
+ * Why a key has no TLS signature scheme (for errors naming the file or token): its
+ * type, or for an RSASSA-PSS key the parameters that rule out every rsa_pss_pss_* scheme.
+ */
+export function describeUnusableKey(key: KeyObject): string {
+  const d = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'rsa-pss' && d?.hashAlgorithm !== undefined) {
+    return `an RSASSA-PSS key restricted to hash ${d.hashAlgorithm}, MGF1 ${String(d.mgf1HashAlgorithm)}, salt length ${String(d.saltLength)}, which fits no TLS scheme (rsa_pss_pss_* needs SHA-256/384/512, MGF1 with the same hash and a salt no longer than the digest)`;
+  }
+  const curve = d?.namedCurve;
+  return `a key of a type TLS cannot use (${key.asymmetricKeyType ?? 'unknown'}${curve ? ` ${curve}` : ''}): keyward signs with RSA, RSASSA-PSS, ECDSA P-256/P-384/P-521, Ed25519, Ed448`;
+}
+
+/** Whether a key is RSA of either kind (an RSA cipher suite's certificate; RSA signing cost). */
+export function isRsaKey(key: KeyObject): boolean {
+  return key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss';
 }
 
 export type TlsVersion = 'TLSv1.3' | 'TLSv1.2';
@@ -108,6 +151,16 @@ export function schemesForVersion(schemes: readonly SignatureScheme[], version: 
 /** Whether a key whose holder offers `schemes` may sign with `scheme` in `version` (see {@link schemesForVersion}). */
 export function schemeFitsVersion(schemes: readonly number[], scheme: number, version: TlsVersion): boolean {
   return schemesForVersion(schemes as readonly SignatureScheme[], version).includes(scheme);
+}
+
+/**
+ * Whether `scheme` is one a peer's key may sign with in `version` at all (its kind, its
+ * curve in TLS 1.3, an RSASSA-PSS key's parameters): a CertificateVerify or
+ * ServerKeyExchange in another is illegal_parameter (RFC 8446 4.4.3: rsa_pss_rsae_* under
+ * an RSASSA-PSS certificate, say), before any signature check.
+ */
+export function schemeFitsPeerKey(publicKey: KeyObject, scheme: number, version: TlsVersion): boolean {
+  return schemeFitsVersion(schemesForKey(publicKey), scheme, version);
 }
 
 /** node:crypto sign/verify options for a scheme. */
@@ -149,6 +202,7 @@ export function verifySignature12(publicKey: KeyObject, scheme: number, message:
 export function verifySignature(publicKey: KeyObject, scheme: number, message: Uint8Array, signature: Uint8Array): boolean {
   const info = byCode.get(scheme);
   if (!info || keyKindOf(publicKey) !== info.key) return false;
+  if (info.key === 'rsa-pss' && !pssParamsAllow(publicKey, info.hash!)) return false;
   const p = cryptoParams(info, publicKey);
   try {
     return cryptoVerify(p.algorithm, message, p.key, signature);

@@ -1,7 +1,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { CurrentDelegatedCredential } from '../../keys/delegatedCredentials.js';
 import { premasterDecryptionOf, signaturesVouchedFor, type CertificateKey, type KeyOperations, type PremasterDecryption } from '../../keys/keyOperations.js';
-import { schemeInfo, schemeName, schemesForKey, schemesForVersion, verifySignature, verifySignature12, type SignatureScheme, type TlsVersion } from '../crypto/signatureSchemes.js';
+import { keyKindOf, schemeInfo, schemeName, schemesForKey, schemesForVersion, verifySignature, verifySignature12, type SignatureScheme, type TlsVersion } from '../crypto/signatureSchemes.js';
 import { AlertDescription } from '../wire/alerts.js';
 import { TlsAlertError } from '../wire/errors.js';
 
@@ -82,7 +82,8 @@ export function certifiedKey(
     leaf,
     publicKey,
     key,
-    decrypter: premasterDecryptionOf(key),
+    // RFC 4055: an RSASSA-PSS key is for signatures only, whatever its holder could do.
+    ...(keyKindOf(publicKey) === 'rsa' ? { decrypter: premasterDecryptionOf(key) } : {}),
     names: opts.names?.map((n) => n.toLowerCase()) ?? dnsNamesOf(leaf),
     schemes,
     ...(opts.delegatedCredentials ? { delegatedCredentials: opts.delegatedCredentials } : {}),

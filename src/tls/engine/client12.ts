@@ -4,7 +4,7 @@ import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { groupSpec, isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
-import { keyKindOf, schemeInfo, schemesForVersion, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { isRsaKey, keyKindOf, schemeFitsPeerKey, schemeInfo, schemeName, schemesForVersion, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import type { ClientSession } from '../resumption/clientSession.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -253,7 +253,7 @@ export class Client12Handshake implements Handshake {
     const leaf = readCertificate(chain[0], 'server');
     const kind = keyKindOf(leaf.publicKey);
     const wantRsa = this.suite.keyExchange === 'ECDHE_RSA';
-    if (kind === undefined || (kind === 'rsa') !== wantRsa) throw new TlsAlertError(AlertDescription.unsupported_certificate, `a ${kind ?? 'unknown'} certificate does not fit ${this.suite.name}`);
+    if (kind === undefined || isRsaKey(leaf.publicKey) !== wantRsa) throw new TlsAlertError(AlertDescription.unsupported_certificate, `a ${kind ?? 'unknown'} certificate does not fit ${this.suite.name}`);
     this.record(msg.raw);
     this.host.info.peerCertificates = chain;
     const id = this.host.requestPeerVerification({ peer: 'server', chain, serverName: this.config.serverName });
@@ -286,6 +286,7 @@ export class Client12Handshake implements Handshake {
     }
     const { scheme, signature } = ske.signed;
     if (!this.config.signatureSchemes.includes(scheme) || !schemeInfo(scheme)) throw illegalParameter('server signed with a scheme that was not offered');
+    if (leaf && !schemeFitsPeerKey(leaf.publicKey, scheme, 'TLSv1.2')) throw illegalParameter(`server signed with ${schemeName(scheme)}, which its certificate's key cannot use`);
     const content = serverKeyExchangeSignedContent(this.clientRandom, this.serverRandom, ske.params);
     if (!leaf || !verifySignature12(leaf.publicKey, scheme, content, signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'ServerKeyExchange signature does not verify against the server certificate');

@@ -5,7 +5,7 @@ import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import type { KeyExchange, NamedGroup } from '../crypto/groups.js';
 import { digest, hashLength } from '../crypto/hash.js';
 import { tls13FinishedVerifyData, tls13RecordAead } from '../crypto/keySchedule13.js';
-import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { schemeFitsPeerKey, schemeInfo, schemeName, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import type { ClientSession } from '../resumption/clientSession.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -522,6 +522,8 @@ export class Client13Handshake implements Handshake {
     // RFC 9345 4.1.3: with a credential, CertificateVerify is its key's, in its dc_cert_verify_algorithm.
     if (dc && cv.scheme !== dc.scheme) throw illegalParameter("server signed with a scheme other than its delegated credential's");
     if (!dc && (!info || !info.tls13 || !this.config.signatureSchemes.includes(cv.scheme))) throw illegalParameter('server signed with a scheme that was not offered');
+    // 4.2.3: rsa_pss_rsae_* under an RSASSA-PSS certificate (or rsa_pss_pss_* under an rsaEncryption one) is not a bad signature but a wrong scheme.
+    if (!dc && !schemeFitsPeerKey(st.server.leaf.publicKey, cv.scheme, 'TLSv1.3')) throw illegalParameter(`server signed with ${schemeName(cv.scheme)}, which its certificate's key cannot use`);
     const content = certificateVerifyContent(st.s.transcript.current(), 'server');
     if (!verifySignature(dc ? dc.publicKey : st.server.leaf.publicKey, cv.scheme, content, cv.signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, `server CertificateVerify does not verify against its ${dc ? 'delegated credential' : 'certificate'}`);

@@ -63,8 +63,9 @@ export const DEFAULT_GROUPS: readonly NamedGroup[] = recommendedGroupPreference(
 /**
  * Signature schemes keyward accepts from a peer (a server's CertificateVerify or
  * ServerKeyExchange, a client's CertificateVerify) and offers in signature_algorithms:
- * every scheme it verifies but SHA-1, ECDSA and EdDSA first (cheaper to verify). TLS 1.3
- * drops the PKCS#1 v1.5 ones.
+ * every scheme it verifies but SHA-1, ECDSA and EdDSA first (cheaper to verify), then
+ * RSA-PSS for rsaEncryption keys, then for RSASSA-PSS keys (rsa_pss_pss_*, in TLS 1.2 as
+ * well: RFC 8446 4.2.3). TLS 1.3 drops the PKCS#1 v1.5 ones.
  */
 export const VERIFIED_SIGNATURE_SCHEMES: readonly SignatureScheme[] = [
   SignatureScheme.ecdsa_secp256r1_sha256,
@@ -75,6 +76,9 @@ export const VERIFIED_SIGNATURE_SCHEMES: readonly SignatureScheme[] = [
   SignatureScheme.rsa_pss_rsae_sha256,
   SignatureScheme.rsa_pss_rsae_sha384,
   SignatureScheme.rsa_pss_rsae_sha512,
+  SignatureScheme.rsa_pss_pss_sha256,
+  SignatureScheme.rsa_pss_pss_sha384,
+  SignatureScheme.rsa_pss_pss_sha512,
   SignatureScheme.rsa_pkcs1_sha256,
   SignatureScheme.rsa_pkcs1_sha384,
   SignatureScheme.rsa_pkcs1_sha512,

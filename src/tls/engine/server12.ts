@@ -4,7 +4,7 @@ import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { groupName, groupSpec, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
-import { SignatureScheme, keyKindOf, verifySignature12 } from '../crypto/signatureSchemes.js';
+import { SignatureScheme, isRsaKey, keyKindOf, schemeFitsPeerKey, schemeName, verifySignature12 } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { encodeSessionState, parseSessionState, sessionAgeProblem, type SessionState } from '../resumption/sessionState.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -354,6 +354,7 @@ export class Server12Handshake implements Handshake {
   private handleClientCertificateVerify(msg: HandshakeMessage, st: Extract<State, { name: 'awaitClientCertificateVerify' }>): void {
     const cv = parseCertificateVerify(msg.body);
     if (!CLIENT_SCHEMES12.includes(cv.scheme)) throw illegalParameter('client signed with a scheme that was not offered');
+    if (!schemeFitsPeerKey(st.clientLeaf.publicKey, cv.scheme, 'TLSv1.2')) throw illegalParameter(`client signed with ${schemeName(cv.scheme)}, which its certificate's key cannot use`);
     if (!verifySignature12(st.clientLeaf.publicKey, cv.scheme, st.signed, cv.signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'client CertificateVerify does not verify against its certificate');
     }
@@ -681,10 +682,6 @@ function curveAllowed(c: CertifiedKey, ch: ClientHello): boolean {
   return group === undefined || !ch.supportedGroups || ch.supportedGroups.includes(group);
 }
 
-function isRsaKey(c: CertifiedKey): boolean {
-  return keyKindOf(c.publicKey) === 'rsa';
-}
-
 /**
  * Chooses the suite in server preference order: the first one the client offers that
  * this configuration can complete (a group in common for ECDHE, a certificate of the
@@ -708,7 +705,8 @@ function selectSuite(config: ServerConfig, ch: ClientHello): Selection {
       if (kx === 'RSA' && !config.rsaKeyExchange) continue;
       if (kx !== 'RSA' && group === undefined) continue;
       const certs = config.certificates.filter((c) =>
-        kx === 'ECDHE_ECDSA' ? !isRsaKey(c) && curveAllowed(c, ch) : isRsaKey(c) && (kx !== 'RSA' || c.decrypter !== undefined),
+        // ECDHE_RSA takes an RSASSA-PSS key too (RFC 8446 4.2.3: rsa_pss_pss_* in TLS 1.2); RSA key exchange never (certifiedKey gives it no decrypter).
+        kx === 'ECDHE_ECDSA' ? !isRsaKey(c.publicKey) && curveAllowed(c, ch) : isRsaKey(c.publicKey) && (kx !== 'RSA' || c.decrypter !== undefined),
       );
       const choice = chooseCertificate(certs, sni, kx === 'RSA' ? ANY_SCHEME : sigAlgs, 'TLSv1.2', unknownName);
       if (!choice.ok) {

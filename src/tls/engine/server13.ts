@@ -4,7 +4,7 @@ import type { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { acceptKeyShare, groupSpec, type AcceptedKeyShare, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls13FinishedVerifyData, tls13RecordAead, tls13ResumptionPsk } from '../crypto/keySchedule13.js';
-import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { schemeFitsPeerKey, schemeInfo, schemeName, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { encodeSessionState, MAX_TICKET_LIFETIME, parseSessionState, sessionAgeProblem, type SessionState } from '../resumption/sessionState.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -620,6 +620,7 @@ export class Server13Handshake implements Handshake {
   private handleClientCertificateVerify(msg: HandshakeMessage, st: Extract<State, { name: 'awaitClientCertificateVerify' }>): void {
     const cv = parseCertificateVerify(msg.body);
     if (!schemeInfo(cv.scheme)?.tls13 || !CLIENT_SCHEMES13.includes(cv.scheme)) throw illegalParameter('client signed with a scheme that was not offered');
+    if (!schemeFitsPeerKey(st.leaf.publicKey, cv.scheme, 'TLSv1.3')) throw illegalParameter(`client signed with ${schemeName(cv.scheme)}, which its certificate's key cannot use`);
     const content = certificateVerifyContent(this.transcript.current(), 'client');
     if (!verifySignature(st.leaf.publicKey, cv.scheme, content, cv.signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'client CertificateVerify does not verify against its certificate');
