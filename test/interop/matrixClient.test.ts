@@ -206,6 +206,17 @@ describe('keyward client x gnutls-serv and node:tls', () => {
     c.destroy();
   });
 
+  for (const version of ['TLS1.3', 'TLS1.2']) {
+    it(`gnutls-serv ${version} with an RSASSA-PSS certificate, SIGN-RSA-PSS-SHA256 only: rsa_pss_pss_sha256`, async () => {
+      const port = await gnutlsServ(certs.byType['rsa-pss'], `NORMAL:-VERS-ALL:+VERS-${version}:-SIGN-ALL:+SIGN-RSA-PSS-SHA256`);
+      const c = await handshake(port);
+      assert.equal(c.getProtocol(), version === 'TLS1.3' ? 'TLSv1.3' : 'TLSv1.2');
+      assert.equal(c.negotiated.signatureScheme, SignatureScheme.rsa_pss_pss_sha256);
+      assert.equal(await exchange(c, 'g3\n'), 'g3\n');
+      c.destroy();
+    });
+  }
+
   it('node:tls server with an Ed448 certificate asking for a client certificate (TLS 1.3 and 1.2)', async () => {
     const seen: (string | undefined)[] = [];
     const s = tls.createServer({ key: certs.byType.ed448.keyPem, cert: certs.byType.ed448.chainPem, ca: certs.pki.ca.certPem, requestCert: true, rejectUnauthorized: true }, (sock) => {

@@ -3,12 +3,15 @@
 // one: openssl s_client -sigalgs rsa_pss_pss_* in TLS 1.3 and 1.2, gnutls-cli with
 // SIGN-RSA-PSS-SHA256, node:tls with sigalgs, a key restricted to SHA-384 (RFC 4055
 // parameters), and the refusals (a client offering only rsa_pss_rsae_* or RSA key
-// exchange gets handshake_failure). keyward's client against openssl s_server with an
-// `-newkey rsa-pss` chain signed with RSASSA-PSS, a server signing such a key with
-// rsa_pss_rsae_* (illegal_parameter), and client certificates with RSASSA-PSS keys both ways.
+// exchange gets handshake_failure). keyward's client against openssl s_server and
+// gnutls-serv with an `-newkey rsa-pss` chain signed with RSASSA-PSS, a server signing
+// such a key with rsa_pss_rsae_* (illegal_parameter), and client certificates with
+// RSASSA-PSS keys both ways (openssl, Python ssl, keyward's client).
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign as cryptoSign, constants } from 'node:crypto';
 import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +23,7 @@ import { connect } from '../../src/node/clientSocket.js';
 import { SignatureScheme } from '../../src/tls/crypto/signatureSchemes.js';
 import { certifiedKey } from '../../src/tls/engine/certificates.js';
 import { handshake, sendSeen, sServer, stopSServers } from '../client/clientHelpers.js';
-import { gnutlsCli, nodeTlsClient, opensslClient, parseGnutlsOutput, parseOpensslOutput } from '../support/peers.js';
+import { gnutlsCli, nodeTlsClient, opensslClient, parseGnutlsOutput, parseOpensslOutput, pythonSsl } from '../support/peers.js';
 import { describeRun, onlySession, startEchoServer, token, waitUntil, type EchoServer } from '../support/keywardServer.js';
 import { runProcess } from '../support/processes.js';
 
@@ -202,6 +205,30 @@ describe('keyward client, server certificate an RSASSA-PSS one (openssl s_server
     });
   }
 
+  it('node:tls server (TLS 1.3), asking for a client certificate: both signatures rsa_pss_pss_*', async () => {
+    const pem = (p: string) => readFileSync(p, 'utf8');
+    const peers: (string | undefined)[] = [];
+    const s = tls.createServer({ key: pem(osl.keyPath), cert: pem(osl.certPath), ca: ca.certPem, requestCert: true, rejectUnauthorized: true }, (sock) => {
+      peers.push(sock.getPeerX509Certificate()?.subject);
+      sock.on('data', (d) => sock.write(d));
+      sock.on('error', () => undefined);
+    });
+    s.listen(0, '127.0.0.1');
+    await once(s, 'listening');
+    try {
+      const c = await handshake((s.address() as AddressInfo).port, osl.caPem, { cert: pssClient.chainPem, key: pssClient.keyPem });
+      assert.equal(c.getProtocol(), 'TLSv1.3');
+      assert.equal(c.negotiated.signatureScheme, S.rsa_pss_pss_sha256);
+      assert.equal(c.negotiated.clientSignatureScheme, S.rsa_pss_pss_sha256);
+      c.write('node\n');
+      await once(c, 'data');
+      c.destroy();
+      assert.match(peers[0] ?? '', /CN=pss-client/);
+    } finally {
+      s.close();
+    }
+  });
+
   it('a client that does not offer rsa_pss_pss_* gets the server\'s handshake_failure', async () => {
     const s = await sServer(['-cert', osl.certPath, '-key', osl.keyPath, '-tls1_3']);
     const err = await handshake(s.port, osl.caPem, { engine: { signatureSchemes: [S.rsa_pss_rsae_sha256, S.ecdsa_secp256r1_sha256] } }).then(
@@ -275,6 +302,19 @@ describe('client certificates with RSASSA-PSS keys (mutual TLS)', () => {
       assert.equal(c.negotiated.clientSignatureScheme, S.rsa_pss_pss_sha256);
       await sendSeen(c, s, `pss client cert ${version}`);
       assert.match(s.output(), /CN\s*=\s*pss-client/);
+    });
+  }
+
+  for (const version of ['TLSv1_3', 'TLSv1_2'] as const) {
+    it(`Python ssl ${version} presents one and verifies the server's`, async () => {
+      const mark = mutual.mark();
+      const sent = token('python-pss');
+      const r = await pythonSsl(mutual.port, { cafile: ca.certPath, minVersion: version, maxVersion: version, certfile: pssClient.chainPath, keyfile: pssClient.keyPath, send: sent, until: sent, timeoutMs: 10_000 });
+      assert.equal(r.report?.ok, true, describeRun(r));
+      assert.equal(r.report?.received, sent);
+      const session = onlySession(mutual, mark);
+      assert.equal(session.negotiated.signatureScheme, S.rsa_pss_pss_sha256);
+      assert.equal(session.negotiated.clientSignatureScheme, S.rsa_pss_pss_sha256);
     });
   }
 
