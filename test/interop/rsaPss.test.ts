@@ -240,8 +240,9 @@ describe('keyward client, server certificate an RSASSA-PSS one (openssl s_server
 });
 
 /**
- * A holder that signs for an RSASSA-PSS certificate with rsa_pss_rsae_sha256: the bytes
- * verify under the modulus, but RFC 8446 4.2.3 forbids the scheme for such a key.
+ * A holder that signs for an RSASSA-PSS certificate with rsa_pss_rsae_sha256 (a server's,
+ * or a client's): the bytes verify under the modulus, but RFC 8446 4.2.3 forbids the
+ * scheme for such a key.
  */
 function rsaeSigningHolder(keyPem: string, chainPem: string) {
   const honest = new LocalKey(keyPem);
@@ -264,26 +265,30 @@ describe('a server that signs its RSASSA-PSS key with rsa_pss_rsae_*', () => {
   });
   after(() => liar?.close());
 
-  it('keyward\'s client refuses it with illegal_parameter', async () => {
-    const mark = liar.mark();
-    const err = await handshake(liar.port, ca.certPem).then(
-      () => assert.fail('handshake succeeded'),
-      (e: Error) => e,
-    );
-    assert.match(err.message, /rsa_pss_rsae_sha256, which its certificate's key cannot use/);
-    await waitUntil(() => liar.since(mark).errors.length > 0, 'the server to see the alert');
-    const { errors } = liar.since(mark);
-    assert.equal(errors[0]?.alertReceived, 47, errors[0]?.error.message);
-  });
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    it(`keyward's client refuses it with illegal_parameter (${version})`, async () => {
+      const mark = liar.mark();
+      const err = await handshake(liar.port, ca.certPem, { maxVersion: version }).then(
+        () => assert.fail('handshake succeeded'),
+        (e: Error) => e,
+      );
+      assert.match(err.message, /rsa_pss_rsae_sha256, which its certificate's key cannot use/);
+      await waitUntil(() => liar.since(mark).errors.length > 0, 'the server to see the alert');
+      const { errors } = liar.since(mark);
+      assert.equal(errors[0]?.alertReceived, 47, errors[0]?.error.message);
+    });
+  }
 
-  it('openssl s_client refuses it too ("wrong signature type", illegal_parameter)', async () => {
-    const { run, sent, since } = await sClient(liar, ['-tls1_3']);
-    assert.match(run.stderr, /wrong signature type/, describeRun(run));
-    assert.ok(!run.stdout.includes(sent), describeRun(run));
-    await waitUntil(() => since().errors.length > 0, 'the server to see the alert');
-    assert.equal(since().sessions.length, 0);
-    assert.equal(since().errors[0].alertReceived, 47, since().errors[0].error.message);
-  });
+  for (const version of ['-tls1_3', '-tls1_2']) {
+    it(`openssl s_client ${version} refuses it too ("wrong signature type", illegal_parameter)`, async () => {
+      const { run, sent, since } = await sClient(liar, [version]);
+      assert.match(run.stderr, /wrong signature type/, describeRun(run));
+      assert.ok(!run.stdout.includes(sent), describeRun(run));
+      await waitUntil(() => since().errors.length > 0, 'the server to see the alert');
+      assert.equal(since().sessions.length, 0);
+      assert.equal(since().errors[0].alertReceived, 47, since().errors[0].error.message);
+    });
+  }
 });
 
 describe('client certificates with RSASSA-PSS keys (mutual TLS)', () => {
@@ -315,6 +320,20 @@ describe('client certificates with RSASSA-PSS keys (mutual TLS)', () => {
       const session = onlySession(mutual, mark);
       assert.equal(session.negotiated.signatureScheme, S.rsa_pss_pss_sha256);
       assert.equal(session.negotiated.clientSignatureScheme, S.rsa_pss_pss_sha256);
+    });
+  }
+
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    it(`a client that signs its RSASSA-PSS certificate with rsa_pss_rsae_* gets illegal_parameter (${version})`, async () => {
+      const mark = mutual.mark();
+      const c = connect({ port: mutual.port, host: 'localhost', ca: ca.certPem, maxVersion: version, handshakeTimeout: 10_000, engine: { certificate: rsaeSigningHolder(pssClient.keyPem, pssClient.chainPem) } });
+      const [err] = (await once(c, 'error')) as [Error & { code?: string }];
+      assert.equal(err.code, 'ERR_TLS_ALERT_RECEIVED_ILLEGAL_PARAMETER', err.message);
+      await waitUntil(() => mutual.since(mark).errors.length > 0, 'the server to refuse it');
+      const { sessions, errors } = mutual.since(mark);
+      assert.equal(errors[0].alertSent, 47, errors[0].error.message);
+      assert.match(errors[0].error.message, /client signed with rsa_pss_rsae_sha256, which its certificate's key cannot use/);
+      assert.equal(sessions.length, 0);
     });
   }
 
