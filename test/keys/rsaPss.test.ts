@@ -2,24 +2,31 @@
 // offers (rsa_pss_pss_* within the key's parameters, never rsa_pss_rsae_* nor PKCS#1), no
 // premaster decryption, refusals of the wrong scheme; then a TLS 1.3 and 1.2 handshake
 // with openssl s_client -sigalgs rsa_pss_pss_* through the in-process key, the key
-// process and a SoftHSM2 token. SoftHSM2 cannot import an RSASSA-PSS key (softhsm2-util
-// and pkcs11-tool reject its PKCS#8; PKCS#11 has no such key type): a token's CKK_RSA
-// key serves an RSASSA-PSS certificate for its modulus instead.
+// process, keyd's sealed store (stored and generated keys) and a SoftHSM2 token. SoftHSM2
+// cannot import an RSASSA-PSS key (softhsm2-util and pkcs11-tool reject its PKCS#8;
+// PKCS#11 has no such key type): a token's CKK_RSA key serves an RSASSA-PSS certificate
+// for its modulus instead. Last, delegated credentials signed by an RSASSA-PSS certificate key.
 import assert from 'node:assert/strict';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createCa, issueCertificate, issueCertificateForKey, type Issuer } from '../../src/cli/pki.js';
+import { DelegatedCredentialManager } from '../../src/keys/delegatedCredentials.js';
 import { KeyOperationError, premasterDecryptionOf, type KeyOperations, type OperationContext } from '../../src/keys/keyOperations.js';
 import { startKeyProcess, type KeyProcessKey } from '../../src/keys/keyProcess.js';
+import { LocalDelegatedCredentialIssuer } from '../../src/keys/localDelegatedCredentialIssuer.js';
 import { LocalKey } from '../../src/keys/localKey.js';
 import { openPkcs11Key, type Pkcs11Key } from '../../src/keys/pkcs11Key.js';
 import { connectKeydAdmin, connectRemoteKey, type KeydAdmin, type RemoteKey } from '../../src/keys/remoteKey.js';
 import { FrameType, encodeSignRequest } from '../../src/keyd/protocol.js';
 import type { Keyd } from '../../src/keyd/server.js';
 import { SignatureScheme, schemeFitsPeerKey, schemesForKey, verifySignature } from '../../src/tls/crypto/signatureSchemes.js';
+import { certifiedKey } from '../../src/tls/engine/certificates.js';
+import { resolveClientConfig } from '../../src/tls/engine/clientConfig.js';
+import { resolveServerConfig } from '../../src/tls/engine/config.js';
+import { handshakePair } from '../support/enginePair.js';
 import { makeKeydPki, readAudit, startTestKeyd, tlsClientOptions, type KeydPki } from '../support/keydFixture.js';
 import { describeRun, onlySession, startEchoServer, token, type EchoServer } from '../support/keywardServer.js';
 import { opensslClient, parseOpensslOutput } from '../support/peers.js';
@@ -259,5 +266,24 @@ describe('keyd: an RSASSA-PSS key in its sealed store', () => {
 
   it('refuses to store a key whose PSS parameters fit no TLS scheme, saying which', async () => {
     await assert.rejects(admin.putKey(restrictedPss('sha1', 'sha1', 20), ['sha1.example']), isKeyError('bad-request', /RSASSA-PSS key restricted to hash sha1/));
+  });
+});
+
+describe('delegated credentials (RFC 9345) under an RSASSA-PSS certificate', () => {
+  it('the certificate key signs each credential with rsa_pss_pss_sha256; keyward\'s client verifies it', async () => {
+    const issued = await issueCertificate(ca, { keyType: 'rsa-pss-2048', commonName: 'localhost', dnsNames: ['localhost'], usage: 'server', delegation: true });
+    const privateKey = createPrivateKey(issued.keyPem);
+    const manager = new DelegatedCredentialManager({ issuer: new LocalDelegatedCredentialIssuer(privateKey), certificate: new X509Certificate(issued.certPem).raw });
+    try {
+      assert.equal(await manager.start(), true);
+      assert.equal(manager.current()?.algorithm, S.rsa_pss_pss_sha256);
+      const key = certifiedKey(issued.chainPem, new LocalKey(privateKey), { delegatedCredentials: manager });
+      const p = await handshakePair(resolveServerConfig({ certificates: [key] }), resolveClientConfig({ serverName: 'localhost', delegatedCredentials: true }));
+      assert.ok(p.client.isConnected && p.server.isConnected, `server: ${p.s.error?.message ?? '-'}; client: ${p.c.error?.message ?? '-'}`);
+      assert.equal(p.client.info.delegatedCredential, true);
+      assert.deepEqual(p.s.signs, [], 'the credential key signed CertificateVerify, not the certificate key');
+    } finally {
+      manager.stop();
+    }
   });
 });
