@@ -57,6 +57,12 @@ export interface Pkcs11KeyConfig {
   uri: string;
   /** File holding the user PIN (or put pin-value / pin-source in the URI). */
   pinFile?: string;
+  /**
+   * PEM file of the certificate the key serves: its public key is used when the token holds
+   * none, must match the token's otherwise, and an RSASSA-PSS one makes the token's RSA key
+   * an rsa_pss_pss_* key (PKCS#11 has no RSASSA-PSS key type; see openPkcs11Key).
+   */
+  certificateFile?: string;
   serverNames: string[];
 }
 
@@ -266,14 +272,15 @@ function checkPkcs11(c: Checker, v: unknown): Pkcs11KeyConfig[] {
   const out: Pkcs11KeyConfig[] = [];
   v.forEach((raw, i) => {
     const p = `pkcs11[${i}]`;
-    const o = c.obj(raw, p, ['module', 'uri', 'pinFile', 'serverNames']);
+    const o = c.obj(raw, p, ['module', 'uri', 'pinFile', 'certificate', 'serverNames']);
     if (!o) return;
     const module = c.file(o.module, `${p}.module`);
     const uri = c.str(o.uri, `${p}.uri`);
     if (uri !== undefined && !uri.startsWith('pkcs11:')) c.fail(`${p}.uri`, 'expected an RFC 7512 URI starting with "pkcs11:"');
     const pinFile = o.pinFile === undefined ? undefined : c.file(o.pinFile, `${p}.pinFile`);
+    const certificateFile = o.certificate === undefined ? undefined : c.file(o.certificate, `${p}.certificate`);
     const serverNames = c.strings(o.serverNames, `${p}.serverNames`);
-    if (module && uri && serverNames) out.push({ module, uri, serverNames, ...(pinFile ? { pinFile } : {}) });
+    if (module && uri && serverNames) out.push({ module, uri, serverNames, ...(pinFile ? { pinFile } : {}), ...(certificateFile ? { certificateFile } : {}) });
   });
   return out;
 }

@@ -154,8 +154,10 @@ export async function checkKeydFiles(config: KeydConfig, env: NodeJS.ProcessEnv 
   }
 
   for (const [i, p] of config.pkcs11.entries()) {
-    const bad = (await readable(p.module)) ?? (p.pinFile ? await readable(p.pinFile) : undefined);
-    out.push(bad ? { ok: false, setting: `pkcs11[${i}]`, message: bad } : { ok: true, setting: `pkcs11[${i}]`, message: `${p.module}${p.pinFile ? ` and ${p.pinFile}` : ''} readable` });
+    const files = [p.module, ...(p.pinFile ? [p.pinFile] : []), ...(p.certificateFile ? [p.certificateFile] : [])];
+    let bad: string | undefined;
+    for (const f of files) bad ??= await readable(f);
+    out.push(bad ? { ok: false, setting: `pkcs11[${i}]`, message: bad } : { ok: true, setting: `pkcs11[${i}]`, message: `${files.join(' and ')} readable` });
   }
   const kekToken = config.store.pkcs11Kek;
   if (kekToken) {

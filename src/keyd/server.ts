@@ -3,7 +3,7 @@
  * operations to authenticated fronts over mutual TLS (TLS 1.3 only) and/or a Unix socket.
  * There is no unauthenticated transport. Metrics are served on a separate listener.
  */
-import { constants as tlsConstants, type KeyObject } from 'node:crypto';
+import { X509Certificate, constants as tlsConstants, type KeyObject } from 'node:crypto';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
@@ -70,6 +70,23 @@ async function openStore(config: KeydConfig, kek: KekSource, logger: Logger): Pr
   if (!exists) logger.info({ dir: config.store.dir }, 'created a new sealed store');
   for (const w of store.warnings) logger.warn({ dir: config.store.dir }, w);
   return store;
+}
+
+/** The public key of the (first) certificate in a PEM file, for a token key that serves it; errors name the file. */
+async function certificatePublicKey(path: string): Promise<KeyObject> {
+  let pem: string;
+  try {
+    pem = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read pkcs11 certificate ${path}: ${(err as NodeJS.ErrnoException).code ?? 'read failed'}`, { cause: err });
+  }
+  const block = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
+  try {
+    if (!block) throw new Error('no PEM certificate');
+    return new X509Certificate(block[0]).publicKey;
+  } catch (err) {
+    throw new Error(`pkcs11 certificate ${path} is not a readable PEM certificate`, { cause: err });
+  }
 }
 
 /** Removes a stale socket file left by a keyd that died; refuses to touch a live one or a non-socket. */
@@ -178,7 +195,8 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     if (config.pkcs11.length > 0) {
       const { openPkcs11Key } = await import('../keys/pkcs11Key.js');
       for (const p of config.pkcs11) {
-        const key = await openPkcs11Key({ uri: p.uri, module: p.module, ...(p.pinFile ? { pinFile: p.pinFile } : {}) });
+        const publicKey = p.certificateFile ? await certificatePublicKey(p.certificateFile) : undefined;
+        const key = await openPkcs11Key({ uri: p.uri, module: p.module, ...(p.pinFile ? { pinFile: p.pinFile } : {}), ...(publicKey ? { publicKey } : {}) });
         cleanups.push(() => key.close());
         registry.add({ ops: key, serverNames: p.serverNames, source: 'pkcs11', verifyResults: true });
         logger.info({ keyId: key.keyId, token: key.info.tokenLabel, object: key.info.objectLabel, serverNames: p.serverNames }, 'PKCS#11 key opened');

@@ -17,6 +17,7 @@ import { DelegatedCredentialManager } from '../../src/keys/delegatedCredentials.
 import { KeyOperationError, premasterDecryptionOf, type KeyOperations, type OperationContext } from '../../src/keys/keyOperations.js';
 import { startKeyProcess, type KeyProcessKey } from '../../src/keys/keyProcess.js';
 import { LocalDelegatedCredentialIssuer } from '../../src/keys/localDelegatedCredentialIssuer.js';
+import { keyIdOf } from '../../src/keys/keyId.js';
 import { LocalKey } from '../../src/keys/localKey.js';
 import { openPkcs11Key, type Pkcs11Key } from '../../src/keys/pkcs11Key.js';
 import { connectKeydAdmin, connectRemoteKey, type KeydAdmin, type RemoteKey } from '../../src/keys/remoteKey.js';
@@ -210,6 +211,25 @@ describe('PKCS#11 (SoftHSM2): a token RSA key serving an RSASSA-PSS certificate'
 
   it('serves TLS 1.3 and 1.2 handshakes with rsa_pss_pss_sha256 (the engine verifies each token signature)', () =>
     handshakes(key, 'rsa_pss_pss_sha256', S.rsa_pss_pss_sha256, leafForToken));
+
+  it('keyd serves the token key for its RSASSA-PSS certificate ("certificate" in a pkcs11 entry), verifying each result', async () => {
+    const keydDir = join(dir, 'keyd-token');
+    mkdirSync(keydDir);
+    const certPath = join(keydDir, 'token-cert.pem');
+    writeFileSync(certPath, leafForToken);
+    const pkcs11 = [{ module: tok.module, uri: rsaKey.uri, pinFile: tok.pinFile, certificate: certPath, serverNames: ['localhost'] }];
+    const { keyd } = await startTestKeyd(keydDir, undefined, { listen: { unix: join(keydDir, 'keyd.sock') }, pkcs11 });
+    let remote: RemoteKey | undefined;
+    try {
+      remote = await connectRemoteKey({ addresses: [`unix:${join(keydDir, 'keyd.sock')}`], serverName: 'localhost', keyType: 'rsa-pss' });
+      assert.equal(remote.keyId, keyIdOf(pssPublic));
+      await checkHolder(remote);
+      await handshakes(remote, 'rsa_pss_pss_sha384', S.rsa_pss_pss_sha384, leafForToken);
+    } finally {
+      await remote?.close();
+      await keyd.close();
+    }
+  });
 
   it('refuses an RSASSA-PSS public key of another modulus, or for an EC token key', async () => {
     const other = asRsassaPss(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey);
