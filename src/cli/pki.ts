@@ -385,3 +385,69 @@ export async function ensureDemoPki(dir: string): Promise<DemoPki> {
   await writeAtomic(certPath, server.chainPem, 0o644);
   return { caPem: ca.certPem, caPath, certPath, keyPath, created: true };
 }
+
+/** The CRL number extension (RFC 5280 5.2.3). */
+const CRL_NUMBER_OID = '2.5.29.20';
+
+/** DER INTEGER of a non-negative number (the CRL number, at most 20 octets by RFC 5280). */
+function derInteger(n: bigint): Uint8Array<ArrayBuffer> {
+  if (n < 0n) throw new RangeError('a CRL number is not negative');
+  let hex = n.toString(16);
+  if (hex.length % 2) hex = '0' + hex;
+  let body = Buffer.from(hex, 'hex');
+  if (body[0] & 0x80) body = Buffer.concat([Buffer.of(0), body]);
+  if (body.length > 21) throw new RangeError('a CRL number has at most 20 octets');
+  return new Uint8Array(Buffer.concat([Buffer.of(0x02, body.length), body]));
+}
+
+/** A CRL's number (RFC 5280 5.2.3), or undefined when it has none. Throws on a malformed one. */
+export function crlNumberOf(crl: x509.X509Crl): bigint | undefined {
+  const ext = crl.getExtension(CRL_NUMBER_OID);
+  if (!ext) return undefined;
+  const v = new Uint8Array(ext.value);
+  if (v.length < 3 || v[0] !== 0x02 || v[1] !== v.length - 2 || v[1] > 21 || v[2] & 0x80) throw new Error('the CRL number is not a non-negative DER INTEGER of at most 20 octets');
+  return BigInt('0x' + Buffer.from(v.subarray(2)).toString('hex'));
+}
+
+/** Options for {@link signCrl}. */
+export interface SignCrlOptions {
+  /** The revoked certificates: entries of an earlier CRL (kept with their extensions) or new serials. */
+  revoked: ReadonlyArray<x509.X509CrlEntry | { serialNumber: string; revocationDate: Date }>;
+  /** The CRL number; each CRL a CA issues has a larger one. */
+  number: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+}
+
+/**
+ * Signs a v2 CRL of the CA `caCertPem` with its private key (the CRL number and authority
+ * key identifier extensions), and returns it as PEM with the header OpenSSL writes and
+ * reads (`-----BEGIN X509 CRL-----`, where @peculiar/x509 writes "BEGIN CRL").
+ */
+export async function signCrl(caCertPem: string, caKey: KeyObject, opts: SignCrlOptions): Promise<string> {
+  const crypto = webcrypto();
+  const caCert = new x509.X509Certificate(caCertPem);
+  const keyType = keyTypeOf(caKey);
+  const der = caKey.export({ type: 'pkcs8', format: 'der' });
+  let signingKey: CryptoKey;
+  try {
+    signingKey = await crypto.subtle.importKey('pkcs8', der, algorithmsFor(keyType).gen, false, ['sign']);
+  } finally {
+    der.fill(0);
+  }
+  const ski = caCert.getExtension(x509.SubjectKeyIdentifierExtension);
+  const aki = ski ? new x509.AuthorityKeyIdentifierExtension(ski.keyId, false) : await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto);
+  const crl = await x509.X509CrlGenerator.create(
+    {
+      issuer: caCert.subjectName,
+      thisUpdate: opts.thisUpdate,
+      nextUpdate: opts.nextUpdate,
+      entries: [...opts.revoked],
+      extensions: [new x509.Extension(CRL_NUMBER_OID, false, derInteger(opts.number)), aki],
+      signingKey,
+      signingAlgorithm: algorithmsFor(keyType).sign,
+    },
+    crypto,
+  );
+  return crl.toString('pem').replace(/\r\n/g, '\n').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----').trimEnd() + '\n';
+}

@@ -3,7 +3,8 @@
  * issued by the client CA(s). OpenSSL checks every new connection against them; this module
  * reads and checks the file (each CRL signed by a CA of `tls.clientCa`, not past its
  * nextUpdate, which would make OpenSSL refuse every front) and says which established
- * connections hold a certificate a newer CRL revokes, so that keyd can close them.
+ * connections hold a certificate a newer CRL revokes, so that keyd can close them. It also
+ * keeps time for the CRLs in force: warnings as a nextUpdate nears, an error when it passes.
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
@@ -23,6 +24,8 @@ export interface ClientCrls {
   readonly revokedCount: number;
   /** The earliest nextUpdate, when any CRL has one. */
   readonly nextUpdate?: Date;
+  /** Each CRL that has a nextUpdate: its issuer (a distinguished name) and when it runs out. */
+  readonly schedule: ReadonlyArray<{ issuer: string; nextUpdate: Date }>;
   /** Whether the certificate (DER) is revoked by one of these CRLs (same issuer name and serial). */
   revokes(certDer: Uint8Array): boolean;
 }
@@ -40,6 +43,7 @@ export async function loadClientCrls(crlFile: string, caFile: string, now = Date
   const cas = (caText.match(PEM_CERT) ?? []).map((b) => new x509.X509Certificate(b));
   const revoked = new Set<string>();
   let nextUpdate: Date | undefined;
+  const schedule: Array<{ issuer: string; nextUpdate: Date }> = [];
   for (const [i, block] of blocks.entries()) {
     let crl: x509.X509Crl;
     try {
@@ -52,9 +56,12 @@ export async function loadClientCrls(crlFile: string, caFile: string, now = Date
     if (!ca || !(await crl.verify({ publicKey: ca }, crypto))) {
       throw new Error(`${crlFile}: CRL ${i + 1} (issuer ${issuer}) is not signed by a CA of ${caFile}`);
     }
+    // OpenSSL refuses a CRL not valid yet as it does one out of date: every front of the CA.
+    if (crl.thisUpdate.getTime() > now) throw new Error(`${crlFile}: CRL ${i + 1} (issuer ${issuer}) is valid only from ${crl.thisUpdate.toISOString()} (its thisUpdate): every front would be refused until then`);
     if (crl.nextUpdate) {
       if (crl.nextUpdate.getTime() < now) throw new Error(`${crlFile}: CRL ${i + 1} (issuer ${issuer}) is out of date since ${crl.nextUpdate.toISOString()}: every front would be refused`);
       if (!nextUpdate || crl.nextUpdate < nextUpdate) nextUpdate = crl.nextUpdate;
+      schedule.push({ issuer, nextUpdate: crl.nextUpdate });
     }
     for (const e of crl.entries) revoked.add(`${issuer}|${e.serialNumber.toLowerCase()}`);
   }
@@ -63,6 +70,7 @@ export async function loadClientCrls(crlFile: string, caFile: string, now = Date
     crls: blocks.length,
     revokedCount: revoked.size,
     ...(nextUpdate ? { nextUpdate } : {}),
+    schedule,
     revokes(certDer: Uint8Array): boolean {
       if (revoked.size === 0) return false;
       const cert = new x509.X509Certificate(Uint8Array.from(certDer));
@@ -83,4 +91,68 @@ export function watchClientCrls(crlFile: string, caFile: string, intervalMs: num
   };
   watchFile(crlFile, { interval: intervalMs, persistent: false }, listener);
   return () => unwatchFile(crlFile, listener);
+}
+
+const HOUR_MS = 3_600_000;
+/** How long before a CRL's nextUpdate keyd warns: 7 days, then again 24 h and 1 h before. */
+export const CRL_WARNINGS_MS: readonly number[] = [7 * 24 * HOUR_MS, 24 * HOUR_MS, HOUR_MS];
+/** setTimeout's longest delay (2^31 - 1 ms, ~24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** What {@link watchCrlExpiry} reports, per CRL (its issuer). */
+export interface CrlExpiryEvents {
+  /** The CRL of `issuer` runs out in `leftMs` (at `nextUpdate`). */
+  nearing(issuer: string, nextUpdate: Date, leftMs: number): void;
+  /** It ran out: OpenSSL refuses every client certificate of `issuer` until a new CRL is in force. */
+  expired(issuer: string, nextUpdate: Date): void;
+}
+
+/**
+ * Keeps time for the CRLs in force: `nearing` at once for each CRL within the first of
+ * `warningsMs` of its nextUpdate, then as each later mark (and the first, for one further
+ * off) is reached; `expired` when the nextUpdate passes. Its timers never keep the process
+ * alive. Returns the function that clears them (call it on reload and on stop).
+ */
+export function watchCrlExpiry(crls: Pick<ClientCrls, 'schedule'>, events: CrlExpiryEvents, warningsMs: readonly number[] = CRL_WARNINGS_MS): () => void {
+  // Every mark still ahead, as [when, what]; a mark already behind was covered by the warning at load.
+  const marks: Array<{ at: number; issuer: string; nextUpdate: Date; expiry: boolean }> = [];
+  const now = Date.now();
+  for (const { issuer, nextUpdate } of crls.schedule) {
+    const end = nextUpdate.getTime();
+    if (end - now <= Math.max(...warningsMs)) events.nearing(issuer, nextUpdate, end - now);
+    for (const w of warningsMs) if (end - w > now) marks.push({ at: end - w, issuer, nextUpdate, expiry: false });
+    marks.push({ at: end, issuer, nextUpdate, expiry: true });
+  }
+  marks.sort((a, b) => a.at - b.at);
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    const next = marks[0];
+    if (!next) return;
+    // Long waits go in steps: a delay past MAX_TIMER_MS would fire at once.
+    timer = setTimeout(fire, Math.min(Math.max(0, next.at - Date.now()), MAX_TIMER_MS));
+    timer.unref();
+  };
+  const fire = (): void => {
+    const t = Date.now();
+    while (marks.length > 0 && marks[0].at <= t) {
+      const m = marks.shift()!;
+      if (m.expiry) events.expired(m.issuer, m.nextUpdate);
+      else events.nearing(m.issuer, m.nextUpdate, m.nextUpdate.getTime() - t);
+    }
+    arm();
+  };
+  arm();
+  return () => {
+    clearTimeout(timer);
+    marks.length = 0;
+  };
+}
+
+/** "6 d 23 h", "23 h 59 min", "59 min", "42 s": how long is left, for logs and --check. */
+export function timeLeft(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const [d, h, m] = [Math.floor(s / 86_400), Math.floor((s % 86_400) / 3600), Math.floor((s % 3600) / 60)];
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} min`;
+  return m > 0 ? `${m} min` : `${s} s`;
 }

@@ -14,7 +14,7 @@ import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
 import { SyslogTlsSink } from './auditSink.js';
 import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
-import { loadClientCrls, watchClientCrls, type ClientCrls } from './clientCrl.js';
+import { loadClientCrls, timeLeft, watchClientCrls, watchCrlExpiry, type ClientCrls } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
 import { ErrorLineBudget } from './errorLineBudget.js';
@@ -61,6 +61,28 @@ export interface Keyd {
    * limits.shutdownGraceMs), close connections, flush the audit log, release keys.
    */
   close(): Promise<void>;
+}
+
+const crlOutOfDateReason = (issuers: string[]): string => `client CRL out of date: every front of ${issuers.join(' and of ')} is refused until a new one is loaded`;
+
+/** Why the client CRLs in force make OpenSSL refuse fronts now: one past its nextUpdate. */
+function crlOutOfDate(crls: ClientCrls | undefined): string | undefined {
+  const now = Date.now();
+  const stale = crls?.schedule.filter((c) => c.nextUpdate.getTime() < now) ?? [];
+  return stale.length > 0 ? crlOutOfDateReason(stale.map((c) => c.issuer)) : undefined;
+}
+
+/**
+ * Puts a CRL's clock in force: the nextUpdate gauge, warnings as it nears, an error once
+ * it passed. Returns the function that clears its timers.
+ */
+function keepCrlTime(crls: ClientCrls, file: string, metrics: KeydMetrics, logger: Logger): () => void {
+  metrics.setClientCrlNextUpdate(crls.nextUpdate);
+  return watchCrlExpiry(crls, {
+    nearing: (issuer, nextUpdate, leftMs) =>
+      logger.warn({ file, issuer, nextUpdate, left: timeLeft(leftMs) }, `client CRL runs out in ${timeLeft(leftMs)}: load a new one before ${nextUpdate.toISOString()} (keyward certs revoke), or every front of ${issuer} is refused`),
+    expired: (issuer, nextUpdate) => logger.error({ file, issuer, nextUpdate }, crlOutOfDateReason([issuer])),
+  });
 }
 
 async function openStore(config: KeydConfig, kek: KekSource, logger: Logger): Promise<SealedStore> {
@@ -268,13 +290,14 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     };
 
     let tlsListener: NetServer | undefined;
+    /** The client CRLs in force (tls.crl): for new handshakes, established connections and /healthz. */
+    let crls: ClientCrls | undefined;
     let guard: HandshakeGuard | undefined;
     let tlsAddress: { host: string; port: number } | undefined;
     if (config.listen.tls) {
       if (!config.tls) throw new Error('listen.tls needs the tls section');
       const tlsFiles = config.tls;
       const [cert, key, ca] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
-      let crls: ClientCrls | undefined;
       if (tlsFiles.crlFile) {
         const loaded = await loadClientCrls(tlsFiles.crlFile, tlsFiles.clientCaFile).catch((e: Error) => Promise.reject(new Error(`tls.crl: ${e.message}`)));
         logger.info({ file: tlsFiles.crlFile, crls: loaded.crls, revoked: loaded.revokedCount, nextUpdate: loaded.nextUpdate }, 'client CRL loaded');
@@ -328,8 +351,10 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         },
       );
       key.fill(0);
-      if (tlsFiles.crlFile) {
+      if (tlsFiles.crlFile && crls) {
         const crlFile = tlsFiles.crlFile;
+        let stopClock = keepCrlTime(crls, crlFile, metrics, logger);
+        cleanups.push(() => stopClock());
         // A revocation takes effect within seconds, without a restart: new handshakes are
         // checked against the new CRLs, and connections of a revoked certificate are closed.
         const inForce = async (next: ClientCrls): Promise<void> => {
@@ -341,6 +366,8 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           }
           crls = next;
           logger.info({ file: crlFile, crls: next.crls, revoked: next.revokedCount, nextUpdate: next.nextUpdate }, 'client CRL loaded');
+          stopClock();
+          stopClock = keepCrlTime(next, crlFile, metrics, logger);
           for (const [conn, der] of tlsCertificates) {
             if (!next.revokes(der)) continue;
             logger.warn({ client: conn.session.peer.display, front: conn.session.remote }, 'closing connection: its client certificate is revoked');
@@ -397,7 +424,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       metricsServer = await startMetricsServer(metrics, config.metrics.host, config.metrics.port, () => {
         if (draining) return 'shutting down';
         if (audit.failed) return 'audit log unavailable';
-        return undefined;
+        return crlOutOfDate(crls);
       });
       cleanups.push(() => metricsServer?.close());
     }
