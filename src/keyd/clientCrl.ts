@@ -114,7 +114,7 @@ export interface CrlExpiryEvents {
  * alive. Returns the function that clears them (call it on reload and on stop).
  */
 export function watchCrlExpiry(crls: Pick<ClientCrls, 'schedule'>, events: CrlExpiryEvents, warningsMs: readonly number[] = CRL_WARNINGS_MS): () => void {
-  // Every mark still ahead, as [when, what]; a mark already behind was covered by the warning at load.
+  // Every mark still ahead; one already behind is covered by the warning at load.
   const marks: Array<{ at: number; issuer: string; nextUpdate: Date; expiry: boolean }> = [];
   const now = Date.now();
   for (const { issuer, nextUpdate } of crls.schedule) {

@@ -90,10 +90,10 @@ export async function checkKeydFiles(config: KeydConfig, env: NodeJS.ProcessEnv 
     if (crlFile) {
       await loadClientCrls(crlFile, config.tls.clientCaFile).then(
         (c) => {
-          const left = c.nextUpdate ? c.nextUpdate.getTime() - Date.now() : undefined;
-          const next = c.nextUpdate && left !== undefined ? `, next update by ${c.nextUpdate.toISOString()} (in ${timeLeft(left)})` : ', no next update';
+          const left = c.nextUpdate ? c.nextUpdate.getTime() - Date.now() : Infinity;
+          const next = c.nextUpdate ? `, next update by ${c.nextUpdate.toISOString()} (in ${timeLeft(left)})` : ', no next update';
           out.push({ ok: true, setting: 'tls.crl', message: `${crlFile}: ${c.crls} CRL(s) of tls.clientCa, ${c.revokedCount} certificate(s) revoked${next}` });
-          if (left !== undefined && left <= CRL_WARNINGS_MS[0]) {
+          if (left <= CRL_WARNINGS_MS[0]) {
             out.push({ ok: true, setting: 'tls.crl', message: `warning: ${crlFile} runs out in ${timeLeft(left)}; after that every front of its CA is refused: load a new one before (keyward certs revoke)` });
           }
         },

@@ -77,7 +77,7 @@ export class KeydMetrics {
   /**
    * Sets keyd_client_crl_next_update_timestamp_seconds: the earliest nextUpdate of the
    * client CRLs in force (Unix seconds), +Inf when none has one. Past it OpenSSL refuses
-   * every front of that CA: alert on `keyd_client_crl_next_update_timestamp_seconds - time() < 86400`.
+   * every front of that CA: alert on, say, `keyd_client_crl_next_update_timestamp_seconds - time() < 3 * 86400`.
    */
   setClientCrlNextUpdate(nextUpdate: Date | undefined): void {
     this.#clientCrlNextUpdate ??= new Gauge({

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { createCa, issueCertificate, signCrl, writeAtomic, type Issuer } from '../../src/cli/pki.js';
-import { watchCrlExpiry } from '../../src/keyd/clientCrl.js';
+import { loadClientCrls, watchCrlExpiry } from '../../src/keyd/clientCrl.js';
 import { FrameDecoder, FrameType, encodeFrame } from '../../src/keyd/protocol.js';
 import { KEYD_CLI, TEST_PASSPHRASE, fetchText, keydConfigJson, metricValue, spawnKeyd, tempDir, writeKeydConfig, type KeydChild } from '../support/keydFixture.js';
 import { runKeyward } from '../support/keywardCli.js';
@@ -142,6 +142,12 @@ describe('client CRL', { concurrency: true }, () => {
     const at = (i: number) => Number(/ (\d+)$/.exec(events[i])![1]);
     assert.ok(at(0) < 100 && at(2) >= 600 && at(3) >= 1200 && at(4) >= 1400 && at(5) >= 2000, events.join('; '));
     assert.deepEqual(cleared, [], 'a cleared watch reports nothing');
+  });
+
+  test('a CRL not valid yet (thisUpdate ahead: a CA host whose clock runs fast) is refused like one out of date, naming the file', async () => {
+    const early = join(root.dir, 'early-crl.pem');
+    await writeFile(early, await signCrl(ca.certPem, createPrivateKey(ca.keyPem), { revoked: [], number: 1n, thisUpdate: secondsFromNow(600_000), nextUpdate: secondsFromNow(86_400_000) }));
+    await assert.rejects(loadClientCrls(early, join(root.dir, 'ca.pem')), /early-crl\.pem: CRL 1 \(issuer CN=crl expiry CA, O=keyward\) is valid only from \S+ \(its thisUpdate\): every front would be refused until then/);
   });
 
   test('a client CRL past its nextUpdate: OpenSSL refuses every new front handshake, keyd says so (log, /healthz 503), and a fresh CRL restores service without a restart', async () => {
