@@ -447,6 +447,8 @@ export function registerCertsCommands(program: Command): void {
           'a site certificate for a key made inside keyd:',
           `  keyward keys generate --name example.com --keyd tls://localhost:7443 --ca ${f.caCert} --cert ${f.adminCert} --key ${f.adminKey}`,
           `  keyward certs issue --dir ${dir} --keyd tls://localhost:7443 --keyd-key KEYID --name example.com --out site.pem`,
+          'to revoke a front later (keyd.json "tls": "crl" names the CRL; sign it again within --days, 30):',
+          `  keyward certs revoke --dir ${dir} ${f.frontCert}`,
           '',
         ].join('\n'),
       );
