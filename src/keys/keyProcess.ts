@@ -148,11 +148,10 @@ interface Channel {
 }
 
 interface Pending {
-  id: number;
   resolve: (v: Uint8Array) => void;
   reject: (e: Error) => void;
-  /** This host's unsettled operations under the same AbortSignal (see #watch). */
-  group: Set<Pending>;
+  signal: AbortSignal;
+  onAbort: () => void;
   /** Encoded request; kept while waiting for a restart, then dropped. */
   frame: Buffer | undefined;
   /** performance.now() when sent to the child, or when it began waiting for one. */
@@ -251,8 +250,6 @@ export class KeyProcessHost extends EventEmitter {
   readonly #pending = new Map<number, Pending>();
   /** Operations waiting for a restarted child, in arrival order. */
   readonly #waiting = new Map<number, Pending>();
-  /** Per AbortSignal, its operations here; the signal's one 'abort' listener cancels them. */
-  readonly #bySignal = new WeakMap<AbortSignal, Set<Pending>>();
   #nextId = 1;
   #closed = false;
   #restarts = 0;
@@ -337,8 +334,23 @@ export class KeyProcessHost extends EventEmitter {
     this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
     return new Promise<Uint8Array>((resolve, reject) => {
       const frame = encode(id);
-      const p: Pending = { id, resolve, reject, group: this.#watch(signal), frame: undefined, since: performance.now() };
-      p.group.add(p);
+      const p: Pending = {
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          const where = this.#pending.get(id) === p ? this.#pending : this.#waiting.get(id) === p ? this.#waiting : undefined;
+          if (!where) return;
+          where.delete(id);
+          this.#idleCheck();
+          // Tell the child to drop the work if it has not started it yet.
+          if (where === this.#pending) this.#channel?.writer.send(encodeFrame(FrameType.cancel, id));
+          reject(new KeyOperationError('aborted', 'operation aborted'));
+        },
+        frame: undefined,
+        since: performance.now(),
+      };
+      signal.addEventListener('abort', p.onAbort, { once: true });
       if (ch) {
         this.#pending.set(id, p);
         ch.writer.send(frame);
@@ -350,37 +362,11 @@ export class KeyProcessHost extends EventEmitter {
     });
   }
 
-  /**
-   * The group of `signal`'s operations, made with the signal's 'abort' listener on first
-   * use. One listener per signal, left in place, instead of one added and removed per
-   * operation: EventTarget listeners cost microseconds each, and a connection's signal
-   * may carry several operations (its PSK steps). The group dies with the signal.
-   */
-  #watch(signal: AbortSignal): Set<Pending> {
-    let group = this.#bySignal.get(signal);
-    if (!group) {
-      const g = new Set<Pending>();
-      signal.addEventListener('abort', () => g.forEach((p) => this.#abort(p)), { once: true });
-      this.#bySignal.set(signal, (group = g));
-    }
-    return group;
-  }
-
-  #abort(p: Pending): void {
-    p.group.delete(p);
-    const where = this.#pending.get(p.id) === p ? this.#pending : this.#waiting.get(p.id) === p ? this.#waiting : undefined;
-    if (!where) return;
-    where.delete(p.id);
-    // Tell the child to drop the work if it has not started it yet.
-    if (where === this.#pending) this.#channel?.writer.send(encodeFrame(FrameType.cancel, p.id));
-    p.reject(new KeyOperationError('aborted', 'operation aborted'));
-  }
-
   #settle(id: number, f: Frame): void {
     const p = this.#pending.get(id);
     if (!p) return; // aborted or timed out meanwhile
     this.#pending.delete(id);
-    p.group.delete(p);
+    p.signal.removeEventListener('abort', p.onAbort);
     if (f.type === FrameType.ok) {
       p.resolve(new Uint8Array(f.payload));
     } else if (f.payload.length > 0 && f.payload[0] === UNKNOWN_PSK_IDENTITY) {
@@ -390,6 +376,7 @@ export class KeyProcessHost extends EventEmitter {
       const msg = f.payload.length > 1 ? f.payload.subarray(1).toString('utf8') : 'key process error';
       p.reject(new KeyOperationError(code, `key process: ${msg}`));
     }
+    this.#idleCheck();
   }
 
   #attach(ch: Channel): void {
@@ -464,15 +451,18 @@ export class KeyProcessHost extends EventEmitter {
     this.emit('restart', { pid: ch.child.pid, restarts: this.#restarts } satisfies KeyProcessRestart);
   }
 
-  /**
-   * Runs the deadline sweep while work is outstanding. The sweep stops itself once it finds
-   * none: stopping and starting the timer with every operation cost more than the sweep.
-   */
+  /** Runs the deadline sweep while work is outstanding. */
   #busy(): void {
     if (!this.#sweepTimer) {
       this.#sweepTimer = setInterval(() => this.#sweep(), 100);
       this.#sweepTimer.unref();
     }
+  }
+
+  #idleCheck(): void {
+    if (this.#pending.size + this.#waiting.size > 0) return;
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
   }
 
   /** Fails operations past their deadline (oldest first: both maps keep insertion order). */
@@ -484,28 +474,26 @@ export class KeyProcessHost extends EventEmitter {
       if (now - p.since < opTimeout) break;
       this.#pending.delete(id);
       this.#channel?.writer.send(encodeFrame(FrameType.cancel, id));
-      p.group.delete(p);
+      p.signal.removeEventListener('abort', p.onAbort);
       p.reject(new KeyOperationError('timeout', `key process did not answer within ${opTimeout} ms`));
     }
     for (const [id, p] of this.#waiting) {
       if (now - p.since < waitMs) break;
       this.#waiting.delete(id);
-      p.group.delete(p);
+      p.signal.removeEventListener('abort', p.onAbort);
       p.reject(new KeyOperationError('unavailable', 'key process is down (restarting)'));
     }
-    if (this.#pending.size + this.#waiting.size === 0) {
-      clearInterval(this.#sweepTimer);
-      this.#sweepTimer = undefined;
-    }
+    this.#idleCheck();
   }
 
   #failPending(err: KeyOperationError): void {
     const all = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of all) {
-      p.group.delete(p);
+      p.signal.removeEventListener('abort', p.onAbort);
       p.reject(err);
     }
+    this.#idleCheck();
   }
 
   #failWaiting(err: KeyOperationError): void {
@@ -515,9 +503,10 @@ export class KeyProcessHost extends EventEmitter {
     for (const [id, p] of this.#waiting) {
       if (now - p.since < waitMs) continue;
       this.#waiting.delete(id);
-      p.group.delete(p);
+      p.signal.removeEventListener('abort', p.onAbort);
       p.reject(err);
     }
+    this.#idleCheck();
   }
 
   #failAll(err: KeyOperationError): void {
@@ -525,9 +514,10 @@ export class KeyProcessHost extends EventEmitter {
     const all = [...this.#waiting.values()];
     this.#waiting.clear();
     for (const p of all) {
-      p.group.delete(p);
+      p.signal.removeEventListener('abort', p.onAbort);
       p.reject(err);
     }
+    this.#idleCheck();
   }
 }
 
