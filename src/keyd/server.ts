@@ -321,7 +321,9 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           key,
           ca,
           requestCert: true,
-          rejectUnauthorized: true,
+          // Checked in the connection callback below, so that a refused certificate is logged
+          // with OpenSSL's reason (node:tls would close it silently before keyd sees it).
+          rejectUnauthorized: false,
           minVersion: 'TLSv1.3',
           maxVersion: 'TLSv1.3',
           handshakeTimeout: config.limits.handshakeTimeoutMs,
@@ -330,6 +332,16 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           ...(crls ? { crl: crls.pem } : {}),
         },
         (socket: TLSSocket) => {
+          if (!socket.authorized) {
+            // No certificate, another CA, out of its validity period, revoked, or a CRL out of date.
+            // node:tls reports a missing certificate as UNABLE_TO_GET_ISSUER_CERT: say what it is.
+            const presented = socket.getPeerCertificate().raw !== undefined;
+            const reason = !presented ? 'no client certificate' : String(socket.authorizationError ?? 'not authorized');
+            logger.warn({ front: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'closing connection: client certificate refused');
+            metrics.connectionsClosed.inc({ reason: 'client-certificate' });
+            socket.destroy();
+            return;
+          }
           hsGuard.authenticated(socket);
           // A resumed session skips the certificate checks (validity, CRL) a full handshake
           // makes; keyd's clients never resume, so only a peer replaying an old session would.
