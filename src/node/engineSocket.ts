@@ -168,6 +168,8 @@ export abstract class EngineSocket extends Duplex {
   private handshakeTimer: NodeJS.Timeout | undefined;
   private pendingKeyOperations = 0;
   private flushScheduled = false;
+  /** Writes are held for our close_notify ({@link holdWritesForClose}). */
+  private closeHold = false;
   /** The last session the peer gave us (client side), as {@link getSession} returns it. */
   private lastSession: { readonly encoded: Buffer; readonly ticket: Buffer } | null = null;
 
@@ -471,6 +473,7 @@ export abstract class EngineSocket extends Duplex {
           this.failHandshake(new TlsHandshakeError('peer sent close_notify during the TLS handshake', undefined, AlertDescription.close_notify, 'ECONNRESET'));
           break;
         }
+        this.holdWritesForClose();
         this.endReadable();
         break;
       case 'error':
@@ -516,6 +519,20 @@ export abstract class EngineSocket extends Duplex {
     } catch {
       return [];
     }
+  }
+
+  /**
+   * The peer closed and our side will follow once the 'end' listeners ran (allowHalfOpen
+   * false): what is written until then (the tickets after a client's Finished, a reply
+   * written in an 'end' listener) goes out with our close_notify in one write instead of
+   * one each. `_final`'s end() flushes it; the next turn of the loop at the latest.
+   */
+  private holdWritesForClose(): void {
+    const raw = this.rawSocket;
+    if (this.allowHalfOpen || this.closeHold || !raw.writable) return;
+    this.closeHold = true;
+    raw.cork();
+    setImmediate(() => raw.uncork());
   }
 
   private endReadable(): void {
@@ -630,8 +647,12 @@ export abstract class EngineSocket extends Duplex {
     const pending = this.pendingWrite;
     this.pendingWrite = null;
     if (pending) pending.cb(new Error('TLS connection closed before the handshake completed'));
-    if ((this.lingerOnDestroy || (err === null && this.writableFinished)) && !this.rawSocket.destroyed) lingerClose(this.rawSocket);
-    else this.rawSocket.destroy();
+    const raw = this.rawSocket;
+    // Both close_notifys are exchanged and our FIN is out: the peer may send nothing more, so
+    // there is no unread input to turn the close into a reset, and no reason to wait for its FIN.
+    const closedCleanly = err === null && this.writableFinished && this.peerSentCloseNotify;
+    if (!closedCleanly && (this.lingerOnDestroy || (err === null && this.writableFinished)) && !raw.destroyed) lingerClose(raw);
+    else raw.destroy();
     cb(err);
   }
 }
