@@ -421,15 +421,20 @@ const READ_BUFFER = 2 * MAX_FRAME;
 
 /**
  * The channel's `onread` callback, given its reader once the process knows what it serves.
- * Each read is a view of the one read buffer, overwritten by the next: whatever outlives
- * the reader's call is copied (the key server copies each job's payload).
+ * Each read is a view of the one read buffer, zeroed once read (PSK requests carry
+ * secrets): whatever outlives the reader's call is copied (the key server copies each
+ * job's payload).
  */
 class ReadHandler {
   #reader: ((chunk: Buffer) => void) | undefined;
 
   readonly callback = (n: number, buf: Uint8Array): boolean => {
-    // Nothing comes before READY; a process that failed to start has no reader.
-    this.#reader?.(Buffer.from(buf.buffer, buf.byteOffset, n));
+    try {
+      // Nothing comes before READY; a process that failed to start has no reader.
+      this.#reader?.(Buffer.from(buf.buffer, buf.byteOffset, n));
+    } finally {
+      buf.fill(0, 0, n);
+    }
     return true; // keep reading
   };
 
