@@ -10,9 +10,10 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createPrivateKey, createPublicKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { CRL_NUMBER_OID, crlNumberOf } from '../keyd/clientCrl.js';
 
 /** Key types the PKI can generate, for a CA or a leaf. */
 export type KeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-2048' | 'ed25519';
@@ -321,12 +322,28 @@ const DEMO_FILES = {
   key: 'server-key.pem',
 } as const;
 
-/** Writes via a temporary file and rename, so a crash never leaves a half-written file. */
-export async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
+/**
+ * Writes via a temporary file (flushed to disk) and rename, so a crash never leaves a
+ * half-written file; the temporary file is removed when anything fails. `beforeRename`
+ * runs last, just before the rename: a check that may still refuse the write.
+ */
+export async function writeAtomic(path: string, data: string, mode: number, beforeRename?: () => Promise<void>): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, data, { mode, flag: 'wx' });
-  await chmod(tmp, mode);
-  await rename(tmp, path);
+  const file = await open(tmp, 'wx', mode);
+  try {
+    try {
+      await file.writeFile(data);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await chmod(tmp, mode);
+    await beforeRename?.();
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** Reuses the demo files only when they are all there, parse, match, and stay valid a while. */
@@ -386,9 +403,6 @@ export async function ensureDemoPki(dir: string): Promise<DemoPki> {
   return { caPem: ca.certPem, caPath, certPath, keyPath, created: true };
 }
 
-/** The CRL number extension (RFC 5280 5.2.3). */
-const CRL_NUMBER_OID = '2.5.29.20';
-
 /** DER INTEGER of a non-negative number (the CRL number, at most 20 octets by RFC 5280). */
 function derInteger(n: bigint): Uint8Array<ArrayBuffer> {
   if (n < 0n) throw new RangeError('a CRL number is not negative');
@@ -398,15 +412,6 @@ function derInteger(n: bigint): Uint8Array<ArrayBuffer> {
   if (body[0] & 0x80) body = Buffer.concat([Buffer.of(0), body]);
   if (body.length > 21) throw new RangeError('a CRL number has at most 20 octets');
   return new Uint8Array(Buffer.concat([Buffer.of(0x02, body.length), body]));
-}
-
-/** A CRL's number (RFC 5280 5.2.3), or undefined when it has none. Throws on a malformed one. */
-export function crlNumberOf(crl: x509.X509Crl): bigint | undefined {
-  const ext = crl.getExtension(CRL_NUMBER_OID);
-  if (!ext) return undefined;
-  const v = new Uint8Array(ext.value);
-  if (v.length < 3 || v[0] !== 0x02 || v[1] !== v.length - 2 || v[1] > 21 || v[2] & 0x80) throw new Error('the CRL number is not a non-negative DER INTEGER of at most 20 octets');
-  return BigInt('0x' + Buffer.from(v.subarray(2)).toString('hex'));
 }
 
 /** Options for {@link signCrl}. */
@@ -425,6 +430,10 @@ export interface SignCrlOptions {
  * reads (`-----BEGIN X509 CRL-----`, where @peculiar/x509 writes "BEGIN CRL").
  */
 export async function signCrl(caCertPem: string, caKey: KeyObject, opts: SignCrlOptions): Promise<string> {
+  for (const d of [opts.thisUpdate, opts.nextUpdate]) {
+    // GeneralizedTime ends at year 9999; an invalid Date has no year at all.
+    if (!(d.getUTCFullYear() >= 1950 && d.getUTCFullYear() <= 9999)) throw new RangeError(`a CRL date must fall in the years 1950 to 9999, got ${String(d)}`);
+  }
   const crypto = webcrypto();
   const caCert = new x509.X509Certificate(caCertPem);
   const keyType = keyTypeOf(caKey);
@@ -449,5 +458,17 @@ export async function signCrl(caCertPem: string, caKey: KeyObject, opts: SignCrl
     },
     crypto,
   );
-  return crl.toString('pem').replace(/\r\n/g, '\n').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----').trimEnd() + '\n';
+  const pem = crl.toString('pem').replace(/\r\n/g, '\n').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----').trimEnd() + '\n';
+  // Read it back: a date the encoder cannot write (past year 9999) comes out malformed, not as an error.
+  const second = (d: Date) => Math.floor(d.getTime() / 1000);
+  let back: x509.X509Crl | undefined;
+  try {
+    back = new x509.X509Crl(pem);
+  } catch {
+    back = undefined;
+  }
+  if (!back || second(back.thisUpdate) !== second(opts.thisUpdate) || !back.nextUpdate || second(back.nextUpdate) !== second(opts.nextUpdate) || crlNumberOf(back) !== opts.number) {
+    throw new Error(`the signed CRL does not read back as written (thisUpdate ${opts.thisUpdate.toISOString()}, nextUpdate ${opts.nextUpdate.toISOString()}, number ${opts.number})`);
+  }
+  return pem;
 }

@@ -94,8 +94,10 @@ export async function checkKeydFiles(config: KeydConfig, env: NodeJS.ProcessEnv 
           const next = c.nextUpdate ? `, next update by ${c.nextUpdate.toISOString()} (in ${timeLeft(left)})` : ', no next update';
           out.push({ ok: true, setting: 'tls.crl', message: `${crlFile}: ${c.crls} CRL(s) of tls.clientCa, ${c.revokedCount} certificate(s) revoked${next}` });
           if (left <= CRL_WARNINGS_MS[0]) {
-            out.push({ ok: true, setting: 'tls.crl', message: `warning: ${crlFile} runs out in ${timeLeft(left)}; after that every front of its CA is refused: load a new one before (keyward certs revoke)` });
+            out.push({ ok: true, setting: 'tls.crl', message: `warning: ${crlFile} runs out in ${timeLeft(left)}; after that every front of its CA is refused: load a new one before ${c.nextUpdate!.toISOString()} (keyward certs revoke)` });
           }
+          // A warning, not an error: the other CAs' fronts are served (docs/keyd.md, revoking a front).
+          for (const ca of c.uncovered) out.push({ ok: true, setting: 'tls.crl', message: `warning: tls.clientCa holds the CA ${ca}, but ${crlFile} has no CRL of it: every front of that CA is refused` });
         },
         (e: Error) => out.push({ ok: false, setting: 'tls.crl', message: (e as NodeJS.ErrnoException).code ? `cannot read ${crlFile} or tls.clientCa (${why(e)})` : e.message }),
       );

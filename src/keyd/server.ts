@@ -14,7 +14,7 @@ import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
 import { SyslogTlsSink } from './auditSink.js';
 import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
-import { loadClientCrls, timeLeft, watchClientCrls, watchCrlExpiry, type ClientCrls } from './clientCrl.js';
+import { crlNumberGoesBack, crlNumbers, loadClientCrls, timeLeft, watchClientCrls, watchCrlExpiry, type ClientCrls } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
 import { ErrorLineBudget } from './errorLineBudget.js';
@@ -70,6 +70,12 @@ function crlOutOfDate(crls: ClientCrls | undefined): string | undefined {
   const now = Date.now();
   const stale = crls?.schedule.filter((c) => c.nextUpdate.getTime() < now) ?? [];
   return stale.length > 0 ? crlOutOfDateReason(stale.map((c) => c.issuer)) : undefined;
+}
+
+/** Logs the CRLs put in force, and each CA of tls.clientCa with none: OpenSSL refuses all its fronts (UNABLE_TO_GET_CRL). */
+function logCrlsLoaded(crls: ClientCrls, file: string, logger: Logger): void {
+  logger.info({ file, crls: crls.crls, number: crlNumbers(crls), revoked: crls.revokedCount, nextUpdate: crls.nextUpdate }, 'client CRL loaded');
+  for (const ca of crls.uncovered) logger.warn({ file, ca }, `tls.clientCa holds the CA ${ca}, but ${file} has no CRL of it: every front of that CA is refused (UNABLE_TO_GET_CRL)`);
 }
 
 /**
@@ -300,7 +306,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       const [cert, key, ca] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
       if (tlsFiles.crlFile) {
         const loaded = await loadClientCrls(tlsFiles.crlFile, tlsFiles.clientCaFile).catch((e: Error) => Promise.reject(new Error(`tls.crl: ${e.message}`)));
-        logger.info({ file: tlsFiles.crlFile, crls: loaded.crls, revoked: loaded.revokedCount, nextUpdate: loaded.nextUpdate }, 'client CRL loaded');
+        logCrlsLoaded(loaded, tlsFiles.crlFile, logger);
         crls = loaded;
       }
       // Raw TCP connections pass the handshake guard before the TLS server sees them.
@@ -370,6 +376,8 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         // A revocation takes effect within seconds, without a restart: new handshakes are
         // checked against the new CRLs, and connections of a revoked certificate are closed.
         const inForce = async (next: ClientCrls): Promise<void> => {
+          const older = crlNumberGoesBack(crls, next);
+          if (older) throw new Error(older);
           const [c, k, a] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
           try {
             srv.setSecureContext({ cert: c, key: k, ca: a, crl: next.pem, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', secureOptions: tlsConstants.SSL_OP_NO_TICKET });
@@ -377,7 +385,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
             k.fill(0);
           }
           crls = next;
-          logger.info({ file: crlFile, crls: next.crls, revoked: next.revokedCount, nextUpdate: next.nextUpdate }, 'client CRL loaded');
+          logCrlsLoaded(next, crlFile, logger);
           stopClock();
           stopClock = keepCrlTime(next, crlFile, metrics, logger);
           for (const [conn, der] of tlsCertificates) {

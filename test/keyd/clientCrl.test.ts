@@ -117,6 +117,12 @@ describe('client CRL', { concurrency: true }, () => {
 
   test('watchCrlExpiry: a warning at load within the first mark, one at each later mark, the expiry; nothing after it is cleared', async () => {
     const events: string[] = [];
+    // A wait past setTimeout's limit would fire at once, warn and loop: the far CRL must not.
+    const overflows: string[] = [];
+    const onWarning = (w: Error): void => {
+      if (w.name === 'TimeoutOverflowWarning') overflows.push(w.message);
+    };
+    process.on('warning', onWarning);
     const t0 = Date.now();
     const log = { nearing: (issuer: string) => events.push(`nearing ${issuer} ${Date.now() - t0}`), expired: (issuer: string) => events.push(`expired ${issuer} ${Date.now() - t0}`) };
     const stop = watchCrlExpiry(
@@ -142,12 +148,16 @@ describe('client CRL', { concurrency: true }, () => {
     const at = (i: number) => Number(/ (\d+)$/.exec(events[i])![1]);
     assert.ok(at(0) < 100 && at(2) >= 600 && at(3) >= 1200 && at(4) >= 1400 && at(5) >= 2000, events.join('; '));
     assert.deepEqual(cleared, [], 'a cleared watch reports nothing');
+    process.off('warning', onWarning);
+    assert.deepEqual(overflows, [], 'no timer past setTimeout\'s limit');
   });
 
   test('a CRL not valid yet (thisUpdate ahead: a CA host whose clock runs fast) is refused like one out of date, naming the file', async () => {
     const early = join(root.dir, 'early-crl.pem');
     await writeFile(early, await signCrl(ca.certPem, createPrivateKey(ca.keyPem), { revoked: [], number: 1n, thisUpdate: secondsFromNow(600_000), nextUpdate: secondsFromNow(86_400_000) }));
     await assert.rejects(loadClientCrls(early, join(root.dir, 'ca.pem')), /early-crl\.pem: CRL 1 \(issuer CN=crl expiry CA, O=keyward\) is valid only from \S+ \(its thisUpdate\): every front would be refused until then/);
+    // A nextUpdate past what a CRL can encode is refused when signing, never written malformed.
+    await assert.rejects(signCrl(ca.certPem, createPrivateKey(ca.keyPem), { revoked: [], number: 1n, thisUpdate: new Date(), nextUpdate: new Date(Date.UTC(10000, 0, 1)) }), /a CRL date must fall in the years 1950 to 9999/);
   });
 
   test('a client CRL past its nextUpdate: OpenSSL refuses every new front handshake, keyd says so (log, /healthz 503), and a fresh CRL restores service without a restart', async () => {
@@ -204,6 +214,34 @@ describe('client CRL', { concurrency: true }, () => {
     assert.match(check.stdout, /ok +tls\.crl: warning: \S+crl\.pem runs out in 23 h 59 min; after that every front of its CA is refused/);
   });
 
+  test('two CAs of one name in tls.clientCa (a CA rotation): the CRL of the second is taken, its fronts served; the first, with no CRL, is named at start and by --check, its fronts refused', async () => {
+    const dir = join(root.dir, 'rotation');
+    const [oldPki, newPki] = [join(dir, 'old'), join(dir, 'new')];
+    for (const p of [oldPki, newPki]) assert.equal((await runKeyward(['certs', 'init', p])).code, 0);
+    const made = await runKeyward(['certs', 'revoke', '--dir', newPki]);
+    assert.equal(made.code, 0, made.stderr);
+    const [oldCa, newCa] = await Promise.all([readFile(join(oldPki, 'ca-cert.pem'), 'utf8'), readFile(join(newPki, 'ca-cert.pem'), 'utf8')]);
+    const clientCa = join(dir, 'client-ca.pem');
+    await writeFile(clientCa, oldCa + newCa);
+    const json = keydConfigJson(dir, undefined, {
+      tls: { cert: join(newPki, 'keyd-cert.pem'), key: join(newPki, 'keyd-key.pem'), clientCa, crl: join(newPki, 'crl.pem') },
+    });
+    const config = await writeKeydConfig(dir, json);
+    const keyd = await spawnKeyd(config);
+    keyds.push(keyd);
+    const oldFp = new X509Certificate(oldCa).fingerprint256.replace(/:/g, '').toLowerCase();
+    const uncovered = `tls.clientCa holds the CA CN=keyward private CA, O=keyward (SHA-256 ${oldFp}), but ${join(newPki, 'crl.pem')} has no CRL of it: every front of that CA is refused`;
+    assert.ok(keyd.stdout().includes(`${uncovered} (UNABLE_TO_GET_CRL)`), keyd.stdout());
+    const credentials = async (p: string): Promise<Credentials> => ({ caPem: newCa, certPem: await readFile(join(p, 'front-cert.pem'), 'utf8'), keyPem: await readFile(join(p, 'front-key.pem'), 'utf8') });
+    const served = await ping(keyd.tls!.port, await credentials(newPki));
+    assert.equal(served.answer, 'pong', "a front of the second CA is served");
+    served.socket.destroy();
+    assert.match((await ping(keyd.tls!.port, await credentials(oldPki))).answer, /^(closed|ECONNRESET)$/, 'a front of the CA without a CRL is refused');
+    assert.match(keyd.stdout(), /"reason":"UNABLE_TO_GET_CRL","msg":"closing connection: client certificate refused"/);
+    const check = await runProcess(process.execPath, [KEYD_CLI, 'keyd', '--config', config, '--check'], { env: { ...process.env, KEYD_TEST_PASSPHRASE: TEST_PASSPHRASE } });
+    assert.ok(check.stdout.includes(`tls.crl: warning: ${uncovered}\n`), check.stdout);
+  });
+
   test('keyward certs revoke: the CRL keyd takes; a revocation cuts that front off within seconds and the others stay; openssl reads it; what it refuses', async () => {
     const dir = join(root.dir, 'revoke');
     const pki = join(dir, 'pki');
@@ -221,7 +259,7 @@ describe('client CRL', { concurrency: true }, () => {
     const first = await cli('certs', 'revoke', '--dir', pki);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /^wrote \S+crl\.pem: CRL number 1 of CN=keyward private CA, O=keyward, 0 certificate\(s\) revoked in all \(a new CRL\)\n/);
-    assert.match(first.stdout, /next update: \S+ \(in 30 d 0 h\); sign it again before then \(keyward certs revoke --dir \S+ --days 30\)/);
+    assert.match(first.stdout, /next update: \S+ \(in 30 d 0 h\); sign it again before then \(keyward certs revoke --dir \S+ --out \S+crl\.pem --days 30\)/);
     assert.ok(first.stdout.includes(`keyd.json, in "tls":\n  "crl": ${JSON.stringify(f('crl.pem'))}\n`), first.stdout);
     assert.equal((await stat(f('crl.pem'))).mode & 0o777, 0o644);
     const json = keydConfigJson(dir, undefined, {
@@ -255,6 +293,7 @@ describe('client CRL', { concurrency: true }, () => {
     newB.socket.destroy();
     connB.socket.destroy();
 
+    const second = await readFile(f('crl.pem'), 'utf8');
     const text = await runProcess('openssl', ['crl', '-in', f('crl.pem'), '-CAfile', f('ca-cert.pem'), '-noout', '-text']);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stderr + text.stdout, /verify OK/);
@@ -281,6 +320,13 @@ describe('client CRL', { concurrency: true }, () => {
     assert.equal(otherCrl.code, 2);
     assert.match(otherCrl.stderr, /other-crl\.pem holds a CRL signed by CN=other CA, O=keyward, not by this CA: certs revoke writes only its own CA's CRL; give another --out/);
     assert.equal(await readFile(f('crl.pem'), 'utf8'), kept);
+
+    // keyd logs each CRL's number, and refuses an older CRL put back (number 2 after 4): the one in force stays.
+    for (let i = 0; i < 50 && !/"number":"4"/.test(keyd.stdout()); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(keyd.stdout(), /"number":"4",.*"msg":"client CRL loaded"/);
+    await writeAtomic(f('crl.pem'), second, 0o644);
+    for (let i = 0; i < 50 && !/CRL not reloaded/.test(keyd.stdout()); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(keyd.stdout(), /"err":"the CRL of CN=keyward private CA, O=keyward has number 2, lower than the 4 in force: an older CRL","msg":"client CRL not reloaded; the previous one stays in force"/);
     assert.doesNotMatch(first.stdout + revoked.stdout + renewed.stdout + notOurs.stderr + keyd.stdout(), /PRIVATE KEY/);
   });
 });
