@@ -232,7 +232,7 @@ function hsTargets(row: HsRow, what: string, goal: number): void {
   const node = row.runs.get('node');
   if (!node) return;
   const n = medianRun(node);
-  for (const impl of ['local', 'keyproc', 'keyd'] as const) {
+  for (const impl of ['local', 'keyproc', 'keyd', 'serve'] as const) {
     const rs = row.runs.get(impl);
     if (rs) targets.push({ what: `${what}, ${IMPL_LABEL[impl]}: front CPU/hs`, ratio: n.frontUs / medianRun(rs).frontUs, goal });
   }
@@ -250,7 +250,8 @@ async function probe(s: Server, args: string[]): Promise<Json> {
 
 async function handshakeSections(sites: SiteKey[]): Promise<void> {
   for (const site of sites) {
-    const impls: Impl[] = ['node', 'local', 'keyproc', 'keyd'];
+    // serve: what an operator runs (`keyward serve`), its HTTPS app and key wrapper included.
+    const impls: Impl[] = ['node', 'local', 'keyproc', 'keyd', 'serve'];
     const servers: Server[] = [];
     try {
       for (const impl of impls) servers.push(await startServer(impl, site));

@@ -5,7 +5,8 @@
  *
  *   node --expose-gc dist/bench/compareServer.js '{"impl":"keyward","key":"local","cert":"c.pem","keyFile":"k.pem","groups":["x25519"]}'
  *
- * Arguments (JSON): impl "keyward" | "node"; key "local" | "keyproc" | "keyd"; cert, keyFile
+ * Arguments (JSON): impl "keyward" | "node"; key "local" | "keyproc" | "keyd" | "serve" (`keyward
+ * serve`'s server: its HTTPS app, with the key file in this process); cert, keyFile
  * (PEM paths); keyId and keyd ("unix:/path") for key "keyd"; groups: "x25519",
  * "X25519MLKEM768" in preference order; holdSignsMs: every signature waits that long and
  * then until "release" (the pending-handshake memory row); noDelay: TCP_NODELAY on accepted
@@ -32,13 +33,15 @@ import type { KeyOperations, OperationContext } from '../src/keys/keyOperations.
 import { startKeyProcess, type KeyProcessKey } from '../src/keys/keyProcess.js';
 import { LocalKey } from '../src/keys/localKey.js';
 import { connectRemoteKey } from '../src/keys/remoteKey.js';
+import { serve } from '../src/cli/serve.js';
 import { createServer } from '../src/node/server.js';
 import { NamedGroup } from '../src/tls/crypto/groups.js';
 import type { SignatureScheme } from '../src/tls/crypto/signatureSchemes.js';
 
 interface Args {
   impl: 'keyward' | 'node';
-  key: 'local' | 'keyproc' | 'keyd';
+  /** serve: `keyward serve`'s own server (its HTTPS app and key wrapper) with the key file in this process. */
+  key: 'local' | 'keyproc' | 'keyd' | 'serve';
   cert: string;
   keyFile: string;
   keyId?: string;
@@ -150,7 +153,21 @@ let key: KeyOperations | undefined;
 let held: HeldKey | undefined;
 let keyProcess: KeyProcessKey | undefined;
 let server: Server;
-if (args.impl === 'keyward') {
+/** Set when `serve` listens by itself. */
+let listening: AddressInfo | undefined;
+if (args.impl === 'keyward' && args.key === 'serve') {
+  const running = await serve({
+    listen: '127.0.0.1:0',
+    certs: [args.cert],
+    keys: [{ kind: 'file', path: args.keyFile }],
+    groups: args.groups.map((g) => GROUPS[g].node),
+    minVersion: 'TLSv1.2',
+  });
+  running.server.on('secureConnection', (sock: Duplex) => onSecure(sock));
+  running.server.on('tlsClientError', () => failed++);
+  server = running.server as unknown as Server;
+  listening = running.address;
+} else if (args.impl === 'keyward') {
   if (args.key === 'local') key = new LocalKey(readFileSync(args.keyFile, 'utf8'));
   else if (args.key === 'keyproc') {
     // The front never reads the key file: the forked child does (it inherits this process's CPU pinning).
@@ -181,9 +198,9 @@ if (args.impl === 'keyward') {
   server = s;
 }
 
-server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
-  process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port, pid: process.pid, holderPid: keyProcess?.pid ?? null }) + '\n');
-});
+const ready = (a: AddressInfo) => process.stdout.write(JSON.stringify({ port: a.port, pid: process.pid, holderPid: keyProcess?.pid ?? null }) + '\n');
+if (listening) ready(listening);
+else server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => ready(server.address() as AddressInfo));
 
 function stat(): Record<string, unknown> {
   const m = process.memoryUsage();

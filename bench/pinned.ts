@@ -118,12 +118,13 @@ export interface SiteKey {
 }
 
 /** node:tls, or keyward with its key in process, in a key process, or in keyd. */
-export type Impl = 'node' | 'local' | 'keyproc' | 'keyd';
+export type Impl = 'node' | 'local' | 'keyproc' | 'keyd' | 'serve';
 export const IMPL_LABEL: Record<Impl, string> = {
   node: 'node:tls, key in process',
   local: 'keyward, key in process',
   keyproc: 'keyward, key process',
   keyd: 'keyward, keyd (Unix socket)',
+  serve: 'keyward serve (HTTPS app), key in process',
 };
 
 export interface Server {

@@ -11,9 +11,10 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createPrivateKey, createPublicKey, generateKeyPair as generateNodeKeyPair, KeyObject, randomBytes, X509Certificate } from 'node:crypto';
 import { promisify } from 'node:util';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { CRL_NUMBER_OID, crlNumberOf } from '../keyd/clientCrl.js';
 
 /** Key types the PKI can generate, for a CA or a leaf. */
 export type KeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-2048' | 'ed25519';
@@ -319,12 +320,28 @@ const DEMO_FILES = {
   key: 'server-key.pem',
 } as const;
 
-/** Writes via a temporary file and rename, so a crash never leaves a half-written file. */
-export async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
+/**
+ * Writes via a temporary file (flushed to disk) and rename, so a crash never leaves a
+ * half-written file; the temporary file is removed when anything fails. `beforeRename`
+ * runs last, just before the rename: a check that may still refuse the write.
+ */
+export async function writeAtomic(path: string, data: string, mode: number, beforeRename?: () => Promise<void>): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, data, { mode, flag: 'wx' });
-  await chmod(tmp, mode);
-  await rename(tmp, path);
+  const file = await open(tmp, 'wx', mode);
+  try {
+    try {
+      await file.writeFile(data);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await chmod(tmp, mode);
+    await beforeRename?.();
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** Reuses the demo files only when they are all there, parse, match, and stay valid a while. */
@@ -382,4 +399,74 @@ export async function ensureDemoPki(dir: string): Promise<DemoPki> {
   await writeAtomic(caPath, ca.certPem, 0o644);
   await writeAtomic(certPath, server.chainPem, 0o644);
   return { caPem: ca.certPem, caPath, certPath, keyPath, created: true };
+}
+
+/** DER INTEGER of a non-negative number (the CRL number, at most 20 octets by RFC 5280). */
+function derInteger(n: bigint): Uint8Array<ArrayBuffer> {
+  if (n < 0n) throw new RangeError('a CRL number is not negative');
+  let hex = n.toString(16);
+  if (hex.length % 2) hex = '0' + hex;
+  let body = Buffer.from(hex, 'hex');
+  if (body[0] & 0x80) body = Buffer.concat([Buffer.of(0), body]);
+  if (body.length > 21) throw new RangeError('a CRL number has at most 20 octets');
+  return new Uint8Array(Buffer.concat([Buffer.of(0x02, body.length), body]));
+}
+
+/** Options for {@link signCrl}. */
+export interface SignCrlOptions {
+  /** The revoked certificates: entries of an earlier CRL (kept with their extensions) or new serials. */
+  revoked: ReadonlyArray<x509.X509CrlEntry | { serialNumber: string; revocationDate: Date }>;
+  /** The CRL number; each CRL a CA issues has a larger one. */
+  number: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+}
+
+/**
+ * Signs a v2 CRL of the CA `caCertPem` with its private key (the CRL number and authority
+ * key identifier extensions), and returns it as PEM with the header OpenSSL writes and
+ * reads (`-----BEGIN X509 CRL-----`, where @peculiar/x509 writes "BEGIN CRL").
+ */
+export async function signCrl(caCertPem: string, caKey: KeyObject, opts: SignCrlOptions): Promise<string> {
+  for (const d of [opts.thisUpdate, opts.nextUpdate]) {
+    // GeneralizedTime ends at year 9999; an invalid Date has no year at all.
+    if (!(d.getUTCFullYear() >= 1950 && d.getUTCFullYear() <= 9999)) throw new RangeError(`a CRL date must fall in the years 1950 to 9999, got ${String(d)}`);
+  }
+  const crypto = webcrypto();
+  const caCert = new x509.X509Certificate(caCertPem);
+  const keyType = keyTypeOf(caKey);
+  const der = caKey.export({ type: 'pkcs8', format: 'der' });
+  let signingKey: CryptoKey;
+  try {
+    signingKey = await crypto.subtle.importKey('pkcs8', der, algorithmsFor(keyType).gen, false, ['sign']);
+  } finally {
+    der.fill(0);
+  }
+  const ski = caCert.getExtension(x509.SubjectKeyIdentifierExtension);
+  const aki = ski ? new x509.AuthorityKeyIdentifierExtension(ski.keyId, false) : await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto);
+  const crl = await x509.X509CrlGenerator.create(
+    {
+      issuer: caCert.subjectName,
+      thisUpdate: opts.thisUpdate,
+      nextUpdate: opts.nextUpdate,
+      entries: [...opts.revoked],
+      extensions: [new x509.Extension(CRL_NUMBER_OID, false, derInteger(opts.number)), aki],
+      signingKey,
+      signingAlgorithm: algorithmsFor(keyType).sign,
+    },
+    crypto,
+  );
+  const pem = crl.toString('pem').replace(/\r\n/g, '\n').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----').trimEnd() + '\n';
+  // Read it back: a date the encoder cannot write (past year 9999) comes out malformed, not as an error.
+  const second = (d: Date) => Math.floor(d.getTime() / 1000);
+  let back: x509.X509Crl | undefined;
+  try {
+    back = new x509.X509Crl(pem);
+  } catch {
+    back = undefined;
+  }
+  if (!back || second(back.thisUpdate) !== second(opts.thisUpdate) || !back.nextUpdate || second(back.nextUpdate) !== second(opts.nextUpdate) || crlNumberOf(back) !== opts.number) {
+    throw new Error(`the signed CRL does not read back as written (thisUpdate ${opts.thisUpdate.toISOString()}, nextUpdate ${opts.nextUpdate.toISOString()}, number ${opts.number})`);
+  }
+  return pem;
 }

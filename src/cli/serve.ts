@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type http2 from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { keyIdOf } from '../keys/keyId.js';
-import type { KeyOperations, OperationContext } from '../keys/keyOperations.js';
+import { signaturesVouchedFor, vouchForSignatures, type KeyOperations, type OperationContext } from '../keys/keyOperations.js';
 import { createHttp2SecureServer, createHttpsServer, type WithTlsAcceptor } from '../node/http.js';
 import type { CertificateWithKey } from '../node/server.js';
 import type { KeywardTLSSocket } from '../node/tlsSocket.js';
@@ -250,6 +250,10 @@ function observedKey(key: KeyOperations, onUse: (connectionId: string | undefine
       return decrypt(ciphertext, clientVersion, ctx, signal);
     };
   }
+  // Signatures pass through untouched: a holder whose signatures need no check in the
+  // engine (a key in this process, a key process, keyd) keeps that here, or every
+  // handshake of `serve` would verify its own signature (~95 µs for P-256).
+  if (signaturesVouchedFor(key)) vouchForSignatures(wrapped);
   return wrapped;
 }
 

@@ -12,7 +12,7 @@ import { access, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { keyIdOf } from '../keys/keyId.js';
 import { readAuditTail } from './audit.js';
-import { loadClientCrls } from './clientCrl.js';
+import { CRL_WARNINGS_MS, loadClientCrls, timeLeft } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { SealedStore } from './store.js';
 
@@ -89,7 +89,16 @@ export async function checkKeydFiles(config: KeydConfig, env: NodeJS.ProcessEnv 
     const crlFile = config.tls.crlFile;
     if (crlFile) {
       await loadClientCrls(crlFile, config.tls.clientCaFile).then(
-        (c) => out.push({ ok: true, setting: 'tls.crl', message: `${crlFile}: ${c.crls} CRL(s) of tls.clientCa, ${c.revokedCount} certificate(s) revoked${c.nextUpdate ? `, next update by ${c.nextUpdate.toISOString()}` : ''}` }),
+        (c) => {
+          const left = c.nextUpdate ? c.nextUpdate.getTime() - Date.now() : Infinity;
+          const next = c.nextUpdate ? `, next update by ${c.nextUpdate.toISOString()} (in ${timeLeft(left)})` : ', no next update';
+          out.push({ ok: true, setting: 'tls.crl', message: `${crlFile}: ${c.crls} CRL(s) of tls.clientCa, ${c.revokedCount} certificate(s) revoked${next}` });
+          if (left <= CRL_WARNINGS_MS[0]) {
+            out.push({ ok: true, setting: 'tls.crl', message: `warning: ${crlFile} runs out in ${timeLeft(left)}; after that every front of its CA is refused: load a new one before ${c.nextUpdate!.toISOString()} (keyward certs revoke)` });
+          }
+          // A warning, not an error: the other CAs' fronts are served (docs/keyd.md, revoking a front).
+          for (const ca of c.uncovered) out.push({ ok: true, setting: 'tls.crl', message: `warning: tls.clientCa holds the CA ${ca}, but ${crlFile} has no CRL of it: every front of that CA is refused` });
+        },
         (e: Error) => out.push({ ok: false, setting: 'tls.crl', message: (e as NodeJS.ErrnoException).code ? `cannot read ${crlFile} or tls.clientCa (${why(e)})` : e.message }),
       );
     }

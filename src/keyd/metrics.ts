@@ -41,6 +41,8 @@ export class KeydMetrics {
   readonly auditSinkConnected: Gauge;
   /** Changes of the fleet's ticket key set (keys made or expired ones removed). */
   readonly ticketKeyRotations: Counter;
+  /** The earliest nextUpdate of the client CRLs in force; made by the first {@link setClientCrlNextUpdate}, so a keyd without tls.crl has none. */
+  #clientCrlNextUpdate: Gauge | undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -70,6 +72,20 @@ export class KeydMetrics {
     this.auditSinkConnected = new Gauge({ name: 'keyd_audit_sink_connected', help: '1 while the remote audit sink is connected', registers });
     this.ticketKeyRotations = new Counter({ name: 'keyd_ticket_key_rotations_total', help: 'Changes of the ticket key set (keys made, expired ones removed)', registers });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'keyd_' });
+  }
+
+  /**
+   * Sets keyd_client_crl_next_update_timestamp_seconds: the earliest nextUpdate of the
+   * client CRLs in force (Unix seconds), +Inf when none has one. Past it OpenSSL refuses
+   * every front of that CA: alert on, say, `keyd_client_crl_next_update_timestamp_seconds - time() < 3 * 86400`.
+   */
+  setClientCrlNextUpdate(nextUpdate: Date | undefined): void {
+    this.#clientCrlNextUpdate ??= new Gauge({
+      name: 'keyd_client_crl_next_update_timestamp_seconds',
+      help: 'Earliest nextUpdate of the client CRLs in force (tls.crl), Unix time; every front of that CA is refused after it',
+      registers: [this.registry],
+    });
+    this.#clientCrlNextUpdate.set(nextUpdate ? nextUpdate.getTime() / 1000 : Infinity);
   }
 }
 

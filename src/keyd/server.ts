@@ -14,7 +14,7 @@ import { keyIdOf } from '../keys/keyId.js';
 import { AuditLog } from './audit.js';
 import { SyslogTlsSink } from './auditSink.js';
 import { Authorizer, identityOfCertificate, type PeerIdentity } from './authz.js';
-import { loadClientCrls, watchClientCrls, type ClientCrls } from './clientCrl.js';
+import { crlNumberGoesBack, crlNumbers, loadClientCrls, timeLeft, watchClientCrls, watchCrlExpiry, type ClientCrls } from './clientCrl.js';
 import { resolveKekSource, type KeydConfig } from './config.js';
 import { KeydConnection } from './connection.js';
 import { ErrorLineBudget } from './errorLineBudget.js';
@@ -61,6 +61,34 @@ export interface Keyd {
    * limits.shutdownGraceMs), close connections, flush the audit log, release keys.
    */
   close(): Promise<void>;
+}
+
+const crlOutOfDateReason = (issuers: string[]): string => `client CRL out of date: every front of ${issuers.join(' and of ')} is refused until a new one is loaded`;
+
+/** Why the client CRLs in force make OpenSSL refuse fronts now: one past its nextUpdate. */
+function crlOutOfDate(crls: ClientCrls | undefined): string | undefined {
+  const now = Date.now();
+  const stale = crls?.schedule.filter((c) => c.nextUpdate.getTime() < now) ?? [];
+  return stale.length > 0 ? crlOutOfDateReason(stale.map((c) => c.issuer)) : undefined;
+}
+
+/** Logs the CRLs put in force, and each CA of tls.clientCa with none: OpenSSL refuses all its fronts (UNABLE_TO_GET_CRL). */
+function logCrlsLoaded(crls: ClientCrls, file: string, logger: Logger): void {
+  logger.info({ file, crls: crls.crls, number: crlNumbers(crls), revoked: crls.revokedCount, nextUpdate: crls.nextUpdate }, 'client CRL loaded');
+  for (const ca of crls.uncovered) logger.warn({ file, ca }, `tls.clientCa holds the CA ${ca}, but ${file} has no CRL of it: every front of that CA is refused (UNABLE_TO_GET_CRL)`);
+}
+
+/**
+ * Puts a CRL's clock in force: the nextUpdate gauge, warnings as it nears, an error once
+ * it passed. Returns the function that clears its timers.
+ */
+function keepCrlTime(crls: ClientCrls, file: string, metrics: KeydMetrics, logger: Logger): () => void {
+  metrics.setClientCrlNextUpdate(crls.nextUpdate);
+  return watchCrlExpiry(crls, {
+    nearing: (issuer, nextUpdate, leftMs) =>
+      logger.warn({ file, issuer, nextUpdate, left: timeLeft(leftMs) }, `client CRL runs out in ${timeLeft(leftMs)}: load a new one before ${nextUpdate.toISOString()} (keyward certs revoke), or every front of ${issuer} is refused`),
+    expired: (issuer, nextUpdate) => logger.error({ file, issuer, nextUpdate }, crlOutOfDateReason([issuer])),
+  });
 }
 
 async function openStore(config: KeydConfig, kek: KekSource, logger: Logger): Promise<SealedStore> {
@@ -286,16 +314,17 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
     };
 
     let tlsListener: NetServer | undefined;
+    /** The client CRLs in force (tls.crl): for new handshakes, established connections and /healthz. */
+    let crls: ClientCrls | undefined;
     let guard: HandshakeGuard | undefined;
     let tlsAddress: { host: string; port: number } | undefined;
     if (config.listen.tls) {
       if (!config.tls) throw new Error('listen.tls needs the tls section');
       const tlsFiles = config.tls;
       const [cert, key, ca] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
-      let crls: ClientCrls | undefined;
       if (tlsFiles.crlFile) {
         const loaded = await loadClientCrls(tlsFiles.crlFile, tlsFiles.clientCaFile).catch((e: Error) => Promise.reject(new Error(`tls.crl: ${e.message}`)));
-        logger.info({ file: tlsFiles.crlFile, crls: loaded.crls, revoked: loaded.revokedCount, nextUpdate: loaded.nextUpdate }, 'client CRL loaded');
+        logCrlsLoaded(loaded, tlsFiles.crlFile, logger);
         crls = loaded;
       }
       // Raw TCP connections pass the handshake guard before the TLS server sees them.
@@ -316,7 +345,9 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           key,
           ca,
           requestCert: true,
-          rejectUnauthorized: true,
+          // Checked in the connection callback below, so that a refused certificate is logged
+          // with OpenSSL's reason (node:tls would close it silently before keyd sees it).
+          rejectUnauthorized: false,
           minVersion: 'TLSv1.3',
           maxVersion: 'TLSv1.3',
           handshakeTimeout: config.limits.handshakeTimeoutMs,
@@ -325,6 +356,16 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
           ...(crls ? { crl: crls.pem } : {}),
         },
         (socket: TLSSocket) => {
+          if (!socket.authorized) {
+            // No certificate, another CA, out of its validity period, revoked, or a CRL out of date.
+            // node:tls reports a missing certificate as UNABLE_TO_GET_ISSUER_CERT: say what it is.
+            const presented = socket.getPeerCertificate().raw !== undefined;
+            const reason = !presented ? 'no client certificate' : String(socket.authorizationError ?? 'not authorized');
+            logger.warn({ front: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'closing connection: client certificate refused');
+            metrics.connectionsClosed.inc({ reason: 'client-certificate' });
+            socket.destroy();
+            return;
+          }
           hsGuard.authenticated(socket);
           // A resumed session skips the certificate checks (validity, CRL) a full handshake
           // makes; keyd's clients never resume, so only a peer replaying an old session would.
@@ -346,11 +387,15 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
         },
       );
       key.fill(0);
-      if (tlsFiles.crlFile) {
+      if (tlsFiles.crlFile && crls) {
         const crlFile = tlsFiles.crlFile;
+        let stopClock = keepCrlTime(crls, crlFile, metrics, logger);
+        cleanups.push(() => stopClock());
         // A revocation takes effect within seconds, without a restart: new handshakes are
         // checked against the new CRLs, and connections of a revoked certificate are closed.
         const inForce = async (next: ClientCrls): Promise<void> => {
+          const older = crlNumberGoesBack(crls, next);
+          if (older) throw new Error(older);
           const [c, k, a] = await Promise.all([readFile(tlsFiles.certFile), readFile(tlsFiles.keyFile), readFile(tlsFiles.clientCaFile)]);
           try {
             srv.setSecureContext({ cert: c, key: k, ca: a, crl: next.pem, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', secureOptions: tlsConstants.SSL_OP_NO_TICKET });
@@ -358,7 +403,9 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
             k.fill(0);
           }
           crls = next;
-          logger.info({ file: crlFile, crls: next.crls, revoked: next.revokedCount, nextUpdate: next.nextUpdate }, 'client CRL loaded');
+          logCrlsLoaded(next, crlFile, logger);
+          stopClock();
+          stopClock = keepCrlTime(next, crlFile, metrics, logger);
           for (const [conn, der] of tlsCertificates) {
             if (!next.revokes(der)) continue;
             logger.warn({ client: conn.session.peer.display, front: conn.session.remote }, 'closing connection: its client certificate is revoked');
@@ -415,7 +462,7 @@ export async function startKeyd(config: KeydConfig, opts: StartKeydOptions = {})
       metricsServer = await startMetricsServer(metrics, config.metrics.host, config.metrics.port, () => {
         if (draining) return 'shutting down';
         if (audit.failed) return 'audit log unavailable';
-        return undefined;
+        return crlOutOfDate(crls);
       });
       cleanups.push(() => metricsServer?.close());
     }

@@ -25,6 +25,7 @@ import {
   FrameDecoder,
   FrameType,
   FrameWriter,
+  MAX_FRAME,
   MAX_OPERATION_INPUT,
   UNKNOWN_PSK_IDENTITY,
   decodeIssueDc,
@@ -350,8 +351,11 @@ function main(): void {
     dcMaxValidityMs = Number(dc[1]) * 1000;
   }
   let channel: Socket;
+  const reads = new ReadHandler();
   try {
-    channel = new Socket({ fd: 3, readable: true, writable: true });
+    // Reads land in one buffer of this process's own (node:net's `onread`), handed to the
+    // decoder without the stream machinery: no Buffer, 'data' event or read-more tick per read.
+    channel = new Socket({ fd: 3, readable: true, writable: true, onread: { buffer: Buffer.allocUnsafe(READ_BUFFER), callback: reads.callback } });
   } catch {
     process.stderr.write('keyward key process: no channel on fd 3; it must be started by keyProcess\n');
     process.exit(2);
@@ -374,7 +378,7 @@ function main(): void {
 
   const keyPath = args[0];
   if (keyPath === '--psk') {
-    servePsks(channel, out, args[1], args[2], ready);
+    servePsks(channel, reads, out, args[1], args[2], ready);
     return;
   }
   const loaded = keyPath ? loadKey(keyPath) : { error: 'no key file given' };
@@ -384,7 +388,7 @@ function main(): void {
   const schemes = schemesForKey(publicKey);
   if (schemes.length === 0) return failStart(channel, `key in ${keyPath} is ${describeUnusableKey(key)}`);
   const server = new KeyServer(key, schemes, out, dcMaxValidityMs);
-  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' }), ready), () => server.pump(true));
+  serveFrames(channel, reads, out, (f) => server.onFrame(f), encodeReady(schemes, publicKey.export({ type: 'spki', format: 'der' }), ready), () => server.pump(true));
 }
 
 /** Tells the front why this process cannot serve, then exits. */
@@ -396,23 +400,51 @@ function failStart(channel: Socket, msg: string): void {
  * Says it is ready, then answers frames until the channel closes; `afterRead` runs once
  * each read is decoded; replies leave once per read.
  */
-function serveFrames(channel: Socket, out: FrameWriter, onFrame: (f: Frame) => void, ready: Buffer, afterRead?: () => void): void {
+function serveFrames(channel: Socket, reads: ReadHandler, out: FrameWriter, onFrame: (f: Frame) => void, ready: Buffer, afterRead?: () => void): void {
   const decoder = new FrameDecoder();
-  channel.on('data', (chunk: Buffer) => {
-    try {
-      decoder.push(chunk, onFrame);
-    } catch {
-      // A malformed stream means a broken front; stop rather than guess.
-      process.exit(4);
-    }
-    afterRead?.();
-    out.flush();
-  });
+  reads.serve((chunk) =>
+    out.batch(() => {
+      try {
+        decoder.push(chunk, onFrame);
+      } catch {
+        // A malformed stream means a broken front; stop rather than guess.
+        process.exit(4);
+      }
+      afterRead?.();
+    }),
+  );
   channel.write(ready);
 }
 
+/** Size of the read buffer: a read may hold a whole frame of the largest size, and its neighbours. */
+const READ_BUFFER = 2 * MAX_FRAME;
+
+/**
+ * The channel's `onread` callback, given its reader once the process knows what it serves.
+ * Each read is a view of the one read buffer, zeroed once read (PSK requests carry
+ * secrets): whatever outlives the reader's call is copied (the key server copies each
+ * job's payload).
+ */
+class ReadHandler {
+  #reader: ((chunk: Buffer) => void) | undefined;
+
+  readonly callback = (n: number, buf: Uint8Array): boolean => {
+    try {
+      // Nothing comes before READY; a process that failed to start has no reader.
+      this.#reader?.(Buffer.from(buf.buffer, buf.byteOffset, n));
+    } finally {
+      buf.fill(0, 0, n);
+    }
+    return true; // keep reading
+  };
+
+  serve(reader: (chunk: Buffer) => void): void {
+    this.#reader = reader;
+  }
+}
+
 /** PSK mode: load the PSK file, then answer PSK requests until the channel closes. */
-function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, unknown: string | undefined, ready: { nonDumpable: boolean }): void {
+function servePsks(channel: Socket, reads: ReadHandler, out: FrameWriter, path: string | undefined, unknown: string | undefined, ready: { nonDumpable: boolean }): void {
   const fail = (msg: string): void => failStart(channel, msg);
   if (!path) return fail('no PSK file given');
   if (unknown !== 'random' && unknown !== 'reject') return fail('unknown-identity mode must be random or reject');
@@ -433,7 +465,7 @@ function servePsks(channel: Socket, out: FrameWriter, path: string | undefined, 
     data.fill(0);
   }
   const server = new PskServer(holder, out);
-  serveFrames(channel, out, (f) => server.onFrame(f), encodeReady([], Buffer.alloc(0), ready));
+  serveFrames(channel, reads, out, (f) => server.onFrame(f), encodeReady([], Buffer.alloc(0), ready));
 }
 
 main();

@@ -101,10 +101,15 @@ export function encodeFrame(type: FrameType, id: number, ...parts: Uint8Array[])
 
 /** SIGN payload: u16 scheme | u8 purpose | message. */
 export function encodeSign(id: number, scheme: number, purpose: SignPurpose | undefined, message: Uint8Array): Buffer {
-  const head = Buffer.allocUnsafe(3);
-  head.writeUInt16BE(scheme, 0);
-  head[2] = encodePurpose(purpose);
-  return encodeFrame(FrameType.sign, id, head, message);
+  // One per handshake: written in place rather than joined from parts.
+  const frame = Buffer.allocUnsafe(FRAME_HEADER + 3 + message.length);
+  frame.writeUInt32BE(5 + 3 + message.length, 0);
+  frame[4] = FrameType.sign;
+  frame.writeUInt32BE(id >>> 0, 5);
+  frame.writeUInt16BE(scheme, FRAME_HEADER);
+  frame[FRAME_HEADER + 2] = encodePurpose(purpose);
+  frame.set(message, FRAME_HEADER + 3);
+  return frame;
 }
 
 /** DECRYPT payload: u16 client_version | ciphertext. */
@@ -295,50 +300,103 @@ export interface Frame {
 /**
  * Reassembles frames from a byte stream. A frame shorter than its header or longer
  * than MAX_FRAME is a protocol violation: `push` throws and the caller drops the channel.
+ *
+ * Frames wholly inside a chunk are handed out as views of it, without a copy. A frame
+ * that straddles chunks is assembled in a buffer of its own size, each byte copied once
+ * (re-joining the partial frame on every chunk made a trickle of small reads quadratic),
+ * and zeroed once delivered: PSK frames carry secrets.
  */
 export class FrameDecoder {
-  #pending: Buffer | undefined;
+  /** The straddling frame: its first `#have` bytes; sized to the whole frame once its length is in, else 4 bytes. */
+  #partial: Buffer | undefined;
+  #have = 0;
 
   push(chunk: Buffer, onFrame: (f: Frame) => void): void {
-    let buf = chunk;
-    if (this.#pending) {
-      buf = Buffer.concat([this.#pending, chunk]);
-      this.#pending = undefined;
+    let off = this.#partial ? this.#continue(chunk, onFrame) : 0;
+    while (chunk.length - off >= 4) {
+      const size = 4 + frameLength(chunk.readUInt32BE(off));
+      if (chunk.length - off < size) break;
+      deliver(chunk, off, size, onFrame);
+      off += size;
     }
-    let off = 0;
-    while (buf.length - off >= 4) {
-      const len = buf.readUInt32BE(off);
-      if (len < 5 || len > MAX_FRAME) throw new Error(`bad frame length ${len}`);
-      if (buf.length - off < 4 + len) break;
-      onFrame({ type: buf[off + 4], id: buf.readUInt32BE(off + 5), payload: buf.subarray(off + FRAME_HEADER, off + 4 + len) });
-      off += 4 + len;
+    if (off < chunk.length) {
+      const rest = chunk.length - off;
+      // The start of a frame that ends in a later chunk.
+      this.#partial = Buffer.allocUnsafe(rest >= 4 ? 4 + frameLength(chunk.readUInt32BE(off)) : 4);
+      this.#have = chunk.copy(this.#partial, 0, off);
     }
-    if (off < buf.length) this.#pending = Buffer.from(buf.subarray(off));
   }
+
+  /** Adds what `chunk` holds of the straddling frame, delivers it once whole; returns the bytes used. */
+  #continue(chunk: Buffer, onFrame: (f: Frame) => void): number {
+    let partial = this.#partial as Buffer;
+    let off = 0;
+    if (partial.length === 4 && this.#have < 4) {
+      off = chunk.copy(partial, this.#have, 0, 4 - this.#have);
+      this.#have += off;
+      if (this.#have < 4) return off;
+      const head = partial;
+      partial = this.#partial = Buffer.allocUnsafe(4 + frameLength(head.readUInt32BE(0)));
+      head.copy(partial);
+    }
+    const n = chunk.copy(partial, this.#have, off, off + partial.length - this.#have);
+    this.#have += n;
+    off += n;
+    if (this.#have === partial.length) {
+      this.#partial = undefined;
+      this.#have = 0;
+      try {
+        deliver(partial, 0, partial.length, onFrame);
+      } finally {
+        partial.fill(0);
+      }
+    }
+    return off;
+  }
+}
+
+/** The length field's value, checked: at least the type and id, at most MAX_FRAME. */
+function frameLength(len: number): number {
+  if (len < 5 || len > MAX_FRAME) throw new Error(`bad frame length ${len}`);
+  return len;
+}
+
+function deliver(buf: Buffer, off: number, size: number, onFrame: (f: Frame) => void): void {
+  onFrame({ type: buf[off + 4], id: buf.readUInt32BE(off + 5), payload: buf.subarray(off + FRAME_HEADER, off + size) });
 }
 
 /**
  * Coalesces frames written in one turn of the event loop into one write, so a burst of
- * operations costs one syscall instead of one each.
+ * operations costs one syscall instead of one each. Inside {@link batch} nothing is
+ * scheduled: what it sends leaves in one write when it returns.
  */
 export class FrameWriter {
   #queue: Buffer[] = [];
   #scheduled = false;
+  #batching = false;
 
   constructor(private readonly write: (b: Buffer) => void) {}
 
   send(frame: Buffer): void {
     this.#queue.push(frame);
-    if (!this.#scheduled) {
+    if (!this.#scheduled && !this.#batching) {
       this.#scheduled = true;
       setImmediate(this.#flush);
     }
   }
 
-  /** Writes what is queued now, instead of at the end of this turn of the loop. */
-  flush(): void {
-    // The end-of-turn write stays scheduled; it finds nothing, or what came after.
-    this.#writeOut();
+  /**
+   * Runs `fn` and then writes what it sent, at once: for a loop that answers each read
+   * in full, where an end-of-turn write would cost a wake-up of its own.
+   */
+  batch(fn: () => void): void {
+    this.#batching = true;
+    try {
+      fn();
+    } finally {
+      this.#batching = false;
+      this.#writeOut();
+    }
   }
 
   #flush = (): void => {

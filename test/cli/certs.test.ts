@@ -9,15 +9,16 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createCa } from '../../src/cli/pki.js';
+import { runProcess } from '../support/processes.js';
 import { parseKeydConfig } from '../../src/keyd/config.js';
 import { startKeyd, type Keyd } from '../../src/keyd/server.js';
 import { pino } from 'pino';
 import { readAudit, tempDir } from '../support/keydFixture.js';
-import { runKeyward, startKeyward } from '../support/keywardCli.js';
+import { KEYWARD_BIN, runKeyward, startKeyward } from '../support/keywardCli.js';
 import { connectTls, echoHandler, startUpstream, waitFor, type TestUpstream } from '../proxy/harness.js';
 
 const READY = /"listen":"127\.0\.0\.1:(\d+)".*"msg":"keyward proxy listening"/;
@@ -134,6 +135,56 @@ describe('keyward certs', () => {
     assert.match(bad.stderr, /app\.csr(: the request's signature does not verify| is not a PEM certificate request)/);
     const none = await runKeyward(['certs', 'issue', '--dir', pkiDir, '--public-key', f('front-key.pem'), '--name', 'x.example']);
     assert.match(none.stderr, /front-key\.pem holds a private key: give the public key alone/);
+  });
+
+  test('certs revoke: runs at once lose no revocation (a lock file); --ca writes next to the CA and prints absolute paths; --days, --serial, --out checked', async () => {
+    const dir = join(root.dir, 'revoke');
+    await mkdir(dir);
+    const caFlags = ['--ca', f('ca-cert.pem'), '--ca-key', f('ca-key.pem')];
+    const crl = f('crl.pem');
+    // Run from another folder, as cron does.
+    const first = await runProcess('/bin/sh', ['-c', 'cd "$1" && shift && exec "$@"', 'sh', dir, process.execPath, KEYWARD_BIN, 'certs', 'revoke', ...caFlags]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.ok(first.stdout.includes(`(keyward certs revoke --ca ${f('ca-cert.pem')} --ca-key ${f('ca-key.pem')} --out ${crl} --days 30)`), first.stdout);
+    assert.deepEqual(await readdir(dir), [], 'nothing written in the working folder');
+
+    const serials = ['0a', '0b', '0c'];
+    const runs = await Promise.all(serials.map((s) => runKeyward(['certs', 'revoke', '--dir', pkiDir, '--serial', s])));
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const listed = await runProcess('openssl', ['crl', '-in', crl, '-noout', '-text']);
+    for (const s of serials) assert.match(listed.stdout, new RegExp(`Serial Number: ${s.toUpperCase()}\\n`), listed.stdout);
+    assert.match(listed.stdout, /X509v3 CRL Number: *\n *4\n/);
+
+    const lock = `${crl}.lock`;
+    await writeFile(lock, '1\n');
+    const locked = await runKeyward(['certs', 'revoke', '--dir', pkiDir]);
+    assert.equal(locked.code, 2);
+    assert.ok(locked.stderr.includes(`the CRL ${crl} is locked by another run (${lock})`), locked.stderr);
+    await utimes(lock, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    // A 20-octet serial as GnuTLS prints it, with the DER sign octet.
+    const stale = await runKeyward(['certs', 'revoke', '--dir', pkiDir, '--serial', '00' + 'f0'.repeat(20)]);
+    assert.equal(stale.code, 0, stale.stderr);
+    assert.match(stale.stderr, /warning: taking over the lock file \S+crl\.pem\.lock, left 1\d\d s ago/);
+    assert.match(stale.stdout, new RegExp(`revoked: ${'f0'.repeat(20)} \\(--serial\\)`));
+    await assert.rejects(stat(lock), 'the lock is removed');
+
+    const link = join(dir, 'link.pem');
+    await symlink(crl, link);
+    const viaLink = await runKeyward(['certs', 'revoke', '--dir', pkiDir, '--out', link, '--days', '3650']);
+    assert.equal(viaLink.code, 0, viaLink.stderr);
+    assert.ok(viaLink.stdout.startsWith(`wrote ${crl}: CRL number 6 `), 'written through the link to its target');
+    const kept = await readFile(crl, 'utf8');
+    for (const [args, error] of [
+      [['--days', '3651'], /--days 3651: expected a whole number of days from 1 to 3650/],
+      [['--out', join(dir, 'missing', 'crl.pem')], /--out \S+missing\/crl\.pem: the folder \S+missing does not exist/],
+    ] as const) {
+      const r = await runKeyward(['certs', 'revoke', '--dir', pkiDir, ...args]);
+      assert.equal(r.code, 2, r.stdout);
+      assert.match(r.stderr, error);
+      assert.doesNotMatch(r.stderr, /\n +at /, 'no stack');
+    }
+    assert.equal(await readFile(crl, 'utf8'), kept, 'a refused run leaves the CRL as it was');
+    assert.deepEqual((await readdir(pkiDir)).filter((n) => /\.(tmp|lock)$/.test(n)), []);
   });
 
   test('keyd link errors: a CA that does not verify keyd is not "unreachable"; a mismatched client pair names both files', async () => {

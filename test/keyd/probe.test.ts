@@ -269,6 +269,14 @@ test('transport: only a current client certificate of keyd\'s CA, over TLS 1.3, 
     await Promise.race([f.closed, new Promise((r) => setTimeout(r, 3000))]);
     assert.ok(f.isClosed, `${name ?? 'no certificate'}: closed`);
   }
+  // Each refusal is logged with OpenSSL's reason (node:tls alone would close them silently).
+  const refusals = () => keyd.stdout().split('\n').filter((l) => l.includes('client certificate refused'));
+  // keyd's log is written asynchronously.
+  for (let i = 0; i < 50 && refusals().length < 4; i++) await new Promise((r) => setTimeout(r, 100));
+  const refused = refusals();
+  for (const reason of ['no client certificate', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']) {
+    assert.ok(refused.some((l) => l.includes(reason)), `a refusal logged with ${reason}: ${refused.join('\n')}`);
+  }
   // TLS 1.2 (any suite, the weak ones included) is not offered: the handshake fails.
   const old = await RawFront.tls('front', { maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA:ECDHE-ECDSA-AES128-SHA' });
   assert.equal(await old.pingAnswered(), false, 'TLS 1.2');

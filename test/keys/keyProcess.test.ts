@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { constants, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
-import { once, setMaxListeners } from 'node:events';
+import { getEventListeners, once, setMaxListeners } from 'node:events';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -353,6 +353,15 @@ describe('keyProcess: failures, restart, abort, close', { timeout: 60_000 }, () 
       // Still serving.
       const m = cvInput();
       assert.ok(verifySignature(k.pub, scheme, m, await kp.sign(scheme, m, CTX, never())));
+      // A signal that outlives its operations (a connection's, over its PSK steps) is left
+      // with no listener by those settled, and still cancels the next one.
+      const conn = new AbortController();
+      for (let i = 0; i < 20; i++) await kp.sign(scheme, cvInput(), CTX, conn.signal);
+      assert.equal(getEventListeners(conn.signal, 'abort').length, 0);
+      const last = kp.sign(scheme, cvInput(), CTX, conn.signal);
+      conn.abort();
+      await assert.rejects(last, isKeyError('aborted'));
+      assert.equal(kp.pendingCount, 0);
     } finally {
       await kp.close();
     }

@@ -51,6 +51,28 @@ describe('key process protocol', () => {
     assert.deepEqual(collect([...stream].map((b) => Buffer.of(b))), whole);
   });
 
+  test('a largest frame trickling in byte by byte is assembled once, then wiped', () => {
+    const big = encodeFrame(FrameType.ok, 3, randomBytes(MAX_FRAME - 5));
+    const small = encodeFrame(FrameType.error, 4, Buffer.of(2));
+    const stream = Buffer.concat([big, small]);
+    const d = new FrameDecoder();
+    const seen: { id: number; copy: Buffer; view: Buffer }[] = [];
+    // Each chunk a fresh 1-byte buffer: re-joining the partial frame on every one was quadratic.
+    for (const b of stream) d.push(Buffer.of(b), (f) => seen.push({ id: f.id, copy: Buffer.from(f.payload), view: f.payload }));
+    assert.deepEqual(seen.map((f) => f.id), [3, 4]);
+    assert.deepEqual(seen[0].copy, big.subarray(9));
+    assert.deepEqual(seen[1].copy, Buffer.of(2));
+    // The assembly buffer is zeroed once the frame is handed out (PSK frames carry secrets).
+    assert.ok(seen[0].view.every((b) => b === 0));
+    // Whole frames inside one chunk are views of it, and the chunk is left alone.
+    const chunk = Buffer.concat([small, big.subarray(0, 100)]);
+    const copy = Buffer.from(chunk);
+    let view: Buffer | undefined;
+    d.push(chunk, (f) => (view = f.payload));
+    assert.equal(view?.buffer, chunk.buffer);
+    assert.deepEqual(chunk, copy);
+  });
+
   test('a frame length that is too small or too large is a protocol error', () => {
     const tooBig = Buffer.alloc(9);
     tooBig.writeUInt32BE(MAX_FRAME + 1, 0);
@@ -58,6 +80,8 @@ describe('key process protocol', () => {
     const tooSmall = Buffer.alloc(9);
     tooSmall.writeUInt32BE(4, 0);
     assert.throws(() => collect([tooSmall]), /bad frame length/);
+    // Also when the length field itself is split across reads.
+    assert.throws(() => collect([tooBig.subarray(0, 2), tooBig.subarray(2)]), /bad frame length/);
     // An incomplete frame just waits for more.
     assert.deepEqual(collect([encodeFrame(FrameType.ok, 1, Buffer.alloc(10)).subarray(0, 12)]), []);
   });

@@ -13,7 +13,7 @@ import { encodeKeyUpdate, parseKeyUpdate } from '../wire/handshake.js';
 import { parseNewSessionTicket13 } from '../wire/messages13.js';
 import type { ConnectionOptions, KeyShareFactory, RandomSource } from './config.js';
 import { KEY_UPDATE_AFTER_RECORDS, MAX_BUFFERED_WHILE_WAITING, MAX_EMPTY_RECORDS, MAX_RENEGOTIATION_ATTEMPTS } from './defaults.js';
-import type { EngineEvent, NegotiatedInfo, NewKeyOperation, PeerVerdict, PeerVerificationRequest } from './events.js';
+import { emptyNegotiatedInfo, type EngineEvent, type NegotiatedInfo, type NewKeyOperation, type PeerVerdict, type PeerVerificationRequest } from './events.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, TrafficSecrets12, TrafficSecrets13 } from './handshakeHost.js';
 import { HandshakeAssembler, RecordLayer } from './recordLayer.js';
 
@@ -48,7 +48,7 @@ function typeName(t: number): string {
  */
 export class TlsConnection implements HandshakeHost {
   readonly record = new RecordLayer();
-  readonly info: NegotiatedInfo = {};
+  readonly info: NegotiatedInfo = emptyNegotiatedInfo();
   readonly random: RandomSource;
   readonly now: () => number;
   readonly keyShareFactory: KeyShareFactory;

@@ -139,3 +139,29 @@ export interface NegotiatedInfo {
   /** The peer's certificate chain (DER, leaf first), once received. */
   peerCertificates?: readonly Uint8Array[];
 }
+
+/**
+ * A NegotiatedInfo with every field present (undefined until known): each connection's
+ * object then has one shape from the start, instead of a new hidden class per field the
+ * handshake fills in, which left the engine's reads of it polymorphic.
+ */
+export function emptyNegotiatedInfo(): NegotiatedInfo {
+  return {
+    version: undefined,
+    cipherSuite: undefined,
+    cipherName: undefined,
+    opensslCipherName: undefined,
+    group: undefined,
+    signatureScheme: undefined,
+    clientSignatureScheme: undefined,
+    alpnProtocol: undefined,
+    serverName: undefined,
+    helloRetry: undefined,
+    resumed: undefined,
+    certificateCompression: undefined,
+    delegatedCredential: undefined,
+    extendedMasterSecret: undefined,
+    pskIdentity: undefined,
+    peerCertificates: undefined,
+  };
+}
