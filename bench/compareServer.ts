@@ -33,7 +33,6 @@ import type { KeyOperations, OperationContext } from '../src/keys/keyOperations.
 import { startKeyProcess, type KeyProcessKey } from '../src/keys/keyProcess.js';
 import { LocalKey } from '../src/keys/localKey.js';
 import { connectRemoteKey } from '../src/keys/remoteKey.js';
-import { serve } from '../src/cli/serve.js';
 import { createServer } from '../src/node/server.js';
 import { NamedGroup } from '../src/tls/crypto/groups.js';
 import type { SignatureScheme } from '../src/tls/crypto/signatureSchemes.js';
@@ -156,6 +155,8 @@ let server: Server;
 /** Set when `serve` listens by itself. */
 let listening: AddressInfo | undefined;
 if (args.impl === 'keyward' && args.key === 'serve') {
+  // Imported only here: serve's module graph (the CLI's, keyd client, PKI) is not what the other rows measure.
+  const { serve } = await import('../src/cli/serve.js');
   const running = await serve({
     listen: '127.0.0.1:0',
     certs: [args.cert],
