@@ -58,6 +58,12 @@ export interface EngineSocketOptions {
 
 /** How long a failed or finished connection waits for the peer's FIN before the TCP socket is destroyed. */
 const LINGER_MS = 2_000;
+/**
+ * The same wait after both close_notifys were exchanged and before the peer's FIN: the peer
+ * may send nothing more, so this only absorbs stray bytes, which would otherwise make the
+ * kernel reset the connection and drop what of our reply the peer has not read yet.
+ */
+const CLEAN_LINGER_MS = 500;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 120_000;
 
 type WriteCallback = (err?: Error | null) => void;
@@ -670,10 +676,12 @@ export abstract class EngineSocket extends Duplex {
     this.pendingWrite = null;
     if (pending) pending.cb(new Error('TLS connection closed before the handshake completed'));
     const raw = this.rawSocket;
-    // Both close_notifys are exchanged and our FIN is out: the peer may send nothing more, so
-    // there is no unread input to turn the close into a reset, and no reason to wait for its FIN.
+    // Both close_notifys are exchanged and our FIN is out: the peer may send nothing more.
+    // With its FIN in too, the socket closes at once; before it, a short linger.
     const closedCleanly = err === null && this.writableFinished && this.peerSentCloseNotify;
-    if (!closedCleanly && (this.lingerOnDestroy || (err === null && this.writableFinished)) && !raw.destroyed) lingerClose(raw);
+    if (raw.destroyed || (closedCleanly && raw.readableEnded)) raw.destroy();
+    else if (closedCleanly) lingerClose(raw, CLEAN_LINGER_MS);
+    else if (this.lingerOnDestroy || (err === null && this.writableFinished)) lingerClose(raw, LINGER_MS);
     else raw.destroy();
     cb(err);
   }
@@ -682,13 +690,13 @@ export abstract class EngineSocket extends Duplex {
 /**
  * Closes a TCP socket after what was written (an alert, a close_notify) has gone out:
  * FIN now, keep reading (and discarding) so the peer's FIN is seen, destroy when the
- * peer closes or after LINGER_MS. Destroying at once could turn unread input into a
+ * peer closes or after `ms`. Destroying at once could turn unread input into a
  * reset that makes the peer drop our last bytes.
  */
-function lingerClose(raw: Socket): void {
+function lingerClose(raw: Socket, ms: number): void {
   if (raw.writable) raw.end();
   raw.resume();
-  const timer = setTimeout(() => raw.destroy(), LINGER_MS);
+  const timer = setTimeout(() => raw.destroy(), ms);
   timer.unref();
   raw.once('close', () => clearTimeout(timer));
 }
