@@ -1,9 +1,9 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { CurrentDelegatedCredential } from '../../keys/delegatedCredentials.js';
 import { premasterDecryptionOf, signaturesVouchedFor, type CertificateKey, type KeyOperations, type PremasterDecryption } from '../../keys/keyOperations.js';
-import { keyKindOf, schemeInfo, schemeName, schemesForKey, schemesForVersion, verifySignature, verifySignature12, type SignatureScheme, type TlsVersion } from '../crypto/signatureSchemes.js';
+import { keyKindOf, schemeFitsPeerKey, schemeInfo, schemeName, schemesForKey, schemesForVersion, verifySignature, verifySignature12, type SignatureScheme, type TlsVersion } from '../crypto/signatureSchemes.js';
 import { AlertDescription } from '../wire/alerts.js';
-import { TlsAlertError } from '../wire/errors.js';
+import { TlsAlertError, illegalParameter } from '../wire/errors.js';
 
 /** A certificate chain and the key operations for its leaf's private key (rustls' CertifiedKey). */
 export interface CertifiedKey {
@@ -157,6 +157,14 @@ export function checkHolderSignature(cert: CertifiedKey, scheme: SignatureScheme
   if (!verify(cert.publicKey, scheme, input, signature)) {
     throw new TlsAlertError(AlertDescription.internal_error, `key holder returned a signature (${schemeName(scheme)}) that does not verify against the certificate`);
   }
+}
+
+/**
+ * A peer's CertificateVerify or ServerKeyExchange in a scheme its key cannot make
+ * ({@link schemeFitsPeerKey}) is illegal_parameter, before any signature check.
+ */
+export function checkPeerScheme(peerKey: KeyObject, scheme: number, version: TlsVersion, peer: 'server' | 'client'): void {
+  if (!schemeFitsPeerKey(peerKey, scheme, version)) throw illegalParameter(`${peer} signed with ${schemeName(scheme)}, which its certificate's key cannot use`);
 }
 
 /** The peer's leaf as node:crypto reads it; an unreadable one is bad_certificate. */

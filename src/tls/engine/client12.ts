@@ -4,7 +4,7 @@ import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { groupSpec, isKnownGroup, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
-import { isRsaKey, keyKindOf, schemeFitsPeerKey, schemeInfo, schemeName, schemesForVersion, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { isRsaKey, keyKindOf, schemeInfo, schemesForVersion, verifySignature12, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import type { ClientSession } from '../resumption/clientSession.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -25,7 +25,7 @@ import {
   serverKeyExchangeSignedContent,
 } from '../wire/messages12.js';
 import type { ServerHello } from '../wire/serverHello.js';
-import { checkHolderSignature, readCertificate, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, checkPeerScheme, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ClientConfig } from './clientConfig.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
 
@@ -286,7 +286,7 @@ export class Client12Handshake implements Handshake {
     }
     const { scheme, signature } = ske.signed;
     if (!this.config.signatureSchemes.includes(scheme) || !schemeInfo(scheme)) throw illegalParameter('server signed with a scheme that was not offered');
-    if (leaf && !schemeFitsPeerKey(leaf.publicKey, scheme, 'TLSv1.2')) throw illegalParameter(`server signed with ${schemeName(scheme)}, which its certificate's key cannot use`);
+    if (leaf) checkPeerScheme(leaf.publicKey, scheme, 'TLSv1.2', 'server');
     const content = serverKeyExchangeSignedContent(this.clientRandom, this.serverRandom, ske.params);
     if (!leaf || !verifySignature12(leaf.publicKey, scheme, content, signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'ServerKeyExchange signature does not verify against the server certificate');

@@ -5,7 +5,7 @@ import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import type { KeyExchange, NamedGroup } from '../crypto/groups.js';
 import { digest, hashLength } from '../crypto/hash.js';
 import { tls13FinishedVerifyData, tls13RecordAead } from '../crypto/keySchedule13.js';
-import { schemeFitsPeerKey, schemeInfo, schemeName, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import type { ClientSession } from '../resumption/clientSession.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -36,7 +36,7 @@ import { parseEncryptedExtensions } from '../wire/messages13.js';
 import { PskKeyExchangeMode, preSharedKeyOfferExt, pskBindersOffset, writePskBinders } from '../wire/preSharedKey.js';
 import { parseServerHello, type ServerHello } from '../wire/serverHello.js';
 import { receivedCertificateBody } from './certificateCompression.js';
-import { checkHolderSignature, readCertificate, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, checkPeerScheme, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ClientConfig } from './clientConfig.js';
 import { verifyPeerDelegatedCredential, type VerifiedDelegatedCredential } from './delegatedCredentialCheck.js';
 import { Client12Handshake, sessionOffer12, type ClientHelloSent, type SessionOffer12 } from './client12.js';
@@ -523,7 +523,7 @@ export class Client13Handshake implements Handshake {
     if (dc && cv.scheme !== dc.scheme) throw illegalParameter("server signed with a scheme other than its delegated credential's");
     if (!dc && (!info || !info.tls13 || !this.config.signatureSchemes.includes(cv.scheme))) throw illegalParameter('server signed with a scheme that was not offered');
     // 4.2.3: rsa_pss_rsae_* under an RSASSA-PSS certificate (or rsa_pss_pss_* under an rsaEncryption one) is not a bad signature but a wrong scheme.
-    if (!dc && !schemeFitsPeerKey(st.server.leaf.publicKey, cv.scheme, 'TLSv1.3')) throw illegalParameter(`server signed with ${schemeName(cv.scheme)}, which its certificate's key cannot use`);
+    if (!dc) checkPeerScheme(st.server.leaf.publicKey, cv.scheme, 'TLSv1.3', 'server');
     const content = certificateVerifyContent(st.s.transcript.current(), 'server');
     if (!verifySignature(dc ? dc.publicKey : st.server.leaf.publicKey, cv.scheme, content, cv.signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, `server CertificateVerify does not verify against its ${dc ? 'delegated credential' : 'certificate'}`);

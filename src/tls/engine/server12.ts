@@ -4,7 +4,7 @@ import { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { groupName, groupSpec, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls12ExtendedMasterSecret, tls12KeyBlock, tls12MasterSecret, tls12VerifyData } from '../crypto/prf12.js';
-import { SignatureScheme, isRsaKey, keyKindOf, schemeFitsPeerKey, schemeName, verifySignature12 } from '../crypto/signatureSchemes.js';
+import { SignatureScheme, isRsaKey, keyKindOf, verifySignature12 } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { encodeSessionState, parseSessionState, sessionAgeProblem, type SessionState } from '../resumption/sessionState.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -27,7 +27,7 @@ import {
 import { parseCertificateVerify } from '../wire/certificateVerify.js';
 import { sessionTicketExt } from '../wire/extensionCodecs.js';
 import { ClientCertificateType, encodeCertificateRequest12, encodeNewSessionTicket12, parseCertificate12 } from '../wire/messages12.js';
-import { checkHolderSignature, chooseCertificate, nameMatches, readCertificate, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, checkPeerScheme, chooseCertificate, nameMatches, readCertificate, type CertifiedKey } from './certificates.js';
 import { TLS12_GROUP_WITHOUT_SUPPORTED_GROUPS, VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 import type { ServerConfig } from './config.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
@@ -354,7 +354,7 @@ export class Server12Handshake implements Handshake {
   private handleClientCertificateVerify(msg: HandshakeMessage, st: Extract<State, { name: 'awaitClientCertificateVerify' }>): void {
     const cv = parseCertificateVerify(msg.body);
     if (!CLIENT_SCHEMES12.includes(cv.scheme)) throw illegalParameter('client signed with a scheme that was not offered');
-    if (!schemeFitsPeerKey(st.clientLeaf.publicKey, cv.scheme, 'TLSv1.2')) throw illegalParameter(`client signed with ${schemeName(cv.scheme)}, which its certificate's key cannot use`);
+    checkPeerScheme(st.clientLeaf.publicKey, cv.scheme, 'TLSv1.2', 'client');
     if (!verifySignature12(st.clientLeaf.publicKey, cv.scheme, st.signed, cv.signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'client CertificateVerify does not verify against its certificate');
     }

@@ -4,7 +4,7 @@ import type { RecordAead } from '../crypto/aead.js';
 import { suiteInfo, type CipherSuiteInfo } from '../crypto/cipherSuites.js';
 import { acceptKeyShare, groupSpec, type AcceptedKeyShare, type KeyExchange, type NamedGroup } from '../crypto/groups.js';
 import { tls13FinishedVerifyData, tls13RecordAead, tls13ResumptionPsk } from '../crypto/keySchedule13.js';
-import { schemeFitsPeerKey, schemeInfo, schemeName, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
+import { schemeInfo, verifySignature, type SignatureScheme } from '../crypto/signatureSchemes.js';
 import { Transcript } from '../crypto/transcript.js';
 import { encodeSessionState, MAX_TICKET_LIFETIME, parseSessionState, sessionAgeProblem, type SessionState } from '../resumption/sessionState.js';
 import { AlertDescription } from '../wire/alerts.js';
@@ -33,7 +33,7 @@ import {
 } from '../wire/handshake.js';
 import { encodeNewSessionTicket13 } from '../wire/messages13.js';
 import { PskKeyExchangeMode, preSharedKeySelectedExt } from '../wire/preSharedKey.js';
-import { checkHolderSignature, chooseCertificate, readCertificate, type CertifiedKey } from './certificates.js';
+import { checkHolderSignature, checkPeerScheme, chooseCertificate, readCertificate, type CertifiedKey } from './certificates.js';
 import type { ServerConfig, Tls13PskServerConfig } from './config.js';
 import { VERIFIED_SIGNATURE_SCHEMES } from './defaults.js';
 import type { Handshake, HandshakeHost, HandshakeMessage, Wait } from './handshakeHost.js';
@@ -620,7 +620,7 @@ export class Server13Handshake implements Handshake {
   private handleClientCertificateVerify(msg: HandshakeMessage, st: Extract<State, { name: 'awaitClientCertificateVerify' }>): void {
     const cv = parseCertificateVerify(msg.body);
     if (!schemeInfo(cv.scheme)?.tls13 || !CLIENT_SCHEMES13.includes(cv.scheme)) throw illegalParameter('client signed with a scheme that was not offered');
-    if (!schemeFitsPeerKey(st.leaf.publicKey, cv.scheme, 'TLSv1.3')) throw illegalParameter(`client signed with ${schemeName(cv.scheme)}, which its certificate's key cannot use`);
+    checkPeerScheme(st.leaf.publicKey, cv.scheme, 'TLSv1.3', 'client');
     const content = certificateVerifyContent(this.transcript.current(), 'client');
     if (!verifySignature(st.leaf.publicKey, cv.scheme, content, cv.signature)) {
       throw new TlsAlertError(AlertDescription.decrypt_error, 'client CertificateVerify does not verify against its certificate');
